@@ -1,0 +1,46 @@
+//! Durable storage for one Torua node: one redb file per shard.
+//!
+//! # Brief overview
+//!
+//! [`ShardStore`] owns a node's data directory and the set of shards the node
+//! holds. Each [`Shard`] is one redb file (`shards/<id>.redb`) with its own
+//! writer task that *group-commits*: concurrent writes queued while a commit
+//! is in flight are applied together in the next transaction and made
+//! durable by one fsync. A write is acknowledged only after its transaction
+//! committed with [`redb::Durability::Immediate`].
+//!
+//! Values are stored as versioned [`Record`]s (content type + bytes); the
+//! byte layout is documented in `record.rs` where it is encoded.
+//!
+//! This crate knows nothing about HTTP, placement or the cluster: it must not
+//! depend on axum, reqwest or the `torua` crate.
+//!
+//! # Example
+//! ```
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let store = torua_store::ShardStore::open(dir.path())?;
+//! let shard = store.create_shard(7, torua_store::ShardState::Active).await?;
+//! shard.put("greeting".into(), torua_store::Record::new("text/plain", b"hi".to_vec())).await?;
+//! assert_eq!(shard.get("greeting").await?.map(|r| r.value), Some(b"hi".to_vec()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod record;
+mod shard;
+mod store;
+mod tables;
+
+pub use error::StoreError;
+pub use record::Record;
+pub use shard::{Op, Shard, ShardState, ShardStats};
+pub use store::ShardStore;
+
+/// Longest key accepted, in bytes (UTF-8).
+pub const MAX_KEY_LEN: usize = 4096;
+/// Longest content type accepted, in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 255;

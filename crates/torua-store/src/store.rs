@@ -1,0 +1,183 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use crate::{Shard, ShardState, StoreError};
+
+/// All shards held by one node, under `<data dir>/shards/<id>.redb`.
+#[derive(Debug)]
+pub struct ShardStore {
+    dir: PathBuf,
+    shards: RwLock<BTreeMap<u32, Arc<Shard>>>,
+}
+
+impl ShardStore {
+    /// Opens the data directory (creating it) and every shard file in it.
+    /// Must run inside a tokio runtime (each shard starts a writer task).
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let dir = data_dir.join("shards");
+        std::fs::create_dir_all(&dir)?;
+        let mut shards = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let Some(id) = shard_id_of(&path) else {
+                continue;
+            };
+            shards.insert(id, Shard::open(id, &path, None)?);
+        }
+        Ok(ShardStore {
+            dir,
+            shards: RwLock::new(shards),
+        })
+    }
+
+    fn path_of(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("{id}.redb"))
+    }
+
+    /// The shard if this node holds it.
+    pub fn shard(&self, id: u32) -> Option<Arc<Shard>> {
+        self.read().get(&id).cloned()
+    }
+
+    /// Ids of every shard held, ascending.
+    pub fn shard_ids(&self) -> Vec<u32> {
+        self.read().keys().copied().collect()
+    }
+
+    /// Every shard held, by ascending id.
+    pub fn shards(&self) -> Vec<Arc<Shard>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Creates the shard (or sets the state of the existing one).
+    pub async fn create_shard(&self, id: u32, state: ShardState) -> Result<Arc<Shard>, StoreError> {
+        if let Some(s) = self.shard(id) {
+            if s.state() != state {
+                s.set_state(state).await?;
+            }
+            return Ok(s);
+        }
+        let path = self.path_of(id);
+        let rt = tokio::runtime::Handle::current();
+        let shard = tokio::task::spawn_blocking(move || {
+            let _guard = rt.enter();
+            Shard::open(id, &path, Some(state))
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+        let mut map = self.write();
+        // A concurrent create of the same id may have won; keep the first.
+        Ok(map.entry(id).or_insert(shard).clone())
+    }
+
+    /// Forgets the shard and deletes its file. Returns whether it existed.
+    pub async fn drop_shard(&self, id: u32) -> Result<bool, StoreError> {
+        let removed = self.write().remove(&id);
+        if removed.is_none() {
+            return Ok(false);
+        }
+        // In-flight readers keep the open file alive; unlinking is safe.
+        drop(removed);
+        match tokio::fs::remove_file(self.path_of(id)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, Arc<Shard>>> {
+        // A poisoned lock only means another thread panicked mid-access; the
+        // map itself is always consistent (single insert/remove calls).
+        self.shards.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u32, Arc<Shard>>> {
+        self.shards.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn shard_id_of(path: &Path) -> Option<u32> {
+    if path.extension()? != "redb" {
+        return None;
+    }
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Op, Record};
+
+    #[tokio::test]
+    async fn data_survives_reopen_and_stats_track_bytes() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        {
+            let store = ShardStore::open(dir.path())?;
+            let s = store.create_shard(3, ShardState::Receiving).await?;
+            s.put("a".into(), Record::new("t", vec![1; 10])).await?;
+            s.put("b".into(), Record::new("t", vec![])).await?;
+            s.put("a".into(), Record::new("t", vec![2; 4])).await?;
+            s.delete("missing".into()).await?;
+            let st = s.stats().await?;
+            assert_eq!(st.key_count, 2);
+            assert_eq!(st.byte_size, (1 + 4 + 4) + (1 + 4));
+        }
+        let store = ShardStore::open(dir.path())?;
+        assert_eq!(store.shard_ids(), vec![3]);
+        let s = store.shard(3).ok_or(StoreError::Closed(3))?;
+        assert_eq!(s.state(), ShardState::Receiving);
+        assert_eq!(s.get("a").await?.map(|r| r.value), Some(vec![2; 4]));
+        s.delete("a".into()).await?;
+        assert_eq!(s.stats().await?.byte_size, 5);
+        assert!(store.drop_shard(3).await?);
+        assert!(!dir.path().join("shards/3.redb").exists());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn list_respects_prefix_after_and_limit() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::open(dir.path())?;
+        let s = store.create_shard(0, ShardState::Active).await?;
+        let ops = ["a/1", "a/2", "a/3", "b/1", "ä"]
+            .iter()
+            .map(|k| Op::Put((*k).into(), Record::new("", vec![])))
+            .collect();
+        s.apply(ops).await?;
+        assert_eq!(s.list("a/", None, 10).await?, vec!["a/1", "a/2", "a/3"]);
+        assert_eq!(s.list("a/", Some("a/1"), 1).await?, vec!["a/2"]);
+        assert_eq!(s.list("", Some("b/1"), 10).await?, vec!["ä"]);
+        assert!(s.list("c", None, 10).await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_are_all_durable() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::open(dir.path())?;
+        let s = store.create_shard(1, ShardState::Active).await?;
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.put(format!("k{i:03}"), Record::new("", vec![i as u8])).await
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+        }
+        assert_eq!(s.stats().await?.key_count, 200);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_keys() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::open(dir.path())?;
+        let s = store.create_shard(1, ShardState::Active).await?;
+        assert!(s.put(String::new(), Record::new("", vec![])).await.is_err());
+        assert!(s.put("k".repeat(4097), Record::new("", vec![])).await.is_err());
+        Ok(())
+    }
+}

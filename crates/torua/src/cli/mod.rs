@@ -1,0 +1,85 @@
+//! The `torua` command. This module is the binary's front end: it turns
+//! flags into calls and results into output and exit codes.
+
+mod bench;
+mod data;
+mod dev;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use bench::{BenchArgs, FsyncArgs};
+
+/// Command-line interface of `torua`.
+#[derive(Debug, Parser)]
+#[command(name = "torua", version, about = "Torua: a durable sharded key-value store")]
+pub struct Cli {
+    /// Coordinator URL used by data and status commands.
+    #[arg(long, global = true, env = "TORUA_COORDINATOR", default_value = "http://127.0.0.1:8080")]
+    pub coordinator: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a local cluster: one coordinator and N nodes on loopback.
+    Dev(dev::DevArgs),
+    /// Store a value: `torua put KEY VALUE`, or the value from a file or `-` for stdin.
+    Put {
+        /// Key.
+        key: String,
+        /// Value (omit with --file).
+        value: Option<String>,
+        /// Read the value from this file (`-` is stdin).
+        #[arg(long, short)]
+        file: Option<std::path::PathBuf>,
+        /// Content type to store.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+    },
+    /// Print a value to stdout.
+    Get {
+        /// Key.
+        key: String,
+    },
+    /// Delete a key.
+    Del {
+        /// Key.
+        key: String,
+    },
+    /// List keys in order.
+    Ls {
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// At most this many keys (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// Show nodes and shard placement.
+    Status,
+    /// Load-test any server speaking the Torua data API.
+    Bench(BenchArgs),
+    /// Measure write+fsync latency of a directory's disk.
+    BenchFsync(FsyncArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let base = crate::config::parse_url(&cli.coordinator).map_err(anyhow::Error::msg)?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Put { key, value, file, content_type } => data::put(&base, &key, value, file, &content_type).await,
+            Command::Get { key } => data::get(&base, &key).await,
+            Command::Del { key } => data::del(&base, &key).await,
+            Command::Ls { prefix, limit } => data::ls(&base, &prefix, limit).await,
+            Command::Status => data::status(&base).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::BenchFsync(args) => bench::fsync(args),
+        }
+    })
+}

@@ -1,0 +1,235 @@
+//! Configuration: the original Torua environment variables, parsed and
+//! validated once at start-up. A bad value stops the process with a message
+//! naming the variable.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Default number of shards: enough to balance evenly over many nodes.
+pub const DEFAULT_SHARDS: u32 = 64;
+/// Default largest value accepted by `PUT /data/{key}`.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Coordinator settings (`torua-coordinator`).
+#[derive(Debug, Clone, Args)]
+pub struct CoordinatorConfig {
+    /// Listen address: `:8080` (all interfaces) or `host:port`.
+    #[arg(long = "listen", env = "COORDINATOR_ADDR", value_name = "COORDINATOR_ADDR",
+          default_value = ":8080", value_parser = parse_listen_addr)]
+    pub listen: SocketAddr,
+    /// How often nodes are health-checked (Go duration: `5s`, `500ms`).
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", value_name = "HEALTH_CHECK_INTERVAL",
+          default_value = "5s", value_parser = parse_interval)]
+    pub health_check_interval: Duration,
+    /// Number of shards; fixed when the cluster is created (default 64).
+    #[arg(long, env = "TORUA_SHARDS", value_name = "TORUA_SHARDS", value_parser = parse_shards)]
+    pub shards: Option<u32>,
+    /// Directory for the coordinator's metadata.
+    #[arg(long, env = "TORUA_DATA_DIR", value_name = "TORUA_DATA_DIR", default_value = "torua-data/coordinator")]
+    pub data_dir: PathBuf,
+    /// Largest value accepted, in bytes.
+    #[arg(long, env = "TORUA_MAX_VALUE_BYTES", value_name = "TORUA_MAX_VALUE_BYTES",
+          default_value_t = DEFAULT_MAX_VALUE_BYTES, value_parser = parse_max_value)]
+    pub max_value_bytes: usize,
+    /// Consecutive failed health checks before a node is `unhealthy`.
+    #[arg(long, env = "TORUA_HEALTH_FAILURES", value_name = "TORUA_HEALTH_FAILURES",
+          default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub health_failures: u32,
+}
+
+/// Storage node settings (`torua-node`).
+#[derive(Debug, Clone, Args)]
+pub struct NodeConfig {
+    /// Unique node id (letters, digits, `.`, `_`, `-`; at most 64).
+    #[arg(long = "id", env = "NODE_ID", value_name = "NODE_ID", value_parser = parse_node_id)]
+    pub node_id: String,
+    /// Listen address: `:8081` or `host:port`.
+    #[arg(long = "listen", env = "NODE_LISTEN", value_name = "NODE_LISTEN",
+          default_value = ":8081", value_parser = parse_listen_addr)]
+    pub listen: SocketAddr,
+    /// URL other processes use to reach this node (default `http://127.0.0.1:<port>`).
+    #[arg(long = "addr", env = "NODE_ADDR", value_name = "NODE_ADDR", value_parser = parse_url)]
+    pub advertise: Option<String>,
+    /// The coordinator's URL, e.g. `http://127.0.0.1:8080`.
+    #[arg(long = "coordinator", env = "COORDINATOR_ADDR", value_name = "COORDINATOR_ADDR", value_parser = parse_url)]
+    pub coordinator: String,
+    /// Where this node's shards live (default `torua-data/<NODE_ID>`).
+    #[arg(long, env = "DATA_DIR", value_name = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How often the node re-registers with the coordinator.
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", value_name = "HEALTH_CHECK_INTERVAL",
+          default_value = "5s", value_parser = parse_interval)]
+    pub health_check_interval: Duration,
+    /// Largest value accepted, in bytes.
+    #[arg(long, env = "TORUA_MAX_VALUE_BYTES", value_name = "TORUA_MAX_VALUE_BYTES",
+          default_value_t = DEFAULT_MAX_VALUE_BYTES, value_parser = parse_max_value)]
+    pub max_value_bytes: usize,
+}
+
+impl NodeConfig {
+    /// The URL this node advertises.
+    pub fn advertised_url(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.listen.port()))
+    }
+    /// The data directory actually used.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("torua-data").join(&self.node_id))
+    }
+}
+
+/// Parses a Go-style listen address: `:8080` means every interface.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let expected = "expected `:PORT` or `HOST:PORT`, e.g. `:8080` or `127.0.0.1:8080`";
+    let s = s.trim();
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| format!("bad port in `{s}`; {expected}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{s}` ({e}); {expected}"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address; {expected}"))
+}
+
+/// Parses a Go `time.Duration` string: a sequence of decimal numbers with
+/// units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h` (e.g. `1m30s`, `1.5s`, `500ms`).
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let orig = s;
+    let bad = || format!("`{orig}` is not a duration; use Go syntax such as `5s`, `500ms` or `1m30s`");
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return Err(bad());
+    }
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    if !total.is_finite() || total > 1e9 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_go_duration(s)?;
+    if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+        return Err(format!("`{s}` is out of range; use between 10ms and 1h"));
+    }
+    Ok(d)
+}
+
+fn parse_shards(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=65536).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a shard count between 1 and 65536")),
+    }
+}
+
+fn parse_max_value(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1 << 30).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a byte count between 1 and 1073741824")),
+    }
+}
+
+/// Node ids appear in URLs, file names and metrics labels, so they are kept plain.
+pub fn parse_node_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a node id: use 1 to 64 letters, digits, `.`, `_` or `-`"
+        ))
+    }
+}
+
+/// Accepts `http://host:port` (no path, query or fragment); strips a trailing `/`.
+pub fn parse_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let Some(rest) = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://")) else {
+        return Err(format!("`{s}` is not a URL; expected e.g. `http://127.0.0.1:8080`"));
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
+        return Err(format!("`{s}` must be a bare origin such as `http://host:port`"));
+    }
+    Ok(t.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        let ok = [
+            ("5s", 5000),
+            ("500ms", 500),
+            ("1m30s", 90_000),
+            ("1.5s", 1500),
+            ("2h", 7_200_000),
+            ("0", 0),
+            ("250000us", 250),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_go_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for s in ["", "5", "s", "-1s", "5 s", "5x", "1e9h", "abc", ".s"] {
+            assert!(parse_go_duration(s).is_err(), "{s} should fail");
+        }
+    }
+
+    #[test]
+    fn listen_addrs() {
+        assert_eq!(parse_listen_addr(":8080"), Ok(SocketAddr::from(([0, 0, 0, 0], 8080))));
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:9"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9)))
+        );
+        assert!(parse_listen_addr(":99999").is_err());
+        assert!(parse_listen_addr("8080").is_err());
+        assert!(parse_listen_addr("").is_err());
+    }
+
+    #[test]
+    fn urls_and_ids() {
+        assert_eq!(parse_url("http://a:1/"), Ok("http://a:1".into()));
+        assert!(parse_url("a:1").is_err());
+        assert!(parse_url("http://a:1/x").is_err());
+        assert!(parse_node_id("n-1.a_b").is_ok());
+        assert!(parse_node_id("").is_err());
+        assert!(parse_node_id("a/b").is_err());
+        assert!(parse_node_id(&"x".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,313 @@
+//! The coordinator's view of the cluster and the data path through it.
+//!
+//! # Moves and the per-shard gate
+//! While shard `s` moves from A to B, every write goes to A and then B, and
+//! the copy reads pages from A and writes them to B. Three rules keep B equal
+//! to A without losing or resurrecting anything:
+//! 1. Every write to `s` holds `gate.rw` shared; starting and finishing a move
+//!    take it exclusively, so no write straddles a change of route.
+//! 2. During a move, writes and copy pages hold `gate.copy`, so each page is
+//!    read from A and written to B with no write in between.
+//! 3. If a write reaches A but not B, the move is `poisoned` and aborted: A
+//!    stays the owner, the client's acknowledged write is safe there.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::meta::{Meta, MetaFile};
+use super::metrics::ClusterMetrics;
+use super::node_client::NodeClient;
+use crate::http::ApiError;
+use crate::placement::shard_for_key;
+use crate::wire::KeyPage;
+use crate::Error;
+
+/// Health as shown in `/nodes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not checked since the coordinator started.
+    Unknown,
+    /// Answered the last check.
+    Healthy,
+    /// Failed the configured number of checks in a row.
+    Unhealthy,
+}
+
+impl Status {
+    /// Name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Unknown => "unknown",
+            Status::Healthy => "healthy",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Runtime health of one node.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Current status.
+    pub status: Status,
+    /// When the last check finished.
+    pub last_check: Option<SystemTime>,
+    /// Consecutive failures.
+    pub failures: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health { status: Status::Unknown, last_check: None, failures: 0 }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Gate {
+    pub rw: tokio::sync::RwLock<()>,
+    pub copy: tokio::sync::Mutex<()>,
+    pub poisoned: AtomicBool,
+}
+
+/// Where requests for a shard go.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub owner: String,
+    pub owner_addr: String,
+    pub target: Option<(String, String)>,
+}
+
+/// Shared coordinator state.
+pub struct Cluster {
+    meta: RwLock<Meta>,
+    file: MetaFile,
+    persist: tokio::sync::Mutex<()>,
+    health: RwLock<HashMap<String, Health>>,
+    pub(crate) gates: Vec<Gate>,
+    pub(crate) nodes: NodeClient,
+    /// Wakes the rebalancer.
+    pub(crate) wake: Notify,
+    /// One move at a time (rebalancer and manual assignment alike).
+    pub(crate) moves: tokio::sync::Mutex<()>,
+    /// Shards placed by hand; the rebalancer prefers not to move them.
+    pub(crate) pinned: Mutex<BTreeSet<u32>>,
+    pub(crate) metrics: ClusterMetrics,
+    pub(crate) max_value: usize,
+    pub(crate) failure_threshold: u32,
+}
+
+fn lock_err() -> ApiError {
+    ApiError::internal("coordinator state lock poisoned")
+}
+
+impl Cluster {
+    pub(crate) fn new(file: MetaFile, meta: Meta, nodes: NodeClient, metrics: ClusterMetrics, max_value: usize, failure_threshold: u32) -> Self {
+        let gates = (0..meta.num_shards).map(|_| Gate::default()).collect();
+        Cluster {
+            meta: RwLock::new(meta),
+            file,
+            persist: tokio::sync::Mutex::new(()),
+            health: RwLock::new(HashMap::new()),
+            gates,
+            nodes,
+            wake: Notify::new(),
+            moves: tokio::sync::Mutex::new(()),
+            pinned: Mutex::new(BTreeSet::new()),
+            metrics,
+            max_value,
+            failure_threshold,
+        }
+    }
+
+    /// A copy of the metadata.
+    pub fn snapshot(&self) -> Result<Meta, ApiError> {
+        self.meta.read().map(|m| m.clone()).map_err(|_| lock_err())
+    }
+
+    /// Number of shards.
+    pub fn num_shards(&self) -> u32 {
+        self.gates.len() as u32
+    }
+
+    /// Applies `f` to a copy of the metadata, persists the copy, then
+    /// publishes it: readers never see state that is not on disk.
+    pub(crate) async fn update<T>(&self, f: impl FnOnce(&mut Meta) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let _p = self.persist.lock().await;
+        let mut next = self.snapshot()?;
+        let out = f(&mut next)?;
+        let saved = next.clone();
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.save(&saved))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        *self.meta.write().map_err(|_| lock_err())? = next;
+        Ok(out)
+    }
+
+    /// Health of every known node.
+    pub fn health(&self) -> HashMap<String, Health> {
+        self.health.read().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn status_of(&self, node: &str) -> Status {
+        self.health.read().ok().and_then(|h| h.get(node).map(|x| x.status)).unwrap_or(Status::Unknown)
+    }
+
+    /// Records a health observation; returns the status before and after.
+    pub(crate) fn observe(&self, node: &str, ok: bool) -> (Status, Status) {
+        let Ok(mut h) = self.health.write() else {
+            return (Status::Unknown, Status::Unknown);
+        };
+        let e = h.entry(node.to_owned()).or_default();
+        let before = e.status;
+        e.last_check = Some(SystemTime::now());
+        if ok {
+            e.failures = 0;
+            e.status = Status::Healthy;
+        } else {
+            e.failures = e.failures.saturating_add(1);
+            if e.failures >= self.failure_threshold {
+                e.status = Status::Unhealthy;
+            }
+        }
+        (before, e.status)
+    }
+
+    pub(crate) fn forget_health(&self, node: &str) {
+        if let Ok(mut h) = self.health.write() {
+            h.remove(node);
+        }
+    }
+
+    /// Nodes that may receive shards: healthy and not draining.
+    pub(crate) fn eligible(&self, meta: &Meta) -> BTreeSet<String> {
+        meta.nodes
+            .iter()
+            .filter(|(id, n)| !n.draining && self.status_of(id) == Status::Healthy)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Shards whose owner is missing or not healthy.
+    pub fn shards_without_live_owner(&self) -> Result<Vec<u32>, ApiError> {
+        let meta = self.snapshot()?;
+        Ok(meta
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.owner.as_deref().is_none_or(|o| self.status_of(o) != Status::Healthy))
+            .map(|(i, _)| i as u32)
+            .collect())
+    }
+
+    pub(crate) fn route(&self, shard: u32) -> Result<Route, ApiError> {
+        let meta = self.meta.read().map_err(|_| lock_err())?;
+        let s = meta
+            .shards
+            .get(shard as usize)
+            .ok_or_else(|| ApiError::bad_request("invalid_shard_id", format!("shard {shard} does not exist")))?;
+        let Some(owner) = s.owner.clone() else {
+            return Err(ApiError::unavailable(
+                "shard_unassigned",
+                format!("shard {shard} has no node yet; start and register a node"),
+            ));
+        };
+        if self.status_of(&owner) == Status::Unhealthy {
+            return Err(ApiError::unavailable(
+                "node_unavailable",
+                format!("shard {shard} is on node {owner}, which is unhealthy"),
+            ));
+        }
+        let addr_of = |id: &str| meta.nodes.get(id).map(|n| n.addr.clone()).unwrap_or_default();
+        Ok(Route {
+            owner_addr: addr_of(&owner),
+            target: s.moving_to.as_ref().map(|t| (t.clone(), addr_of(t))),
+            owner,
+        })
+    }
+
+    fn shard_of(&self, key: &str) -> u32 {
+        shard_for_key(key, self.num_shards())
+    }
+
+    /// Reads a key from its owner. Retries once if the shard moved meanwhile.
+    pub async fn get(&self, key: &str) -> Result<Option<(String, Bytes)>, ApiError> {
+        let shard = self.shard_of(key);
+        let mut retried = false;
+        loop {
+            let r = self.route(shard)?;
+            match self.nodes.get(&r.owner_addr, shard, key).await {
+                Err(e) if e.is_not_owned() && !retried => retried = true,
+                other => return other.map_err(|e| e.into_api(&r.owner, shard)),
+            }
+        }
+    }
+
+    /// Writes (`Some(value)`) or deletes (`None`) a key; returns once the
+    /// owner made it durable.
+    pub async fn write(&self, key: &str, value: Option<(&str, Bytes)>) -> Result<(), ApiError> {
+        let shard = self.shard_of(key);
+        let gate = &self.gates[shard as usize];
+        let _shared = gate.rw.read().await;
+        let r = self.route(shard)?;
+        let Some((target, target_addr)) = &r.target else {
+            return self.write_to(&r.owner, &r.owner_addr, shard, key, value.clone()).await;
+        };
+        let _serial = gate.copy.lock().await;
+        self.write_to(&r.owner, &r.owner_addr, shard, key, value.clone()).await?;
+        if let Err(e) = self.write_to(target, target_addr, shard, key, value).await {
+            // The owner has the write; the copy does not. Abort the move.
+            tracing::warn!(shard, target = %target, error = %e, "write to move target failed; aborting move");
+            gate.poisoned.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    async fn write_to(&self, node: &str, addr: &str, shard: u32, key: &str, value: Option<(&str, Bytes)>) -> Result<(), ApiError> {
+        let res = match value {
+            Some((ct, v)) => self.nodes.put(addr, shard, key, ct, v).await,
+            None => self.nodes.delete(addr, shard, key).await,
+        };
+        res.map_err(|e| e.into_api(node, shard))
+    }
+
+    /// Keys across all shards in order: each shard's first `limit` keys
+    /// after `after` are merged, so the first `limit` of the merge are the
+    /// first `limit` overall.
+    pub async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<KeyPage, ApiError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let pages: Vec<KeyPage> = stream::iter(0..self.num_shards())
+            .map(|shard| async move {
+                let r = self.route(shard)?;
+                self.nodes
+                    .list(&r.owner_addr, shard, prefix, after, limit)
+                    .await
+                    .map_err(|e| e.into_api(&r.owner, shard))
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        let more = pages.iter().any(|p| p.next_after.is_some());
+        let mut keys: Vec<String> = pages.into_iter().flat_map(|p| p.keys).collect();
+        keys.sort_unstable();
+        let next_after = if keys.len() > limit || more {
+            keys.truncate(limit);
+            keys.last().cloned()
+        } else {
+            None
+        };
+        Ok(KeyPage { keys, next_after })
+    }
+}
+
+/// Builds the cluster state from the data directory.
+pub(crate) fn open(cfg: &crate::config::CoordinatorConfig, metrics: ClusterMetrics) -> Result<Arc<Cluster>, Error> {
+    let (file, meta) = MetaFile::load_or_create(&cfg.data_dir, cfg.shards)?;
+    let nodes = NodeClient::new(std::time::Duration::from_secs(30));
+    Ok(Arc::new(Cluster::new(file, meta, nodes, metrics, cfg.max_value_bytes, cfg.health_failures)))
+}

@@ -1,0 +1,48 @@
+//! The coordinator: membership, placement and the client-facing API.
+//!
+//! Requests for `/data/{key}` are routed to the shard's owner (`cluster`);
+//! failure detection runs in `health`; shard moves and rebalancing in
+//! `mover`; placement decisions come from [`crate::placement`]. Metadata is
+//! persisted in `meta` before it is acted on.
+
+mod cluster;
+mod health;
+mod meta;
+mod metrics;
+mod mover;
+pub(crate) mod node_client;
+mod routes;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use cluster::{Cluster, Health, Status};
+pub use meta::{Meta, NodeMeta, ShardMeta};
+
+use crate::config::CoordinatorConfig;
+use crate::http::Metrics;
+use crate::shutdown::Shutdown;
+use crate::Error;
+
+/// Runs the coordinator until `shutdown`; `listener` is already bound.
+pub async fn run(cfg: CoordinatorConfig, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+    let http_metrics = Metrics::new();
+    let cluster_metrics = metrics::ClusterMetrics::default();
+    if let Ok(mut reg) = http_metrics.registry.lock() {
+        cluster_metrics.register(&mut reg);
+    }
+    let cluster = cluster::open(&cfg, cluster_metrics)?;
+    tracing::info!(
+        listen = %listener.local_addr().map_err(Error::Serve)?,
+        shards = cluster.num_shards(),
+        data_dir = %cfg.data_dir.display(),
+        "coordinator started"
+    );
+    tokio::spawn(health::monitor(cluster.clone(), cfg.health_check_interval, shutdown.clone()));
+    let period = cfg.health_check_interval.max(Duration::from_millis(500));
+    tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
+    crate::http::serve(listener, routes::router(cluster, http_metrics), shutdown.wait())
+        .await
+        .map_err(Error::Serve)
+}

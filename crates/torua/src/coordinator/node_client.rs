@@ -1,0 +1,211 @@
+//! The coordinator's HTTP client for node APIs. Errors keep the node's own
+//! `{"error":{code,message}}` so clients see why a node refused.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use torua_store::Record;
+
+use crate::http::extract::encode_key;
+use crate::http::ApiError;
+use crate::wire::{decode_entries, encode_entries, KeyPage, OpenShardRequest};
+
+/// Why a node call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// No answer (connect refused, timeout, reset): outcome unknown for writes.
+    Unreachable(String),
+    /// The node answered with an error.
+    Status { status: StatusCode, code: String, message: String },
+}
+
+impl CallError {
+    /// The node does not hold the shard (it moved away meanwhile).
+    pub fn is_not_owned(&self) -> bool {
+        matches!(self, CallError::Status { status, .. } if *status == StatusCode::MISDIRECTED_REQUEST)
+    }
+
+    /// Converts to a client-facing error naming the node and shard.
+    pub fn into_api(self, node: &str, shard: u32) -> ApiError {
+        match self {
+            CallError::Unreachable(why) => ApiError::unavailable(
+                "node_unavailable",
+                format!("shard {shard} is on node {node}, which did not answer ({why})"),
+            ),
+            CallError::Status { status, code, message } => {
+                let code = known_code(&code);
+                if status.is_server_error() || status == StatusCode::MISDIRECTED_REQUEST {
+                    ApiError::unavailable(code, format!("node {node} (shard {shard}): {message}"))
+                } else {
+                    ApiError::new(status, code, message)
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unreachable(w) => write!(f, "unreachable: {w}"),
+            CallError::Status { status, code, message } => write!(f, "{status} {code}: {message}"),
+        }
+    }
+}
+
+/// Error codes are `&'static str` in [`ApiError`]; map the node's to ours.
+fn known_code(code: &str) -> &'static str {
+    match code {
+        "invalid_key" => "invalid_key",
+        "key_too_large" => "key_too_large",
+        "payload_too_large" => "payload_too_large",
+        "invalid_content_type" => "invalid_content_type",
+        "invalid_input" => "invalid_input",
+        "invalid_limit" => "invalid_limit",
+        "not_found" => "not_found",
+        "shard_not_owned" => "shard_not_owned",
+        _ => "node_error",
+    }
+}
+
+/// HTTP client for node APIs with pooled connections.
+#[derive(Clone)]
+pub struct NodeClient {
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+type R<T> = Result<T, CallError>;
+
+impl NodeClient {
+    /// A client whose data calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        NodeClient { http, timeout }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> R<reqwest::Response> {
+        let res = req.timeout(timeout).send().await.map_err(|e| CallError::Unreachable(short(&e)))?;
+        if res.status().is_success() {
+            return Ok(res);
+        }
+        let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        let field = |f: &str| body["error"][f].as_str().unwrap_or_default().to_owned();
+        let message = match field("message") {
+            m if m.is_empty() => format!("node answered {status}"),
+            m => m,
+        };
+        Err(CallError::Status { status, code: field("code"), message })
+    }
+
+    fn key_url(addr: &str, shard: u32, key: &str) -> String {
+        format!("{addr}/shard/{shard}/store/{}", encode_key(key))
+    }
+
+    /// Reads a key: `Ok(None)` when absent.
+    pub async fn get(&self, addr: &str, shard: u32, key: &str) -> R<Option<(String, Bytes)>> {
+        match self.send(self.http.get(Self::key_url(addr, shard, key)), self.timeout).await {
+            Ok(res) => {
+                let ct = res
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                let body = res.bytes().await.map_err(|e| CallError::Unreachable(short(&e)))?;
+                Ok(Some((ct, body)))
+            }
+            Err(CallError::Status { status: StatusCode::NOT_FOUND, code, .. }) if code == "not_found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a key.
+    pub async fn put(&self, addr: &str, shard: u32, key: &str, content_type: &str, value: Bytes) -> R<()> {
+        let req = self
+            .http
+            .put(Self::key_url(addr, shard, key))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(value);
+        self.send(req, self.timeout).await.map(drop)
+    }
+
+    /// Deletes a key (absent is fine).
+    pub async fn delete(&self, addr: &str, shard: u32, key: &str) -> R<()> {
+        self.send(self.http.delete(Self::key_url(addr, shard, key)), self.timeout).await.map(drop)
+    }
+
+    /// Lists keys of one shard.
+    pub async fn list(&self, addr: &str, shard: u32, prefix: &str, after: Option<&str>, limit: usize) -> R<KeyPage> {
+        let mut q = vec![("prefix", prefix.to_owned()), ("limit", limit.to_string())];
+        if let Some(a) = after {
+            q.push(("after", a.to_owned()));
+        }
+        let res = self.send(self.http.get(format!("{addr}/shard/{shard}/store")).query(&q), self.timeout).await?;
+        res.json().await.map_err(|e| CallError::Unreachable(short(&e)))
+    }
+
+    /// Opens (creates) a shard on a node.
+    pub async fn open_shard(&self, addr: &str, shard: u32, state: &str, reset: bool) -> R<()> {
+        let body = OpenShardRequest { state: state.into(), reset };
+        self.send(self.http.put(format!("{addr}/shard/{shard}")).json(&body), self.timeout).await.map(drop)
+    }
+
+    /// Drops a shard and its data on a node.
+    pub async fn drop_shard(&self, addr: &str, shard: u32) -> R<()> {
+        self.send(self.http.delete(format!("{addr}/shard/{shard}")), self.timeout).await.map(drop)
+    }
+
+    /// One page of a shard's entries after `after`; empty at the end.
+    pub async fn export(&self, addr: &str, shard: u32, after: Option<&str>) -> R<Vec<(String, Record)>> {
+        let mut q = vec![("limit", "1000".to_owned())];
+        if let Some(a) = after {
+            q.push(("after", a.to_owned()));
+        }
+        let res = self
+            .send(self.http.get(format!("{addr}/shard/{shard}/export")).query(&q), Duration::from_secs(120))
+            .await?;
+        let body = res.bytes().await.map_err(|e| CallError::Unreachable(short(&e)))?;
+        decode_entries(&body).map_err(|e| CallError::Status {
+            status: StatusCode::BAD_GATEWAY,
+            code: "invalid_entries".into(),
+            message: e,
+        })
+    }
+
+    /// Writes a page of entries into a shard.
+    pub async fn import(&self, addr: &str, shard: u32, entries: &[(String, Record)]) -> R<()> {
+        let req = self.http.post(format!("{addr}/shard/{shard}/import")).body(encode_entries(entries));
+        self.send(req, Duration::from_secs(120)).await.map(drop)
+    }
+
+    /// `GET /health` with a short timeout.
+    pub async fn health(&self, addr: &str, timeout: Duration) -> R<()> {
+        self.send(self.http.get(format!("{addr}/health")), timeout).await.map(drop)
+    }
+
+    /// POSTs JSON to an arbitrary node path (broadcast).
+    pub async fn post_json(&self, url: &str, payload: &serde_json::Value, timeout: Duration) -> R<()> {
+        self.send(self.http.post(url).json(payload), timeout).await.map(drop)
+    }
+}
+
+/// reqwest errors nest their cause; show the innermost, which says what happened.
+fn short(e: &reqwest::Error) -> String {
+    let mut src: &dyn std::error::Error = e;
+    while let Some(next) = src.source() {
+        src = next;
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else {
+        src.to_string()
+    }
+}

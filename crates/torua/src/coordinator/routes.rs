@@ -1,0 +1,328 @@
+//! The coordinator's HTTP surface (the original Torua API). Handlers parse
+//! and answer; `Cluster` and `mover` decide.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::cluster::{Cluster, Status};
+use super::meta::NodeMeta;
+use super::mover;
+use crate::config::{parse_node_id, parse_url};
+use crate::http::extract::Key;
+use crate::http::{self, content_type_of, value_body, value_response, ApiError, ListQuery, Metrics};
+use crate::wire::*;
+
+type S = State<Arc<Cluster>>;
+
+/// Longest time `DELETE /nodes/{id}` waits for the node's shards to leave.
+const DRAIN_WAIT: Duration = Duration::from_secs(120);
+/// Deadline for a whole broadcast.
+const BROADCAST_DEADLINE: Duration = Duration::from_secs(4);
+
+pub(crate) fn router(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> Router {
+    let value_limit = DefaultBodyLimit::max(cluster.max_value);
+    let r = Router::new()
+        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(http::metrics_handler).with_state(metrics.clone()))
+        .route("/register", post(register))
+        .route("/nodes", get(nodes))
+        .route("/nodes/{id}", delete(decommission))
+        .route("/shards", get(shards))
+        .route("/shards/assign", post(assign))
+        .route("/broadcast", post(broadcast))
+        .route("/data", get(list))
+        .route("/data/{*key}", get(get_value).put(put_value).delete(delete_value).layer(value_limit))
+        .with_state(cluster);
+    http::finish(r, metrics)
+}
+
+fn json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    Ok(body?.0)
+}
+
+async fn ready(State(c): S) -> Result<Json<serde_json::Value>, ApiError> {
+    let missing = c.shards_without_live_owner()?;
+    if missing.is_empty() {
+        return Ok(Json(serde_json::json!({"status": "ready"})));
+    }
+    Err(ApiError::unavailable(
+        "not_ready",
+        format!("{} of {} shards have no live owner (first: shard {})", missing.len(), c.num_shards(), missing[0]),
+    ))
+}
+
+async fn register(State(c): S, body: Result<Json<RegisterRequest>, JsonRejection>) -> Result<StatusCode, ApiError> {
+    let req = json(body)?;
+    let id = parse_node_id(&req.node.id).map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
+    let addr = parse_url(&req.node.addr).map_err(|m| ApiError::bad_request("invalid_node_addr", m))?;
+    let reported: Option<BTreeSet<u32>> = req.shards.map(|v| v.into_iter().collect());
+    let (is_new, to_open, to_drop) = c
+        .update(|m| {
+            let is_new = !m.nodes.contains_key(&id);
+            let entry = m.nodes.entry(id.clone()).or_insert_with(|| NodeMeta { addr: addr.clone(), draining: false });
+            entry.addr = addr.clone();
+            let (mut to_open, mut to_drop) = (Vec::new(), Vec::new());
+            if let Some(held) = &reported {
+                for (sid, s) in m.shards.iter_mut().enumerate() {
+                    let sid = sid as u32;
+                    let has = held.contains(&sid);
+                    match (&s.owner, has) {
+                        // A restarted coordinator that lost its metadata relearns placement.
+                        (None, true) => s.owner = Some(id.clone()),
+                        // The node should hold it but does not (wiped disk): reopen so
+                        // the shard is served again; its data is gone, say so loudly.
+                        (Some(o), false) if *o == id => to_open.push(sid),
+                        _ => {}
+                    }
+                }
+                for sid in held {
+                    if m.pending_drops.contains(&(id.clone(), *sid)) {
+                        to_drop.push(*sid);
+                    }
+                }
+            }
+            Ok((is_new, to_open, to_drop))
+        })
+        .await?;
+    c.observe(&id, true);
+    if is_new {
+        tracing::info!(node = %id, addr = %addr, "node joined");
+    }
+    for sid in to_open {
+        tracing::error!(node = %id, shard = sid, "node no longer holds a shard it owns; reopening it empty");
+        if let Err(e) = c.nodes.open_shard(&addr, sid, "active", false).await {
+            tracing::warn!(node = %id, shard = sid, error = %e, "reopen failed");
+        }
+    }
+    if !to_drop.is_empty() {
+        c.wake.notify_one();
+    }
+    if is_new || c.shards_without_live_owner().map(|v| !v.is_empty()).unwrap_or(false) {
+        c.wake.notify_one();
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn rfc3339(t: Option<std::time::SystemTime>) -> Option<String> {
+    t.map(|t| humantime::format_rfc3339_millis(t).to_string())
+}
+
+async fn nodes(State(c): S) -> Result<Json<NodesResponse>, ApiError> {
+    let meta = c.snapshot()?;
+    let health = c.health();
+    let nodes = meta
+        .nodes
+        .iter()
+        .map(|(id, n)| {
+            let h = health.get(id).cloned().unwrap_or_default();
+            NodeStatus {
+                id: id.clone(),
+                addr: n.addr.clone(),
+                status: h.status.as_str().into(),
+                last_health_check: rfc3339(h.last_check),
+                state: if n.draining { "draining" } else { "active" }.into(),
+                shard_count: meta.shards.iter().filter(|s| s.owner.as_ref() == Some(id)).count(),
+            }
+        })
+        .collect();
+    Ok(Json(NodesResponse { nodes }))
+}
+
+#[derive(Debug, Deserialize)]
+struct DecommissionQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Moves every shard off the node, then removes it. With `force=true` an
+/// unreachable node is removed at once and its shards restart empty.
+async fn decommission(
+    State(c): S,
+    Path(id): Path<String>,
+    q: Result<Query<DecommissionQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let meta = c.snapshot()?;
+    if !meta.nodes.contains_key(&id) {
+        return Err(ApiError::not_found(format!("node {id} is not registered")));
+    }
+    let owned: Vec<u32> = (0..c.num_shards()).filter(|s| meta.shards[*s as usize].owner.as_ref() == Some(&id)).collect();
+    let others = c.eligible(&meta).into_iter().any(|n| n != id);
+    if !owned.is_empty() && !q.force {
+        if !others {
+            return Err(ApiError::new(StatusCode::CONFLICT, "no_destination", format!(
+                "node {id} holds {} shards and no other healthy node can take them", owned.len())));
+        }
+        if c.status_of(&id) != Status::Healthy {
+            return Err(ApiError::new(StatusCode::CONFLICT, "node_unavailable", format!(
+                "node {id} is not healthy, so its {} shards cannot be copied; retry when it is back, \
+                 or pass ?force=true to remove it and restart its shards empty (their data is lost)", owned.len())));
+        }
+    }
+    if q.force {
+        let _one = c.moves.lock().await;
+        c.update(|m| {
+            for s in m.shards.iter_mut() {
+                if s.owner.as_ref() == Some(&id) {
+                    s.owner = None;
+                }
+                if s.moving_to.as_ref() == Some(&id) {
+                    s.moving_to = None;
+                }
+            }
+            m.nodes.remove(&id);
+            Ok(())
+        })
+        .await?;
+        if !owned.is_empty() {
+            tracing::error!(node = %id, shards = ?owned, "node removed by force; its shards restart empty");
+        }
+        c.forget_health(&id);
+        c.wake.notify_one();
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    c.update(|m| {
+        if let Some(n) = m.nodes.get_mut(&id) {
+            n.draining = true;
+        }
+        Ok(())
+    })
+    .await?;
+    tracing::info!(node = %id, shards = owned.len(), "decommissioning node");
+    c.wake.notify_one();
+    let deadline = Instant::now() + DRAIN_WAIT;
+    loop {
+        let meta = c.snapshot()?;
+        let busy = meta.shards.iter().any(|s| s.owner.as_ref() == Some(&id) || s.moving_to.as_ref() == Some(&id));
+        if !busy {
+            c.update(|m| {
+                m.nodes.remove(&id);
+                Ok(())
+            })
+            .await?;
+            c.forget_health(&id);
+            tracing::info!(node = %id, "node decommissioned");
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        if Instant::now() > deadline {
+            let body = serde_json::json!({"status": "draining", "message": format!("node {id} is still handing off shards; call again to wait")});
+            return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn shards(State(c): S) -> Result<Json<ShardsResponse>, ApiError> {
+    let meta = c.snapshot()?;
+    let shards = meta
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(id, s)| ShardAssignment {
+            shard_id: id as u32,
+            node_id: s.owner.clone().unwrap_or_default(),
+            is_primary: true,
+            moving_to: s.moving_to.clone(),
+        })
+        .collect();
+    Ok(Json(ShardsResponse { num_shards: meta.num_shards, shards }))
+}
+
+async fn assign(State(c): S, body: Result<Json<AssignRequest>, JsonRejection>) -> Result<Json<ShardAssignment>, ApiError> {
+    let req = json(body)?;
+    if req.shard_id >= c.num_shards() {
+        return Err(ApiError::bad_request(
+            "invalid_shard_id",
+            format!("shard {} is out of range; this cluster has shards 0 to {}", req.shard_id, c.num_shards() - 1),
+        ));
+    }
+    let meta = c.snapshot()?;
+    let Some(node) = meta.nodes.get(&req.node_id) else {
+        return Err(ApiError::bad_request("unknown_node", format!("node {} is not registered", req.node_id)));
+    };
+    if node.draining {
+        return Err(ApiError::bad_request("node_draining", format!("node {} is being decommissioned", req.node_id)));
+    }
+    if c.status_of(&req.node_id) != Status::Healthy {
+        return Err(ApiError::unavailable("node_unavailable", format!("node {} is not healthy", req.node_id)));
+    }
+    {
+        let _one = c.moves.lock().await;
+        let owner = c.snapshot()?.shards[req.shard_id as usize].owner.clone();
+        match owner {
+            Some(o) if o == req.node_id => {}
+            Some(o) => mover::move_shard(&c, req.shard_id, &o, &req.node_id).await?,
+            None => mover::assign_empty(&c, req.shard_id, &req.node_id).await?,
+        }
+        if let Ok(mut p) = c.pinned.lock() {
+            p.insert(req.shard_id);
+        }
+    }
+    c.wake.notify_one();
+    let s = c.snapshot()?.shards[req.shard_id as usize].clone();
+    Ok(Json(ShardAssignment {
+        shard_id: req.shard_id,
+        node_id: s.owner.unwrap_or_default(),
+        is_primary: true,
+        moving_to: s.moving_to,
+    }))
+}
+
+async fn broadcast(State(c): S, body: Result<Json<BroadcastRequest>, JsonRejection>) -> Result<Json<BroadcastResponse>, ApiError> {
+    let req = json(body)?;
+    if !req.path.starts_with('/') || req.path.contains("..") || req.path.contains("//") || req.path.contains(['?', '#']) {
+        return Err(ApiError::bad_request("invalid_path", "path must be an absolute node path such as /control"));
+    }
+    let meta = c.snapshot()?;
+    let targets: Vec<(String, String)> = meta
+        .nodes
+        .iter()
+        .filter(|(id, _)| c.status_of(id) == Status::Healthy)
+        .map(|(id, n)| (id.clone(), format!("{}{}", n.addr, req.path)))
+        .collect();
+    let deadline = tokio::time::Instant::now() + BROADCAST_DEADLINE;
+    let calls = targets.into_iter().map(|(id, url)| {
+        let (c, payload) = (c.clone(), req.payload.clone());
+        async move {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let err = c.nodes.post_json(&url, &payload, left).await.err().map(|e| e.to_string());
+            BroadcastResult { node_id: id, err }
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    Ok(Json(BroadcastResponse { sent_to: results.len(), results }))
+}
+
+async fn list(State(c): S, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<KeyPage>, ApiError> {
+    let Query(q) = q?;
+    let limit = q.limit()?;
+    Ok(Json(c.list(&q.prefix, q.after.as_deref(), limit).await?))
+}
+
+async fn get_value(State(c): S, Key(key): Key) -> Result<Response, ApiError> {
+    let (ct, value) = c.get(&key).await?.ok_or_else(|| ApiError::not_found("key not found"))?;
+    Ok(value_response(torua_store::Record::new(ct, value.to_vec())))
+}
+
+async fn put_value(State(c): S, Key(key): Key, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<StatusCode, ApiError> {
+    let value = value_body(body, c.max_value)?;
+    let ct = content_type_of(&headers)?;
+    c.write(&key, Some((&ct, value))).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_value(State(c): S, Key(key): Key) -> Result<StatusCode, ApiError> {
+    c.write(&key, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

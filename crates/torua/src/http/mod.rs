@@ -1,0 +1,112 @@
+//! HTTP plumbing shared by the coordinator and node servers: the error
+//! type, extractors, request metrics, fallbacks and graceful serving.
+
+mod body;
+mod error;
+pub mod extract;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+pub use body::{content_type_of, value_body, value_response, ListQuery, DEFAULT_LIMIT, MAX_LIMIT};
+pub use error::{method_not_allowed_fallback, not_found_fallback, ApiError};
+
+/// Labels of the per-request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// Labels of the latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOnly {
+    method: String,
+    route: String,
+}
+
+/// A Prometheus registry plus the HTTP metrics every server records.
+pub struct Metrics {
+    /// Registry that `/metrics` renders; servers add their own metrics.
+    pub registry: std::sync::Mutex<Registry>,
+    requests: Family<RouteLabels, Counter>,
+    latency: Family<RouteOnly, Histogram>,
+}
+
+impl Metrics {
+    /// New registry with `torua_http_requests_total` and `torua_http_request_seconds`.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("torua");
+        let requests = Family::<RouteLabels, Counter>::default();
+        let latency = Family::<RouteOnly, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register("http_request_seconds", "HTTP request latency", latency.clone());
+        Arc::new(Metrics { registry: std::sync::Mutex::new(registry), requests, latency })
+    }
+
+    /// Renders the registry in Prometheus text format.
+    pub fn render(&self) -> Result<String, ApiError> {
+        let mut out = String::new();
+        let reg = self.registry.lock().map_err(|_| ApiError::internal("metrics lock poisoned"))?;
+        prometheus_client::encoding::text::encode(&mut out, &reg).map_err(ApiError::internal)?;
+        Ok(out)
+    }
+}
+
+/// Middleware: counts and times requests by matched route (never by raw
+/// path, which would put user keys into labels).
+pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    m.requests
+        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone(), status: res.status().as_u16() })
+        .inc();
+    m.latency.get_or_create(&RouteOnly { method, route }).observe(start.elapsed().as_secs_f64());
+    res
+}
+
+/// `GET /metrics` handler.
+pub async fn metrics_handler(State(m): State<Arc<Metrics>>) -> Result<Response, ApiError> {
+    let body = m.render()?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
+
+/// Adds the JSON fallbacks and request tracking to a router.
+pub fn finish(router: Router, metrics: Arc<Metrics>) -> Router {
+    router
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,76 @@
+//! Torua: a durable, sharded key-value store behind the original Torua HTTP API.
+//!
+//! # Brief overview
+//!
+//! * [`coordinator`] — membership, placement and the client API: routes each
+//!   `/data/{key}` request to the node owning the key's shard, detects failed
+//!   nodes, and moves shards (with their data) to keep them balanced.
+//! * [`node`] — a storage node serving the shards it holds from
+//!   [`torua_store`].
+//! * [`placement`] — the key → shard hash and the balancing planner (pure).
+//! * [`config`] — the original environment variables, validated at start-up.
+//! * [`cli`] — the `torua` command: `dev`, `put`/`get`/`del`/`ls`, `status`, `bench`.
+//!
+//! Data flow: client → coordinator (`/data/{key}`) → shard = xxh3(key) mod N
+//! → owning node (`/shard/{id}/store/{key}`) → redb file of that shard.
+//!
+//! # Example
+//! ```
+//! let shard = torua::placement::shard_for_key("user:42", 64);
+//! assert!(shard < 64);
+//! ```
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod coordinator;
+pub mod http;
+pub mod node;
+pub mod placement;
+pub mod shutdown;
+pub mod wire;
+
+/// Why a Torua server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address asked for.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The node's storage failed to open.
+    #[error("storage: {0}")]
+    Store(#[from] torua_store::StoreError),
+    /// The coordinator's metadata could not be read or written.
+    #[error("metadata {path}: {message}")]
+    Meta {
+        /// File involved.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A setting is invalid or contradicts stored state.
+    #[error("{0}")]
+    Config(String),
+    /// The HTTP server failed.
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds a listener, naming the address on failure.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+}
+
+/// Installs the log subscriber: human-readable, or JSON lines with `json`.
+/// `RUST_LOG` overrides the default level (`info`).
+pub fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}

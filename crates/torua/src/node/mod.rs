@@ -1,0 +1,108 @@
+//! A storage node: serves the shards it holds from its [`ShardStore`] and
+//! keeps itself registered with the coordinator.
+//!
+//! The node decides nothing about placement: it opens, fills and drops
+//! shards when the coordinator says so, and refuses requests for shards it
+//! does not hold.
+
+pub(crate) mod routes;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use torua_store::ShardStore;
+
+use crate::config::NodeConfig;
+use crate::http::Metrics;
+use crate::shutdown::Shutdown;
+use crate::wire::{NodeInfo, RegisterRequest};
+use crate::Error;
+
+/// State shared by the node's handlers.
+pub(crate) struct Node {
+    pub id: String,
+    pub store: Arc<ShardStore>,
+    pub metrics: Arc<Metrics>,
+    pub max_value: usize,
+    pub registered: AtomicBool,
+}
+
+/// Runs a node until `shutdown`; `listener` is already bound.
+pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+    let data_dir = cfg.data_dir();
+    let store = {
+        let dir = data_dir.clone();
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _g = rt.enter();
+            ShardStore::open(&dir)
+        })
+        .await
+        .map_err(|e| Error::Config(e.to_string()))??
+    };
+    let node = Arc::new(Node {
+        id: cfg.node_id.clone(),
+        store: Arc::new(store),
+        metrics: Metrics::new(),
+        max_value: cfg.max_value_bytes,
+        registered: AtomicBool::new(false),
+    });
+    tracing::info!(
+        node = %cfg.node_id,
+        listen = %listener.local_addr().map_err(Error::Serve)?,
+        advertise = %cfg.advertised_url(),
+        data_dir = %data_dir.display(),
+        shards = node.store.shard_ids().len(),
+        "node started"
+    );
+    tokio::spawn(heartbeat(cfg, node.clone(), shutdown.clone()));
+    crate::http::serve(listener, routes::router(node), shutdown.wait())
+        .await
+        .map_err(Error::Serve)
+}
+
+/// Registers at start and then every interval, reporting held shards, so a
+/// restarted coordinator relearns the node and its data.
+async fn heartbeat(cfg: NodeConfig, node: Arc<Node>, shutdown: Shutdown) {
+    let client = reqwest::Client::new();
+    let url = format!("{}/register", cfg.coordinator);
+    let mut failing = false;
+    loop {
+        let body = RegisterRequest {
+            node: NodeInfo { id: cfg.node_id.clone(), addr: cfg.advertised_url() },
+            shards: Some(node.store.shard_ids()),
+        };
+        let res = client.post(&url).json(&body).timeout(Duration::from_secs(3)).send().await;
+        match res {
+            Ok(r) if r.status().is_success() => {
+                if failing || !node.registered.load(Ordering::Relaxed) {
+                    tracing::info!(coordinator = %cfg.coordinator, "registered with coordinator");
+                }
+                node.registered.store(true, Ordering::Relaxed);
+                failing = false;
+            }
+            other => {
+                let why = match other {
+                    Ok(r) => format!("status {}", r.status()),
+                    Err(e) => e.to_string(),
+                };
+                if !failing {
+                    tracing::warn!(coordinator = %cfg.coordinator, error = %why, "cannot register with coordinator; retrying");
+                }
+                failing = true;
+            }
+        }
+        // Retry quickly until the first registration succeeds.
+        let wait = if node.registered.load(Ordering::Relaxed) {
+            cfg.health_check_interval
+        } else {
+            cfg.health_check_interval.min(Duration::from_millis(250))
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.clone().wait() => return,
+        }
+    }
+}

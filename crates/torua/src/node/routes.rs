@@ -1,0 +1,199 @@
+//! The node's HTTP surface. Handlers parse, call the store, and answer.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use torua_store::{Op, Record, Shard, ShardState};
+
+use super::Node;
+use crate::http::extract::{Key, ShardId};
+use crate::http::{self, content_type_of, value_body, value_response, ApiError, ListQuery};
+use crate::wire::{decode_entries, encode_entries, KeyPage, NodeInfoResponse, OpenShardRequest, ShardInfo};
+
+type S = State<Arc<Node>>;
+
+/// Extra room for framing around the largest value in a copy batch.
+const IMPORT_OVERHEAD: usize = 8 << 20;
+use crate::http::MAX_LIMIT;
+
+pub(crate) fn router(node: Arc<Node>) -> Router {
+    let value_limit = DefaultBodyLimit::max(node.max_value);
+    let import_limit = DefaultBodyLimit::max(node.max_value + IMPORT_OVERHEAD);
+    let metrics = node.metrics.clone();
+    let r = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/info", get(info))
+        .route("/control", post(control))
+        .route("/metrics", get(http::metrics_handler).with_state(metrics.clone()))
+        .route("/shard/{id}", put(open_shard).delete(drop_shard))
+        .route("/shard/{id}/stats", get(stats))
+        .route("/shard/{id}/store", get(list))
+        .route(
+            "/shard/{id}/store/{*key}",
+            get(get_value).put(put_value).delete(delete_value).layer(value_limit),
+        )
+        .route("/shard/{id}/export", get(export))
+        .route("/shard/{id}/import", post(import).layer(import_limit))
+        .with_state(node);
+    http::finish(r, metrics)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {
+    if n.registered.load(Ordering::Relaxed) {
+        Ok(Json(serde_json::json!({"status": "ready"})))
+    } else {
+        Err(ApiError::unavailable("not_registered", "node has not registered with the coordinator yet"))
+    }
+}
+
+fn held(n: &Node, id: u32) -> Result<Arc<Shard>, ApiError> {
+    n.store.shard(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "shard_not_owned",
+            format!("node {} does not hold shard {id}", n.id),
+        )
+    })
+}
+
+async fn shard_info(s: &Shard) -> Result<ShardInfo, ApiError> {
+    let st = s.stats().await?;
+    Ok(ShardInfo {
+        id: s.id(),
+        primary: true,
+        state: s.state().as_str().into(),
+        key_count: st.key_count,
+        byte_size: st.byte_size,
+    })
+}
+
+async fn info(State(n): S) -> Result<Json<NodeInfoResponse>, ApiError> {
+    let mut shards = Vec::new();
+    for s in n.store.shards() {
+        shards.push(shard_info(&s).await?);
+    }
+    Ok(Json(NodeInfoResponse { node_id: n.id.clone(), shard_count: shards.len(), shards }))
+}
+
+async fn stats(State(n): S, ShardId(id): ShardId) -> Result<Json<ShardInfo>, ApiError> {
+    Ok(Json(shard_info(&*held(&n, id)?).await?))
+}
+
+async fn control(State(n): S, body: Result<Bytes, BytesRejection>) -> Result<StatusCode, ApiError> {
+    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    // The payload is the operator's; log its size, not its content.
+    tracing::info!(node = %n.id, bytes = body.len(), "control message received");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn open_shard(
+    State(n): S,
+    ShardId(id): ShardId,
+    body: Result<Json<OpenShardRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ShardInfo>, ApiError> {
+    let Json(req) = body?;
+    let state = match req.state.as_str() {
+        "active" => ShardState::Active,
+        "receiving" => ShardState::Receiving,
+        other => return Err(ApiError::bad_request("invalid_state", format!("`{other}` is not active or receiving"))),
+    };
+    if req.reset {
+        n.store.drop_shard(id).await?;
+    }
+    let s = n.store.create_shard(id, state).await?;
+    tracing::info!(node = %n.id, shard = id, state = state.as_str(), reset = req.reset, "shard opened");
+    Ok(Json(shard_info(&s).await?))
+}
+
+async fn drop_shard(State(n): S, ShardId(id): ShardId) -> Result<StatusCode, ApiError> {
+    if n.store.drop_shard(id).await? {
+        tracing::info!(node = %n.id, shard = id, "shard dropped");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_value(State(n): S, ShardId(id): ShardId, Key(key): Key) -> Result<Response, ApiError> {
+    let rec = held(&n, id)?.get(&key).await?.ok_or_else(|| ApiError::not_found("key not found"))?;
+    Ok(value_response(rec))
+}
+
+async fn put_value(
+    State(n): S,
+    ShardId(id): ShardId,
+    Key(key): Key,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let value = value_body(body, n.max_value)?;
+    let ct = content_type_of(&headers)?;
+    held(&n, id)?.put(key, Record::new(ct, value.to_vec())).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_value(State(n): S, ShardId(id): ShardId, Key(key): Key) -> Result<StatusCode, ApiError> {
+    held(&n, id)?.delete(key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list(
+    State(n): S,
+    ShardId(id): ShardId,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<KeyPage>, ApiError> {
+    let Query(q) = q?;
+    let limit = q.limit()?;
+    // One extra key tells whether another page exists.
+    let mut keys = held(&n, id)?.list(&q.prefix, q.after.as_deref(), limit + 1).await?;
+    let next_after = if keys.len() > limit {
+        keys.truncate(limit);
+        keys.last().cloned()
+    } else {
+        None
+    };
+    Ok(Json(KeyPage { keys, next_after }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExportQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+    max_bytes: Option<usize>,
+}
+
+/// A page of entries for a shard copy; an empty body means the end.
+async fn export(
+    State(n): S,
+    ShardId(id): ShardId,
+    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, MAX_LIMIT);
+    let max_bytes = q.max_bytes.unwrap_or(4 << 20).clamp(1, 64 << 20);
+    let entries = held(&n, id)?.scan("", q.after.as_deref(), limit, max_bytes).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-torua-entries")], encode_entries(&entries)).into_response())
+}
+
+async fn import(
+    State(n): S,
+    ShardId(id): ShardId,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let body = value_body(body, n.max_value + IMPORT_OVERHEAD)?;
+    let entries = decode_entries(&body).map_err(|e| ApiError::bad_request("invalid_entries", e))?;
+    let ops = entries.into_iter().map(|(k, r)| Op::Put(k, r)).collect();
+    held(&n, id)?.apply(ops).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

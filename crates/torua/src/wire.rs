@@ -1,0 +1,228 @@
+//! Types that cross the network between coordinator, nodes and clients,
+//! with the original Torua JSON field names.
+
+use serde::{Deserialize, Serialize};
+use torua_store::Record;
+
+/// A node as named in `POST /register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: String,
+    /// URL the node serves on.
+    pub addr: String,
+}
+
+/// Body of `POST /register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// The registering node.
+    pub node: NodeInfo,
+    /// Shards the node holds (Torua nodes send it; the original's did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<u32>>,
+}
+
+/// One entry of `GET /nodes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub id: String,
+    /// Node URL.
+    pub addr: String,
+    /// `healthy`, `unhealthy` or `unknown`.
+    pub status: String,
+    /// RFC 3339 time of the last health check, if any.
+    pub last_health_check: Option<String>,
+    /// `active` or `draining` (being decommissioned).
+    #[serde(default)]
+    pub state: String,
+    /// Number of shards the node owns.
+    #[serde(default)]
+    pub shard_count: usize,
+}
+
+/// Body of `GET /nodes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodesResponse {
+    /// Every registered node.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One entry of `GET /shards`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardAssignment {
+    /// Shard id.
+    #[serde(rename = "ShardID")]
+    pub shard_id: u32,
+    /// Owning node ("" when unassigned).
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    /// Always true until replication exists.
+    #[serde(rename = "IsPrimary")]
+    pub is_primary: bool,
+    /// Node the shard is being moved to, if a move is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<String>,
+}
+
+/// Body of `GET /shards`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardsResponse {
+    /// Total number of shards.
+    pub num_shards: u32,
+    /// Every shard, ordered by id.
+    pub shards: Vec<ShardAssignment>,
+}
+
+/// Body of `POST /shards/assign`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssignRequest {
+    /// Shard to move.
+    pub shard_id: u32,
+    /// Destination node.
+    pub node_id: String,
+}
+
+/// Body of `POST /broadcast`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BroadcastRequest {
+    /// Path on each node, e.g. `/control`.
+    pub path: String,
+    /// JSON sent as the body.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+}
+
+/// One node's outcome in a broadcast.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BroadcastResult {
+    /// Node id.
+    pub node_id: String,
+    /// Error, when the node did not answer 2xx in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<String>,
+}
+
+/// Body of the `POST /broadcast` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BroadcastResponse {
+    /// One per node sent to.
+    pub results: Vec<BroadcastResult>,
+    /// Number of nodes sent to.
+    pub sent_to: usize,
+}
+
+/// A page of keys (`GET /data?…`, `GET /shard/{id}/store?…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyPage {
+    /// Keys in ascending byte order.
+    pub keys: Vec<String>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// One shard in a node's `GET /info` and `GET /shard/{id}/stats`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Shard id.
+    #[serde(rename = "ID")]
+    pub id: u32,
+    /// Always true until replication exists.
+    #[serde(rename = "Primary")]
+    pub primary: bool,
+    /// `active` or `receiving`.
+    #[serde(rename = "State")]
+    pub state: String,
+    /// Number of keys.
+    #[serde(rename = "KeyCount")]
+    pub key_count: u64,
+    /// Bytes of keys and records.
+    #[serde(rename = "ByteSize")]
+    pub byte_size: u64,
+}
+
+/// Body of a node's `GET /info`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInfoResponse {
+    /// Node id.
+    pub node_id: String,
+    /// Shards held.
+    pub shards: Vec<ShardInfo>,
+    /// Number of shards held.
+    pub shard_count: usize,
+}
+
+/// Body of a node's `PUT /shard/{id}` (open a shard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenShardRequest {
+    /// `active` or `receiving`.
+    pub state: String,
+    /// Discard any existing copy first.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+// Shard copy stream (little-endian), one frame per entry until the body ends:
+//   4 bytes key length K | K bytes key (UTF-8) | 4 bytes record length R | R bytes record (Record v1)
+const LEN: usize = size_of::<u32>();
+
+/// Encodes entries for `GET /shard/{id}/export` and `POST /shard/{id}/import`.
+pub fn encode_entries(entries: &[(String, Record)]) -> Vec<u8> {
+    let size = entries.iter().map(|(k, r)| 2 * LEN + k.len() + r.encoded_len()).sum();
+    let mut out = Vec::with_capacity(size);
+    for (k, r) in entries {
+        // Keys are ≤ 4 KiB and values ≤ 1 GiB by validation, so both fit in u32.
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k.as_bytes());
+        let rec = r.encode();
+        out.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+        out.extend_from_slice(&rec);
+    }
+    out
+}
+
+/// Decodes [`encode_entries`]' output; any malformation is an error.
+pub fn decode_entries(mut buf: &[u8]) -> Result<Vec<(String, Record)>, String> {
+    fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if buf.len() < n {
+            return Err("truncated entry".into());
+        }
+        let (head, tail) = buf.split_at(n);
+        *buf = tail;
+        Ok(head)
+    }
+    fn len(buf: &mut &[u8]) -> Result<usize, String> {
+        let b: [u8; LEN] = take(buf, LEN)?.try_into().map_err(|_| "truncated length")?;
+        Ok(u32::from_le_bytes(b) as usize)
+    }
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let klen = len(&mut buf)?;
+        let key = std::str::from_utf8(take(&mut buf, klen)?).map_err(|_| "key is not UTF-8")?;
+        let rlen = len(&mut buf)?;
+        let rec = Record::decode(take(&mut buf, rlen)?).map_err(|e| e.to_string())?;
+        out.push((key.to_owned(), rec));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn entries_round_trip(entries in proptest::collection::vec(("\\PC{1,20}", "[a-z/]{0,10}", proptest::collection::vec(any::<u8>(), 0..64)), 0..10)) {
+            let entries: Vec<(String, Record)> = entries.into_iter().map(|(k, ct, v)| (k, Record::new(ct, v))).collect();
+            prop_assert_eq!(decode_entries(&encode_entries(&entries)), Ok(entries));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = decode_entries(&bytes);
+        }
+    }
+}
