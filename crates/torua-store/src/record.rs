@@ -113,5 +113,4 @@ mod tests {
         assert!(Record::decode(&[2, 0, 0]).is_err());
         assert!(Record::decode(&[1, 5, 0, b'a']).is_err());
     }
-
 }

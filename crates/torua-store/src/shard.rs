@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tables::{DATA, META, META_BYTES, META_FORMAT, META_STATE, FORMAT_VERSION};
+use crate::tables::{DATA, FORMAT_VERSION, META, META_BYTES, META_FORMAT, META_STATE};
 use crate::{Record, StoreError, MAX_KEY_LEN};
 
 /// Most queued write requests folded into one transaction.
@@ -339,13 +339,15 @@ fn commit(db: &Database, cmds: Vec<Command>) -> Result<Option<ShardState>, Store
                                 let enc = record.encode();
                                 let added = (key.len() + enc.len()) as u64;
                                 if let Some(old) = data.insert(key.as_str(), enc.as_slice())? {
-                                    bytes = bytes.saturating_sub((key.len() + old.value().len()) as u64);
+                                    bytes = bytes
+                                        .saturating_sub((key.len() + old.value().len()) as u64);
                                 }
                                 bytes += added;
                             }
                             Op::Delete(key) => {
                                 if let Some(old) = data.remove(key.as_str())? {
-                                    bytes = bytes.saturating_sub((key.len() + old.value().len()) as u64);
+                                    bytes = bytes
+                                        .saturating_sub((key.len() + old.value().len()) as u64);
                                 }
                             }
                         }

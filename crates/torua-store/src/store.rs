@@ -161,11 +161,13 @@ mod tests {
         for i in 0..200 {
             let s = s.clone();
             tasks.push(tokio::spawn(async move {
-                s.put(format!("k{i:03}"), Record::new("", vec![i as u8])).await
+                s.put(format!("k{i:03}"), Record::new("", vec![i as u8]))
+                    .await
             }));
         }
         for t in tasks {
-            t.await.map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+            t.await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
         }
         assert_eq!(s.stats().await?.key_count, 200);
         Ok(())
@@ -177,7 +179,10 @@ mod tests {
         let store = ShardStore::open(dir.path())?;
         let s = store.create_shard(1, ShardState::Active).await?;
         assert!(s.put(String::new(), Record::new("", vec![])).await.is_err());
-        assert!(s.put("k".repeat(4097), Record::new("", vec![])).await.is_err());
+        assert!(s
+            .put("k".repeat(4097), Record::new("", vec![]))
+            .await
+            .is_err());
         Ok(())
     }
 }

@@ -28,7 +28,12 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "TORUA_SHARDS", value_name = "TORUA_SHARDS", value_parser = parse_shards)]
     pub shards: Option<u32>,
     /// Directory for the coordinator's metadata.
-    #[arg(long, env = "TORUA_DATA_DIR", value_name = "TORUA_DATA_DIR", default_value = "torua-data/coordinator")]
+    #[arg(
+        long,
+        env = "TORUA_DATA_DIR",
+        value_name = "TORUA_DATA_DIR",
+        default_value = "torua-data/coordinator"
+    )]
     pub data_dir: PathBuf,
     /// Largest value accepted, in bytes.
     #[arg(long, env = "TORUA_MAX_VALUE_BYTES", value_name = "TORUA_MAX_VALUE_BYTES",
@@ -89,7 +94,9 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
     let expected = "expected `:PORT` or `HOST:PORT`, e.g. `:8080` or `127.0.0.1:8080`";
     let s = s.trim();
     if let Some(port) = s.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| format!("bad port in `{s}`; {expected}"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("bad port in `{s}`; {expected}"))?;
         return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
     }
     s.to_socket_addrs()
@@ -102,7 +109,8 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
 /// units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h` (e.g. `1m30s`, `1.5s`, `500ms`).
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let orig = s;
-    let bad = || format!("`{orig}` is not a duration; use Go syntax such as `5s`, `500ms` or `1m30s`");
+    let bad =
+        || format!("`{orig}` is not a duration; use Go syntax such as `5s`, `500ms` or `1m30s`");
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -119,7 +127,9 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             .ok_or_else(bad)?;
         let (num, tail) = rest.split_at(num_len);
         let value: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let scale = match unit {
             "ns" => 1e-9,
@@ -157,7 +167,9 @@ fn parse_shards(s: &str) -> Result<u32, String> {
 fn parse_max_value(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=1 << 30).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a byte count between 1 and 1073741824")),
+        _ => Err(format!(
+            "`{s}` is not a byte count between 1 and 1073741824"
+        )),
     }
 }
 
@@ -165,7 +177,8 @@ fn parse_max_value(s: &str) -> Result<usize, String> {
 pub fn parse_node_id(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(s.to_owned())
     } else {
@@ -178,11 +191,18 @@ pub fn parse_node_id(s: &str) -> Result<String, String> {
 /// Accepts `http://host:port` (no path, query or fragment); strips a trailing `/`.
 pub fn parse_url(s: &str) -> Result<String, String> {
     let t = s.trim().trim_end_matches('/');
-    let Some(rest) = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://")) else {
-        return Err(format!("`{s}` is not a URL; expected e.g. `http://127.0.0.1:8080`"));
+    let Some(rest) = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+    else {
+        return Err(format!(
+            "`{s}` is not a URL; expected e.g. `http://127.0.0.1:8080`"
+        ));
     };
     if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
-        return Err(format!("`{s}` must be a bare origin such as `http://host:port`"));
+        return Err(format!(
+            "`{s}` must be a bare origin such as `http://host:port`"
+        ));
     }
     Ok(t.to_owned())
 }
@@ -212,7 +232,10 @@ mod tests {
 
     #[test]
     fn listen_addrs() {
-        assert_eq!(parse_listen_addr(":8080"), Ok(SocketAddr::from(([0, 0, 0, 0], 8080))));
+        assert_eq!(
+            parse_listen_addr(":8080"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 8080)))
+        );
         assert_eq!(
             parse_listen_addr("127.0.0.1:9"),
             Ok(SocketAddr::from(([127, 0, 0, 1], 9)))

@@ -64,7 +64,8 @@ pub fn plan(
     if eligible.is_empty() {
         return Vec::new();
     }
-    let mut held: BTreeMap<&str, Vec<u32>> = eligible.iter().map(|n| (n.as_str(), Vec::new())).collect();
+    let mut held: BTreeMap<&str, Vec<u32>> =
+        eligible.iter().map(|n| (n.as_str(), Vec::new())).collect();
     let mut homeless = Vec::new(); // (shard, Some(from)) to move, (shard, None) to assign
     for s in shards {
         match s.owner.as_deref() {
@@ -135,7 +136,12 @@ mod tests {
     fn counts(shards: &[ShardView], nodes: &BTreeSet<String>) -> Vec<usize> {
         nodes
             .iter()
-            .map(|n| shards.iter().filter(|s| s.owner.as_deref() == Some(n)).count())
+            .map(|n| {
+                shards
+                    .iter()
+                    .filter(|s| s.owner.as_deref() == Some(n))
+                    .count()
+            })
             .collect()
     }
 
@@ -143,7 +149,9 @@ mod tests {
     fn hash_is_stable() {
         // Part of the on-disk contract: these must never change.
         assert_eq!(shard_for_key("user:123", 64), shard_for_key("user:123", 64));
-        let spread: BTreeSet<u32> = (0..1000).map(|i| shard_for_key(&format!("k{i}"), 64)).collect();
+        let spread: BTreeSet<u32> = (0..1000)
+            .map(|i| shard_for_key(&format!("k{i}"), 64))
+            .collect();
         assert_eq!(spread.len(), 64);
     }
 
@@ -159,13 +167,19 @@ mod tests {
 
     #[test]
     fn join_moves_the_minimum() {
-        let mut shards: Vec<ShardView> =
-            (0..64).map(|id| ShardView { id, owner: Some(if id % 2 == 0 { "a" } else { "b" }.into()) }).collect();
+        let mut shards: Vec<ShardView> = (0..64)
+            .map(|id| ShardView {
+                id,
+                owner: Some(if id % 2 == 0 { "a" } else { "b" }.into()),
+            })
+            .collect();
         let nodes = set(&["a", "b", "c"]);
         let steps = plan(&shards, &nodes, &set(&[]), &BTreeSet::new());
         // c needs 21: exactly 21 moves, none between a and b.
         assert_eq!(steps.len(), 21);
-        assert!(steps.iter().all(|s| matches!(s, Step::Move { to, .. } if to == "c")));
+        assert!(steps
+            .iter()
+            .all(|s| matches!(s, Step::Move { to, .. } if to == "c")));
         apply(&mut shards, &steps);
         assert!(plan(&shards, &nodes, &set(&[]), &BTreeSet::new()).is_empty());
     }

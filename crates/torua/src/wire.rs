@@ -170,7 +170,10 @@ const LEN: usize = size_of::<u32>();
 
 /// Encodes entries for `GET /shard/{id}/export` and `POST /shard/{id}/import`.
 pub fn encode_entries(entries: &[(String, Record)]) -> Vec<u8> {
-    let size = entries.iter().map(|(k, r)| 2 * LEN + k.len() + r.encoded_len()).sum();
+    let size = entries
+        .iter()
+        .map(|(k, r)| 2 * LEN + k.len() + r.encoded_len())
+        .sum();
     let mut out = Vec::with_capacity(size);
     for (k, r) in entries {
         // Keys are ≤ 4 KiB and values ≤ 1 GiB by validation, so both fit in u32.

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(version, about = "Torua coordinator: membership, placement and the client API")]
+#[command(
+    version,
+    about = "Torua coordinator: membership, placement and the client API"
+)]
 struct Cli {
     #[command(flatten)]
     config: torua::config::CoordinatorConfig,

@@ -113,7 +113,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--clients and --keys must be at least 1");
     }
     let base = format!("{}{}", a.target.trim_end_matches('/'), a.path);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(a.clients).tcp_nodelay(true).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.clients)
+        .tcp_nodelay(true)
+        .build()?;
     let value = bytes::Bytes::from(vec![b'x'; a.value_size]);
     let url = |i: u64| format!("{base}{}", encode_key(&format!("bench-{i:08}")));
     if matches!(a.workload, Workload::Get) {
@@ -180,15 +183,30 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             s.ops, s.errors, s.seconds
         );
     }
-    Ok(if s.errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if s.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
-async fn preload(client: &reqwest::Client, url: &impl Fn(u64) -> String, keys: usize, value: &bytes::Bytes, par: usize) -> anyhow::Result<()> {
+async fn preload(
+    client: &reqwest::Client,
+    url: &impl Fn(u64) -> String,
+    keys: usize,
+    value: &bytes::Bytes,
+    par: usize,
+) -> anyhow::Result<()> {
     use futures::stream::{self, StreamExt};
     let failures = stream::iter(0..keys as u64)
         .map(|i| {
             let req = client.put(url(i)).body(value.clone());
-            async move { req.send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+            async move {
+                req.send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
         })
         .buffer_unordered(par)
         .filter(|ok| std::future::ready(!*ok))
@@ -201,8 +219,11 @@ async fn preload(client: &reqwest::Client, url: &impl Fn(u64) -> String, keys: u
 }
 
 pub fn fsync(a: FsyncArgs) -> anyhow::Result<ExitCode> {
-    let path = a.dir.join(format!(".torua-fsync-probe-{}", std::process::id()));
-    let mut f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let path = a
+        .dir
+        .join(format!(".torua-fsync-probe-{}", std::process::id()));
+    let mut f =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let buf = vec![0xA5u8; a.size];
     let mut lat = Vec::with_capacity(a.rounds);
     for _ in 0..a.rounds {
@@ -217,9 +238,19 @@ pub fn fsync(a: FsyncArgs) -> anyhow::Result<ExitCode> {
     let mean = lat.iter().sum::<u64>() as f64 / lat.len().max(1) as f64;
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     if a.json {
-        println!("{}", serde_json::json!({"rounds": a.rounds, "size": a.size, "mean_us": mean, "p50_us": p50, "p99_us": p99}));
+        println!(
+            "{}",
+            serde_json::json!({"rounds": a.rounds, "size": a.size, "mean_us": mean, "p50_us": p50, "p99_us": p99})
+        );
     } else {
-        println!("write({} B)+fdatasync x{}: mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms", a.size, a.rounds, mean / 1e3, p50 as f64 / 1e3, p99 as f64 / 1e3);
+        println!(
+            "write({} B)+fdatasync x{}: mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms",
+            a.size,
+            a.rounds,
+            mean / 1e3,
+            p50 as f64 / 1e3,
+            p99 as f64 / 1e3
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

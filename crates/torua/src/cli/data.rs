@@ -27,7 +27,13 @@ async fn check(res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
     bail!("{status}: {msg}")
 }
 
-pub async fn put(base: &str, key: &str, value: Option<String>, file: Option<std::path::PathBuf>, ct: &str) -> anyhow::Result<ExitCode> {
+pub async fn put(
+    base: &str,
+    key: &str,
+    value: Option<String>,
+    file: Option<std::path::PathBuf>,
+    ct: &str,
+) -> anyhow::Result<ExitCode> {
     let body = match (value, file) {
         (Some(v), None) => v.into_bytes(),
         (None, Some(f)) if f.as_os_str() == "-" => {
@@ -39,7 +45,15 @@ pub async fn put(base: &str, key: &str, value: Option<String>, file: Option<std:
         _ => bail!("give either a VALUE or --file"),
     };
     let url = format!("{base}/data/{}", encode_key(key));
-    check(reqwest::Client::new().put(url).header("content-type", ct).body(body).send().await?).await?;
+    check(
+        reqwest::Client::new()
+            .put(url)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await?,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -55,7 +69,13 @@ pub async fn get(base: &str, key: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn del(base: &str, key: &str) -> anyhow::Result<ExitCode> {
-    check(reqwest::Client::new().delete(format!("{base}/data/{}", encode_key(key))).send().await?).await?;
+    check(
+        reqwest::Client::new()
+            .delete(format!("{base}/data/{}", encode_key(key)))
+            .send()
+            .await?,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -64,12 +84,22 @@ pub async fn ls(base: &str, prefix: &str, limit: usize) -> anyhow::Result<ExitCo
     let mut after: Option<String> = None;
     let mut printed = 0usize;
     loop {
-        let page_size = if limit == 0 { 1000 } else { (limit - printed).min(1000) };
-        let mut q = vec![("prefix", prefix.to_owned()), ("limit", page_size.to_string())];
+        let page_size = if limit == 0 {
+            1000
+        } else {
+            (limit - printed).min(1000)
+        };
+        let mut q = vec![
+            ("prefix", prefix.to_owned()),
+            ("limit", page_size.to_string()),
+        ];
         if let Some(a) = &after {
             q.push(("after", a.clone()));
         }
-        let page: KeyPage = check(client.get(format!("{base}/data")).query(&q).send().await?).await?.json().await?;
+        let page: KeyPage = check(client.get(format!("{base}/data")).query(&q).send().await?)
+            .await?
+            .json()
+            .await?;
         let mut text = String::new();
         for k in &page.keys {
             text.push_str(k);
@@ -86,21 +116,60 @@ pub async fn ls(base: &str, prefix: &str, limit: usize) -> anyhow::Result<ExitCo
 
 pub async fn status(base: &str) -> anyhow::Result<ExitCode> {
     let client = reqwest::Client::new();
-    let nodes: NodesResponse = check(client.get(format!("{base}/nodes")).send().await?).await?.json().await?;
-    let shards: ShardsResponse = check(client.get(format!("{base}/shards")).send().await?).await?.json().await?;
-    let ready = client.get(format!("{base}/ready")).send().await?.status().is_success();
+    let nodes: NodesResponse = check(client.get(format!("{base}/nodes")).send().await?)
+        .await?
+        .json()
+        .await?;
+    let shards: ShardsResponse = check(client.get(format!("{base}/shards")).send().await?)
+        .await?
+        .json()
+        .await?;
+    let ready = client
+        .get(format!("{base}/ready"))
+        .send()
+        .await?
+        .status()
+        .is_success();
     use std::fmt::Write as _;
     let mut o = String::new();
-    writeln!(o, "cluster: {} nodes, {} shards, {}", nodes.nodes.len(), shards.num_shards, if ready { "ready" } else { "NOT ready" })?;
-    writeln!(o, "\n{:<16} {:<10} {:<9} {:>6}  ADDR", "NODE", "STATUS", "STATE", "SHARDS")?;
+    writeln!(
+        o,
+        "cluster: {} nodes, {} shards, {}",
+        nodes.nodes.len(),
+        shards.num_shards,
+        if ready { "ready" } else { "NOT ready" }
+    )?;
+    writeln!(
+        o,
+        "\n{:<16} {:<10} {:<9} {:>6}  ADDR",
+        "NODE", "STATUS", "STATE", "SHARDS"
+    )?;
     for n in &nodes.nodes {
-        writeln!(o, "{:<16} {:<10} {:<9} {:>6}  {}", n.id, n.status, n.state, n.shard_count, n.addr)?;
+        writeln!(
+            o,
+            "{:<16} {:<10} {:<9} {:>6}  {}",
+            n.id, n.status, n.state, n.shard_count, n.addr
+        )?;
     }
     writeln!(o, "\n{:<6} {:<16} MOVING TO", "SHARD", "NODE")?;
     for s in &shards.shards {
-        let node = if s.node_id.is_empty() { "-" } else { &s.node_id };
-        writeln!(o, "{:<6} {:<16} {}", s.shard_id, node, s.moving_to.as_deref().unwrap_or(""))?;
+        let node = if s.node_id.is_empty() {
+            "-"
+        } else {
+            &s.node_id
+        };
+        writeln!(
+            o,
+            "{:<6} {:<16} {}",
+            s.shard_id,
+            node,
+            s.moving_to.as_deref().unwrap_or("")
+        )?;
     }
     stdout(o.as_bytes())?;
-    Ok(if ready { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

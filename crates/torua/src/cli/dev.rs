@@ -44,8 +44,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         health_failures: 3,
     };
-    let listener = crate::bind(coord_addr).await.context("starting the coordinator")?;
-    let mut tasks = vec![tokio::spawn(crate::coordinator::run(coord_cfg, listener, shutdown.clone()))];
+    let listener = crate::bind(coord_addr)
+        .await
+        .context("starting the coordinator")?;
+    let mut tasks = vec![tokio::spawn(crate::coordinator::run(
+        coord_cfg,
+        listener,
+        shutdown.clone(),
+    ))];
     let mut nodes = Vec::new();
     for i in 1..=args.nodes {
         let port = args.port.checked_add(i).context("port range overflows")?;
@@ -59,13 +65,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             health_check_interval: interval,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         };
-        nodes.push((cfg.node_id.clone(), format!("http://{listen}"), cfg.data_dir()));
-        let listener = crate::bind(listen).await.with_context(|| format!("starting node n{i}"))?;
-        tasks.push(tokio::spawn(crate::node::run(cfg, listener, shutdown.clone())));
+        nodes.push((
+            cfg.node_id.clone(),
+            format!("http://{listen}"),
+            cfg.data_dir(),
+        ));
+        let listener = crate::bind(listen)
+            .await
+            .with_context(|| format!("starting node n{i}"))?;
+        tasks.push(tokio::spawn(crate::node::run(
+            cfg,
+            listener,
+            shutdown.clone(),
+        )));
     }
     wait_ready(&coord_url, Duration::from_secs(60)).await?;
     println!("\nTorua dev cluster is ready ({} nodes).", args.nodes);
-    println!("  coordinator  {coord_url}   data: {}", args.dir.join("coordinator").display());
+    println!(
+        "  coordinator  {coord_url}   data: {}",
+        args.dir.join("coordinator").display()
+    );
     for (id, url, dir) in &nodes {
         println!("  node {id:<7} {url}   data: {}", dir.display());
     }
@@ -74,7 +93,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     println!("  curl {coord_url}/data/greeting");
     println!("  curl '{coord_url}/data?prefix=&limit=10'");
     println!("  cargo run -q -p torua --bin torua -- status");
-    println!("\nCtrl-C stops the cluster; data stays in {}.\n", args.dir.display());
+    println!(
+        "\nCtrl-C stops the cluster; data stays in {}.\n",
+        args.dir.display()
+    );
     let mut failed = false;
     tokio::select! {
         _ = crate::shutdown::os_signal() => {}
@@ -90,7 +112,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     println!("stopped");
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn wait_ready(url: &str, limit: Duration) -> anyhow::Result<()> {

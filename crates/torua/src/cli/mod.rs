@@ -13,10 +13,19 @@ pub use bench::{BenchArgs, FsyncArgs};
 
 /// Command-line interface of `torua`.
 #[derive(Debug, Parser)]
-#[command(name = "torua", version, about = "Torua: a durable sharded key-value store")]
+#[command(
+    name = "torua",
+    version,
+    about = "Torua: a durable sharded key-value store"
+)]
 pub struct Cli {
     /// Coordinator URL used by data and status commands.
-    #[arg(long, global = true, env = "TORUA_COORDINATOR", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "TORUA_COORDINATOR",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub coordinator: String,
     #[command(subcommand)]
     command: Command,
@@ -68,12 +77,19 @@ enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let base = crate::config::parse_url(&cli.coordinator).map_err(anyhow::Error::msg)?;
     rt.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
-            Command::Put { key, value, file, content_type } => data::put(&base, &key, value, file, &content_type).await,
+            Command::Put {
+                key,
+                value,
+                file,
+                content_type,
+            } => data::put(&base, &key, value, file, &content_type).await,
             Command::Get { key } => data::get(&base, &key).await,
             Command::Del { key } => data::del(&base, &key).await,
             Command::Ls { prefix, limit } => data::ls(&base, &prefix, limit).await,

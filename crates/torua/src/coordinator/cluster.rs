@@ -62,7 +62,11 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Health { status: Status::Unknown, last_check: None, failures: 0 }
+        Health {
+            status: Status::Unknown,
+            last_check: None,
+            failures: 0,
+        }
     }
 }
 
@@ -105,7 +109,14 @@ fn lock_err() -> ApiError {
 }
 
 impl Cluster {
-    pub(crate) fn new(file: MetaFile, meta: Meta, nodes: NodeClient, metrics: ClusterMetrics, max_value: usize, failure_threshold: u32) -> Self {
+    pub(crate) fn new(
+        file: MetaFile,
+        meta: Meta,
+        nodes: NodeClient,
+        metrics: ClusterMetrics,
+        max_value: usize,
+        failure_threshold: u32,
+    ) -> Self {
         let gates = (0..meta.num_shards).map(|_| Gate::default()).collect();
         Cluster {
             meta: RwLock::new(meta),
@@ -135,7 +146,10 @@ impl Cluster {
 
     /// Applies `f` to a copy of the metadata, persists the copy, then
     /// publishes it: readers never see state that is not on disk.
-    pub(crate) async fn update<T>(&self, f: impl FnOnce(&mut Meta) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    pub(crate) async fn update<T>(
+        &self,
+        f: impl FnOnce(&mut Meta) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let _p = self.persist.lock().await;
         let mut next = self.snapshot()?;
         let out = f(&mut next)?;
@@ -155,7 +169,11 @@ impl Cluster {
     }
 
     pub(crate) fn status_of(&self, node: &str) -> Status {
-        self.health.read().ok().and_then(|h| h.get(node).map(|x| x.status)).unwrap_or(Status::Unknown)
+        self.health
+            .read()
+            .ok()
+            .and_then(|h| h.get(node).map(|x| x.status))
+            .unwrap_or(Status::Unknown)
     }
 
     /// Records a health observation; returns the status before and after.
@@ -200,17 +218,20 @@ impl Cluster {
             .shards
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.owner.as_deref().is_none_or(|o| self.status_of(o) != Status::Healthy))
+            .filter(|(_, s)| {
+                s.owner
+                    .as_deref()
+                    .is_none_or(|o| self.status_of(o) != Status::Healthy)
+            })
             .map(|(i, _)| i as u32)
             .collect())
     }
 
     pub(crate) fn route(&self, shard: u32) -> Result<Route, ApiError> {
         let meta = self.meta.read().map_err(|_| lock_err())?;
-        let s = meta
-            .shards
-            .get(shard as usize)
-            .ok_or_else(|| ApiError::bad_request("invalid_shard_id", format!("shard {shard} does not exist")))?;
+        let s = meta.shards.get(shard as usize).ok_or_else(|| {
+            ApiError::bad_request("invalid_shard_id", format!("shard {shard} does not exist"))
+        })?;
         let Some(owner) = s.owner.clone() else {
             return Err(ApiError::unavailable(
                 "shard_unassigned",
@@ -223,7 +244,12 @@ impl Cluster {
                 format!("shard {shard} is on node {owner}, which is unhealthy"),
             ));
         }
-        let addr_of = |id: &str| meta.nodes.get(id).map(|n| n.addr.clone()).unwrap_or_default();
+        let addr_of = |id: &str| {
+            meta.nodes
+                .get(id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default()
+        };
         Ok(Route {
             owner_addr: addr_of(&owner),
             target: s.moving_to.as_ref().map(|t| (t.clone(), addr_of(t))),
@@ -256,10 +282,13 @@ impl Cluster {
         let _shared = gate.rw.read().await;
         let r = self.route(shard)?;
         let Some((target, target_addr)) = &r.target else {
-            return self.write_to(&r.owner, &r.owner_addr, shard, key, value.clone()).await;
+            return self
+                .write_to(&r.owner, &r.owner_addr, shard, key, value.clone())
+                .await;
         };
         let _serial = gate.copy.lock().await;
-        self.write_to(&r.owner, &r.owner_addr, shard, key, value.clone()).await?;
+        self.write_to(&r.owner, &r.owner_addr, shard, key, value.clone())
+            .await?;
         if let Err(e) = self.write_to(target, target_addr, shard, key, value).await {
             // The owner has the write; the copy does not. Abort the move.
             tracing::warn!(shard, target = %target, error = %e, "write to move target failed; aborting move");
@@ -268,7 +297,14 @@ impl Cluster {
         Ok(())
     }
 
-    async fn write_to(&self, node: &str, addr: &str, shard: u32, key: &str, value: Option<(&str, Bytes)>) -> Result<(), ApiError> {
+    async fn write_to(
+        &self,
+        node: &str,
+        addr: &str,
+        shard: u32,
+        key: &str,
+        value: Option<(&str, Bytes)>,
+    ) -> Result<(), ApiError> {
         let res = match value {
             Some((ct, v)) => self.nodes.put(addr, shard, key, ct, v).await,
             None => self.nodes.delete(addr, shard, key).await,
@@ -279,7 +315,12 @@ impl Cluster {
     /// Keys across all shards in order: each shard's first `limit` keys
     /// after `after` are merged, so the first `limit` of the merge are the
     /// first `limit` overall.
-    pub async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<KeyPage, ApiError> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, ApiError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
         let pages: Vec<KeyPage> = stream::iter(0..self.num_shards())
             .map(|shard| async move {
@@ -306,8 +347,18 @@ impl Cluster {
 }
 
 /// Builds the cluster state from the data directory.
-pub(crate) fn open(cfg: &crate::config::CoordinatorConfig, metrics: ClusterMetrics) -> Result<Arc<Cluster>, Error> {
+pub(crate) fn open(
+    cfg: &crate::config::CoordinatorConfig,
+    metrics: ClusterMetrics,
+) -> Result<Arc<Cluster>, Error> {
     let (file, meta) = MetaFile::load_or_create(&cfg.data_dir, cfg.shards)?;
     let nodes = NodeClient::new(std::time::Duration::from_secs(30));
-    Ok(Arc::new(Cluster::new(file, meta, nodes, metrics, cfg.max_value_bytes, cfg.health_failures)))
+    Ok(Arc::new(Cluster::new(
+        file,
+        meta,
+        nodes,
+        metrics,
+        cfg.max_value_bytes,
+        cfg.health_failures,
+    )))
 }

@@ -11,7 +11,9 @@ use super::metrics::StatusLabel;
 use crate::shutdown::Shutdown;
 
 pub(crate) async fn monitor(cluster: Arc<Cluster>, interval: Duration, shutdown: Shutdown) {
-    let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
+    // Refused connections fail at once; the timeout only bounds a hung node,
+    // so it is generous enough not to misjudge a busy one.
+    let timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(2));
     loop {
         check_all(&cluster, timeout).await;
         tokio::select! {
@@ -50,10 +52,23 @@ pub(crate) fn publish(cluster: &Cluster) {
     let health = cluster.health();
     let Ok(meta) = cluster.snapshot() else { return };
     for st in [Status::Healthy, Status::Unhealthy, Status::Unknown] {
-        let n = meta.nodes.keys().filter(|id| health.get(*id).map_or(Status::Unknown, |h| h.status) == st).count();
-        cluster.metrics.nodes.get_or_create(&StatusLabel { status: st.as_str().into() }).set(n as i64);
+        let n = meta
+            .nodes
+            .keys()
+            .filter(|id| health.get(*id).map_or(Status::Unknown, |h| h.status) == st)
+            .count();
+        cluster
+            .metrics
+            .nodes
+            .get_or_create(&StatusLabel {
+                status: st.as_str().into(),
+            })
+            .set(n as i64);
     }
     if let Ok(s) = cluster.shards_without_live_owner() {
-        cluster.metrics.shards_without_live_owner.set(s.len() as i64);
+        cluster
+            .metrics
+            .shards_without_live_owner
+            .set(s.len() as i64);
     }
 }

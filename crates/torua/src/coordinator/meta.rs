@@ -30,6 +30,10 @@ pub struct Meta {
     /// of an aborted one), to delete once their node answers.
     #[serde(default)]
     pub pending_drops: BTreeSet<(String, u32)>,
+    /// Ids of decommissioned nodes: their registrations are refused, so a
+    /// node left running after removal does not slip back in.
+    #[serde(default)]
+    pub removed: BTreeSet<String>,
 }
 
 /// A member node.
@@ -66,13 +70,18 @@ impl MetaFile {
     /// process: the move is abandoned and its partial copy queued for deletion.
     pub fn load_or_create(dir: &Path, shards: Option<u32>) -> Result<(MetaFile, Meta), Error> {
         std::fs::create_dir_all(dir).map_err(|e| meta_err(dir, e))?;
-        let file = MetaFile { dir: dir.to_owned() };
+        let file = MetaFile {
+            dir: dir.to_owned(),
+        };
         let path = dir.join(FILE);
         let meta = match std::fs::read(&path) {
             Ok(bytes) => {
                 let mut m: Meta = serde_json::from_slice(&bytes).map_err(|e| meta_err(&path, e))?;
                 if m.format != FORMAT || m.shards.len() != m.num_shards as usize {
-                    return Err(meta_err(&path, "unsupported format or inconsistent shard table"));
+                    return Err(meta_err(
+                        &path,
+                        "unsupported format or inconsistent shard table",
+                    ));
                 }
                 if let Some(n) = shards.filter(|n| *n != m.num_shards) {
                     return Err(Error::Config(format!(
@@ -96,6 +105,7 @@ impl MetaFile {
                     nodes: BTreeMap::new(),
                     shards: vec![ShardMeta::default(); n as usize],
                     pending_drops: BTreeSet::new(),
+                    removed: BTreeSet::new(),
                 };
                 file.save(&m)?;
                 m
@@ -122,5 +132,8 @@ impl MetaFile {
 }
 
 fn meta_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Meta { path: path.display().to_string(), message: e.to_string() }
+    Error::Meta {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }

@@ -25,7 +25,11 @@ pub(crate) struct ClusterMetrics {
 
 impl ClusterMetrics {
     pub fn register(&self, reg: &mut Registry) {
-        reg.register("cluster_nodes", "Registered nodes by health status", self.nodes.clone());
+        reg.register(
+            "cluster_nodes",
+            "Registered nodes by health status",
+            self.nodes.clone(),
+        );
         reg.register(
             "shards_without_live_owner",
             "Shards whose owner is missing or not healthy",
@@ -35,6 +39,10 @@ impl ClusterMetrics {
     }
 
     pub fn moved(&self, result: &str) {
-        self.moves.get_or_create(&ResultLabel { result: result.into() }).inc();
+        self.moves
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 }

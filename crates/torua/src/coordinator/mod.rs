@@ -26,7 +26,11 @@ use crate::shutdown::Shutdown;
 use crate::Error;
 
 /// Runs the coordinator until `shutdown`; `listener` is already bound.
-pub async fn run(cfg: CoordinatorConfig, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+pub async fn run(
+    cfg: CoordinatorConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
     let http_metrics = Metrics::new();
     let cluster_metrics = metrics::ClusterMetrics::default();
     if let Ok(mut reg) = http_metrics.registry.lock() {
@@ -39,10 +43,18 @@ pub async fn run(cfg: CoordinatorConfig, listener: TcpListener, shutdown: Shutdo
         data_dir = %cfg.data_dir.display(),
         "coordinator started"
     );
-    tokio::spawn(health::monitor(cluster.clone(), cfg.health_check_interval, shutdown.clone()));
+    tokio::spawn(health::monitor(
+        cluster.clone(),
+        cfg.health_check_interval,
+        shutdown.clone(),
+    ));
     let period = cfg.health_check_interval.max(Duration::from_millis(500));
     tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
-    crate::http::serve(listener, routes::router(cluster, http_metrics), shutdown.wait())
-        .await
-        .map_err(Error::Serve)
+    crate::http::serve(
+        listener,
+        routes::router(cluster, http_metrics),
+        shutdown.wait(),
+    )
+    .await
+    .map_err(Error::Serve)
 }

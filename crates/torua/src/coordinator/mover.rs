@@ -43,12 +43,20 @@ async fn rebalance_once(cluster: &Cluster) -> Result<usize, ApiError> {
     let _one = cluster.moves.lock().await;
     let meta = cluster.snapshot()?;
     let eligible = cluster.eligible(&meta);
-    let draining: BTreeSet<String> = meta.nodes.iter().filter(|(_, n)| n.draining).map(|(id, _)| id.clone()).collect();
+    let draining: BTreeSet<String> = meta
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.draining)
+        .map(|(id, _)| id.clone())
+        .collect();
     let views: Vec<ShardView> = meta
         .shards
         .iter()
         .enumerate()
-        .map(|(id, s)| ShardView { id: id as u32, owner: s.owner.clone() })
+        .map(|(id, s)| ShardView {
+            id: id as u32,
+            owner: s.owner.clone(),
+        })
         .collect();
     let pinned = cluster.pinned.lock().map(|p| p.clone()).unwrap_or_default();
     let steps = plan(&views, &eligible, &draining, &pinned);
@@ -69,7 +77,11 @@ async fn rebalance_once(cluster: &Cluster) -> Result<usize, ApiError> {
 /// shard has never been written, or its node was removed with `force`.
 pub(crate) async fn assign_empty(cluster: &Cluster, shard: u32, to: &str) -> Result<(), ApiError> {
     let addr = node_addr(cluster, to)?;
-    cluster.nodes.open_shard(&addr, shard, "active", false).await.map_err(|e| e.into_api(to, shard))?;
+    cluster
+        .nodes
+        .open_shard(&addr, shard, "active", false)
+        .await
+        .map_err(|e| e.into_api(to, shard))?;
     let gate = &cluster.gates[shard as usize];
     let _excl = gate.rw.write().await;
     cluster
@@ -91,19 +103,30 @@ fn node_addr(cluster: &Cluster, id: &str) -> Result<String, ApiError> {
         .nodes
         .get(id)
         .map(|n| n.addr.clone())
-        .ok_or_else(|| ApiError::bad_request("unknown_node", format!("node {id} is not registered")))
+        .ok_or_else(|| {
+            ApiError::bad_request("unknown_node", format!("node {id} is not registered"))
+        })
 }
 
 /// Moves `shard` from `from` to `to` with its data: open an empty copy on
 /// `to`, mirror writes, copy pages, switch the owner, delete the old copy.
 /// Callers hold `cluster.moves`.
-pub(crate) async fn move_shard(cluster: &Cluster, shard: u32, from: &str, to: &str) -> Result<(), ApiError> {
+pub(crate) async fn move_shard(
+    cluster: &Cluster,
+    shard: u32,
+    from: &str,
+    to: &str,
+) -> Result<(), ApiError> {
     let started = std::time::Instant::now();
     let from_addr = node_addr(cluster, from)?;
     let to_addr = node_addr(cluster, to)?;
     let gate = &cluster.gates[shard as usize];
     // `reset` discards a stale copy left on `to` by an earlier aborted move.
-    cluster.nodes.open_shard(&to_addr, shard, "receiving", true).await.map_err(|e| e.into_api(to, shard))?;
+    cluster
+        .nodes
+        .open_shard(&to_addr, shard, "receiving", true)
+        .await
+        .map_err(|e| e.into_api(to, shard))?;
     {
         let _excl = gate.rw.write().await;
         gate.poisoned.store(false, Ordering::SeqCst);
@@ -126,17 +149,28 @@ pub(crate) async fn move_shard(cluster: &Cluster, shard: u32, from: &str, to: &s
     tracing::info!(shard, from, to, "shard move started");
     let copied = copy_pages(cluster, shard, from, &from_addr, to, &to_addr).await;
     let result = match copied {
-        Ok(n) => finish_move(cluster, shard, from, to, &to_addr).await.map(|()| n),
+        Ok(n) => finish_move(cluster, shard, from, to, &to_addr)
+            .await
+            .map(|()| n),
         Err(e) => Err(e),
     };
     match result {
         Ok(keys) => {
             cluster.metrics.moved("ok");
-            tracing::info!(shard, from, to, keys, ms = started.elapsed().as_millis() as u64, "shard moved");
+            tracing::info!(
+                shard,
+                from,
+                to,
+                keys,
+                ms = started.elapsed().as_millis() as u64,
+                "shard moved"
+            );
             if let Err(e) = cluster.nodes.drop_shard(&from_addr, shard).await {
                 tracing::warn!(shard, node = from, error = %e, "old copy not deleted yet; will retry");
             } else {
-                cluster.update(|m| Ok(m.pending_drops.remove(&(from.to_owned(), shard)))).await?;
+                cluster
+                    .update(|m| Ok(m.pending_drops.remove(&(from.to_owned(), shard))))
+                    .await?;
             }
             Ok(())
         }
@@ -156,31 +190,64 @@ pub(crate) async fn move_shard(cluster: &Cluster, shard: u32, from: &str, to: &s
     }
 }
 
-async fn copy_pages(cluster: &Cluster, shard: u32, from: &str, from_addr: &str, to: &str, to_addr: &str) -> Result<u64, ApiError> {
+async fn copy_pages(
+    cluster: &Cluster,
+    shard: u32,
+    from: &str,
+    from_addr: &str,
+    to: &str,
+    to_addr: &str,
+) -> Result<u64, ApiError> {
     let gate = &cluster.gates[shard as usize];
     let mut after: Option<String> = None;
     let mut copied = 0u64;
     loop {
         let _serial = gate.copy.lock().await;
         if gate.poisoned.load(Ordering::SeqCst) {
-            return Err(ApiError::unavailable("move_aborted", format!("a write to node {to} failed during the move")));
+            return Err(ApiError::unavailable(
+                "move_aborted",
+                format!("a write to node {to} failed during the move"),
+            ));
         }
-        let page = cluster.nodes.export(from_addr, shard, after.as_deref()).await.map_err(|e| e.into_api(from, shard))?;
-        let Some((last, _)) = page.last() else { return Ok(copied) };
+        let page = cluster
+            .nodes
+            .export(from_addr, shard, after.as_deref())
+            .await
+            .map_err(|e| e.into_api(from, shard))?;
+        let Some((last, _)) = page.last() else {
+            return Ok(copied);
+        };
         let last = last.clone();
-        cluster.nodes.import(to_addr, shard, &page).await.map_err(|e| e.into_api(to, shard))?;
+        cluster
+            .nodes
+            .import(to_addr, shard, &page)
+            .await
+            .map_err(|e| e.into_api(to, shard))?;
         copied += page.len() as u64;
         after = Some(last);
     }
 }
 
-async fn finish_move(cluster: &Cluster, shard: u32, from: &str, to: &str, to_addr: &str) -> Result<(), ApiError> {
+async fn finish_move(
+    cluster: &Cluster,
+    shard: u32,
+    from: &str,
+    to: &str,
+    to_addr: &str,
+) -> Result<(), ApiError> {
     let gate = &cluster.gates[shard as usize];
     let _excl = gate.rw.write().await;
     if gate.poisoned.load(Ordering::SeqCst) {
-        return Err(ApiError::unavailable("move_aborted", format!("a write to node {to} failed during the move")));
+        return Err(ApiError::unavailable(
+            "move_aborted",
+            format!("a write to node {to} failed during the move"),
+        ));
     }
-    cluster.nodes.open_shard(to_addr, shard, "active", false).await.map_err(|e| e.into_api(to, shard))?;
+    cluster
+        .nodes
+        .open_shard(to_addr, shard, "active", false)
+        .await
+        .map_err(|e| e.into_api(to, shard))?;
     cluster
         .update(|m| {
             let s = &mut m.shards[shard as usize];
@@ -201,7 +268,9 @@ pub(crate) async fn drop_leftovers(cluster: &Cluster) {
         let in_use = s.owner.as_ref() == Some(node) || s.moving_to.as_ref() == Some(node);
         let gone = !meta.nodes.contains_key(node);
         if !in_use && !gone {
-            let Some(addr) = meta.nodes.get(node).map(|n| n.addr.clone()) else { continue };
+            let Some(addr) = meta.nodes.get(node).map(|n| n.addr.clone()) else {
+                continue;
+            };
             if cluster.status_of(node) == Status::Unhealthy {
                 continue;
             }

@@ -17,7 +17,11 @@ pub enum CallError {
     /// No answer (connect refused, timeout, reset): outcome unknown for writes.
     Unreachable(String),
     /// The node answered with an error.
-    Status { status: StatusCode, code: String, message: String },
+    Status {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
 }
 
 impl CallError {
@@ -33,7 +37,11 @@ impl CallError {
                 "node_unavailable",
                 format!("shard {shard} is on node {node}, which did not answer ({why})"),
             ),
-            CallError::Status { status, code, message } => {
+            CallError::Status {
+                status,
+                code,
+                message,
+            } => {
                 let code = known_code(&code);
                 if status.is_server_error() || status == StatusCode::MISDIRECTED_REQUEST {
                     ApiError::unavailable(code, format!("node {node} (shard {shard}): {message}"))
@@ -49,7 +57,11 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Unreachable(w) => write!(f, "unreachable: {w}"),
-            CallError::Status { status, code, message } => write!(f, "{status} {code}: {message}"),
+            CallError::Status {
+                status,
+                code,
+                message,
+            } => write!(f, "{status} {code}: {message}"),
         }
     }
 }
@@ -91,7 +103,11 @@ impl NodeClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> R<reqwest::Response> {
-        let res = req.timeout(timeout).send().await.map_err(|e| CallError::Unreachable(short(&e)))?;
+        let res = req
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| CallError::Unreachable(short(&e)))?;
         if res.status().is_success() {
             return Ok(res);
         }
@@ -102,7 +118,11 @@ impl NodeClient {
             m if m.is_empty() => format!("node answered {status}"),
             m => m,
         };
-        Err(CallError::Status { status, code: field("code"), message })
+        Err(CallError::Status {
+            status,
+            code: field("code"),
+            message,
+        })
     }
 
     fn key_url(addr: &str, shard: u32, key: &str) -> String {
@@ -111,7 +131,10 @@ impl NodeClient {
 
     /// Reads a key: `Ok(None)` when absent.
     pub async fn get(&self, addr: &str, shard: u32, key: &str) -> R<Option<(String, Bytes)>> {
-        match self.send(self.http.get(Self::key_url(addr, shard, key)), self.timeout).await {
+        match self
+            .send(self.http.get(Self::key_url(addr, shard, key)), self.timeout)
+            .await
+        {
             Ok(res) => {
                 let ct = res
                     .headers()
@@ -119,16 +142,30 @@ impl NodeClient {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("application/octet-stream")
                     .to_owned();
-                let body = res.bytes().await.map_err(|e| CallError::Unreachable(short(&e)))?;
+                let body = res
+                    .bytes()
+                    .await
+                    .map_err(|e| CallError::Unreachable(short(&e)))?;
                 Ok(Some((ct, body)))
             }
-            Err(CallError::Status { status: StatusCode::NOT_FOUND, code, .. }) if code == "not_found" => Ok(None),
+            Err(CallError::Status {
+                status: StatusCode::NOT_FOUND,
+                code,
+                ..
+            }) if code == "not_found" => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Writes a key.
-    pub async fn put(&self, addr: &str, shard: u32, key: &str, content_type: &str, value: Bytes) -> R<()> {
+    pub async fn put(
+        &self,
+        addr: &str,
+        shard: u32,
+        key: &str,
+        content_type: &str,
+        value: Bytes,
+    ) -> R<()> {
         let req = self
             .http
             .put(Self::key_url(addr, shard, key))
@@ -139,40 +176,87 @@ impl NodeClient {
 
     /// Deletes a key (absent is fine).
     pub async fn delete(&self, addr: &str, shard: u32, key: &str) -> R<()> {
-        self.send(self.http.delete(Self::key_url(addr, shard, key)), self.timeout).await.map(drop)
+        self.send(
+            self.http.delete(Self::key_url(addr, shard, key)),
+            self.timeout,
+        )
+        .await
+        .map(drop)
     }
 
     /// Lists keys of one shard.
-    pub async fn list(&self, addr: &str, shard: u32, prefix: &str, after: Option<&str>, limit: usize) -> R<KeyPage> {
+    pub async fn list(
+        &self,
+        addr: &str,
+        shard: u32,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> R<KeyPage> {
         let mut q = vec![("prefix", prefix.to_owned()), ("limit", limit.to_string())];
         if let Some(a) = after {
             q.push(("after", a.to_owned()));
         }
-        let res = self.send(self.http.get(format!("{addr}/shard/{shard}/store")).query(&q), self.timeout).await?;
-        res.json().await.map_err(|e| CallError::Unreachable(short(&e)))
+        let res = self
+            .send(
+                self.http
+                    .get(format!("{addr}/shard/{shard}/store"))
+                    .query(&q),
+                self.timeout,
+            )
+            .await?;
+        res.json()
+            .await
+            .map_err(|e| CallError::Unreachable(short(&e)))
     }
 
     /// Opens (creates) a shard on a node.
     pub async fn open_shard(&self, addr: &str, shard: u32, state: &str, reset: bool) -> R<()> {
-        let body = OpenShardRequest { state: state.into(), reset };
-        self.send(self.http.put(format!("{addr}/shard/{shard}")).json(&body), self.timeout).await.map(drop)
+        let body = OpenShardRequest {
+            state: state.into(),
+            reset,
+        };
+        self.send(
+            self.http.put(format!("{addr}/shard/{shard}")).json(&body),
+            self.timeout,
+        )
+        .await
+        .map(drop)
     }
 
     /// Drops a shard and its data on a node.
     pub async fn drop_shard(&self, addr: &str, shard: u32) -> R<()> {
-        self.send(self.http.delete(format!("{addr}/shard/{shard}")), self.timeout).await.map(drop)
+        self.send(
+            self.http.delete(format!("{addr}/shard/{shard}")),
+            self.timeout,
+        )
+        .await
+        .map(drop)
     }
 
     /// One page of a shard's entries after `after`; empty at the end.
-    pub async fn export(&self, addr: &str, shard: u32, after: Option<&str>) -> R<Vec<(String, Record)>> {
+    pub async fn export(
+        &self,
+        addr: &str,
+        shard: u32,
+        after: Option<&str>,
+    ) -> R<Vec<(String, Record)>> {
         let mut q = vec![("limit", "1000".to_owned())];
         if let Some(a) = after {
             q.push(("after", a.to_owned()));
         }
         let res = self
-            .send(self.http.get(format!("{addr}/shard/{shard}/export")).query(&q), Duration::from_secs(120))
+            .send(
+                self.http
+                    .get(format!("{addr}/shard/{shard}/export"))
+                    .query(&q),
+                Duration::from_secs(120),
+            )
             .await?;
-        let body = res.bytes().await.map_err(|e| CallError::Unreachable(short(&e)))?;
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| CallError::Unreachable(short(&e)))?;
         decode_entries(&body).map_err(|e| CallError::Status {
             status: StatusCode::BAD_GATEWAY,
             code: "invalid_entries".into(),
@@ -182,18 +266,30 @@ impl NodeClient {
 
     /// Writes a page of entries into a shard.
     pub async fn import(&self, addr: &str, shard: u32, entries: &[(String, Record)]) -> R<()> {
-        let req = self.http.post(format!("{addr}/shard/{shard}/import")).body(encode_entries(entries));
+        let req = self
+            .http
+            .post(format!("{addr}/shard/{shard}/import"))
+            .body(encode_entries(entries));
         self.send(req, Duration::from_secs(120)).await.map(drop)
     }
 
     /// `GET /health` with a short timeout.
     pub async fn health(&self, addr: &str, timeout: Duration) -> R<()> {
-        self.send(self.http.get(format!("{addr}/health")), timeout).await.map(drop)
+        self.send(self.http.get(format!("{addr}/health")), timeout)
+            .await
+            .map(drop)
     }
 
     /// POSTs JSON to an arbitrary node path (broadcast).
-    pub async fn post_json(&self, url: &str, payload: &serde_json::Value, timeout: Duration) -> R<()> {
-        self.send(self.http.post(url).json(payload), timeout).await.map(drop)
+    pub async fn post_json(
+        &self,
+        url: &str,
+        payload: &serde_json::Value,
+        timeout: Duration,
+    ) -> R<()> {
+        self.send(self.http.post(url).json(payload), timeout)
+            .await
+            .map(drop)
     }
 }
 

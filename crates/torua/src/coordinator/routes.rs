@@ -10,7 +10,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -18,8 +18,10 @@ use super::cluster::{Cluster, Status};
 use super::meta::NodeMeta;
 use super::mover;
 use crate::config::{parse_node_id, parse_url};
-use crate::http::extract::Key;
-use crate::http::{self, content_type_of, value_body, value_response, ApiError, ListQuery, Metrics};
+use crate::http::extract::{empty_key, Key};
+use crate::http::{
+    self, content_type_of, value_body, value_response, ApiError, ListQuery, Metrics,
+};
 use crate::wire::*;
 
 type S = State<Arc<Cluster>>;
@@ -32,9 +34,15 @@ const BROADCAST_DEADLINE: Duration = Duration::from_secs(4);
 pub(crate) fn router(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> Router {
     let value_limit = DefaultBodyLimit::max(cluster.max_value);
     let r = Router::new()
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/ready", get(ready))
-        .route("/metrics", get(http::metrics_handler).with_state(metrics.clone()))
+        .route(
+            "/metrics",
+            get(http::metrics_handler).with_state(metrics.clone()),
+        )
         .route("/register", post(register))
         .route("/nodes", get(nodes))
         .route("/nodes/{id}", delete(decommission))
@@ -42,7 +50,14 @@ pub(crate) fn router(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> Router {
         .route("/shards/assign", post(assign))
         .route("/broadcast", post(broadcast))
         .route("/data", get(list))
-        .route("/data/{*key}", get(get_value).put(put_value).delete(delete_value).layer(value_limit))
+        .route("/data/", any(empty_key))
+        .route(
+            "/data/{*key}",
+            get(get_value)
+                .put(put_value)
+                .delete(delete_value)
+                .layer(value_limit),
+        )
         .with_state(cluster);
     http::finish(r, metrics)
 }
@@ -58,19 +73,39 @@ async fn ready(State(c): S) -> Result<Json<serde_json::Value>, ApiError> {
     }
     Err(ApiError::unavailable(
         "not_ready",
-        format!("{} of {} shards have no live owner (first: shard {})", missing.len(), c.num_shards(), missing[0]),
+        format!(
+            "{} of {} shards have no live owner (first: shard {})",
+            missing.len(),
+            c.num_shards(),
+            missing[0]
+        ),
     ))
 }
 
-async fn register(State(c): S, body: Result<Json<RegisterRequest>, JsonRejection>) -> Result<StatusCode, ApiError> {
+async fn register(
+    State(c): S,
+    body: Result<Json<RegisterRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
     let req = json(body)?;
-    let id = parse_node_id(&req.node.id).map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
-    let addr = parse_url(&req.node.addr).map_err(|m| ApiError::bad_request("invalid_node_addr", m))?;
+    let id =
+        parse_node_id(&req.node.id).map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
+    let addr =
+        parse_url(&req.node.addr).map_err(|m| ApiError::bad_request("invalid_node_addr", m))?;
     let reported: Option<BTreeSet<u32>> = req.shards.map(|v| v.into_iter().collect());
     let (is_new, to_open, to_drop) = c
         .update(|m| {
+            if m.removed.contains(&id) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "node_decommissioned",
+                    format!("node {id} was decommissioned; start it with a new NODE_ID to rejoin"),
+                ));
+            }
             let is_new = !m.nodes.contains_key(&id);
-            let entry = m.nodes.entry(id.clone()).or_insert_with(|| NodeMeta { addr: addr.clone(), draining: false });
+            let entry = m.nodes.entry(id.clone()).or_insert_with(|| NodeMeta {
+                addr: addr.clone(),
+                draining: false,
+            });
             entry.addr = addr.clone();
             let (mut to_open, mut to_drop) = (Vec::new(), Vec::new());
             if let Some(held) = &reported {
@@ -108,7 +143,11 @@ async fn register(State(c): S, body: Result<Json<RegisterRequest>, JsonRejection
     if !to_drop.is_empty() {
         c.wake.notify_one();
     }
-    if is_new || c.shards_without_live_owner().map(|v| !v.is_empty()).unwrap_or(false) {
+    if is_new
+        || c.shards_without_live_owner()
+            .map(|v| !v.is_empty())
+            .unwrap_or(false)
+    {
         c.wake.notify_one();
     }
     Ok(StatusCode::NO_CONTENT)
@@ -132,7 +171,11 @@ async fn nodes(State(c): S) -> Result<Json<NodesResponse>, ApiError> {
                 status: h.status.as_str().into(),
                 last_health_check: rfc3339(h.last_check),
                 state: if n.draining { "draining" } else { "active" }.into(),
-                shard_count: meta.shards.iter().filter(|s| s.owner.as_ref() == Some(id)).count(),
+                shard_count: meta
+                    .shards
+                    .iter()
+                    .filter(|s| s.owner.as_ref() == Some(id))
+                    .count(),
             }
         })
         .collect();
@@ -157,12 +200,20 @@ async fn decommission(
     if !meta.nodes.contains_key(&id) {
         return Err(ApiError::not_found(format!("node {id} is not registered")));
     }
-    let owned: Vec<u32> = (0..c.num_shards()).filter(|s| meta.shards[*s as usize].owner.as_ref() == Some(&id)).collect();
+    let owned: Vec<u32> = (0..c.num_shards())
+        .filter(|s| meta.shards[*s as usize].owner.as_ref() == Some(&id))
+        .collect();
     let others = c.eligible(&meta).into_iter().any(|n| n != id);
     if !owned.is_empty() && !q.force {
         if !others {
-            return Err(ApiError::new(StatusCode::CONFLICT, "no_destination", format!(
-                "node {id} holds {} shards and no other healthy node can take them", owned.len())));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "no_destination",
+                format!(
+                    "node {id} holds {} shards and no other healthy node can take them",
+                    owned.len()
+                ),
+            ));
         }
         if c.status_of(&id) != Status::Healthy {
             return Err(ApiError::new(StatusCode::CONFLICT, "node_unavailable", format!(
@@ -182,6 +233,7 @@ async fn decommission(
                 }
             }
             m.nodes.remove(&id);
+            m.removed.insert(id.clone());
             Ok(())
         })
         .await?;
@@ -204,10 +256,14 @@ async fn decommission(
     let deadline = Instant::now() + DRAIN_WAIT;
     loop {
         let meta = c.snapshot()?;
-        let busy = meta.shards.iter().any(|s| s.owner.as_ref() == Some(&id) || s.moving_to.as_ref() == Some(&id));
+        let busy = meta
+            .shards
+            .iter()
+            .any(|s| s.owner.as_ref() == Some(&id) || s.moving_to.as_ref() == Some(&id));
         if !busy {
             c.update(|m| {
                 m.nodes.remove(&id);
+                m.removed.insert(id.clone());
                 Ok(())
             })
             .await?;
@@ -236,26 +292,45 @@ async fn shards(State(c): S) -> Result<Json<ShardsResponse>, ApiError> {
             moving_to: s.moving_to.clone(),
         })
         .collect();
-    Ok(Json(ShardsResponse { num_shards: meta.num_shards, shards }))
+    Ok(Json(ShardsResponse {
+        num_shards: meta.num_shards,
+        shards,
+    }))
 }
 
-async fn assign(State(c): S, body: Result<Json<AssignRequest>, JsonRejection>) -> Result<Json<ShardAssignment>, ApiError> {
+async fn assign(
+    State(c): S,
+    body: Result<Json<AssignRequest>, JsonRejection>,
+) -> Result<Json<ShardAssignment>, ApiError> {
     let req = json(body)?;
     if req.shard_id >= c.num_shards() {
         return Err(ApiError::bad_request(
             "invalid_shard_id",
-            format!("shard {} is out of range; this cluster has shards 0 to {}", req.shard_id, c.num_shards() - 1),
+            format!(
+                "shard {} is out of range; this cluster has shards 0 to {}",
+                req.shard_id,
+                c.num_shards() - 1
+            ),
         ));
     }
     let meta = c.snapshot()?;
     let Some(node) = meta.nodes.get(&req.node_id) else {
-        return Err(ApiError::bad_request("unknown_node", format!("node {} is not registered", req.node_id)));
+        return Err(ApiError::bad_request(
+            "unknown_node",
+            format!("node {} is not registered", req.node_id),
+        ));
     };
     if node.draining {
-        return Err(ApiError::bad_request("node_draining", format!("node {} is being decommissioned", req.node_id)));
+        return Err(ApiError::bad_request(
+            "node_draining",
+            format!("node {} is being decommissioned", req.node_id),
+        ));
     }
     if c.status_of(&req.node_id) != Status::Healthy {
-        return Err(ApiError::unavailable("node_unavailable", format!("node {} is not healthy", req.node_id)));
+        return Err(ApiError::unavailable(
+            "node_unavailable",
+            format!("node {} is not healthy", req.node_id),
+        ));
     }
     {
         let _one = c.moves.lock().await;
@@ -279,10 +354,20 @@ async fn assign(State(c): S, body: Result<Json<AssignRequest>, JsonRejection>) -
     }))
 }
 
-async fn broadcast(State(c): S, body: Result<Json<BroadcastRequest>, JsonRejection>) -> Result<Json<BroadcastResponse>, ApiError> {
+async fn broadcast(
+    State(c): S,
+    body: Result<Json<BroadcastRequest>, JsonRejection>,
+) -> Result<Json<BroadcastResponse>, ApiError> {
     let req = json(body)?;
-    if !req.path.starts_with('/') || req.path.contains("..") || req.path.contains("//") || req.path.contains(['?', '#']) {
-        return Err(ApiError::bad_request("invalid_path", "path must be an absolute node path such as /control"));
+    if !req.path.starts_with('/')
+        || req.path.contains("..")
+        || req.path.contains("//")
+        || req.path.contains(['?', '#'])
+    {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "path must be an absolute node path such as /control",
+        ));
     }
     let meta = c.snapshot()?;
     let targets: Vec<(String, String)> = meta
@@ -296,26 +381,45 @@ async fn broadcast(State(c): S, body: Result<Json<BroadcastRequest>, JsonRejecti
         let (c, payload) = (c.clone(), req.payload.clone());
         async move {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let err = c.nodes.post_json(&url, &payload, left).await.err().map(|e| e.to_string());
+            let err = c
+                .nodes
+                .post_json(&url, &payload, left)
+                .await
+                .err()
+                .map(|e| e.to_string());
             BroadcastResult { node_id: id, err }
         }
     });
     let results = futures::future::join_all(calls).await;
-    Ok(Json(BroadcastResponse { sent_to: results.len(), results }))
+    Ok(Json(BroadcastResponse {
+        sent_to: results.len(),
+        results,
+    }))
 }
 
-async fn list(State(c): S, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<KeyPage>, ApiError> {
+async fn list(
+    State(c): S,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<KeyPage>, ApiError> {
     let Query(q) = q?;
     let limit = q.limit()?;
     Ok(Json(c.list(&q.prefix, q.after.as_deref(), limit).await?))
 }
 
 async fn get_value(State(c): S, Key(key): Key) -> Result<Response, ApiError> {
-    let (ct, value) = c.get(&key).await?.ok_or_else(|| ApiError::not_found("key not found"))?;
+    let (ct, value) = c
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("key not found"))?;
     Ok(value_response(torua_store::Record::new(ct, value.to_vec())))
 }
 
-async fn put_value(State(c): S, Key(key): Key, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<StatusCode, ApiError> {
+async fn put_value(
+    State(c): S,
+    Key(key): Key,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
     let value = value_body(body, c.max_value)?;
     let ct = content_type_of(&headers)?;
     c.write(&key, Some((&ct, value))).await?;

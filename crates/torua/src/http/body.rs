@@ -35,11 +35,14 @@ pub fn content_type_of(headers: &HeaderMap) -> Result<String, ApiError> {
     match headers.get(header::CONTENT_TYPE) {
         None => Ok("application/octet-stream".into()),
         Some(v) => {
-            let s = v
-                .to_str()
-                .map_err(|_| ApiError::bad_request("invalid_content_type", "Content-Type must be visible ASCII"))?;
+            let s = v.to_str().map_err(|_| {
+                ApiError::bad_request("invalid_content_type", "Content-Type must be visible ASCII")
+            })?;
             if s.len() > torua_store::MAX_CONTENT_TYPE_LEN {
-                return Err(ApiError::bad_request("invalid_content_type", "Content-Type is longer than 255 bytes"));
+                return Err(ApiError::bad_request(
+                    "invalid_content_type",
+                    "Content-Type is longer than 255 bytes",
+                ));
             }
             Ok(s.to_owned())
         }
@@ -64,8 +67,10 @@ impl ListQuery {
         match self.limit {
             None => Ok(DEFAULT_LIMIT),
             Some(l) if (1..=MAX_LIMIT).contains(&l) => Ok(l),
-            Some(l) => Err(ApiError::bad_request("invalid_limit", format!("limit {l} is not between 1 and {MAX_LIMIT}"))),
+            Some(l) => Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit {l} is not between 1 and {MAX_LIMIT}"),
+            )),
         }
     }
 }
-

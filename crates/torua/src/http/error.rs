@@ -21,7 +21,11 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     /// 400 with the given code.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -38,7 +42,11 @@ impl ApiError {
     /// 500: the detail goes to the log, the client gets a generic sentence.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
     /// 413 for an oversized body.
     pub fn too_large(limit: usize) -> Self {
@@ -52,7 +60,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -80,14 +94,17 @@ impl From<StoreError> for ApiError {
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", r.body_text());
+            return Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                r.body_text(),
+            );
         }
-        let code = if r.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-            "unsupported_media_type"
-        } else {
-            "invalid_json"
-        };
-        Self::new(r.status(), code, r.body_text())
+        if r.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return Self::new(r.status(), "unsupported_media_type", r.body_text());
+        }
+        // Syntax and shape errors alike are the client's bad input: 400.
+        Self::bad_request("invalid_json", r.body_text())
     }
 }
 

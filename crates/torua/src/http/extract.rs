@@ -3,46 +3,72 @@
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use torua_store::MAX_KEY_LEN;
 
 use super::ApiError;
 
-/// Characters kept as-is when a key is put in a URL path: RFC 3986 unreserved.
-const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+/// Characters kept as-is when a key is put in a URL path: RFC 3986
+/// unreserved minus `.`, which is encoded so that keys such as `..` are not
+/// removed by URL dot-segment normalization on the way.
+const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
 
 /// Percent-encodes a key for a URL path segment (`/` becomes `%2F`).
 pub fn encode_key(key: &str) -> String {
     utf8_percent_encode(key, KEY_ENCODE).to_string()
 }
 
-/// Decodes and checks a raw (percent-encoded) key from a path.
-pub fn decode_key(raw: &str) -> Result<String, ApiError> {
-    let key = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::bad_request("invalid_key", "key is not valid UTF-8 after percent-decoding"))?
-        .into_owned();
+/// Checks a key taken (already percent-decoded) from a path.
+pub fn check_key(key: String) -> Result<String, ApiError> {
     if key.is_empty() {
-        return Err(ApiError::bad_request("invalid_key", "key must not be empty"));
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            "key must not be empty",
+        ));
+    }
+    // URL clients (WHATWG) drop `.` and `..` segments, even percent-encoded,
+    // so such keys could be written by one client and never read by another.
+    if key == "." || key == ".." {
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            "`.` and `..` cannot be keys: URL clients remove them",
+        ));
     }
     if key.len() > MAX_KEY_LEN {
         return Err(ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "key_too_large",
-            format!("key is {} bytes; at most {MAX_KEY_LEN} are allowed", key.len()),
+            format!(
+                "key is {} bytes; at most {MAX_KEY_LEN} are allowed",
+                key.len()
+            ),
         ));
     }
     Ok(key)
 }
 
-fn raw_param<'a>(params: &'a RawPathParams, name: &str) -> Option<&'a str> {
+/// Answers a route whose key is empty (`/data/`).
+pub async fn empty_key() -> ApiError {
+    ApiError::bad_request("invalid_key", "key must not be empty")
+}
+
+fn param<'a>(params: &'a RawPathParams, name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
+/// Path parameters, percent-decoded once by axum's router.
 async fn params(parts: &mut Parts) -> Result<RawPathParams, ApiError> {
     RawPathParams::from_request_parts(parts, &())
         .await
-        .map_err(|_| ApiError::internal("route has no path parameters"))
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_key",
+                format!(
+                    "path is not valid UTF-8 after percent-decoding ({})",
+                    e.body_text()
+                ),
+            )
+        })
 }
 
 /// The `{*key}` path parameter, percent-decoded and checked.
@@ -52,7 +78,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Key {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let p = params(parts).await?;
-        decode_key(raw_param(&p, "key").unwrap_or_default()).map(Key)
+        check_key(param(&p, "key").unwrap_or_default().to_owned()).map(Key)
     }
 }
 
@@ -63,9 +89,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ShardId {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let p = params(parts).await?;
-        let raw = raw_param(&p, "id").unwrap_or_default();
+        let raw = param(&p, "id").unwrap_or_default();
         raw.parse().map(ShardId).map_err(|_| {
-            ApiError::bad_request("invalid_shard_id", format!("`{raw}` is not a shard id (a non-negative integer)"))
+            ApiError::bad_request(
+                "invalid_shard_id",
+                format!("`{raw}` is not a shard id (a non-negative integer)"),
+            )
         })
     }
 }
@@ -73,14 +102,24 @@ impl<S: Send + Sync> FromRequestParts<S> for ShardId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use percent_encoding::percent_decode_str;
 
     #[test]
     fn keys_round_trip_through_urls() {
-        for k in ["a/b c", "user@x:1", "?#%", "ünï/😀", "..", "a+b"] {
-            assert_eq!(decode_key(&encode_key(k)).ok().as_deref(), Some(k));
+        for k in ["a/b c", "user@x:1", "?#%", "%41", "ünï/😀", "a/../b", "a+b"] {
+            let decoded = percent_decode_str(&encode_key(k))
+                .decode_utf8()
+                .map(|c| c.into_owned());
+            assert_eq!(
+                decoded.ok().and_then(|d| check_key(d).ok()).as_deref(),
+                Some(k)
+            );
         }
-        assert!(decode_key("").is_err());
-        assert!(decode_key("%FF").is_err());
-        assert_eq!(decode_key(&"a".repeat(4097)).err().map(|e| e.status.as_u16()), Some(413));
+        assert!(check_key(String::new()).is_err());
+        assert!(check_key("..".into()).is_err());
+        assert_eq!(
+            check_key("a".repeat(4097)).err().map(|e| e.status.as_u16()),
+            Some(413)
+        );
     }
 }

@@ -55,14 +55,25 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.0, 18))
         });
         registry.register("http_requests", "HTTP requests answered", requests.clone());
-        registry.register("http_request_seconds", "HTTP request latency", latency.clone());
-        Arc::new(Metrics { registry: std::sync::Mutex::new(registry), requests, latency })
+        registry.register(
+            "http_request_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
+        Arc::new(Metrics {
+            registry: std::sync::Mutex::new(registry),
+            requests,
+            latency,
+        })
     }
 
     /// Renders the registry in Prometheus text format.
     pub fn render(&self) -> Result<String, ApiError> {
         let mut out = String::new();
-        let reg = self.registry.lock().map_err(|_| ApiError::internal("metrics lock poisoned"))?;
+        let reg = self
+            .registry
+            .lock()
+            .map_err(|_| ApiError::internal("metrics lock poisoned"))?;
         prometheus_client::encoding::text::encode(&mut out, &reg).map_err(ApiError::internal)?;
         Ok(out)
     }
@@ -80,16 +91,29 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
         .unwrap_or_else(|| "unmatched".into());
     let res = next.run(req).await;
     m.requests
-        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone(), status: res.status().as_u16() })
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status: res.status().as_u16(),
+        })
         .inc();
-    m.latency.get_or_create(&RouteOnly { method, route }).observe(start.elapsed().as_secs_f64());
+    m.latency
+        .get_or_create(&RouteOnly { method, route })
+        .observe(start.elapsed().as_secs_f64());
     res
 }
 
 /// `GET /metrics` handler.
 pub async fn metrics_handler(State(m): State<Arc<Metrics>>) -> Result<Response, ApiError> {
     let body = m.render()?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// Adds the JSON fallbacks and request tracking to a router.
@@ -106,7 +130,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -71,10 +71,18 @@ async fn heartbeat(cfg: NodeConfig, node: Arc<Node>, shutdown: Shutdown) {
     let mut failing = false;
     loop {
         let body = RegisterRequest {
-            node: NodeInfo { id: cfg.node_id.clone(), addr: cfg.advertised_url() },
+            node: NodeInfo {
+                id: cfg.node_id.clone(),
+                addr: cfg.advertised_url(),
+            },
             shards: Some(node.store.shard_ids()),
         };
-        let res = client.post(&url).json(&body).timeout(Duration::from_secs(3)).send().await;
+        let res = client
+            .post(&url)
+            .json(&body)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
         match res {
             Ok(r) if r.status().is_success() => {
                 if failing || !node.registered.load(Ordering::Relaxed) {

@@ -8,15 +8,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use torua_store::{Op, Record, Shard, ShardState};
 
 use super::Node;
-use crate::http::extract::{Key, ShardId};
+use crate::http::extract::{empty_key, Key, ShardId};
 use crate::http::{self, content_type_of, value_body, value_response, ApiError, ListQuery};
-use crate::wire::{decode_entries, encode_entries, KeyPage, NodeInfoResponse, OpenShardRequest, ShardInfo};
+use crate::wire::{
+    decode_entries, encode_entries, KeyPage, NodeInfoResponse, OpenShardRequest, ShardInfo,
+};
 
 type S = State<Arc<Node>>;
 
@@ -33,13 +35,20 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/ready", get(ready))
         .route("/info", get(info))
         .route("/control", post(control))
-        .route("/metrics", get(http::metrics_handler).with_state(metrics.clone()))
+        .route(
+            "/metrics",
+            get(http::metrics_handler).with_state(metrics.clone()),
+        )
         .route("/shard/{id}", put(open_shard).delete(drop_shard))
         .route("/shard/{id}/stats", get(stats))
         .route("/shard/{id}/store", get(list))
+        .route("/shard/{id}/store/", any(empty_key))
         .route(
             "/shard/{id}/store/{*key}",
-            get(get_value).put(put_value).delete(delete_value).layer(value_limit),
+            get(get_value)
+                .put(put_value)
+                .delete(delete_value)
+                .layer(value_limit),
         )
         .route("/shard/{id}/export", get(export))
         .route("/shard/{id}/import", post(import).layer(import_limit))
@@ -55,7 +64,10 @@ async fn ready(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {
     if n.registered.load(Ordering::Relaxed) {
         Ok(Json(serde_json::json!({"status": "ready"})))
     } else {
-        Err(ApiError::unavailable("not_registered", "node has not registered with the coordinator yet"))
+        Err(ApiError::unavailable(
+            "not_registered",
+            "node has not registered with the coordinator yet",
+        ))
     }
 }
 
@@ -85,7 +97,11 @@ async fn info(State(n): S) -> Result<Json<NodeInfoResponse>, ApiError> {
     for s in n.store.shards() {
         shards.push(shard_info(&s).await?);
     }
-    Ok(Json(NodeInfoResponse { node_id: n.id.clone(), shard_count: shards.len(), shards }))
+    Ok(Json(NodeInfoResponse {
+        node_id: n.id.clone(),
+        shard_count: shards.len(),
+        shards,
+    }))
 }
 
 async fn stats(State(n): S, ShardId(id): ShardId) -> Result<Json<ShardInfo>, ApiError> {
@@ -108,7 +124,12 @@ async fn open_shard(
     let state = match req.state.as_str() {
         "active" => ShardState::Active,
         "receiving" => ShardState::Receiving,
-        other => return Err(ApiError::bad_request("invalid_state", format!("`{other}` is not active or receiving"))),
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_state",
+                format!("`{other}` is not active or receiving"),
+            ))
+        }
     };
     if req.reset {
         n.store.drop_shard(id).await?;
@@ -126,7 +147,10 @@ async fn drop_shard(State(n): S, ShardId(id): ShardId) -> Result<StatusCode, Api
 }
 
 async fn get_value(State(n): S, ShardId(id): ShardId, Key(key): Key) -> Result<Response, ApiError> {
-    let rec = held(&n, id)?.get(&key).await?.ok_or_else(|| ApiError::not_found("key not found"))?;
+    let rec = held(&n, id)?
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("key not found"))?;
     Ok(value_response(rec))
 }
 
@@ -139,11 +163,17 @@ async fn put_value(
 ) -> Result<StatusCode, ApiError> {
     let value = value_body(body, n.max_value)?;
     let ct = content_type_of(&headers)?;
-    held(&n, id)?.put(key, Record::new(ct, value.to_vec())).await?;
+    held(&n, id)?
+        .put(key, Record::new(ct, value.to_vec()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_value(State(n): S, ShardId(id): ShardId, Key(key): Key) -> Result<StatusCode, ApiError> {
+async fn delete_value(
+    State(n): S,
+    ShardId(id): ShardId,
+    Key(key): Key,
+) -> Result<StatusCode, ApiError> {
     held(&n, id)?.delete(key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -156,7 +186,9 @@ async fn list(
     let Query(q) = q?;
     let limit = q.limit()?;
     // One extra key tells whether another page exists.
-    let mut keys = held(&n, id)?.list(&q.prefix, q.after.as_deref(), limit + 1).await?;
+    let mut keys = held(&n, id)?
+        .list(&q.prefix, q.after.as_deref(), limit + 1)
+        .await?;
     let next_after = if keys.len() > limit {
         keys.truncate(limit);
         keys.last().cloned()
@@ -182,8 +214,14 @@ async fn export(
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(1000).clamp(1, MAX_LIMIT);
     let max_bytes = q.max_bytes.unwrap_or(4 << 20).clamp(1, 64 << 20);
-    let entries = held(&n, id)?.scan("", q.after.as_deref(), limit, max_bytes).await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-torua-entries")], encode_entries(&entries)).into_response())
+    let entries = held(&n, id)?
+        .scan("", q.after.as_deref(), limit, max_bytes)
+        .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-torua-entries")],
+        encode_entries(&entries),
+    )
+        .into_response())
 }
 
 async fn import(

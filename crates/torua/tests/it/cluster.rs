@@ -1,0 +1,212 @@
+//! A test cluster of real `torua-coordinator` and `torua-node` processes.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use testkit::{eventually, free_port, wait_http_ok, ChildGuard};
+use torua::wire::{NodeInfoResponse, NodesResponse, ShardsResponse};
+
+pub const COORD: &str = env!("CARGO_BIN_EXE_torua-coordinator");
+pub const NODE: &str = env!("CARGO_BIN_EXE_torua-node");
+pub const WAIT: Duration = Duration::from_secs(60);
+/// Values above this are refused in tests (so 413 is cheap to provoke).
+pub const MAX_VALUE: usize = 2 * 1024 * 1024;
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub coord_port: u16,
+    pub shards: u32,
+    coordinator: Option<ChildGuard>,
+    nodes: BTreeMap<String, (u16, Option<ChildGuard>)>,
+    pub http: reqwest::Client,
+}
+
+impl TestCluster {
+    /// A coordinator and `n` nodes (`n1`…), ready to serve.
+    pub async fn start(n: usize, shards: u32) -> TestCluster {
+        let mut c = TestCluster {
+            dir: testkit::tempdir(),
+            coord_port: free_port(),
+            shards,
+            coordinator: None,
+            nodes: BTreeMap::new(),
+            http: reqwest::Client::new(),
+        };
+        c.start_coordinator();
+        for i in 1..=n {
+            c.add_node(&format!("n{i}"));
+        }
+        if n > 0 {
+            c.wait_ready().await;
+            c.wait_balanced(n).await;
+        }
+        c
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.coord_port)
+    }
+
+    pub fn data_url(&self, key: &str) -> String {
+        format!(
+            "{}/data/{}",
+            self.url(),
+            torua::http::extract::encode_key(key)
+        )
+    }
+
+    pub fn node_url(&self, id: &str) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[id].0)
+    }
+
+    pub fn start_coordinator(&mut self) {
+        let mut cmd = Command::new(COORD);
+        cmd.env("COORDINATOR_ADDR", format!("127.0.0.1:{}", self.coord_port))
+            .env("HEALTH_CHECK_INTERVAL", "200ms")
+            .env("TORUA_SHARDS", self.shards.to_string())
+            .env("TORUA_DATA_DIR", self.dir.path().join("coordinator"))
+            .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
+            .env("TORUA_HEALTH_FAILURES", "3");
+        self.coordinator = Some(ChildGuard::spawn("coordinator", cmd, self.dir.path()));
+    }
+
+    pub fn kill_coordinator(&mut self) {
+        if let Some(mut c) = self.coordinator.take() {
+            c.kill();
+        }
+    }
+
+    /// Starts (or restarts) node `id` on its port and data directory.
+    pub fn add_node(&mut self, id: &str) {
+        let port = self
+            .nodes
+            .get(id)
+            .map(|(p, _)| *p)
+            .unwrap_or_else(free_port);
+        let mut cmd = Command::new(NODE);
+        cmd.env("NODE_ID", id)
+            .env("NODE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("NODE_ADDR", format!("http://127.0.0.1:{port}"))
+            .env("COORDINATOR_ADDR", self.url())
+            .env("DATA_DIR", self.dir.path().join(id))
+            .env("HEALTH_CHECK_INTERVAL", "200ms")
+            .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string());
+        let child = ChildGuard::spawn(id, cmd, self.dir.path());
+        self.nodes.insert(id.to_owned(), (port, Some(child)));
+    }
+
+    /// SIGKILL: no graceful shutdown, no flush. `add_node` restarts it.
+    pub fn kill_node(&mut self, id: &str) {
+        if let Some(mut c) = self.nodes.get_mut(id).and_then(|(_, c)| c.take()) {
+            c.kill();
+        }
+    }
+
+    pub async fn wait_ready(&self) {
+        wait_http_ok(&format!("{}/ready", self.url()), WAIT).await;
+    }
+
+    pub async fn nodes(&self) -> NodesResponse {
+        self.http
+            .get(format!("{}/nodes", self.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn shard_map(&self) -> ShardsResponse {
+        self.http
+            .get(format!("{}/shards", self.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn node_info(&self, id: &str) -> NodeInfoResponse {
+        self.http
+            .get(format!("{}/info", self.node_url(id)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `n` healthy nodes each own ⌊S/n⌋ or ⌈S/n⌉ shards and no move is under way.
+    pub async fn wait_balanced(&self, n: usize) {
+        let shards = self.shards as usize;
+        eventually(&format!("shards balanced over {n} nodes"), WAIT, || async {
+            let map = self.shard_map().await;
+            if map
+                .shards
+                .iter()
+                .any(|s| s.node_id.is_empty() || s.moving_to.is_some())
+            {
+                return None;
+            }
+            let nodes = self.nodes().await;
+            let live: Vec<_> = nodes
+                .nodes
+                .iter()
+                .filter(|x| x.status == "healthy" && x.state == "active")
+                .collect();
+            if live.len() != n {
+                return None;
+            }
+            let counts: Vec<usize> = live.iter().map(|x| x.shard_count).collect();
+            let (lo, hi) = (shards / n, shards.div_ceil(n));
+            counts.iter().all(|c| *c == lo || *c == hi).then_some(())
+        })
+        .await
+    }
+
+    pub async fn put(&self, key: &str, value: impl Into<reqwest::Body>) -> StatusCode {
+        self.http
+            .put(self.data_url(key))
+            .body(value)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    pub async fn get(&self, key: &str) -> (StatusCode, bytes::Bytes) {
+        let r = self.http.get(self.data_url(key)).send().await.unwrap();
+        (r.status(), r.bytes().await.unwrap())
+    }
+
+    pub async fn delete(&self, key: &str) -> StatusCode {
+        self.http
+            .delete(self.data_url(key))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+/// Reads the `{"error":{"code"}}` of a response.
+pub async fn error_code(res: reqwest::Response) -> (StatusCode, String, String) {
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}

@@ -1,0 +1,10 @@
+//! Torua integration tests: real binaries over real sockets.
+//! One test binary; each file is a module (see testkit for the helpers).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cluster;
+
+mod config;
+mod crud;
+mod failures;
+mod placement;

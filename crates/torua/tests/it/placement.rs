@@ -1,0 +1,211 @@
+//! Placement: even spread, rebalancing on join and decommission with the
+//! data, and manual assignment — with writes running during the moves.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+
+use crate::cluster::{error_code, TestCluster};
+
+/// Writes `prefix/i` until stopped; returns every acknowledged (key, value).
+fn background_writer(
+    c: &TestCluster,
+    prefix: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(String, String)>> {
+    let (http, url) = (c.http.clone(), c.url());
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut i = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let key = format!("{prefix}/{i}");
+            let value = format!("value-{i}");
+            let res = http
+                .put(format!(
+                    "{url}/data/{}",
+                    torua::http::extract::encode_key(&key)
+                ))
+                .body(value.clone())
+                .send()
+                .await;
+            if matches!(res, Ok(r) if r.status() == StatusCode::NO_CONTENT) {
+                acked.push((key, value));
+            }
+            i += 1;
+        }
+        acked
+    })
+}
+
+async fn assert_all_readable(c: &TestCluster, pairs: &[(String, String)]) {
+    for (k, v) in pairs {
+        let (s, body) = c.get(k).await;
+        assert_eq!(
+            (s, body.as_ref()),
+            (StatusCode::OK, v.as_bytes()),
+            "key {k}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn spread_is_even() {
+    let c = TestCluster::start(3, 64).await;
+    let counts: Vec<usize> = c
+        .nodes()
+        .await
+        .nodes
+        .iter()
+        .map(|n| n.shard_count)
+        .collect();
+    assert_eq!(counts.iter().sum::<usize>(), 64);
+    assert!(
+        counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+        "{counts:?}"
+    );
+    // Nodes hold exactly what the coordinator says they own.
+    let map = c.shard_map().await;
+    assert_eq!(map.num_shards, 64);
+    assert!(map
+        .shards
+        .iter()
+        .enumerate()
+        .all(|(i, s)| s.shard_id as usize == i && s.is_primary));
+    for id in ["n1", "n2", "n3"] {
+        let held: Vec<u32> = c.node_info(id).await.shards.iter().map(|s| s.id).collect();
+        let owned: Vec<u32> = map
+            .shards
+            .iter()
+            .filter(|s| s.node_id == id)
+            .map(|s| s.shard_id)
+            .collect();
+        assert_eq!(held, owned, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn join_rebalances_with_data_and_live_writes() {
+    let mut c = TestCluster::start(2, 24).await;
+    let initial: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("pre/{i}"), format!("v{i}")))
+        .collect();
+    for (k, v) in &initial {
+        assert_eq!(c.put(k, v.clone()).await, StatusCode::NO_CONTENT);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = background_writer(&c, "live", stop.clone());
+    c.add_node("n3");
+    c.wait_balanced(3).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.await.unwrap();
+    assert!(!acked.is_empty());
+    assert_all_readable(&c, &initial).await;
+    assert_all_readable(&c, &acked).await;
+    // The newcomer really holds data now, and the old copies are gone.
+    let info = c.node_info("n3").await;
+    assert_eq!(info.shard_count, 8);
+    assert!(info.shards.iter().map(|s| s.key_count).sum::<u64>() > 0);
+    let total: u64 = {
+        let mut t = 0;
+        for id in ["n1", "n2", "n3"] {
+            t += c
+                .node_info(id)
+                .await
+                .shards
+                .iter()
+                .map(|s| s.key_count)
+                .sum::<u64>();
+        }
+        t
+    };
+    assert_eq!(
+        total as usize,
+        initial.len() + acked.len(),
+        "every key is stored exactly once"
+    );
+}
+
+#[tokio::test]
+async fn decommission_moves_everything_off() {
+    let c = TestCluster::start(3, 12).await;
+    let pairs: Vec<(String, String)> = (0..150)
+        .map(|i| (format!("d/{i}"), format!("v{i}")))
+        .collect();
+    for (k, v) in &pairs {
+        c.put(k, v.clone()).await;
+    }
+    let res = c
+        .http
+        .delete(format!("{}/nodes/n3", c.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let nodes = c.nodes().await;
+    assert!(nodes.nodes.iter().all(|n| n.id != "n3"));
+    assert_eq!(
+        nodes
+            .nodes
+            .iter()
+            .map(|n| n.shard_count)
+            .collect::<Vec<_>>(),
+        vec![6, 6]
+    );
+    assert_all_readable(&c, &pairs).await;
+    testkit::eventually("n3's copies deleted", crate::cluster::WAIT, || async {
+        (c.node_info("n3").await.shard_count == 0).then_some(())
+    })
+    .await;
+    // The last node cannot be decommissioned while it holds shards.
+    c.http
+        .delete(format!("{}/nodes/n2", c.url()))
+        .send()
+        .await
+        .unwrap();
+    let (s, code, _) = error_code(
+        c.http
+            .delete(format!("{}/nodes/n1", c.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code.as_str()), (StatusCode::CONFLICT, "no_destination"));
+    assert_all_readable(&c, &pairs).await;
+}
+
+#[tokio::test]
+async fn manual_assign_moves_data() {
+    let c = TestCluster::start(2, 8).await;
+    let key = "assign/me";
+    c.put(key, "payload").await;
+    let shard = torua::placement::shard_for_key(key, 8);
+    let map = c.shard_map().await;
+    let from = map.shards[shard as usize].node_id.clone();
+    let to = if from == "n1" { "n2" } else { "n1" };
+    let res = c
+        .http
+        .post(format!("{}/shards/assign", c.url()))
+        .json(&serde_json::json!({"shard_id": shard, "node_id": to}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: torua::wire::ShardAssignment = res.json().await.unwrap();
+    assert_eq!(body.node_id, to);
+    assert_eq!(c.get(key).await.1, "payload");
+    let held: Vec<u32> = c.node_info(to).await.shards.iter().map(|s| s.id).collect();
+    assert!(held.contains(&shard));
+    testkit::eventually("old copy dropped", crate::cluster::WAIT, || async {
+        let held: Vec<u32> = c
+            .node_info(&from)
+            .await
+            .shards
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        (!held.contains(&shard)).then_some(())
+    })
+    .await;
+}
