@@ -145,3 +145,18 @@ pub fn eventually_sync(what: &str, limit: Duration, mut check: impl FnMut() -> b
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+/// The first of `n` consecutive ports that were all free a moment ago.
+pub fn free_port_range(n: u16) -> u16 {
+    for _ in 0..100 {
+        let base = free_port();
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let all_free = (1..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}

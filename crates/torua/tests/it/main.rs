@@ -6,5 +6,6 @@ mod cluster;
 
 mod config;
 mod crud;
+mod dev;
 mod failures;
 mod placement;
