@@ -58,21 +58,29 @@ impl ChildGuard {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits up to `limit` for exit; returns the exit code.
+    /// Sends SIGTERM and waits up to `limit` for exit; returns the exit code
+    /// (`None`, after a SIGKILL, if it did not exit in time).
     pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        self.signal_and_wait("TERM", limit)
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) and waits like [`Self::terminate`].
+    pub fn interrupt(&mut self, limit: Duration) -> Option<i32> {
+        self.signal_and_wait("INT", limit)
+    }
+
+    fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> Option<i32> {
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
             .status();
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
+        match self.wait_exit(limit) {
+            Some(st) => st.code(),
+            None => {
+                self.kill();
+                None
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        self.kill();
-        None
     }
 
     /// Waits for the process to exit by itself within `limit`.

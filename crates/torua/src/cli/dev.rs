@@ -32,6 +32,13 @@ pub struct DevArgs {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     crate::init_tracing(args.log_json);
+    // Listen for Ctrl-C/SIGTERM before anything starts, so an early signal
+    // stops the cluster cleanly instead of killing the process.
+    let (signalled, mut signal) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        crate::shutdown::os_signal().await;
+        let _ = signalled.send(());
+    });
     let (trigger, shutdown) = crate::shutdown::channel();
     let coord_addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let coord_url = format!("http://{coord_addr}");
@@ -79,7 +86,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             shutdown.clone(),
         )));
     }
-    wait_ready(&coord_url, Duration::from_secs(60)).await?;
+    tokio::select! {
+        ready = wait_ready(&coord_url, Duration::from_secs(60)) => ready?,
+        _ = &mut signal => {
+            trigger.fire();
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     println!("\nTorua dev cluster is ready ({} nodes).", args.nodes);
     println!(
         "  coordinator  {coord_url}   data: {}",
@@ -99,7 +112,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     );
     let mut failed = false;
     tokio::select! {
-        _ = crate::shutdown::os_signal() => {}
+        _ = &mut signal => {}
         res = futures::future::select_all(tasks.iter_mut()) => {
             if let (Ok(Err(e)), _, _) = &res {
                 eprintln!("torua dev: a server stopped: {e}");

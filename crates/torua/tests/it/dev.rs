@@ -11,7 +11,8 @@ const TORUA: &str = env!("CARGO_BIN_EXE_torua");
 
 fn start(dir: &std::path::Path, port: u16, name: &str) -> ChildGuard {
     let mut cmd = Command::new(TORUA);
-    cmd.args(["dev", "--port", &port.to_string(), "--dir"]).arg(dir.join("data"));
+    cmd.args(["dev", "--port", &port.to_string(), "--dir"])
+        .arg(dir.join("data"));
     ChildGuard::spawn(name, cmd, dir)
 }
 
@@ -26,25 +27,65 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     wait_http_ok(&format!("{url}/ready"), Duration::from_secs(60)).await;
     let log = dir.path().join("dev-1.log");
     testkit::eventually_sync("dev prints a first curl", Duration::from_secs(30), || {
-        std::fs::read_to_string(&log).is_ok_and(|out| out.contains("curl -X PUT") && out.contains("/data/greeting"))
+        std::fs::read_to_string(&log)
+            .is_ok_and(|out| out.contains("curl -X PUT") && out.contains("/data/greeting"))
     });
-    let r = http.put(format!("{url}/data/hello%20world")).body("kept").send().await.unwrap();
+    let r = http
+        .put(format!("{url}/data/hello%20world"))
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let status = Command::new(TORUA).args(["--coordinator", &url, "status"]).output().unwrap();
+    let status = Command::new(TORUA)
+        .args(["--coordinator", &url, "status"])
+        .output()
+        .unwrap();
     let table = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success() && table.contains("n3") && table.contains("healthy"), "{table}");
-    assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0), "clean stop on SIGTERM");
+    assert!(
+        status.status.success() && table.contains("n3") && table.contains("healthy"),
+        "{table}"
+    );
+    assert_eq!(
+        dev.interrupt(Duration::from_secs(30)),
+        Some(0),
+        "clean stop on Ctrl-C (SIGINT)"
+    );
 
-    let _dev = start(dir.path(), port, "dev-2");
+    let mut dev = start(dir.path(), port, "dev-2");
     wait_http_ok(&format!("{url}/ready"), Duration::from_secs(60)).await;
-    let got = Command::new(TORUA).args(["--coordinator", &url, "get", "hello world"]).output().unwrap();
+    let log = dir.path().join("dev-2.log");
+    testkit::eventually_sync("second start is ready", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).is_ok_and(|out| out.contains("cluster is ready"))
+    });
+    let got = Command::new(TORUA)
+        .args(["--coordinator", &url, "get", "hello world"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&got.stdout), "kept");
-    let put = Command::new(TORUA).args(["--coordinator", &url, "put", "cli/key", "v"]).output().unwrap();
+    let put = Command::new(TORUA)
+        .args(["--coordinator", &url, "put", "cli/key", "v"])
+        .output()
+        .unwrap();
     assert!(put.status.success());
-    let ls = Command::new(TORUA).args(["--coordinator", &url, "ls", "--prefix", "cli/"]).output().unwrap();
+    let ls = Command::new(TORUA)
+        .args(["--coordinator", &url, "ls", "--prefix", "cli/"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&ls.stdout), "cli/key\n");
-    let del = Command::new(TORUA).args(["--coordinator", &url, "del", "cli/key"]).output().unwrap();
+    let del = Command::new(TORUA)
+        .args(["--coordinator", &url, "del", "cli/key"])
+        .output()
+        .unwrap();
     assert!(del.status.success());
-    let missing = Command::new(TORUA).args(["--coordinator", &url, "get", "cli/key"]).output().unwrap();
+    let missing = Command::new(TORUA)
+        .args(["--coordinator", &url, "get", "cli/key"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        dev.terminate(Duration::from_secs(30)),
+        Some(0),
+        "clean stop on SIGTERM"
+    );
 }

@@ -95,11 +95,39 @@ async fn join_rebalances_with_data_and_live_writes() {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let writer = background_writer(&c, "live", stop.clone());
+    // Reads of existing keys must succeed throughout the moves.
+    let reader = {
+        let (http, url, stop, keys) = (c.http.clone(), c.url(), stop.clone(), initial.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                for (k, v) in keys.iter().step_by(7) {
+                    let r = http
+                        .get(format!(
+                            "{url}/data/{}",
+                            torua::http::extract::encode_key(k)
+                        ))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        r.status(),
+                        StatusCode::OK,
+                        "read of {k} failed during a move"
+                    );
+                    assert_eq!(r.text().await.unwrap(), *v);
+                    reads += 1;
+                }
+            }
+            reads
+        })
+    };
     c.add_node("n3");
     c.wait_balanced(3).await;
     stop.store(true, Ordering::Relaxed);
     let acked = writer.await.unwrap();
     assert!(!acked.is_empty());
+    assert!(reader.await.unwrap() > 0);
     assert_all_readable(&c, &initial).await;
     assert_all_readable(&c, &acked).await;
     // The newcomer really holds data now, and the old copies are gone.
