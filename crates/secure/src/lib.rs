@@ -3,11 +3,17 @@
 //! # Brief overview
 //!
 //! Each security primitive lives here once and both products call it:
-//! [`ct_eq`] compares secrets in constant time, [`Secret`] wraps a secret so
-//! it never reaches a log through `Debug` or `Display`. Later pieces (password
-//! hashing, key rings, AEAD envelopes, rate limiting, audit) land here too.
+//! * [`ct_eq`] compares secrets in constant time; [`Secret`] keeps a value
+//!   out of logs (`Debug` prints `Secret(…)`) and zeroizes strings on drop.
+//! * [`password`] — Argon2id on a bounded blocking pool, dummy verification
+//!   for unknown users, rehash detection.
+//! * [`token`] — opaque secrets (refresh tokens, API keys) stored as SHA-256.
+//! * [`jwt`] — key ring with `kid`s (RS256, ES256, EdDSA), signing,
+//!   verification with pinned algorithm, issuer and audience, JWKS.
+//! * [`keystore`] — signing keys on disk with rotation and a grace period.
 //!
-//! No HTTP, no database: this crate must not depend on axum, sqlx or redb.
+//! No HTTP, no database: this crate must not depend on axum, hyper, sqlx,
+//! redb or reqwest (`scripts/test` checks it).
 //!
 //! # Example
 //! ```
@@ -17,18 +23,42 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod jwt;
+pub mod keystore;
+pub mod password;
+pub mod token;
+
 use subtle::ConstantTimeEq;
+
+/// Errors of the security kernel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting or stored key is unusable; the message says which.
+    #[error("{0}")]
+    Config(String),
+    /// A cryptographic operation failed.
+    #[error("crypto: {0}")]
+    Crypto(String),
+    /// A JWK or JWKS document is invalid.
+    #[error("jwk: {0}")]
+    Jwk(String),
+    /// File-system error on key material.
+    #[error("{0}")]
+    Io(String),
+}
 
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-/// A value that must not be printed. `Debug` shows `Secret(…)`.
+/// A value that must not be printed. `Debug` shows `Secret(…)`; the inner
+/// value is zeroized on drop.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
+pub struct Secret<T: zeroize::Zeroize>(T);
 
-impl<T> Secret<T> {
+impl<T: zeroize::Zeroize> Secret<T> {
     /// Wraps a secret.
     pub fn new(value: T) -> Self {
         Secret(value)
@@ -39,7 +69,13 @@ impl<T> Secret<T> {
     }
 }
 
-impl<T> std::fmt::Debug for Secret<T> {
+impl<T: zeroize::Zeroize> Drop for Secret<T> {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl<T: zeroize::Zeroize> std::fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(…)")
     }
@@ -59,6 +95,9 @@ mod tests {
 
     #[test]
     fn secret_is_redacted() {
-        assert_eq!(format!("{:?}", Secret::new("pw")), "Secret(…)");
+        assert_eq!(
+            format!("{:?}", Secret::new(String::from("pw"))),
+            "Secret(…)"
+        );
     }
 }

@@ -1,0 +1,83 @@
+//! Opaque secrets (refresh tokens, API keys, reset links): 256 random bits,
+//! shown once, stored only as their SHA-256 digest, compared in constant time.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::Secret;
+
+/// A freshly generated secret and the digest to store.
+#[derive(Debug)]
+pub struct NewToken {
+    /// Give this to the client once; never store or log it.
+    pub plaintext: Secret<String>,
+    /// Hex SHA-256 of the plaintext; store this.
+    pub digest: String,
+}
+
+/// Generates `<prefix><43 base64url characters>` (256 bits of entropy).
+pub fn generate(prefix: &str) -> NewToken {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let plaintext = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let digest = digest(&plaintext);
+    NewToken {
+        plaintext: Secret::new(plaintext),
+        digest,
+    }
+}
+
+/// Hex SHA-256 of a presented token, for lookup by digest.
+pub fn digest(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a presented token against a stored digest in constant time.
+pub fn matches(token: &str, stored_digest: &str) -> bool {
+    crate::ct_eq(digest(token).as_bytes(), stored_digest.as_bytes())
+}
+
+/// A random UUID (version 4) string, for record ids.
+pub fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unique_and_match_their_digest() {
+        let a = generate("rt_");
+        let b = generate("rt_");
+        assert_ne!(a.plaintext, b.plaintext);
+        assert!(a.plaintext.expose().starts_with("rt_"));
+        assert_eq!(a.plaintext.expose().len(), 3 + 43);
+        assert!(matches(a.plaintext.expose(), &a.digest));
+        assert!(!matches(b.plaintext.expose(), &a.digest));
+        assert_eq!(a.digest.len(), 64);
+    }
+
+    #[test]
+    fn uuids_look_like_v4() {
+        let u = random_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, random_uuid());
+    }
+}
