@@ -1,1 +1,30 @@
-//! placeholder
+//! Truxe: a self-hosted identity service.
+//!
+//! # Brief overview
+//!
+//! * [`config`] — the original Truxe environment variables, validated once.
+//! * [`service`] — accounts and sessions ([`service::AuthService`]) and the
+//!   signing keys in use ([`service::KeyManager`]); no HTTP or SQL types.
+//! * [`repo`] — storage traits and the SQLite store behind them.
+//! * [`http`] — the router: extractors, thin handlers, one `ApiError`.
+//! * [`cli`] — the `truxe` command (`serve`, `migrate`, `keys`, `user`, `check-config`).
+//!
+//! Data flow: client → axum router (request id, security headers, body
+//! limit) → handler → `AuthService` → `Store` (SQLite). Crypto (Argon2id,
+//! JWT key ring, opaque tokens) comes from the `secure` kernel.
+//!
+//! # Example
+//! ```
+//! let policy = truxe::config::PasswordPolicy {
+//!     min_length: 10, lowercase: true, uppercase: true, numbers: true, symbols: false,
+//! };
+//! assert_eq!(policy.violations("Short1").len(), 1);
+//! ```
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod repo;
+pub mod service;

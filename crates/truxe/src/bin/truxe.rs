@@ -1,0 +1,14 @@
+//! `truxe`: the identity service binary.
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    match truxe::cli::run(truxe::cli::Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("truxe: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The `truxe` command: turns flags into calls and results into output.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use secure::keystore::KeyStore;
+use secure::password::PasswordHasher;
+use secure::Secret;
+
+use crate::config::{Config, RawConfig};
+use crate::http::{now, App, Metrics};
+use crate::repo::{SqliteStore, Store};
+use crate::service::{AuthService, KeyManager};
+
+/// Command line of `truxe`.
+#[derive(Debug, Parser)]
+#[command(name = "truxe", version, about = "Truxe identity service")]
+pub struct Cli {
+    #[command(flatten)]
+    config: RawConfig,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Validate the configuration and exit (non-zero with reasons if invalid).
+    CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a key: published at once, signing after the next `rotate` (or
+    /// at once if there is no key yet).
+    Generate,
+    /// List keys and their states.
+    List,
+    /// Make the newest pending key (or a new one) sign; the old one retires
+    /// once every token it signed has expired.
+    Rotate,
+    /// Stop publishing a key now (e.g. if it leaked).
+    Retire {
+        /// Key id.
+        kid: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from the first line of stdin.
+    Create {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Give the user the admin role.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = match Config::from_raw(cli.config) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("truxe: invalid configuration:\n{problems}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    init_tracing(cfg.log_json);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(cfg).await,
+            Command::Migrate => {
+                open_store(&cfg).await?;
+                println!("database is up to date");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::CheckConfig => {
+                KeyManager::load(&cfg).context("signing keys")?;
+                println!(
+                    "configuration is valid (database {}, issuer {})",
+                    redact_url(&cfg.database_url),
+                    cfg.issuer
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Keys(k) => keys(&cfg, k),
+            Command::User(UserCommand::Create { email, admin }) => {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                let password = Secret::new(line.trim_end_matches(['\n', '\r']).to_owned());
+                let auth = service(&cfg).await?;
+                let user = auth
+                    .create_user(&email, password, serde_json::json!({}), admin, now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!(
+                    "created user {} ({}){}",
+                    user.email,
+                    user.id,
+                    if admin { " with the admin role" } else { "" }
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+fn init_tracing(json: bool) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if json {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+/// Hides credentials in a database URL.
+fn redact_url(url: &str) -> String {
+    match url
+        .split_once("://")
+        .and_then(|(scheme, rest)| rest.split_once('@').map(|(_, host)| (scheme, host)))
+    {
+        Some((scheme, host)) => format!("{scheme}://…@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = cfg
+        .database_url
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+    {
+        let path = std::path::Path::new(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // Credentials live here: create the file owner-only; SQLite gives its
+        // -wal and -shm files the same mode.
+        if !path.exists() {
+            secure::keystore::write_private(path, b"")?;
+        }
+    }
+    let store = SqliteStore::open(&cfg.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Arc::new(store))
+}
+
+async fn service(cfg: &Config) -> anyhow::Result<AuthService> {
+    let store = open_store(cfg).await?;
+    let keys = Arc::new(KeyManager::load(cfg).context("signing keys")?);
+    let hasher = PasswordHasher::new(cfg.cost, cfg.hash_concurrency)?;
+    Ok(AuthService::new(store, hasher, keys, cfg.clone()))
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
+    let auth = Arc::new(service(&cfg).await?);
+    tokio::spawn(auth.keys().clone().watch(Duration::from_secs(2)));
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, issuer = %cfg.issuer, database = %redact_url(&cfg.database_url),
+        production = cfg.production, "truxe started");
+    if !cfg.production {
+        tracing::warn!("development mode: set TRUXE_ENV=production to enforce strong secrets");
+    }
+    let app = App {
+        auth,
+        metrics: Metrics::new(),
+        issuer: cfg.issuer.clone(),
+        algorithm: cfg.algorithm.as_str(),
+    };
+    crate::http::serve(listener, app, shutdown_signal()).await?;
+    tracing::info!("truxe stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    if cfg.private_key_file.is_some() {
+        bail!("JWT_PRIVATE_KEY_FILE is set: that key is fixed; unset it to use managed, rotating keys");
+    }
+    let store = KeyStore::new(cfg.keys_dir());
+    let t = now() as u64;
+    match cmd {
+        KeysCommand::Generate => {
+            let e = store.generate(cfg.algorithm, t)?;
+            println!("generated {} key {} ({:?})", e.alg, e.kid, e.state);
+        }
+        KeysCommand::Rotate => {
+            let (old, new) = store.rotate(cfg.algorithm, t)?;
+            println!("key {new} signs from now on");
+            if let Some(old) = old {
+                println!(
+                    "key {old} is retiring: published until its tokens expire ({}s)",
+                    cfg.access_ttl.as_secs() + 60
+                );
+            }
+        }
+        KeysCommand::Retire { kid } => {
+            store.retire(&kid)?;
+            println!("key {kid} retired: tokens it signed are no longer accepted");
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<44} {:<6} {:<9} {:<21} RETIRING SINCE",
+                "KID", "ALG", "STATE", "CREATED"
+            );
+            for e in store.entries()? {
+                let since = e
+                    .retiring_since
+                    .map(|s| crate::model::rfc3339(s as i64))
+                    .unwrap_or_default();
+                println!(
+                    "{:<44} {:<6} {:<9} {:<21} {since}",
+                    e.kid,
+                    e.alg,
+                    format!("{:?}", e.state).to_lowercase(),
+                    crate::model::rfc3339(e.created_at as i64)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,409 @@
+//! Configuration from the original Truxe environment variables (flags
+//! override), validated once. Production mode (`TRUXE_ENV=production` or
+//! `NODE_ENV=production`) refuses default or weak secrets and says which.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secure::jwt::KeyAlg;
+use secure::password::PasswordCost;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration such as 15m, 30d or 2s: {e}"))
+}
+
+fn alg(s: &str) -> Result<KeyAlg, String> {
+    s.parse().map_err(|e: secure::Error| e.to_string())
+}
+
+fn flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("`{s}` is not true or false")),
+    }
+}
+
+/// Every setting of `truxe`.
+#[derive(Debug, Clone, Args)]
+pub struct RawConfig {
+    /// `sqlite://path` (default: a file under TRUXE_DATA_DIR).
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite file and signing keys.
+    #[arg(
+        long,
+        env = "TRUXE_DATA_DIR",
+        value_name = "TRUXE_DATA_DIR",
+        default_value = "truxe-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Listen address.
+    #[arg(long, env = "HOST", value_name = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Listen port.
+    #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 3001)]
+    pub port: u16,
+    /// `iss` of issued tokens (default `http://HOST:PORT`).
+    #[arg(long, env = "JWT_ISSUER", value_name = "JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// `aud` of issued tokens.
+    #[arg(
+        long,
+        env = "JWT_AUDIENCE",
+        value_name = "JWT_AUDIENCE",
+        default_value = "truxe-api"
+    )]
+    pub audience: String,
+    /// Signing algorithm: RS256, ES256 or EdDSA.
+    #[arg(long, env = "JWT_ALGORITHM", value_name = "JWT_ALGORITHM", default_value = "RS256", value_parser = alg)]
+    pub algorithm: KeyAlg,
+    /// Access token lifetime.
+    #[arg(long, env = "JWT_ACCESS_TOKEN_TTL", value_name = "JWT_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = duration)]
+    pub access_ttl: Duration,
+    /// Refresh token (session) lifetime.
+    #[arg(long, env = "JWT_REFRESH_TOKEN_TTL", value_name = "JWT_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = duration)]
+    pub refresh_ttl: Duration,
+    /// A PKCS#8 PEM signing key to use instead of the managed key store (no rotation).
+    #[arg(
+        long,
+        env = "JWT_PRIVATE_KEY_FILE",
+        value_name = "JWT_PRIVATE_KEY_FILE"
+    )]
+    pub private_key_file: Option<PathBuf>,
+    /// Live sessions per user; the oldest is ended beyond this.
+    #[arg(long, env = "MAX_CONCURRENT_SESSIONS", value_name = "MAX_CONCURRENT_SESSIONS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_sessions: u32,
+    /// Whether anyone may register.
+    #[arg(long, env = "ENABLE_SIGNUP", value_name = "ENABLE_SIGNUP", default_value = "true", value_parser = flag)]
+    pub enable_signup: bool,
+    /// Secret for cookie signing (required in production, ≥ 32 bytes).
+    #[arg(
+        long,
+        env = "COOKIE_SECRET",
+        value_name = "COOKIE_SECRET",
+        hide_env_values = true
+    )]
+    pub cookie_secret: Option<String>,
+    /// Key for TOTP secrets at rest (required in production, ≥ 32 bytes).
+    #[arg(
+        long,
+        env = "MFA_ENCRYPTION_KEY",
+        value_name = "MFA_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    pub mfa_key: Option<String>,
+    /// Minimum password length.
+    #[arg(long, env = "PASSWORD_MIN_LENGTH", value_name = "PASSWORD_MIN_LENGTH", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(8..=128))]
+    pub password_min_length: u32,
+    /// Require a lower-case letter.
+    #[arg(long, env = "PASSWORD_REQUIRE_LOWERCASE", value_name = "PASSWORD_REQUIRE_LOWERCASE", default_value = "true", value_parser = flag)]
+    pub password_require_lowercase: bool,
+    /// Require an upper-case letter.
+    #[arg(long, env = "PASSWORD_REQUIRE_UPPERCASE", value_name = "PASSWORD_REQUIRE_UPPERCASE", default_value = "true", value_parser = flag)]
+    pub password_require_uppercase: bool,
+    /// Require a digit.
+    #[arg(long, env = "PASSWORD_REQUIRE_NUMBERS", value_name = "PASSWORD_REQUIRE_NUMBERS", default_value = "true", value_parser = flag)]
+    pub password_require_numbers: bool,
+    /// Require a symbol.
+    #[arg(long, env = "PASSWORD_REQUIRE_SYMBOLS", value_name = "PASSWORD_REQUIRE_SYMBOLS", default_value = "false", value_parser = flag)]
+    pub password_require_symbols: bool,
+    /// Argon2id memory in KiB (OWASP minimum 19456).
+    #[arg(
+        long,
+        env = "TRUXE_ARGON2_MEMORY_KIB",
+        value_name = "TRUXE_ARGON2_MEMORY_KIB",
+        default_value_t = 19456
+    )]
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (OWASP minimum 2).
+    #[arg(
+        long,
+        env = "TRUXE_ARGON2_ITERATIONS",
+        value_name = "TRUXE_ARGON2_ITERATIONS",
+        default_value_t = 2
+    )]
+    pub argon2_iterations: u32,
+    /// Concurrent password hashes (each holds the Argon2 memory).
+    #[arg(
+        long,
+        env = "TRUXE_HASH_CONCURRENCY",
+        value_name = "TRUXE_HASH_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub hash_concurrency: usize,
+    /// Failed logins that lock an account.
+    #[arg(
+        long,
+        env = "TRUXE_LOCKOUT_THRESHOLD",
+        value_name = "TRUXE_LOCKOUT_THRESHOLD",
+        default_value_t = 5
+    )]
+    pub lockout_threshold: u32,
+    /// Window for counting failures, and the lock's length.
+    #[arg(long, env = "TRUXE_LOCKOUT_DURATION", value_name = "TRUXE_LOCKOUT_DURATION", default_value = "15m", value_parser = duration)]
+    pub lockout_duration: Duration,
+    /// A spent refresh token presented again within this time is refused
+    /// without ending the session (a client's concurrent retry); later, it
+    /// is treated as theft and the session is revoked.
+    #[arg(long, env = "TRUXE_REFRESH_REUSE_GRACE", value_name = "TRUXE_REFRESH_REUSE_GRACE", default_value = "2s", value_parser = duration)]
+    pub refresh_reuse_grace: Duration,
+    /// `production` enables the strict start-up checks.
+    #[arg(long, env = "TRUXE_ENV", value_name = "TRUXE_ENV")]
+    pub env: Option<String>,
+    /// Log JSON lines.
+    #[arg(long, env = "TRUXE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Password rules.
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters.
+    pub min_length: usize,
+    /// Rules.
+    pub lowercase: bool,
+    /// Rules.
+    pub uppercase: bool,
+    /// Rules.
+    pub numbers: bool,
+    /// Rules.
+    pub symbols: bool,
+}
+
+/// Longest password accepted (bounds hashing work per request).
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+impl PasswordPolicy {
+    /// Every rule `password` breaks, as sentences.
+    pub fn violations(&self, password: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        let n = password.chars().count();
+        if n < self.min_length {
+            v.push(format!("must be at least {} characters", self.min_length));
+        }
+        if password.len() > MAX_PASSWORD_LEN {
+            v.push(format!("must be at most {MAX_PASSWORD_LEN} bytes"));
+        }
+        if self.lowercase && !password.chars().any(char::is_lowercase) {
+            v.push("must contain a lower-case letter".into());
+        }
+        if self.uppercase && !password.chars().any(char::is_uppercase) {
+            v.push("must contain an upper-case letter".into());
+        }
+        if self.numbers && !password.chars().any(|c| c.is_ascii_digit()) {
+            v.push("must contain a digit".into());
+        }
+        if self.symbols
+            && !password
+                .chars()
+                .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
+        {
+            v.push("must contain a symbol".into());
+        }
+        v
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database URL.
+    pub database_url: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Token issuer.
+    pub issuer: String,
+    /// Token audience.
+    pub audience: String,
+    /// Signing algorithm for new keys.
+    pub algorithm: KeyAlg,
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Session lifetime.
+    pub refresh_ttl: Duration,
+    /// Fixed key file, if any.
+    pub private_key_file: Option<PathBuf>,
+    /// Sessions per user.
+    pub max_sessions: usize,
+    /// Registration open.
+    pub enable_signup: bool,
+    /// Password rules.
+    pub password: PasswordPolicy,
+    /// Argon2id cost.
+    pub cost: PasswordCost,
+    /// Hash concurrency.
+    pub hash_concurrency: usize,
+    /// Lockout threshold.
+    pub lockout_threshold: i64,
+    /// Lockout window and length.
+    pub lockout_duration: Duration,
+    /// Concurrent-retry grace for spent refresh tokens.
+    pub refresh_reuse_grace: Duration,
+    /// Production checks on.
+    pub production: bool,
+    /// JSON logs.
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Validates raw settings; every problem is reported, each naming its variable.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, String> {
+        let production = raw
+            .env
+            .as_deref()
+            .or(std::env::var("NODE_ENV").ok().as_deref())
+            == Some("production");
+        let mut problems = Vec::new();
+        let database_url = raw
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", raw.data_dir.join("truxe.db").display()));
+        if !database_url.starts_with("sqlite:") {
+            problems.push(format!(
+                "DATABASE_URL: `{}` is not supported by this build; use sqlite://PATH (PostgreSQL support is in progress)",
+                database_url.split('@').next_back().unwrap_or("")
+            ));
+        }
+        let cost = PasswordCost {
+            memory_kib: raw.argon2_memory_kib,
+            iterations: raw.argon2_iterations,
+            parallelism: 1,
+        };
+        if raw.argon2_memory_kib < 8 || raw.argon2_iterations < 1 {
+            problems.push("TRUXE_ARGON2_MEMORY_KIB / TRUXE_ARGON2_ITERATIONS: out of range".into());
+        }
+        if raw.access_ttl < Duration::from_secs(10)
+            || raw.access_ttl > Duration::from_secs(24 * 3600)
+        {
+            problems.push("JWT_ACCESS_TOKEN_TTL: use between 10s and 24h".into());
+        }
+        if raw.refresh_ttl < raw.access_ttl {
+            problems.push(
+                "JWT_REFRESH_TOKEN_TTL: must not be shorter than JWT_ACCESS_TOKEN_TTL".into(),
+            );
+        }
+        if raw.audience.trim().is_empty() {
+            problems.push("JWT_AUDIENCE: must not be empty".into());
+        }
+        if raw.hash_concurrency == 0 || raw.lockout_threshold == 0 {
+            problems.push(
+                "TRUXE_HASH_CONCURRENCY and TRUXE_LOCKOUT_THRESHOLD must be at least 1".into(),
+            );
+        }
+        let issuer = raw
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", raw.host, raw.port));
+        if production {
+            for (name, value) in [
+                ("COOKIE_SECRET", &raw.cookie_secret),
+                ("MFA_ENCRYPTION_KEY", &raw.mfa_key),
+            ] {
+                match value.as_deref() {
+                    None | Some("") => problems.push(format!("{name}: required in production")),
+                    Some(v) if v.len() < 32 => {
+                        problems.push(format!("{name}: must be at least 32 bytes in production"))
+                    }
+                    Some(v) if is_weak(v) => {
+                        problems.push(format!("{name}: looks like a default or placeholder value"))
+                    }
+                    _ => {}
+                }
+            }
+            if !cost.meets_owasp_minimum() {
+                problems.push("TRUXE_ARGON2_MEMORY_KIB / TRUXE_ARGON2_ITERATIONS: below the OWASP minimum (19456 KiB, 2 iterations)".into());
+            }
+            if !issuer.starts_with("https://") {
+                problems.push("JWT_ISSUER: must be an https:// URL in production".into());
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        Ok(Config {
+            database_url,
+            data_dir: raw.data_dir,
+            listen: SocketAddr::new(raw.host, raw.port),
+            issuer,
+            audience: raw.audience,
+            algorithm: raw.algorithm,
+            access_ttl: raw.access_ttl,
+            refresh_ttl: raw.refresh_ttl,
+            private_key_file: raw.private_key_file,
+            max_sessions: raw.max_sessions as usize,
+            enable_signup: raw.enable_signup,
+            password: PasswordPolicy {
+                min_length: raw.password_min_length as usize,
+                lowercase: raw.password_require_lowercase,
+                uppercase: raw.password_require_uppercase,
+                numbers: raw.password_require_numbers,
+                symbols: raw.password_require_symbols,
+            },
+            cost,
+            hash_concurrency: raw.hash_concurrency,
+            lockout_threshold: i64::from(raw.lockout_threshold),
+            lockout_duration: raw.lockout_duration,
+            refresh_reuse_grace: raw.refresh_reuse_grace,
+            production,
+            log_json: raw.log_json,
+        })
+    }
+
+    /// Where managed signing keys live.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+}
+
+fn is_weak(v: &str) -> bool {
+    let l = v.to_ascii_lowercase();
+    [
+        "changeme",
+        "change-me",
+        "secret",
+        "default",
+        "example",
+        "password",
+        "your-",
+    ]
+    .iter()
+    .any(|w| l.contains(w))
+        || v.chars().collect::<std::collections::BTreeSet<_>>().len() < 8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_lists_every_unmet_rule() {
+        let p = PasswordPolicy {
+            min_length: 10,
+            lowercase: true,
+            uppercase: true,
+            numbers: true,
+            symbols: true,
+        };
+        assert_eq!(p.violations("abc").len(), 4);
+        assert!(p.violations("Abcdefgh1!x").is_empty());
+        assert!(
+            p.violations("ÄbcdefghÖ1!").is_empty(),
+            "unicode letters count"
+        );
+    }
+
+    #[test]
+    fn weak_secrets() {
+        assert!(is_weak("changeme-changeme-changeme-changeme"));
+        assert!(is_weak(&"a".repeat(40)));
+        assert!(!is_weak("8fJ2kq9ZxP0wLm3Tn7Vb4Rc6Yd1Hs5Ge"));
+    }
+}

@@ -1,0 +1,155 @@
+//! Truxe's HTTP surface: [`router`] builds every route and layer, so tests
+//! and the server use the same stack.
+
+mod error;
+mod extract;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use error::ApiError;
+
+use crate::service::AuthService;
+
+/// Largest request body: auth requests are small.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct App {
+    /// Accounts and sessions.
+    pub auth: Arc<AuthService>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Token issuer, for discovery.
+    pub issuer: String,
+    /// Signing algorithm name, for discovery.
+    pub algorithm: &'static str,
+}
+
+/// Current unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: String,
+}
+
+/// Authentication event counters (`truxe_auth_events_total{event}`).
+pub struct Metrics {
+    registry: Registry,
+    events: Family<EventLabel, Counter>,
+}
+
+impl Metrics {
+    /// A fresh registry.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("truxe");
+        let events = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "auth_events",
+            "Authentication events by outcome",
+            events.clone(),
+        );
+        Arc::new(Metrics { registry, events })
+    }
+    fn event(&self, event: &str) {
+        self.events
+            .get_or_create(&EventLabel {
+                event: event.into(),
+            })
+            .inc();
+    }
+    fn render(&self) -> Result<String, String> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+}
+
+/// Every route with its layers, read top to bottom: request id → security
+/// headers → body limit → handlers.
+pub fn router(app: App) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let headers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(
+            x_request_id.clone(),
+            MakeRequestUuid,
+        ))
+        .layer(PropagateRequestIdLayer::new(x_request_id))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    Router::new()
+        .route("/api/auth/register", post(routes::register))
+        .route("/api/auth/login", post(routes::login))
+        .route("/auth/refresh", post(routes::refresh))
+        .route("/auth/logout", post(routes::logout))
+        .route("/auth/revoke", post(routes::revoke))
+        .route("/auth/me", get(routes::me))
+        .route("/auth/sessions", get(routes::sessions))
+        .route("/auth/sessions/{id}", delete(routes::end_session))
+        .route("/api/admin/users/{id}/unlock", post(routes::unlock))
+        .route("/.well-known/jwks.json", get(routes::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(routes::openid_configuration),
+        )
+        .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(headers)
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,205 @@
+//! Handlers: parse (extractors), make one service call, answer JSON.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secure::Secret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{Auth, Client, ValidJson};
+use super::{now, ApiError, App};
+use crate::model::{SessionView, UserView};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Credentials {
+    email: String,
+    password: String,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+fn ok(data: Value) -> Json<Value> {
+    Json(json!({"success": true, "data": data}))
+}
+
+pub(crate) async fn register(
+    State(app): State<App>,
+    Client(c): Client,
+    ValidJson(b): ValidJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let (user, tokens) = app
+        .auth
+        .register(&b.email, Secret::new(b.password), b.metadata, c, now())
+        .await?;
+    app.metrics.event("register");
+    Ok((
+        StatusCode::CREATED,
+        ok(json!({"user": UserView::from(&user), "tokens": tokens})),
+    )
+        .into_response())
+}
+
+pub(crate) async fn login(
+    State(app): State<App>,
+    Client(c): Client,
+    ValidJson(b): ValidJson<Credentials>,
+) -> Result<Json<Value>, ApiError> {
+    if b.metadata.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "unknown field `metadata`",
+        ));
+    }
+    let result = app
+        .auth
+        .login(&b.email, Secret::new(b.password), c, now())
+        .await;
+    app.metrics.event(if result.is_ok() {
+        "login_ok"
+    } else {
+        "login_failed"
+    });
+    let (user, tokens) = result?;
+    Ok(ok(json!({"user": UserView::from(&user), "tokens": tokens})))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RefreshBody {
+    #[serde(rename = "refreshToken", alias = "refresh_token")]
+    refresh_token: String,
+}
+
+pub(crate) async fn refresh(
+    State(app): State<App>,
+    ValidJson(b): ValidJson<RefreshBody>,
+) -> Result<Json<Value>, ApiError> {
+    let result = app.auth.refresh(&b.refresh_token, now()).await;
+    app.metrics.event(if result.is_ok() {
+        "refresh_ok"
+    } else {
+        "refresh_failed"
+    });
+    Ok(ok(json!({"tokens": result?})))
+}
+
+pub(crate) async fn logout(State(app): State<App>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
+    app.auth.logout(&p, now()).await?;
+    Ok(Json(json!({"success": true})))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RevokeBody {
+    #[serde(rename = "revokeAll", alias = "revoke_all", default)]
+    revoke_all: bool,
+}
+
+/// The body is optional: an empty body means "this session only".
+pub(crate) async fn revoke(
+    State(app): State<App>,
+    Auth(p): Auth,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let all = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        serde_json::from_slice::<RevokeBody>(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("invalid JSON body: {e}"),
+                )
+            })?
+            .revoke_all
+    };
+    let n = app.auth.revoke(&p, all, now()).await?;
+    Ok(ok(json!({"revoked_sessions": n})))
+}
+
+pub(crate) async fn me(Auth(p): Auth) -> Json<Value> {
+    Json(json!({"user": UserView::from(&p.user), "session": SessionView::new(&p.session, true)}))
+}
+
+pub(crate) async fn sessions(
+    State(app): State<App>,
+    Auth(p): Auth,
+) -> Result<Json<Value>, ApiError> {
+    let list = app.auth.sessions(&p, now()).await?;
+    let views: Vec<SessionView> = list
+        .iter()
+        .map(|s| SessionView::new(s, s.id == p.session.id))
+        .collect();
+    Ok(Json(json!({"sessions": views})))
+}
+
+pub(crate) async fn end_session(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.auth.end_session(&p, &id, now()).await?;
+    Ok(Json(json!({"success": true})))
+}
+
+pub(crate) async fn unlock(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.auth.unlock(&p, &id, now()).await?;
+    Ok(Json(json!({"success": true})))
+}
+
+pub(crate) async fn jwks(State(app): State<App>) -> Response {
+    let headers = [(axum::http::header::CACHE_CONTROL, "public, max-age=60")];
+    (headers, Json(app.auth.keys().ring().jwks())).into_response()
+}
+
+pub(crate) async fn openid_configuration(State(app): State<App>) -> Json<Value> {
+    let iss = &app.issuer;
+    Json(json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "id_token_signing_alg_values_supported": [app.algorithm],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "claims_supported": ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "email", "email_verified"],
+    }))
+}
+
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(crate) async fn ready(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    if app.auth.ready().await {
+        Ok(Json(json!({"status": "ready"})))
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "database is not reachable",
+        ))
+    }
+}
+
+pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
+    let body = app
+        .metrics
+        .render()
+        .map_err(|e| ApiError::from(crate::service::AuthError::Internal(e)))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}

@@ -1,0 +1,105 @@
+//! Storage seams. Services see only these traits; `SqliteStore` implements
+//! them today, a PostgreSQL store will implement the same traits (one
+//! shared conformance suite runs against each).
+//!
+//! Repositories store and fetch; every rule (lockout, rotation, limits)
+//! lives in the service layer.
+
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+use crate::model::{RefreshUse, Session, User};
+
+/// Storage failure. The detail is for logs, never for clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// A unique constraint was violated (e.g. email taken).
+    #[error("already exists")]
+    Conflict,
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(String),
+}
+
+impl From<sqlx::Error> for RepoError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => RepoError::Conflict,
+            _ => RepoError::Db(e.to_string()),
+        }
+    }
+}
+
+/// Accounts.
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// Inserts a new user; `Conflict` if the email exists.
+    async fn create_user(&self, user: &User) -> Result<(), RepoError>;
+    /// By lower-cased email.
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, RepoError>;
+    /// By id.
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, RepoError>;
+    /// Records a failed login and returns the new count in the window; the
+    /// window restarts when `failed_since` is older than `window_start`. Locks
+    /// the account until `lock_until` when the count reaches `threshold`.
+    async fn record_failure(
+        &self,
+        id: &str,
+        now: i64,
+        window_start: i64,
+        threshold: i64,
+        lock_until: i64,
+    ) -> Result<i64, RepoError>;
+    /// Clears failures and any lock.
+    async fn clear_failures(&self, id: &str, now: i64) -> Result<(), RepoError>;
+    /// Replaces the password hash.
+    async fn set_password_hash(&self, id: &str, hash: &str, now: i64) -> Result<(), RepoError>;
+}
+
+/// Sessions and their refresh tokens.
+#[async_trait]
+pub trait SessionRepo: Send + Sync {
+    /// Inserts a session with its first refresh token.
+    async fn create_session(
+        &self,
+        s: &Session,
+        refresh_hash: &str,
+        refresh_expires: i64,
+    ) -> Result<(), RepoError>;
+    /// By id.
+    async fn session(&self, id: &str) -> Result<Option<Session>, RepoError>;
+    /// Live sessions of a user, oldest first.
+    async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError>;
+    /// Spends a refresh token atomically: of concurrent callers with the
+    /// same token, exactly one gets `Fresh`.
+    async fn use_refresh(&self, hash: &str, now: i64) -> Result<RefreshUse, RepoError>;
+    /// Adds the next refresh token of a live session and marks it used now.
+    /// Returns false if the session is no longer live.
+    async fn add_refresh(
+        &self,
+        session_id: &str,
+        hash: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<bool, RepoError>;
+    /// Revokes one session (no-op if already revoked).
+    async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<(), RepoError>;
+    /// Revokes every live session of a user; returns how many.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, RepoError>;
+}
+
+/// Everything the service needs from storage.
+#[async_trait]
+pub trait Store: UserRepo + SessionRepo {
+    /// Whether the database answers (for `/ready`).
+    async fn ping(&self) -> bool;
+}

@@ -1,0 +1,311 @@
+//! SQLite storage (the zero-setup default): one file in WAL mode.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use super::{RepoError, SessionRepo, Store, UserRepo};
+use crate::model::{RefreshUse, Session, User};
+
+/// Users and sessions in one SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`)
+    /// and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self, RepoError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| RepoError::Db(format!("bad DATABASE_URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed session or rotation survives power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| RepoError::Db(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn user(r: &SqliteRow) -> Result<User, RepoError> {
+    let metadata: String = r.try_get("metadata")?;
+    Ok(User {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        email_verified: r.try_get::<i64, _>("email_verified")? != 0,
+        status: r.try_get("status")?,
+        is_admin: r.try_get::<i64, _>("is_admin")? != 0,
+        metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+        failed_logins: r.try_get("failed_logins")?,
+        failed_since: r.try_get("failed_since")?,
+        locked_until: r.try_get("locked_until")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn session(r: &SqliteRow) -> Result<Session, RepoError> {
+    Ok(Session {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revoke_reason: r.try_get("revoke_reason")?,
+        ip: r.try_get("ip")?,
+        user_agent: r.try_get("user_agent")?,
+    })
+}
+
+#[async_trait]
+impl UserRepo for SqliteStore {
+    async fn create_user(&self, u: &User) -> Result<(), RepoError> {
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, email_verified, status, is_admin, metadata, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(u.email_verified as i64)
+        .bind(&u.status)
+        .bind(u.is_admin as i64)
+        .bind(u.metadata.to_string())
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, RepoError> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, RepoError> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn record_failure(
+        &self,
+        id: &str,
+        now: i64,
+        window_start: i64,
+        threshold: i64,
+        lock_until: i64,
+    ) -> Result<i64, RepoError> {
+        // One statement, so concurrent failures are all counted.
+        let row = sqlx::query(
+            "UPDATE users SET
+                failed_logins = CASE WHEN failed_since IS NULL OR failed_since < ?2 THEN 1 ELSE failed_logins + 1 END,
+                failed_since  = CASE WHEN failed_since IS NULL OR failed_since < ?2 THEN ?1 ELSE failed_since END,
+                updated_at = ?1
+             WHERE id = ?3
+             RETURNING failed_logins",
+        )
+        .bind(now)
+        .bind(window_start)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        let count: i64 = row.try_get(0)?;
+        if count >= threshold {
+            sqlx::query("UPDATE users SET locked_until = ?, failed_logins = 0, failed_since = NULL WHERE id = ?")
+                .bind(lock_until)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(count)
+    }
+
+    async fn clear_failures(&self, id: &str, now: i64) -> Result<(), RepoError> {
+        sqlx::query("UPDATE users SET failed_logins = 0, failed_since = NULL, locked_until = NULL, updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_password_hash(&self, id: &str, hash: &str, now: i64) -> Result<(), RepoError> {
+        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(hash)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionRepo for SqliteStore {
+    async fn create_session(
+        &self,
+        s: &Session,
+        refresh_hash: &str,
+        refresh_expires: i64,
+    ) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.user_id)
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.expires_at)
+        .bind(&s.ip)
+        .bind(&s.user_agent)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(refresh_hash)
+            .bind(&s.id)
+            .bind(s.created_at)
+            .bind(refresh_expires)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<Session>, RepoError> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session).transpose()
+    }
+
+    async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session).collect()
+    }
+
+    async fn use_refresh(&self, hash: &str, now: i64) -> Result<RefreshUse, RepoError> {
+        // The conditional UPDATE is the arbiter: only one caller flips used_at.
+        let won = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING session_id",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = won {
+            return Ok(RefreshUse::Fresh {
+                session_id: r.try_get(0)?,
+            });
+        }
+        let row =
+            sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = ?")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(r) => match r.try_get::<Option<i64>, _>("used_at")? {
+                Some(used_at) => RefreshUse::AlreadyUsed {
+                    session_id: r.try_get("session_id")?,
+                    used_at,
+                },
+                None => RefreshUse::Invalid, // expired, never used
+            },
+            None => RefreshUse::Invalid,
+        })
+    }
+
+    async fn add_refresh(
+        &self,
+        session_id: &str,
+        hash: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<bool, RepoError> {
+        let mut tx = self.pool.begin().await?;
+        let live = sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ? AND revoked_at IS NULL AND expires_at > ?")
+            .bind(now)
+            .bind(session_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !live {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(hash)
+            .bind(session_id)
+            .bind(now)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<(), RepoError> {
+        sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, RepoError> {
+        let r = sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(reason)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}

@@ -1,0 +1,490 @@
+//! Accounts and sessions: registration, login with lockout, refresh-token
+//! rotation with reuse detection, revocation, session limits.
+//!
+//! A session is the family of its refresh tokens. Access tokens carry the
+//! session id (`sid`), and every authenticated request checks that the
+//! session is live, so ending a session stops its access tokens at once.
+
+use std::sync::Arc;
+
+use secure::password::PasswordHasher;
+use secure::{token, Secret};
+use serde::{Deserialize, Serialize};
+
+use super::{AuthError, KeyManager};
+use crate::config::{Config, MAX_PASSWORD_LEN};
+use crate::model::{RefreshUse, Session, User};
+use crate::repo::{RepoError, Store};
+
+/// Refresh tokens are recognisable in logs and secret scanners by this prefix.
+const REFRESH_PREFIX: &str = "trt_";
+
+/// Claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// User id.
+    pub sub: String,
+    /// Issued at (unix seconds).
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Expires.
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+    /// Session id.
+    pub sid: String,
+    /// Email.
+    pub email: String,
+    /// Whether the email is verified.
+    pub email_verified: bool,
+}
+
+/// A token pair as returned to clients.
+#[derive(Debug, Serialize)]
+pub struct Tokens {
+    /// JWT.
+    pub access_token: String,
+    /// Opaque, single-use.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+}
+
+/// Who is calling, established from a verified access token and a live session.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user.
+    pub user: User,
+    /// The session of the token.
+    pub session: Session,
+    /// The token's id.
+    pub jti: String,
+}
+
+/// Where a request came from, recorded on sessions.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// Client address.
+    pub ip: Option<String>,
+    /// User agent (truncated).
+    pub user_agent: Option<String>,
+}
+
+/// The account and session service.
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    keys: Arc<KeyManager>,
+    cfg: Config,
+}
+
+fn normalize_email(email: &str) -> Result<String, AuthError> {
+    let e = email.trim().to_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && local.len() <= 64
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        && e.matches('@').count() == 1;
+    if valid {
+        Ok(e)
+    } else {
+        Err(AuthError::Invalid("email is not a valid address".into()))
+    }
+}
+
+impl AuthService {
+    /// A service over `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: PasswordHasher,
+        keys: Arc<KeyManager>,
+        cfg: Config,
+    ) -> Self {
+        AuthService {
+            store,
+            hasher,
+            keys,
+            cfg,
+        }
+    }
+
+    /// The key manager (for JWKS).
+    pub fn keys(&self) -> &Arc<KeyManager> {
+        &self.keys
+    }
+
+    /// Whether storage answers.
+    pub async fn ready(&self) -> bool {
+        self.store.ping().await
+    }
+
+    /// Creates an account (no session). Used by registration and the CLI.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: Secret<String>,
+        metadata: serde_json::Value,
+        admin: bool,
+        now: i64,
+    ) -> Result<User, AuthError> {
+        let email = normalize_email(email)?;
+        let problems = self.cfg.password.violations(password.expose());
+        if !problems.is_empty() {
+            return Err(AuthError::WeakPassword(problems));
+        }
+        if !metadata.is_object() {
+            return Err(AuthError::Invalid("metadata must be a JSON object".into()));
+        }
+        if metadata.to_string().len() > 16 * 1024 {
+            return Err(AuthError::Invalid("metadata must be at most 16 KiB".into()));
+        }
+        let user = User {
+            id: token::random_uuid(),
+            email,
+            password_hash: self.hasher.hash(password).await?,
+            email_verified: false,
+            status: "active".into(),
+            is_admin: admin,
+            metadata,
+            failed_logins: 0,
+            failed_since: None,
+            locked_until: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.create_user(&user).await {
+            Err(RepoError::Conflict) => Err(AuthError::EmailTaken),
+            other => other.map(|()| user).map_err(Into::into),
+        }
+    }
+
+    /// `POST /api/auth/register`: account plus a first session.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: Secret<String>,
+        metadata: Option<serde_json::Value>,
+        client: ClientInfo,
+        now: i64,
+    ) -> Result<(User, Tokens), AuthError> {
+        if !self.cfg.enable_signup {
+            return Err(AuthError::SignupDisabled);
+        }
+        let user = self
+            .create_user(
+                email,
+                password,
+                metadata.unwrap_or_else(|| serde_json::json!({})),
+                false,
+                now,
+            )
+            .await?;
+        let tokens = self.start_session(&user, client, now).await?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok((user, tokens))
+    }
+
+    /// `POST /api/auth/login`. The password is always checked first (against
+    /// a dummy hash for unknown emails), so a lock is revealed only to whoever
+    /// knows the password, and failures are counted only after a real check.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: Secret<String>,
+        client: ClientInfo,
+        now: i64,
+    ) -> Result<(User, Tokens), AuthError> {
+        if password.expose().len() > MAX_PASSWORD_LEN {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let user = match normalize_email(email) {
+            Ok(e) => self.store.user_by_email(&e).await?,
+            Err(_) => None,
+        };
+        let verified = self
+            .hasher
+            .verify(
+                password.clone(),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await?;
+        let Some(user) = user else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        let locked = user.locked_until.filter(|t| *t > now);
+        if !verified.ok {
+            if locked.is_none() {
+                let window = self.cfg.lockout_duration.as_secs() as i64;
+                let count = self
+                    .store
+                    .record_failure(
+                        &user.id,
+                        now,
+                        now - window,
+                        self.cfg.lockout_threshold,
+                        now + window,
+                    )
+                    .await?;
+                if count >= self.cfg.lockout_threshold {
+                    tracing::warn!(user_id = %user.id, "account locked after repeated failed logins");
+                }
+            }
+            return Err(AuthError::InvalidCredentials);
+        }
+        if let Some(unlock_at) = locked {
+            return Err(AuthError::Locked { unlock_at });
+        }
+        if user.status != "active" {
+            return Err(AuthError::Disabled);
+        }
+        if user.failed_logins > 0 || user.locked_until.is_some() {
+            self.store.clear_failures(&user.id, now).await?;
+        }
+        if verified.needs_rehash {
+            let hash = self.hasher.hash(password).await?;
+            self.store.set_password_hash(&user.id, &hash, now).await?;
+            tracing::info!(user_id = %user.id, "password rehashed with current parameters");
+        }
+        let tokens = self.start_session(&user, client, now).await?;
+        Ok((user, tokens))
+    }
+
+    async fn start_session(
+        &self,
+        user: &User,
+        client: ClientInfo,
+        now: i64,
+    ) -> Result<Tokens, AuthError> {
+        // Keep at most max_sessions live: end the oldest to make room.
+        let live = self.store.live_sessions(&user.id, now).await?;
+        let excess = (live.len() + 1).saturating_sub(self.cfg.max_sessions);
+        for s in live.iter().take(excess) {
+            self.store
+                .revoke_session(&s.id, "session_limit", now)
+                .await?;
+        }
+        let refresh = token::generate(REFRESH_PREFIX);
+        let expires = now + self.cfg.refresh_ttl.as_secs() as i64;
+        let session = Session {
+            id: token::random_uuid(),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: expires,
+            revoked_at: None,
+            revoke_reason: None,
+            ip: client.ip,
+            user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
+        };
+        self.store
+            .create_session(&session, &refresh.digest, expires)
+            .await?;
+        self.tokens(user, &session.id, refresh.plaintext, now)
+    }
+
+    fn tokens(
+        &self,
+        user: &User,
+        sid: &str,
+        refresh: Secret<String>,
+        now: i64,
+    ) -> Result<Tokens, AuthError> {
+        let ttl = self.cfg.access_ttl.as_secs();
+        let claims = Claims {
+            iss: self.cfg.issuer.clone(),
+            aud: self.cfg.audience.clone(),
+            sub: user.id.clone(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl as i64,
+            jti: token::random_uuid(),
+            sid: sid.to_owned(),
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+        };
+        Ok(Tokens {
+            access_token: self.keys.ring().sign(&claims)?,
+            refresh_token: refresh.expose().clone(),
+            expires_in: ttl,
+            token_type: "Bearer",
+        })
+    }
+
+    /// `POST /auth/refresh`: spends the refresh token and issues a new pair
+    /// in the same session. A token spent earlier than the retry grace means
+    /// it was stolen or replayed: the whole session is revoked.
+    pub async fn refresh(&self, refresh_token: &str, now: i64) -> Result<Tokens, AuthError> {
+        let invalid = || AuthError::Unauthenticated("refresh token is invalid or expired".into());
+        if !refresh_token.starts_with(REFRESH_PREFIX) || refresh_token.len() > 128 {
+            return Err(invalid());
+        }
+        match self
+            .store
+            .use_refresh(&token::digest(refresh_token), now)
+            .await?
+        {
+            RefreshUse::Invalid => Err(invalid()),
+            RefreshUse::AlreadyUsed {
+                session_id,
+                used_at,
+            } => {
+                if now - used_at < self.cfg.refresh_reuse_grace.as_secs() as i64 {
+                    return Err(AuthError::Unauthenticated(
+                        "refresh token was just used by another request".into(),
+                    ));
+                }
+                self.store
+                    .revoke_session(&session_id, "refresh_token_reused", now)
+                    .await?;
+                tracing::warn!(session_id = %session_id, "refresh token reused; session revoked");
+                Err(AuthError::RefreshReused)
+            }
+            RefreshUse::Fresh { session_id } => {
+                let session = self.store.session(&session_id).await?.ok_or_else(invalid)?;
+                let user = self
+                    .store
+                    .user_by_id(&session.user_id)
+                    .await?
+                    .ok_or_else(invalid)?;
+                if user.status != "active" {
+                    return Err(AuthError::Disabled);
+                }
+                let next = token::generate(REFRESH_PREFIX);
+                let expires = session.expires_at;
+                if !self
+                    .store
+                    .add_refresh(&session_id, &next.digest, expires, now)
+                    .await?
+                {
+                    return Err(AuthError::Unauthenticated("session has ended".into()));
+                }
+                self.tokens(&user, &session_id, next.plaintext, now)
+            }
+        }
+    }
+
+    /// Verifies an access token and its session.
+    pub async fn authenticate(&self, access_token: &str, now: i64) -> Result<Principal, AuthError> {
+        let claims: Claims = self
+            .keys
+            .verifier()
+            .verify(access_token)
+            .map_err(|e| AuthError::Unauthenticated(e.to_string()))?;
+        let session = self.store.session(&claims.sid).await?;
+        let session = session
+            .filter(|s| s.user_id == claims.sub && s.is_live(now))
+            .ok_or_else(|| AuthError::Unauthenticated("session has ended".into()))?;
+        let user = self
+            .store
+            .user_by_id(&claims.sub)
+            .await?
+            .ok_or_else(|| AuthError::Unauthenticated("account no longer exists".into()))?;
+        if user.status != "active" {
+            return Err(AuthError::Disabled);
+        }
+        Ok(Principal {
+            user,
+            session,
+            jti: claims.jti,
+        })
+    }
+
+    /// `POST /auth/logout`: ends the caller's session (its refresh token and
+    /// every access token of it stop working).
+    pub async fn logout(&self, p: &Principal, now: i64) -> Result<(), AuthError> {
+        self.store
+            .revoke_session(&p.session.id, "logout", now)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /auth/revoke`: the caller's session, or with `all` every session
+    /// of the user. Returns how many sessions ended.
+    pub async fn revoke(&self, p: &Principal, all: bool, now: i64) -> Result<u64, AuthError> {
+        if all {
+            Ok(self
+                .store
+                .revoke_user_sessions(&p.user.id, "revoke_all", now)
+                .await?)
+        } else {
+            self.store
+                .revoke_session(&p.session.id, "revoked", now)
+                .await?;
+            Ok(1)
+        }
+    }
+
+    /// The caller's live sessions, oldest first.
+    pub async fn sessions(&self, p: &Principal, now: i64) -> Result<Vec<Session>, AuthError> {
+        Ok(self.store.live_sessions(&p.user.id, now).await?)
+    }
+
+    /// Ends one of the caller's sessions. Someone else's session is "not found".
+    pub async fn end_session(&self, p: &Principal, id: &str, now: i64) -> Result<(), AuthError> {
+        match self.store.session(id).await? {
+            Some(s) if s.user_id == p.user.id => {
+                self.store.revoke_session(id, "ended_by_user", now).await?;
+                Ok(())
+            }
+            _ => Err(AuthError::NotFound("no such session".into())),
+        }
+    }
+
+    /// Admin: clears a lockout.
+    pub async fn unlock(
+        &self,
+        admin: &Principal,
+        user_id: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if !admin.user.is_admin {
+            return Err(AuthError::Forbidden("admin role required".into()));
+        }
+        if self.store.user_by_id(user_id).await?.is_none() {
+            return Err(AuthError::NotFound("no such user".into()));
+        }
+        self.store.clear_failures(user_id, now).await?;
+        tracing::info!(admin_id = %admin.user.id, user_id = %user_id, "account unlocked by admin");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_email;
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            normalize_email(" Alice@Example.COM ").ok().as_deref(),
+            Some("alice@example.com")
+        );
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.c",
+            "a@.b.c",
+            "a@b..c",
+            "a b@c.d",
+            "a@b@c.d",
+            "a@b.c.",
+            "a\u{0}@b.c",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?}");
+        }
+    }
+}

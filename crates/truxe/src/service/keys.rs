@@ -1,0 +1,119 @@
+//! The signing key ring in use, reloaded when the key store changes, so
+//! `truxe keys rotate` takes effect in a running server without a restart.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use secure::jwt::{KeyRing, SigningKey, Verifier};
+use secure::keystore::KeyStore;
+
+use crate::config::Config;
+
+/// Holds the current [`KeyRing`].
+pub struct KeyManager {
+    store: Option<KeyStore>,
+    ring: RwLock<Arc<KeyRing>>,
+    seen: Mutex<Option<SystemTime>>,
+    issuer: String,
+    audience: String,
+    /// Longest life of a token signed by a key that stopped signing.
+    grace: Duration,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl KeyManager {
+    /// Loads keys: from `JWT_PRIVATE_KEY_FILE` if set, else the managed
+    /// store, creating its first key (mode 0600) when empty.
+    pub fn load(cfg: &Config) -> Result<KeyManager, secure::Error> {
+        let grace = cfg.access_ttl + Duration::from_secs(60);
+        let (store, ring) = match &cfg.private_key_file {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    secure::Error::Config(format!("JWT_PRIVATE_KEY_FILE {}: {e}", path.display()))
+                })?;
+                (
+                    None,
+                    KeyRing::new(SigningKey::from_pkcs8_pem(cfg.algorithm, &pem)?, vec![]),
+                )
+            }
+            None => {
+                let store = KeyStore::new(cfg.keys_dir());
+                if let Some(created) = store.ensure_active(cfg.algorithm, now_secs())? {
+                    tracing::info!(kid = %created.kid, alg = %created.alg, "created the first signing key");
+                }
+                store.expire(grace, now_secs())?;
+                let ring = store.load_ring()?;
+                (Some(store), ring)
+            }
+        };
+        let seen = store.as_ref().and_then(KeyStore::modified);
+        Ok(KeyManager {
+            store,
+            ring: RwLock::new(Arc::new(ring)),
+            seen: Mutex::new(seen),
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            grace,
+        })
+    }
+
+    /// The ring to sign and publish with now.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// A verifier for this issuer and audience over every published key.
+    pub fn verifier(&self) -> Verifier {
+        self.ring().verifier(&self.issuer, &self.audience)
+    }
+
+    /// Retires keys past their grace and reloads if the store changed.
+    pub fn refresh(&self) {
+        let Some(store) = &self.store else { return };
+        match store.expire(self.grace, now_secs()) {
+            Ok(retired) => {
+                for kid in retired {
+                    tracing::info!(kid = %kid, "signing key retired after its grace period");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot expire old keys"),
+        }
+        let modified = store.modified();
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if *seen == modified {
+            return;
+        }
+        match store.load_ring() {
+            Ok(ring) => {
+                tracing::info!(kid = %ring.current_kid(), "signing keys reloaded");
+                if let Ok(mut r) = self.ring.write() {
+                    *r = Arc::new(ring);
+                }
+                *seen = modified;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "key store changed but cannot be loaded; keeping the current keys")
+            }
+        }
+    }
+
+    /// Calls [`Self::refresh`] every `period` until the task is dropped.
+    pub async fn watch(self: Arc<Self>, period: Duration) {
+        loop {
+            tokio::time::sleep(period).await;
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || this.refresh()).await;
+        }
+    }
+}

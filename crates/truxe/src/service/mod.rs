@@ -1,0 +1,87 @@
+//! Domain services: plain Rust in, plain Rust out, `now` as an argument.
+//! No HTTP types and no SQL here.
+
+mod auth;
+mod keys;
+
+pub use auth::{AuthService, Claims, ClientInfo, Principal, Tokens};
+pub use keys::KeyManager;
+
+use crate::repo::RepoError;
+
+/// Why an auth operation failed. Each variant has a stable code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Bad input; the message says what.
+    #[error("{0}")]
+    Invalid(String),
+    /// The password breaks the policy; every unmet rule is listed.
+    #[error("password {}", .0.join("; "))]
+    WeakPassword(Vec<String>),
+    /// Registration is closed.
+    #[error("registration is disabled")]
+    SignupDisabled,
+    /// The email is registered already.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// Unknown email or wrong password (deliberately the same).
+    #[error("email or password is wrong")]
+    InvalidCredentials,
+    /// Too many failures; locked until the given unix time.
+    #[error("account is locked after too many failed logins")]
+    Locked {
+        /// Unix seconds.
+        unlock_at: i64,
+    },
+    /// The account is disabled.
+    #[error("account is disabled")]
+    Disabled,
+    /// Missing, malformed, expired or otherwise unacceptable token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A spent refresh token came back: the session was revoked.
+    #[error("refresh token was already used; the session has been revoked")]
+    RefreshReused,
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such resource (for this caller).
+    #[error("{0}")]
+    NotFound(String),
+    /// Storage or crypto failed.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AuthError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Invalid(_) => "validation_error",
+            AuthError::WeakPassword(_) => "weak_password",
+            AuthError::SignupDisabled => "signup_disabled",
+            AuthError::EmailTaken => "email_taken",
+            AuthError::InvalidCredentials => "invalid_credentials",
+            AuthError::Locked { .. } => "account_locked",
+            AuthError::Disabled => "account_disabled",
+            AuthError::Unauthenticated(_) => "unauthorized",
+            AuthError::RefreshReused => "refresh_token_reused",
+            AuthError::Forbidden(_) => "forbidden",
+            AuthError::NotFound(_) => "not_found",
+            AuthError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<RepoError> for AuthError {
+    fn from(e: RepoError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+impl From<secure::Error> for AuthError {
+    fn from(e: secure::Error) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,8 @@
+//! Truxe integration tests: the real `truxe` binary over real sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod server;
+
+mod accounts;
+mod keys;
+mod sessions;

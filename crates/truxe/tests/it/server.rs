@@ -1,0 +1,158 @@
+//! A `truxe serve` process on a free port with its own data directory.
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use testkit::{free_port, wait_http_ok, ChildGuard};
+
+pub const TRUXE: &str = env!("CARGO_BIN_EXE_truxe");
+pub const PASSWORD: &str = "Correct-Horse-9";
+
+pub struct Truxe {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub env: Vec<(String, String)>,
+    child: Option<ChildGuard>,
+    pub http: reqwest::Client,
+}
+
+impl Truxe {
+    /// Starts with cheap Argon2 parameters (development mode allows them)
+    /// plus `env`.
+    pub async fn start(env: &[(&str, &str)]) -> Truxe {
+        let mut t = Truxe {
+            dir: testkit::tempdir(),
+            port: free_port(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        t.restart().await;
+        t
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(TRUXE);
+        cmd.env("TRUXE_DATA_DIR", self.dir.path().join("data"))
+            .env("PORT", self.port.to_string())
+            .env("TRUXE_ARGON2_MEMORY_KIB", "1024")
+            .env("TRUXE_ARGON2_ITERATIONS", "1")
+            .env("JWT_ALGORITHM", "EdDSA");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub async fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.terminate(Duration::from_secs(10));
+        }
+        let mut cmd = self.command();
+        cmd.arg("serve");
+        self.child = Some(ChildGuard::spawn("truxe", cmd, self.dir.path()));
+        wait_http_ok(&format!("{}/ready", self.url()), Duration::from_secs(60)).await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url()))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn me(&self, token: &str) -> StatusCode {
+        self.authed(reqwest::Method::GET, "/auth/me", token, None)
+            .await
+            .0
+    }
+
+    /// Registers `email` and returns (access, refresh).
+    pub async fn register(&self, email: &str) -> (String, String) {
+        let (s, body) = self
+            .post(
+                "/api/auth/register",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        tokens(&body)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/api/auth/login",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh: &str) -> (StatusCode, Value) {
+        self.post("/auth/refresh", json!({"refreshToken": refresh}))
+            .await
+    }
+
+    /// Runs a `truxe` subcommand with this server's configuration.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut cmd = self.command();
+        cmd.args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+}
+
+pub fn tokens(body: &Value) -> (String, String) {
+    let t = &body["data"]["tokens"];
+    (
+        t["access_token"].as_str().unwrap().to_owned(),
+        t["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}

@@ -1,0 +1,174 @@
+//! Refresh rotation, reuse detection, revocation and session limits.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::server::{code, tokens, Truxe, PASSWORD};
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    // No retry grace: any second use of a spent token is treated as theft.
+    let t = Truxe::start(&[("TRUXE_REFRESH_REUSE_GRACE", "0s")]).await;
+    let (access1, refresh1) = t.register("frank@example.com").await;
+    let (s, body) = t.refresh(&refresh1).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (access2, refresh2) = tokens(&body);
+    assert_ne!(refresh1, refresh2);
+    assert_eq!(t.me(&access2).await, StatusCode::OK);
+    assert_eq!(
+        t.me(&access1).await,
+        StatusCode::OK,
+        "old access tokens live until they expire"
+    );
+
+    // Presented again: reuse.
+    let (s, body) = t.refresh(&refresh1).await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
+        "{body}"
+    );
+    // The whole family is dead: the newest refresh token and its access tokens.
+    let (s, _) = t.refresh(&refresh2).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.me(&access2).await, StatusCode::UNAUTHORIZED);
+    // Garbage and unknown tokens.
+    for bad in [
+        "",
+        "trt_",
+        "trt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "not-a-token",
+    ] {
+        assert_eq!(t.refresh(bad).await.0, StatusCode::UNAUTHORIZED, "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_have_one_winner() {
+    let t = Truxe::start(&[]).await;
+    let (_, refresh) = t.register("grace@example.com").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, url, rt) = (t.http.clone(), t.url(), refresh.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("{url}/auth/refresh"))
+                .json(&json!({"refreshToken": rt}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (s, body) = task.await.unwrap();
+        if s == StatusCode::OK {
+            winners.push(tokens(&body));
+        } else {
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one concurrent refresh wins");
+    // Within the retry grace the losers did not end the session: the winner's pair works.
+    let (access, next) = winners.pop().unwrap();
+    assert_eq!(t.me(&access).await, StatusCode::OK);
+    assert_eq!(t.refresh(&next).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn logout_and_revoke_take_effect_at_once() {
+    let t = Truxe::start(&[]).await;
+    let (access, refresh) = t.register("heidi@example.com").await;
+    let (s, _) = t.authed(Method::POST, "/auth/logout", &access, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let r = t
+        .http
+        .get(format!("{}/auth/me", t.url()))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    assert_eq!(t.refresh(&refresh).await.0, StatusCode::UNAUTHORIZED);
+
+    // revokeAll ends every session of the user.
+    let (_, b1) = t.login("heidi@example.com", PASSWORD).await;
+    let (_, b2) = t.login("heidi@example.com", PASSWORD).await;
+    let ((a1, r1), (a2, _)) = (tokens(&b1), tokens(&b2));
+    let (s, body) = t
+        .authed(
+            Method::POST,
+            "/auth/revoke",
+            &a2,
+            Some(json!({"revokeAll": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["revoked_sessions"], 2);
+    assert_eq!(t.me(&a1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.me(&a2).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.refresh(&r1).await.0, StatusCode::UNAUTHORIZED);
+    // Missing, malformed and foreign-looking tokens.
+    let r = t
+        .http
+        .get(format!("{}/auth/me", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    for bad in ["x", "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."] {
+        assert_eq!(t.me(bad).await, StatusCode::UNAUTHORIZED, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_listed_limited_and_ended() {
+    let t = Truxe::start(&[("MAX_CONCURRENT_SESSIONS", "2")]).await;
+    let (first, _) = t.register("ivan@example.com").await;
+    let (_, b) = t.login("ivan@example.com", PASSWORD).await;
+    let (second, _) = tokens(&b);
+    let (_, b) = t.login("ivan@example.com", PASSWORD).await;
+    let (third, _) = tokens(&b);
+    assert_eq!(
+        t.me(&first).await,
+        StatusCode::UNAUTHORIZED,
+        "the oldest session was evicted"
+    );
+    let (s, body) = t.authed(Method::GET, "/auth/sessions", &third, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let list = body["sessions"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list.iter().filter(|x| x["current"] == true).count(), 1);
+    let other = list.iter().find(|x| x["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Another user cannot end it.
+    let (mallory, _) = t.register("mallory@example.com").await;
+    let (s, body) = t
+        .authed(
+            Method::DELETE,
+            &format!("/auth/sessions/{other}"),
+            &mallory,
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(t.me(&second).await, StatusCode::OK);
+    let (s, _) = t
+        .authed(
+            Method::DELETE,
+            &format!("/auth/sessions/{other}"),
+            &third,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.me(&second).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.me(&third).await, StatusCode::OK);
+}
