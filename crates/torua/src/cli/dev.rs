@@ -25,9 +25,60 @@ pub struct DevArgs {
     /// Shards of a new cluster (ignored when the cluster exists).
     #[arg(long)]
     shards: Option<u32>,
+    /// Port for Truxe, the identity service (started when its binary sits
+    /// next to this one, as after `cargo build --workspace`).
+    #[arg(long, default_value_t = 3001)]
+    truxe_port: u16,
+    /// Do not start Truxe.
+    #[arg(long)]
+    no_truxe: bool,
     /// Log JSON lines.
     #[arg(long)]
     log_json: bool,
+}
+
+/// The `truxe` binary built next to this one, if any.
+fn sibling_truxe() -> Option<PathBuf> {
+    let path = std::env::current_exe().ok()?.parent()?.join("truxe");
+    path.is_file().then_some(path)
+}
+
+/// Starts `truxe serve` on loopback with its data under `dir`.
+async fn start_truxe(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let url = format!("http://127.0.0.1:{port}");
+    let child = tokio::process::Command::new(bin)
+        .arg("serve")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("TRUXE_DATA_DIR", dir)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    wait_ready(&url, Duration::from_secs(60))
+        .await
+        .context("Truxe did not become ready")?;
+    Ok((child, url))
+}
+
+/// Asks a child to stop (SIGTERM), then kills it if it lingers.
+async fn stop_child(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -86,13 +137,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             shutdown.clone(),
         )));
     }
-    tokio::select! {
-        ready = wait_ready(&coord_url, Duration::from_secs(60)) => ready?,
+    let truxe_bin = if args.no_truxe { None } else { sibling_truxe() };
+    let started = async {
+        wait_ready(&coord_url, Duration::from_secs(60)).await?;
+        match &truxe_bin {
+            Some(bin) => start_truxe(bin, &args.dir.join("truxe"), args.truxe_port)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let truxe = tokio::select! {
+        started = started => started?,
         _ = &mut signal => {
             trigger.fire();
             return Ok(ExitCode::SUCCESS);
         }
-    }
+    };
     println!("\nTorua dev cluster is ready ({} nodes).", args.nodes);
     println!(
         "  coordinator  {coord_url}   data: {}",
@@ -101,11 +162,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     for (id, url, dir) in &nodes {
         println!("  node {id:<7} {url}   data: {}", dir.display());
     }
+    match &truxe {
+        Some((_, url)) => println!("  truxe        {url}   data: {}  (identity: /api/auth/register, /.well-known/jwks.json)", args.dir.join("truxe").display()),
+        None if args.no_truxe => {}
+        None => println!("  truxe        not started: build it with `cargo build --workspace` to run it here"),
+    }
     println!("\nTry:");
     println!("  curl -X PUT --data-binary 'hello' {coord_url}/data/greeting");
     println!("  curl {coord_url}/data/greeting");
     println!("  curl '{coord_url}/data?prefix=&limit=10'");
-    println!("  cargo run -q -p torua --bin torua -- status");
+    let me = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "torua".into());
+    println!("  {me} --coordinator {coord_url} status");
     println!(
         "\nCtrl-C stops the cluster; data stays in {}.\n",
         args.dir.display()
@@ -121,6 +190,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     }
     trigger.fire();
+    if let Some((child, _)) = truxe {
+        stop_child(child).await;
+    }
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }

@@ -9,11 +9,25 @@ use testkit::{free_port_range, wait_http_ok, ChildGuard};
 
 const TORUA: &str = env!("CARGO_BIN_EXE_torua");
 
-fn start(dir: &std::path::Path, port: u16, name: &str) -> ChildGuard {
+fn start(dir: &std::path::Path, port: u16, truxe_port: u16, name: &str) -> ChildGuard {
     let mut cmd = Command::new(TORUA);
-    cmd.args(["dev", "--port", &port.to_string(), "--dir"])
-        .arg(dir.join("data"));
+    cmd.args([
+        "dev",
+        "--port",
+        &port.to_string(),
+        "--truxe-port",
+        &truxe_port.to_string(),
+        "--dir",
+    ])
+    .arg(dir.join("data"));
     ChildGuard::spawn(name, cmd, dir)
+}
+
+/// `torua dev` starts Truxe when the workspace built it next to `torua`.
+fn truxe_built() -> bool {
+    std::path::Path::new(TORUA)
+        .with_file_name("truxe")
+        .is_file()
 }
 
 #[tokio::test]
@@ -23,13 +37,31 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 
-    let mut dev = start(dir.path(), port, "dev-1");
+    let truxe_port = testkit::free_port();
+    let mut dev = start(dir.path(), port, truxe_port, "dev-1");
     wait_http_ok(&format!("{url}/ready"), Duration::from_secs(60)).await;
     let log = dir.path().join("dev-1.log");
     testkit::eventually_sync("dev prints a first curl", Duration::from_secs(30), || {
         std::fs::read_to_string(&log)
             .is_ok_and(|out| out.contains("curl -X PUT") && out.contains("/data/greeting"))
     });
+    if truxe_built() {
+        let truxe = format!("http://127.0.0.1:{truxe_port}");
+        wait_http_ok(&format!("{truxe}/ready"), Duration::from_secs(60)).await;
+        let jwks: serde_json::Value = http
+            .get(format!("{truxe}/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "{jwks}");
+        assert!(
+            dir.path().join("data/truxe/keys/keys.json").exists(),
+            "Truxe keeps its data beside the cluster's"
+        );
+    }
     let r = http
         .put(format!("{url}/data/hello%20world"))
         .body("kept")
@@ -52,7 +84,7 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         "clean stop on Ctrl-C (SIGINT)"
     );
 
-    let mut dev = start(dir.path(), port, "dev-2");
+    let mut dev = start(dir.path(), port, truxe_port, "dev-2");
     wait_http_ok(&format!("{url}/ready"), Duration::from_secs(60)).await;
     let log = dir.path().join("dev-2.log");
     testkit::eventually_sync("second start is ready", Duration::from_secs(30), || {
