@@ -11,6 +11,8 @@
 //! * [`jwt`] — key ring with `kid`s (RS256, ES256, EdDSA), signing,
 //!   verification with pinned algorithm, issuer and audience, JWKS.
 //! * [`keystore`] — signing keys on disk with rotation and a grace period.
+//! * [`ratelimit`] — GCRA rate limiting with a pluggable store and the
+//!   `RateLimit-*` headers.
 //!
 //! No HTTP, no database: this crate must not depend on axum, hyper, sqlx,
 //! redb or reqwest (`scripts/test` checks it).
@@ -26,6 +28,7 @@
 pub mod jwt;
 pub mod keystore;
 pub mod password;
+pub mod ratelimit;
 pub mod token;
 
 use subtle::ConstantTimeEq;

@@ -10,12 +10,25 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// Ports handed out by this process: tests run in parallel threads, and two
+/// of them must never be given the same port.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// A port that was free a moment ago on 127.0.0.1 and that no other test of
+/// this process has been given.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
+    }
+    panic!("no unused free port");
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped.
@@ -95,6 +108,16 @@ impl ChildGuard {
         None
     }
 
+    /// Panics with the child's log if it has exited (e.g. could not bind):
+    /// a readiness probe answered by some other process must not pass.
+    pub fn assert_running(&mut self, log_dir: &Path) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log = std::fs::read_to_string(log_dir.join(format!("{}.log", self.name)))
+                .unwrap_or_default();
+            panic!("{} exited with {status}:\n{log}", self.name);
+        }
+    }
+
     /// Name given at spawn.
     pub fn name(&self) -> &str {
         &self.name
@@ -161,8 +184,12 @@ pub fn free_port_range(n: u16) -> u16 {
         if base.checked_add(n).is_none() {
             continue;
         }
-        let all_free = (1..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        let all_free = (1..n).all(|i| {
+            !taken.contains(&(base + i)) && TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+        });
         if all_free {
+            taken.extend((1..n).map(|i| base + i));
             return base;
         }
     }

@@ -195,6 +195,8 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         metrics: Metrics::new(),
         issuer: cfg.issuer.clone(),
         algorithm: cfg.algorithm.as_str(),
+        limiter: crate::http::ratelimit::Limiter::in_memory(),
+        limits: cfg.limits,
     };
     crate::http::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("truxe stopped");

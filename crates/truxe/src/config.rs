@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use secure::jwt::KeyAlg;
 use secure::password::PasswordCost;
+use secure::ratelimit::Quota;
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
@@ -16,6 +17,10 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 fn alg(s: &str) -> Result<KeyAlg, String> {
+    s.parse().map_err(|e: secure::Error| e.to_string())
+}
+
+fn quota(s: &str) -> Result<Quota, String> {
     s.parse().map_err(|e: secure::Error| e.to_string())
 }
 
@@ -153,6 +158,18 @@ pub struct RawConfig {
     /// is treated as theft and the session is revoked.
     #[arg(long, env = "TRUXE_REFRESH_REUSE_GRACE", value_name = "TRUXE_REFRESH_REUSE_GRACE", default_value = "2s", value_parser = duration)]
     pub refresh_reuse_grace: Duration,
+    /// Login attempts per client address (`LIMIT/WINDOW`).
+    #[arg(long, env = "TRUXE_RATE_LIMIT_LOGIN_IP", value_name = "TRUXE_RATE_LIMIT_LOGIN_IP", default_value = "20/1m", value_parser = quota)]
+    pub rate_login_ip: Quota,
+    /// Login attempts per account, from any address.
+    #[arg(long, env = "TRUXE_RATE_LIMIT_LOGIN_ACCOUNT", value_name = "TRUXE_RATE_LIMIT_LOGIN_ACCOUNT", default_value = "10/15m", value_parser = quota)]
+    pub rate_login_account: Quota,
+    /// Registrations per client address.
+    #[arg(long, env = "TRUXE_RATE_LIMIT_REGISTER_IP", value_name = "TRUXE_RATE_LIMIT_REGISTER_IP", default_value = "10/1h", value_parser = quota)]
+    pub rate_register_ip: Quota,
+    /// Token refreshes per client address.
+    #[arg(long, env = "TRUXE_RATE_LIMIT_REFRESH_IP", value_name = "TRUXE_RATE_LIMIT_REFRESH_IP", default_value = "60/1m", value_parser = quota)]
+    pub rate_refresh_ip: Quota,
     /// `production` enables the strict start-up checks.
     #[arg(long, env = "TRUXE_ENV", value_name = "TRUXE_ENV")]
     pub env: Option<String>,
@@ -210,6 +227,19 @@ impl PasswordPolicy {
     }
 }
 
+/// Rate-limit quotas.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Logins per address.
+    pub login_ip: Quota,
+    /// Logins per account.
+    pub login_account: Quota,
+    /// Registrations per address.
+    pub register_ip: Quota,
+    /// Refreshes per address.
+    pub refresh_ip: Quota,
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -247,6 +277,8 @@ pub struct Config {
     pub lockout_duration: Duration,
     /// Concurrent-retry grace for spent refresh tokens.
     pub refresh_reuse_grace: Duration,
+    /// Rate limits.
+    pub limits: Limits,
     /// Production checks on.
     pub production: bool,
     /// JSON logs.
@@ -352,6 +384,12 @@ impl Config {
             lockout_threshold: i64::from(raw.lockout_threshold),
             lockout_duration: raw.lockout_duration,
             refresh_reuse_grace: raw.refresh_reuse_grace,
+            limits: Limits {
+                login_ip: raw.rate_login_ip,
+                login_account: raw.rate_login_account,
+                register_ip: raw.rate_register_ip,
+                refresh_ip: raw.rate_refresh_ip,
+            },
             production,
             log_json: raw.log_json,
         })

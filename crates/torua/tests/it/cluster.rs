@@ -104,8 +104,17 @@ impl TestCluster {
         }
     }
 
-    pub async fn wait_ready(&self) {
+    pub async fn wait_ready(&mut self) {
         wait_http_ok(&format!("{}/ready", self.url()), WAIT).await;
+        let dir = self.dir.path().to_owned();
+        if let Some(c) = self.coordinator.as_mut() {
+            c.assert_running(&dir);
+        }
+        for (_, child) in self.nodes.values_mut() {
+            if let Some(c) = child.as_mut() {
+                c.assert_running(&dir);
+            }
+        }
     }
 
     pub async fn nodes(&self) -> NodesResponse {

@@ -18,6 +18,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     extra: Option<(&'static str, Value)>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -28,7 +29,20 @@ impl ApiError {
             code,
             message: message.into(),
             extra: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// 429 with `Retry-After` and the `RateLimit-*` headers.
+    pub fn rate_limited(d: &secure::ratelimit::Decision) -> Self {
+        let secs = d.retry_after.map(|r| r.as_secs().max(1)).unwrap_or(1);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry in {secs} s"),
+        );
+        e.headers = d.headers();
+        e
     }
 }
 
@@ -66,6 +80,7 @@ impl From<AuthError> for ApiError {
             code: e.code(),
             message: e.to_string(),
             extra,
+            headers: Vec::new(),
         }
     }
 }
@@ -94,6 +109,11 @@ impl IntoResponse for ApiError {
         }
         let mut res =
             (self.status, Json(json!({"success": false, "error": error}))).into_response();
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                res.headers_mut().insert(name, v);
+            }
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

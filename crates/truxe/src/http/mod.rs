@@ -3,6 +3,7 @@
 
 mod error;
 mod extract;
+pub mod ratelimit;
 mod routes;
 
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub struct App {
     pub issuer: String,
     /// Signing algorithm name, for discovery.
     pub algorithm: &'static str,
+    /// Rate limiter.
+    pub limiter: Arc<ratelimit::Limiter>,
+    /// Quotas.
+    pub limits: crate::config::Limits,
 }
 
 /// Current unix time in seconds.
@@ -116,10 +121,28 @@ pub fn router(app: App) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let per_ip = |rule: &'static str, quota| {
+        let rule = ratelimit::PerIp {
+            limiter: app.limiter.clone(),
+            rule,
+            quota,
+        };
+        axum::middleware::from_fn_with_state(rule, ratelimit::per_ip)
+    };
+    let limits = app.limits;
     Router::new()
-        .route("/api/auth/register", post(routes::register))
-        .route("/api/auth/login", post(routes::login))
-        .route("/auth/refresh", post(routes::refresh))
+        .route(
+            "/api/auth/register",
+            post(routes::register).layer(per_ip("register_ip", limits.register_ip)),
+        )
+        .route(
+            "/api/auth/login",
+            post(routes::login).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/auth/refresh",
+            post(routes::refresh).layer(per_ip("refresh_ip", limits.refresh_ip)),
+        )
         .route("/auth/logout", post(routes::logout))
         .route("/auth/revoke", post(routes::revoke))
         .route("/auth/me", get(routes::me))

@@ -54,6 +54,11 @@ pub(crate) async fn login(
             "unknown field `metadata`",
         ));
     }
+    // Per account, from any address: slows distributed guessing of one password.
+    let account = b.email.trim().to_lowercase();
+    app.limiter
+        .check("login_account", &account, &app.limits.login_account)
+        .await?;
     let result = app
         .auth
         .login(&b.email, Secret::new(b.password), c, now())

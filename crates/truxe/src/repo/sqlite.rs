@@ -206,7 +206,7 @@ impl SessionRepo for SqliteStore {
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError> {
         let rows = sqlx::query(
-            "SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at, id",
+            "SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at, rowid",
         )
         .bind(user_id)
         .bind(now)

@@ -5,4 +5,5 @@ mod server;
 
 mod accounts;
 mod keys;
+mod limits;
 mod sessions;

@@ -55,8 +55,10 @@ impl Truxe {
         }
         let mut cmd = self.command();
         cmd.arg("serve");
-        self.child = Some(ChildGuard::spawn("truxe", cmd, self.dir.path()));
+        let mut child = ChildGuard::spawn("truxe", cmd, self.dir.path());
         wait_http_ok(&format!("{}/ready", self.url()), Duration::from_secs(60)).await;
+        child.assert_running(self.dir.path());
+        self.child = Some(child);
     }
 
     pub fn url(&self) -> String {
