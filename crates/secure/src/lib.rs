@@ -8,6 +8,7 @@
 //! * [`password`] — Argon2id on a bounded blocking pool, dummy verification
 //!   for unknown users, rehash detection.
 //! * [`token`] — opaque secrets (refresh tokens, API keys) stored as SHA-256.
+//! * [`audit`] — the audit event type and the sink trait.
 //! * [`jwt`] — key ring with `kid`s (RS256, ES256, EdDSA), signing,
 //!   verification with pinned algorithm, issuer and audience, JWKS.
 //! * [`keystore`] — signing keys on disk with rotation and a grace period.
@@ -25,6 +26,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod jwt;
 pub mod keystore;
 pub mod password;

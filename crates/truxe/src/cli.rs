@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use secure::audit::{AuditEvent, Outcome};
 use secure::keystore::KeyStore;
 use secure::password::PasswordHasher;
 use secure::Secret;
@@ -14,7 +15,7 @@ use secure::Secret;
 use crate::config::{Config, RawConfig};
 use crate::http::{now, App, Metrics};
 use crate::repo::{SqliteStore, Store};
-use crate::service::{AuthService, KeyManager};
+use crate::service::{AuthService, ClientInfo, KeyManager};
 
 /// Command line of `truxe`.
 #[derive(Debug, Parser)]
@@ -102,16 +103,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Keys(k) => keys(&cfg, k),
+            Command::Keys(k) => keys(&cfg, k).await,
             Command::User(UserCommand::Create { email, admin }) => {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
                 let password = Secret::new(line.trim_end_matches(['\n', '\r']).to_owned());
                 let auth = service(&cfg).await?;
+                let ctx = ClientInfo::default();
                 let user = auth
                     .create_user(&email, password, serde_json::json!({}), admin, now())
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let e = auth
+                    .event("user_created", Outcome::Success, &ctx, now())
+                    .actor("cli")
+                    .target(&user.id);
+                auth.record(e.details(serde_json::json!({"admin": admin})))
+                    .await;
                 println!(
                     "created user {} ({}){}",
                     user.email,
@@ -216,19 +224,30 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+/// Key commands act on the key store; each change is also audited.
+async fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     if cfg.private_key_file.is_some() {
         bail!("JWT_PRIVATE_KEY_FILE is set: that key is fixed; unset it to use managed, rotating keys");
     }
     let store = KeyStore::new(cfg.keys_dir());
+    let audit = open_store(cfg).await?;
+    let record = |action: &str, kid: &str| {
+        let mut e = AuditEvent::new(action, Outcome::Success, now() * 1000)
+            .actor("cli")
+            .target(kid);
+        e.details = serde_json::json!({"alg": cfg.algorithm.as_str()});
+        e
+    };
     let t = now() as u64;
     match cmd {
         KeysCommand::Generate => {
             let e = store.generate(cfg.algorithm, t)?;
+            audit.record(&record("key_generated", &e.kid)).await?;
             println!("generated {} key {} ({:?})", e.alg, e.kid, e.state);
         }
         KeysCommand::Rotate => {
             let (old, new) = store.rotate(cfg.algorithm, t)?;
+            audit.record(&record("key_rotated", &new)).await?;
             println!("key {new} signs from now on");
             if let Some(old) = old {
                 println!(
@@ -239,6 +258,7 @@ fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Retire { kid } => {
             store.retire(&kid)?;
+            audit.record(&record("key_retired", &kid)).await?;
             println!("key {kid} retired: tokens it signed are no longer accepted");
         }
         KeysCommand::List => {

@@ -149,6 +149,7 @@ pub fn router(app: App) -> Router {
         .route("/auth/sessions", get(routes::sessions))
         .route("/auth/sessions/{id}", delete(routes::end_session))
         .route("/api/admin/users/{id}/unlock", post(routes::unlock))
+        .route("/api/admin/audit", get(routes::audit))
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route(
             "/.well-known/openid-configuration",

@@ -80,9 +80,10 @@ pub(crate) struct RefreshBody {
 
 pub(crate) async fn refresh(
     State(app): State<App>,
+    Client(c): Client,
     ValidJson(b): ValidJson<RefreshBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let result = app.auth.refresh(&b.refresh_token, now()).await;
+    let result = app.auth.refresh(&b.refresh_token, &c, now()).await;
     app.metrics.event(if result.is_ok() {
         "refresh_ok"
     } else {
@@ -91,8 +92,12 @@ pub(crate) async fn refresh(
     Ok(ok(json!({"tokens": result?})))
 }
 
-pub(crate) async fn logout(State(app): State<App>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
-    app.auth.logout(&p, now()).await?;
+pub(crate) async fn logout(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+) -> Result<Json<Value>, ApiError> {
+    app.auth.logout(&p, &c, now()).await?;
     Ok(Json(json!({"success": true})))
 }
 
@@ -106,6 +111,7 @@ pub(crate) struct RevokeBody {
 pub(crate) async fn revoke(
     State(app): State<App>,
     Auth(p): Auth,
+    Client(c): Client,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let all = if body.iter().all(u8::is_ascii_whitespace) {
@@ -121,7 +127,7 @@ pub(crate) async fn revoke(
             })?
             .revoke_all
     };
-    let n = app.auth.revoke(&p, all, now()).await?;
+    let n = app.auth.revoke(&p, all, &c, now()).await?;
     Ok(ok(json!({"revoked_sessions": n})))
 }
 
@@ -144,19 +150,61 @@ pub(crate) async fn sessions(
 pub(crate) async fn end_session(
     State(app): State<App>,
     Auth(p): Auth,
+    Client(c): Client,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    app.auth.end_session(&p, &id, now()).await?;
+    app.auth.end_session(&p, &id, &c, now()).await?;
     Ok(Json(json!({"success": true})))
 }
 
 pub(crate) async fn unlock(
     State(app): State<App>,
     Auth(p): Auth,
+    Client(c): Client,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    app.auth.unlock(&p, &id, now()).await?;
+    app.auth.unlock(&p, &id, &c, now()).await?;
     Ok(Json(json!({"success": true})))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuditParams {
+    action: Option<String>,
+    actor: Option<String>,
+    outcome: Option<String>,
+    cursor: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Admin: the audit trail, newest first, filtered and paged by `cursor`.
+pub(crate) async fn audit(
+    State(app): State<App>,
+    Auth(p): Auth,
+    q: Result<axum::extract::Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let filter = crate::repo::AuditFilter {
+        action: q.action,
+        actor: q.actor,
+        outcome: q.outcome,
+        before: q.cursor,
+        limit,
+    };
+    let page = app.auth.audit_events(&p, filter).await?;
+    let next = (page.len() == limit as usize)
+        .then(|| page.last().map(|(seq, _)| *seq))
+        .flatten();
+    let events: Vec<_> = page.into_iter().map(|(_, e)| e).collect();
+    Ok(Json(json!({"events": events, "next_cursor": next})))
 }
 
 pub(crate) async fn jwks(State(app): State<App>) -> Response {

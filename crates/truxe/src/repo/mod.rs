@@ -8,6 +8,7 @@
 mod sqlite;
 
 use async_trait::async_trait;
+use secure::audit::{AuditEvent, AuditSink};
 
 pub use sqlite::SqliteStore;
 
@@ -97,9 +98,32 @@ pub trait SessionRepo: Send + Sync {
     ) -> Result<u64, RepoError>;
 }
 
+/// Which audit events to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only events older than this cursor (from a previous page).
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Reading the audit trail (writing is the kernel's `AuditSink`).
+#[async_trait]
+pub trait AuditQuery: Send + Sync {
+    /// Events matching `filter`, newest first, with each event's cursor.
+    async fn audit_events(&self, filter: &AuditFilter)
+        -> Result<Vec<(i64, AuditEvent)>, RepoError>;
+}
+
 /// Everything the service needs from storage.
 #[async_trait]
-pub trait Store: UserRepo + SessionRepo {
+pub trait Store: UserRepo + SessionRepo + AuditSink + AuditQuery {
     /// Whether the database answers (for `/ready`).
     async fn ping(&self) -> bool;
 }

@@ -9,7 +9,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
-use super::{RepoError, SessionRepo, Store, UserRepo};
+use secure::audit::{AuditEvent, AuditSink, Outcome};
+
+use super::{AuditFilter, AuditQuery, RepoError, SessionRepo, Store, UserRepo};
 use crate::model::{RefreshUse, Session, User};
 
 /// Users and sessions in one SQLite database.
@@ -301,6 +303,74 @@ impl SessionRepo for SqliteStore {
             .await?;
         Ok(r.rows_affected())
     }
+}
+
+#[async_trait]
+impl AuditSink for SqliteStore {
+    async fn record(&self, e: &AuditEvent) -> Result<(), secure::Error> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(e.at_ms)
+        .bind(&e.action)
+        .bind(e.outcome.as_str())
+        .bind(&e.actor)
+        .bind(&e.target)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.request_id)
+        .bind(e.details.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|err| secure::Error::Io(format!("audit write failed: {err}")))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditQuery for SqliteStore {
+    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events
+             WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR outcome = ?3)
+               AND (?4 IS NULL OR seq < ?4)
+             ORDER BY seq DESC LIMIT ?5",
+        )
+        .bind(&f.action)
+        .bind(&f.actor)
+        .bind(&f.outcome)
+        .bind(f.before)
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_event).collect()
+    }
+}
+
+fn audit_event(r: &SqliteRow) -> Result<(i64, AuditEvent), RepoError> {
+    let outcome = match r.try_get::<String, _>("outcome")?.as_str() {
+        "success" => Outcome::Success,
+        "failure" => Outcome::Failure,
+        _ => Outcome::Denied,
+    };
+    let details: String = r.try_get("details")?;
+    Ok((
+        r.try_get("seq")?,
+        AuditEvent {
+            id: r.try_get("id")?,
+            at_ms: r.try_get("at_ms")?,
+            action: r.try_get("action")?,
+            outcome,
+            actor: r.try_get("actor")?,
+            target: r.try_get("target")?,
+            ip: r.try_get("ip")?,
+            user_agent: r.try_get("user_agent")?,
+            request_id: r.try_get("request_id")?,
+            details: serde_json::from_str(&details).unwrap_or_default(),
+        },
+    ))
 }
 
 #[async_trait]

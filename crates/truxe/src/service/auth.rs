@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use secure::audit::{AuditEvent, Outcome};
 use secure::password::PasswordHasher;
 use secure::{token, Secret};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{AuthError, KeyManager};
 use crate::config::{Config, MAX_PASSWORD_LEN};
 use crate::model::{RefreshUse, Session, User};
-use crate::repo::{RepoError, Store};
+use crate::repo::{AuditFilter, RepoError, Store};
 
 /// Refresh tokens are recognisable in logs and secret scanners by this prefix.
 const REFRESH_PREFIX: &str = "trt_";
@@ -68,13 +69,15 @@ pub struct Principal {
     pub jti: String,
 }
 
-/// Where a request came from, recorded on sessions.
+/// Where a request came from, recorded on sessions and audit events.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
     /// Client address.
     pub ip: Option<String>,
     /// User agent (truncated).
     pub user_agent: Option<String>,
+    /// `X-Request-ID` of the request.
+    pub request_id: Option<String>,
 }
 
 /// The account and session service.
@@ -129,6 +132,35 @@ impl AuthService {
     /// Whether storage answers.
     pub async fn ready(&self) -> bool {
         self.store.ping().await
+    }
+
+    /// An audit event carrying the request's context.
+    pub fn event(&self, action: &str, outcome: Outcome, ctx: &ClientInfo, now: i64) -> AuditEvent {
+        let mut e = AuditEvent::new(action, outcome, now.saturating_mul(1000));
+        e.ip = ctx.ip.clone();
+        e.user_agent = ctx.user_agent.clone();
+        e.request_id = ctx.request_id.clone();
+        e
+    }
+
+    /// Records an audit event. A failed write is logged, not returned: the
+    /// action itself already happened and is also in the service log.
+    pub async fn record(&self, e: AuditEvent) {
+        if let Err(err) = self.store.record(&e).await {
+            tracing::error!(error = %err, action = %e.action, "audit event not recorded");
+        }
+    }
+
+    /// Admin: reads the audit trail, newest first.
+    pub async fn audit_events(
+        &self,
+        admin: &Principal,
+        filter: AuditFilter,
+    ) -> Result<Vec<(i64, AuditEvent)>, AuthError> {
+        if !admin.user.is_admin {
+            return Err(AuthError::Forbidden("admin role required".into()));
+        }
+        Ok(self.store.audit_events(&filter).await?)
     }
 
     /// Creates an account (no session). Used by registration and the CLI.
@@ -192,6 +224,11 @@ impl AuthService {
                 now,
             )
             .await?;
+        self.record(
+            self.event("register", Outcome::Success, &client, now)
+                .actor(&user.id),
+        )
+        .await;
         let tokens = self.start_session(&user, client, now).await?;
         tracing::info!(user_id = %user.id, "user registered");
         Ok((user, tokens))
@@ -222,10 +259,18 @@ impl AuthService {
             )
             .await?;
         let Some(user) = user else {
+            let e = self.event("login", Outcome::Failure, &client, now);
+            self.record(e.details(serde_json::json!({"reason": "unknown_email"})))
+                .await;
             return Err(AuthError::InvalidCredentials);
         };
         let locked = user.locked_until.filter(|t| *t > now);
         if !verified.ok {
+            let e = self
+                .event("login", Outcome::Failure, &client, now)
+                .actor(&user.id);
+            self.record(e.details(serde_json::json!({"reason": "wrong_password"})))
+                .await;
             if locked.is_none() {
                 let window = self.cfg.lockout_duration.as_secs() as i64;
                 let count = self
@@ -240,14 +285,29 @@ impl AuthService {
                     .await?;
                 if count >= self.cfg.lockout_threshold {
                     tracing::warn!(user_id = %user.id, "account locked after repeated failed logins");
+                    let e = self
+                        .event("account_locked", Outcome::Success, &client, now)
+                        .target(&user.id);
+                    self.record(e.details(serde_json::json!({"until": now + window})))
+                        .await;
                 }
             }
             return Err(AuthError::InvalidCredentials);
         }
         if let Some(unlock_at) = locked {
+            let e = self
+                .event("login", Outcome::Denied, &client, now)
+                .actor(&user.id);
+            self.record(e.details(serde_json::json!({"reason": "locked"})))
+                .await;
             return Err(AuthError::Locked { unlock_at });
         }
         if user.status != "active" {
+            let e = self
+                .event("login", Outcome::Denied, &client, now)
+                .actor(&user.id);
+            self.record(e.details(serde_json::json!({"reason": "disabled"})))
+                .await;
             return Err(AuthError::Disabled);
         }
         if user.failed_logins > 0 || user.locked_until.is_some() {
@@ -258,6 +318,11 @@ impl AuthService {
             self.store.set_password_hash(&user.id, &hash, now).await?;
             tracing::info!(user_id = %user.id, "password rehashed with current parameters");
         }
+        self.record(
+            self.event("login", Outcome::Success, &client, now)
+                .actor(&user.id),
+        )
+        .await;
         let tokens = self.start_session(&user, client, now).await?;
         Ok((user, tokens))
     }
@@ -326,7 +391,12 @@ impl AuthService {
     /// `POST /auth/refresh`: spends the refresh token and issues a new pair
     /// in the same session. A token spent earlier than the retry grace means
     /// it was stolen or replayed: the whole session is revoked.
-    pub async fn refresh(&self, refresh_token: &str, now: i64) -> Result<Tokens, AuthError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<Tokens, AuthError> {
         let invalid = || AuthError::Unauthenticated("refresh token is invalid or expired".into());
         if !refresh_token.starts_with(REFRESH_PREFIX) || refresh_token.len() > 128 {
             return Err(invalid());
@@ -350,6 +420,18 @@ impl AuthService {
                     .revoke_session(&session_id, "refresh_token_reused", now)
                     .await?;
                 tracing::warn!(session_id = %session_id, "refresh token reused; session revoked");
+                let actor = self
+                    .store
+                    .session(&session_id)
+                    .await?
+                    .map(|s| s.user_id)
+                    .unwrap_or_default();
+                let e = self
+                    .event("refresh_token_reused", Outcome::Denied, ctx, now)
+                    .actor(actor)
+                    .target(&session_id);
+                self.record(e.details(serde_json::json!({"session_revoked": true})))
+                    .await;
                 Err(AuthError::RefreshReused)
             }
             RefreshUse::Fresh { session_id } => {
@@ -371,6 +453,12 @@ impl AuthService {
                 {
                     return Err(AuthError::Unauthenticated("session has ended".into()));
                 }
+                self.record(
+                    self.event("refresh", Outcome::Success, ctx, now)
+                        .actor(&user.id)
+                        .target(&session_id),
+                )
+                .await;
                 self.tokens(&user, &session_id, next.plaintext, now)
             }
         }
@@ -404,27 +492,44 @@ impl AuthService {
 
     /// `POST /auth/logout`: ends the caller's session (its refresh token and
     /// every access token of it stop working).
-    pub async fn logout(&self, p: &Principal, now: i64) -> Result<(), AuthError> {
+    pub async fn logout(&self, p: &Principal, ctx: &ClientInfo, now: i64) -> Result<(), AuthError> {
         self.store
             .revoke_session(&p.session.id, "logout", now)
             .await?;
+        self.record(
+            self.event("logout", Outcome::Success, ctx, now)
+                .actor(&p.user.id)
+                .target(&p.session.id),
+        )
+        .await;
         Ok(())
     }
 
     /// `POST /auth/revoke`: the caller's session, or with `all` every session
     /// of the user. Returns how many sessions ended.
-    pub async fn revoke(&self, p: &Principal, all: bool, now: i64) -> Result<u64, AuthError> {
-        if all {
-            Ok(self
-                .store
+    pub async fn revoke(
+        &self,
+        p: &Principal,
+        all: bool,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<u64, AuthError> {
+        let n = if all {
+            self.store
                 .revoke_user_sessions(&p.user.id, "revoke_all", now)
-                .await?)
+                .await?
         } else {
             self.store
                 .revoke_session(&p.session.id, "revoked", now)
                 .await?;
-            Ok(1)
-        }
+            1
+        };
+        let e = self
+            .event("sessions_revoked", Outcome::Success, ctx, now)
+            .actor(&p.user.id);
+        self.record(e.details(serde_json::json!({"all": all, "count": n})))
+            .await;
+        Ok(n)
     }
 
     /// The caller's live sessions, oldest first.
@@ -433,10 +538,22 @@ impl AuthService {
     }
 
     /// Ends one of the caller's sessions. Someone else's session is "not found".
-    pub async fn end_session(&self, p: &Principal, id: &str, now: i64) -> Result<(), AuthError> {
+    pub async fn end_session(
+        &self,
+        p: &Principal,
+        id: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(), AuthError> {
         match self.store.session(id).await? {
             Some(s) if s.user_id == p.user.id => {
                 self.store.revoke_session(id, "ended_by_user", now).await?;
+                self.record(
+                    self.event("session_ended", Outcome::Success, ctx, now)
+                        .actor(&p.user.id)
+                        .target(id),
+                )
+                .await;
                 Ok(())
             }
             _ => Err(AuthError::NotFound("no such session".into())),
@@ -448,9 +565,16 @@ impl AuthService {
         &self,
         admin: &Principal,
         user_id: &str,
+        ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
         if !admin.user.is_admin {
+            self.record(
+                self.event("account_unlock", Outcome::Denied, ctx, now)
+                    .actor(&admin.user.id)
+                    .target(user_id),
+            )
+            .await;
             return Err(AuthError::Forbidden("admin role required".into()));
         }
         if self.store.user_by_id(user_id).await?.is_none() {
@@ -458,6 +582,12 @@ impl AuthService {
         }
         self.store.clear_failures(user_id, now).await?;
         tracing::info!(admin_id = %admin.user.id, user_id = %user_id, "account unlocked by admin");
+        self.record(
+            self.event("account_unlock", Outcome::Success, ctx, now)
+                .actor(&admin.user.id)
+                .target(user_id),
+        )
+        .await;
         Ok(())
     }
 }

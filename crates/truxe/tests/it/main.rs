@@ -4,6 +4,7 @@
 mod server;
 
 mod accounts;
+mod audit;
 mod keys;
 mod limits;
 mod sessions;
