@@ -195,3 +195,16 @@ pub fn free_port_range(n: u16) -> u16 {
     }
     panic!("no {n} consecutive free ports");
 }
+
+/// `GET url`, asserting 2xx, parsed as JSON.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    let res = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(res.status().is_success(), "GET {url}: {}", res.status());
+    res.json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: body is not the expected JSON: {e}"))
+}

@@ -9,7 +9,7 @@
 //!   [`torua_store`].
 //! * [`placement`] — the key → shard hash and the balancing planner (pure).
 //! * [`config`] — the original environment variables, validated at start-up.
-//! * [`cli`] — the `torua` command: `dev`, `put`/`get`/`del`/`ls`, `status`, `bench`.
+//! * [`cli`] — the `torua` command: `dev`, `put`/`get`/`del`/`ls`, `status`.
 //!
 //! Data flow: client → coordinator (`/data/{key}`) → shard = xxh3(key) mod N
 //! → owning node (`/shard/{id}/store/{key}`) → redb file of that shard.
@@ -59,6 +59,40 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("server: {0}")]
     Serve(std::io::Error),
+}
+
+/// The body of a server binary: logging, a runtime, signal handling, the
+/// listener; `run` serves until shutdown. Errors print as one line and exit 2.
+pub fn server_main<F, Fut>(
+    name: &str,
+    listen: std::net::SocketAddr,
+    log_json: bool,
+    run: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(tokio::net::TcpListener, shutdown::Shutdown) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    init_tracing(log_json);
+    let result = tokio::runtime::Runtime::new()
+        .map_err(Error::Serve)
+        .and_then(|rt| {
+            rt.block_on(async {
+                let (trigger, stop) = shutdown::channel();
+                tokio::spawn(async move {
+                    shutdown::os_signal().await;
+                    trigger.fire();
+                });
+                run(bind(listen).await?, stop).await
+            })
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 /// Binds a listener, naming the address on failure.

@@ -16,24 +16,12 @@ struct Cli {
     log_json: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    torua::init_tracing(cli.log_json);
-    let (trigger, shutdown) = torua::shutdown::channel();
-    tokio::spawn(async move {
-        torua::shutdown::os_signal().await;
-        trigger.fire();
-    });
-    let result = async {
-        let listener = torua::bind(cli.config.listen).await?;
-        torua::coordinator::run(cli.config, listener, shutdown).await
-    };
-    match result.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("torua-coordinator: {e}");
-            ExitCode::from(2)
-        }
-    }
+    torua::server_main(
+        "torua-coordinator",
+        cli.config.listen,
+        cli.log_json,
+        |listener, stop| torua::coordinator::run(cli.config, listener, stop),
+    )
 }

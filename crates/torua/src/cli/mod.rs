@@ -1,15 +1,12 @@
 //! The `torua` command. This module is the binary's front end: it turns
 //! flags into calls and results into output and exit codes.
 
-mod bench;
 mod data;
 mod dev;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-pub use bench::{BenchArgs, FsyncArgs};
 
 /// Command-line interface of `torua`.
 #[derive(Debug, Parser)]
@@ -69,10 +66,6 @@ enum Command {
     },
     /// Show nodes and shard placement.
     Status,
-    /// Load-test any server speaking the Torua data API.
-    Bench(BenchArgs),
-    /// Measure write+fsync latency of a directory's disk.
-    BenchFsync(FsyncArgs),
 }
 
 /// Runs a parsed command line.
@@ -94,8 +87,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Del { key } => data::del(&base, &key).await,
             Command::Ls { prefix, limit } => data::ls(&base, &prefix, limit).await,
             Command::Status => data::status(&base).await,
-            Command::Bench(args) => bench::run(args).await,
-            Command::BenchFsync(args) => bench::fsync(args),
         }
     })
 }

@@ -34,15 +34,7 @@ const BROADCAST_DEADLINE: Duration = Duration::from_secs(4);
 pub(crate) fn router(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> Router {
     let value_limit = DefaultBodyLimit::max(cluster.max_value);
     let r = Router::new()
-        .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
         .route("/ready", get(ready))
-        .route(
-            "/metrics",
-            get(http::metrics_handler).with_state(metrics.clone()),
-        )
         .route("/register", post(register))
         .route("/nodes", get(nodes))
         .route("/nodes/{id}", delete(decommission))

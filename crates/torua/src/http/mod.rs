@@ -116,9 +116,18 @@ pub async fn metrics_handler(State(m): State<Arc<Metrics>>) -> Result<Response, 
         .into_response())
 }
 
-/// Adds the JSON fallbacks and request tracking to a router.
+/// Adds what every Torua server has: `/health`, `/metrics`, the JSON
+/// fallbacks and request tracking.
 pub fn finish(router: Router, metrics: Arc<Metrics>) -> Router {
     router
+        .route(
+            "/health",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(metrics_handler).with_state(metrics.clone()),
+        )
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
         .layer(axum::middleware::from_fn_with_state(metrics, track))

@@ -31,14 +31,9 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
     let import_limit = DefaultBodyLimit::max(node.max_value + IMPORT_OVERHEAD);
     let metrics = node.metrics.clone();
     let r = Router::new()
-        .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/info", get(info))
         .route("/control", post(control))
-        .route(
-            "/metrics",
-            get(http::metrics_handler).with_state(metrics.clone()),
-        )
         .route("/shard/{id}", put(open_shard).delete(drop_shard))
         .route("/shard/{id}/stats", get(stats))
         .route("/shard/{id}/store", get(list))
@@ -54,10 +49,6 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/shard/{id}/import", post(import).layer(import_limit))
         .with_state(node);
     http::finish(r, metrics)
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
 }
 
 async fn ready(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {

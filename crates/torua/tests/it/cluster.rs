@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use testkit::{eventually, free_port, wait_http_ok, ChildGuard};
+use testkit::{eventually, free_port, get_json, wait_http_ok, ChildGuard};
 use torua::wire::{NodeInfoResponse, NodesResponse, ShardsResponse};
 
 pub const COORD: &str = env!("CARGO_BIN_EXE_torua-coordinator");
@@ -118,36 +118,15 @@ impl TestCluster {
     }
 
     pub async fn nodes(&self) -> NodesResponse {
-        self.http
-            .get(format!("{}/nodes", self.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&self.http, &format!("{}/nodes", self.url())).await
     }
 
     pub async fn shard_map(&self) -> ShardsResponse {
-        self.http
-            .get(format!("{}/shards", self.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&self.http, &format!("{}/shards", self.url())).await
     }
 
     pub async fn node_info(&self, id: &str) -> NodeInfoResponse {
-        self.http
-            .get(format!("{}/info", self.node_url(id)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&self.http, &format!("{}/info", self.node_url(id))).await
     }
 
     /// Waits until `n` healthy nodes each own ⌊S/n⌋ or ⌈S/n⌉ shards and no move is under way.
@@ -201,6 +180,13 @@ impl TestCluster {
             .unwrap()
             .status()
     }
+}
+
+/// Sends `req` and asserts its JSON error's status and code; returns the message.
+pub async fn expect_error(req: reqwest::RequestBuilder, status: StatusCode, code: &str) -> String {
+    let (got_status, got_code, message) = error_code(req.send().await.unwrap()).await;
+    assert_eq!((got_status, got_code.as_str()), (status, code), "{message}");
+    message
 }
 
 /// Reads the `{"error":{"code"}}` of a response.

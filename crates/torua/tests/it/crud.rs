@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::cluster::{error_code, TestCluster, MAX_VALUE};
+use crate::cluster::{error_code, expect_error, TestCluster, MAX_VALUE};
 
 #[tokio::test]
 async fn crud_and_content_type() {
@@ -26,12 +26,12 @@ async fn crud_and_content_type() {
     assert_eq!(c.get("user:1").await.1, "v2");
     assert_eq!(c.delete("user:1").await, StatusCode::NO_CONTENT);
     assert_eq!(c.delete("user:1").await, StatusCode::NO_CONTENT);
-    let (status, code, _) =
-        error_code(c.http.get(c.data_url("user:1")).send().await.unwrap()).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "not_found")
-    );
+    expect_error(
+        c.http.get(c.data_url("user:1")),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -124,45 +124,25 @@ async fn sizes_and_limits() {
     assert_eq!(c.get("too-big").await.0, StatusCode::NOT_FOUND);
     // Key limit: 4 KiB ok, one more byte is 413.
     assert_eq!(c.put(&"k".repeat(4096), "x").await, StatusCode::NO_CONTENT);
-    let (status, code, _) = error_code(
-        c.http
-            .put(c.data_url(&"k".repeat(4097)))
-            .body("x")
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.put(c.data_url(&"k".repeat(4097))).body("x"),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "key_too_large",
     )
     .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "key_too_large")
-    );
     // Empty key and invalid UTF-8 are 400.
-    let (status, code, _) = error_code(
-        c.http
-            .put(format!("{}/data/", c.url()))
-            .body("x")
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.put(format!("{}/data/", c.url())).body("x"),
+        StatusCode::BAD_REQUEST,
+        "invalid_key",
     )
     .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_key")
-    );
-    let (status, code, _) = error_code(
-        c.http
-            .get(format!("{}/data/%FF", c.url()))
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.get(format!("{}/data/%FF", c.url())),
+        StatusCode::BAD_REQUEST,
+        "invalid_key",
     )
     .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_key")
-    );
 }
 
 #[tokio::test]
@@ -201,30 +181,18 @@ async fn listing_paginates_across_shards() {
     }
     let want: Vec<String> = (0..120).map(|i| format!("list/{i:03}")).collect();
     assert_eq!(seen, want);
-    let (status, code, _) = error_code(
-        c.http
-            .get(format!("{}/data?limit=0", c.url()))
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.get(format!("{}/data?limit=0", c.url())),
+        StatusCode::BAD_REQUEST,
+        "invalid_limit",
     )
     .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_limit")
-    );
-    let (status, code, _) = error_code(
-        c.http
-            .get(format!("{}/data?limit=abc", c.url()))
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.get(format!("{}/data?limit=abc", c.url())),
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
     )
     .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_query")
-    );
 }
 
 #[tokio::test]
@@ -313,43 +281,32 @@ async fn structured_errors_everywhere() {
             "{path} {body}: {msg}"
         );
     }
-    let (s, code, _) = error_code(
-        c.http
-            .get(format!("{u}/no/such/route"))
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.get(format!("{u}/no/such/route")),
+        StatusCode::NOT_FOUND,
+        "not_found",
     )
     .await;
-    assert_eq!((s, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
-    let (s, code, _) = error_code(c.http.patch(format!("{u}/nodes")).send().await.unwrap()).await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
-    let (s, code, _) = error_code(
-        c.http
-            .delete(format!("{u}/nodes/ghost"))
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.patch(format!("{u}/nodes")),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
     )
     .await;
-    assert_eq!((s, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+    expect_error(
+        c.http.delete(format!("{u}/nodes/ghost")),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     // Node API: bad shard id, and a shard the node does not hold.
     let n = c.node_url("n1");
-    let (s, code, _) = error_code(
-        c.http
-            .get(format!("{n}/shard/abc/store/x"))
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.get(format!("{n}/shard/abc/store/x")),
+        StatusCode::BAD_REQUEST,
+        "invalid_shard_id",
     )
     .await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_shard_id")
-    );
     let (s, code, msg) = error_code(
         c.http
             .get(format!("{n}/shard/77/store/x"))
@@ -363,19 +320,12 @@ async fn structured_errors_everywhere() {
         (StatusCode::MISDIRECTED_REQUEST, "shard_not_owned"),
         "{msg}"
     );
-    let (s, code, _) = error_code(
-        c.http
-            .put(format!("{n}/shard/77/store/x"))
-            .body("v")
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.put(format!("{n}/shard/77/store/x")).body("v"),
+        StatusCode::MISDIRECTED_REQUEST,
+        "shard_not_owned",
     )
     .await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::MISDIRECTED_REQUEST, "shard_not_owned")
-    );
 }
 
 #[tokio::test]

@@ -48,14 +48,8 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     if truxe_built() {
         let truxe = format!("http://127.0.0.1:{truxe_port}");
         wait_http_ok(&format!("{truxe}/ready"), Duration::from_secs(60)).await;
-        let jwks: serde_json::Value = http
-            .get(format!("{truxe}/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jwks: serde_json::Value =
+            testkit::get_json(&http, &format!("{truxe}/.well-known/jwks.json")).await;
         assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "{jwks}");
         assert!(
             dir.path().join("data/truxe/keys/keys.json").exists(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 
-use crate::cluster::{error_code, TestCluster};
+use crate::cluster::{expect_error, TestCluster};
 
 /// Writes `prefix/i` until stopped; returns every acknowledged (key, value).
 fn background_writer(
@@ -191,15 +191,12 @@ async fn decommission_moves_everything_off() {
         .send()
         .await
         .unwrap();
-    let (s, code, _) = error_code(
-        c.http
-            .delete(format!("{}/nodes/n1", c.url()))
-            .send()
-            .await
-            .unwrap(),
+    expect_error(
+        c.http.delete(format!("{}/nodes/n1", c.url())),
+        StatusCode::CONFLICT,
+        "no_destination",
     )
     .await;
-    assert_eq!((s, code.as_str()), (StatusCode::CONFLICT, "no_destination"));
     assert_all_readable(&c, &pairs).await;
 }
 

@@ -10,14 +10,7 @@ use serde_json::{json, Value};
 use crate::server::Truxe;
 
 async fn jwks(t: &Truxe) -> Value {
-    t.http
-        .get(format!("{}/.well-known/jwks.json", t.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    testkit::get_json(&t.http, &format!("{}/.well-known/jwks.json", t.url())).await
 }
 
 #[tokio::test]
@@ -44,15 +37,11 @@ async fn tokens_verify_against_the_published_jwks() {
         .unwrap()
         .verify::<Value>(&access)
         .is_err());
-    let discovery: Value = t
-        .http
-        .get(format!("{}/.well-known/openid-configuration", t.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = testkit::get_json(
+        &t.http,
+        &format!("{}/.well-known/openid-configuration", t.url()),
+    )
+    .await;
     assert_eq!(discovery["issuer"], t.url());
     assert_eq!(
         discovery["jwks_uri"],

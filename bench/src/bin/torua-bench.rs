@@ -1,0 +1,195 @@
+//! `torua-bench`: load for any server with the Torua data API
+//! (`PUT`/`GET {target}{path}{key}`), and `torua-bench fsync` to measure
+//! the disk's write+fsync latency for comparison.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bench::{closed_loop, percentile, xorshift, Op};
+use clap::{Parser, Subcommand, ValueEnum};
+use torua::config::parse_go_duration;
+use torua::http::extract::encode_key;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for the Torua data API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Closed-loop PUT or GET load.
+    Http(HttpArgs),
+    /// write + fdatasync latency of a directory's disk.
+    Fsync(FsyncArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Workload {
+    Put,
+    Get,
+}
+
+#[derive(Debug, clap::Args)]
+struct HttpArgs {
+    /// Base URL of the server under test.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Path prefix before the key.
+    #[arg(long, default_value = "/data/")]
+    path: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// How long to run (Go duration).
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    duration: Duration,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Distinct keys, chosen uniformly.
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+    /// put or get (get preloads every key first, untimed).
+    #[arg(long, value_enum, default_value = "put")]
+    workload: Workload,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Label for the report.
+    #[arg(long, default_value = "torua")]
+    label: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct FsyncArgs {
+    /// Directory on the disk to measure.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Rounds.
+    #[arg(long, default_value_t = 500)]
+    rounds: usize,
+    /// Bytes per round.
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Http(a) => http(a).await,
+        Command::Fsync(a) => fsync(a),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("torua-bench: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
+    if a.clients == 0 || a.keys == 0 {
+        bail!("--clients and --keys must be at least 1");
+    }
+    let base = format!("{}{}", a.target.trim_end_matches('/'), a.path);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.clients)
+        .tcp_nodelay(true)
+        .build()?;
+    let value = bytes::Bytes::from(vec![b'x'; a.value_size]);
+    let urls: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
+        (0..a.keys)
+            .map(|i| format!("{base}{}", encode_key(&format!("bench-{i:08}"))))
+            .collect(),
+    );
+    if matches!(a.workload, Workload::Get) {
+        use futures::stream::{self, StreamExt};
+        let failed = stream::iter(urls.iter().cloned())
+            .map(|u| {
+                let req = client.put(u).body(value.clone());
+                async move {
+                    req.send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false)
+                }
+            })
+            .buffer_unordered(a.clients)
+            .filter(|ok| std::future::ready(!*ok))
+            .count()
+            .await;
+        if failed > 0 {
+            bail!("{failed} of {} preload writes failed", a.keys);
+        }
+    }
+    let workload = a.workload;
+    let run = closed_loop(a.clients, a.duration, |w| -> Op {
+        let (client, value, urls) = (client.clone(), value.clone(), urls.clone());
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (w as u64 + 1);
+        Box::new(move || {
+            let u = urls[(xorshift(&mut rng) % urls.len() as u64) as usize].clone();
+            let req = match workload {
+                Workload::Put => client.put(u).body(value.clone()),
+                Workload::Get => client.get(u),
+            };
+            Box::pin(async move {
+                match req.send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            })
+        })
+    })
+    .await;
+    let name = format!("{:?}", a.workload).to_lowercase();
+    let s = run.summary(&a.label, &format!("{name} {}B", a.value_size), a.clients);
+    s.print(a.json);
+    Ok(if s.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn fsync(a: FsyncArgs) -> anyhow::Result<ExitCode> {
+    let path = a
+        .dir
+        .join(format!(".torua-fsync-probe-{}", std::process::id()));
+    let mut f =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let buf = vec![0xA5u8; a.size];
+    let mut lat = Vec::with_capacity(a.rounds);
+    for _ in 0..a.rounds {
+        let t = Instant::now();
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    lat.sort_unstable();
+    let mean = lat.iter().sum::<u64>() as f64 / lat.len().max(1) as f64;
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"rounds": a.rounds, "size": a.size, "mean_us": mean, "p50_us": p50, "p99_us": p99})
+        );
+    } else {
+        println!(
+            "write({} B)+fdatasync x{}: mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms",
+            a.size,
+            a.rounds,
+            mean / 1e3,
+            p50 as f64 / 1e3,
+            p99 as f64 / 1e3
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,196 @@
+//! `truxe-bench`: logins/s, refreshes/s and verified `GET /auth/me`/s
+//! against a running Truxe, next to the Argon2id bound of this machine
+//! (cores ÷ time of one hash at the server's cost): logins cannot beat it.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bench::{closed_loop, Op};
+use clap::{Parser, ValueEnum};
+use secure::password::{PasswordCost, PasswordHasher};
+use secure::Secret;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Bench-Password-9";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    Login,
+    Refresh,
+    Me,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for Truxe")]
+struct Args {
+    /// Truxe base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3001")]
+    target: String,
+    /// Concurrent clients (one account each).
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds per workload.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Workloads to run, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "login,refresh,me"
+    )]
+    workloads: Vec<Workload>,
+    /// Argon2id memory of the server (KiB), for the bound.
+    #[arg(long, default_value_t = 19456)]
+    argon2_memory_kib: u32,
+    /// Argon2id iterations of the server, for the bound.
+    #[arg(long, default_value_t = 2)]
+    argon2_iterations: u32,
+    /// Print JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    run(Args::parse()).await.unwrap_or_else(|e| {
+        eprintln!("truxe-bench: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> Option<Value> {
+    let r = client.post(url).json(&body).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+fn tokens(v: &Value) -> Option<(String, String)> {
+    let t = &v["data"]["tokens"];
+    Some((
+        t["access_token"].as_str()?.to_owned(),
+        t["refresh_token"].as_str()?.to_owned(),
+    ))
+}
+
+async fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if a.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    let base = a.target.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.clients)
+        .tcp_nodelay(true)
+        .build()?;
+    // Argon2id bound on this machine with the server's cost.
+    let cost = PasswordCost {
+        memory_kib: a.argon2_memory_kib,
+        iterations: a.argon2_iterations,
+        parallelism: 1,
+    };
+    let hasher = PasswordHasher::new(cost, 1)?;
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        hasher.hash(Secret::new(PASSWORD.to_owned())).await?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let hash_s = times[times.len() / 2];
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let bound = cores as f64 / hash_s;
+    if a.json {
+        println!(
+            "{}",
+            json!({"argon2_memory_kib": cost.memory_kib, "argon2_iterations": cost.iterations, "hash_ms": hash_s * 1e3, "cores": cores, "login_bound_per_sec": bound})
+        );
+    } else {
+        println!("Argon2id m={} KiB t={}: one hash {:.1} ms; bound = {cores} cores / {:.1} ms = {bound:.0} logins/s", cost.memory_kib, cost.iterations, hash_s * 1e3, hash_s * 1e3);
+    }
+    // One account per client.
+    let run_id = std::process::id();
+    let mut sessions = Vec::new();
+    for i in 0..a.clients {
+        let email = format!("bench-{run_id}-{i}@example.com");
+        let reg = post(
+            &client,
+            format!("{base}/api/auth/register"),
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await
+        .with_context(|| {
+            format!("registering {email} (is signup enabled and the register limit high enough?)")
+        })?;
+        sessions.push((email, tokens(&reg).context("no tokens in register answer")?));
+    }
+    let mut failed = false;
+    for w in &a.workloads {
+        let duration = Duration::from_secs(a.seconds);
+        let run = closed_loop(a.clients, duration, |i| -> Op {
+            let client = client.clone();
+            let base = base.clone();
+            let (email, (access, refresh)) = sessions[i].clone();
+            let refresh = Arc::new(Mutex::new(refresh));
+            match w {
+                Workload::Login => Box::new(move || {
+                    let (client, url, email) = (
+                        client.clone(),
+                        format!("{base}/api/auth/login"),
+                        email.clone(),
+                    );
+                    Box::pin(async move {
+                        post(&client, url, json!({"email": email, "password": PASSWORD}))
+                            .await
+                            .is_some()
+                    })
+                }),
+                Workload::Refresh => Box::new(move || {
+                    let (client, url, refresh) = (
+                        client.clone(),
+                        format!("{base}/auth/refresh"),
+                        refresh.clone(),
+                    );
+                    Box::pin(async move {
+                        let current = refresh.lock().map(|r| r.clone()).unwrap_or_default();
+                        match post(&client, url, json!({"refreshToken": current}))
+                            .await
+                            .as_ref()
+                            .and_then(tokens)
+                        {
+                            Some((_, next)) => {
+                                if let Ok(mut r) = refresh.lock() {
+                                    *r = next;
+                                }
+                                true
+                            }
+                            None => false,
+                        }
+                    })
+                }),
+                Workload::Me => Box::new(move || {
+                    let req = client.get(format!("{base}/auth/me")).bearer_auth(&access);
+                    Box::pin(
+                        async move { matches!(req.send().await, Ok(r) if r.status().is_success()) },
+                    )
+                }),
+            }
+        })
+        .await;
+        let name = format!("{w:?}").to_lowercase();
+        let s = run.summary("truxe", &name, a.clients);
+        s.print(a.json);
+        failed |= s.errors > 0;
+        // Refresh tokens rotated: later workloads use their own state only.
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
