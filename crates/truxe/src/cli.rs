@@ -14,7 +14,7 @@ use secure::Secret;
 
 use crate::config::{Config, RawConfig};
 use crate::http::{now, App, Metrics};
-use crate::repo::{SqliteStore, Store};
+use crate::repo::{SqlStore, Store};
 use crate::service::{AuthService, ClientInfo, KeyManager};
 
 /// Command line of `truxe`.
@@ -174,7 +174,7 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
             secure::keystore::write_private(path, b"")?;
         }
     }
-    let store = SqliteStore::open(&cfg.database_url)
+    let store = SqlStore::open(&cfg.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Arc::new(store))

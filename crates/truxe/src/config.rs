@@ -35,7 +35,7 @@ fn flag(s: &str) -> Result<bool, String> {
 /// Every setting of `truxe`.
 #[derive(Debug, Clone, Args)]
 pub struct RawConfig {
-    /// `sqlite://path` (default: a file under TRUXE_DATA_DIR).
+    /// `sqlite://path` (default: a file under TRUXE_DATA_DIR) or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL")]
     pub database_url: Option<String>,
     /// Directory for the SQLite file and signing keys.
@@ -298,10 +298,11 @@ impl Config {
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", raw.data_dir.join("truxe.db").display()));
-        if !database_url.starts_with("sqlite:") {
+        let supported = ["sqlite:", "postgres://", "postgresql://"];
+        if !supported.iter().any(|p| database_url.starts_with(p)) {
             problems.push(format!(
-                "DATABASE_URL: `{}` is not supported by this build; use sqlite://PATH (PostgreSQL support is in progress)",
-                database_url.split('@').next_back().unwrap_or("")
+                "DATABASE_URL: use sqlite://PATH or postgres://USER@HOST/DB (got a URL starting `{}`)",
+                database_url.split("://").next().unwrap_or("")
             ));
         }
         let cost = PasswordCost {

@@ -15,7 +15,8 @@ CREATE TABLE users (
 );
 
 CREATE TABLE sessions (
-    id            TEXT PRIMARY KEY,
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order (oldest first)
+    id            TEXT NOT NULL UNIQUE,
     user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     created_at    INTEGER NOT NULL,
     last_used_at  INTEGER NOT NULL,
@@ -25,7 +26,7 @@ CREATE TABLE sessions (
     ip            TEXT,
     user_agent    TEXT
 );
-CREATE INDEX sessions_by_user ON sessions(user_id, created_at);
+CREATE INDEX sessions_by_user ON sessions(user_id, created_at, seq);
 
 -- One row per refresh token ever issued: the family is the session.
 CREATE TABLE refresh_tokens (

@@ -1,16 +1,16 @@
-//! Storage seams. Services see only these traits; `SqliteStore` implements
-//! them today, a PostgreSQL store will implement the same traits (one
-//! shared conformance suite runs against each).
+//! Storage seams. Services see only these traits; `SqlStore` implements
+//! them for SQLite and PostgreSQL alike, and the integration suite runs
+//! against both.
 //!
 //! Repositories store and fetch; every rule (lockout, rotation, limits)
 //! lives in the service layer.
 
-mod sqlite;
+mod sql;
 
 use async_trait::async_trait;
 use secure::audit::{AuditEvent, AuditSink};
 
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 
 use crate::model::{RefreshUse, Session, User};
 

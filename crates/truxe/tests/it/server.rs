@@ -12,6 +12,8 @@ pub const PASSWORD: &str = "Correct-Horse-9";
 
 pub struct Truxe {
     pub dir: tempfile::TempDir,
+    /// PostgreSQL database of this server, when the suite runs on PostgreSQL.
+    database_url: Option<String>,
     pub port: u16,
     pub env: Vec<(String, String)>,
     child: Option<ChildGuard>,
@@ -23,6 +25,7 @@ impl Truxe {
     /// plus `env`.
     pub async fn start(env: &[(&str, &str)]) -> Truxe {
         let mut t = Truxe {
+            database_url: postgres_database().await,
             dir: testkit::tempdir(),
             port: free_port(),
             env: env
@@ -43,6 +46,9 @@ impl Truxe {
             .env("TRUXE_ARGON2_MEMORY_KIB", "1024")
             .env("TRUXE_ARGON2_ITERATIONS", "1")
             .env("JWT_ALGORITHM", "EdDSA");
+        if let Some(url) = &self.database_url {
+            cmd.env("DATABASE_URL", url);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -59,6 +65,11 @@ impl Truxe {
         wait_http_ok(&format!("{}/ready", self.url()), Duration::from_secs(60)).await;
         child.assert_running(self.dir.path());
         self.child = Some(child);
+    }
+
+    /// Whether this server stores in PostgreSQL (else a SQLite file).
+    pub fn on_postgres(&self) -> bool {
+        self.database_url.is_some()
     }
 
     pub fn url(&self) -> String {
@@ -145,6 +156,22 @@ impl Truxe {
         drop(child.stdin.take());
         child.wait_with_output().unwrap()
     }
+}
+
+/// With `TRUXE_TEST_POSTGRES_URL` set (scripts/test sets it), a fresh
+/// database on that server for one test; otherwise `None` (SQLite).
+async fn postgres_database() -> Option<String> {
+    use sqlx::{Connection, Executor};
+    let base = std::env::var("TRUXE_TEST_POSTGRES_URL").ok()?;
+    let name = format!("t_{}", secure::token::random_uuid().replace('-', ""));
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create a test database");
+    let (prefix, _) = base.rsplit_once('/').expect("URL has a database name");
+    Some(format!("{prefix}/{name}"))
 }
 
 pub fn tokens(body: &Value) -> (String, String) {

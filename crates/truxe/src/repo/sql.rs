@@ -1,50 +1,72 @@
-//! SQLite storage (the zero-setup default): one file in WAL mode.
+//! SQL storage for SQLite (the zero-setup default) and PostgreSQL, through
+//! sqlx's `Any` driver: one implementation, one set of queries written with
+//! `$N` placeholders (which both accept). Dialect differences live only in
+//! the two migration sets, `migrations/sqlite` and `migrations/postgres`.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 
 use secure::audit::{AuditEvent, AuditSink, Outcome};
 
 use super::{AuditFilter, AuditQuery, RepoError, SessionRepo, Store, UserRepo};
 use crate::model::{RefreshUse, Session, User};
 
-/// Users and sessions in one SQLite database.
+/// Users, sessions and the audit trail in SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub struct SqlStore {
+    pool: AnyPool,
 }
 
-impl SqliteStore {
-    /// Opens (creating if missing) the database at `url` (`sqlite://path`)
-    /// and applies pending migrations.
+impl SqlStore {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a
+    /// SQLite file if missing, and applies pending migrations.
     pub async fn open(url: &str) -> Result<Self, RepoError> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| RepoError::Db(format!("bad DATABASE_URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed session or rotation survives power loss.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url = if sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        } else {
+            url.to_owned()
+        };
+        let opts: AnyConnectOptions = url
+            .parse()
+            .map_err(|e| RepoError::Db(format!("bad DATABASE_URL: {e}")))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL for concurrent readers; FULL so a committed session or
+                        // rotation survives power loss; enforce foreign keys.
+                        conn.execute(sqlx::raw_sql(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        ))
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("./migrations/sqlite")
+        let migrator = if sqlite {
+            sqlx::migrate!("./migrations/sqlite")
+        } else {
+            sqlx::migrate!("./migrations/postgres")
+        };
+        migrator
             .run(&pool)
             .await
             .map_err(|e| RepoError::Db(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+        Ok(SqlStore { pool })
     }
 }
 
-fn user(r: &SqliteRow) -> Result<User, RepoError> {
+fn user(r: &AnyRow) -> Result<User, RepoError> {
     let metadata: String = r.try_get("metadata")?;
     Ok(User {
         id: r.try_get("id")?,
@@ -62,7 +84,7 @@ fn user(r: &SqliteRow) -> Result<User, RepoError> {
     })
 }
 
-fn session(r: &SqliteRow) -> Result<Session, RepoError> {
+fn session(r: &AnyRow) -> Result<Session, RepoError> {
     Ok(Session {
         id: r.try_get("id")?,
         user_id: r.try_get("user_id")?,
@@ -77,11 +99,11 @@ fn session(r: &SqliteRow) -> Result<Session, RepoError> {
 }
 
 #[async_trait]
-impl UserRepo for SqliteStore {
+impl UserRepo for SqlStore {
     async fn create_user(&self, u: &User) -> Result<(), RepoError> {
         sqlx::query(
             "INSERT INTO users (id, email, password_hash, email_verified, status, is_admin, metadata, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&u.id)
         .bind(&u.email)
@@ -98,7 +120,7 @@ impl UserRepo for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, RepoError> {
-        let row = sqlx::query("SELECT * FROM users WHERE email = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.pool)
             .await?;
@@ -106,7 +128,7 @@ impl UserRepo for SqliteStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, RepoError> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -124,10 +146,10 @@ impl UserRepo for SqliteStore {
         // One statement, so concurrent failures are all counted.
         let row = sqlx::query(
             "UPDATE users SET
-                failed_logins = CASE WHEN failed_since IS NULL OR failed_since < ?2 THEN 1 ELSE failed_logins + 1 END,
-                failed_since  = CASE WHEN failed_since IS NULL OR failed_since < ?2 THEN ?1 ELSE failed_since END,
-                updated_at = ?1
-             WHERE id = ?3
+                failed_logins = CASE WHEN failed_since IS NULL OR failed_since < $2 THEN 1 ELSE failed_logins + 1 END,
+                failed_since  = CASE WHEN failed_since IS NULL OR failed_since < $2 THEN $1 ELSE failed_since END,
+                updated_at = $1
+             WHERE id = $3
              RETURNING failed_logins",
         )
         .bind(now)
@@ -137,7 +159,7 @@ impl UserRepo for SqliteStore {
         .await?;
         let count: i64 = row.try_get(0)?;
         if count >= threshold {
-            sqlx::query("UPDATE users SET locked_until = ?, failed_logins = 0, failed_since = NULL WHERE id = ?")
+            sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0, failed_since = NULL WHERE id = $2")
                 .bind(lock_until)
                 .bind(id)
                 .execute(&self.pool)
@@ -147,7 +169,7 @@ impl UserRepo for SqliteStore {
     }
 
     async fn clear_failures(&self, id: &str, now: i64) -> Result<(), RepoError> {
-        sqlx::query("UPDATE users SET failed_logins = 0, failed_since = NULL, locked_until = NULL, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET failed_logins = 0, failed_since = NULL, locked_until = NULL, updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
             .execute(&self.pool)
@@ -156,7 +178,7 @@ impl UserRepo for SqliteStore {
     }
 
     async fn set_password_hash(&self, id: &str, hash: &str, now: i64) -> Result<(), RepoError> {
-        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
             .bind(hash)
             .bind(now)
             .bind(id)
@@ -167,7 +189,7 @@ impl UserRepo for SqliteStore {
 }
 
 #[async_trait]
-impl SessionRepo for SqliteStore {
+impl SessionRepo for SqlStore {
     async fn create_session(
         &self,
         s: &Session,
@@ -176,7 +198,7 @@ impl SessionRepo for SqliteStore {
     ) -> Result<(), RepoError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -187,7 +209,7 @@ impl SessionRepo for SqliteStore {
         .bind(&s.user_agent)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(refresh_hash)
             .bind(&s.id)
             .bind(s.created_at)
@@ -199,7 +221,7 @@ impl SessionRepo for SqliteStore {
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -208,7 +230,7 @@ impl SessionRepo for SqliteStore {
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError> {
         let rows = sqlx::query(
-            "SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at, rowid",
+            "SELECT * FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, seq",
         )
         .bind(user_id)
         .bind(now)
@@ -220,7 +242,7 @@ impl SessionRepo for SqliteStore {
     async fn use_refresh(&self, hash: &str, now: i64) -> Result<RefreshUse, RepoError> {
         // The conditional UPDATE is the arbiter: only one caller flips used_at.
         let won = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING session_id",
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $3 RETURNING session_id",
         )
         .bind(now)
         .bind(hash)
@@ -233,7 +255,7 @@ impl SessionRepo for SqliteStore {
             });
         }
         let row =
-            sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = ?")
+            sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = $1")
                 .bind(hash)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -257,7 +279,7 @@ impl SessionRepo for SqliteStore {
         now: i64,
     ) -> Result<bool, RepoError> {
         let mut tx = self.pool.begin().await?;
-        let live = sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ? AND revoked_at IS NULL AND expires_at > ?")
+        let live = sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND expires_at > $3")
             .bind(now)
             .bind(session_id)
             .bind(now)
@@ -268,7 +290,7 @@ impl SessionRepo for SqliteStore {
         if !live {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(hash)
             .bind(session_id)
             .bind(now)
@@ -280,7 +302,7 @@ impl SessionRepo for SqliteStore {
     }
 
     async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<(), RepoError> {
-        sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL")
+        sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(now)
             .bind(reason)
             .bind(id)
@@ -295,7 +317,7 @@ impl SessionRepo for SqliteStore {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError> {
-        let r = sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND revoked_at IS NULL")
+        let r = sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL")
             .bind(now)
             .bind(reason)
             .bind(user_id)
@@ -306,11 +328,11 @@ impl SessionRepo for SqliteStore {
 }
 
 #[async_trait]
-impl AuditSink for SqliteStore {
+impl AuditSink for SqlStore {
     async fn record(&self, e: &AuditEvent) -> Result<(), secure::Error> {
         sqlx::query(
             "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&e.id)
         .bind(e.at_ms)
@@ -330,13 +352,13 @@ impl AuditSink for SqliteStore {
 }
 
 #[async_trait]
-impl AuditQuery for SqliteStore {
+impl AuditQuery for SqlStore {
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, RepoError> {
         let rows = sqlx::query(
             "SELECT * FROM audit_events
-             WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR outcome = ?3)
-               AND (?4 IS NULL OR seq < ?4)
-             ORDER BY seq DESC LIMIT ?5",
+             WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR outcome = $3)
+               AND ($4 IS NULL OR seq < $4)
+             ORDER BY seq DESC LIMIT $5",
         )
         .bind(&f.action)
         .bind(&f.actor)
@@ -349,7 +371,7 @@ impl AuditQuery for SqliteStore {
     }
 }
 
-fn audit_event(r: &SqliteRow) -> Result<(i64, AuditEvent), RepoError> {
+fn audit_event(r: &AnyRow) -> Result<(i64, AuditEvent), RepoError> {
     let outcome = match r.try_get::<String, _>("outcome")?.as_str() {
         "success" => Outcome::Success,
         "failure" => Outcome::Failure,
@@ -374,7 +396,7 @@ fn audit_event(r: &SqliteRow) -> Result<(i64, AuditEvent), RepoError> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
