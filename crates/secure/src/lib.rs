@@ -9,6 +9,8 @@
 //!   for unknown users, rehash detection.
 //! * [`token`] — opaque secrets (refresh tokens, API keys) stored as SHA-256.
 //! * [`audit`] — the audit event type and the sink trait.
+//! * [`envelope`] — AES-256-GCM envelope encryption with key ids.
+//! * [`totp`] — RFC 6238 codes with a replay guard.
 //! * [`jwt`] — key ring with `kid`s (RS256, ES256, EdDSA), signing,
 //!   verification with pinned algorithm, issuer and audience, JWKS.
 //! * [`keystore`] — signing keys on disk with rotation and a grace period.
@@ -27,11 +29,13 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod envelope;
 pub mod jwt;
 pub mod keystore;
 pub mod password;
 pub mod ratelimit;
 pub mod token;
+pub mod totp;
 
 use subtle::ConstantTimeEq;
 

@@ -1,0 +1,150 @@
+//! AEAD envelope encryption (AES-256-GCM) with key ids, so keys can rotate:
+//! new data is sealed with the current key, and data sealed with an older
+//! key still opens while that key is configured.
+
+use std::collections::HashMap;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+// Sealed value (little-endian):
+//   1 byte version (= 1) | 4 bytes key id | 12 bytes nonce | ciphertext with 16-byte tag
+const VERSION_OFFSET: usize = 0;
+const KID_OFFSET: usize = VERSION_OFFSET + 1;
+const NONCE_OFFSET: usize = KID_OFFSET + size_of::<u32>();
+const CT_OFFSET: usize = NONCE_OFFSET + 12;
+const VERSION_1: u8 = 1;
+const TAG_LEN: usize = 16;
+
+/// Seals and opens values with a set of AES-256 keys.
+pub struct Envelope {
+    current: u32,
+    keys: HashMap<u32, Aes256Gcm>,
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("current_kid", &self.current)
+            .finish()
+    }
+}
+
+/// The key id of a 32-byte key: derived, so it needs no storage.
+pub fn key_id(key: &[u8; 32]) -> u32 {
+    let d = Sha256::digest([b"truxe-envelope-kid:".as_slice(), key].concat());
+    u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// Derives a 32-byte key from a configured secret string (≥ 32 bytes).
+pub fn derive_key(secret: &str) -> Result<[u8; 32], Error> {
+    if secret.len() < 32 {
+        return Err(Error::Config(
+            "encryption keys must be at least 32 bytes".into(),
+        ));
+    }
+    Ok(Sha256::digest(secret.as_bytes()).into())
+}
+
+impl Envelope {
+    /// Seals with `current`; also opens data sealed with any of `older`.
+    pub fn new(current: [u8; 32], older: &[[u8; 32]]) -> Self {
+        let mut keys = HashMap::new();
+        for k in older.iter().chain(std::iter::once(&current)) {
+            keys.insert(key_id(k), Aes256Gcm::new(k.into()));
+        }
+        Envelope {
+            current: key_id(&current),
+            keys,
+        }
+    }
+
+    /// Encrypts `plaintext`, binding it to `aad` (e.g. the owning record's
+    /// id, so a sealed value cannot be moved to another record).
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, Error> {
+        let cipher = self
+            .keys
+            .get(&self.current)
+            .ok_or_else(|| Error::Crypto("no current key".into()))?;
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| Error::Crypto("encryption failed".into()))?;
+        let mut out = Vec::with_capacity(CT_OFFSET + ct.len());
+        out.push(VERSION_1);
+        out.extend_from_slice(&self.current.to_le_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Decrypts a value made by [`Envelope::seal`] with the same `aad`.
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, Error> {
+        if sealed.len() < CT_OFFSET + TAG_LEN || sealed[VERSION_OFFSET] != VERSION_1 {
+            return Err(Error::Crypto("sealed value is malformed".into()));
+        }
+        let kid = u32::from_le_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
+        let cipher = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| Error::Crypto(format!("sealed with unknown key {kid:08x}")))?;
+        let nonce: [u8; 12] = sealed[NONCE_OFFSET..CT_OFFSET]
+            .try_into()
+            .map_err(|_| Error::Crypto("sealed value is malformed".into()))?;
+        cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &sealed[CT_OFFSET..],
+                    aad,
+                },
+            )
+            .map_err(|_| Error::Crypto("sealed value failed authentication".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_rotate_and_tamper() -> Result<(), Error> {
+        let k1 = derive_key("first key that is at least 32 bytes long")?;
+        let k2 = derive_key("second key that is at least 32 bytes long")?;
+        let old = Envelope::new(k1, &[]);
+        let sealed = old.seal(b"JBSWY3DPEHPK3PXP", b"user-1")?;
+        assert!(!sealed.windows(16).any(|w| w == b"JBSWY3DPEHPK3PXP"));
+        assert_eq!(old.open(&sealed, b"user-1")?, b"JBSWY3DPEHPK3PXP");
+        assert!(old.open(&sealed, b"user-2").is_err(), "bound to its record");
+        let rotated = Envelope::new(k2, &[k1]);
+        assert_eq!(
+            rotated.open(&sealed, b"user-1")?,
+            b"JBSWY3DPEHPK3PXP",
+            "old data still opens"
+        );
+        assert_ne!(
+            rotated.seal(b"x", b"")?[1..5],
+            sealed[1..5],
+            "new data uses the new key"
+        );
+        assert!(Envelope::new(k2, &[]).open(&sealed, b"user-1").is_err());
+        let mut bad = sealed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(old.open(&bad, b"user-1").is_err());
+        assert!(old.open(&sealed[..10], b"user-1").is_err());
+        assert!(derive_key("short").is_err());
+        Ok(())
+    }
+}
