@@ -36,6 +36,13 @@ pub fn base32(secret: &[u8]) -> String {
     totp_rs::Secret::new(secret.to_vec().into_boxed_slice()).to_base32()
 }
 
+/// Decodes a base32 secret as shown by [`base32`] (for importing and tests).
+pub fn from_base32(s: &str) -> Result<Vec<u8>, Error> {
+    totp_rs::Secret::try_from_base32(s)
+        .map(|s| s.as_bytes().to_vec())
+        .map_err(|e| Error::Crypto(format!("not a base32 secret: {e}")))
+}
+
 /// The `otpauth://totp/…` provisioning URI (what a QR code encodes).
 pub fn provisioning_uri(secret: &[u8], issuer: &str, account: &str) -> Result<String, Error> {
     totp(secret, Some(issuer), account)?
@@ -100,6 +107,7 @@ mod tests {
         }
         assert!(provisioning_uri(&s, "Truxe", "a@example.com")?.starts_with("otpauth://totp/"));
         assert_eq!(base32(&s).len(), 32);
+        assert_eq!(from_base32(&base32(&s))?, s);
         Ok(())
     }
 }

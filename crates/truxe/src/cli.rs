@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use secure::audit::{AuditEvent, Outcome};
+use secure::envelope::Envelope;
 use secure::keystore::KeyStore;
 use secure::password::PasswordHasher;
 use secure::Secret;
@@ -184,7 +185,38 @@ async fn service(cfg: &Config) -> anyhow::Result<AuthService> {
     let store = open_store(cfg).await?;
     let keys = Arc::new(KeyManager::load(cfg).context("signing keys")?);
     let hasher = PasswordHasher::new(cfg.cost, cfg.hash_concurrency)?;
-    Ok(AuthService::new(store, hasher, keys, cfg.clone()))
+    Ok(AuthService::new(
+        store,
+        hasher,
+        keys,
+        mfa_envelope(cfg)?,
+        cfg.clone(),
+    ))
+}
+
+/// The key sealing TOTP secrets: `MFA_ENCRYPTION_KEY`, or in development a
+/// random key kept in the key directory (0600), created on first use.
+/// (Production refuses to start without `MFA_ENCRYPTION_KEY`.)
+fn mfa_envelope(cfg: &Config) -> anyhow::Result<Envelope> {
+    let key = match &cfg.mfa_key {
+        Some(k) => secure::envelope::derive_key(k.expose())?,
+        None => {
+            let path = cfg.mfa_key_file();
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let fresh = secure::token::generate("").plaintext;
+                    std::fs::create_dir_all(cfg.keys_dir())?;
+                    secure::keystore::write_private(&path, fresh.expose().as_bytes())?;
+                    tracing::info!(path = %path.display(), "created a development MFA key; set MFA_ENCRYPTION_KEY in production");
+                    fresh.expose().clone()
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            secure::envelope::derive_key(text.trim())?
+        }
+    };
+    Ok(Envelope::new(key, &[]))
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {

@@ -170,6 +170,9 @@ pub struct RawConfig {
     /// Token refreshes per client address.
     #[arg(long, env = "TRUXE_RATE_LIMIT_REFRESH_IP", value_name = "TRUXE_RATE_LIMIT_REFRESH_IP", default_value = "60/1m", value_parser = quota)]
     pub rate_refresh_ip: Quota,
+    /// Second-factor attempts per client address.
+    #[arg(long, env = "TRUXE_RATE_LIMIT_MFA_IP", value_name = "TRUXE_RATE_LIMIT_MFA_IP", default_value = "30/1m", value_parser = quota)]
+    pub rate_mfa_ip: Quota,
     /// `production` enables the strict start-up checks.
     #[arg(long, env = "TRUXE_ENV", value_name = "TRUXE_ENV")]
     pub env: Option<String>,
@@ -238,6 +241,8 @@ pub struct Limits {
     pub register_ip: Quota,
     /// Refreshes per address.
     pub refresh_ip: Quota,
+    /// Second-factor attempts per address.
+    pub mfa_ip: Quota,
 }
 
 /// Validated configuration.
@@ -279,6 +284,8 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Rate limits.
     pub limits: Limits,
+    /// `MFA_ENCRYPTION_KEY`, if set (≥ 32 bytes).
+    pub mfa_key: Option<secure::Secret<String>>,
     /// Production checks on.
     pub production: bool,
     /// JSON logs.
@@ -335,6 +342,9 @@ impl Config {
             .issuer
             .clone()
             .unwrap_or_else(|| format!("http://{}:{}", raw.host, raw.port));
+        if raw.mfa_key.as_deref().is_some_and(|k| k.len() < 32) {
+            problems.push("MFA_ENCRYPTION_KEY: must be at least 32 bytes".into());
+        }
         if production {
             for (name, value) in [
                 ("COOKIE_SECRET", &raw.cookie_secret),
@@ -385,15 +395,22 @@ impl Config {
             lockout_threshold: i64::from(raw.lockout_threshold),
             lockout_duration: raw.lockout_duration,
             refresh_reuse_grace: raw.refresh_reuse_grace,
+            mfa_key: raw.mfa_key.clone().map(secure::Secret::new),
             limits: Limits {
                 login_ip: raw.rate_login_ip,
                 login_account: raw.rate_login_account,
                 register_ip: raw.rate_register_ip,
                 refresh_ip: raw.rate_refresh_ip,
+                mfa_ip: raw.rate_mfa_ip,
             },
             production,
             log_json: raw.log_json,
         })
+    }
+
+    /// Where the development MFA key lives when `MFA_ENCRYPTION_KEY` is unset.
+    pub fn mfa_key_file(&self) -> PathBuf {
+        self.keys_dir().join("mfa.key")
     }
 
     /// Where managed signing keys live.

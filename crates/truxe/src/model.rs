@@ -25,6 +25,14 @@ pub struct User {
     pub failed_since: Option<i64>,
     /// Locked until this time, if locked.
     pub locked_until: Option<i64>,
+    /// Whether a second factor (TOTP) is required at login.
+    pub mfa_enabled: bool,
+    /// Sealed TOTP secret (base64), when MFA is on.
+    pub mfa_secret: Option<String>,
+    /// Sealed TOTP secret awaiting confirmation by `/auth/mfa/enable`.
+    pub mfa_pending_secret: Option<String>,
+    /// Last accepted TOTP time step (each code works once).
+    pub mfa_last_step: Option<i64>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.

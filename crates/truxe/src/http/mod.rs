@@ -150,6 +150,15 @@ pub fn router(app: App) -> Router {
         .route("/auth/sessions/{id}", delete(routes::end_session))
         .route("/api/admin/users/{id}/unlock", post(routes::unlock))
         .route("/api/admin/audit", get(routes::audit))
+        .route("/auth/mfa/setup", post(routes::mfa_setup))
+        .route("/auth/mfa/enable", post(routes::mfa_enable))
+        .route("/auth/mfa/status", get(routes::mfa_status))
+        .route("/auth/mfa/disable", post(routes::mfa_disable))
+        .route("/auth/mfa/backup/regenerate", post(routes::mfa_regenerate))
+        .route(
+            "/auth/mfa/challenge/verify",
+            post(routes::mfa_challenge).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route(
             "/.well-known/openid-configuration",

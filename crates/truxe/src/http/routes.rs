@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::extract::{Auth, Client, ValidJson};
 use super::{now, ApiError, App};
 use crate::model::{SessionView, UserView};
+use crate::service::{LoginOutcome, SecondFactor};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +69,148 @@ pub(crate) async fn login(
     } else {
         "login_failed"
     });
-    let (user, tokens) = result?;
+    match result? {
+        LoginOutcome::Authenticated(user, tokens) => Ok(ok(
+            json!({"user": UserView::from(user.as_ref()), "tokens": tokens}),
+        )),
+        // No tokens until the second factor: the original Truxe issued them here.
+        LoginOutcome::MfaRequired { challenge_id } => Ok(ok(
+            json!({"mfa_required": true, "challenge_id": challenge_id}),
+        )),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MfaBody {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// Reads an optional JSON body (an empty body is the default value).
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("invalid JSON body: {e}"),
+        )
+    })
+}
+
+fn required(v: Option<String>, name: &str) -> Result<String, ApiError> {
+    v.filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            format!("`{name}` is required"),
+        )
+    })
+}
+
+pub(crate) async fn mfa_setup(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: MfaBody = optional_json(&body)?;
+    let setup = app
+        .auth
+        .mfa_setup(&p, b.token.as_deref(), &c, now())
+        .await?;
+    Ok(ok(json!(setup)))
+}
+
+pub(crate) async fn mfa_enable(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    ValidJson(b): ValidJson<MfaBody>,
+) -> Result<Json<Value>, ApiError> {
+    let codes = app
+        .auth
+        .mfa_enable(&p, &required(b.token, "token")?, &c, now())
+        .await?;
+    Ok(ok(json!({"enabled": true, "backup_codes": codes})))
+}
+
+pub(crate) async fn mfa_status(
+    State(app): State<App>,
+    Auth(p): Auth,
+) -> Result<Json<Value>, ApiError> {
+    let (enabled, left) = app.auth.mfa_status(&p).await?;
+    Ok(ok(
+        json!({"enabled": enabled, "backup_codes_remaining": left}),
+    ))
+}
+
+pub(crate) async fn mfa_disable(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    ValidJson(b): ValidJson<MfaBody>,
+) -> Result<Json<Value>, ApiError> {
+    app.auth
+        .mfa_disable(
+            &p,
+            b.token.as_deref(),
+            b.password.map(Secret::new),
+            &c,
+            now(),
+        )
+        .await?;
+    Ok(ok(json!({"enabled": false})))
+}
+
+pub(crate) async fn mfa_regenerate(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    ValidJson(b): ValidJson<MfaBody>,
+) -> Result<Json<Value>, ApiError> {
+    let codes = app
+        .auth
+        .mfa_regenerate_backup(&p, &required(b.token, "token")?, &c, now())
+        .await?;
+    Ok(ok(json!({"backup_codes": codes})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChallengeBody {
+    challenge_id: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    backup_code: Option<String>,
+}
+
+pub(crate) async fn mfa_challenge(
+    State(app): State<App>,
+    Client(c): Client,
+    ValidJson(b): ValidJson<ChallengeBody>,
+) -> Result<Json<Value>, ApiError> {
+    let factor = match (b.token.as_deref(), b.backup_code.as_deref()) {
+        (Some(t), None) => SecondFactor::Totp(t),
+        (None, Some(code)) => SecondFactor::BackupCode(code),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                "give exactly one of `token` and `backup_code`",
+            ))
+        }
+    };
+    let (user, tokens) = app
+        .auth
+        .mfa_verify_challenge(&b.challenge_id, factor, c, now())
+        .await?;
     Ok(ok(json!({"user": UserView::from(&user), "tokens": tokens})))
 }
 

@@ -98,6 +98,77 @@ pub trait SessionRepo: Send + Sync {
     ) -> Result<u64, RepoError>;
 }
 
+/// A pending second-factor check after a correct password.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// Random id given to the client.
+    pub id: String,
+    /// The user who passed the password check.
+    pub user_id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Client address at login.
+    pub ip: Option<String>,
+    /// Client user agent at login.
+    pub user_agent: Option<String>,
+}
+
+/// TOTP secrets, backup codes and login challenges. Every "use once"
+/// operation is a single conditional statement, so concurrent callers
+/// cannot both succeed.
+#[async_trait]
+pub trait MfaRepo: Send + Sync {
+    /// Stores a sealed secret awaiting confirmation.
+    async fn set_pending_secret(
+        &self,
+        user_id: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<(), RepoError>;
+    /// Turns MFA on with the pending secret, records `step` as used and
+    /// replaces the backup codes. False if there was no pending secret.
+    async fn enable_mfa(
+        &self,
+        user_id: &str,
+        step: i64,
+        code_hashes: &[String],
+        now: i64,
+    ) -> Result<bool, RepoError>;
+    /// Turns MFA off and deletes secret and backup codes.
+    async fn disable_mfa(&self, user_id: &str, now: i64) -> Result<(), RepoError>;
+    /// Accepts TOTP step `step` if it is later than the last one accepted.
+    async fn claim_totp_step(&self, user_id: &str, step: i64) -> Result<bool, RepoError>;
+    /// Replaces every backup code.
+    async fn replace_backup_codes(
+        &self,
+        user_id: &str,
+        code_hashes: &[String],
+    ) -> Result<(), RepoError>;
+    /// Spends an unused backup code.
+    async fn use_backup_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<bool, RepoError>;
+    /// Unused backup codes left.
+    async fn backup_codes_left(&self, user_id: &str) -> Result<i64, RepoError>;
+    /// Stores a new challenge.
+    async fn create_challenge(&self, c: &Challenge) -> Result<(), RepoError>;
+    /// Counts one attempt on a live challenge (unused, unexpired, fewer than
+    /// `max_attempts` so far) and returns it; `None` if it is not live.
+    async fn attempt_challenge(
+        &self,
+        id: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> Result<Option<Challenge>, RepoError>;
+    /// Marks a challenge used; false if it already was.
+    async fn finish_challenge(&self, id: &str, now: i64) -> Result<bool, RepoError>;
+}
+
 /// Which audit events to read, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -123,7 +194,7 @@ pub trait AuditQuery: Send + Sync {
 
 /// Everything the service needs from storage.
 #[async_trait]
-pub trait Store: UserRepo + SessionRepo + AuditSink + AuditQuery {
+pub trait Store: UserRepo + SessionRepo + MfaRepo + AuditSink + AuditQuery {
     /// Whether the database answers (for `/ready`).
     async fn ping(&self) -> bool;
 }

@@ -11,7 +11,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use secure::audit::{AuditEvent, AuditSink, Outcome};
 
-use super::{AuditFilter, AuditQuery, RepoError, SessionRepo, Store, UserRepo};
+use super::{AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, SessionRepo, Store, UserRepo};
 use crate::model::{RefreshUse, Session, User};
 
 /// Users, sessions and the audit trail in SQLite or PostgreSQL.
@@ -79,6 +79,10 @@ fn user(r: &AnyRow) -> Result<User, RepoError> {
         failed_logins: r.try_get("failed_logins")?,
         failed_since: r.try_get("failed_since")?,
         locked_until: r.try_get("locked_until")?,
+        mfa_enabled: r.try_get::<i64, _>("mfa_enabled")? != 0,
+        mfa_secret: r.try_get("mfa_secret")?,
+        mfa_pending_secret: r.try_get("mfa_pending_secret")?,
+        mfa_last_step: r.try_get("mfa_last_step")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -324,6 +328,188 @@ impl SessionRepo for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected())
+    }
+}
+
+#[async_trait]
+impl MfaRepo for SqlStore {
+    async fn set_pending_secret(
+        &self,
+        user_id: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<(), RepoError> {
+        sqlx::query("UPDATE users SET mfa_pending_secret = $1, updated_at = $2 WHERE id = $3")
+            .bind(sealed)
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn enable_mfa(
+        &self,
+        user_id: &str,
+        step: i64,
+        code_hashes: &[String],
+        now: i64,
+    ) -> Result<bool, RepoError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET mfa_enabled = 1, mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL,
+                 mfa_last_step = $1, updated_at = $2
+             WHERE id = $3 AND mfa_pending_secret IS NOT NULL",
+        )
+        .bind(step)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !done {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for h in code_hashes {
+            sqlx::query("INSERT INTO mfa_backup_codes (user_id, code_hash) VALUES ($1, $2)")
+                .bind(user_id)
+                .bind(h)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn disable_mfa(&self, user_id: &str, now: i64) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE users SET mfa_enabled = 0, mfa_secret = NULL, mfa_pending_secret = NULL, updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_totp_step(&self, user_id: &str, step: i64) -> Result<bool, RepoError> {
+        let r = sqlx::query("UPDATE users SET mfa_last_step = $1 WHERE id = $2 AND (mfa_last_step IS NULL OR mfa_last_step < $1)")
+            .bind(step)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        user_id: &str,
+        code_hashes: &[String],
+    ) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for h in code_hashes {
+            sqlx::query("INSERT INTO mfa_backup_codes (user_id, code_hash) VALUES ($1, $2)")
+                .bind(user_id)
+                .bind(h)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn use_backup_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<bool, RepoError> {
+        let r = sqlx::query("UPDATE mfa_backup_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .bind(code_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn backup_codes_left(&self, user_id: &str) -> Result<i64, RepoError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM mfa_backup_codes WHERE user_id = $1 AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    async fn create_challenge(&self, c: &Challenge) -> Result<(), RepoError> {
+        sqlx::query(
+            "INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.id)
+        .bind(&c.user_id)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .bind(&c.ip)
+        .bind(&c.user_agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn attempt_challenge(
+        &self,
+        id: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> Result<Option<Challenge>, RepoError> {
+        let row = sqlx::query(
+            "UPDATE mfa_challenges SET attempts = attempts + 1
+             WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3
+             RETURNING id, user_id, created_at, expires_at, ip, user_agent",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(max_attempts)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Challenge {
+                id: r.try_get("id")?,
+                user_id: r.try_get("user_id")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                ip: r.try_get("ip")?,
+                user_agent: r.try_get("user_agent")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn finish_challenge(&self, id: &str, now: i64) -> Result<bool, RepoError> {
+        let r =
+            sqlx::query("UPDATE mfa_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
     }
 }
 

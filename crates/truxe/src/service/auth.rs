@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use secure::audit::{AuditEvent, Outcome};
+use secure::envelope::Envelope;
 use secure::password::PasswordHasher;
 use secure::{token, Secret};
 use serde::{Deserialize, Serialize};
@@ -82,10 +83,24 @@ pub struct ClientInfo {
 
 /// The account and session service.
 pub struct AuthService {
-    store: Arc<dyn Store>,
-    hasher: PasswordHasher,
-    keys: Arc<KeyManager>,
-    cfg: Config,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) hasher: PasswordHasher,
+    pub(super) keys: Arc<KeyManager>,
+    pub(super) cfg: Config,
+    /// Seals TOTP secrets at rest.
+    pub(super) mfa: Envelope,
+}
+
+/// What a correct password leads to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// Signed in.
+    Authenticated(Box<User>, Tokens),
+    /// A second factor is required: answer the challenge.
+    MfaRequired {
+        /// Pass to `POST /auth/mfa/challenge/verify`.
+        challenge_id: String,
+    },
 }
 
 fn normalize_email(email: &str) -> Result<String, AuthError> {
@@ -114,6 +129,7 @@ impl AuthService {
         store: Arc<dyn Store>,
         hasher: PasswordHasher,
         keys: Arc<KeyManager>,
+        mfa: Envelope,
         cfg: Config,
     ) -> Self {
         AuthService {
@@ -121,6 +137,7 @@ impl AuthService {
             hasher,
             keys,
             cfg,
+            mfa,
         }
     }
 
@@ -194,6 +211,10 @@ impl AuthService {
             failed_logins: 0,
             failed_since: None,
             locked_until: None,
+            mfa_enabled: false,
+            mfa_secret: None,
+            mfa_pending_secret: None,
+            mfa_last_step: None,
             created_at: now,
             updated_at: now,
         };
@@ -243,7 +264,7 @@ impl AuthService {
         password: Secret<String>,
         client: ClientInfo,
         now: i64,
-    ) -> Result<(User, Tokens), AuthError> {
+    ) -> Result<LoginOutcome, AuthError> {
         if password.expose().len() > MAX_PASSWORD_LEN {
             return Err(AuthError::InvalidCredentials);
         }
@@ -318,16 +339,20 @@ impl AuthService {
             self.store.set_password_hash(&user.id, &hash, now).await?;
             tracing::info!(user_id = %user.id, "password rehashed with current parameters");
         }
+        if user.mfa_enabled {
+            let challenge_id = self.start_challenge(&user, &client, now).await?;
+            return Ok(LoginOutcome::MfaRequired { challenge_id });
+        }
         self.record(
             self.event("login", Outcome::Success, &client, now)
                 .actor(&user.id),
         )
         .await;
         let tokens = self.start_session(&user, client, now).await?;
-        Ok((user, tokens))
+        Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }
 
-    async fn start_session(
+    pub(super) async fn start_session(
         &self,
         user: &User,
         client: ClientInfo,
@@ -360,7 +385,7 @@ impl AuthService {
         self.tokens(user, &session.id, refresh.plaintext, now)
     }
 
-    fn tokens(
+    pub(super) fn tokens(
         &self,
         user: &User,
         sid: &str,

@@ -3,9 +3,11 @@
 
 mod auth;
 mod keys;
+mod mfa;
 
-pub use auth::{AuthService, Claims, ClientInfo, Principal, Tokens};
+pub use auth::{AuthService, Claims, ClientInfo, LoginOutcome, Principal, Tokens};
 pub use keys::KeyManager;
+pub use mfa::{MfaSetup, SecondFactor};
 
 use crate::repo::RepoError;
 

@@ -7,4 +7,5 @@ mod accounts;
 mod audit;
 mod keys;
 mod limits;
+mod mfa;
 mod sessions;
