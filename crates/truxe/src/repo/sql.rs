@@ -331,6 +331,26 @@ impl SessionRepo for SqlStore {
     }
 }
 
+/// Replaces a user's backup codes within `tx` (an empty list deletes them).
+async fn write_backup_codes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    code_hashes: &[String],
+) -> Result<(), RepoError> {
+    sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    for h in code_hashes {
+        sqlx::query("INSERT INTO mfa_backup_codes (user_id, code_hash) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(h)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl MfaRepo for SqlStore {
     async fn set_pending_secret(
@@ -371,17 +391,7 @@ impl MfaRepo for SqlStore {
         if !done {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        for h in code_hashes {
-            sqlx::query("INSERT INTO mfa_backup_codes (user_id, code_hash) VALUES ($1, $2)")
-                .bind(user_id)
-                .bind(h)
-                .execute(&mut *tx)
-                .await?;
-        }
+        write_backup_codes(&mut tx, user_id, code_hashes).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -395,10 +405,7 @@ impl MfaRepo for SqlStore {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+        write_backup_codes(&mut tx, user_id, &[]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -418,17 +425,7 @@ impl MfaRepo for SqlStore {
         code_hashes: &[String],
     ) -> Result<(), RepoError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        for h in code_hashes {
-            sqlx::query("INSERT INTO mfa_backup_codes (user_id, code_hash) VALUES ($1, $2)")
-                .bind(user_id)
-                .bind(h)
-                .execute(&mut *tx)
-                .await?;
-        }
+        write_backup_codes(&mut tx, user_id, code_hashes).await?;
         tx.commit().await?;
         Ok(())
     }

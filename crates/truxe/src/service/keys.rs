@@ -9,10 +9,29 @@ use secure::keystore::KeyStore;
 
 use crate::config::Config;
 
+/// A key ring and the verifier over its published keys, built once per
+/// load instead of once per request.
+#[derive(Clone)]
+struct Loaded {
+    ring: Arc<KeyRing>,
+    verifier: Arc<Verifier>,
+}
+
+impl Loaded {
+    fn new(ring: KeyRing, issuer: &str, audience: &str) -> Self {
+        let verifier = Arc::new(ring.verifier(issuer, audience));
+        Loaded {
+            ring: Arc::new(ring),
+            verifier,
+        }
+    }
+}
+
 /// Holds the current [`KeyRing`].
 pub struct KeyManager {
     store: Option<KeyStore>,
-    ring: RwLock<Arc<KeyRing>>,
+    /// The ring and its verifier, swapped together on reload.
+    current: RwLock<Loaded>,
     seen: Mutex<Option<SystemTime>>,
     issuer: String,
     audience: String,
@@ -55,7 +74,7 @@ impl KeyManager {
         let seen = store.as_ref().and_then(KeyStore::modified);
         Ok(KeyManager {
             store,
-            ring: RwLock::new(Arc::new(ring)),
+            current: RwLock::new(Loaded::new(ring, &cfg.issuer, &cfg.audience)),
             seen: Mutex::new(seen),
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
@@ -65,15 +84,19 @@ impl KeyManager {
 
     /// The ring to sign and publish with now.
     pub fn ring(&self) -> Arc<KeyRing> {
-        self.ring
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.loaded().ring
     }
 
     /// A verifier for this issuer and audience over every published key.
-    pub fn verifier(&self) -> Verifier {
-        self.ring().verifier(&self.issuer, &self.audience)
+    pub fn verifier(&self) -> Arc<Verifier> {
+        self.loaded().verifier
+    }
+
+    fn loaded(&self) -> Loaded {
+        self.current
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Retires keys past their grace and reloads if the store changed.
@@ -97,8 +120,8 @@ impl KeyManager {
         match store.load_ring() {
             Ok(ring) => {
                 tracing::info!(kid = %ring.current_kid(), "signing keys reloaded");
-                if let Ok(mut r) = self.ring.write() {
-                    *r = Arc::new(ring);
+                if let Ok(mut r) = self.current.write() {
+                    *r = Loaded::new(ring, &self.issuer, &self.audience);
                 }
                 *seen = modified;
             }
