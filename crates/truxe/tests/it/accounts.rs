@@ -313,3 +313,45 @@ async fn signup_can_be_disabled_and_production_refuses_weak_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn older_hash_parameters_are_upgraded_at_login() {
+    use sqlx::{Connection, Row};
+    let mut t = Truxe::start(&[]).await;
+    t.register("vera@example.com").await;
+    let stored = |t: &Truxe| {
+        let url = t.database_url();
+        async move {
+            sqlx::any::install_default_drivers();
+            let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+            let row = sqlx::query("SELECT password_hash FROM users WHERE email = $1")
+                .bind("vera@example.com")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            row.try_get::<String, _>(0).unwrap()
+        }
+    };
+    assert!(
+        stored(&t).await.contains("m=1024,t=1"),
+        "registered with the cheap test cost"
+    );
+    t.env
+        .push(("TRUXE_ARGON2_MEMORY_KIB".into(), "2048".into()));
+    t.env.push(("TRUXE_ARGON2_ITERATIONS".into(), "2".into()));
+    t.restart().await;
+    assert_eq!(
+        t.login("vera@example.com", PASSWORD).await.0,
+        StatusCode::OK
+    );
+    let upgraded = stored(&t).await;
+    assert!(
+        upgraded.starts_with("$argon2id$") && upgraded.contains("m=2048,t=2"),
+        "{upgraded}"
+    );
+    assert_eq!(
+        t.login("vera@example.com", PASSWORD).await.0,
+        StatusCode::OK,
+        "the new hash verifies"
+    );
+}

@@ -67,6 +67,16 @@ impl Truxe {
         self.child = Some(child);
     }
 
+    /// The database URL the server uses.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.dir.path().join("data/truxe.db").display()
+            )
+        })
+    }
+
     /// Whether this server stores in PostgreSQL (else a SQLite file).
     pub fn on_postgres(&self) -> bool {
         self.database_url.is_some()
