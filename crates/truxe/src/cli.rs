@@ -16,6 +16,7 @@ use secure::Secret;
 use crate::config::{Config, RawConfig};
 use crate::http::{now, App, Metrics};
 use crate::repo::{SqlStore, Store};
+use crate::service::mail::{DevMailbox, Mailer, NoMailer};
 use crate::service::{AuthService, ClientInfo, KeyManager};
 
 /// Command line of `truxe`.
@@ -109,7 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
                 let password = Secret::new(line.trim_end_matches(['\n', '\r']).to_owned());
-                let auth = service(&cfg).await?;
+                let auth = service(&cfg, mailer(&cfg).0).await?;
                 let ctx = ClientInfo::default();
                 let user = auth
                     .create_user(&email, password, serde_json::json!({}), admin, now())
@@ -181,7 +182,18 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-async fn service(cfg: &Config) -> anyhow::Result<AuthService> {
+/// Development keeps mail in a local mailbox readable at `/dev/mailbox`;
+/// production refuses to send until an SMTP transport is configured.
+fn mailer(cfg: &Config) -> (Arc<dyn Mailer>, Option<Arc<DevMailbox>>) {
+    if cfg.production {
+        (Arc::new(NoMailer), None)
+    } else {
+        let mailbox = Arc::new(DevMailbox::new(cfg.data_dir.join("mailbox.jsonl")));
+        (mailbox.clone(), Some(mailbox))
+    }
+}
+
+async fn service(cfg: &Config, mailer: Arc<dyn Mailer>) -> anyhow::Result<AuthService> {
     let store = open_store(cfg).await?;
     let keys = Arc::new(KeyManager::load(cfg).context("signing keys")?);
     let hasher = PasswordHasher::new(cfg.cost, cfg.hash_concurrency)?;
@@ -190,6 +202,7 @@ async fn service(cfg: &Config) -> anyhow::Result<AuthService> {
         hasher,
         keys,
         mfa_envelope(cfg)?,
+        mailer,
         cfg.clone(),
     ))
 }
@@ -220,7 +233,8 @@ fn mfa_envelope(cfg: &Config) -> anyhow::Result<Envelope> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
-    let auth = Arc::new(service(&cfg).await?);
+    let (mail, mailbox) = mailer(&cfg);
+    let auth = Arc::new(service(&cfg, mail).await?);
     tokio::spawn(auth.keys().clone().watch(Duration::from_secs(2)));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -237,6 +251,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         algorithm: cfg.algorithm.as_str(),
         limiter: crate::http::ratelimit::Limiter::in_memory(),
         limits: cfg.limits,
+        mailbox,
     };
     crate::http::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("truxe stopped");

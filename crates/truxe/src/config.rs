@@ -173,6 +173,20 @@ pub struct RawConfig {
     /// Second-factor attempts per client address.
     #[arg(long, env = "TRUXE_RATE_LIMIT_MFA_IP", value_name = "TRUXE_RATE_LIMIT_MFA_IP", default_value = "30/1m", value_parser = quota)]
     pub rate_mfa_ip: Quota,
+    /// Base URL put in emailed links (default: JWT_ISSUER).
+    #[arg(long, env = "TRUXE_PUBLIC_URL", value_name = "TRUXE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Allowed magic-link redirect URIs, comma-separated, matched exactly.
+    #[arg(
+        long,
+        env = "TRUXE_MAGIC_LINK_REDIRECTS",
+        value_name = "TRUXE_MAGIC_LINK_REDIRECTS",
+        value_delimiter = ','
+    )]
+    pub magic_link_redirects: Vec<String>,
+    /// Emailed-link requests per client address.
+    #[arg(long, env = "TRUXE_RATE_LIMIT_EMAIL_IP", value_name = "TRUXE_RATE_LIMIT_EMAIL_IP", default_value = "10/1h", value_parser = quota)]
+    pub rate_email_ip: Quota,
     /// `production` enables the strict start-up checks.
     #[arg(long, env = "TRUXE_ENV", value_name = "TRUXE_ENV")]
     pub env: Option<String>,
@@ -243,6 +257,8 @@ pub struct Limits {
     pub refresh_ip: Quota,
     /// Second-factor attempts per address.
     pub mfa_ip: Quota,
+    /// Emailed-link requests per address.
+    pub email_ip: Quota,
 }
 
 /// Validated configuration.
@@ -284,6 +300,10 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Rate limits.
     pub limits: Limits,
+    /// Base URL of emailed links.
+    pub public_url: String,
+    /// Allowed magic-link redirects.
+    pub magic_link_redirects: Vec<String>,
     /// `MFA_ENCRYPTION_KEY`, if set (≥ 32 bytes).
     pub mfa_key: Option<secure::Secret<String>>,
     /// Production checks on.
@@ -371,6 +391,12 @@ impl Config {
         if !problems.is_empty() {
             return Err(problems.join("\n"));
         }
+        let public_url = raw
+            .public_url
+            .clone()
+            .unwrap_or_else(|| issuer.clone())
+            .trim_end_matches('/')
+            .to_owned();
         Ok(Config {
             database_url,
             data_dir: raw.data_dir,
@@ -396,12 +422,20 @@ impl Config {
             lockout_duration: raw.lockout_duration,
             refresh_reuse_grace: raw.refresh_reuse_grace,
             mfa_key: raw.mfa_key.clone().map(secure::Secret::new),
+            public_url,
+            magic_link_redirects: raw
+                .magic_link_redirects
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
             limits: Limits {
                 login_ip: raw.rate_login_ip,
                 login_account: raw.rate_login_account,
                 register_ip: raw.rate_register_ip,
                 refresh_ip: raw.rate_refresh_ip,
                 mfa_ip: raw.rate_mfa_ip,
+                email_ip: raw.rate_email_ip,
             },
             production,
             log_json: raw.log_json,

@@ -59,6 +59,7 @@ impl From<AuthError> for ApiError {
             | AuthError::RefreshReused => StatusCode::UNAUTHORIZED,
             AuthError::Locked { .. } => StatusCode::LOCKED,
             AuthError::NotFound(_) => StatusCode::NOT_FOUND,
+            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 return ApiError::new(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +42,8 @@ pub struct App {
     pub limiter: Arc<ratelimit::Limiter>,
     /// Quotas.
     pub limits: crate::config::Limits,
+    /// The development mailbox (`GET /dev/mailbox`); `None` in production.
+    pub mailbox: Option<Arc<crate::service::mail::DevMailbox>>,
 }
 
 /// Current unix time in seconds.
@@ -150,6 +152,29 @@ pub fn router(app: App) -> Router {
         .route("/auth/sessions/{id}", delete(routes::end_session))
         .route("/api/admin/users/{id}/unlock", post(routes::unlock))
         .route("/api/admin/audit", get(routes::audit))
+        .route(
+            "/api/auth/password/forgot",
+            post(routes::forgot_password).layer(per_ip("email_ip", limits.email_ip)),
+        )
+        .route(
+            "/api/auth/password/reset",
+            post(routes::reset_password).layer(per_ip("reset_ip", limits.login_ip)),
+        )
+        .route("/api/auth/password/change", put(routes::change_password))
+        .route(
+            "/api/auth/email/send-verification",
+            post(routes::send_verification).layer(per_ip("email_ip", limits.email_ip)),
+        )
+        .route("/api/auth/email/verify", get(routes::verify_email))
+        .route(
+            "/auth/magic-link",
+            post(routes::magic_link).layer(per_ip("email_ip", limits.email_ip)),
+        )
+        .route(
+            "/auth/verify",
+            get(routes::verify_magic_link).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route("/dev/mailbox", get(routes::dev_mailbox))
         .route("/auth/mfa/setup", post(routes::mfa_setup))
         .route("/auth/mfa/enable", post(routes::mfa_enable))
         .route("/auth/mfa/status", get(routes::mfa_status))

@@ -80,6 +80,196 @@ pub(crate) async fn login(
     }
 }
 
+#[derive(Deserialize)]
+pub(crate) struct EmailBody {
+    email: String,
+    #[serde(rename = "redirectUri", alias = "redirect_uri", default)]
+    redirect_uri: Option<String>,
+}
+
+/// The same answer whether or not the account exists; the work runs in the
+/// background so the response time does not tell either.
+fn accepted() -> Json<Value> {
+    Json(
+        json!({"success": true, "message": "if an account exists for this address, an email is on its way"}),
+    )
+}
+
+pub(crate) async fn forgot_password(
+    State(app): State<App>,
+    Client(c): Client,
+    ValidJson(b): ValidJson<EmailBody>,
+) -> Result<Json<Value>, ApiError> {
+    let auth = app.auth.clone();
+    tokio::spawn(async move {
+        if let Err(e) = auth.forgot_password(&b.email, &c, now()).await {
+            tracing::warn!(error = %e, "password reset mail not sent");
+        }
+    });
+    Ok(accepted())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResetBody {
+    token: String,
+    password: String,
+}
+
+pub(crate) async fn reset_password(
+    State(app): State<App>,
+    Client(c): Client,
+    ValidJson(b): ValidJson<ResetBody>,
+) -> Result<Json<Value>, ApiError> {
+    app.auth
+        .reset_password(&b.token, Secret::new(b.password), &c, now())
+        .await?;
+    Ok(Json(json!({"success": true})))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ChangeBody {
+    #[serde(rename = "currentPassword", alias = "current_password")]
+    current_password: String,
+    #[serde(rename = "newPassword", alias = "new_password")]
+    new_password: String,
+}
+
+pub(crate) async fn change_password(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    ValidJson(b): ValidJson<ChangeBody>,
+) -> Result<Json<Value>, ApiError> {
+    app.auth
+        .change_password(
+            &p,
+            Secret::new(b.current_password),
+            Secret::new(b.new_password),
+            &c,
+            now(),
+        )
+        .await?;
+    Ok(Json(json!({"success": true})))
+}
+
+pub(crate) async fn send_verification(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+) -> Result<Json<Value>, ApiError> {
+    let sent = app.auth.send_verification(&p, &c, now()).await?;
+    Ok(ok(json!({"sent": sent, "emailVerified": !sent})))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TokenQuery {
+    token: String,
+}
+
+fn token_query(
+    q: Result<axum::extract::Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<String, ApiError> {
+    q.map(|axum::extract::Query(q)| q.token).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "`token` is required",
+        )
+    })
+}
+
+pub(crate) async fn verify_email(
+    State(app): State<App>,
+    Client(c): Client,
+    q: Result<axum::extract::Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    app.auth.verify_email(&token_query(q)?, &c, now()).await?;
+    Ok(ok(json!({"emailVerified": true})))
+}
+
+pub(crate) async fn magic_link(
+    State(app): State<App>,
+    Client(c): Client,
+    ValidJson(b): ValidJson<EmailBody>,
+) -> Result<Json<Value>, ApiError> {
+    app.auth.check_redirect(b.redirect_uri.as_deref())?;
+    let auth = app.auth.clone();
+    tokio::spawn(async move {
+        if let Err(e) = auth
+            .send_magic_link(&b.email, b.redirect_uri.as_deref(), &c, now())
+            .await
+        {
+            tracing::warn!(error = %e, "magic link not sent");
+        }
+    });
+    Ok(accepted())
+}
+
+/// Signs in with a magic link. With an allowed redirect, answers 302 to it
+/// with the tokens in the fragment (never sent to servers); else JSON.
+pub(crate) async fn verify_magic_link(
+    State(app): State<App>,
+    Client(c): Client,
+    q: Result<axum::extract::Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (outcome, redirect) = app
+        .auth
+        .verify_magic_link(&token_query(q)?, c, now())
+        .await?;
+    let body = match &outcome {
+        LoginOutcome::Authenticated(user, tokens) => {
+            json!({"user": UserView::from(user.as_ref()), "tokens": tokens})
+        }
+        LoginOutcome::MfaRequired { challenge_id } => {
+            json!({"mfa_required": true, "challenge_id": challenge_id})
+        }
+    };
+    match (redirect, outcome) {
+        (Some(r), LoginOutcome::Authenticated(_, t)) => {
+            let location = format!(
+                "{r}#access_token={}&refresh_token={}&expires_in={}&token_type=Bearer",
+                t.access_token, t.refresh_token, t.expires_in
+            );
+            Ok((
+                StatusCode::FOUND,
+                [(axum::http::header::LOCATION, location)],
+            )
+                .into_response())
+        }
+        (Some(r), LoginOutcome::MfaRequired { challenge_id }) => {
+            let location = format!("{r}#mfa_required=true&challenge_id={challenge_id}");
+            Ok((
+                StatusCode::FOUND,
+                [(axum::http::header::LOCATION, location)],
+            )
+                .into_response())
+        }
+        (None, _) => Ok(ok(body).into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MailboxQuery {
+    to: Option<String>,
+}
+
+/// Development only: the local mailbox (404 in production).
+pub(crate) async fn dev_mailbox(
+    State(app): State<App>,
+    axum::extract::Query(q): axum::extract::Query<MailboxQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(mailbox) = &app.mailbox else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no route for /dev/mailbox",
+        ));
+    };
+    Ok(Json(
+        json!({"messages": mailbox.read(q.to.as_deref()).await}),
+    ))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MfaBody {

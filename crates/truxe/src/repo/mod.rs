@@ -169,6 +169,38 @@ pub trait MfaRepo: Send + Sync {
     async fn finish_challenge(&self, id: &str, now: i64) -> Result<bool, RepoError>;
 }
 
+/// Single-use emailed tokens.
+#[async_trait]
+pub trait TokenRepo: Send + Sync {
+    /// Stores a token digest of `kind` for `user_id`.
+    async fn create_token(
+        &self,
+        hash: &str,
+        kind: &str,
+        user_id: &str,
+        now: i64,
+        expires_at: i64,
+        data: Option<&str>,
+    ) -> Result<(), RepoError>;
+    /// Spends a live token of `kind`: returns its user and data, once.
+    async fn consume_token(
+        &self,
+        hash: &str,
+        kind: &str,
+        now: i64,
+    ) -> Result<Option<(String, Option<String>)>, RepoError>;
+    /// Sets a user's email as verified.
+    async fn set_email_verified(&self, user_id: &str, now: i64) -> Result<(), RepoError>;
+    /// Revokes a user's sessions except `keep` (password change).
+    async fn revoke_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, RepoError>;
+}
+
 /// Which audit events to read, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -194,7 +226,7 @@ pub trait AuditQuery: Send + Sync {
 
 /// Everything the service needs from storage.
 #[async_trait]
-pub trait Store: UserRepo + SessionRepo + MfaRepo + AuditSink + AuditQuery {
+pub trait Store: UserRepo + SessionRepo + MfaRepo + TokenRepo + AuditSink + AuditQuery {
     /// Whether the database answers (for `/ready`).
     async fn ping(&self) -> bool;
 }

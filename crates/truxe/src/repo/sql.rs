@@ -11,7 +11,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 use secure::audit::{AuditEvent, AuditSink, Outcome};
 
-use super::{AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, SessionRepo, Store, UserRepo};
+use super::{
+    AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, SessionRepo, Store, TokenRepo, UserRepo,
+};
 use crate::model::{RefreshUse, Session, User};
 
 /// Users, sessions and the audit trail in SQLite or PostgreSQL.
@@ -327,6 +329,80 @@ impl SessionRepo for SqlStore {
             .bind(user_id)
             .execute(&self.pool)
             .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[async_trait]
+impl TokenRepo for SqlStore {
+    async fn create_token(
+        &self,
+        hash: &str,
+        kind: &str,
+        user_id: &str,
+        now: i64,
+        expires_at: i64,
+        data: Option<&str>,
+    ) -> Result<(), RepoError> {
+        sqlx::query(
+            "INSERT INTO one_time_tokens (token_hash, kind, user_id, created_at, expires_at, data) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(hash)
+        .bind(kind)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn consume_token(
+        &self,
+        hash: &str,
+        kind: &str,
+        now: i64,
+    ) -> Result<Option<(String, Option<String>)>, RepoError> {
+        let row = sqlx::query(
+            "UPDATE one_time_tokens SET used_at = $1
+             WHERE token_hash = $2 AND kind = $3 AND used_at IS NULL AND expires_at > $1
+             RETURNING user_id, data",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("user_id")?, r.try_get("data")?)))
+            .transpose()
+    }
+
+    async fn set_email_verified(&self, user_id: &str, now: i64) -> Result<(), RepoError> {
+        sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, RepoError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND id <> $4 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(user_id)
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 }

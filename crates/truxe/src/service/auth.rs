@@ -13,6 +13,7 @@ use secure::password::PasswordHasher;
 use secure::{token, Secret};
 use serde::{Deserialize, Serialize};
 
+use super::mail::Mailer;
 use super::{AuthError, KeyManager};
 use crate::config::{Config, MAX_PASSWORD_LEN};
 use crate::model::{RefreshUse, Session, User};
@@ -89,6 +90,8 @@ pub struct AuthService {
     pub(super) cfg: Config,
     /// Seals TOTP secrets at rest.
     pub(super) mfa: Envelope,
+    /// Sends emailed links.
+    pub(super) mailer: Arc<dyn Mailer>,
 }
 
 /// What a correct password leads to.
@@ -130,6 +133,7 @@ impl AuthService {
         hasher: PasswordHasher,
         keys: Arc<KeyManager>,
         mfa: Envelope,
+        mailer: Arc<dyn Mailer>,
         cfg: Config,
     ) -> Self {
         AuthService {
@@ -138,6 +142,7 @@ impl AuthService {
             keys,
             cfg,
             mfa,
+            mailer,
         }
     }
 

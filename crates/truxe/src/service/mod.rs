@@ -1,8 +1,10 @@
 //! Domain services: plain Rust in, plain Rust out, `now` as an argument.
 //! No HTTP types and no SQL here.
 
+mod account;
 mod auth;
 mod keys;
+pub mod mail;
 mod mfa;
 
 pub use auth::{AuthService, Claims, ClientInfo, LoginOutcome, Principal, Tokens};
@@ -51,6 +53,9 @@ pub enum AuthError {
     /// No such resource (for this caller).
     #[error("{0}")]
     NotFound(String),
+    /// A dependency is not available (e.g. mail delivery); the message says which.
+    #[error("{0}")]
+    Unavailable(String),
     /// Storage or crypto failed.
     #[error("internal error")]
     Internal(String),
@@ -71,6 +76,7 @@ impl AuthError {
             AuthError::RefreshReused => "refresh_token_reused",
             AuthError::Forbidden(_) => "forbidden",
             AuthError::NotFound(_) => "not_found",
+            AuthError::Unavailable(_) => "unavailable",
             AuthError::Internal(_) => "internal",
         }
     }

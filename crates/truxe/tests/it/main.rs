@@ -5,6 +5,7 @@ mod server;
 
 mod accounts;
 mod audit;
+mod email;
 mod keys;
 mod limits;
 mod mfa;

@@ -1,0 +1,91 @@
+//! Outgoing mail. [`Mailer`] is the seam; [`DevMailbox`] keeps messages in
+//! a local file (JSON lines, mode 0600) that developers and tests read
+//! through `GET /dev/mailbox` (only outside production).
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mail {
+    /// Recipient.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// When it was sent (unix ms).
+    pub at_ms: i64,
+}
+
+/// Sends mail.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Delivers one message (or fails with a reason for the log).
+    async fn send(&self, mail: &Mail) -> Result<(), String>;
+}
+
+/// Refuses to send: production has no SMTP transport configured yet, and
+/// mail for real users must never land in a local file.
+pub struct NoMailer;
+
+#[async_trait]
+impl Mailer for NoMailer {
+    async fn send(&self, _mail: &Mail) -> Result<(), String> {
+        Err("email delivery is not configured".into())
+    }
+}
+
+/// A local mailbox file for development.
+pub struct DevMailbox {
+    path: PathBuf,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl DevMailbox {
+    /// A mailbox at `path` (created on first message).
+    pub fn new(path: PathBuf) -> Self {
+        DevMailbox {
+            path,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Messages, oldest first, optionally only those to `to`.
+    pub async fn read(&self, to: Option<&str>) -> Vec<Mail> {
+        let _g = self.lock.lock().await;
+        let text = tokio::fs::read_to_string(&self.path)
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Mail>(l).ok())
+            .filter(|m| to.is_none_or(|t| m.to.eq_ignore_ascii_case(t)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Mailer for DevMailbox {
+    async fn send(&self, mail: &Mail) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        let _g = self.lock.lock().await;
+        let mut line = serde_json::to_string(mail).map_err(|e| e.to_string())?;
+        line.push('\n');
+        let mut opts = tokio::fs::OpenOptions::new();
+        opts.create(true).append(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let mut f = opts
+            .open(&self.path)
+            .await
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        f.write_all(line.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        f.sync_data().await.map_err(|e| e.to_string())?;
+        tracing::info!(to = %mail.to, subject = %mail.subject, "mail kept in the development mailbox");
+        Ok(())
+    }
+}

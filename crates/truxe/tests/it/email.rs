@@ -1,0 +1,270 @@
+//! Flows through email, end to end via the development mailbox: password
+//! reset, password change, email verification and magic links.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::server::{code, tokens, Truxe, PASSWORD};
+
+const NEW_PASSWORD: &str = "Brand-New-Pass-7";
+
+/// Waits for the `n`-th mail to `to` and returns the token of its link.
+async fn mailed_token(t: &Truxe, to: &str, n: usize) -> String {
+    let url = format!("{}/dev/mailbox?to={to}", t.url());
+    let text = testkit::eventually(
+        &format!("mail #{n} to {to}"),
+        Duration::from_secs(30),
+        || async {
+            let body: Value = testkit::get_json(&t.http, &url).await;
+            body["messages"]
+                .as_array()
+                .and_then(|m| m.get(n - 1))
+                .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        },
+    )
+    .await;
+    let start = text.find("token=").expect("mail has a link with a token") + "token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
+async fn mail_count(t: &Truxe, to: &str) -> usize {
+    let body: Value = testkit::get_json(&t.http, &format!("{}/dev/mailbox?to={to}", t.url())).await;
+    body["messages"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn password_reset_by_email() {
+    let t = Truxe::start(&[]).await;
+    let (old_access, old_refresh) = t.register("walt@example.com").await;
+    let (s1, b1) = t
+        .post(
+            "/api/auth/password/forgot",
+            json!({"email": "walt@example.com"}),
+        )
+        .await;
+    let (s2, b2) = t
+        .post(
+            "/api/auth/password/forgot",
+            json!({"email": "nobody@example.com"}),
+        )
+        .await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(
+        b1, b2,
+        "the answer does not tell whether the account exists"
+    );
+    let token = mailed_token(&t, "walt@example.com", 1).await;
+    assert!(token.starts_with("prt_"), "{token}");
+    assert_eq!(mail_count(&t, "nobody@example.com").await, 0);
+
+    // A weak password is refused without spending the token.
+    let (s, body) = t
+        .post(
+            "/api/auth/password/reset",
+            json!({"token": token, "password": "weak"}),
+        )
+        .await;
+    assert_eq!((s, code(&body)), (StatusCode::BAD_REQUEST, "weak_password"));
+    let (s, body) = t
+        .post(
+            "/api/auth/password/reset",
+            json!({"token": token, "password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Every session ended; the new password works, the old one not; single use.
+    assert_eq!(t.me(&old_access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.refresh(&old_refresh).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.login("walt@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.login("walt@example.com", NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
+    let (s, _) = t
+        .post(
+            "/api/auth/password/reset",
+            json!({"token": token, "password": "Another-Pass-8"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    for bad in ["", "prt_nope", &"x".repeat(500)] {
+        assert_eq!(
+            t.post(
+                "/api/auth/password/reset",
+                json!({"token": bad, "password": NEW_PASSWORD})
+            )
+            .await
+            .0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+#[tokio::test]
+async fn password_change_ends_the_other_sessions() {
+    let t = Truxe::start(&[]).await;
+    let (a, _) = t.register("xena@example.com").await;
+    let (_, b) = t.login("xena@example.com", PASSWORD).await;
+    let (other, _) = tokens(&b);
+    let change = |current: &str, new: &str| json!({"currentPassword": current, "newPassword": new});
+    let (s, body) = t
+        .authed(
+            Method::PUT,
+            "/api/auth/password/change",
+            &a,
+            Some(change("Wrong-Password-1", NEW_PASSWORD)),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    let (s, body) = t
+        .authed(
+            Method::PUT,
+            "/api/auth/password/change",
+            &a,
+            Some(change(PASSWORD, "short")),
+        )
+        .await;
+    assert_eq!((s, code(&body)), (StatusCode::BAD_REQUEST, "weak_password"));
+    let (s, _) = t
+        .authed(
+            Method::PUT,
+            "/api/auth/password/change",
+            &a,
+            Some(change(PASSWORD, NEW_PASSWORD)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.me(&a).await, StatusCode::OK, "the caller's session stays");
+    assert_eq!(
+        t.me(&other).await,
+        StatusCode::UNAUTHORIZED,
+        "other sessions end"
+    );
+    assert_eq!(
+        t.login("xena@example.com", NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn email_verification() {
+    let t = Truxe::start(&[]).await;
+    let (access, _) = t.register("yuri@example.com").await;
+    let (s, body) = t
+        .authed(
+            Method::POST,
+            "/api/auth/email/send-verification",
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!((s, &body["data"]["sent"]), (StatusCode::OK, &json!(true)));
+    let token = mailed_token(&t, "yuri@example.com", 1).await;
+    let verify = |tok: &str| {
+        t.http
+            .get(format!("{}/api/auth/email/verify", t.url()))
+            .query(&[("token", tok)])
+            .send()
+    };
+    assert_eq!(verify(&token).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        verify(&token).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "single use"
+    );
+    let r = t
+        .http
+        .get(format!("{}/api/auth/email/verify", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (_, me) = t.authed(Method::GET, "/auth/me", &access, None).await;
+    assert_eq!(me["user"]["emailVerified"], true);
+    let (_, body) = t
+        .authed(
+            Method::POST,
+            "/api/auth/email/send-verification",
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(body["data"]["sent"], false, "already verified");
+}
+
+#[tokio::test]
+async fn magic_links_sign_in_once_and_redirect_only_where_allowed() {
+    let allowed = "https://app.example.com/callback";
+    let t = Truxe::start(&[("TRUXE_MAGIC_LINK_REDIRECTS", allowed)]).await;
+    t.register("zoe@example.com").await;
+    let (s, body) = t
+        .post(
+            "/auth/magic-link",
+            json!({"email": "zoe@example.com", "redirectUri": "https://evil.example.net/"}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::BAD_REQUEST, "validation_error")
+    );
+    let (s, _) = t
+        .post(
+            "/auth/magic-link",
+            json!({"email": "zoe@example.com", "redirectUri": allowed}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let token = mailed_token(&t, "zoe@example.com", 1).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .get(format!("{}/auth/verify", t.url()))
+        .query(&[("token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{allowed}#access_token=")),
+        "{location}"
+    );
+    let access = location
+        .split("access_token=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    assert_eq!(t.me(access).await, StatusCode::OK);
+    let again = no_redirects
+        .get(format!("{}/auth/verify", t.url()))
+        .query(&[("token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "single use");
+
+    // Without a redirect: JSON tokens; the link also verifies the email.
+    t.post("/auth/magic-link", json!({"email": "zoe@example.com"}))
+        .await;
+    let token = mailed_token(&t, "zoe@example.com", 2).await;
+    let body: Value =
+        testkit::get_json(&t.http, &format!("{}/auth/verify?token={token}", t.url())).await;
+    let (access, _) = tokens(&body);
+    let (_, me) = t.authed(Method::GET, "/auth/me", &access, None).await;
+    assert_eq!(me["user"]["emailVerified"], true);
+}
