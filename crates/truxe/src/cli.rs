@@ -252,6 +252,9 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         limiter: crate::http::ratelimit::Limiter::in_memory(),
         limits: cfg.limits,
         mailbox,
+        production: cfg.production,
+        cors: cfg.cors.clone(),
+        trusted_proxies: Arc::new(cfg.trusted_proxies.clone()),
     };
     crate::http::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("truxe stopped");

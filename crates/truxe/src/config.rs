@@ -173,6 +173,22 @@ pub struct RawConfig {
     /// Second-factor attempts per client address.
     #[arg(long, env = "TRUXE_RATE_LIMIT_MFA_IP", value_name = "TRUXE_RATE_LIMIT_MFA_IP", default_value = "30/1m", value_parser = quota)]
     pub rate_mfa_ip: Quota,
+    /// Origins allowed by CORS, comma-separated (`*`: any origin, without credentials).
+    #[arg(
+        long,
+        env = "CORS_ORIGIN",
+        value_name = "CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origin: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is trusted (IPs or CIDRs, comma-separated).
+    #[arg(
+        long,
+        env = "TRUXE_TRUSTED_PROXIES",
+        value_name = "TRUXE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Base URL put in emailed links (default: JWT_ISSUER).
     #[arg(long, env = "TRUXE_PUBLIC_URL", value_name = "TRUXE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -261,6 +277,17 @@ pub struct Limits {
     pub email_ip: Quota,
 }
 
+/// Which cross-origin callers may use the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// None (the default): same-origin only.
+    Off,
+    /// Any origin, without credentials (cookies, authorization).
+    AnyOrigin,
+    /// These exact origins, with credentials.
+    Origins(Vec<String>),
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -300,6 +327,10 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Rate limits.
     pub limits: Limits,
+    /// CORS allow-list (empty: no cross-origin access).
+    pub cors: Cors,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Base URL of emailed links.
     pub public_url: String,
     /// Allowed magic-link redirects.
@@ -362,6 +393,52 @@ impl Config {
             .issuer
             .clone()
             .unwrap_or_else(|| format!("http://{}:{}", raw.host, raw.port));
+        let origins: Vec<String> = raw
+            .cors_origin
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        let cors = match origins.as_slice() {
+            [] => Cors::Off,
+            [any] if any == "*" => Cors::AnyOrigin,
+            list if list.iter().any(|o| o == "*") => {
+                problems.push("CORS_ORIGIN: `*` cannot be combined with named origins".into());
+                Cors::Off
+            }
+            list => {
+                for o in list {
+                    if !(o.starts_with("https://") || o.starts_with("http://"))
+                        || o.matches('/').count() != 2
+                    {
+                        problems.push(format!(
+                            "CORS_ORIGIN: `{o}` is not an origin like https://app.example.com"
+                        ));
+                    }
+                }
+                Cors::Origins(list.to_vec())
+            }
+        };
+        if production && cors == Cors::AnyOrigin {
+            problems.push("CORS_ORIGIN: `*` is not allowed in production; list the origins".into());
+        }
+        let mut trusted_proxies = Vec::new();
+        for p in raw
+            .trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+        {
+            match p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => problems.push(format!(
+                    "TRUXE_TRUSTED_PROXIES: `{p}` is not an IP address or CIDR"
+                )),
+            }
+        }
         if raw.mfa_key.as_deref().is_some_and(|k| k.len() < 32) {
             problems.push("MFA_ENCRYPTION_KEY: must be at least 32 bytes".into());
         }
@@ -423,6 +500,8 @@ impl Config {
             refresh_reuse_grace: raw.refresh_reuse_grace,
             mfa_key: raw.mfa_key.clone().map(secure::Secret::new),
             public_url,
+            cors,
+            trusted_proxies,
             magic_link_redirects: raw
                 .magic_link_redirects
                 .iter()

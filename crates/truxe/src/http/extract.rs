@@ -1,6 +1,13 @@
 //! Extractors: inputs are parsed and checked before a handler runs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use ipnet::IpNet;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -49,6 +56,56 @@ impl FromRequestParts<App> for Auth {
     }
 }
 
+/// The client's address as established by [`client_addr`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+/// The client address: the TCP peer, unless the peer is a trusted proxy;
+/// then the right-most `X-Forwarded-For` entry that is not a trusted proxy
+/// (entries further left are whatever the client claimed).
+pub fn resolve_client(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer?;
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|s| s.trim().parse().ok())
+        .collect();
+    Some(
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
+/// Middleware: resolves the client address once for every later consumer
+/// (sessions, audit, rate limits).
+pub async fn client_addr(
+    State(trusted): State<Arc<Vec<IpNet>>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let addr = resolve_client(peer, req.headers(), &trusted);
+    req.extensions_mut().insert(ClientAddr(addr));
+    next.run(req).await
+}
+
 /// Client address and user agent for session records.
 pub struct Client(pub ClientInfo);
 
@@ -57,8 +114,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+            .get::<ClientAddr>()
+            .and_then(|c| c.0)
+            .map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -42,6 +42,12 @@ pub struct App {
     pub limiter: Arc<ratelimit::Limiter>,
     /// Quotas.
     pub limits: crate::config::Limits,
+    /// Production mode (HSTS on).
+    pub production: bool,
+    /// CORS allow-list.
+    pub cors: crate::config::Cors,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// The development mailbox (`GET /dev/mailbox`); `None` in production.
     pub mailbox: Option<Arc<crate::service::mail::DevMailbox>>,
 }
@@ -122,6 +128,17 @@ pub fn router(app: App) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        .layer(tower::util::option_layer(app.production.then(|| {
+            SetResponseHeaderLayer::overriding(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+            )
+        })))
+        .layer(tower::util::option_layer(cors_layer(&app.cors)))
+        .layer(axum::middleware::from_fn_with_state(
+            app.trusted_proxies.clone(),
+            extract::client_addr,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let per_ip = |rule: &'static str, quota| {
         let rule = ratelimit::PerIp {
@@ -196,6 +213,41 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(headers)
         .with_state(app)
+}
+
+/// CORS for the configured origins; `None` answers no cross-origin request.
+fn cors_layer(cors: &crate::config::Cors) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-csrf-token"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("retry-after"),
+        ])
+        .max_age(std::time::Duration::from_secs(600));
+    match cors {
+        crate::config::Cors::Off => None,
+        crate::config::Cors::AnyOrigin => Some(base.allow_origin(Any)),
+        crate::config::Cors::Origins(list) => {
+            let origins = list.iter().filter_map(|o| HeaderValue::from_str(o).ok());
+            Some(
+                base.allow_origin(AllowOrigin::list(origins))
+                    .allow_credentials(true),
+            )
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

@@ -2,15 +2,15 @@
 //! login handler makes per account. Decisions come from the kernel's GCRA
 //! limiter; allowed responses carry the `RateLimit-*` headers too.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secure::ratelimit::{Decision, MemoryStore, Quota, RateLimitStore};
 
+use super::extract::ClientAddr;
 use super::ApiError;
 
 /// The limiter and its store.
@@ -69,8 +69,9 @@ pub struct PerIp {
 pub async fn per_ip(State(rule): State<PerIp>, req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .get::<ClientAddr>()
+        .and_then(|c| c.0)
+        .map(|ip| ip.to_string())
         .unwrap_or_default();
     match rule.limiter.check(rule.rule, &ip, &rule.quota).await {
         Ok(d) => with_headers(next.run(req).await, &d),

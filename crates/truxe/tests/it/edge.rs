@@ -1,0 +1,169 @@
+//! The HTTP edge: CORS allow-list, X-Forwarded-For only from trusted
+//! proxies (for sessions, audit and rate limits), production headers.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::server::{Truxe, PASSWORD};
+
+#[tokio::test]
+async fn cors_answers_only_listed_origins() {
+    let app = "https://app.example.com";
+    let t = Truxe::start(&[("CORS_ORIGIN", app)]).await;
+    let preflight = |origin: &'static str| {
+        t.http
+            .request(Method::OPTIONS, format!("{}/api/auth/login", t.url()))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight(app).await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], app);
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    let evil = preflight("https://evil.example.net").await.unwrap();
+    assert!(!evil.headers().contains_key("access-control-allow-origin"));
+    // No CORS_ORIGIN: no cross-origin access at all.
+    let plain = Truxe::start(&[]).await;
+    let r = plain
+        .http
+        .get(format!("{}/health", plain.url()))
+        .header("origin", app)
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    assert!(
+        !r.headers().contains_key("strict-transport-security"),
+        "no HSTS in development"
+    );
+    // A wildcard mixed with origins is refused at start-up.
+    let out = t
+        .command()
+        .env("CORS_ORIGIN", format!("*,{app}"))
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CORS_ORIGIN"));
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let register = |t: &Truxe, email: &'static str| {
+        t.http
+            .post(format!("{}/api/auth/register", t.url()))
+            .header("x-forwarded-for", "198.51.100.7, 203.0.113.9")
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+    };
+    let session_ip = |t: &Truxe, body: serde_json::Value| {
+        let access = body["data"]["tokens"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let http = t.http.clone();
+        let url = format!("{}/auth/sessions", t.url());
+        async move {
+            let s: serde_json::Value = http
+                .get(url)
+                .bearer_auth(access)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            s["sessions"][0]["ip"].as_str().unwrap().to_owned()
+        }
+    };
+    // Behind a trusted proxy: the right-most address the proxy saw.
+    let proxied = Truxe::start(&[
+        ("TRUXE_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("TRUXE_RATE_LIMIT_LOGIN_IP", "2/1m"),
+    ])
+    .await;
+    let body = register(&proxied, "ada@example.com")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session_ip(&proxied, body).await, "203.0.113.9");
+    // Rate limits follow the forwarded address.
+    let login = |xff: &'static str| {
+        proxied
+            .http
+            .post(format!("{}/api/auth/login", proxied.url()))
+            .header("x-forwarded-for", xff)
+            .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(login("192.0.2.1").await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        login("192.0.2.1").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login("192.0.2.2").await.unwrap().status(),
+        StatusCode::OK,
+        "another client's budget"
+    );
+    // Not configured: the header is the client's claim and is ignored.
+    let direct = Truxe::start(&[]).await;
+    let body = register(&direct, "bob@example.com")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session_ip(&direct, body).await, "127.0.0.1");
+}
+
+#[tokio::test]
+async fn production_sends_hsts_and_hides_the_dev_mailbox() {
+    let t = Truxe::start(&[
+        ("TRUXE_ENV", "production"),
+        ("COOKIE_SECRET", "8fJ2kq9ZxP0wLm3Tn7Vb4Rc6Yd1Hs5Ge"),
+        ("MFA_ENCRYPTION_KEY", "Qw7eR2tY9uI4oP1aS6dF3gH8jK5lZ0xC"),
+        ("TRUXE_ARGON2_MEMORY_KIB", "19456"),
+        ("TRUXE_ARGON2_ITERATIONS", "2"),
+        ("JWT_ISSUER", "https://id.example.com"),
+    ])
+    .await;
+    let r = t
+        .http
+        .get(format!("{}/health", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["strict-transport-security"]
+        .to_str()
+        .unwrap()
+        .starts_with("max-age="));
+    assert_eq!(
+        t.http
+            .get(format!("{}/dev/mailbox", t.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // Emailed flows refuse rather than keep mail locally.
+    let (access, _) = t.register("cleo@example.com").await;
+    let (s, body) = t
+        .authed(
+            Method::POST,
+            "/api/auth/email/send-verification",
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
+}
