@@ -45,6 +45,9 @@ pub struct KeyEntry {
     /// When it stopped signing (unix seconds), for retiring keys.
     #[serde(default)]
     pub retiring_since: Option<u64>,
+    /// When it started signing (unix seconds).
+    #[serde(default)]
+    pub activated_at: Option<u64>,
 }
 
 /// A directory of signing keys.
@@ -97,12 +100,14 @@ impl KeyStore {
             &self.dir.join(format!("{}.pem", key.kid())),
             key.pem().expose().as_bytes(),
         )?;
+        let activated_at = (state == KeyState::Active).then_some(now);
         Ok(KeyEntry {
             kid: key.kid().to_owned(),
             alg: alg.as_str().into(),
             state,
             created_at: now,
             retiring_since: None,
+            activated_at,
         })
     }
 
@@ -154,9 +159,35 @@ impl KeyStore {
             old = Some(e.kid.clone());
         }
         entries[new_idx].state = KeyState::Active;
+        entries[new_idx].activated_at = Some(now);
         let new = entries[new_idx].kid.clone();
         self.save(&entries)?;
         Ok((old, new))
+    }
+
+    /// Rotates (as [`Self::rotate`]) when the signing key has signed for
+    /// `period` or longer. Returns `(old, new)` kids when it rotated.
+    pub fn rotate_if_older(
+        &self,
+        alg: KeyAlg,
+        period: Duration,
+        now: u64,
+    ) -> Result<Option<(Option<String>, String)>, Error> {
+        let due = self
+            .entries()?
+            .iter()
+            .find(|e| e.state == KeyState::Active)
+            .is_some_and(|e| {
+                now >= e
+                    .activated_at
+                    .unwrap_or(e.created_at)
+                    .saturating_add(period.as_secs())
+            });
+        if due {
+            self.rotate(alg, now).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Retires a pending or retiring key now (e.g. suspected compromise):
@@ -300,9 +331,17 @@ mod tests {
             store.expire(Duration::from_secs(60), 180)?,
             vec![first.kid.clone()]
         );
+        // Scheduled rotation counts from activation (120), not creation (110).
+        assert!(store
+            .rotate_if_older(KeyAlg::EdDsa, Duration::from_secs(100), 215)?
+            .is_none());
+        let (old, _) = store
+            .rotate_if_older(KeyAlg::EdDsa, Duration::from_secs(100), 220)?
+            .ok_or_else(|| Error::Config("due".into()))?;
+        assert_eq!(old.as_deref(), Some(new.as_str()));
         let ring = store.load_ring()?;
-        assert_eq!(ring.current_kid(), new);
-        assert_eq!(ring.jwks()["keys"].as_array().map(Vec::len), Some(1));
+        assert_ne!(ring.current_kid(), new, "rotated on schedule");
+        assert_eq!(ring.jwks()["keys"].as_array().map(Vec::len), Some(2));
         assert!(!dir.join(format!("{}.pem", first.kid)).exists());
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())

@@ -235,7 +235,7 @@ fn mfa_envelope(cfg: &Config) -> anyhow::Result<Envelope> {
 async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let (mail, mailbox) = mailer(&cfg);
     let auth = Arc::new(service(&cfg, mail).await?);
-    tokio::spawn(auth.keys().clone().watch(Duration::from_secs(2)));
+    tokio::spawn(auth.clone().watch_keys(Duration::from_secs(2)));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;

@@ -189,6 +189,9 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Rotate the signing key automatically after this long (e.g. `30d`).
+    #[arg(long, env = "TRUXE_KEY_ROTATION_PERIOD", value_name = "TRUXE_KEY_ROTATION_PERIOD", value_parser = duration)]
+    pub key_rotation_period: Option<Duration>,
     /// Base URL put in emailed links (default: JWT_ISSUER).
     #[arg(long, env = "TRUXE_PUBLIC_URL", value_name = "TRUXE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -327,6 +330,8 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Rate limits.
     pub limits: Limits,
+    /// Automatic rotation period of the signing key.
+    pub key_rotation_period: Option<Duration>,
     /// CORS allow-list (empty: no cross-origin access).
     pub cors: Cors,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -439,6 +444,12 @@ impl Config {
                 )),
             }
         }
+        if raw
+            .key_rotation_period
+            .is_some_and(|p| p < Duration::from_secs(1))
+        {
+            problems.push("TRUXE_KEY_ROTATION_PERIOD: must be at least 1s".into());
+        }
         if raw.mfa_key.as_deref().is_some_and(|k| k.len() < 32) {
             problems.push("MFA_ENCRYPTION_KEY: must be at least 32 bytes".into());
         }
@@ -502,6 +513,7 @@ impl Config {
             public_url,
             cors,
             trusted_proxies,
+            key_rotation_period: raw.key_rotation_period,
             magic_link_redirects: raw
                 .magic_link_redirects
                 .iter()

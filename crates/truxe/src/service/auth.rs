@@ -173,6 +173,31 @@ impl AuthService {
         }
     }
 
+    /// Keeps the key ring current every `every`: picks up rotations made
+    /// with `truxe keys`, rotates on schedule (audited), retires old keys.
+    pub async fn watch_keys(self: Arc<Self>, every: std::time::Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let keys = self.keys.clone();
+            let rotated = tokio::task::spawn_blocking(move || keys.refresh())
+                .await
+                .ok()
+                .flatten();
+            if let Some((old, new)) = rotated {
+                let mut e = AuditEvent::new(
+                    "key_rotated",
+                    Outcome::Success,
+                    crate::http::now().saturating_mul(1000),
+                );
+                e = e
+                    .actor("scheduler")
+                    .target(new)
+                    .details(serde_json::json!({"previous": old}));
+                self.record(e).await;
+            }
+        }
+    }
+
     /// Admin: reads the audit trail, newest first.
     pub async fn audit_events(
         &self,

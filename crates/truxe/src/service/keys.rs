@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use secure::jwt::{KeyRing, SigningKey, Verifier};
+use secure::jwt::{KeyAlg, KeyRing, SigningKey, Verifier};
 use secure::keystore::KeyStore;
 
 use crate::config::Config;
@@ -37,6 +37,8 @@ pub struct KeyManager {
     audience: String,
     /// Longest life of a token signed by a key that stopped signing.
     grace: Duration,
+    /// Scheduled rotation: period and algorithm of new keys.
+    rotation: Option<(Duration, KeyAlg)>,
 }
 
 fn now_secs() -> u64 {
@@ -79,6 +81,7 @@ impl KeyManager {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             grace,
+            rotation: cfg.key_rotation_period.map(|p| (p, cfg.algorithm)),
         })
     }
 
@@ -99,10 +102,23 @@ impl KeyManager {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Retires keys past their grace and reloads if the store changed.
-    pub fn refresh(&self) {
-        let Some(store) = &self.store else { return };
-        match store.expire(self.grace, now_secs()) {
+    /// Rotates on schedule, retires keys past their grace, and reloads when
+    /// the store changed (here or by `truxe keys`). Returns `(old, new)`
+    /// kids when it rotated. Blocking: file I/O and key parsing.
+    pub fn refresh(&self) -> Option<(Option<String>, String)> {
+        let store = self.store.as_ref()?;
+        let now = now_secs();
+        let rotated =
+            self.rotation.and_then(
+                |(period, alg)| match store.rotate_if_older(alg, period, now) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "scheduled key rotation failed");
+                        None
+                    }
+                },
+            );
+        match store.expire(self.grace, now) {
             Ok(retired) => {
                 for kid in retired {
                     tracing::info!(kid = %kid, "signing key retired after its grace period");
@@ -111,32 +127,21 @@ impl KeyManager {
             Err(e) => tracing::warn!(error = %e, "cannot expire old keys"),
         }
         let modified = store.modified();
-        let Ok(mut seen) = self.seen.lock() else {
-            return;
-        };
-        if *seen == modified {
-            return;
-        }
-        match store.load_ring() {
-            Ok(ring) => {
-                tracing::info!(kid = %ring.current_kid(), "signing keys reloaded");
-                if let Ok(mut r) = self.current.write() {
-                    *r = Loaded::new(ring, &self.issuer, &self.audience);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if *seen != modified {
+            match store.load_ring() {
+                Ok(ring) => {
+                    tracing::info!(kid = %ring.current_kid(), "signing keys reloaded");
+                    if let Ok(mut r) = self.current.write() {
+                        *r = Loaded::new(ring, &self.issuer, &self.audience);
+                    }
+                    *seen = modified;
                 }
-                *seen = modified;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "key store changed but cannot be loaded; keeping the current keys")
+                Err(e) => {
+                    tracing::error!(error = %e, "key store changed but cannot be loaded; keeping the current keys")
+                }
             }
         }
-    }
-
-    /// Calls [`Self::refresh`] every `period` until the task is dropped.
-    pub async fn watch(self: Arc<Self>, period: Duration) {
-        loop {
-            tokio::time::sleep(period).await;
-            let this = self.clone();
-            let _ = tokio::task::spawn_blocking(move || this.refresh()).await;
-        }
+        rotated
     }
 }

@@ -154,3 +154,34 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .unwrap()
 }
+
+#[tokio::test]
+async fn keys_rotate_on_schedule() {
+    let t = Truxe::start(&[("TRUXE_KEY_ROTATION_PERIOD", "2s")]).await;
+    let (first, _) = t.register("sched@example.com").await;
+    let first_kid = kid(&first);
+    // Poll the public JWKS (logging in repeatedly would hit the rate limits).
+    testkit::eventually("a scheduled rotation", Duration::from_secs(30), || async {
+        (jwks(&t).await["keys"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    let (_, body) = t.login("sched@example.com", crate::server::PASSWORD).await;
+    let (second, _) = crate::server::tokens(&body);
+    assert_ne!(kid(&second), first_kid, "new tokens use the new key");
+    assert_eq!(
+        t.me(&first).await,
+        StatusCode::OK,
+        "tokens of the previous key stay valid"
+    );
+    assert_eq!(t.me(&second).await, StatusCode::OK);
+    let out = t.cli(&["keys", "list"], None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("retiring"));
+}
+
+fn kid(token: &str) -> String {
+    let header = base64_decode(token.split('.').next().unwrap());
+    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
