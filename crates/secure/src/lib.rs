@@ -11,6 +11,7 @@
 //! * [`audit`] — the audit event type and the sink trait.
 //! * [`envelope`] — AES-256-GCM envelope encryption with key ids.
 //! * [`totp`] — RFC 6238 codes with a replay guard.
+//! * [`mac`] — HMAC-SHA256 tags with constant-time verification.
 //! * [`jwt`] — key ring with `kid`s (RS256, ES256, EdDSA), signing,
 //!   verification with pinned algorithm, issuer and audience, JWKS.
 //! * [`keystore`] — signing keys on disk with rotation and a grace period.
@@ -32,6 +33,7 @@ pub mod audit;
 pub mod envelope;
 pub mod jwt;
 pub mod keystore;
+pub mod mac;
 pub mod password;
 pub mod ratelimit;
 pub mod token;

@@ -14,6 +14,7 @@ use secure::password::PasswordHasher;
 use secure::Secret;
 
 use crate::config::{Config, RawConfig};
+use crate::http::cookies::CookieConfig;
 use crate::http::{now, App, Metrics};
 use crate::repo::{SqlStore, Store};
 use crate::service::mail::{DevMailbox, Mailer, NoMailer};
@@ -232,6 +233,19 @@ fn mfa_envelope(cfg: &Config) -> anyhow::Result<Envelope> {
     Ok(Envelope::new(key, &[]))
 }
 
+/// The CSRF HMAC key: `COOKIE_SECRET`, or in development a random key per
+/// process (cookie sessions then end at restart). Production requires it.
+fn cookie_key(cfg: &Config) -> Vec<u8> {
+    match &cfg.cookie_secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => secure::token::generate("")
+            .plaintext
+            .expose()
+            .as_bytes()
+            .to_vec(),
+    }
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let (mail, mailbox) = mailer(&cfg);
     let auth = Arc::new(service(&cfg, mail).await?);
@@ -255,6 +269,11 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         production: cfg.production,
         cors: cfg.cors.clone(),
         trusted_proxies: Arc::new(cfg.trusted_proxies.clone()),
+        cookies: Arc::new(CookieConfig {
+            key: cookie_key(&cfg),
+            secure: cfg.production,
+            refresh_ttl: cfg.refresh_ttl.as_secs(),
+        }),
     };
     crate::http::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("truxe stopped");

@@ -340,6 +340,8 @@ pub struct Config {
     pub public_url: String,
     /// Allowed magic-link redirects.
     pub magic_link_redirects: Vec<String>,
+    /// `COOKIE_SECRET`, if set (required in production).
+    pub cookie_secret: Option<secure::Secret<String>>,
     /// `MFA_ENCRYPTION_KEY`, if set (≥ 32 bytes).
     pub mfa_key: Option<secure::Secret<String>>,
     /// Production checks on.
@@ -510,6 +512,7 @@ impl Config {
             lockout_duration: raw.lockout_duration,
             refresh_reuse_grace: raw.refresh_reuse_grace,
             mfa_key: raw.mfa_key.clone().map(secure::Secret::new),
+            cookie_secret: raw.cookie_secret.clone().map(secure::Secret::new),
             public_url,
             cors,
             trusted_proxies,

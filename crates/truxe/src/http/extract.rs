@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::{now, ApiError, App};
+use super::{cookies, now, ApiError, App};
 use crate::service::{ClientInfo, Principal};
 
 /// JSON body whose rejections use the API's error shape.
@@ -38,21 +38,40 @@ impl FromRequestParts<App> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let token = header
+        let bearer = header
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing bearer token",
-                )
-            })?;
-        Ok(Auth(app.auth.authenticate(token, now()).await?))
+            .map(str::to_owned);
+        // Cookie mode: the access cookie, with CSRF protection on writes.
+        let (token, via_cookie) = match bearer {
+            Some(t) => (t, false),
+            None => (
+                cookies::get(&parts.headers, cookies::ACCESS).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "missing bearer token",
+                    )
+                })?,
+                true,
+            ),
+        };
+        let principal = app.auth.authenticate(&token, now()).await?;
+        if via_cookie
+            && !cookies::is_safe(&parts.method)
+            && !cookies::csrf_ok(&app.cookies, &parts.headers, Some(&principal.session.id))
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "cookie-authenticated requests must send X-CSRF-Token",
+            ));
+        }
+        Ok(Auth(principal))
     }
 }
 

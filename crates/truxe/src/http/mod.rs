@@ -1,6 +1,7 @@
 //! Truxe's HTTP surface: [`router`] builds every route and layer, so tests
 //! and the server use the same stack.
 
+pub mod cookies;
 mod error;
 mod extract;
 pub mod ratelimit;
@@ -48,6 +49,8 @@ pub struct App {
     pub cors: crate::config::Cors,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Cookie mode settings.
+    pub cookies: Arc<cookies::CookieConfig>,
     /// The development mailbox (`GET /dev/mailbox`); `None` in production.
     pub mailbox: Option<Arc<crate::service::mail::DevMailbox>>,
 }

@@ -8,10 +8,11 @@ use secure::Secret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::cookies;
 use super::extract::{Auth, Client, ValidJson};
 use super::{now, ApiError, App};
 use crate::model::{SessionView, UserView};
-use crate::service::{LoginOutcome, SecondFactor};
+use crate::service::{LoginOutcome, SecondFactor, Tokens};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +30,7 @@ fn ok(data: Value) -> Json<Value> {
 pub(crate) async fn register(
     State(app): State<App>,
     Client(c): Client,
+    Mode(cookie): Mode,
     ValidJson(b): ValidJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let (user, tokens) = app
@@ -36,18 +38,21 @@ pub(crate) async fn register(
         .register(&b.email, Secret::new(b.password), b.metadata, c, now())
         .await?;
     app.metrics.event("register");
-    Ok((
+    Ok(session_response(
+        &app,
+        cookie,
         StatusCode::CREATED,
-        ok(json!({"user": UserView::from(&user), "tokens": tokens})),
-    )
-        .into_response())
+        json!({"user": UserView::from(&user)}),
+        tokens,
+    ))
 }
 
 pub(crate) async fn login(
     State(app): State<App>,
     Client(c): Client,
+    Mode(cookie): Mode,
     ValidJson(b): ValidJson<Credentials>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if b.metadata.is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -70,13 +75,60 @@ pub(crate) async fn login(
         "login_failed"
     });
     match result? {
-        LoginOutcome::Authenticated(user, tokens) => Ok(ok(
-            json!({"user": UserView::from(user.as_ref()), "tokens": tokens}),
+        LoginOutcome::Authenticated(user, tokens) => Ok(session_response(
+            &app,
+            cookie,
+            StatusCode::OK,
+            json!({"user": UserView::from(user.as_ref())}),
+            tokens,
         )),
         // No tokens until the second factor: the original Truxe issued them here.
-        LoginOutcome::MfaRequired { challenge_id } => Ok(ok(
-            json!({"mfa_required": true, "challenge_id": challenge_id}),
-        )),
+        LoginOutcome::MfaRequired { challenge_id } => {
+            Ok(ok(json!({"mfa_required": true, "challenge_id": challenge_id})).into_response())
+        }
+    }
+}
+
+/// `?mode=cookie`: answer with session cookies instead of tokens in the body.
+pub(crate) struct Mode(bool);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Mode {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        match query.split('&').find_map(|kv| kv.strip_prefix("mode=")) {
+            None | Some("token") => Ok(Mode(false)),
+            Some("cookie") => Ok(Mode(true)),
+            Some(other) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                format!("mode `{other}` is not token or cookie"),
+            )),
+        }
+    }
+}
+
+/// A signed-in answer: tokens in the body, or in cookie mode the session
+/// cookies plus the CSRF token the page must echo.
+fn session_response(
+    app: &App,
+    cookie: bool,
+    status: StatusCode,
+    mut data: Value,
+    tokens: Tokens,
+) -> Response {
+    if cookie {
+        data["csrf_token"] = json!(app.cookies.csrf_for(&tokens.session_id));
+        data["expires_in"] = json!(tokens.expires_in);
+        let mut res = (status, ok(data)).into_response();
+        app.cookies.set_session(&mut res, &tokens);
+        res
+    } else {
+        data["tokens"] = json!(tokens);
+        (status, ok(data)).into_response()
     }
 }
 
@@ -384,8 +436,9 @@ pub(crate) struct ChallengeBody {
 pub(crate) async fn mfa_challenge(
     State(app): State<App>,
     Client(c): Client,
+    Mode(cookie): Mode,
     ValidJson(b): ValidJson<ChallengeBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let factor = match (b.token.as_deref(), b.backup_code.as_deref()) {
         (Some(t), None) => SecondFactor::Totp(t),
         (None, Some(code)) => SecondFactor::BackupCode(code),
@@ -401,36 +454,75 @@ pub(crate) async fn mfa_challenge(
         .auth
         .mfa_verify_challenge(&b.challenge_id, factor, c, now())
         .await?;
-    Ok(ok(json!({"user": UserView::from(&user), "tokens": tokens})))
+    Ok(session_response(
+        &app,
+        cookie,
+        StatusCode::OK,
+        json!({"user": UserView::from(&user)}),
+        tokens,
+    ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(crate) struct RefreshBody {
-    #[serde(rename = "refreshToken", alias = "refresh_token")]
-    refresh_token: String,
+    #[serde(rename = "refreshToken", alias = "refresh_token", default)]
+    refresh_token: Option<String>,
 }
 
+/// The refresh token comes from the body, or in cookie mode from the
+/// refresh cookie (then the CSRF header must match the CSRF cookie).
 pub(crate) async fn refresh(
     State(app): State<App>,
     Client(c): Client,
-    ValidJson(b): ValidJson<RefreshBody>,
-) -> Result<Json<Value>, ApiError> {
-    let result = app.auth.refresh(&b.refresh_token, &c, now()).await;
+    Mode(cookie): Mode,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: RefreshBody = optional_json(&body)?;
+    let (token, from_cookie) = match b.refresh_token {
+        Some(t) => (t, false),
+        None => match cookies::get(&headers, cookies::REFRESH) {
+            Some(t) => (t, true),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "validation_error",
+                    "`refreshToken` is required",
+                ))
+            }
+        },
+    };
+    if from_cookie && !cookies::csrf_ok(&app.cookies, &headers, None) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            "cookie-authenticated requests must send X-CSRF-Token",
+        ));
+    }
+    let result = app.auth.refresh(&token, &c, now()).await;
     app.metrics.event(if result.is_ok() {
         "refresh_ok"
     } else {
         "refresh_failed"
     });
-    Ok(ok(json!({"tokens": result?})))
+    Ok(session_response(
+        &app,
+        cookie || from_cookie,
+        StatusCode::OK,
+        json!({}),
+        result?,
+    ))
 }
 
 pub(crate) async fn logout(
     State(app): State<App>,
     Auth(p): Auth,
     Client(c): Client,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     app.auth.logout(&p, &c, now()).await?;
-    Ok(Json(json!({"success": true})))
+    let mut res = Json(json!({"success": true})).into_response();
+    app.cookies.clear(&mut res);
+    Ok(res)
 }
 
 #[derive(Deserialize, Default)]

@@ -58,6 +58,9 @@ pub struct Tokens {
     pub expires_in: u64,
     /// Always `Bearer`.
     pub token_type: &'static str,
+    /// The session (for cookie mode's CSRF token); not part of the JSON.
+    #[serde(skip)]
+    pub session_id: String,
 }
 
 /// Who is calling, established from a verified access token and a live session.
@@ -440,6 +443,7 @@ impl AuthService {
             refresh_token: refresh.expose().clone(),
             expires_in: ttl,
             token_type: "Bearer",
+            session_id: sid.to_owned(),
         })
     }
 

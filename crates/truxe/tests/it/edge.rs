@@ -154,6 +154,25 @@ async fn production_sends_hsts_and_hides_the_dev_mailbox() {
     );
     // Emailed flows refuse rather than keep mail locally.
     let (access, _) = t.register("cleo@example.com").await;
+    // Cookies are Secure outside development.
+    let r = t
+        .http
+        .post(format!("{}/api/auth/login?mode=cookie", t.url()))
+        .json(&json!({"email": "cleo@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cookies.len(), 3);
+    assert!(
+        cookies.iter().all(|c| c.contains("; Secure")),
+        "{cookies:?}"
+    );
     let (s, body) = t
         .authed(
             Method::POST,

@@ -5,6 +5,7 @@ mod server;
 
 mod accounts;
 mod audit;
+mod cookies;
 mod edge;
 mod email;
 mod keys;

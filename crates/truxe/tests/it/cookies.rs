@@ -1,0 +1,175 @@
+//! Cookie mode: HttpOnly session cookies, and the double-submit CSRF token
+//! required on every cookie-authenticated state-changing request.
+
+use std::collections::HashMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::server::{Truxe, PASSWORD};
+
+/// name → (value, attributes) of every Set-Cookie in a response.
+fn set_cookies(res: &reqwest::Response) -> HashMap<String, (String, String)> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            (name.to_owned(), (value.to_owned(), attrs.to_owned()))
+        })
+        .collect()
+}
+
+fn cookie_header(jar: &HashMap<String, (String, String)>) -> String {
+    jar.iter()
+        .map(|(k, (v, _))| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn cookie_sessions_need_the_csrf_token_to_change_anything() {
+    let t = Truxe::start(&[]).await;
+    t.register("quinn@example.com").await;
+    let res = t
+        .http
+        .post(format!("{}/api/auth/login?mode=cookie", t.url()))
+        .json(&json!({"email": "quinn@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let jar = set_cookies(&res);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["data"].get("tokens").is_none(),
+        "tokens stay out of reach of page scripts: {body}"
+    );
+    let csrf = body["data"]["csrf_token"].as_str().unwrap().to_owned();
+    let (access_attrs, refresh_attrs, csrf_attrs) = (
+        &jar["truxe_access"].1,
+        &jar["truxe_refresh"].1,
+        &jar["truxe_csrf"].1,
+    );
+    assert!(
+        access_attrs.contains("HttpOnly") && access_attrs.contains("SameSite=Lax"),
+        "{access_attrs}"
+    );
+    assert!(
+        refresh_attrs.contains("HttpOnly") && refresh_attrs.contains("Path=/auth"),
+        "{refresh_attrs}"
+    );
+    assert!(
+        !csrf_attrs.contains("HttpOnly"),
+        "the page must read the CSRF cookie"
+    );
+    assert!(
+        !access_attrs.contains("Secure"),
+        "no Secure flag in development (plain http)"
+    );
+    assert_eq!(jar["truxe_csrf"].0, csrf);
+    let cookies = cookie_header(&jar);
+
+    // Reading needs only the cookie.
+    let me = t
+        .http
+        .get(format!("{}/auth/me", t.url()))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    // Writing needs the CSRF header, and the right one.
+    let revoke = |token: Option<&str>| {
+        let mut req = t
+            .http
+            .post(format!("{}/auth/revoke", t.url()))
+            .header("cookie", &cookies);
+        if let Some(tok) = token {
+            req = req.header("x-csrf-token", tok);
+        }
+        req.send()
+    };
+    for bad in [None, Some("forged"), Some("")] {
+        let r = revoke(bad).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{bad:?}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "csrf_failed"
+        );
+    }
+
+    // Refresh by cookie, with the CSRF header; the cookies rotate.
+    let refresh = |jar: &HashMap<String, (String, String)>, csrf: Option<&str>| {
+        let mut req = t
+            .http
+            .post(format!("{}/auth/refresh", t.url()))
+            .header("cookie", cookie_header(jar));
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        req.send()
+    };
+    assert_eq!(
+        refresh(&jar, None).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = refresh(&jar, Some(&csrf)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let rotated = set_cookies(&r);
+    assert_ne!(rotated["truxe_refresh"].0, jar["truxe_refresh"].0);
+    let new_csrf = rotated["truxe_csrf"].0.clone();
+    let new_cookies = cookie_header(&rotated);
+    let ok = t
+        .http
+        .post(format!("{}/auth/revoke", t.url()))
+        .header("cookie", &new_cookies)
+        .header("x-csrf-token", &new_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let after = t
+        .http
+        .get(format!("{}/auth/me", t.url()))
+        .header("cookie", &new_cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "revoked");
+}
+
+#[tokio::test]
+async fn bearer_clients_are_unaffected_and_logout_clears_cookies() {
+    let t = Truxe::start(&[]).await;
+    let (access, _) = t.register("rhea@example.com").await;
+    // No CSRF token needed with a bearer token (not sent automatically by browsers).
+    let (s, _) = t
+        .authed(Method::POST, "/auth/revoke", &access, Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, body) = t.login("rhea@example.com", PASSWORD).await;
+    let access = body["data"]["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = t
+        .http
+        .post(format!("{}/auth/logout", t.url()))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    let cleared = set_cookies(&r);
+    assert!(cleared["truxe_access"].1.contains("Max-Age=0"));
+    let r = t
+        .http
+        .post(format!("{}/api/auth/login?mode=bogus", t.url()))
+        .json(&json!({"email": "rhea@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
