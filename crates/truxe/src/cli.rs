@@ -17,7 +17,7 @@ use crate::config::{Config, RawConfig};
 use crate::http::cookies::CookieConfig;
 use crate::http::{now, App, Metrics};
 use crate::repo::{SqlStore, Store};
-use crate::service::mail::{DevMailbox, Mailer, NoMailer};
+use crate::service::mail::{DevMailbox, Mailer, NoMailer, SmtpMailer};
 use crate::service::{AuthService, ClientInfo, KeyManager};
 
 /// Command line of `truxe`.
@@ -111,7 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
                 let password = Secret::new(line.trim_end_matches(['\n', '\r']).to_owned());
-                let auth = service(&cfg, mailer(&cfg).0).await?;
+                let auth = service(&cfg, mailer(&cfg)?.0).await?;
                 let ctx = ClientInfo::default();
                 let user = auth
                     .create_user(&email, password, serde_json::json!({}), admin, now())
@@ -183,14 +183,24 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-/// Development keeps mail in a local mailbox readable at `/dev/mailbox`;
-/// production refuses to send until an SMTP transport is configured.
-fn mailer(cfg: &Config) -> (Arc<dyn Mailer>, Option<Arc<DevMailbox>>) {
+/// SMTP when `SMTP_HOST` is set; otherwise development keeps mail in a
+/// local mailbox readable at `/dev/mailbox`, and production sends none.
+/// The mailer, and the development mailbox when mail is kept locally.
+type Outgoing = (Arc<dyn Mailer>, Option<Arc<DevMailbox>>);
+
+fn mailer(cfg: &Config) -> anyhow::Result<Outgoing> {
+    if let Some(smtp) = &cfg.smtp {
+        return Ok((
+            Arc::new(SmtpMailer::new(smtp).map_err(anyhow::Error::msg)?),
+            None,
+        ));
+    }
     if cfg.production {
-        (Arc::new(NoMailer), None)
+        tracing::warn!("SMTP_HOST is not set: emailed flows (reset, verification, magic links) are unavailable");
+        Ok((Arc::new(NoMailer), None))
     } else {
         let mailbox = Arc::new(DevMailbox::new(cfg.data_dir.join("mailbox.jsonl")));
-        (mailbox.clone(), Some(mailbox))
+        Ok((mailbox.clone(), Some(mailbox)))
     }
 }
 
@@ -247,7 +257,7 @@ fn cookie_key(cfg: &Config) -> Vec<u8> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
-    let (mail, mailbox) = mailer(&cfg);
+    let (mail, mailbox) = mailer(&cfg)?;
     let auth = Arc::new(service(&cfg, mail).await?);
     tokio::spawn(auth.clone().watch_keys(Duration::from_secs(2)));
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -189,6 +189,34 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// SMTP server for outgoing mail (unset: development mailbox, or no mail in production).
+    #[arg(long, env = "SMTP_HOST", value_name = "SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port (default: 587 for starttls, 465 for tls, 25 for none).
+    #[arg(long, env = "SMTP_PORT", value_name = "SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+    /// SMTP user name.
+    #[arg(long, env = "SMTP_USER", value_name = "SMTP_USER")]
+    pub smtp_user: Option<String>,
+    /// SMTP password.
+    #[arg(
+        long,
+        env = "SMTP_PASSWORD",
+        value_name = "SMTP_PASSWORD",
+        hide_env_values = true
+    )]
+    pub smtp_password: Option<String>,
+    /// Sender address, e.g. `Truxe <no-reply@example.com>`.
+    #[arg(long, env = "SMTP_FROM", value_name = "SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// `starttls` (default), `tls` (implicit) or `none` (loopback only).
+    #[arg(
+        long,
+        env = "SMTP_TLS",
+        value_name = "SMTP_TLS",
+        default_value = "starttls"
+    )]
+    pub smtp_tls: String,
     /// Rotate the signing key automatically after this long (e.g. `30d`).
     #[arg(long, env = "TRUXE_KEY_ROTATION_PERIOD", value_name = "TRUXE_KEY_ROTATION_PERIOD", value_parser = duration)]
     pub key_rotation_period: Option<Duration>,
@@ -280,6 +308,32 @@ pub struct Limits {
     pub email_ip: Quota,
 }
 
+/// How to reach the SMTP server.
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// User name and password, if the server needs them.
+    pub credentials: Option<(String, secure::Secret<String>)>,
+    /// Sender.
+    pub from: String,
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Upgrade with STARTTLS (required).
+    StartTls,
+    /// TLS from the first byte.
+    Tls,
+    /// Plain text; only to a loopback address.
+    None,
+}
+
 /// Which cross-origin callers may use the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cors {
@@ -330,6 +384,8 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Rate limits.
     pub limits: Limits,
+    /// SMTP delivery, when configured.
+    pub smtp: Option<Smtp>,
     /// Automatic rotation period of the signing key.
     pub key_rotation_period: Option<Duration>,
     /// CORS allow-list (empty: no cross-origin access).
@@ -446,6 +502,51 @@ impl Config {
                 )),
             }
         }
+        let smtp = match &raw.smtp_host {
+            None => None,
+            Some(host) => {
+                let tls = match raw.smtp_tls.as_str() {
+                    "starttls" => SmtpTls::StartTls,
+                    "tls" => SmtpTls::Tls,
+                    "none" => SmtpTls::None,
+                    other => {
+                        problems.push(format!("SMTP_TLS: `{other}` is not starttls, tls or none"));
+                        SmtpTls::StartTls
+                    }
+                };
+                let loopback = host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if tls == SmtpTls::None && !loopback {
+                    problems.push("SMTP_TLS: `none` sends mail and credentials in clear; it is allowed only to a loopback SMTP_HOST".into());
+                }
+                let from = raw.smtp_from.clone().unwrap_or_default();
+                if from.parse::<lettre::message::Mailbox>().is_err() {
+                    problems.push("SMTP_FROM: required with SMTP_HOST, an address such as `Truxe <no-reply@example.com>`".into());
+                }
+                let default_port = match tls {
+                    SmtpTls::StartTls => 587,
+                    SmtpTls::Tls => 465,
+                    SmtpTls::None => 25,
+                };
+                let credentials = match (&raw.smtp_user, &raw.smtp_password) {
+                    (Some(u), Some(p)) => Some((u.clone(), secure::Secret::new(p.clone()))),
+                    (None, None) => None,
+                    _ => {
+                        problems.push("SMTP_USER and SMTP_PASSWORD: give both or neither".into());
+                        None
+                    }
+                };
+                Some(Smtp {
+                    host: host.clone(),
+                    port: raw.smtp_port.unwrap_or(default_port),
+                    tls,
+                    credentials,
+                    from,
+                })
+            }
+        };
         if raw
             .key_rotation_period
             .is_some_and(|p| p < Duration::from_secs(1))
@@ -517,6 +618,7 @@ impl Config {
             cors,
             trusted_proxies,
             key_rotation_period: raw.key_rotation_period,
+            smtp,
             magic_link_redirects: raw
                 .magic_link_redirects
                 .iter()

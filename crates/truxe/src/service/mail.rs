@@ -89,3 +89,57 @@ impl Mailer for DevMailbox {
         Ok(())
     }
 }
+
+/// Delivery through an SMTP server (STARTTLS, implicit TLS, or plain text to
+/// a loopback relay).
+pub struct SmtpMailer {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
+impl SmtpMailer {
+    /// A mailer for `cfg` (validated at start-up).
+    pub fn new(cfg: &crate::config::Smtp) -> Result<Self, String> {
+        use crate::config::SmtpTls;
+        use lettre::transport::smtp::authentication::Credentials;
+        type T = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
+        let builder = match cfg.tls {
+            SmtpTls::StartTls => T::starttls_relay(&cfg.host).map_err(|e| e.to_string())?,
+            SmtpTls::Tls => T::relay(&cfg.host).map_err(|e| e.to_string())?,
+            SmtpTls::None => T::builder_dangerous(&cfg.host),
+        };
+        let mut builder = builder
+            .port(cfg.port)
+            .timeout(Some(std::time::Duration::from_secs(20)));
+        if let Some((user, password)) = &cfg.credentials {
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose().clone()));
+        }
+        let from = cfg.from.parse().map_err(|e| format!("SMTP_FROM: {e}"))?;
+        Ok(SmtpMailer {
+            transport: builder.build(),
+            from,
+        })
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, mail: &Mail) -> Result<(), String> {
+        use lettre::AsyncTransport;
+        let to = mail.to.parse().map_err(|e| format!("recipient: {e}"))?;
+        let message = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject.clone())
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(mail.text.clone())
+            .map_err(|e| e.to_string())?;
+        self.transport
+            .send(message)
+            .await
+            .map_err(|e| format!("SMTP: {e}"))?;
+        tracing::info!(subject = %mail.subject, "mail sent by SMTP");
+        Ok(())
+    }
+}

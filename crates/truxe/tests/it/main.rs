@@ -12,3 +12,4 @@ mod keys;
 mod limits;
 mod mfa;
 mod sessions;
+mod smtp;
