@@ -1,5 +1,5 @@
 # Sourced by scripts/test: a throwaway PostgreSQL for the test suite.
-# pg_start installs Debian's postgresql package when it is missing, runs
+# pg_start (after scripts/deps.sh installed Debian's postgresql) runs
 # initdb in a temporary directory (as the `postgres` user when we are root:
 # the server refuses to run as root), listens on 127.0.0.1 on a free port
 # and exports TRUXE_TEST_POSTGRES_URL. pg_stop stops it and deletes it.
@@ -8,14 +8,8 @@
 pg_start() {
   PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   if [ -z "$PGBIN" ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-      echo "PostgreSQL is not installed and installing it needs root (apt-get install postgresql)" >&2
-      return 1
-    fi
-    echo "installing PostgreSQL (Debian package)..."
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    echo "PostgreSQL is not installed (scripts/deps.sh installs it)" >&2
+    return 1
   fi
   PGTMP=$(mktemp -d "${TMPDIR:-/tmp}/truxe-pg.XXXXXX")
   PG_RUNAS=()

@@ -273,7 +273,14 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         metrics: Metrics::new(),
         issuer: cfg.issuer.clone(),
         algorithm: cfg.algorithm.as_str(),
-        limiter: crate::http::ratelimit::Limiter::in_memory(),
+        limiter: match &cfg.redis_url {
+            Some(url) => crate::http::ratelimit::Limiter::shared(Arc::new(
+                crate::repo::RedisRateLimitStore::connect(url.expose())
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            )),
+            None => crate::http::ratelimit::Limiter::in_memory(),
+        },
         limits: cfg.limits,
         mailbox,
         production: cfg.production,

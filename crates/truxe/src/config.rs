@@ -189,6 +189,14 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Redis for rate limits shared between instances (unset: in memory).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        value_name = "REDIS_URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
     /// SMTP server for outgoing mail (unset: development mailbox, or no mail in production).
     #[arg(long, env = "SMTP_HOST", value_name = "SMTP_HOST")]
     pub smtp_host: Option<String>,
@@ -384,6 +392,8 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Rate limits.
     pub limits: Limits,
+    /// Redis URL for shared rate limits.
+    pub redis_url: Option<secure::Secret<String>>,
     /// SMTP delivery, when configured.
     pub smtp: Option<Smtp>,
     /// Automatic rotation period of the signing key.
@@ -619,6 +629,7 @@ impl Config {
             trusted_proxies,
             key_rotation_period: raw.key_rotation_period,
             smtp,
+            redis_url: raw.redis_url.clone().map(secure::Secret::new),
             magic_link_redirects: raw
                 .magic_link_redirects
                 .iter()

@@ -26,6 +26,11 @@ impl Limiter {
         })
     }
 
+    /// A limiter over a shared store (e.g. Redis, for several instances).
+    pub fn shared(store: Arc<dyn RateLimitStore>) -> Arc<Self> {
+        Arc::new(Limiter { store })
+    }
+
     /// Counts one request for `rule` and `key`. A failing store refuses
     /// (fails closed): these endpoints guard credentials.
     pub async fn check(&self, rule: &str, key: &str, quota: &Quota) -> Result<Decision, ApiError> {

@@ -5,11 +5,13 @@
 //! Repositories store and fetch; every rule (lockout, rotation, limits)
 //! lives in the service layer.
 
+mod redis;
 mod sql;
 
 use async_trait::async_trait;
 use secure::audit::{AuditEvent, AuditSink};
 
+pub use redis::RedisRateLimitStore;
 pub use sql::SqlStore;
 
 use crate::model::{RefreshUse, Session, User};

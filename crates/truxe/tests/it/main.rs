@@ -12,4 +12,5 @@ mod keys;
 mod limits;
 mod mfa;
 mod sessions;
+mod shared_limits;
 mod smtp;

@@ -1,0 +1,84 @@
+//! Rate-limit state in Redis, shared by every Truxe instance that uses the
+//! same `REDIS_URL`. The GCRA arithmetic stays in `secure::ratelimit`;
+//! Redis only stores each key's TAT, updated by an atomic compare-and-set
+//! (retried when another instance changed it meanwhile).
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use secure::ratelimit::{gcra, Decision, Quota, RateLimitStore};
+
+/// Attempts before giving up under heavy contention on one key.
+const CAS_ATTEMPTS: usize = 8;
+
+/// Sets KEYS[1] to ARGV[2] (with a TTL of ARGV[3] ms) only if it still holds
+/// ARGV[1] ('' meaning absent).
+const CAS: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// GCRA state in Redis.
+#[derive(Clone)]
+pub struct RedisRateLimitStore {
+    conn: ConnectionManager,
+    cas: redis::Script,
+}
+
+impl RedisRateLimitStore {
+    /// Connects (and pings) so a bad `REDIS_URL` stops start-up.
+    pub async fn connect(url: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
+        let mut conn = ConnectionManager::new(client)
+            .await
+            .map_err(|e| format!("REDIS_URL: cannot connect: {e}"))?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        Ok(RedisRateLimitStore {
+            conn,
+            cas: redis::Script::new(CAS),
+        })
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for RedisRateLimitStore {
+    async fn check(&self, key: &str, quota: &Quota, now: u64) -> Result<Decision, secure::Error> {
+        let key = format!("truxe:rl:{key}");
+        let mut conn = self.conn.clone();
+        let err = |e: redis::RedisError| secure::Error::Io(format!("redis: {e}"));
+        for _ in 0..CAS_ATTEMPTS {
+            let old: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(err)?;
+            let tat = old.as_deref().and_then(|s| s.parse::<u64>().ok());
+            let (decision, new_tat) = gcra(tat, quota, now);
+            if !decision.allowed {
+                return Ok(decision);
+            }
+            let ttl_ms = (new_tat.saturating_sub(now) / 1_000_000).max(1) + 1;
+            let set: i64 = self
+                .cas
+                .key(&key)
+                .arg(old.unwrap_or_default())
+                .arg(new_tat.to_string())
+                .arg(ttl_ms)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(err)?;
+            if set == 1 {
+                return Ok(decision);
+            }
+        }
+        Err(secure::Error::Io(
+            "redis: rate limit key too contended".into(),
+        ))
+    }
+}
