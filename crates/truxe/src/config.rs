@@ -102,6 +102,14 @@ pub struct RawConfig {
         hide_env_values = true
     )]
     pub mfa_key: Option<String>,
+    /// Key for OAuth provider tokens at rest (≥ 32 bytes; used by social login).
+    #[arg(
+        long,
+        env = "OAUTH_TOKEN_ENCRYPTION_KEY",
+        value_name = "OAUTH_TOKEN_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    pub oauth_key: Option<String>,
     /// Minimum password length.
     #[arg(long, env = "PASSWORD_MIN_LENGTH", value_name = "PASSWORD_MIN_LENGTH", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(8..=128))]
@@ -239,6 +247,10 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub magic_link_redirects: Vec<String>,
+    /// Requests per account (email, user, challenge or token) on register,
+    /// refresh, MFA, magic-link and password endpoints, from any address.
+    #[arg(long, env = "TRUXE_RATE_LIMIT_ACCOUNT", value_name = "TRUXE_RATE_LIMIT_ACCOUNT", default_value = "20/15m", value_parser = quota)]
+    pub rate_account: Quota,
     /// Emailed-link requests per client address.
     #[arg(long, env = "TRUXE_RATE_LIMIT_EMAIL_IP", value_name = "TRUXE_RATE_LIMIT_EMAIL_IP", default_value = "10/1h", value_parser = quota)]
     pub rate_email_ip: Quota,
@@ -314,6 +326,8 @@ pub struct Limits {
     pub mfa_ip: Quota,
     /// Emailed-link requests per address.
     pub email_ip: Quota,
+    /// Requests per account on the other sensitive endpoints.
+    pub account: Quota,
 }
 
 /// How to reach the SMTP server.
@@ -563,6 +577,9 @@ impl Config {
         {
             problems.push("TRUXE_KEY_ROTATION_PERIOD: must be at least 1s".into());
         }
+        if raw.oauth_key.as_deref().is_some_and(|k| k.len() < 32) {
+            problems.push("OAUTH_TOKEN_ENCRYPTION_KEY: must be at least 32 bytes".into());
+        }
         if raw.mfa_key.as_deref().is_some_and(|k| k.len() < 32) {
             problems.push("MFA_ENCRYPTION_KEY: must be at least 32 bytes".into());
         }
@@ -643,6 +660,7 @@ impl Config {
                 refresh_ip: raw.rate_refresh_ip,
                 mfa_ip: raw.rate_mfa_ip,
                 email_ip: raw.rate_email_ip,
+                account: raw.rate_account,
             },
             production,
             log_json: raw.log_json,

@@ -23,6 +23,16 @@ pub(crate) struct Credentials {
     metadata: Option<Value>,
 }
 
+/// Per-account limit (from any address) on what the request names: an
+/// email, a user, a challenge or a token. Emails are compared lower-cased.
+async fn per_account(app: &App, rule: &str, key: &str) -> Result<(), ApiError> {
+    let key = key.trim().to_lowercase();
+    app.limiter
+        .check(rule, &key, &app.limits.account)
+        .await
+        .map(drop)
+}
+
 fn ok(data: Value) -> Json<Value> {
     Json(json!({"success": true, "data": data}))
 }
@@ -33,6 +43,7 @@ pub(crate) async fn register(
     Mode(cookie): Mode,
     ValidJson(b): ValidJson<Credentials>,
 ) -> Result<Response, ApiError> {
+    per_account(&app, "register_account", &b.email).await?;
     let (user, tokens) = app
         .auth
         .register(&b.email, Secret::new(b.password), b.metadata, c, now())
@@ -152,6 +163,7 @@ pub(crate) async fn forgot_password(
     Client(c): Client,
     ValidJson(b): ValidJson<EmailBody>,
 ) -> Result<Json<Value>, ApiError> {
+    per_account(&app, "email_account", &b.email).await?;
     let auth = app.auth.clone();
     tokio::spawn(async move {
         if let Err(e) = auth.forgot_password(&b.email, &c, now()).await {
@@ -172,6 +184,7 @@ pub(crate) async fn reset_password(
     Client(c): Client,
     ValidJson(b): ValidJson<ResetBody>,
 ) -> Result<Json<Value>, ApiError> {
+    per_account(&app, "reset_token", &secure::token::digest(&b.token)).await?;
     app.auth
         .reset_password(&b.token, Secret::new(b.password), &c, now())
         .await?;
@@ -192,6 +205,7 @@ pub(crate) async fn change_password(
     Client(c): Client,
     ValidJson(b): ValidJson<ChangeBody>,
 ) -> Result<Json<Value>, ApiError> {
+    per_account(&app, "password_account", &p.user.id).await?;
     app.auth
         .change_password(
             &p,
@@ -245,6 +259,7 @@ pub(crate) async fn magic_link(
     ValidJson(b): ValidJson<EmailBody>,
 ) -> Result<Json<Value>, ApiError> {
     app.auth.check_redirect(b.redirect_uri.as_deref())?;
+    per_account(&app, "email_account", &b.email).await?;
     let auth = app.auth.clone();
     tokio::spawn(async move {
         if let Err(e) = auth
@@ -439,6 +454,7 @@ pub(crate) async fn mfa_challenge(
     Mode(cookie): Mode,
     ValidJson(b): ValidJson<ChallengeBody>,
 ) -> Result<Response, ApiError> {
+    per_account(&app, "mfa_challenge", &b.challenge_id).await?;
     let factor = match (b.token.as_deref(), b.backup_code.as_deref()) {
         (Some(t), None) => SecondFactor::Totp(t),
         (None, Some(code)) => SecondFactor::BackupCode(code),
@@ -492,6 +508,7 @@ pub(crate) async fn refresh(
             }
         },
     };
+    per_account(&app, "refresh_token", &secure::token::digest(&token)).await?;
     if from_cookie && !cookies::csrf_ok(&app.cookies, &headers, None) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -185,3 +185,88 @@ fn kid(token: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Changes one claim of an otherwise valid token.
+type Mutation<'a> = &'a dyn Fn(&mut Value);
+
+#[tokio::test]
+async fn every_forged_token_case_is_refused_over_http() {
+    let t = Truxe::start(&[]).await;
+    let (access, _) = t.register("forge@example.com").await;
+    let (_, me) = t
+        .authed(reqwest::Method::GET, "/auth/me", &access, None)
+        .await;
+    let (sub, sid) = (
+        me["user"]["id"].as_str().unwrap().to_owned(),
+        me["session"]["id"].as_str().unwrap().to_owned(),
+    );
+    // The server's own signing key, from its key directory (0600, same machine).
+    let ring = secure::keystore::KeyStore::new(t.dir.path().join("data/keys"))
+        .load_ring()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = |f: &dyn Fn(&mut Value)| {
+        let mut c = json!({"iss": t.url(), "aud": "truxe-api", "sub": sub, "iat": now, "nbf": now, "exp": now + 600,
+                           "jti": "j", "sid": sid, "email": "forge@example.com", "email_verified": false});
+        f(&mut c);
+        ring.sign(&c).unwrap()
+    };
+    assert_eq!(
+        t.me(&claims(&|_| {})).await,
+        StatusCode::OK,
+        "control: a well-formed token signed by the key passes"
+    );
+    let cases: [(&str, Mutation); 4] = [
+        ("expired", &|c| c["exp"] = json!(now - 120)),
+        ("not yet valid", &|c| c["nbf"] = json!(now + 3600)),
+        ("wrong issuer", &|c| {
+            c["iss"] = json!("https://evil.example.net")
+        }),
+        ("wrong audience", &|c| c["aud"] = json!("other-api")),
+    ];
+    for (name, f) in cases {
+        assert_eq!(t.me(&claims(f)).await, StatusCode::UNAUTHORIZED, "{name}");
+    }
+    // alg:none, and HS256 keyed with the published public key.
+    let kid = ring.current_kid().to_owned();
+    let b64 = |v: &Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let payload =
+        b64(&json!({"iss": t.url(), "aud": "truxe-api", "sub": sub, "exp": now + 600, "sid": sid}));
+    let none = format!("{}.{payload}.", b64(&json!({"alg": "none", "kid": kid})));
+    assert_eq!(t.me(&none).await, StatusCode::UNAUTHORIZED, "alg none");
+    let jwks = jwks(&t).await.to_string();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid);
+    let hs = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": t.url(), "aud": "truxe-api", "sub": sub, "exp": now + 600, "sid": sid}),
+        &jsonwebtoken::EncodingKey::from_secret(jwks.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        t.me(&hs).await,
+        StatusCode::UNAUTHORIZED,
+        "HS256 with the public key"
+    );
+    // Tampered: a valid token with one payload byte changed.
+    let parts: Vec<&str> = access.split('.').collect();
+    let mut p = parts[1].to_owned().into_bytes();
+    p[5] = if p[5] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        t.me(&format!(
+            "{}.{}.{}",
+            parts[0],
+            String::from_utf8(p).unwrap(),
+            parts[2]
+        ))
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "tampered"
+    );
+}

@@ -84,3 +84,44 @@ async fn per_account_limit_does_not_block_other_accounts() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn per_account_limits_cover_the_emailed_and_token_endpoints() {
+    let t = Truxe::start(&[
+        ("TRUXE_RATE_LIMIT_ACCOUNT", "2/1m"),
+        ("TRUXE_RATE_LIMIT_EMAIL_IP", "100/1m"),
+    ])
+    .await;
+    for _ in 0..2 {
+        let (s, _) = t
+            .post(
+                "/api/auth/password/forgot",
+                json!({"email": "Pia@example.com"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, body) = t
+        .post("/auth/magic-link", json!({"email": "pia@EXAMPLE.com"}))
+        .await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "same account, any endpoint that mails it"
+    );
+    let (s, _) = t
+        .post(
+            "/api/auth/password/forgot",
+            json!({"email": "other@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Guessing at one refresh token is cut off too.
+    for _ in 0..2 {
+        assert_eq!(t.refresh("trt_guess").await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        t.refresh("trt_guess").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
