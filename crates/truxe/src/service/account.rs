@@ -18,38 +18,136 @@ const RESET_TTL: i64 = 3600;
 const VERIFY_TTL: i64 = 24 * 3600;
 const MAGIC_TTL: i64 = 15 * 60;
 
+/// One kind of emailed link.
+struct LinkKind {
+    /// Token kind in the store.
+    kind: &'static str,
+    /// Token prefix (recognisable in logs and secret scanners).
+    prefix: &'static str,
+    /// Lifetime in seconds.
+    ttl: i64,
+    /// Path the link points to.
+    path: &'static str,
+    /// Mail subject.
+    subject: &'static str,
+    /// Mail body around the link.
+    body: fn(&str) -> String,
+    /// Audit action once sent.
+    audit: &'static str,
+    /// What the token is called in error messages.
+    noun: &'static str,
+    /// Asked for by the signed-in user (audited as actor), rather than by
+    /// anyone naming the address (audited as target).
+    self_requested: bool,
+}
+
+const RESET: LinkKind = LinkKind {
+    kind: "password_reset",
+    prefix: "prt_",
+    ttl: RESET_TTL,
+    path: "/reset-password",
+    subject: "Reset your password",
+    body: |link| {
+        format!("Someone asked to reset the password of your account.\n\nReset it within one hour: {link}\n\nIf it was not you, ignore this message.\n")
+    },
+    audit: "password_reset_requested",
+    noun: "reset link",
+    self_requested: false,
+};
+
+const VERIFY: LinkKind = LinkKind {
+    kind: "email_verify",
+    prefix: "evt_",
+    ttl: VERIFY_TTL,
+    path: "/api/auth/email/verify",
+    subject: "Confirm your email address",
+    body: |link| format!("Confirm your email address within 24 hours: {link}\n"),
+    audit: "email_verification_sent",
+    noun: "verification link",
+    self_requested: true,
+};
+
+const MAGIC: LinkKind = LinkKind {
+    kind: "magic_link",
+    prefix: "mlt_",
+    ttl: MAGIC_TTL,
+    path: "/auth/verify",
+    subject: "Your sign-in link",
+    body: |link| {
+        format!("Sign in within 15 minutes: {link}\n\nIf you did not ask for this, ignore it.\n")
+    },
+    audit: "magic_link_sent",
+    noun: "sign-in link",
+    self_requested: false,
+};
+
 impl AuthService {
-    async fn email_token(
+    /// Issues a single-use token of `link` for `user` and mails the link.
+    async fn send_link(
         &self,
         user: &User,
-        kind: &str,
-        prefix: &str,
-        ttl: i64,
+        link: &LinkKind,
         data: Option<&str>,
+        ctx: &ClientInfo,
         now: i64,
-    ) -> Result<String, AuthError> {
-        let t = token::generate(prefix);
+    ) -> Result<(), AuthError> {
+        let t = token::generate(link.prefix);
         self.store
-            .create_token(&t.digest, kind, &user.id, now, now + ttl, data)
+            .create_token(&t.digest, link.kind, &user.id, now, now + link.ttl, data)
             .await?;
-        Ok(t.plaintext.expose().clone())
-    }
-
-    async fn mail(&self, to: &str, subject: &str, text: String, now: i64) -> Result<(), AuthError> {
+        let url = format!(
+            "{}{}?token={}",
+            self.cfg.public_url,
+            link.path,
+            t.plaintext.expose()
+        );
         let mail = Mail {
-            to: to.to_owned(),
-            subject: subject.to_owned(),
-            text,
+            to: user.email.clone(),
+            subject: link.subject.to_owned(),
+            text: (link.body)(&url),
             at_ms: now.saturating_mul(1000),
         };
         self.mailer
             .send(&mail)
             .await
-            .map_err(AuthError::Unavailable)
+            .map_err(AuthError::Unavailable)?;
+        let e = self.event(link.audit, Outcome::Success, ctx, now);
+        let e = if link.self_requested {
+            e.actor(&user.id)
+        } else {
+            e.target(&user.id)
+        };
+        self.record(e).await;
+        Ok(())
     }
 
-    fn link(&self, path: &str, token: &str) -> String {
-        format!("{}{path}?token={token}", self.cfg.public_url)
+    /// Spends a token of `link` once: its user and data, or 401.
+    async fn consume_link(
+        &self,
+        link: &LinkKind,
+        presented: &str,
+        now: i64,
+    ) -> Result<(String, Option<String>), AuthError> {
+        let invalid = || {
+            AuthError::Unauthenticated(format!(
+                "the {} is invalid, expired or already used",
+                link.noun
+            ))
+        };
+        if presented.len() > 128 {
+            return Err(invalid());
+        }
+        self.store
+            .consume_token(&token::digest(presented), link.kind, now)
+            .await?
+            .ok_or_else(invalid)
+    }
+
+    async fn user_for_email(&self, email: &str) -> Result<Option<User>, AuthError> {
+        Ok(self
+            .store
+            .user_by_email(&email.trim().to_lowercase())
+            .await?)
     }
 
     /// `POST /api/auth/password/forgot`: mails a reset link if the account exists.
@@ -59,28 +157,10 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        let Some(user) = self
-            .store
-            .user_by_email(&email.trim().to_lowercase())
-            .await?
-        else {
-            return Ok(());
-        };
-        let t = self
-            .email_token(&user, "password_reset", "prt_", RESET_TTL, None, now)
-            .await?;
-        let text = format!(
-            "Someone asked to reset the password of your account.\n\nReset it within one hour: {}\n\nIf it was not you, ignore this message.\n",
-            self.link("/reset-password", &t)
-        );
-        self.mail(&user.email, "Reset your password", text, now)
-            .await?;
-        self.record(
-            self.event("password_reset_requested", Outcome::Success, ctx, now)
-                .target(&user.id),
-        )
-        .await;
-        Ok(())
+        match self.user_for_email(email).await? {
+            Some(user) => self.send_link(&user, &RESET, None, ctx, now).await,
+            None => Ok(()),
+        }
     }
 
     /// `POST /api/auth/password/reset`: sets a new password with an emailed
@@ -96,17 +176,7 @@ impl AuthService {
         if !problems.is_empty() {
             return Err(AuthError::WeakPassword(problems));
         }
-        let invalid = || {
-            AuthError::Unauthenticated("the reset link is invalid, expired or already used".into())
-        };
-        if reset_token.len() > 128 {
-            return Err(invalid());
-        }
-        let (user_id, _) = self
-            .store
-            .consume_token(&token::digest(reset_token), "password_reset", now)
-            .await?
-            .ok_or_else(invalid)?;
+        let (user_id, _) = self.consume_link(&RESET, reset_token, now).await?;
         let hash = self.hasher.hash(password).await?;
         self.store.set_password_hash(&user_id, &hash, now).await?;
         self.store.clear_failures(&user_id, now).await?;
@@ -173,20 +243,7 @@ impl AuthService {
         if p.user.email_verified {
             return Ok(false);
         }
-        let t = self
-            .email_token(&p.user, "email_verify", "evt_", VERIFY_TTL, None, now)
-            .await?;
-        let text = format!(
-            "Confirm your email address within 24 hours: {}\n",
-            self.link("/api/auth/email/verify", &t)
-        );
-        self.mail(&p.user.email, "Confirm your email address", text, now)
-            .await?;
-        self.record(
-            self.event("email_verification_sent", Outcome::Success, ctx, now)
-                .actor(&p.user.id),
-        )
-        .await;
+        self.send_link(&p.user, &VERIFY, None, ctx, now).await?;
         Ok(true)
     }
 
@@ -197,19 +254,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        let invalid = || {
-            AuthError::Unauthenticated(
-                "the verification link is invalid, expired or already used".into(),
-            )
-        };
-        if verify_token.len() > 128 {
-            return Err(invalid());
-        }
-        let (user_id, _) = self
-            .store
-            .consume_token(&token::digest(verify_token), "email_verify", now)
-            .await?
-            .ok_or_else(invalid)?;
+        let (user_id, _) = self.consume_link(&VERIFY, verify_token, now).await?;
         self.store.set_email_verified(&user_id, now).await?;
         self.record(
             self.event("email_verified", Outcome::Success, ctx, now)
@@ -240,28 +285,10 @@ impl AuthService {
         now: i64,
     ) -> Result<(), AuthError> {
         self.check_redirect(redirect)?;
-        let Some(user) = self
-            .store
-            .user_by_email(&email.trim().to_lowercase())
-            .await?
-        else {
-            return Ok(());
-        };
-        let t = self
-            .email_token(&user, "magic_link", "mlt_", MAGIC_TTL, redirect, now)
-            .await?;
-        let text = format!(
-            "Sign in within 15 minutes: {}\n\nIf you did not ask for this, ignore it.\n",
-            self.link("/auth/verify", &t)
-        );
-        self.mail(&user.email, "Your sign-in link", text, now)
-            .await?;
-        self.record(
-            self.event("magic_link_sent", Outcome::Success, ctx, now)
-                .target(&user.id),
-        )
-        .await;
-        Ok(())
+        match self.user_for_email(email).await? {
+            Some(user) => self.send_link(&user, &MAGIC, redirect, ctx, now).await,
+            None => Ok(()),
+        }
     }
 
     /// `GET /auth/verify?token=`: signs in with a magic link (a second factor
@@ -272,20 +299,12 @@ impl AuthService {
         ctx: ClientInfo,
         now: i64,
     ) -> Result<(LoginOutcome, Option<String>), AuthError> {
-        let invalid = || {
+        let (user_id, redirect) = self.consume_link(&MAGIC, link_token, now).await?;
+        let user = self.store.user_by_id(&user_id).await?.ok_or_else(|| {
             AuthError::Unauthenticated(
                 "the sign-in link is invalid, expired or already used".into(),
             )
-        };
-        if link_token.len() > 128 {
-            return Err(invalid());
-        }
-        let (user_id, redirect) = self
-            .store
-            .consume_token(&token::digest(link_token), "magic_link", now)
-            .await?
-            .ok_or_else(invalid)?;
-        let user = self.store.user_by_id(&user_id).await?.ok_or_else(invalid)?;
+        })?;
         if user.status != "active" {
             return Err(AuthError::Disabled);
         }
