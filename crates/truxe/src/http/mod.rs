@@ -180,7 +180,10 @@ pub fn router(app: App) -> Router {
             "/api/auth/password/reset",
             post(routes::reset_password).layer(per_ip("reset_ip", limits.login_ip)),
         )
-        .route("/api/auth/password/change", put(routes::change_password))
+        .route(
+            "/api/auth/password/change",
+            put(routes::change_password).layer(per_ip("password_ip", limits.login_ip)),
+        )
         .route(
             "/api/auth/email/send-verification",
             post(routes::send_verification).layer(per_ip("email_ip", limits.email_ip)),

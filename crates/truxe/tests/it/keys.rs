@@ -270,3 +270,30 @@ async fn every_forged_token_case_is_refused_over_http() {
         "tampered"
     );
 }
+
+#[tokio::test]
+async fn a_fixed_private_key_file_signs_and_cannot_be_rotated() {
+    let key = SigningKey::generate(KeyAlg::Es256).unwrap();
+    let scratch = testkit::tempdir();
+    let path = scratch.path().join("signing.pem");
+    std::fs::write(&path, key.pem().expose()).unwrap();
+    let path = path.display().to_string();
+    let t = Truxe::start(&[("JWT_PRIVATE_KEY_FILE", &path), ("JWT_ALGORITHM", "ES256")]).await;
+    let published = jwks(&t).await;
+    assert_eq!(published["keys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(published["keys"][0]["kid"], key.kid());
+    assert_eq!(published["keys"][0]["alg"], "ES256");
+    let (access, _) = t.register("fixed@example.com").await;
+    assert_eq!(kid(&access), key.kid());
+    let out = t.cli(&["keys", "rotate"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_PRIVATE_KEY_FILE"));
+    // A key file of the wrong algorithm is refused at start-up.
+    let mut cmd = t.command();
+    let out = cmd
+        .env("JWT_ALGORITHM", "RS256")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
