@@ -117,11 +117,6 @@ impl ChildGuard {
             panic!("{} exited with {status}:\n{log}", self.name);
         }
     }
-
-    /// Name given at spawn.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 impl Drop for ChildGuard {

@@ -21,18 +21,6 @@ pub enum StoreError {
     Invalid(String),
 }
 
-impl StoreError {
-    /// Stable snake_case code for APIs and logs.
-    pub fn code(&self) -> &'static str {
-        match self {
-            StoreError::Engine(_) | StoreError::Io(_) => "storage_error",
-            StoreError::Corrupt(_) => "corrupt_record",
-            StoreError::Closed(_) => "shard_closed",
-            StoreError::Invalid(_) => "invalid_input",
-        }
-    }
-}
-
 // redb splits its errors per operation; all of them funnel into `redb::Error`.
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
