@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Core benchmark: a 3-node `torua dev` cluster (release build, data on this
-# machine's disk) driven by `torua-bench` over HTTP on loopback.
+# machine's disk) driven by `torua-bench` over HTTP on loopback, twice: with
+# security off (`--auth off`, the plain run) and with it on (every request
+# authenticated by API key, authorized against the policy, rate-limited and
+# audited for failures), so the report shows the cost of security.
 #
 #   bench/run.sh                  # 64 clients, 100-byte values, 10 s per workload
 #   DURATION=30s bench/run.sh
 #   TARGET=http://host:port bench/run.sh   # measure another server with this API
+#                                          # (TORUA_TOKEN is sent if set)
 #
 # Prints a Markdown table for docs/benchmarks.md. Bounded: every run stops by
-# itself after DURATION; the cluster is stopped on exit.
+# itself after DURATION; each cluster is stopped when its runs end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
@@ -17,38 +21,60 @@ cargo build --release -q -p torua --bin torua -p bench --bin torua-bench
 BIN=target/release/torua
 LOAD=target/release/torua-bench
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/torua-bench.XXXXXX")"
-cleanup() { [ -n "${DEV_PID:-}" ] && kill "$DEV_PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$DIR"; }
+stop_dev() { if [ -n "${DEV_PID:-}" ]; then kill "$DEV_PID" 2>/dev/null || true; wait "$DEV_PID" 2>/dev/null || true; DEV_PID=; fi; }
+cleanup() { stop_dev; rm -rf "$DIR"; }
 trap cleanup EXIT
 
-if [ -z "${TARGET:-}" ]; then
-  RUST_LOG=warn "$BIN" dev --no-truxe --port "$PORT" --dir "$DIR/data" > "$DIR/dev.log" 2>&1 &
+# start_dev NAME ARGS...: a fresh cluster in $DIR/NAME; sets TARGET.
+start_dev() {
+  local name=$1; shift
+  RUST_LOG=warn "$BIN" dev --no-truxe --port "$PORT" --dir "$DIR/$name" "$@" > "$DIR/$name.log" 2>&1 &
   DEV_PID=$!
   TARGET="http://127.0.0.1:$PORT"
   for _ in $(seq 1 300); do
-    curl -fs "$TARGET/ready" >/dev/null 2>&1 && break
+    curl -fs "$TARGET/ready" >/dev/null 2>&1 && grep -q "cluster is ready" "$DIR/$name.log" && break
     sleep 0.1
   done
-  curl -fs "$TARGET/ready" >/dev/null || { cat "$DIR/dev.log"; exit 1; }
-fi
+  curl -fs "$TARGET/ready" >/dev/null || { cat "$DIR/$name.log"; exit 1; }
+}
 
-run() { "$LOAD" http --target "$TARGET" --duration "$DURATION" --value-size 100 --json "$@"; }
+ROWS=()
+# measure MODE: the three workloads against $TARGET with $TORUA_TOKEN.
+measure() {
+  local mode=$1
+  for spec in "$CLIENTS put" "$CLIENTS get" "1 put"; do
+    set -- $spec
+    ROWS+=("$mode $("$LOAD" http --target "$TARGET" --duration "$DURATION" --value-size 100 --json --clients "$1" --workload "$2")")
+  done
+}
+
 echo "machine: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%d)"
-PUT=$(run --clients "$CLIENTS" --workload put)
-GET=$(run --clients "$CLIENTS" --workload get)
-PUT1=$(run --clients 1 --workload put)
+if [ -n "${TARGET:-}" ]; then
+  measure target
+else
+  start_dev plain --auth off
+  measure plain
+  stop_dev
+  # Limits high enough not to throttle the load: this measures their cost, not their effect.
+  start_dev secure --auth on --rate-limit-ip 100000000/1s --rate-limit-principal 100000000/1s
+  TORUA_TOKEN="$(cat "$DIR/secure/coordinator/bootstrap-admin.key")" measure secure
+  stop_dev
+fi
 FSYNC=$("$LOAD" fsync --dir "$DIR" --size 4096 --rounds 500 --json)
 echo
-echo "| workload | clients | ops/s | p50 ms | p99 ms | errors |"
-echo "|---|---|---|---|---|---|"
-for row in "$PUT" "$GET" "$PUT1"; do
-  python3 - "$row" <<'PY'
+python3 - "$FSYNC" "${ROWS[@]}" <<'PY'
 import json, sys
-r = json.loads(sys.argv[1])
-print(f"| {r['workload'].upper()} | {r['clients']} | {r['ops_per_sec']:.0f} | {r['p50_us']/1000:.2f} | {r['p99_us']/1000:.2f} | {r['errors']} |")
-PY
-done
-python3 - "$FSYNC" <<'PY'
-import json, sys
-r = json.loads(sys.argv[1])
-print(f"\nwrite 4 KiB + fdatasync on the same disk: p50 {r['p50_us']/1000:.3f} ms, p99 {r['p99_us']/1000:.3f} ms, mean {r['mean_us']/1000:.3f} ms ({r['rounds']} rounds)")
+fsync = json.loads(sys.argv[1])
+rows = [(r.split(" ", 1)[0], json.loads(r.split(" ", 1)[1])) for r in sys.argv[2:]]
+plain = {(r["workload"], r["clients"]): r for m, r in rows if m == "plain"}
+print("| security | workload | clients | ops/s | p50 ms | p99 ms | errors | throughput vs plain |")
+print("|---|---|---|---|---|---|---|---|")
+for mode, r in rows:
+    base = plain.get((r["workload"], r["clients"]))
+    cost = "" if mode == "plain" or not base else f"{(r['ops_per_sec'] / base['ops_per_sec'] - 1) * 100:+.1f} %"
+    label = {"plain": "off", "secure": "API key + RBAC + limits"}.get(mode, mode)
+    print(f"| {label} | {r['workload'].upper()} | {r['clients']} | {r['ops_per_sec']:.0f} | "
+          f"{r['p50_us']/1000:.2f} | {r['p99_us']/1000:.2f} | {r['errors']} | {cost} |")
+print(f"\nwrite 4 KiB + fdatasync on the same disk: p50 {fsync['p50_us']/1000:.3f} ms, "
+      f"p99 {fsync['p99_us']/1000:.3f} ms, mean {fsync['mean_us']/1000:.3f} ms ({fsync['rounds']} rounds)")
 PY

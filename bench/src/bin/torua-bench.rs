@@ -63,6 +63,9 @@ struct HttpArgs {
     /// Label for the report.
     #[arg(long, default_value = "torua")]
     label: String,
+    /// Credential sent as `Authorization: Bearer` (API key or token).
+    #[arg(long, env = "TORUA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,7 +101,17 @@ async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
         bail!("--clients and --keys must be at least 1");
     }
     let base = format!("{}{}", a.target.trim_end_matches('/'), a.path);
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &a.token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {t}")
+                .parse()
+                .context("the token cannot be sent in a header")?,
+        );
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(a.clients)
         .tcp_nodelay(true)
         .build()?;

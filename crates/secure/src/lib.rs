@@ -8,12 +8,15 @@
 //! * [`password`] — Argon2id on a bounded blocking pool, dummy verification
 //!   for unknown users, rehash detection.
 //! * [`token`] — opaque secrets (refresh tokens, API keys) stored as SHA-256.
-//! * [`audit`] — the audit event type and the sink trait.
+//! * [`audit`] — the audit event type, the sink trait, and a hash-chained
+//!   JSON-lines log with its verifier.
 //! * [`envelope`] — AES-256-GCM envelope encryption with key ids.
 //! * [`totp`] — RFC 6238 codes with a replay guard.
 //! * [`mac`] — HMAC-SHA256 tags with constant-time verification.
 //! * [`jwt`] — key ring with `kid`s (RS256, ES256, EdDSA), signing,
 //!   verification with pinned algorithm, issuer and audience, JWKS.
+//! * [`jwks`] — a verifier that follows an issuer's JWKS URL (cached,
+//!   refetched on an unknown `kid`) for services that only verify.
 //! * [`keystore`] — signing keys on disk with rotation and a grace period.
 //! * [`ratelimit`] — GCRA rate limiting with a pluggable store and the
 //!   `RateLimit-*` headers.
@@ -31,6 +34,7 @@
 
 pub mod audit;
 pub mod envelope;
+pub mod jwks;
 pub mod jwt;
 pub mod keystore;
 pub mod mac;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use secure::ratelimit::Quota;
 
 /// Default number of shards: enough to balance evenly over many nodes.
 pub const DEFAULT_SHARDS: u32 = 64;
@@ -43,6 +44,49 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "TORUA_HEALTH_FAILURES", value_name = "TORUA_HEALTH_FAILURES",
           default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub health_failures: u32,
+    /// Authentication, authorization, rate limits and audit.
+    #[command(flatten)]
+    pub security: SecurityConfig,
+}
+
+/// Security settings of the coordinator.
+#[derive(Debug, Clone, Args)]
+pub struct SecurityConfig {
+    /// `on` (default): every request needs credentials. `off` lets every
+    /// client act as admin, and says so in the log at start-up.
+    #[arg(long = "auth", env = "TORUA_AUTH", value_name = "TORUA_AUTH",
+          default_value = "on", value_parser = parse_switch)]
+    pub auth: bool,
+    /// Truxe's JWKS URL, e.g. `http://127.0.0.1:3001/.well-known/jwks.json`;
+    /// unset, only Torua API keys are accepted.
+    #[arg(long, env = "TORUA_JWKS_URL", value_name = "TORUA_JWKS_URL", value_parser = parse_http_url)]
+    pub jwks_url: Option<String>,
+    /// The `iss` tokens must carry (Truxe's `JWT_ISSUER`); required with a JWKS URL.
+    #[arg(long, env = "TORUA_JWT_ISSUER", value_name = "TORUA_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` tokens must carry (Truxe's `JWT_AUDIENCE`).
+    #[arg(
+        long,
+        env = "TORUA_JWT_AUDIENCE",
+        value_name = "TORUA_JWT_AUDIENCE",
+        default_value = "truxe-api"
+    )]
+    pub jwt_audience: String,
+    /// Requests per source address, e.g. `10000/1s`.
+    #[arg(long, env = "TORUA_RATE_LIMIT_IP", value_name = "TORUA_RATE_LIMIT_IP",
+          default_value = "10000/1s", value_parser = parse_quota)]
+    pub rate_limit_ip: Quota,
+    /// Requests per principal unless one of its roles sets a quota.
+    #[arg(long, env = "TORUA_RATE_LIMIT_PRINCIPAL", value_name = "TORUA_RATE_LIMIT_PRINCIPAL",
+          default_value = "5000/1s", value_parser = parse_quota)]
+    pub rate_limit_principal: Quota,
+    /// The audit log (default `TORUA_DATA_DIR/audit.jsonl`).
+    #[arg(long, env = "TORUA_AUDIT_LOG", value_name = "TORUA_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// `on`: also audit every data access (reads, writes, deletes, lists).
+    #[arg(long, env = "TORUA_AUDIT_DATA", value_name = "TORUA_AUDIT_DATA",
+          default_value = "off", value_parser = parse_switch)]
+    pub audit_data: bool,
 }
 
 /// Storage node settings (`torua-node`).
@@ -72,6 +116,14 @@ pub struct NodeConfig {
     #[arg(long, env = "TORUA_MAX_VALUE_BYTES", value_name = "TORUA_MAX_VALUE_BYTES",
           default_value_t = DEFAULT_MAX_VALUE_BYTES, value_parser = parse_max_value)]
     pub max_value_bytes: usize,
+    /// File holding this node's Torua API key (role `node`), sent when it
+    /// registers with a coordinator that requires authentication.
+    #[arg(
+        long = "key-file",
+        env = "TORUA_NODE_KEY_FILE",
+        value_name = "TORUA_NODE_KEY_FILE"
+    )]
+    pub key_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -155,6 +207,32 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is out of range; use between 10ms and 1h"));
     }
     Ok(d)
+}
+
+/// `on`/`off` (also `true`/`false`, `1`/`0`, `yes`/`no`).
+pub fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("`{s}` is not on or off")),
+    }
+}
+
+fn parse_quota(s: &str) -> Result<Quota, String> {
+    s.parse().map_err(|e: secure::Error| e.to_string())
+}
+
+/// An `http(s)://` URL with a path (for JWKS documents).
+fn parse_http_url(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{s}` is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains([' ', '#']) {
+        return Err(format!("`{s}` is not a valid URL"));
+    }
+    Ok(t.to_owned())
 }
 
 fn parse_shards(s: &str) -> Result<u32, String> {

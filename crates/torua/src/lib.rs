@@ -8,6 +8,8 @@
 //! * [`node`] — a storage node serving the shards it holds from
 //!   [`torua_store`].
 //! * [`placement`] — the key → shard hash and the balancing planner (pure).
+//! * [`security`] — authentication (API keys, Truxe tokens), role-based
+//!   access on key prefixes, rate limits and the audit log.
 //! * [`config`] — the original environment variables, validated at start-up.
 //! * [`cli`] — the `torua` command: `dev`, `put`/`get`/`del`/`ls`, `status`.
 //!
@@ -26,7 +28,9 @@ pub mod config;
 pub mod coordinator;
 pub mod http;
 pub mod node;
+pub mod persist;
 pub mod placement;
+pub mod security;
 pub mod shutdown;
 pub mod wire;
 

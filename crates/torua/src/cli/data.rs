@@ -17,7 +17,44 @@ fn stdout(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-async fn check(res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+/// The coordinator's base URL and an HTTP client that sends the caller's
+/// credential on every request.
+pub struct Api {
+    /// `http://host:port`.
+    pub base: String,
+    /// Client with `Authorization` preset.
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    /// A client for `base`, authenticating with `token` (API key or Truxe token).
+    pub fn new(base: String, token: Option<&str>) -> anyhow::Result<Api> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .context("the token contains characters a header cannot carry")?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?;
+        Ok(Api { base, http })
+    }
+
+    /// GETs `path` and decodes the JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        Ok(
+            check(self.http.get(format!("{}{path}", self.base)).send().await?)
+                .await?
+                .json()
+                .await?,
+        )
+    }
+}
+
+/// Passes a 2xx answer through; turns an error answer into its message.
+pub async fn check(res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
     if res.status().is_success() {
         return Ok(res);
     }
@@ -28,7 +65,7 @@ async fn check(res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
 }
 
 pub async fn put(
-    base: &str,
+    api: &Api,
     key: &str,
     value: Option<String>,
     file: Option<std::path::PathBuf>,
@@ -44,9 +81,9 @@ pub async fn put(
         (None, Some(f)) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
         _ => bail!("give either a VALUE or --file"),
     };
-    let url = format!("{base}/data/{}", encode_key(key));
+    let url = format!("{}/data/{}", api.base, encode_key(key));
     check(
-        reqwest::Client::new()
+        api.http
             .put(url)
             .header("content-type", ct)
             .body(body)
@@ -57,8 +94,12 @@ pub async fn put(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn get(base: &str, key: &str) -> anyhow::Result<ExitCode> {
-    let res = reqwest::get(format!("{base}/data/{}", encode_key(key))).await?;
+pub async fn get(api: &Api, key: &str) -> anyhow::Result<ExitCode> {
+    let res = api
+        .http
+        .get(format!("{}/data/{}", api.base, encode_key(key)))
+        .send()
+        .await?;
     if res.status() == reqwest::StatusCode::NOT_FOUND {
         eprintln!("not found: {key}");
         return Ok(ExitCode::from(1));
@@ -68,10 +109,10 @@ pub async fn get(base: &str, key: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn del(base: &str, key: &str) -> anyhow::Result<ExitCode> {
+pub async fn del(api: &Api, key: &str) -> anyhow::Result<ExitCode> {
     check(
-        reqwest::Client::new()
-            .delete(format!("{base}/data/{}", encode_key(key)))
+        api.http
+            .delete(format!("{}/data/{}", api.base, encode_key(key)))
             .send()
             .await?,
     )
@@ -79,8 +120,7 @@ pub async fn del(base: &str, key: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn ls(base: &str, prefix: &str, limit: usize) -> anyhow::Result<ExitCode> {
-    let client = reqwest::Client::new();
+pub async fn ls(api: &Api, prefix: &str, limit: usize) -> anyhow::Result<ExitCode> {
     let mut after: Option<String> = None;
     let mut printed = 0usize;
     loop {
@@ -96,10 +136,16 @@ pub async fn ls(base: &str, prefix: &str, limit: usize) -> anyhow::Result<ExitCo
         if let Some(a) = &after {
             q.push(("after", a.clone()));
         }
-        let page: KeyPage = check(client.get(format!("{base}/data")).query(&q).send().await?)
-            .await?
-            .json()
-            .await?;
+        let page: KeyPage = check(
+            api.http
+                .get(format!("{}/data", api.base))
+                .query(&q)
+                .send()
+                .await?,
+        )
+        .await?
+        .json()
+        .await?;
         let mut text = String::new();
         for k in &page.keys {
             text.push_str(k);
@@ -114,18 +160,12 @@ pub async fn ls(base: &str, prefix: &str, limit: usize) -> anyhow::Result<ExitCo
     }
 }
 
-pub async fn status(base: &str) -> anyhow::Result<ExitCode> {
-    let client = reqwest::Client::new();
-    let nodes: NodesResponse = check(client.get(format!("{base}/nodes")).send().await?)
-        .await?
-        .json()
-        .await?;
-    let shards: ShardsResponse = check(client.get(format!("{base}/shards")).send().await?)
-        .await?
-        .json()
-        .await?;
-    let ready = client
-        .get(format!("{base}/ready"))
+pub async fn status(api: &Api) -> anyhow::Result<ExitCode> {
+    let nodes: NodesResponse = api.get_json("/nodes").await?;
+    let shards: ShardsResponse = api.get_json("/shards").await?;
+    let ready = api
+        .http
+        .get(format!("{}/ready", api.base))
         .send()
         .await?
         .status()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::config::{CoordinatorConfig, NodeConfig, DEFAULT_MAX_VALUE_BYTES};
+use crate::config::{CoordinatorConfig, NodeConfig, SecurityConfig, DEFAULT_MAX_VALUE_BYTES};
 
 /// Flags of `torua dev`.
 #[derive(Debug, clap::Args)]
@@ -35,6 +35,10 @@ pub struct DevArgs {
     /// Log JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// The coordinator's security settings (`--auth off` for a plain
+    /// benchmark; token issuer defaults to the Truxe started here).
+    #[command(flatten)]
+    security: SecurityConfig,
 }
 
 /// The `truxe` binary built next to this one, if any.
@@ -58,7 +62,7 @@ async fn start_truxe(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    wait_ready(&url, Duration::from_secs(60))
+    wait_ok(&format!("{url}/ready"), Duration::from_secs(60))
         .await
         .context("Truxe did not become ready")?;
     Ok((child, url))
@@ -81,6 +85,142 @@ async fn stop_child(mut child: tokio::process::Child) {
     }
 }
 
+/// Files `torua dev` keeps credentials in (0600, in a 0700 directory).
+struct DevCredentials {
+    dir: PathBuf,
+}
+
+impl DevCredentials {
+    fn open(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let dir = dir.join("credentials");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(DevCredentials { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn read(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(name))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn write(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let path = self.path(name);
+        crate::persist::replace_file(&path, format!("{value}\n").as_bytes(), true)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// A JSON request to the coordinator with the admin key; errors name the call.
+async fn admin_call(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<serde_json::Value> {
+    let res = req.send().await.with_context(|| what.to_owned())?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{what}: {status} {}", body["error"]["message"]);
+    }
+    Ok(body)
+}
+
+/// The node key: made once with the admin key, then reused.
+async fn ensure_node_key(
+    http: &reqwest::Client,
+    coord: &str,
+    admin: &str,
+    creds: &DevCredentials,
+) -> anyhow::Result<PathBuf> {
+    if creds.read("node.key").is_none() {
+        let body = admin_call(
+            http.post(format!("{coord}/admin/apikeys"))
+                .bearer_auth(admin)
+                .json(&serde_json::json!({"name": "dev-nodes", "roles": ["node"]})),
+            "creating the nodes' API key",
+        )
+        .await?;
+        let key = body["key"].as_str().context("no key in the answer")?;
+        creds.write("node.key", key)?;
+    }
+    Ok(creds.path("node.key"))
+}
+
+/// Maps Truxe's `admin` role to Torua's, once.
+async fn ensure_role_mapping(
+    http: &reqwest::Client,
+    coord: &str,
+    admin: &str,
+) -> anyhow::Result<()> {
+    let mut policy = admin_call(
+        http.get(format!("{coord}/admin/policy")).bearer_auth(admin),
+        "reading the policy",
+    )
+    .await?;
+    if policy["token_roles"]["admin"].is_array() {
+        return Ok(());
+    }
+    policy["token_roles"]["admin"] = serde_json::json!(["admin"]);
+    admin_call(
+        http.put(format!("{coord}/admin/policy"))
+            .bearer_auth(admin)
+            .json(&policy),
+        "mapping Truxe's admin role",
+    )
+    .await
+    .map(drop)
+}
+
+const DEV_ADMIN_EMAIL: &str = "admin@example.com";
+
+/// Creates the Truxe admin user once and logs in; returns an access token.
+async fn truxe_admin_token(
+    http: &reqwest::Client,
+    bin: &std::path::Path,
+    truxe_dir: &std::path::Path,
+    truxe_url: &str,
+    creds: &DevCredentials,
+) -> anyhow::Result<String> {
+    use tokio::io::AsyncWriteExt;
+    let password = match creds.read("truxe-admin.password") {
+        Some(p) => p,
+        None => {
+            let p = format!("Dev-1{}", secure::token::generate("").plaintext.expose());
+            let mut child = tokio::process::Command::new(bin)
+                .args(["user", "create", "--admin", "--email", DEV_ADMIN_EMAIL])
+                .env("TRUXE_DATA_DIR", truxe_dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("running truxe user create")?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(format!("{p}\n").as_bytes()).await?;
+            }
+            if !child.wait().await?.success() {
+                bail!("truxe user create failed for {DEV_ADMIN_EMAIL}");
+            }
+            creds.write("truxe-admin.password", &p)?;
+            p
+        }
+    };
+    let body = admin_call(
+        http.post(format!("{truxe_url}/api/auth/login"))
+            .json(&serde_json::json!({"email": DEV_ADMIN_EMAIL, "password": password})),
+        "logging in to Truxe",
+    )
+    .await?;
+    body["data"]["tokens"]["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| "Truxe's login answer has no access token".to_owned())
+}
+
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     crate::init_tracing(args.log_json);
     // Listen for Ctrl-C/SIGTERM before anything starts, so an early signal
@@ -94,13 +234,31 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let coord_addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let coord_url = format!("http://{coord_addr}");
     let interval = Duration::from_secs(1);
+    let truxe_bin = if args.no_truxe { None } else { sibling_truxe() };
+    let truxe_url = format!("http://127.0.0.1:{}", args.truxe_port);
+    let mut security = args.security.clone();
+    if truxe_bin.is_some() && security.jwks_url.is_none() {
+        security.jwks_url = Some(format!("{truxe_url}/.well-known/jwks.json"));
+        security.jwt_issuer = Some(truxe_url.clone());
+    }
+    let coord_dir = args.dir.join("coordinator");
     let coord_cfg = CoordinatorConfig {
         listen: coord_addr,
         health_check_interval: interval,
         shards: args.shards,
-        data_dir: args.dir.join("coordinator"),
+        data_dir: coord_dir.clone(),
         max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         health_failures: 3,
+        security,
+    };
+    // Truxe first: the cluster trusts its keys from the first request on.
+    let truxe_dir = args.dir.join("truxe");
+    let truxe_child = match &truxe_bin {
+        Some(bin) => tokio::select! {
+            r = start_truxe(bin, &truxe_dir, args.truxe_port) => Some(r?),
+            _ = &mut signal => return Ok(ExitCode::SUCCESS),
+        },
+        None => None,
     };
     let listener = crate::bind(coord_addr)
         .await
@@ -110,6 +268,31 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         listener,
         shutdown.clone(),
     ))];
+    let http = reqwest::Client::new();
+    let creds = DevCredentials::open(&args.dir)?;
+    let boot = async {
+        wait_ok(&format!("{coord_url}/health"), Duration::from_secs(60)).await?;
+        // The coordinator wrote its bootstrap key before it began serving.
+        let key_file = coord_dir.join(crate::security::state::BOOTSTRAP_KEY_FILE);
+        let admin = std::fs::read_to_string(&key_file)
+            .map(|s| s.trim().to_owned())
+            .with_context(|| {
+                format!(
+                    "reading the admin key {} (torua dev needs it; delete {} to start a new dev cluster)",
+                    key_file.display(),
+                    args.dir.display()
+                )
+            })?;
+        let node_key = ensure_node_key(&http, &coord_url, &admin, &creds).await?;
+        anyhow::Ok((admin, node_key))
+    };
+    let (admin_key, node_key) = tokio::select! {
+        r = boot => r?,
+        _ = &mut signal => {
+            trigger.fire();
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let mut nodes = Vec::new();
     for i in 1..=args.nodes {
         let port = args.port.checked_add(i).context("port range overflows")?;
@@ -122,6 +305,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             data_dir: Some(args.dir.join(format!("n{i}"))),
             health_check_interval: interval,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            key_file: Some(node_key.clone()),
         };
         nodes.push((
             cfg.node_id.clone(),
@@ -137,15 +321,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             shutdown.clone(),
         )));
     }
-    let truxe_bin = if args.no_truxe { None } else { sibling_truxe() };
     let started = async {
-        wait_ready(&coord_url, Duration::from_secs(60)).await?;
-        match &truxe_bin {
-            Some(bin) => start_truxe(bin, &args.dir.join("truxe"), args.truxe_port)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
+        wait_ok(&format!("{coord_url}/ready"), Duration::from_secs(60)).await?;
+        let (Some(bin), Some((child, url))) = (&truxe_bin, truxe_child) else {
+            return anyhow::Ok(None);
+        };
+        ensure_role_mapping(&http, &coord_url, &admin_key).await?;
+        let token = truxe_admin_token(&http, bin, &truxe_dir, &url, &creds).await?;
+        Ok(Some((child, url, token)))
     };
     let truxe = tokio::select! {
         started = started => started?,
@@ -155,28 +338,40 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     };
     println!("\nTorua dev cluster is ready ({} nodes).", args.nodes);
-    println!(
-        "  coordinator  {coord_url}   data: {}",
-        args.dir.join("coordinator").display()
-    );
+    println!("  coordinator  {coord_url}   data: {}", coord_dir.display());
     for (id, url, dir) in &nodes {
         println!("  node {id:<7} {url}   data: {}", dir.display());
     }
     match &truxe {
-        Some((_, url)) => println!("  truxe        {url}   data: {}  (identity: /api/auth/register, /.well-known/jwks.json)", args.dir.join("truxe").display()),
+        Some((_, url, _)) => println!("  truxe        {url}   data: {}  (identity: /api/auth/register, /.well-known/jwks.json)", truxe_dir.display()),
         None if args.no_truxe => {}
         None => println!("  truxe        not started: build it with `cargo build --workspace` to run it here"),
     }
+    println!(
+        "\nCredentials (development only; kept in {}):",
+        creds.dir.display()
+    );
+    println!("  admin API key      {admin_key}");
+    if let Some((_, _, token)) = &truxe {
+        println!("  Truxe admin token  {token}");
+        println!(
+            "                     ({DEV_ADMIN_EMAIL}, mapped to Torua's admin role; valid for Truxe's access-token lifetime)"
+        );
+    }
     println!("\nTry:");
-    println!("  curl -X PUT --data-binary 'hello' {coord_url}/data/greeting");
-    println!("  curl {coord_url}/data/greeting");
-    println!("  curl '{coord_url}/data?prefix=&limit=10'");
+    println!("  export TORUA_TOKEN={admin_key}");
+    println!("  curl -X PUT -H \"Authorization: Bearer $TORUA_TOKEN\" --data-binary 'hello' {coord_url}/data/greeting");
+    println!("  curl -H \"Authorization: Bearer $TORUA_TOKEN\" {coord_url}/data/greeting");
+    println!(
+        "  curl -H \"Authorization: Bearer $TORUA_TOKEN\" '{coord_url}/data?prefix=&limit=10'"
+    );
     let me = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "torua".into());
-    println!("  {me} --coordinator {coord_url} status");
+    println!("  {me} --coordinator {coord_url} status        # uses $TORUA_TOKEN");
     println!(
-        "\nCtrl-C stops the cluster; data stays in {}.\n",
+        "\nAudit log: {}. Ctrl-C stops the cluster; data stays in {}.\n",
+        coord_dir.join("audit.jsonl").display(),
         args.dir.display()
     );
     let mut failed = false;
@@ -190,7 +385,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     }
     trigger.fire();
-    if let Some((child, _)) = truxe {
+    if let Some((child, _, _)) = truxe {
         stop_child(child).await;
     }
     for t in tasks {
@@ -204,17 +399,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn wait_ready(url: &str, limit: Duration) -> anyhow::Result<()> {
+/// Polls `url` until it answers 2xx.
+async fn wait_ok(url: &str, limit: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + limit;
     loop {
-        if let Ok(r) = client.get(format!("{url}/ready")).send().await {
+        if let Ok(r) = client.get(url).send().await {
             if r.status().is_success() {
                 return Ok(());
             }
         }
         if Instant::now() > deadline {
-            bail!("cluster not ready after {limit:?}");
+            bail!("{url} not ready after {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

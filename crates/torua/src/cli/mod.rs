@@ -1,6 +1,7 @@
 //! The `torua` command. This module is the binary's front end: it turns
 //! flags into calls and results into output and exit codes.
 
+mod admin;
 mod data;
 mod dev;
 
@@ -24,6 +25,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     pub coordinator: String,
+    /// Credential for the coordinator: a Torua API key or a Truxe access token.
+    #[arg(long, global = true, env = "TORUA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,6 +70,15 @@ enum Command {
     },
     /// Show nodes and shard placement.
     Status,
+    /// Manage Torua API keys (needs `admin`).
+    #[command(subcommand)]
+    Apikey(admin::ApiKeyCommand),
+    /// Read or replace the access policy (needs `admin`).
+    #[command(subcommand)]
+    Policy(admin::PolicyCommand),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
 }
 
 /// Runs a parsed command line.
@@ -74,6 +87,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let base = crate::config::parse_url(&cli.coordinator).map_err(anyhow::Error::msg)?;
+    let api = data::Api::new(base, cli.token.as_deref())?;
+    let api = &api;
     rt.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
@@ -82,11 +97,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 value,
                 file,
                 content_type,
-            } => data::put(&base, &key, value, file, &content_type).await,
-            Command::Get { key } => data::get(&base, &key).await,
-            Command::Del { key } => data::del(&base, &key).await,
-            Command::Ls { prefix, limit } => data::ls(&base, &prefix, limit).await,
-            Command::Status => data::status(&base).await,
+            } => data::put(api, &key, value, file, &content_type).await,
+            Command::Get { key } => data::get(api, &key).await,
+            Command::Del { key } => data::del(api, &key).await,
+            Command::Ls { prefix, limit } => data::ls(api, &prefix, limit).await,
+            Command::Status => data::status(api).await,
+            Command::Apikey(cmd) => admin::apikey(api, cmd).await,
+            Command::Policy(cmd) => admin::policy(api, cmd).await,
+            Command::Audit(cmd) => admin::audit(cmd),
         }
     })
 }

@@ -19,10 +19,11 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::meta::{Meta, MetaFile};
+use super::meta::Meta;
 use super::metrics::ClusterMetrics;
 use super::node_client::NodeClient;
 use crate::http::ApiError;
+use crate::persist::Persisted;
 use crate::placement::shard_for_key;
 use crate::wire::KeyPage;
 use crate::Error;
@@ -87,9 +88,7 @@ pub(crate) struct Route {
 
 /// Shared coordinator state.
 pub struct Cluster {
-    meta: RwLock<Meta>,
-    file: MetaFile,
-    persist: tokio::sync::Mutex<()>,
+    meta: Persisted<Meta>,
     health: RwLock<HashMap<String, Health>>,
     pub(crate) gates: Vec<Gate>,
     pub(crate) nodes: NodeClient,
@@ -104,24 +103,19 @@ pub struct Cluster {
     pub(crate) failure_threshold: u32,
 }
 
-fn lock_err() -> ApiError {
-    ApiError::internal("coordinator state lock poisoned")
-}
-
 impl Cluster {
     pub(crate) fn new(
-        file: MetaFile,
-        meta: Meta,
+        meta: Persisted<Meta>,
         nodes: NodeClient,
         metrics: ClusterMetrics,
         max_value: usize,
         failure_threshold: u32,
     ) -> Self {
-        let gates = (0..meta.num_shards).map(|_| Gate::default()).collect();
+        let gates = (0..meta.read(|m| m.num_shards).unwrap_or(0))
+            .map(|_| Gate::default())
+            .collect();
         Cluster {
-            meta: RwLock::new(meta),
-            file,
-            persist: tokio::sync::Mutex::new(()),
+            meta,
             health: RwLock::new(HashMap::new()),
             gates,
             nodes,
@@ -136,7 +130,7 @@ impl Cluster {
 
     /// A copy of the metadata.
     pub fn snapshot(&self) -> Result<Meta, ApiError> {
-        self.meta.read().map(|m| m.clone()).map_err(|_| lock_err())
+        self.meta.snapshot()
     }
 
     /// Number of shards.
@@ -150,17 +144,7 @@ impl Cluster {
         &self,
         f: impl FnOnce(&mut Meta) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let _p = self.persist.lock().await;
-        let mut next = self.snapshot()?;
-        let out = f(&mut next)?;
-        let saved = next.clone();
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.save(&saved))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-        *self.meta.write().map_err(|_| lock_err())? = next;
-        Ok(out)
+        self.meta.update(f).await
     }
 
     /// Health of every known node.
@@ -228,7 +212,10 @@ impl Cluster {
     }
 
     pub(crate) fn route(&self, shard: u32) -> Result<Route, ApiError> {
-        let meta = self.meta.read().map_err(|_| lock_err())?;
+        self.meta.read(|meta| self.route_in(meta, shard))?
+    }
+
+    fn route_in(&self, meta: &Meta, shard: u32) -> Result<Route, ApiError> {
         let s = meta.shards.get(shard as usize).ok_or_else(|| {
             ApiError::bad_request("invalid_shard_id", format!("shard {shard} does not exist"))
         })?;
@@ -333,17 +320,24 @@ impl Cluster {
             .buffer_unordered(16)
             .try_collect()
             .await?;
-        let more = pages.iter().any(|p| p.next_after.is_some());
-        let mut keys: Vec<String> = pages.into_iter().flat_map(|p| p.keys).collect();
-        keys.sort_unstable();
-        let next_after = if keys.len() > limit || more {
-            keys.truncate(limit);
-            keys.last().cloned()
-        } else {
-            None
-        };
-        Ok(KeyPage { keys, next_after })
+        Ok(merge_pages(pages, limit))
     }
+}
+
+/// Merges pages of disjoint key sets, each holding its first `limit` keys
+/// after the same cursor: the first `limit` keys of the merge are the first
+/// `limit` overall, and another page exists if any input had more.
+pub(crate) fn merge_pages(pages: Vec<KeyPage>, limit: usize) -> KeyPage {
+    let more = pages.iter().any(|p| p.next_after.is_some());
+    let mut keys: Vec<String> = pages.into_iter().flat_map(|p| p.keys).collect();
+    keys.sort_unstable();
+    let next_after = if keys.len() > limit || more {
+        keys.truncate(limit);
+        keys.last().cloned()
+    } else {
+        None
+    };
+    KeyPage { keys, next_after }
 }
 
 /// Builds the cluster state from the data directory.
@@ -351,10 +345,9 @@ pub(crate) fn open(
     cfg: &crate::config::CoordinatorConfig,
     metrics: ClusterMetrics,
 ) -> Result<Arc<Cluster>, Error> {
-    let (file, meta) = MetaFile::load_or_create(&cfg.data_dir, cfg.shards)?;
+    let meta = super::meta::load_or_create(&cfg.data_dir, cfg.shards)?;
     let nodes = NodeClient::new(std::time::Duration::from_secs(30));
     Ok(Arc::new(Cluster::new(
-        file,
         meta,
         nodes,
         metrics,

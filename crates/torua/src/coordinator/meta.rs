@@ -1,14 +1,14 @@
 //! The coordinator's persisted metadata: members and shard placement, in
-//! one JSON file replaced atomically (write, fsync, rename, fsync dir).
+//! one JSON file replaced atomically ([`crate::persist`]).
 //! Health is not persisted: after a restart every node is `unknown` until
 //! checked.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::persist::Persisted;
 use crate::Error;
 
 const FILE: &str = "cluster.json";
@@ -58,77 +58,51 @@ pub struct ShardMeta {
     pub moving_to: Option<String>,
 }
 
-/// Where the metadata lives.
-#[derive(Debug, Clone)]
-pub struct MetaFile {
-    dir: PathBuf,
-}
-
-impl MetaFile {
-    /// Loads the metadata, or creates it for a new cluster. A moving shard
-    /// found at start-up belongs to a move that died with the previous
-    /// process: the move is abandoned and its partial copy queued for deletion.
-    pub fn load_or_create(dir: &Path, shards: Option<u32>) -> Result<(MetaFile, Meta), Error> {
-        std::fs::create_dir_all(dir).map_err(|e| meta_err(dir, e))?;
-        let file = MetaFile {
-            dir: dir.to_owned(),
-        };
-        let path = dir.join(FILE);
-        let meta = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let mut m: Meta = serde_json::from_slice(&bytes).map_err(|e| meta_err(&path, e))?;
-                if m.format != FORMAT || m.shards.len() != m.num_shards as usize {
-                    return Err(meta_err(
-                        &path,
-                        "unsupported format or inconsistent shard table",
-                    ));
-                }
-                if let Some(n) = shards.filter(|n| *n != m.num_shards) {
-                    return Err(Error::Config(format!(
-                        "TORUA_SHARDS is {n} but the cluster in {} was created with {} shards; the shard count cannot change",
-                        dir.display(),
-                        m.num_shards
-                    )));
-                }
-                for (id, s) in m.shards.iter_mut().enumerate() {
-                    if let Some(target) = s.moving_to.take() {
-                        m.pending_drops.insert((target, id as u32));
-                    }
-                }
-                m
+/// Loads the metadata, or creates it for a new cluster. A moving shard
+/// found at start-up belongs to a move that died with the previous process:
+/// the move is abandoned and its partial copy queued for deletion.
+pub fn load_or_create(dir: &Path, shards: Option<u32>) -> Result<Persisted<Meta>, Error> {
+    std::fs::create_dir_all(dir).map_err(|e| meta_err(dir, e))?;
+    let path = dir.join(FILE);
+    let meta = match std::fs::read(&path) {
+        Ok(bytes) => {
+            let mut m: Meta = serde_json::from_slice(&bytes).map_err(|e| meta_err(&path, e))?;
+            if m.format != FORMAT || m.shards.len() != m.num_shards as usize {
+                return Err(meta_err(
+                    &path,
+                    "unsupported format or inconsistent shard table",
+                ));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let n = shards.unwrap_or(crate::config::DEFAULT_SHARDS);
-                let m = Meta {
-                    format: FORMAT,
-                    num_shards: n,
-                    nodes: BTreeMap::new(),
-                    shards: vec![ShardMeta::default(); n as usize],
-                    pending_drops: BTreeSet::new(),
-                    removed: BTreeSet::new(),
-                };
-                file.save(&m)?;
-                m
+            if let Some(n) = shards.filter(|n| *n != m.num_shards) {
+                return Err(Error::Config(format!(
+                    "TORUA_SHARDS is {n} but the cluster in {} was created with {} shards; the shard count cannot change",
+                    dir.display(),
+                    m.num_shards
+                )));
             }
-            Err(e) => return Err(meta_err(&path, e)),
-        };
-        Ok((file, meta))
-    }
-
-    /// Replaces the file atomically and durably.
-    pub fn save(&self, meta: &Meta) -> Result<(), Error> {
-        let path = self.dir.join(FILE);
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
-        let bytes = serde_json::to_vec_pretty(meta).map_err(|e| meta_err(&path, e))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| meta_err(&path, e))
-    }
+            for (id, s) in m.shards.iter_mut().enumerate() {
+                if let Some(target) = s.moving_to.take() {
+                    m.pending_drops.insert((target, id as u32));
+                }
+            }
+            m
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let n = shards.unwrap_or(crate::config::DEFAULT_SHARDS);
+            let m = Meta {
+                format: FORMAT,
+                num_shards: n,
+                nodes: BTreeMap::new(),
+                shards: vec![ShardMeta::default(); n as usize],
+                pending_drops: BTreeSet::new(),
+                removed: BTreeSet::new(),
+            };
+            Persisted::save_now(&path, &m, false).map_err(|e| meta_err(&path, e))?;
+            m
+        }
+        Err(e) => return Err(meta_err(&path, e)),
+    };
+    Ok(Persisted::new(path, meta, false))
 }
 
 fn meta_err(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -5,6 +5,7 @@
 //! `mover`; placement decisions come from [`crate::placement`]. Metadata is
 //! persisted in `meta` before it is acted on.
 
+mod admin;
 mod cluster;
 mod health;
 mod meta;
@@ -37,6 +38,8 @@ pub async fn run(
         cluster_metrics.register(&mut reg);
     }
     let cluster = cluster::open(&cfg, cluster_metrics)?;
+    let security = crate::security::Security::open(&cfg.security, &cfg.data_dir)?;
+    security.warm_up();
     tracing::info!(
         listen = %listener.local_addr().map_err(Error::Serve)?,
         shards = cluster.num_shards(),
@@ -52,7 +55,7 @@ pub async fn run(
     tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
     crate::http::serve(
         listener,
-        routes::router(cluster, http_metrics),
+        routes::router(cluster, security, http_metrics),
         shutdown.wait(),
     )
     .await

@@ -22,6 +22,8 @@ use crate::http::extract::{empty_key, Key};
 use crate::http::{
     self, content_type_of, value_body, value_response, ApiError, ListQuery, Metrics,
 };
+use crate::security::policy::Action;
+use crate::security::{self, Caller, Security};
 use crate::wire::*;
 
 type S = State<Arc<Cluster>>;
@@ -31,10 +33,9 @@ const DRAIN_WAIT: Duration = Duration::from_secs(120);
 /// Deadline for a whole broadcast.
 const BROADCAST_DEADLINE: Duration = Duration::from_secs(4);
 
-pub(crate) fn router(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> Router {
+pub(crate) fn router(cluster: Arc<Cluster>, sec: Arc<Security>, metrics: Arc<Metrics>) -> Router {
     let value_limit = DefaultBodyLimit::max(cluster.max_value);
     let r = Router::new()
-        .route("/ready", get(ready))
         .route("/register", post(register))
         .route("/nodes", get(nodes))
         .route("/nodes/{id}", delete(decommission))
@@ -50,7 +51,15 @@ pub(crate) fn router(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> Router {
                 .delete(delete_value)
                 .layer(value_limit),
         )
-        .with_state(cluster);
+        .with_state(cluster.clone())
+        .merge(super::admin::router(sec.clone()))
+        .merge(http::metrics_route(metrics.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            sec,
+            security::authenticate,
+        ))
+        // Probes stay open: they say nothing about the data.
+        .route("/ready", get(ready).with_state(cluster));
     http::finish(r, metrics)
 }
 
@@ -76,8 +85,10 @@ async fn ready(State(c): S) -> Result<Json<serde_json::Value>, ApiError> {
 
 async fn register(
     State(c): S,
+    caller: Caller,
     body: Result<Json<RegisterRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require_node().await?;
     let req = json(body)?;
     let id =
         parse_node_id(&req.node.id).map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
@@ -125,6 +136,9 @@ async fn register(
     c.observe(&id, true);
     if is_new {
         tracing::info!(node = %id, addr = %addr, "node joined");
+        caller
+            .audit_admin("node.register", &id, serde_json::json!({"addr": addr}))
+            .await;
     }
     for sid in to_open {
         tracing::error!(node = %id, shard = sid, "node no longer holds a shard it owns; reopening it empty");
@@ -184,10 +198,27 @@ struct DecommissionQuery {
 /// unreachable node is removed at once and its shards restart empty.
 async fn decommission(
     State(c): S,
+    caller: Caller,
     Path(id): Path<String>,
     q: Result<Query<DecommissionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    caller.require_admin().await?;
     let Query(q) = q?;
+    let res = drain_and_remove(&c, &id, q.force).await;
+    let status = res.as_ref().map_or_else(|e| e.status, |r| r.status());
+    caller
+        .audit_admin(
+            "node.decommission",
+            &id,
+            serde_json::json!({"force": q.force, "status": status.as_u16()}),
+        )
+        .await;
+    res
+}
+
+async fn drain_and_remove(c: &Cluster, id: &str, force: bool) -> Result<Response, ApiError> {
+    let id = id.to_owned();
+    let q = DecommissionQuery { force };
     let meta = c.snapshot()?;
     if !meta.nodes.contains_key(&id) {
         return Err(ApiError::not_found(format!("node {id} is not registered")));
@@ -292,8 +323,10 @@ async fn shards(State(c): S) -> Result<Json<ShardsResponse>, ApiError> {
 
 async fn assign(
     State(c): S,
+    caller: Caller,
     body: Result<Json<AssignRequest>, JsonRejection>,
 ) -> Result<Json<ShardAssignment>, ApiError> {
+    caller.require_admin().await?;
     let req = json(body)?;
     if req.shard_id >= c.num_shards() {
         return Err(ApiError::bad_request(
@@ -337,6 +370,13 @@ async fn assign(
         }
     }
     c.wake.notify_one();
+    caller
+        .audit_admin(
+            "shard.assign",
+            &req.shard_id.to_string(),
+            serde_json::json!({"node": req.node_id}),
+        )
+        .await;
     let s = c.snapshot()?.shards[req.shard_id as usize].clone();
     Ok(Json(ShardAssignment {
         shard_id: req.shard_id,
@@ -348,8 +388,10 @@ async fn assign(
 
 async fn broadcast(
     State(c): S,
+    caller: Caller,
     body: Result<Json<BroadcastRequest>, JsonRejection>,
 ) -> Result<Json<BroadcastResponse>, ApiError> {
+    caller.require_admin().await?;
     let req = json(body)?;
     if !req.path.starts_with('/')
         || req.path.contains("..")
@@ -383,22 +425,38 @@ async fn broadcast(
         }
     });
     let results = futures::future::join_all(calls).await;
+    caller
+        .audit_admin(
+            "broadcast",
+            &req.path,
+            serde_json::json!({"sent_to": results.len()}),
+        )
+        .await;
     Ok(Json(BroadcastResponse {
         sent_to: results.len(),
         results,
     }))
 }
 
+/// Lists only what the caller may list: each permitted scope under the
+/// requested prefix is listed and the pages merged.
 async fn list(
     State(c): S,
+    caller: Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<KeyPage>, ApiError> {
     let Query(q) = q?;
     let limit = q.limit()?;
-    Ok(Json(c.list(&q.prefix, q.after.as_deref(), limit).await?))
+    let scopes = caller.list_scopes(&q.prefix).await?;
+    let mut pages = Vec::with_capacity(scopes.len());
+    for scope in &scopes {
+        pages.push(c.list(scope, q.after.as_deref(), limit).await?);
+    }
+    Ok(Json(super::cluster::merge_pages(pages, limit)))
 }
 
-async fn get_value(State(c): S, Key(key): Key) -> Result<Response, ApiError> {
+async fn get_value(State(c): S, caller: Caller, Key(key): Key) -> Result<Response, ApiError> {
+    caller.require(Action::Read, &key).await?;
     let (ct, value) = c
         .get(&key)
         .await?
@@ -408,17 +466,20 @@ async fn get_value(State(c): S, Key(key): Key) -> Result<Response, ApiError> {
 
 async fn put_value(
     State(c): S,
+    caller: Caller,
     Key(key): Key,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(Action::Write, &key).await?;
     let value = value_body(body, c.max_value)?;
     let ct = content_type_of(&headers)?;
     c.write(&key, Some((&ct, value))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_value(State(c): S, Key(key): Key) -> Result<StatusCode, ApiError> {
+async fn delete_value(State(c): S, caller: Caller, Key(key): Key) -> Result<StatusCode, ApiError> {
+    caller.require(Action::Delete, &key).await?;
     c.write(&key, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

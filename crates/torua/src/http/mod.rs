@@ -116,21 +116,56 @@ pub async fn metrics_handler(State(m): State<Arc<Metrics>>) -> Result<Response, 
         .into_response())
 }
 
-/// Adds what every Torua server has: `/health`, `/metrics`, the JSON
-/// fallbacks and request tracking.
+/// `GET /metrics`, for a server to place inside or outside its
+/// authentication layer.
+pub fn metrics_route(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(metrics_handler).with_state(metrics),
+    )
+}
+
+/// The request's id: the client's `X-Request-ID` when it is sane, else a
+/// new UUID. Echoed in the response; audit events carry it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Middleware: assigns the [`RequestId`].
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(secure::token::random_uuid);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+/// Adds what every Torua server has: `/health`, the JSON fallbacks,
+/// request ids and request tracking.
 pub fn finish(router: Router, metrics: Arc<Metrics>) -> Router {
     router
         .route(
             "/health",
             axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route(
-            "/metrics",
-            axum::routing::get(metrics_handler).with_state(metrics.clone()),
-        )
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
         .layer(axum::middleware::from_fn_with_state(metrics, track))
+        .layer(axum::middleware::from_fn(request_id))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.

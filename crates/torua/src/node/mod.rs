@@ -57,7 +57,11 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         shards = node.store.shard_ids().len(),
         "node started"
     );
-    tokio::spawn(heartbeat(cfg, node.clone(), shutdown.clone()));
+    let credential = match &cfg.key_file {
+        Some(path) => Some(read_key_file(path)?),
+        None => None,
+    };
+    tokio::spawn(heartbeat(cfg, credential, node.clone(), shutdown.clone()));
     crate::http::serve(listener, routes::router(node), shutdown.wait())
         .await
         .map_err(Error::Serve)
@@ -65,7 +69,12 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
 
 /// Registers at start and then every interval, reporting held shards, so a
 /// restarted coordinator relearns the node and its data.
-async fn heartbeat(cfg: NodeConfig, node: Arc<Node>, shutdown: Shutdown) {
+async fn heartbeat(
+    cfg: NodeConfig,
+    credential: Option<secure::Secret<String>>,
+    node: Arc<Node>,
+    shutdown: Shutdown,
+) {
     let client = reqwest::Client::new();
     let url = format!("{}/register", cfg.coordinator);
     let mut failing = false;
@@ -77,12 +86,11 @@ async fn heartbeat(cfg: NodeConfig, node: Arc<Node>, shutdown: Shutdown) {
             },
             shards: Some(node.store.shard_ids()),
         };
-        let res = client
-            .post(&url)
-            .json(&body)
-            .timeout(Duration::from_secs(3))
-            .send()
-            .await;
+        let mut req = client.post(&url).json(&body);
+        if let Some(key) = &credential {
+            req = req.bearer_auth(key.expose());
+        }
+        let res = req.timeout(Duration::from_secs(3)).send().await;
         match res {
             Ok(r) if r.status().is_success() => {
                 if failing || !node.registered.load(Ordering::Relaxed) {
@@ -93,6 +101,10 @@ async fn heartbeat(cfg: NodeConfig, node: Arc<Node>, shutdown: Shutdown) {
             }
             other => {
                 let why = match other {
+                    Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => format!(
+                        "status {}: the coordinator requires credentials; give this node an API key with the `node` role in TORUA_NODE_KEY_FILE",
+                        r.status()
+                    ),
                     Ok(r) => format!("status {}", r.status()),
                     Err(e) => e.to_string(),
                 };
@@ -113,4 +125,30 @@ async fn heartbeat(cfg: NodeConfig, node: Arc<Node>, shutdown: Shutdown) {
             _ = shutdown.clone().wait() => return,
         }
     }
+}
+
+/// Reads a one-line credential file, refusing an empty one or one that
+/// others may read.
+pub fn read_key_file(path: &std::path::Path) -> Result<secure::Secret<String>, Error> {
+    let bad = |why: String| Error::Config(format!("TORUA_NODE_KEY_FILE {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| bad(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "is readable by others (mode {:o}); chmod 600 it",
+                mode & 0o777
+            )));
+        }
+    }
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    Ok(secure::Secret::new(key.to_owned()))
 }

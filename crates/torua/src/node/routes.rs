@@ -47,7 +47,8 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         )
         .route("/shard/{id}/export", get(export))
         .route("/shard/{id}/import", post(import).layer(import_limit))
-        .with_state(node);
+        .with_state(node)
+        .merge(http::metrics_route(metrics.clone()));
     http::finish(r, metrics)
 }
 

@@ -21,11 +21,51 @@ pub struct TestCluster {
     coordinator: Option<ChildGuard>,
     nodes: BTreeMap<String, (u16, Option<ChildGuard>)>,
     pub http: reqwest::Client,
+    /// The coordinator's bootstrap admin key.
+    pub admin_key: String,
+    coord_env: Vec<(String, String)>,
+}
+
+/// Waits for the coordinator to serve, then reads its bootstrap admin key.
+pub async fn admin_key(dir: &std::path::Path, url: &str) -> String {
+    wait_http_ok(&format!("{url}/health"), WAIT).await;
+    let path = dir.join("coordinator/bootstrap-admin.key");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// A client sending `Authorization: Bearer <credential>` on every request.
+pub fn client_with(credential: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {credential}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
+/// Writes a credential file only its owner may read.
+pub fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 impl TestCluster {
-    /// A coordinator and `n` nodes (`n1`…), ready to serve.
+    /// A coordinator and `n` nodes (`n1`…), ready to serve. The
+    /// coordinator requires credentials, as by default: `http` sends the
+    /// bootstrap admin key, and nodes register with a `node` key.
     pub async fn start(n: usize, shards: u32) -> TestCluster {
+        Self::start_with(n, shards, &[]).await
+    }
+
+    /// Like `start`, with extra environment for the coordinator.
+    pub async fn start_with(n: usize, shards: u32, env: &[(&str, &str)]) -> TestCluster {
         let mut c = TestCluster {
             dir: testkit::tempdir(),
             coord_port: free_port(),
@@ -33,8 +73,18 @@ impl TestCluster {
             coordinator: None,
             nodes: BTreeMap::new(),
             http: reqwest::Client::new(),
+            admin_key: String::new(),
+            coord_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         c.start_coordinator();
+        c.admin_key = admin_key(c.dir.path(), &c.url()).await;
+        c.http = client_with(&c.admin_key);
+        let node_key = c.create_key("nodes", &["node"]).await;
+        let key_file = c.dir.path().join("node.key");
+        write_private(&key_file, &node_key);
         for i in 1..=n {
             c.add_node(&format!("n{i}"));
         }
@@ -68,7 +118,8 @@ impl TestCluster {
             .env("TORUA_SHARDS", self.shards.to_string())
             .env("TORUA_DATA_DIR", self.dir.path().join("coordinator"))
             .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
-            .env("TORUA_HEALTH_FAILURES", "3");
+            .env("TORUA_HEALTH_FAILURES", "3")
+            .envs(self.coord_env.iter().map(|(k, v)| (k, v)));
         self.coordinator = Some(ChildGuard::spawn("coordinator", cmd, self.dir.path()));
     }
 
@@ -92,7 +143,8 @@ impl TestCluster {
             .env("COORDINATOR_ADDR", self.url())
             .env("DATA_DIR", self.dir.path().join(id))
             .env("HEALTH_CHECK_INTERVAL", "200ms")
-            .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string());
+            .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
+            .env("TORUA_NODE_KEY_FILE", self.dir.path().join("node.key"));
         let child = ChildGuard::spawn(id, cmd, self.dir.path());
         self.nodes.insert(id.to_owned(), (port, Some(child)));
     }
@@ -115,6 +167,20 @@ impl TestCluster {
                 c.assert_running(&dir);
             }
         }
+    }
+
+    /// Creates an API key with `roles` through the admin API; returns the secret.
+    pub async fn create_key(&self, name: &str, roles: &[&str]) -> String {
+        let res = self
+            .http
+            .post(format!("{}/admin/apikeys", self.url()))
+            .json(&serde_json::json!({"name": name, "roles": roles}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: serde_json::Value = res.json().await.unwrap();
+        body["key"].as_str().unwrap().to_owned()
     }
 
     pub async fn nodes(&self) -> NodesResponse {

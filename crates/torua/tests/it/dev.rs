@@ -56,14 +56,41 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
             "Truxe keeps its data beside the cluster's"
         );
     }
+    testkit::eventually_sync("dev prints credentials", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).is_ok_and(|out| out.contains("export TORUA_TOKEN="))
+    });
+    let out = std::fs::read_to_string(&log).unwrap();
+    let admin_key = printed(&out, "admin API key").expect("admin key printed");
+    // Secure by default: no credentials, no data.
     let r = http
         .put(format!("{url}/data/hello%20world"))
         .body("kept")
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .put(format!("{url}/data/hello%20world"))
+        .bearer_auth(&admin_key)
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    if truxe_built() {
+        // The printed Truxe token works through the admin role mapping.
+        let token = printed(&out, "Truxe admin token").expect("token printed");
+        let r = http
+            .get(format!("{url}/data/hello%20world"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.text().await.unwrap(), "kept");
+    }
     let status = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
         .args(["--coordinator", &url, "status"])
         .output()
         .unwrap();
@@ -85,26 +112,31 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         std::fs::read_to_string(&log).is_ok_and(|out| out.contains("cluster is ready"))
     });
     let got = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
         .args(["--coordinator", &url, "get", "hello world"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&got.stdout), "kept");
     let put = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
         .args(["--coordinator", &url, "put", "cli/key", "v"])
         .output()
         .unwrap();
     assert!(put.status.success());
     let ls = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
         .args(["--coordinator", &url, "ls", "--prefix", "cli/"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&ls.stdout), "cli/key\n");
     let del = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
         .args(["--coordinator", &url, "del", "cli/key"])
         .output()
         .unwrap();
     assert!(del.status.success());
     let missing = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
         .args(["--coordinator", &url, "get", "cli/key"])
         .output()
         .unwrap();
@@ -114,4 +146,12 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         Some(0),
         "clean stop on SIGTERM"
     );
+}
+
+/// The value printed after `label` on a line of the dev banner.
+fn printed(out: &str, label: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }

@@ -9,3 +9,4 @@ mod crud;
 mod dev;
 mod failures;
 mod placement;
+mod security;

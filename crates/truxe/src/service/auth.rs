@@ -45,6 +45,10 @@ pub struct Claims {
     pub email: String,
     /// Whether the email is verified.
     pub email_verified: bool,
+    /// Account roles: `user`, plus `admin` for administrators. Services
+    /// that trust Truxe (Torua) map these to their own permissions.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// A token pair as returned to clients.
@@ -437,6 +441,11 @@ impl AuthService {
             sid: sid.to_owned(),
             email: user.email.clone(),
             email_verified: user.email_verified,
+            roles: if user.is_admin {
+                vec!["user".into(), "admin".into()]
+            } else {
+                vec!["user".into()]
+            },
         };
         Ok(Tokens {
             access_token: self.keys.ring().sign(&claims)?,

@@ -1,12 +1,14 @@
 //! Audit events: one type for every security-relevant action in both
 //! products, and one sink trait to record them. Truxe stores events in its
-//! database; Torua will write hash-chained JSON lines. Events never carry
-//! passwords, tokens or key material.
+//! database; Torua writes hash-chained JSON lines ([`chain`]). Events never
+//! carry passwords, tokens or key material.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+
+pub mod chain;
 
 /// Whether the action succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,170 @@
+//! `torua apikey`, `torua policy` and `torua audit`: security
+//! administration through the coordinator's admin API, and offline
+//! verification of an audit log.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::data::{check, Api};
+
+/// `torua apikey …`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once and cannot be shown again.
+    Create {
+        /// A label for the key.
+        #[arg(long)]
+        name: String,
+        /// Role to bind (repeat for several): `admin`, `node`, or a policy role.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime such as `30d` or `12h` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id; it is refused from the next request on.
+    Revoke {
+        /// Key id (the 12 hex digits after `torua_`).
+        id: String,
+    },
+}
+
+/// `torua policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the policy as JSON.
+    Get,
+    /// Replace the policy with a JSON file (`-` for stdin). Its `version`
+    /// must be the current one, so concurrent edits are not lost.
+    Set {
+        /// Policy file.
+        file: std::path::PathBuf,
+    },
+}
+
+/// `torua audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check a log's hash chain; report the first altered, inserted or
+    /// removed entry (exit 1), or the number of entries and the last hash.
+    Verify {
+        /// The log file (the coordinator's `audit.jsonl`).
+        file: std::path::PathBuf,
+    },
+}
+
+fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send_json(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    Ok(check(req.send().await?).await?.json().await?)
+}
+
+/// Runs `torua apikey …`.
+pub async fn apikey(api: &Api, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/admin/apikeys", api.base);
+    match cmd {
+        ApiKeyCommand::Create {
+            name,
+            roles,
+            expires_in,
+        } => {
+            let body = json!({"name": name, "roles": roles, "expires_in": expires_in});
+            let key = send_json(api.http.post(&url).json(&body)).await?;
+            eprintln!("Store this key now; it is not shown again.");
+            print_json(&key)
+        }
+        ApiKeyCommand::List => {
+            let keys: Value = api.get_json("/admin/apikeys").await?;
+            println!(
+                "{:<14} {:<8} {:<24} {:<12} ROLES",
+                "ID", "STATE", "NAME", "EXPIRES"
+            );
+            for k in keys["keys"].as_array().into_iter().flatten() {
+                let roles: Vec<&str> = k["roles"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let expires = k["expires_at"]
+                    .as_u64()
+                    .map(|t| {
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+                        )
+                        .to_string()[..10]
+                            .to_owned()
+                    })
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{:<14} {:<8} {:<24} {:<12} {}",
+                    k["id"].as_str().unwrap_or(""),
+                    k["state"].as_str().unwrap_or(""),
+                    k["name"].as_str().unwrap_or(""),
+                    expires,
+                    roles.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ApiKeyCommand::Revoke { id } => {
+            let k = send_json(api.http.delete(format!("{url}/{id}"))).await?;
+            eprintln!("revoked {}", k["id"].as_str().unwrap_or(&id));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs `torua policy …`.
+pub async fn policy(api: &Api, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Get => print_json(&api.get_json::<Value>("/admin/policy").await?),
+        PolicyCommand::Set { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let doc: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let stored = send_json(
+                api.http
+                    .put(format!("{}/admin/policy", api.base))
+                    .json(&doc),
+            )
+            .await?;
+            eprintln!("policy is now at version {}", stored["version"]);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs `torua audit …` (offline: reads the file, talks to nobody).
+pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    let AuditCommand::Verify { file } = cmd;
+    let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+    match secure::audit::chain::verify(std::io::BufReader::new(f)) {
+        Ok(head) => {
+            println!(
+                "{}: chain intact, {} entries, last hash {}",
+                file.display(),
+                head.entries,
+                head.hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(brk) => {
+            println!("{}: TAMPERED at {brk}", file.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! Who may do what on a Torua cluster: authentication (Torua API keys and
+//! Truxe access tokens verified against Truxe's JWKS), role-based access on
+//! key prefixes ([`policy`]), per-principal and per-address rate limits,
+//! and the hash-chained audit log (`secure::audit::chain`).
+//!
+//! One middleware ([`authenticate`]) runs on every protected route: it
+//! rate-limits the source address, authenticates the credential,
+//! rate-limits the principal, and leaves a [`Caller`] in the request for
+//! handlers, which check permissions with [`Caller::require`]. Denials and
+//! failures are audited here, never in handlers.
+
+pub mod policy;
+pub mod state;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secure::audit::chain::ChainedLog;
+use secure::audit::{AuditEvent, AuditSink, Outcome};
+use secure::jwks::{JwksCache, JwksError, JwksSource, JwksTiming};
+use secure::jwt::TokenError;
+use secure::ratelimit::{Decision, MemoryStore, Quota, RateLimitStore};
+use serde::Deserialize;
+
+use crate::config::SecurityConfig;
+use crate::http::{ApiError, RequestId};
+use crate::Error;
+use policy::{Access, Action};
+use state::{KeyRefusal, SecurityState, KEY_PREFIX};
+
+/// Largest JWKS document fetched.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// An authenticated client.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// `key:<id>`, `user:<sub>`, or `anonymous` when authentication is off.
+    pub id: String,
+    /// `api_key`, `token` or `anonymous`.
+    pub kind: &'static str,
+    /// Roles held.
+    pub roles: Vec<String>,
+    /// What the roles allow.
+    pub access: Access,
+}
+
+/// Truxe access-token claims Torua reads (signature, `exp`, `iss` and
+/// `aud` are checked by the kernel).
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    sub: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// Fetches Truxe's JWKS over HTTP.
+struct HttpJwks {
+    url: String,
+    http: reqwest::Client,
+}
+
+#[async_trait]
+impl JwksSource for HttpJwks {
+    async fn fetch(&self) -> Result<serde_json::Value, secure::Error> {
+        let io = |e: &dyn std::fmt::Display| secure::Error::Io(e.to_string());
+        let res = self
+            .http
+            .get(&self.url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| io(&e))?;
+        if !res.status().is_success() {
+            return Err(io(&format!("status {}", res.status())));
+        }
+        if res
+            .content_length()
+            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+        {
+            return Err(io(&"JWKS document is too large"));
+        }
+        let body = res.bytes().await.map_err(|e| io(&e))?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(io(&"JWKS document is too large"));
+        }
+        serde_json::from_slice(&body).map_err(|e| io(&e))
+    }
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+}
+
+/// The coordinator's security: state, verifiers, limits and audit.
+pub struct Security {
+    enforce: bool,
+    /// Policy and API keys.
+    pub state: SecurityState,
+    jwks: Option<JwksCache>,
+    limits: MemoryStore,
+    ip_quota: Quota,
+    principal_quota: Quota,
+    audit: ChainedLog,
+    audit_data: bool,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("enforce", &self.enforce)
+            .field("jwks", &self.jwks)
+            .finish()
+    }
+}
+
+/// A refused credential: status, code, message, and the `WWW-Authenticate` value.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    challenge: String,
+}
+
+impl Refusal {
+    fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            code,
+            challenge: format!(
+                "Bearer realm=\"torua\", error=\"invalid_token\", error_description=\"{}\"",
+                message.replace('"', "'")
+            ),
+            message,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut res = ApiError::new(self.status, self.code, self.message).into_response();
+        if let Ok(v) = HeaderValue::from_str(&self.challenge) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        res
+    }
+}
+
+impl Security {
+    /// Opens the security state in `data_dir` and the audit log, and checks
+    /// the settings. Logs the bootstrap key's path for a new cluster.
+    pub fn open(cfg: &SecurityConfig, data_dir: &std::path::Path) -> Result<Arc<Self>, Error> {
+        let (state, bootstrap) = SecurityState::open(data_dir, unix_now())?;
+        if let Some(path) = bootstrap {
+            tracing::warn!(path = %path.display(), "new cluster: the first admin API key was written to this file; keep it safe and delete it once you have made other keys");
+        }
+        let jwks = match (&cfg.jwks_url, &cfg.jwt_issuer) {
+            (Some(url), Some(issuer)) => Some(JwksCache::new(
+                Box::new(HttpJwks {
+                    url: url.clone(),
+                    http: reqwest::Client::new(),
+                }),
+                issuer,
+                &cfg.jwt_audience,
+                JwksTiming::default(),
+            )),
+            (Some(_), None) => {
+                return Err(Error::Config(
+                    "TORUA_JWKS_URL is set but TORUA_JWT_ISSUER is not: the issuer must be pinned".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Error::Config(
+                    "TORUA_JWT_ISSUER is set but TORUA_JWKS_URL is not: tokens cannot be verified without keys".into(),
+                ))
+            }
+            (None, None) => None,
+        };
+        let audit_path = cfg
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit.jsonl"));
+        let audit = ChainedLog::open(&audit_path).map_err(|e| Error::Config(e.to_string()))?;
+        if !cfg.auth {
+            tracing::warn!("TORUA_AUTH=off: authentication and authorization are OFF; every client acts as admin. Use this only for benchmarks and trusted test rigs");
+        }
+        tracing::info!(
+            auth = cfg.auth,
+            token_issuer = cfg.jwt_issuer.as_deref().unwrap_or("none"),
+            audit_log = %audit_path.display(),
+            audit_data = cfg.audit_data,
+            "security configured"
+        );
+        Ok(Arc::new(Security {
+            enforce: cfg.auth,
+            state,
+            jwks,
+            limits: MemoryStore::default(),
+            ip_quota: cfg.rate_limit_ip,
+            principal_quota: cfg.rate_limit_principal,
+            audit,
+            audit_data: cfg.audit_data,
+        }))
+    }
+
+    /// Fetches the issuer's keys once in the background, so the first
+    /// token does not wait for them.
+    pub fn warm_up(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Some(j) = &me.jwks {
+                if let Err(e) = j.prefetch().await {
+                    tracing::warn!(error = %e, "token issuer keys not fetched yet; retrying on the first token");
+                }
+            }
+        });
+    }
+
+    /// Where the audit log is.
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit.path().to_owned()
+    }
+
+    async fn limit(&self, key: &str, quota: &Quota) -> Decision {
+        match self.limits.check(key, quota, unix_nanos()).await {
+            Ok(d) => d,
+            Err(e) => {
+                // Fail open on a poisoned limiter: limits protect capacity,
+                // not confidentiality.
+                tracing::error!(error = %e, "rate limiter failed");
+                Decision {
+                    allowed: true,
+                    limit: quota.limit,
+                    remaining: quota.limit,
+                    reset_after: Duration::ZERO,
+                    retry_after: None,
+                }
+            }
+        }
+    }
+
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Refusal> {
+        if !self.enforce {
+            return Ok(Principal {
+                id: "anonymous".into(),
+                kind: "anonymous",
+                roles: vec![policy::ADMIN_ROLE.into()],
+                access: Access::everything(),
+            });
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                code: "missing_credentials",
+                message: "this endpoint needs credentials: send `Authorization: Bearer <Torua API key or Truxe access token>`".into(),
+                challenge: "Bearer realm=\"torua\"".into(),
+            });
+        };
+        let credential = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                Refusal::invalid(
+                    "invalid_credentials",
+                    "the Authorization header must be `Bearer <credential>`",
+                )
+            })?;
+        let internal = |e: ApiError| Refusal {
+            status: e.status,
+            code: e.code,
+            message: e.message,
+            challenge: "Bearer realm=\"torua\"".into(),
+        };
+        if credential.starts_with(KEY_PREFIX) {
+            let key = self
+                .state
+                .authenticate_key(credential, unix_now())
+                .map_err(|r| {
+                    let code = match r {
+                        KeyRefusal::Invalid => "invalid_api_key",
+                        KeyRefusal::Revoked => "api_key_revoked",
+                        KeyRefusal::Expired => "api_key_expired",
+                    };
+                    Refusal::invalid(code, r.message())
+                })?;
+            let access = self.state.access(&key.roles).map_err(internal)?;
+            return Ok(Principal {
+                id: format!("key:{}", key.id),
+                kind: "api_key",
+                roles: key.roles,
+                access,
+            });
+        }
+        let Some(jwks) = &self.jwks else {
+            return Err(Refusal::invalid(
+                "invalid_token",
+                "this cluster accepts only Torua API keys: no token issuer is configured (TORUA_JWKS_URL)",
+            ));
+        };
+        let claims: TokenClaims = jwks.verify(credential).await.map_err(|e| match e {
+            JwksError::Token(TokenError::Expired) => {
+                Refusal::invalid("token_expired", e.to_string())
+            }
+            JwksError::Token(t) => Refusal::invalid("invalid_token", t.to_string()),
+            JwksError::Unavailable(why) => {
+                tracing::warn!(error = %why, "cannot verify a token");
+                Refusal {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "issuer_unavailable",
+                    message: "the token issuer's keys cannot be fetched right now; retry shortly"
+                        .into(),
+                    challenge: "Bearer realm=\"torua\"".into(),
+                }
+            }
+            other => Refusal::invalid("invalid_token", other.to_string()),
+        })?;
+        let (roles, access) = self
+            .state
+            .token_access(&claims.sub, claims.email.as_deref(), &claims.roles)
+            .map_err(internal)?;
+        Ok(Principal {
+            id: format!("user:{}", claims.sub),
+            kind: "token",
+            roles,
+            access,
+        })
+    }
+
+    /// Records an event; a failure to record is logged, never shown.
+    async fn record(&self, event: AuditEvent) {
+        if let Err(e) = self.audit.record(&event).await {
+            tracing::error!(error = %e, action = %event.action, "audit log write failed");
+        }
+    }
+}
+
+/// The authenticated caller of a request, for handlers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub principal: Arc<Principal>,
+    /// From where.
+    pub ip: IpAddr,
+    /// `X-Request-ID`.
+    pub request_id: String,
+    user_agent: Option<String>,
+    sec: Arc<Security>,
+}
+
+impl Caller {
+    fn event(&self, action: &str, outcome: Outcome, target: Option<&str>) -> AuditEvent {
+        let mut e = AuditEvent::new(action, outcome, (unix_nanos() / 1_000_000) as i64)
+            .actor(self.principal.id.clone());
+        e.ip = Some(self.ip.to_string());
+        e.request_id = Some(self.request_id.clone());
+        e.user_agent = self.user_agent.clone();
+        e.target = target.map(str::to_owned);
+        e
+    }
+
+    fn forbidden(&self, action: Action, what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} lacks the `{}` permission on {what}",
+                self.principal.id,
+                action.as_str()
+            ),
+        )
+    }
+
+    async fn deny(&self, action: Action, target: &str, what: &str) -> ApiError {
+        self.sec
+            .record(
+                self.event("authorize", Outcome::Denied, Some(target))
+                    .details(serde_json::json!({"permission": action.as_str()})),
+            )
+            .await;
+        self.forbidden(action, what)
+    }
+
+    /// Allows `action` on `key`, or answers 403 naming the permission and
+    /// the key (and audits the denial). Data access is audited when
+    /// `TORUA_AUDIT_DATA` is on.
+    pub async fn require(&self, action: Action, key: &str) -> Result<(), ApiError> {
+        if !self.principal.access.allows(action, key) {
+            return Err(self.deny(action, key, &format!("key `{key}`")).await);
+        }
+        if self.sec.audit_data {
+            self.sec
+                .record(self.event(
+                    &format!("data.{}", action.as_str()),
+                    Outcome::Success,
+                    Some(key),
+                ))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// The prefixes a listing under `prefix` may cover (see
+    /// [`Access::list_scopes`]); 403 when there are none.
+    pub async fn list_scopes(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let scopes = self.principal.access.list_scopes(prefix);
+        if scopes.is_empty() {
+            return Err(self
+                .deny(Action::List, prefix, &format!("prefix `{prefix}`"))
+                .await);
+        }
+        if self.sec.audit_data {
+            self.sec
+                .record(self.event("data.list", Outcome::Success, Some(prefix)))
+                .await;
+        }
+        Ok(scopes)
+    }
+
+    /// Requires `admin` (on the whole cluster).
+    pub async fn require_admin(&self) -> Result<(), ApiError> {
+        if self.principal.access.allows(Action::Admin, "") {
+            return Ok(());
+        }
+        Err(self.deny(Action::Admin, "", "the cluster").await)
+    }
+
+    /// Requires the built-in `node` role or `admin`.
+    pub async fn require_node(&self) -> Result<(), ApiError> {
+        if self.principal.access.node {
+            return Ok(());
+        }
+        self.require_admin().await
+    }
+
+    /// Audits an administrative action that succeeded.
+    pub async fn audit_admin(&self, action: &str, target: &str, details: serde_json::Value) {
+        self.sec
+            .record(
+                self.event(action, Outcome::Success, Some(target))
+                    .details(details),
+            )
+            .await;
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("route has no authentication layer"))
+    }
+}
+
+fn too_many(d: &Decision, who: &str) -> Response {
+    let mut res = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests from {who}; retry later"),
+    )
+    .into_response();
+    with_limit_headers(&mut res, d);
+    res
+}
+
+fn with_limit_headers(res: &mut Response, d: &Decision) {
+    for (name, value) in d.headers() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, v);
+        }
+    }
+}
+
+/// Middleware for protected routes: address limit → credential → principal
+/// limit → [`Caller`] in the request; `RateLimit-*` headers on the answer.
+pub async fn authenticate(
+    State(sec): State<Arc<Security>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let ip = peer.ip();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    let by_ip = sec.limit(&format!("ip:{ip}"), &sec.ip_quota).await;
+    if !by_ip.allowed {
+        return too_many(&by_ip, &format!("address {ip}"));
+    }
+    let principal = match sec.authenticate(req.headers()).await {
+        Ok(p) => p,
+        Err(refusal) => {
+            let mut e = AuditEvent::new(
+                "authenticate",
+                Outcome::Failure,
+                (unix_nanos() / 1_000_000) as i64,
+            )
+            .details(serde_json::json!({"reason": refusal.code, "path": req.uri().path()}));
+            e.ip = Some(ip.to_string());
+            e.request_id = Some(request_id);
+            e.user_agent = user_agent;
+            sec.record(e).await;
+            return refusal.into_response();
+        }
+    };
+    let quota = principal.access.quota.unwrap_or(sec.principal_quota);
+    let by_principal = sec.limit(&format!("p:{}", principal.id), &quota).await;
+    if !by_principal.allowed {
+        return too_many(&by_principal, &principal.id);
+    }
+    req.extensions_mut().insert(Caller {
+        principal: Arc::new(principal),
+        ip,
+        request_id,
+        user_agent,
+        sec: sec.clone(),
+    });
+    let mut res = next.run(req).await;
+    // Show whichever limit is closer to running out.
+    let tighter = if by_ip.remaining < by_principal.remaining {
+        &by_ip
+    } else {
+        &by_principal
+    };
+    with_limit_headers(&mut res, tighter);
+    res
+}

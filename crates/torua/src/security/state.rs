@@ -1,0 +1,386 @@
+//! The coordinator's security state: the access policy and Torua API keys,
+//! persisted in `security.json` beside the placement metadata.
+//!
+//! An API key looks like `torua_<id>_<secret>`: `id` (12 hex digits) finds
+//! the record, the whole key is checked against its SHA-256 digest in
+//! constant time. Keys are shown once, at creation; only digests are kept.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use axum::http::StatusCode;
+use secure::Secret;
+use serde::{Deserialize, Serialize};
+
+use super::policy::{role_exists, Access, Policy, ADMIN_ROLE};
+use crate::http::ApiError;
+use crate::persist::Persisted;
+use crate::Error;
+
+const FILE: &str = "security.json";
+/// Written once, when a cluster is created: the first admin key.
+pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-admin.key";
+const FORMAT: u32 = 1;
+/// Every Torua API key starts with this.
+pub const KEY_PREFIX: &str = "torua_";
+const ID_LEN: usize = 12;
+
+/// One API key (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Public id, part of the key.
+    pub id: String,
+    /// Operator's label.
+    pub name: String,
+    /// Hex SHA-256 of the whole key.
+    digest: String,
+    /// Roles bound to the key.
+    pub roles: Vec<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds after which the key is refused.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// Unix seconds when it was revoked.
+    #[serde(default)]
+    pub revoked_at: Option<u64>,
+}
+
+impl ApiKey {
+    /// What `GET /admin/apikeys` shows.
+    pub fn view(&self, now: u64) -> serde_json::Value {
+        let state = if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        serde_json::json!({
+            "id": self.id, "name": self.name, "roles": self.roles, "state": state,
+            "created_at": self.created_at, "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Doc {
+    format: u32,
+    policy: Policy,
+    api_keys: BTreeMap<String, ApiKey>,
+}
+
+/// Why a presented API key was refused (safe to tell the client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// No such key, or the secret does not match.
+    Invalid,
+    /// Revoked by an administrator.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+}
+
+impl KeyRefusal {
+    /// Sentence for the 401 body.
+    pub fn message(self) -> &'static str {
+        match self {
+            KeyRefusal::Invalid => "API key is not valid",
+            KeyRefusal::Revoked => "API key was revoked",
+            KeyRefusal::Expired => "API key has expired",
+        }
+    }
+}
+
+/// Policy and API keys, persisted.
+pub struct SecurityState {
+    doc: Persisted<Doc>,
+}
+
+impl SecurityState {
+    /// Opens the state in `dir`. A new cluster gets an empty policy and one
+    /// admin key, written to [`BOOTSTRAP_KEY_FILE`] (0600) whose path is
+    /// returned: the only way in until more keys or a token issuer exist.
+    pub fn open(dir: &Path, now: u64) -> Result<(Self, Option<PathBuf>), Error> {
+        let err = |p: &Path, e: &dyn std::fmt::Display| Error::Meta {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
+        let path = dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let doc: Doc = serde_json::from_slice(&bytes).map_err(|e| err(&path, &e))?;
+                if doc.format != FORMAT {
+                    return Err(err(&path, &"unsupported format"));
+                }
+                doc.policy.validate().map_err(|e| err(&path, &e))?;
+                Ok((
+                    SecurityState {
+                        doc: Persisted::new(path, doc, true),
+                    },
+                    None,
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (key, secret) = new_key("bootstrap-admin", vec![ADMIN_ROLE.into()], None, now);
+                let doc = Doc {
+                    format: FORMAT,
+                    policy: Policy {
+                        version: 1,
+                        ..Policy::default()
+                    },
+                    api_keys: [(key.id.clone(), key)].into(),
+                };
+                let key_path = dir.join(BOOTSTRAP_KEY_FILE);
+                // The key file first: a crash between the two leaves no
+                // cluster whose only admin key is lost.
+                crate::persist::replace_file(
+                    &key_path,
+                    format!("{}\n", secret.expose()).as_bytes(),
+                    true,
+                )
+                .map_err(|e| err(&key_path, &e))?;
+                Persisted::save_now(&path, &doc, true).map_err(|e| err(&path, &e))?;
+                Ok((
+                    SecurityState {
+                        doc: Persisted::new(path, doc, true),
+                    },
+                    Some(key_path),
+                ))
+            }
+            Err(e) => Err(err(&path, &e)),
+        }
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Result<Policy, ApiError> {
+        self.doc.read(|d| d.policy.clone())
+    }
+
+    /// Access of `roles` under the current policy.
+    pub fn access(&self, roles: &[String]) -> Result<Access, ApiError> {
+        self.doc.read(|d| d.policy.access(roles))
+    }
+
+    /// Access of a Truxe token holder: its roles, and what they allow.
+    pub fn token_access(
+        &self,
+        sub: &str,
+        email: Option<&str>,
+        claimed: &[String],
+    ) -> Result<(Vec<String>, Access), ApiError> {
+        self.doc.read(|d| {
+            let roles = d.policy.token_holder_roles(sub, email, claimed);
+            let access = d.policy.access(&roles);
+            (roles, access)
+        })
+    }
+
+    /// Replaces the policy if `proposed.version` is the current version;
+    /// returns the stored policy with its new version.
+    pub async fn set_policy(&self, mut proposed: Policy) -> Result<Policy, ApiError> {
+        proposed
+            .validate()
+            .map_err(|m| ApiError::bad_request("invalid_policy", m))?;
+        self.doc
+            .update(|d| {
+                if proposed.version != d.policy.version {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "version_conflict",
+                        format!(
+                            "the policy is at version {}, not {}; fetch it, edit that, and retry",
+                            d.policy.version, proposed.version
+                        ),
+                    ));
+                }
+                proposed.version += 1;
+                d.policy = proposed.clone();
+                Ok(proposed)
+            })
+            .await
+    }
+
+    /// Finds the key `presented` and checks it; returns the record.
+    pub fn authenticate_key(&self, presented: &str, now: u64) -> Result<ApiKey, KeyRefusal> {
+        let id = parse_id(presented).ok_or(KeyRefusal::Invalid)?;
+        let found = self
+            .doc
+            .read(|d| d.api_keys.get(id).cloned())
+            .map_err(|_| KeyRefusal::Invalid)?;
+        // Unknown ids still pay for one digest, so timing says nothing.
+        let digest = found.as_ref().map_or("", |k| k.digest.as_str());
+        let matches = secure::token::matches(presented, digest);
+        let key = found.filter(|_| matches).ok_or(KeyRefusal::Invalid)?;
+        if key.revoked_at.is_some() {
+            return Err(KeyRefusal::Revoked);
+        }
+        if key.expires_at.is_some_and(|e| e <= now) {
+            return Err(KeyRefusal::Expired);
+        }
+        Ok(key)
+    }
+
+    /// Creates a key bound to `roles`; the secret is returned once.
+    pub async fn create_key(
+        &self,
+        name: &str,
+        roles: Vec<String>,
+        expires_at: Option<u64>,
+        now: u64,
+    ) -> Result<(ApiKey, Secret<String>), ApiError> {
+        if name.trim().is_empty() || name.len() > 128 {
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "a key name must be 1 to 128 characters",
+            ));
+        }
+        if roles.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_roles",
+                "a key needs at least one role",
+            ));
+        }
+        if expires_at.is_some_and(|e| e <= now) {
+            return Err(ApiError::bad_request(
+                "invalid_expiry",
+                "the expiry must be in the future",
+            ));
+        }
+        self.doc
+            .update(|d| {
+                if let Some(r) = roles.iter().find(|r| !role_exists(&d.policy, r)) {
+                    return Err(ApiError::bad_request(
+                        "unknown_role",
+                        format!("role `{r}` is not defined in the policy"),
+                    ));
+                }
+                let (key, secret) = new_key(name, roles.clone(), expires_at, now);
+                d.api_keys.insert(key.id.clone(), key.clone());
+                Ok((key, secret))
+            })
+            .await
+    }
+
+    /// Revokes a key; it is refused from the next request on.
+    pub async fn revoke_key(&self, id: &str, now: u64) -> Result<ApiKey, ApiError> {
+        self.doc
+            .update(|d| {
+                let k = d
+                    .api_keys
+                    .get_mut(id)
+                    .ok_or_else(|| ApiError::not_found(format!("no API key has id `{id}`")))?;
+                k.revoked_at.get_or_insert(now);
+                Ok(k.clone())
+            })
+            .await
+    }
+
+    /// Every key, newest first.
+    pub fn keys(&self) -> Result<Vec<ApiKey>, ApiError> {
+        let mut keys: Vec<ApiKey> = self.doc.read(|d| d.api_keys.values().cloned().collect())?;
+        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(keys)
+    }
+}
+
+fn new_key(
+    name: &str,
+    roles: Vec<String>,
+    expires_at: Option<u64>,
+    now: u64,
+) -> (ApiKey, Secret<String>) {
+    let id = secure::token::random_uuid().replace('-', "")[..ID_LEN].to_owned();
+    let t = secure::token::generate(&format!("{KEY_PREFIX}{id}_"));
+    let key = ApiKey {
+        id,
+        name: name.trim().to_owned(),
+        digest: t.digest,
+        roles,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    (key, t.plaintext)
+}
+
+/// The id part of `torua_<id>_<secret>`.
+fn parse_id(presented: &str) -> Option<&str> {
+    let rest = presented.strip_prefix(KEY_PREFIX)?;
+    let (id, secret) = rest.split_at_checked(ID_LEN)?;
+    (id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.starts_with('_') && secret.len() > 1)
+        .then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_are_checked_revoked_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, boot) = SecurityState::open(dir.path(), 100).unwrap();
+        let boot = std::fs::read_to_string(boot.unwrap()).unwrap();
+        let admin = state.authenticate_key(boot.trim(), 100).unwrap();
+        assert_eq!(admin.roles, vec!["admin"]);
+
+        let (k, secret) = state
+            .create_key("ci", vec!["node".into()], Some(200), 100)
+            .await
+            .unwrap();
+        assert!(secret.expose().starts_with(&format!("torua_{}_", k.id)));
+        assert_eq!(
+            state.authenticate_key(secret.expose(), 150).unwrap().id,
+            k.id
+        );
+        assert_eq!(
+            state.authenticate_key(secret.expose(), 200),
+            Err(KeyRefusal::Expired)
+        );
+        let mut wrong = secret.expose().clone();
+        wrong.pop();
+        wrong.push('!');
+        assert_eq!(
+            state.authenticate_key(&wrong, 150),
+            Err(KeyRefusal::Invalid)
+        );
+        for junk in ["", "torua_", "torua_zz", "Bearer x", "torua_0123456789ab"] {
+            assert_eq!(state.authenticate_key(junk, 150), Err(KeyRefusal::Invalid));
+        }
+        state.revoke_key(&k.id, 160).await.unwrap();
+        assert_eq!(
+            state.authenticate_key(secret.expose(), 160),
+            Err(KeyRefusal::Revoked)
+        );
+        assert!(state
+            .create_key("x", vec!["ghost".into()], None, 100)
+            .await
+            .is_err());
+
+        // Reopened: same keys, no new bootstrap key.
+        drop(state);
+        let (again, boot2) = SecurityState::open(dir.path(), 300).unwrap();
+        assert!(boot2.is_none());
+        assert_eq!(again.keys().unwrap().len(), 2);
+        assert!(!std::fs::read_to_string(dir.path().join(FILE))
+            .unwrap()
+            .contains(secret.expose().as_str()));
+    }
+
+    #[tokio::test]
+    async fn policy_changes_need_the_current_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, _) = SecurityState::open(dir.path(), 1).unwrap();
+        let mut p = state.policy().unwrap();
+        assert_eq!(p.version, 1);
+        p.token_roles.insert("admin".into(), vec!["admin".into()]);
+        let stored = state.set_policy(p.clone()).await.unwrap();
+        assert_eq!(stored.version, 2);
+        let stale = state.set_policy(p).await.unwrap_err();
+        assert_eq!(stale.code, "version_conflict");
+    }
+}
