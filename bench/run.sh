@@ -18,8 +18,9 @@ DURATION="${DURATION:-10s}"
 CLIENTS="${CLIENTS:-64}"
 PORT="${PORT:-18480}"
 cargo build --release -q -p torua --bin torua -p bench --bin torua-bench
-BIN=target/release/torua
-LOAD=target/release/torua-bench
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+BIN="$TARGET_DIR/release/torua"
+LOAD="$TARGET_DIR/release/torua-bench"
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/torua-bench.XXXXXX")"
 stop_dev() { if [ -n "${DEV_PID:-}" ]; then kill "$DEV_PID" 2>/dev/null || true; wait "$DEV_PID" 2>/dev/null || true; DEV_PID=; fi; }
 cleanup() { stop_dev; rm -rf "$DIR"; }

@@ -19,12 +19,12 @@ trap cleanup EXIT
 RUST_LOG=warn PORT="$PORT" TRUXE_DATA_DIR="$DIR/data" MAX_CONCURRENT_SESSIONS=1000 \
   TRUXE_RATE_LIMIT_LOGIN_IP=100000000/1m TRUXE_RATE_LIMIT_LOGIN_ACCOUNT=100000000/1m \
   TRUXE_RATE_LIMIT_REGISTER_IP=100000/1m TRUXE_RATE_LIMIT_REFRESH_IP=100000000/1m \
-  target/release/truxe serve > "$DIR/serve.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}/release/truxe" serve > "$DIR/serve.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 300); do curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null || { cat "$DIR/serve.log"; exit 1; }
 echo "machine: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%d)"
-OUT=$(target/release/truxe-bench --target "http://127.0.0.1:$PORT" --clients "$CLIENTS" --seconds "$SECONDS_PER" --json)
+OUT=$("${CARGO_TARGET_DIR:-target}/release/truxe-bench" --target "http://127.0.0.1:$PORT" --clients "$CLIENTS" --seconds "$SECONDS_PER" --json)
 python3 - "$OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]

@@ -50,7 +50,57 @@ pub fn derive_key(secret: &str) -> Result<[u8; 32], Error> {
     Ok(Sha256::digest(secret.as_bytes()).into())
 }
 
+/// A new random 256-bit key.
+pub fn generate_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    k
+}
+
+/// Reads a key written as 64 hex digits (surrounding whitespace ignored).
+/// Only full-entropy keys are accepted: no passphrases.
+pub fn key_from_hex(text: &str) -> Result<[u8; 32], Error> {
+    let t = text.trim();
+    let bad = || Error::Config("a key must be exactly 64 hex digits (32 random bytes)".into());
+    if t.len() != 64 || !t.is_ascii() {
+        return Err(bad());
+    }
+    let mut k = [0u8; 32];
+    for (i, byte) in k.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(k)
+}
+
+/// The key as 64 hex digits (for key files; never for logs).
+pub fn key_to_hex(key: &[u8; 32]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key id a sealed value names, without opening it.
+pub fn sealed_key_id(sealed: &[u8]) -> Option<u32> {
+    if sealed.len() < CT_OFFSET + TAG_LEN || sealed[VERSION_OFFSET] != VERSION_1 {
+        return None;
+    }
+    Some(u32::from_le_bytes([
+        sealed[KID_OFFSET],
+        sealed[KID_OFFSET + 1],
+        sealed[KID_OFFSET + 2],
+        sealed[KID_OFFSET + 3],
+    ]))
+}
+
 impl Envelope {
+    /// The key id new values are sealed with.
+    pub fn current_key_id(&self) -> u32 {
+        self.current
+    }
+
+    /// Whether a key with this id is configured.
+    pub fn knows(&self, kid: u32) -> bool {
+        self.keys.contains_key(&kid)
+    }
+
     /// Seals with `current`; also opens data sealed with any of `older`.
     pub fn new(current: [u8; 32], older: &[[u8; 32]]) -> Self {
         let mut keys = HashMap::new();
@@ -94,7 +144,8 @@ impl Envelope {
         if sealed.len() < CT_OFFSET + TAG_LEN || sealed[VERSION_OFFSET] != VERSION_1 {
             return Err(Error::Crypto("sealed value is malformed".into()));
         }
-        let kid = u32::from_le_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
+        let kid = sealed_key_id(sealed)
+            .ok_or_else(|| Error::Crypto("sealed value is malformed".into()))?;
         let cipher = self
             .keys
             .get(&kid)
@@ -145,6 +196,19 @@ mod tests {
         assert!(old.open(&bad, b"user-1").is_err());
         assert!(old.open(&sealed[..10], b"user-1").is_err());
         assert!(derive_key("short").is_err());
+        assert_eq!(sealed_key_id(&sealed), Some(key_id(&k1)));
+        assert_eq!(sealed_key_id(b"x"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn hex_keys_round_trip_and_weak_ones_are_refused() -> Result<(), Error> {
+        let k = generate_key();
+        assert_ne!(k, generate_key());
+        assert_eq!(key_from_hex(&format!(" {}\n", key_to_hex(&k)))?, k);
+        for bad in ["", "00", &"zz".repeat(32), &"0".repeat(63), &"é".repeat(32)] {
+            assert!(key_from_hex(bad).is_err(), "{bad}");
+        }
         Ok(())
     }
 }

@@ -16,6 +16,10 @@ pub enum StoreError {
     /// The shard was dropped or the node is shutting down.
     #[error("shard {0} is closed")]
     Closed(u32),
+    /// Encryption at rest failed: a wrong or missing master key, or a
+    /// value that fails authentication. The message names the shard.
+    #[error("{0}")]
+    Crypto(String),
     /// The key or content type breaks a limit; the message says which.
     #[error("{0}")]
     Invalid(String),

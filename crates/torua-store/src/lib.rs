@@ -10,7 +10,9 @@
 //! committed with [`redb::Durability::Immediate`].
 //!
 //! Values are stored as versioned [`Record`]s (content type + bytes); the
-//! byte layout is documented in `record.rs` where it is encoded.
+//! byte layout is documented in `record.rs` where it is encoded. With a
+//! [`MasterKeys`], records are sealed at rest with per-shard data keys that
+//! the master key wraps, and data keys rotate online (`crypto.rs`).
 //!
 //! This crate knows nothing about HTTP, placement or the cluster: it must not
 //! depend on axum, reqwest or the `torua` crate.
@@ -19,7 +21,7 @@
 //! ```
 //! # tokio::runtime::Runtime::new()?.block_on(async {
 //! let dir = tempfile::tempdir()?;
-//! let store = torua_store::ShardStore::open(dir.path())?;
+//! let store = torua_store::ShardStore::open(dir.path(), None)?;
 //! let shard = store.create_shard(7, torua_store::ShardState::Active).await?;
 //! shard.put("greeting".into(), torua_store::Record::new("text/plain", b"hi".to_vec())).await?;
 //! assert_eq!(shard.get("greeting").await?.map(|r| r.value), Some(b"hi".to_vec()));
@@ -29,15 +31,17 @@
 //! ```
 #![deny(missing_docs)]
 
+mod crypto;
 mod error;
 mod record;
 mod shard;
 mod store;
 mod tables;
 
+pub use crypto::MasterKeys;
 pub use error::StoreError;
 pub use record::Record;
-pub use shard::{Op, Shard, ShardState, ShardStats};
+pub use shard::{KeyStatus, Op, Shard, ShardState, ShardStats};
 pub use store::ShardStore;
 
 /// Longest key accepted, in bytes (UTF-8).

@@ -1,12 +1,20 @@
+use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tables::{DATA, FORMAT_VERSION, META, META_BYTES, META_FORMAT, META_STATE};
+use crate::crypto::{self, Codec, MasterKeys};
+use crate::tables::{
+    DATA, FORMAT_PLAINTEXT, FORMAT_VERSION, KEYS, META, META_BYTES, META_DATA_KEY, META_FORMAT,
+    META_STATE,
+};
 use crate::{Record, StoreError, MAX_KEY_LEN};
+
+/// Keys re-sealed per write transaction by the background re-sealer.
+const RESEAL_BATCH: usize = 256;
 
 /// Most queued write requests folded into one transaction.
 const MAX_GROUP: usize = 512;
@@ -54,6 +62,17 @@ pub enum Op {
     Delete(String),
 }
 
+/// Encryption state reported by [`Shard::key_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// Id of the data key new writes use; `None` when encryption is off.
+    pub current: Option<u32>,
+    /// Data keys held (more than one while older values are re-sealed).
+    pub keys: u64,
+    /// Whether the background re-sealer is running.
+    pub resealing: bool,
+}
+
 /// Counts reported by [`Shard::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardStats {
@@ -66,6 +85,45 @@ pub struct ShardStats {
 enum Command {
     Apply(Vec<Op>),
     SetState(ShardState),
+    /// Start a new data key; new values use it.
+    RotateKey,
+    /// Re-seal these keys' values with the current data key, if stale.
+    Reseal(Vec<String>),
+    /// Forget every data key but these (no value uses the others).
+    RetainKeys(Vec<u32>),
+}
+
+/// The writer's copy of the unwrapped data keys (readers see only the
+/// [`Codec`] built from them).
+#[derive(Clone)]
+struct DataKeys {
+    master: Arc<MasterKeys>,
+    current: u32,
+    keys: BTreeMap<u32, [u8; 32]>,
+}
+
+impl DataKeys {
+    fn codec(&self, shard: u32) -> Codec {
+        let older: Vec<[u8; 32]> = self
+            .keys
+            .iter()
+            .filter(|(id, _)| **id != self.current)
+            .map(|(_, k)| *k)
+            .collect();
+        match self.keys.get(&self.current) {
+            Some(current) => Codec::sealed(shard, *current, &older),
+            None => Codec::Plain,
+        }
+    }
+}
+
+impl Drop for DataKeys {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for k in self.keys.values_mut() {
+            k.zeroize();
+        }
+    }
 }
 
 struct Request {
@@ -78,7 +136,11 @@ pub struct Shard {
     id: u32,
     db: Arc<Database>,
     state: Arc<AtomicU8>,
+    /// How values are read; replaced by the writer when data keys change.
+    codec: Arc<RwLock<Arc<Codec>>>,
     tx: mpsc::Sender<Request>,
+    resealing: AtomicBool,
+    reseal_wanted: AtomicBool,
 }
 
 impl std::fmt::Debug for Shard {
@@ -88,23 +150,46 @@ impl std::fmt::Debug for Shard {
 }
 
 impl Shard {
+    /// Checks, without writing, that `master` opens the shard at `path`
+    /// (an encrypted shard needs its master key; a plaintext one needs none).
+    pub(crate) fn check_keys(
+        id: u32,
+        path: &std::path::Path,
+        master: Option<&MasterKeys>,
+    ) -> Result<(), StoreError> {
+        // Read-only, so a refused key leaves the file byte for byte as it
+        // was. A file not closed cleanly needs redb's repair, which writes.
+        match redb::ReadOnlyDatabase::open(path) {
+            Ok(db) => read_data_keys(&db, id, master).map(drop),
+            Err(redb::DatabaseError::RepairAborted) => {
+                read_data_keys(&Database::create(path)?, id, master).map(drop)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Opens (or creates) the file and starts the writer. Blocking: call it
     /// from a blocking context; it needs a tokio runtime for the writer.
+    /// With `master`, a new or plaintext shard gets a data key and its
+    /// plaintext values are re-sealed in the background.
     pub(crate) fn open(
         id: u32,
         path: &std::path::Path,
         initial: Option<ShardState>,
+        master: Option<Arc<MasterKeys>>,
     ) -> Result<Arc<Shard>, StoreError> {
         let db = Database::create(path)?;
+        // Unwrap every data key before writing anything: a wrong master key
+        // must leave the file as it was.
+        let (mut keys, current) = read_data_keys(&db, id, master.as_deref())?;
         let txn = db.begin_write()?;
-        let state = {
+        let (state, data_keys) = {
             let mut meta = txn.open_table(META)?;
             let format = meta.get(META_FORMAT)?.map(|g| g.value());
             match format {
-                None => {
+                None | Some(FORMAT_PLAINTEXT) | Some(FORMAT_VERSION) => {
                     meta.insert(META_FORMAT, FORMAT_VERSION)?;
                 }
-                Some(FORMAT_VERSION) => {}
                 Some(_) => return Err(StoreError::Corrupt("unsupported shard file format")),
             }
             let stored = meta.get(META_STATE)?.map(|g| g.value());
@@ -115,14 +200,154 @@ impl Shard {
             };
             meta.insert(META_STATE, u64::from(state.code()))?;
             txn.open_table(DATA)?;
-            state
+            let mut wrapped = txn.open_table(KEYS)?;
+            let data_keys = match master {
+                None => None,
+                Some(master) => {
+                    let current = match current {
+                        Some(c) if keys.contains_key(&c) => c,
+                        _ => {
+                            let (kid, w) = crypto::new_data_key(&master, id)?;
+                            keys.insert(kid, crypto::unwrap_data_key(&master, id, &w)?);
+                            wrapped.insert(kid, w.as_slice())?;
+                            meta.insert(META_DATA_KEY, u64::from(kid))?;
+                            kid
+                        }
+                    };
+                    // Master-key rotation: re-wrap under the current master key.
+                    let mut rewrap = Vec::new();
+                    for entry in wrapped.iter()? {
+                        let (kid, w) = entry?;
+                        if crypto::needs_rewrap(&master, w.value()) {
+                            rewrap.push(kid.value());
+                        }
+                    }
+                    for kid in rewrap {
+                        if let Some(k) = keys.get(&kid) {
+                            wrapped.insert(kid, crypto::rewrap(&master, id, k)?.as_slice())?;
+                        }
+                    }
+                    Some(DataKeys {
+                        master,
+                        current,
+                        keys: std::mem::take(&mut keys),
+                    })
+                }
+            };
+            (state, data_keys)
         };
         txn.commit()?;
+        let codec = data_keys.as_ref().map_or(Codec::Plain, |k| k.codec(id));
+        let encrypted = data_keys.is_some();
         let db = Arc::new(db);
         let state = Arc::new(AtomicU8::new(state.code()));
+        let codec = Arc::new(RwLock::new(Arc::new(codec)));
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer(id, Arc::downgrade(&db), state.clone(), rx));
-        Ok(Arc::new(Shard { id, db, state, tx }))
+        tokio::spawn(writer(
+            id,
+            Arc::downgrade(&db),
+            state.clone(),
+            codec.clone(),
+            data_keys,
+            rx,
+        ));
+        let shard = Arc::new(Shard {
+            id,
+            db,
+            state,
+            codec,
+            tx,
+            resealing: AtomicBool::new(false),
+            reseal_wanted: AtomicBool::new(false),
+        });
+        if encrypted {
+            // Picks up plaintext values and an interrupted rotation.
+            shard.start_reseal();
+        }
+        Ok(shard)
+    }
+
+    fn codec(&self) -> Arc<Codec> {
+        match self.codec.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Starts a new data key: writes from now on use it, and older values
+    /// are re-sealed in the background, after which the old key is
+    /// forgotten. Returns the new key's id.
+    pub async fn rotate_key(self: &Arc<Self>) -> Result<u32, StoreError> {
+        if self.codec().current_key_id().is_none() {
+            return Err(StoreError::Invalid(format!(
+                "shard {} is not encrypted: start the node with a master key",
+                self.id
+            )));
+        }
+        self.send(Command::RotateKey).await?;
+        self.start_reseal();
+        self.codec()
+            .current_key_id()
+            .ok_or(StoreError::Closed(self.id))
+    }
+
+    /// The shard's encryption state.
+    pub async fn key_status(&self) -> Result<KeyStatus, StoreError> {
+        let db = self.db.clone();
+        let keys = blocking(move || Ok(db.begin_read()?.open_table(KEYS)?.len()?)).await?;
+        Ok(KeyStatus {
+            current: self.codec().current_key_id(),
+            keys,
+            resealing: self.resealing.load(Ordering::Acquire),
+        })
+    }
+
+    fn start_reseal(self: &Arc<Self>) {
+        self.reseal_wanted.store(true, Ordering::Release);
+        if self.resealing.swap(true, Ordering::AcqRel) {
+            return; // the running re-sealer makes another pass
+        }
+        tokio::spawn(reseal_loop(Arc::downgrade(self)));
+    }
+
+    /// One pass over the shard, re-sealing stale values; returns how many
+    /// were stale.
+    async fn reseal_pass(&self) -> Result<usize, StoreError> {
+        let mut after: Option<String> = None;
+        let mut stale = 0;
+        loop {
+            let (db, codec, cursor) = (self.db.clone(), self.codec(), after.clone());
+            let (keys, next) = blocking(move || {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(DATA)?;
+                let start = match cursor.as_deref() {
+                    Some(a) => Bound::Excluded(a),
+                    None => Bound::Unbounded,
+                };
+                let mut keys = Vec::new();
+                let mut last = None;
+                for entry in table.range::<&str>((start, Bound::Unbounded))? {
+                    let (k, v) = entry?;
+                    last = Some(k.value().to_owned());
+                    if codec.is_stale(v.value()) {
+                        keys.push(k.value().to_owned());
+                        if keys.len() >= RESEAL_BATCH {
+                            break;
+                        }
+                    }
+                }
+                Ok((keys, last))
+            })
+            .await?;
+            stale += keys.len();
+            if !keys.is_empty() {
+                self.send(Command::Reseal(keys)).await?;
+            }
+            match next {
+                Some(n) if after.as_ref() != Some(&n) => after = Some(n),
+                _ => return Ok(stale),
+            }
+        }
     }
 
     /// The shard id.
@@ -137,13 +362,13 @@ impl Shard {
 
     /// Reads one key.
     pub async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        let db = self.db.clone();
+        let (db, codec) = (self.db.clone(), self.codec());
         let key = key.to_owned();
         blocking(move || {
             let txn = db.begin_read()?;
             let table = txn.open_table(DATA)?;
             let value = table.get(key.as_str())?;
-            value.map(|v| Record::decode(v.value())).transpose()
+            value.map(|v| codec.decode(&key, v.value())).transpose()
         })
         .await
     }
@@ -211,7 +436,7 @@ impl Shard {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<(String, Record)>, StoreError> {
-        let db = self.db.clone();
+        let (db, codec) = (self.db.clone(), self.codec());
         let prefix = prefix.to_owned();
         let after = after.map(str::to_owned);
         blocking(move || {
@@ -233,7 +458,7 @@ impl Shard {
                     break;
                 }
                 bytes += key.len() + v.value().len();
-                out.push((key.to_owned(), Record::decode(v.value())?));
+                out.push((key.to_owned(), codec.decode(key, v.value())?));
             }
             Ok(out)
         })
@@ -277,6 +502,80 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
 }
 
+/// Data keys by id, unwrapped.
+type UnwrappedKeys = BTreeMap<u32, [u8; 32]>;
+
+/// Reads and unwraps the shard's data keys (none for a plaintext shard)
+/// and the id of the current one. Reads only.
+fn read_data_keys(
+    db: &impl ReadableDatabase,
+    id: u32,
+    master: Option<&MasterKeys>,
+) -> Result<(UnwrappedKeys, Option<u32>), StoreError> {
+    let txn = db.begin_read()?;
+    let wrapped = match txn.open_table(KEYS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((BTreeMap::new(), None)),
+        Err(e) => return Err(e.into()),
+    };
+    let current = match txn.open_table(META) {
+        Ok(m) => m
+            .get(META_DATA_KEY)?
+            .and_then(|g| u32::try_from(g.value()).ok()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut keys = BTreeMap::new();
+    for entry in wrapped.iter()? {
+        let (kid, w) = entry?;
+        let Some(master) = master else {
+            return Err(StoreError::Crypto(format!(
+                "shard {id} is encrypted, but no master key is configured (TORUA_MASTER_KEY_FILE)"
+            )));
+        };
+        keys.insert(kid.value(), crypto::unwrap_data_key(master, id, w.value())?);
+    }
+    Ok((keys, current))
+}
+
+/// Runs re-seal passes until one finds nothing stale, then drops the data
+/// keys no value uses any more.
+async fn reseal_loop(shard: Weak<Shard>) {
+    loop {
+        let Some(s) = shard.upgrade() else {
+            return;
+        };
+        s.reseal_wanted.store(false, Ordering::Release);
+        let current = s.codec().current_key_id();
+        match s.reseal_pass().await {
+            Ok(0) => {
+                let retain = current.into_iter().collect();
+                if let Err(e) = s.send(Command::RetainKeys(retain)).await {
+                    tracing::warn!(shard = s.id, error = %e, "dropping old data keys failed");
+                }
+                s.resealing.store(false, Ordering::Release);
+                // A rotation that raced the flag above restarts the loop.
+                if !s.reseal_wanted.load(Ordering::Acquire)
+                    || s.resealing.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+            Ok(n) => tracing::info!(
+                shard = s.id,
+                resealed = n,
+                "re-sealed values under the current data key"
+            ),
+            Err(StoreError::Closed(_)) => return,
+            Err(e) => {
+                tracing::warn!(shard = s.id, error = %e, "re-sealing failed; retrying");
+                drop(s);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// Group commit: take everything queued, apply it in one transaction, fsync
 /// once, then answer every request with the shared outcome.
 async fn writer(
@@ -284,6 +583,8 @@ async fn writer(
     // Weak: the file closes as soon as the last `Shard` handle is dropped.
     db: Weak<Database>,
     state: Arc<AtomicU8>,
+    codec: Arc<RwLock<Arc<Codec>>>,
+    mut keys: Option<DataKeys>,
     mut rx: mpsc::Receiver<Request>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -302,11 +603,23 @@ async fn writer(
             }
             return;
         };
-        let outcome = blocking(move || commit(&db, cmds)).await;
+        let current = codec
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let draft = keys.clone();
+        let outcome = blocking(move || commit(id, &db, cmds, current, draft)).await;
         match outcome {
-            Ok(new_state) => {
-                if let Some(s) = new_state {
+            Ok(done) => {
+                if let Some(s) = done.state {
                     state.store(s.code(), Ordering::Release);
+                }
+                if let Some((k, c)) = done.keys {
+                    keys = Some(k);
+                    match codec.write() {
+                        Ok(mut g) => *g = c,
+                        Err(p) => *p.into_inner() = c,
+                    }
                 }
                 for d in dones {
                     let _ = d.send(Ok(()));
@@ -323,33 +636,53 @@ async fn writer(
     }
 }
 
-fn commit(db: &Database, cmds: Vec<Command>) -> Result<Option<ShardState>, StoreError> {
+/// What a committed group changed besides data.
+struct Committed {
+    state: Option<ShardState>,
+    /// New data keys and the codec built from them.
+    keys: Option<(DataKeys, Arc<Codec>)>,
+}
+
+fn commit(
+    id: u32,
+    db: &Database,
+    cmds: Vec<Command>,
+    mut codec: Arc<Codec>,
+    mut keys: Option<DataKeys>,
+) -> Result<Committed, StoreError> {
     let txn = db.begin_write()?;
     let mut new_state = None;
+    let mut keys_changed = false;
     {
         let mut data = txn.open_table(DATA)?;
         let mut meta = txn.open_table(META)?;
         let mut bytes = meta.get(META_BYTES)?.map(|g| g.value()).unwrap_or(0);
+        let mut store = |data: &mut redb::Table<&str, &[u8]>,
+                         key: &str,
+                         value: Option<&[u8]>|
+         -> Result<(), StoreError> {
+            let old = match value {
+                Some(v) => {
+                    bytes += (key.len() + v.len()) as u64;
+                    data.insert(key, v)?
+                }
+                None => data.remove(key)?,
+            };
+            if let Some(old) = old {
+                bytes = bytes.saturating_sub((key.len() + old.value().len()) as u64);
+            }
+            Ok(())
+        };
         for cmd in cmds {
             match cmd {
                 Command::Apply(ops) => {
                     for op in ops {
                         match op {
                             Op::Put(key, record) => {
-                                let enc = record.encode();
-                                let added = (key.len() + enc.len()) as u64;
-                                if let Some(old) = data.insert(key.as_str(), enc.as_slice())? {
-                                    bytes = bytes
-                                        .saturating_sub((key.len() + old.value().len()) as u64);
-                                }
-                                bytes += added;
+                                let enc = codec.encode(&key, &record)?;
+                                store(&mut data, &key, Some(&enc))?;
                             }
-                            Op::Delete(key) => {
-                                if let Some(old) = data.remove(key.as_str())? {
-                                    bytes = bytes
-                                        .saturating_sub((key.len() + old.value().len()) as u64);
-                                }
-                            }
+                            Op::Delete(key) => store(&mut data, &key, None)?,
                         }
                     }
                 }
@@ -357,10 +690,56 @@ fn commit(db: &Database, cmds: Vec<Command>) -> Result<Option<ShardState>, Store
                     meta.insert(META_STATE, u64::from(s.code()))?;
                     new_state = Some(s);
                 }
+                Command::RotateKey => {
+                    let Some(k) = keys.as_mut() else {
+                        return Err(StoreError::Invalid(format!("shard {id} is not encrypted")));
+                    };
+                    let (kid, wrapped) = crypto::new_data_key(&k.master, id)?;
+                    let dek = crypto::unwrap_data_key(&k.master, id, &wrapped)?;
+                    txn.open_table(KEYS)?.insert(kid, wrapped.as_slice())?;
+                    meta.insert(META_DATA_KEY, u64::from(kid))?;
+                    k.keys.insert(kid, dek);
+                    k.current = kid;
+                    codec = Arc::new(k.codec(id));
+                    keys_changed = true;
+                }
+                Command::Reseal(list) => {
+                    for key in list {
+                        let Some(stored) = data.get(key.as_str())?.map(|v| v.value().to_vec())
+                        else {
+                            continue;
+                        };
+                        if codec.is_stale(&stored) {
+                            let enc = codec.encode(&key, &codec.decode(&key, &stored)?)?;
+                            store(&mut data, &key, Some(&enc))?;
+                        }
+                    }
+                }
+                Command::RetainKeys(retain) => {
+                    let Some(k) = keys.as_mut() else { continue };
+                    let mut table = txn.open_table(KEYS)?;
+                    let gone: Vec<u32> = k
+                        .keys
+                        .keys()
+                        .copied()
+                        .filter(|kid| *kid != k.current && !retain.contains(kid))
+                        .collect();
+                    for kid in &gone {
+                        table.remove(*kid)?;
+                        k.keys.remove(kid);
+                    }
+                    if !gone.is_empty() {
+                        codec = Arc::new(k.codec(id));
+                        keys_changed = true;
+                    }
+                }
             }
         }
         meta.insert(META_BYTES, bytes)?;
     }
     txn.commit()?;
-    Ok(new_state)
+    Ok(Committed {
+        state: new_state,
+        keys: keys.filter(|_| keys_changed).map(|k| (k, codec)),
+    })
 }

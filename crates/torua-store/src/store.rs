@@ -2,33 +2,58 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::{Shard, ShardState, StoreError};
+use crate::{MasterKeys, Shard, ShardState, StoreError};
 
 /// All shards held by one node, under `<data dir>/shards/<id>.redb`.
 #[derive(Debug)]
 pub struct ShardStore {
     dir: PathBuf,
     shards: RwLock<BTreeMap<u32, Arc<Shard>>>,
+    master: Option<Arc<MasterKeys>>,
 }
 
 impl ShardStore {
     /// Opens the data directory (creating it) and every shard file in it.
+    /// With `master`, values are encrypted at rest (see `crypto.rs`);
+    /// every shard's keys are checked before any file is written, so a
+    /// wrong master key fails with nothing changed.
     /// Must run inside a tokio runtime (each shard starts a writer task).
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(data_dir: &Path, master: Option<MasterKeys>) -> Result<Self, StoreError> {
         let dir = data_dir.join("shards");
         std::fs::create_dir_all(&dir)?;
-        let mut shards = BTreeMap::new();
+        let master = master.map(Arc::new);
+        let mut paths = BTreeMap::new();
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            let Some(id) = shard_id_of(&path) else {
-                continue;
-            };
-            shards.insert(id, Shard::open(id, &path, None)?);
+            if let Some(id) = shard_id_of(&path) {
+                Shard::check_keys(id, &path, master.as_deref())?;
+                paths.insert(id, path);
+            }
+        }
+        let mut shards = BTreeMap::new();
+        for (id, path) in paths {
+            shards.insert(id, Shard::open(id, &path, None, master.clone())?);
         }
         Ok(ShardStore {
             dir,
             shards: RwLock::new(shards),
+            master,
         })
+    }
+
+    /// Whether values are encrypted at rest.
+    pub fn encrypted(&self) -> bool {
+        self.master.is_some()
+    }
+
+    /// Starts a new data key in every shard (see [`Shard::rotate_key`]);
+    /// returns each shard's new key id.
+    pub async fn rotate_keys(&self) -> Result<Vec<(u32, u32)>, StoreError> {
+        let mut out = Vec::new();
+        for s in self.shards() {
+            out.push((s.id(), s.rotate_key().await?));
+        }
+        Ok(out)
     }
 
     fn path_of(&self, id: u32) -> PathBuf {
@@ -60,9 +85,10 @@ impl ShardStore {
         }
         let path = self.path_of(id);
         let rt = tokio::runtime::Handle::current();
+        let master = self.master.clone();
         let shard = tokio::task::spawn_blocking(move || {
             let _guard = rt.enter();
-            Shard::open(id, &path, Some(state))
+            Shard::open(id, &path, Some(state), master)
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
@@ -107,13 +133,13 @@ fn shard_id_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Op, Record};
+    use crate::{MasterKeys, Op, Record};
 
     #[tokio::test]
     async fn data_survives_reopen_and_stats_track_bytes() -> Result<(), StoreError> {
         let dir = tempfile::tempdir()?;
         {
-            let store = ShardStore::open(dir.path())?;
+            let store = ShardStore::open(dir.path(), None)?;
             let s = store.create_shard(3, ShardState::Receiving).await?;
             s.put("a".into(), Record::new("t", vec![1; 10])).await?;
             s.put("b".into(), Record::new("t", vec![])).await?;
@@ -123,7 +149,7 @@ mod tests {
             assert_eq!(st.key_count, 2);
             assert_eq!(st.byte_size, (1 + 4 + 4) + (1 + 4));
         }
-        let store = ShardStore::open(dir.path())?;
+        let store = ShardStore::open(dir.path(), None)?;
         assert_eq!(store.shard_ids(), vec![3]);
         let s = store.shard(3).ok_or(StoreError::Closed(3))?;
         assert_eq!(s.state(), ShardState::Receiving);
@@ -138,7 +164,7 @@ mod tests {
     #[tokio::test]
     async fn list_respects_prefix_after_and_limit() -> Result<(), StoreError> {
         let dir = tempfile::tempdir()?;
-        let store = ShardStore::open(dir.path())?;
+        let store = ShardStore::open(dir.path(), None)?;
         let s = store.create_shard(0, ShardState::Active).await?;
         let ops = ["a/1", "a/2", "a/3", "b/1", "ä"]
             .iter()
@@ -155,7 +181,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_writes_are_all_durable() -> Result<(), StoreError> {
         let dir = tempfile::tempdir()?;
-        let store = ShardStore::open(dir.path())?;
+        let store = ShardStore::open(dir.path(), None)?;
         let s = store.create_shard(1, ShardState::Active).await?;
         let mut tasks = Vec::new();
         for i in 0..200 {
@@ -173,10 +199,89 @@ mod tests {
         Ok(())
     }
 
+    /// Polls until every shard has one data key and no re-sealer runs.
+    async fn settled(store: &ShardStore) -> Result<(), StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let mut done = true;
+            for s in store.shards() {
+                let k = s.key_status().await?;
+                done &= k.keys == 1 && !k.resealing;
+            }
+            if done {
+                return Ok(());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "re-sealing never settled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn encryption_migrates_plaintext_rotates_online_and_refuses_wrong_keys(
+    ) -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let rec = |i: usize| Record::new("text/plain", format!("value-{i}").into_bytes());
+        {
+            let store = ShardStore::open(dir.path(), None)?;
+            let s = store.create_shard(0, ShardState::Active).await?;
+            let ops = (0..300)
+                .map(|i| Op::Put(format!("k{i:03}"), rec(i)))
+                .collect();
+            s.apply(ops).await?;
+            assert_eq!(s.key_status().await?.current, None);
+        }
+        let key = secure::envelope::generate_key();
+        {
+            let store = ShardStore::open(dir.path(), Some(MasterKeys::new(key, &[])))?;
+            settled(&store).await?;
+            let s = store.shard(0).ok_or(StoreError::Closed(0))?;
+            let first = s.key_status().await?.current;
+            assert!(first.is_some());
+            assert_eq!(s.get("k007").await?, Some(rec(7)));
+            // Rotate while writing; every value stays readable.
+            let writer = {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    for i in 300..400 {
+                        s.put(format!("k{i:03}"), rec(i)).await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            };
+            let second = s.rotate_key().await?;
+            assert_ne!(Some(second), first);
+            writer
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+            settled(&store).await?;
+            assert_eq!(s.key_status().await?.current, Some(second));
+            for i in 0..400 {
+                assert_eq!(s.get(&format!("k{i:03}")).await?, Some(rec(i)), "k{i:03}");
+            }
+            assert_eq!(s.scan("", None, 1000, usize::MAX).await?.len(), 400);
+        }
+        let file = std::fs::read(dir.path().join("shards/0.redb"))?;
+        let wrong = ShardStore::open(
+            dir.path(),
+            Some(MasterKeys::new(secure::envelope::generate_key(), &[])),
+        );
+        assert!(wrong.is_err_and(|e| e.to_string().contains("not configured")));
+        let none = ShardStore::open(dir.path(), None);
+        assert!(none.is_err_and(|e| e.to_string().contains("no master key")));
+        assert!(
+            std::fs::read(dir.path().join("shards/0.redb"))? == file,
+            "a refused open leaves the file untouched"
+        );
+        Ok(())
+    }
+
     #[tokio::test]
     async fn rejects_bad_keys() -> Result<(), StoreError> {
         let dir = tempfile::tempdir()?;
-        let store = ShardStore::open(dir.path())?;
+        let store = ShardStore::open(dir.path(), None)?;
         let s = store.create_shard(1, ShardState::Active).await?;
         assert!(s.put(String::new(), Record::new("", vec![])).await.is_err());
         assert!(s

@@ -5,6 +5,10 @@ use redb::TableDefinition;
 /// User data: key (UTF-8) → encoded [`crate::Record`].
 pub(crate) const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("data");
 
+/// Wrapped data keys: data-key id → the key sealed by the master key
+/// (layout in `crypto.rs`). Empty when the shard is not encrypted.
+pub(crate) const KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new("keys");
+
 /// Shard bookkeeping: name → u64. Names are the `META_*` constants below.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -13,7 +17,12 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const META_BYTES: &str = "bytes";
 /// [`crate::ShardState`] as its numeric code.
 pub(crate) const META_STATE: &str = "state";
+/// Id of the data key new values are sealed with (encrypted shards only).
+pub(crate) const META_DATA_KEY: &str = "data_key";
 /// Layout version of this file; bumped when a table's encoding changes.
 pub(crate) const META_FORMAT: &str = "format";
-/// Current file format.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+/// Current file format: 2 adds sealed values and the `keys` table. Files of
+/// format 1 (plaintext records only) are read and upgraded in place.
+pub(crate) const FORMAT_VERSION: u64 = 2;
+/// The plaintext-only format written before encryption existed.
+pub(crate) const FORMAT_PLAINTEXT: u64 = 1;

@@ -55,7 +55,7 @@ pub struct SecurityConfig {
     /// `on` (default): every request needs credentials. `off` lets every
     /// client act as admin, and says so in the log at start-up.
     #[arg(long = "auth", env = "TORUA_AUTH", value_name = "TORUA_AUTH",
-          default_value = "on", value_parser = parse_switch)]
+          default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub auth: bool,
     /// Truxe's JWKS URL, e.g. `http://127.0.0.1:3001/.well-known/jwks.json`;
     /// unset, only Torua API keys are accepted.
@@ -85,7 +85,7 @@ pub struct SecurityConfig {
     pub audit_log: Option<PathBuf>,
     /// `on`: also audit every data access (reads, writes, deletes, lists).
     #[arg(long, env = "TORUA_AUDIT_DATA", value_name = "TORUA_AUDIT_DATA",
-          default_value = "off", value_parser = parse_switch)]
+          default_value = "off", value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub audit_data: bool,
 }
 
@@ -124,6 +124,44 @@ pub struct NodeConfig {
         value_name = "TORUA_NODE_KEY_FILE"
     )]
     pub key_file: Option<PathBuf>,
+    /// Encryption at rest.
+    #[command(flatten)]
+    pub encryption: EncryptionConfig,
+}
+
+/// Encryption-at-rest settings of a node.
+#[derive(Debug, Clone, Args)]
+pub struct EncryptionConfig {
+    /// `on` (default): values are sealed at rest and a master key is
+    /// required. `off` stores plaintext, and says so in the log.
+    #[arg(long = "encryption", env = "TORUA_ENCRYPTION", value_name = "TORUA_ENCRYPTION",
+          default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+    /// File holding the master key: 64 hex digits, mode 0600
+    /// (`torua keys generate-master` makes one).
+    #[arg(
+        long,
+        env = "TORUA_MASTER_KEY_FILE",
+        value_name = "TORUA_MASTER_KEY_FILE"
+    )]
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself (64 hex digits), when it comes from the
+    /// environment (a secret manager) rather than a file.
+    #[arg(
+        long,
+        env = "TORUA_MASTER_KEY",
+        value_name = "TORUA_MASTER_KEY",
+        hide_env_values = true
+    )]
+    pub master_key: Option<String>,
+    /// The previous master key's file, during a master-key rotation: data
+    /// keys it wraps are re-wrapped under the current one at start-up.
+    #[arg(
+        long,
+        env = "TORUA_PREVIOUS_MASTER_KEY_FILE",
+        value_name = "TORUA_PREVIOUS_MASTER_KEY_FILE"
+    )]
+    pub previous_master_key_file: Option<PathBuf>,
 }
 
 impl NodeConfig {

@@ -47,6 +47,18 @@ pub enum PolicyCommand {
     },
 }
 
+/// `torua keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Start a new data key in every shard of every node; older values are
+    /// re-sealed in the background, then the old keys are forgotten.
+    Rotate,
+    /// Show each shard's current data key and whether re-sealing runs.
+    Status,
+    /// Print a new random master key (64 hex digits) for TORUA_MASTER_KEY_FILE.
+    GenerateMaster,
+}
+
 /// `torua audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -145,6 +157,35 @@ pub async fn policy(api: &Api, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             eprintln!("policy is now at version {}", stored["version"]);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Runs `torua keys …`.
+pub async fn keys(api: &Api, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeysCommand::GenerateMaster => {
+            println!(
+                "{}",
+                secure::envelope::key_to_hex(&secure::envelope::generate_key())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Rotate => {
+            let res = send_json(api.http.post(format!("{}/admin/keys/rotate", api.base))).await?;
+            let failed = res["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n.get("error").is_some())
+                .count();
+            print_json(&res)?;
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        KeysCommand::Status => print_json(&api.get_json::<Value>("/admin/keys").await?),
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::config::{CoordinatorConfig, NodeConfig, SecurityConfig, DEFAULT_MAX_VALUE_BYTES};
+use crate::config::{
+    CoordinatorConfig, EncryptionConfig, NodeConfig, SecurityConfig, DEFAULT_MAX_VALUE_BYTES,
+};
 
 /// Flags of `torua dev`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +41,10 @@ pub struct DevArgs {
     /// benchmark; token issuer defaults to the Truxe started here).
     #[command(flatten)]
     security: SecurityConfig,
+    /// The nodes' encryption at rest (default: on, with a master key that
+    /// `torua dev` makes in the credentials directory).
+    #[command(flatten)]
+    encryption: EncryptionConfig,
 }
 
 /// The `truxe` binary built next to this one, if any.
@@ -293,6 +299,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    let mut encryption = args.encryption.clone();
+    if encryption.enabled && encryption.master_key_file.is_none() && encryption.master_key.is_none()
+    {
+        if creds.read("master.key").is_none() {
+            creds.write(
+                "master.key",
+                &secure::envelope::key_to_hex(&secure::envelope::generate_key()),
+            )?;
+        }
+        encryption.master_key_file = Some(creds.path("master.key"));
+    }
     let mut nodes = Vec::new();
     for i in 1..=args.nodes {
         let port = args.port.checked_add(i).context("port range overflows")?;
@@ -306,6 +323,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             health_check_interval: interval,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             key_file: Some(node_key.clone()),
+            encryption: encryption.clone(),
         };
         nodes.push((
             cfg.node_id.clone(),

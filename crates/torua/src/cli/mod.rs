@@ -76,6 +76,9 @@ enum Command {
     /// Read or replace the access policy (needs `admin`).
     #[command(subcommand)]
     Policy(admin::PolicyCommand),
+    /// Rotate and inspect encryption keys (needs `admin`).
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
@@ -104,6 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Status => data::status(api).await,
             Command::Apikey(cmd) => admin::apikey(api, cmd).await,
             Command::Policy(cmd) => admin::policy(api, cmd).await,
+            Command::Keys(cmd) => admin::keys(api, cmd).await,
             Command::Audit(cmd) => admin::audit(cmd),
         }
     })

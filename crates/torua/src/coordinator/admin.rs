@@ -7,11 +7,12 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::cluster::{Cluster, Status};
 use crate::http::ApiError;
 use crate::security::policy::Policy;
 use crate::security::{unix_now, Caller, Security};
@@ -21,8 +22,13 @@ type S = State<Arc<Security>>;
 /// Longest key lifetime accepted (10 years).
 const MAX_KEY_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
-pub(crate) fn router(sec: Arc<Security>) -> Router {
+pub(crate) fn router(sec: Arc<Security>, cluster: Arc<Cluster>) -> Router {
+    let keys = Router::new()
+        .route("/admin/keys", get(key_status))
+        .route("/admin/keys/rotate", post(rotate_keys))
+        .with_state(cluster);
     Router::new()
+        .merge(keys)
         .route("/whoami", get(whoami))
         .route("/admin/policy", get(get_policy).put(put_policy))
         .route("/admin/apikeys", get(list_keys).post(create_key))
@@ -124,4 +130,59 @@ async fn revoke_key(
         .audit_admin("apikey.revoke", &key.id, json!({"name": key.name}))
         .await;
     Ok(Json(key.view(unix_now())))
+}
+
+/// Deadline for a fan-out to every node.
+const FAN_OUT: Duration = Duration::from_secs(30);
+
+/// Calls `path` on every healthy node in parallel; one entry per node, with
+/// its answer or its error.
+async fn on_every_node(
+    c: &Cluster,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let meta = c.snapshot()?;
+    let calls = meta
+        .nodes
+        .iter()
+        .filter(|(id, _)| c.status_of(id) == Status::Healthy)
+        .map(|(id, n)| {
+            let url = format!("{}{path}", n.addr);
+            let method = method.clone();
+            async move {
+                match c.nodes.call_json(method, &url, FAN_OUT).await {
+                    Ok(v) => v,
+                    Err(e) => json!({"node_id": id, "error": e.to_string()}),
+                }
+            }
+        });
+    Ok(futures::future::join_all(calls).await)
+}
+
+async fn key_status(
+    State(c): State<Arc<Cluster>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin().await?;
+    Ok(Json(
+        json!({"nodes": on_every_node(&c, reqwest::Method::GET, "/keys").await?}),
+    ))
+}
+
+async fn rotate_keys(
+    State(c): State<Arc<Cluster>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin().await?;
+    let nodes = on_every_node(&c, reqwest::Method::POST, "/keys/rotate").await?;
+    let failed = nodes.iter().filter(|n| n.get("error").is_some()).count();
+    caller
+        .audit_admin(
+            "keys.rotate",
+            "data_keys",
+            json!({"nodes": nodes.len(), "failed": failed}),
+        )
+        .await;
+    Ok(Json(json!({"nodes": nodes})))
 }

@@ -280,6 +280,19 @@ impl NodeClient {
             .map(drop)
     }
 
+    /// `GET` or `POST` (empty body) a node URL and decode its JSON answer.
+    pub async fn call_json(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        timeout: Duration,
+    ) -> R<serde_json::Value> {
+        let res = self.send(self.http.request(method, url), timeout).await?;
+        res.json()
+            .await
+            .map_err(|e| CallError::Unreachable(short(&e)))
+    }
+
     /// POSTs JSON to an arbitrary node path (broadcast).
     pub async fn post_json(
         &self,

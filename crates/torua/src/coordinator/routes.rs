@@ -52,7 +52,7 @@ pub(crate) fn router(cluster: Arc<Cluster>, sec: Arc<Security>, metrics: Arc<Met
                 .layer(value_limit),
         )
         .with_state(cluster.clone())
-        .merge(super::admin::router(sec.clone()))
+        .merge(super::admin::router(sec.clone(), cluster.clone()))
         .merge(http::metrics_route(metrics.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             sec,

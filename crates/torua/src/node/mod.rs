@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use torua_store::ShardStore;
+use torua_store::{MasterKeys, ShardStore};
 
-use crate::config::NodeConfig;
+use crate::config::{EncryptionConfig, NodeConfig};
 use crate::http::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wire::{NodeInfo, RegisterRequest};
@@ -32,12 +32,13 @@ pub(crate) struct Node {
 /// Runs a node until `shutdown`; `listener` is already bound.
 pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
     let data_dir = cfg.data_dir();
+    let master = master_keys(&cfg.encryption)?;
     let store = {
         let dir = data_dir.clone();
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _g = rt.enter();
-            ShardStore::open(&dir)
+            ShardStore::open(&dir, master)
         })
         .await
         .map_err(|e| Error::Config(e.to_string()))??
@@ -55,10 +56,11 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         advertise = %cfg.advertised_url(),
         data_dir = %data_dir.display(),
         shards = node.store.shard_ids().len(),
+        encrypted = node.store.encrypted(),
         "node started"
     );
     let credential = match &cfg.key_file {
-        Some(path) => Some(read_key_file(path)?),
+        Some(path) => Some(read_secret_file("TORUA_NODE_KEY_FILE", path)?),
         None => None,
     };
     tokio::spawn(heartbeat(cfg, credential, node.clone(), shutdown.clone()));
@@ -127,10 +129,52 @@ async fn heartbeat(
     }
 }
 
-/// Reads a one-line credential file, refusing an empty one or one that
-/// others may read.
-pub fn read_key_file(path: &std::path::Path) -> Result<secure::Secret<String>, Error> {
-    let bad = |why: String| Error::Config(format!("TORUA_NODE_KEY_FILE {}: {why}", path.display()));
+/// The master keys from the settings; `None` when encryption is off.
+fn master_keys(cfg: &EncryptionConfig) -> Result<Option<MasterKeys>, Error> {
+    if !cfg.enabled {
+        tracing::warn!("TORUA_ENCRYPTION=off: values are stored in plaintext on this node");
+        return Ok(None);
+    }
+    let hex = |var: &str, text: &str| {
+        secure::envelope::key_from_hex(text).map_err(|e| Error::Config(format!("{var}: {e}")))
+    };
+    let current = match (&cfg.master_key_file, &cfg.master_key) {
+        (Some(path), None) => {
+            let text = read_secret_file("TORUA_MASTER_KEY_FILE", path)?;
+            hex("TORUA_MASTER_KEY_FILE", text.expose())?
+        }
+        (None, Some(text)) => hex("TORUA_MASTER_KEY", text)?,
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(
+                "set TORUA_MASTER_KEY_FILE or TORUA_MASTER_KEY, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(Error::Config(
+                "TORUA_MASTER_KEY_FILE is required: it encrypts this node's data at rest. \
+                 Make one with `torua keys generate-master > master.key && chmod 600 master.key`, \
+                 or set TORUA_ENCRYPTION=off to store plaintext"
+                    .into(),
+            ))
+        }
+    };
+    let previous = match &cfg.previous_master_key_file {
+        Some(path) => {
+            let text = read_secret_file("TORUA_PREVIOUS_MASTER_KEY_FILE", path)?;
+            vec![hex("TORUA_PREVIOUS_MASTER_KEY_FILE", text.expose())?]
+        }
+        None => Vec::new(),
+    };
+    Ok(Some(MasterKeys::new(current, &previous)))
+}
+
+/// Reads a one-line secret file named by `var`, refusing an empty one or
+/// one that others may read.
+pub fn read_secret_file(
+    var: &str,
+    path: &std::path::Path,
+) -> Result<secure::Secret<String>, Error> {
+    let bad = |why: String| Error::Config(format!("{var} {}: {why}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     #[cfg(unix)]
     {

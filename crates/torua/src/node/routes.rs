@@ -34,6 +34,8 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/ready", get(ready))
         .route("/info", get(info))
         .route("/control", post(control))
+        .route("/keys", get(key_status))
+        .route("/keys/rotate", post(rotate_keys))
         .route("/shard/{id}", put(open_shard).delete(drop_shard))
         .route("/shard/{id}/stats", get(stats))
         .route("/shard/{id}/store", get(list))
@@ -105,6 +107,43 @@ async fn control(State(n): S, body: Result<Bytes, BytesRejection>) -> Result<Sta
     // The payload is the operator's; log its size, not its content.
     tracing::info!(node = %n.id, bytes = body.len(), "control message received");
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn kid_hex(kid: Option<u32>) -> serde_json::Value {
+    kid.map_or(serde_json::Value::Null, |k| format!("{k:08x}").into())
+}
+
+/// Encryption state of every shard held.
+async fn key_status(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut shards = Vec::new();
+    for s in n.store.shards() {
+        let k = s.key_status().await?;
+        shards.push(serde_json::json!({
+            "id": s.id(), "data_key": kid_hex(k.current), "keys": k.keys, "resealing": k.resealing,
+        }));
+    }
+    Ok(Json(serde_json::json!({
+        "node_id": n.id, "encrypted": n.store.encrypted(), "shards": shards,
+    })))
+}
+
+/// Starts a new data key in every shard; older values are re-sealed in
+/// the background.
+async fn rotate_keys(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {
+    if !n.store.encrypted() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "encryption_off",
+            format!("node {} stores plaintext (TORUA_ENCRYPTION=off)", n.id),
+        ));
+    }
+    let rotated = n.store.rotate_keys().await?;
+    tracing::info!(node = %n.id, shards = rotated.len(), "data keys rotated");
+    let shards: Vec<_> = rotated
+        .into_iter()
+        .map(|(id, kid)| serde_json::json!({"id": id, "data_key": kid_hex(Some(kid))}))
+        .collect();
+    Ok(Json(serde_json::json!({"node_id": n.id, "shards": shards})))
 }
 
 async fn open_shard(

@@ -85,6 +85,7 @@ impl TestCluster {
         let node_key = c.create_key("nodes", &["node"]).await;
         let key_file = c.dir.path().join("node.key");
         write_private(&key_file, &node_key);
+        write_private(&c.master_key_file(), &"ab".repeat(32));
         for i in 1..=n {
             c.add_node(&format!("n{i}"));
         }
@@ -129,13 +130,33 @@ impl TestCluster {
         }
     }
 
+    /// The nodes' master key (encryption at rest is on, as by default).
+    pub fn master_key_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("master.key")
+    }
+
     /// Starts (or restarts) node `id` on its port and data directory.
     pub fn add_node(&mut self, id: &str) {
+        self.add_node_with(id, &[]);
+    }
+
+    /// Like `add_node`, with extra environment (overriding the defaults).
+    pub fn add_node_with(&mut self, id: &str, env: &[(&str, &str)]) {
+        let mut cmd = self.node_command(id);
+        cmd.envs(env.iter().copied());
+        let child = ChildGuard::spawn(id, cmd, self.dir.path());
+        let port = self.nodes[id].0;
+        self.nodes.insert(id.to_owned(), (port, Some(child)));
+    }
+
+    /// The command that starts node `id` (its port is kept across restarts).
+    pub fn node_command(&mut self, id: &str) -> Command {
         let port = self
             .nodes
             .get(id)
             .map(|(p, _)| *p)
             .unwrap_or_else(free_port);
+        self.nodes.entry(id.to_owned()).or_insert((port, None));
         let mut cmd = Command::new(NODE);
         cmd.env("NODE_ID", id)
             .env("NODE_LISTEN", format!("127.0.0.1:{port}"))
@@ -144,9 +165,23 @@ impl TestCluster {
             .env("DATA_DIR", self.dir.path().join(id))
             .env("HEALTH_CHECK_INTERVAL", "200ms")
             .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
-            .env("TORUA_NODE_KEY_FILE", self.dir.path().join("node.key"));
-        let child = ChildGuard::spawn(id, cmd, self.dir.path());
-        self.nodes.insert(id.to_owned(), (port, Some(child)));
+            .env("TORUA_NODE_KEY_FILE", self.dir.path().join("node.key"))
+            .env("TORUA_MASTER_KEY_FILE", self.master_key_file());
+        cmd
+    }
+
+    /// SIGTERM, and wait for the node to exit.
+    pub fn stop_node(&mut self, id: &str) {
+        if let Some(mut c) = self.nodes.get_mut(id).and_then(|(_, c)| c.take()) {
+            c.terminate(Duration::from_secs(10));
+        }
+    }
+
+    /// Waits until node `id` has registered (its own `/ready`) and the
+    /// coordinator is ready.
+    pub async fn wait_node_ready(&mut self, id: &str) {
+        wait_http_ok(&format!("{}/ready", self.node_url(id)), WAIT).await;
+        self.wait_ready().await;
     }
 
     /// SIGKILL: no graceful shutdown, no flush. `add_node` restarts it.

@@ -48,6 +48,40 @@ fn invalid_values_are_refused_naming_the_variable() {
         &[("COORDINATOR_ADDR", "http://127.0.0.1:1")],
         "NODE_ID",
     );
+    // Security settings: refused, never guessed.
+    let node = [
+        ("COORDINATOR_ADDR", "http://127.0.0.1:1"),
+        ("NODE_ID", "n1"),
+        ("NODE_LISTEN", "127.0.0.1:0"),
+    ];
+    refused(NODE, &node, "TORUA_MASTER_KEY_FILE");
+    refused(
+        NODE,
+        &[
+            node[0],
+            node[1],
+            node[2],
+            ("TORUA_MASTER_KEY", "passphrase"),
+        ],
+        "TORUA_MASTER_KEY",
+    );
+    refused(
+        NODE,
+        &[node[0], node[1], node[2], ("TORUA_ENCRYPTION", "maybe")],
+        "TORUA_ENCRYPTION",
+    );
+    let coord = ("COORDINATOR_ADDR", "127.0.0.1:0");
+    refused(
+        COORD,
+        &[coord, ("TORUA_JWKS_URL", "http://127.0.0.1:1/jwks.json")],
+        "TORUA_JWT_ISSUER",
+    );
+    refused(
+        COORD,
+        &[coord, ("TORUA_RATE_LIMIT_IP", "lots")],
+        "TORUA_RATE_LIMIT_IP",
+    );
+    refused(COORD, &[coord, ("TORUA_AUTH", "sometimes")], "TORUA_AUTH");
     refused(
         NODE,
         &[

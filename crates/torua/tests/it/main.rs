@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod crud;
 mod dev;
+mod encryption;
 mod failures;
 mod placement;
 mod security;
