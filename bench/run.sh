@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Core benchmark: a 3-node `torua dev` cluster (release build, data on this
 # machine's disk) driven by `torua-bench` over HTTP on loopback, twice: with
-# security off (`--auth off`, the plain run) and with it on (every request
-# authenticated by API key, authorized against the policy, rate-limited and
-# audited for failures), so the report shows the cost of security.
+# security off (`--auth off --encryption off`, the plain run) and with the
+# defaults on (every request authenticated by API key, authorized against
+# the policy and rate-limited; values sealed at rest with AES-256-GCM), so
+# the report shows the cost of security.
 #
 #   bench/run.sh                  # 64 clients, 100-byte values, 10 s per workload
 #   DURATION=30s bench/run.sh
@@ -53,7 +54,7 @@ echo "machine: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%d)"
 if [ -n "${TARGET:-}" ]; then
   measure target
 else
-  start_dev plain --auth off
+  start_dev plain --auth off --encryption off
   measure plain
   stop_dev
   # Limits high enough not to throttle the load: this measures their cost, not their effect.
@@ -73,7 +74,7 @@ print("|---|---|---|---|---|---|---|---|")
 for mode, r in rows:
     base = plain.get((r["workload"], r["clients"]))
     cost = "" if mode == "plain" or not base else f"{(r['ops_per_sec'] / base['ops_per_sec'] - 1) * 100:+.1f} %"
-    label = {"plain": "off", "secure": "API key + RBAC + limits"}.get(mode, mode)
+    label = {"plain": "off", "secure": "API key, RBAC, limits, encryption at rest"}.get(mode, mode)
     print(f"| {label} | {r['workload'].upper()} | {r['clients']} | {r['ops_per_sec']:.0f} | "
           f"{r['p50_us']/1000:.2f} | {r['p99_us']/1000:.2f} | {r['errors']} | {cost} |")
 print(f"\nwrite 4 KiB + fdatasync on the same disk: p50 {fsync['p50_us']/1000:.3f} ms, "

@@ -12,6 +12,8 @@
 //!   JSON-lines log with its verifier.
 //! * [`envelope`] — AES-256-GCM envelope encryption with key ids.
 //! * [`totp`] — RFC 6238 codes with a replay guard.
+//! * [`tls`] — rustls (ring) server and client configs with mutual TLS,
+//!   reload on file change, certificate identities and expiry, a dev CA.
 //! * [`mac`] — HMAC-SHA256 tags with constant-time verification.
 //! * [`jwt`] — key ring with `kid`s (RS256, ES256, EdDSA), signing,
 //!   verification with pinned algorithm, issuer and audience, JWKS.
@@ -40,6 +42,7 @@ pub mod keystore;
 pub mod mac;
 pub mod password;
 pub mod ratelimit;
+pub mod tls;
 pub mod token;
 pub mod totp;
 

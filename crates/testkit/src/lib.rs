@@ -146,7 +146,12 @@ where
 
 /// Waits until `GET url` answers 2xx.
 pub async fn wait_http_ok(url: &str, limit: Duration) {
-    let client = reqwest::Client::new();
+    wait_ok_with(&reqwest::Client::new(), url, limit).await
+}
+
+/// Waits until `GET url` with `client` (e.g. one that trusts a test CA)
+/// answers 2xx.
+pub async fn wait_ok_with(client: &reqwest::Client, url: &str, limit: Duration) {
     eventually(&format!("{url} to answer 2xx"), limit, || async {
         match client.get(url).timeout(Duration::from_secs(2)).send().await {
             Ok(r) if r.status().is_success() => Some(()),

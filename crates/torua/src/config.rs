@@ -47,6 +47,33 @@ pub struct CoordinatorConfig {
     /// Authentication, authorization, rate limits and audit.
     #[command(flatten)]
     pub security: SecurityConfig,
+    /// TLS on the listener and towards nodes.
+    #[command(flatten)]
+    pub tls: TlsConfig,
+}
+
+/// TLS settings, the same for coordinator and nodes.
+#[derive(Debug, Clone, Args)]
+pub struct TlsConfig {
+    /// `on` (default): the listener speaks TLS and cluster calls use mutual
+    /// TLS. `off` speaks plain HTTP, and says so in the log.
+    #[arg(id = "tls_enabled", long = "tls", env = "TORUA_TLS", value_name = "TORUA_TLS",
+          default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+    /// PEM certificate chain of this process (`torua certs init` makes dev ones).
+    #[arg(
+        long = "tls-cert",
+        env = "TORUA_TLS_CERT",
+        value_name = "TORUA_TLS_CERT"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long = "tls-key", env = "TORUA_TLS_KEY", value_name = "TORUA_TLS_KEY")]
+    pub key: Option<PathBuf>,
+    /// PEM bundle of the CAs whose certificates are trusted (old and new
+    /// together during a CA rotation).
+    #[arg(long = "tls-ca", env = "TORUA_TLS_CA", value_name = "TORUA_TLS_CA")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Security settings of the coordinator.
@@ -99,7 +126,8 @@ pub struct NodeConfig {
     #[arg(long = "listen", env = "NODE_LISTEN", value_name = "NODE_LISTEN",
           default_value = ":8081", value_parser = parse_listen_addr)]
     pub listen: SocketAddr,
-    /// URL other processes use to reach this node (default `http://127.0.0.1:<port>`).
+    /// URL other processes use to reach this node (default `https://127.0.0.1:<port>`,
+    /// `http://` with TLS off).
     #[arg(long = "addr", env = "NODE_ADDR", value_name = "NODE_ADDR", value_parser = parse_url)]
     pub advertise: Option<String>,
     /// The coordinator's URL, e.g. `http://127.0.0.1:8080`.
@@ -127,6 +155,9 @@ pub struct NodeConfig {
     /// Encryption at rest.
     #[command(flatten)]
     pub encryption: EncryptionConfig,
+    /// TLS on the listener and towards the coordinator.
+    #[command(flatten)]
+    pub tls: TlsConfig,
 }
 
 /// Encryption-at-rest settings of a node.
@@ -134,7 +165,7 @@ pub struct NodeConfig {
 pub struct EncryptionConfig {
     /// `on` (default): values are sealed at rest and a master key is
     /// required. `off` stores plaintext, and says so in the log.
-    #[arg(long = "encryption", env = "TORUA_ENCRYPTION", value_name = "TORUA_ENCRYPTION",
+    #[arg(id = "encryption_enabled", long = "encryption", env = "TORUA_ENCRYPTION", value_name = "TORUA_ENCRYPTION",
           default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub enabled: bool,
     /// File holding the master key: 64 hex digits, mode 0600
@@ -167,9 +198,10 @@ pub struct EncryptionConfig {
 impl NodeConfig {
     /// The URL this node advertises.
     pub fn advertised_url(&self) -> String {
+        let scheme = if self.tls.enabled { "https" } else { "http" };
         self.advertise
             .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.listen.port()))
+            .unwrap_or_else(|| format!("{scheme}://127.0.0.1:{}", self.listen.port()))
     }
     /// The data directory actually used.
     pub fn data_dir(&self) -> PathBuf {
@@ -326,6 +358,25 @@ pub fn parse_url(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// clap checks argument ids only when a command is built: build each.
+    #[test]
+    fn command_lines_are_well_formed() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Coordinator {
+            #[command(flatten)]
+            c: CoordinatorConfig,
+        }
+        #[derive(Parser)]
+        struct Node {
+            #[command(flatten)]
+            n: NodeConfig,
+        }
+        Coordinator::command().debug_assert();
+        Node::command().debug_assert();
+        crate::cli::Cli::command().debug_assert();
+    }
 
     #[test]
     fn go_durations() {

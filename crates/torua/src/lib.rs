@@ -10,6 +10,8 @@
 //! * [`placement`] — the key → shard hash and the balancing planner (pure).
 //! * [`security`] — authentication (API keys, Truxe tokens), role-based
 //!   access on key prefixes, rate limits and the audit log.
+//! * [`tls`] — TLS and mutual TLS on every listener and cluster client,
+//!   reloaded when the files change.
 //! * [`config`] — the original environment variables, validated at start-up.
 //! * [`cli`] — the `torua` command: `dev`, `put`/`get`/`del`/`ls`, `status`.
 //!
@@ -32,6 +34,7 @@ pub mod persist;
 pub mod placement;
 pub mod security;
 pub mod shutdown;
+pub mod tls;
 pub mod wire;
 
 /// Why a Torua server could not start or stopped.

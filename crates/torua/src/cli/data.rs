@@ -27,8 +27,13 @@ pub struct Api {
 }
 
 impl Api {
-    /// A client for `base`, authenticating with `token` (API key or Truxe token).
-    pub fn new(base: String, token: Option<&str>) -> anyhow::Result<Api> {
+    /// A client for `base`, authenticating with `token` (API key or Truxe
+    /// token) and trusting `ca` (else the public roots) for `https://`.
+    pub fn new(
+        base: String,
+        token: Option<&str>,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Api> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
             let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
@@ -36,9 +41,11 @@ impl Api {
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()?;
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(ca) = ca {
+            builder = builder.use_preconfigured_tls(secure::tls::client_trusting(ca)?);
+        }
+        let http = builder.build()?;
         Ok(Api { base, http })
     }
 

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use super::certs;
 use crate::config::{
-    CoordinatorConfig, EncryptionConfig, NodeConfig, SecurityConfig, DEFAULT_MAX_VALUE_BYTES,
+    CoordinatorConfig, EncryptionConfig, NodeConfig, SecurityConfig, TlsConfig,
+    DEFAULT_MAX_VALUE_BYTES,
 };
 
 /// Flags of `torua dev`.
@@ -45,6 +47,12 @@ pub struct DevArgs {
     /// `torua dev` makes in the credentials directory).
     #[command(flatten)]
     encryption: EncryptionConfig,
+    /// `on` (default): TLS on every listener and mutual TLS between the
+    /// coordinator and nodes, with development certificates made in
+    /// `DIR/certs`. `off`: plain HTTP.
+    #[arg(long = "tls", default_value = "on", value_parser = crate::config::parse_switch,
+          action = clap::ArgAction::Set)]
+    tls: bool,
 }
 
 /// The `truxe` binary built next to this one, if any.
@@ -68,9 +76,13 @@ async fn start_truxe(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    wait_ok(&format!("{url}/ready"), Duration::from_secs(60))
-        .await
-        .context("Truxe did not become ready")?;
+    wait_ok(
+        &reqwest::Client::new(),
+        &format!("{url}/ready"),
+        Duration::from_secs(60),
+    )
+    .await
+    .context("Truxe did not become ready")?;
     Ok((child, url))
 }
 
@@ -238,7 +250,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     });
     let (trigger, shutdown) = crate::shutdown::channel();
     let coord_addr = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let coord_url = format!("http://{coord_addr}");
+    let scheme = if args.tls { "https" } else { "http" };
+    let coord_url = format!("{scheme}://{coord_addr}");
+    let names: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
+    let certs = if args.tls {
+        Some(certs::CertDir::ensure(
+            &args.dir.join("certs"),
+            &certs::cluster_leaves(&names, &["dev".to_string()]),
+            365,
+        )?)
+    } else {
+        None
+    };
+    let tls_for = |file: &str| match &certs {
+        Some(c) => c.tls(file),
+        None => TlsConfig {
+            enabled: false,
+            cert: None,
+            key: None,
+            ca: None,
+        },
+    };
     let interval = Duration::from_secs(1);
     let truxe_bin = if args.no_truxe { None } else { sibling_truxe() };
     let truxe_url = format!("http://127.0.0.1:{}", args.truxe_port);
@@ -256,6 +288,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         health_failures: 3,
         security,
+        tls: tls_for("coordinator"),
     };
     // Truxe first: the cluster trusts its keys from the first request on.
     let truxe_dir = args.dir.join("truxe");
@@ -274,10 +307,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         listener,
         shutdown.clone(),
     ))];
-    let http = reqwest::Client::new();
+    // Trusts the dev CA; authenticates with the admin key per request.
+    let http = match &certs {
+        Some(c) => reqwest::Client::builder()
+            .use_preconfigured_tls(secure::tls::client_trusting(&c.ca())?)
+            .build()?,
+        None => reqwest::Client::new(),
+    };
     let creds = DevCredentials::open(&args.dir)?;
     let boot = async {
-        wait_ok(&format!("{coord_url}/health"), Duration::from_secs(60)).await?;
+        wait_ok(
+            &http,
+            &format!("{coord_url}/health"),
+            Duration::from_secs(60),
+        )
+        .await?;
         // The coordinator wrote its bootstrap key before it began serving.
         let key_file = coord_dir.join(crate::security::state::BOOTSTRAP_KEY_FILE);
         let admin = std::fs::read_to_string(&key_file)
@@ -289,7 +333,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
                     args.dir.display()
                 )
             })?;
-        let node_key = ensure_node_key(&http, &coord_url, &admin, &creds).await?;
+        // With TLS, nodes register by their certificates; without, by a key.
+        let node_key = match &certs {
+            Some(_) => None,
+            None => Some(ensure_node_key(&http, &coord_url, &admin, &creds).await?),
+        };
         anyhow::Ok((admin, node_key))
     };
     let (admin_key, node_key) = tokio::select! {
@@ -311,28 +359,29 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         encryption.master_key_file = Some(creds.path("master.key"));
     }
     let mut nodes = Vec::new();
-    for i in 1..=args.nodes {
+    for (i, name) in (1..=args.nodes).zip(&names) {
         let port = args.port.checked_add(i).context("port range overflows")?;
         let listen = SocketAddr::from(([127, 0, 0, 1], port));
         let cfg = NodeConfig {
-            node_id: format!("n{i}"),
+            node_id: name.clone(),
             listen,
-            advertise: Some(format!("http://{listen}")),
+            advertise: Some(format!("{scheme}://{listen}")),
             coordinator: coord_url.clone(),
-            data_dir: Some(args.dir.join(format!("n{i}"))),
+            data_dir: Some(args.dir.join(name)),
             health_check_interval: interval,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
-            key_file: Some(node_key.clone()),
+            key_file: node_key.clone(),
             encryption: encryption.clone(),
+            tls: tls_for(&format!("node-{name}")),
         };
         nodes.push((
             cfg.node_id.clone(),
-            format!("http://{listen}"),
+            format!("{scheme}://{listen}"),
             cfg.data_dir(),
         ));
         let listener = crate::bind(listen)
             .await
-            .with_context(|| format!("starting node n{i}"))?;
+            .with_context(|| format!("starting node {name}"))?;
         tasks.push(tokio::spawn(crate::node::run(
             cfg,
             listener,
@@ -340,7 +389,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     let started = async {
-        wait_ok(&format!("{coord_url}/ready"), Duration::from_secs(60)).await?;
+        wait_ok(
+            &http,
+            &format!("{coord_url}/ready"),
+            Duration::from_secs(60),
+        )
+        .await?;
         let (Some(bin), Some((child, url))) = (&truxe_bin, truxe_child) else {
             return anyhow::Ok(None);
         };
@@ -376,17 +430,30 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             "                     ({DEV_ADMIN_EMAIL}, mapped to Torua's admin role; valid for Truxe's access-token lifetime)"
         );
     }
+    let cacert = match &certs {
+        Some(c) => {
+            println!(
+                "  TLS CA             {}  (mutual TLS between coordinator and nodes)",
+                c.ca().display()
+            );
+            format!("--cacert {} ", c.ca().display())
+        }
+        None => String::new(),
+    };
     println!("\nTry:");
     println!("  export TORUA_TOKEN={admin_key}");
-    println!("  curl -X PUT -H \"Authorization: Bearer $TORUA_TOKEN\" --data-binary 'hello' {coord_url}/data/greeting");
-    println!("  curl -H \"Authorization: Bearer $TORUA_TOKEN\" {coord_url}/data/greeting");
+    if let Some(c) = &certs {
+        println!("  export TORUA_CA={}", c.ca().display());
+    }
+    println!("  curl {cacert}-X PUT -H \"Authorization: Bearer $TORUA_TOKEN\" --data-binary 'hello' {coord_url}/data/greeting");
+    println!("  curl {cacert}-H \"Authorization: Bearer $TORUA_TOKEN\" {coord_url}/data/greeting");
     println!(
-        "  curl -H \"Authorization: Bearer $TORUA_TOKEN\" '{coord_url}/data?prefix=&limit=10'"
+        "  curl {cacert}-H \"Authorization: Bearer $TORUA_TOKEN\" '{coord_url}/data?prefix=&limit=10'"
     );
     let me = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "torua".into());
-    println!("  {me} --coordinator {coord_url} status        # uses $TORUA_TOKEN");
+    println!("  {me} --coordinator {coord_url} status        # uses $TORUA_TOKEN and $TORUA_CA");
     println!(
         "\nAudit log: {}. Ctrl-C stops the cluster; data stays in {}.\n",
         coord_dir.join("audit.jsonl").display(),
@@ -418,8 +485,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Polls `url` until it answers 2xx.
-async fn wait_ok(url: &str, limit: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+async fn wait_ok(client: &reqwest::Client, url: &str, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(r) = client.get(url).send().await {

@@ -2,6 +2,7 @@
 //! flags into calls and results into output and exit codes.
 
 mod admin;
+pub mod certs;
 mod data;
 mod dev;
 
@@ -22,9 +23,12 @@ pub struct Cli {
         long,
         global = true,
         env = "TORUA_COORDINATOR",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "https://127.0.0.1:8080"
     )]
     pub coordinator: String,
+    /// CA bundle to trust for an `https://` coordinator (`torua dev` prints it).
+    #[arg(long, global = true, env = "TORUA_CA")]
+    pub ca: Option<std::path::PathBuf>,
     /// Credential for the coordinator: a Torua API key or a Truxe access token.
     #[arg(long, global = true, env = "TORUA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -79,9 +83,18 @@ enum Command {
     /// Rotate and inspect encryption keys (needs `admin`).
     #[command(subcommand)]
     Keys(admin::KeysCommand),
+    /// Make development TLS certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// A development CA and certificates for a coordinator, nodes and clients on loopback.
+    Init(certs::InitArgs),
 }
 
 /// Runs a parsed command line.
@@ -90,7 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let base = crate::config::parse_url(&cli.coordinator).map_err(anyhow::Error::msg)?;
-    let api = data::Api::new(base, cli.token.as_deref())?;
+    let api = data::Api::new(base, cli.token.as_deref(), cli.ca.as_deref())?;
     let api = &api;
     rt.block_on(async move {
         match cli.command {
@@ -109,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Policy(cmd) => admin::policy(api, cmd).await,
             Command::Keys(cmd) => admin::keys(api, cmd).await,
             Command::Audit(cmd) => admin::audit(cmd),
+            Command::Certs(CertsCommand::Init(args)) => certs::init(args),
         }
     })
 }

@@ -344,9 +344,10 @@ pub(crate) fn merge_pages(pages: Vec<KeyPage>, limit: usize) -> KeyPage {
 pub(crate) fn open(
     cfg: &crate::config::CoordinatorConfig,
     metrics: ClusterMetrics,
+    tls: Option<Arc<crate::tls::Tls>>,
 ) -> Result<Arc<Cluster>, Error> {
     let meta = super::meta::load_or_create(&cfg.data_dir, cfg.shards)?;
-    let nodes = NodeClient::new(std::time::Duration::from_secs(30));
+    let nodes = NodeClient::new(std::time::Duration::from_secs(30), tls);
     Ok(Arc::new(Cluster::new(
         meta,
         nodes,

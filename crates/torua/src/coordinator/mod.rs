@@ -21,9 +21,12 @@ use tokio::net::TcpListener;
 pub use cluster::{Cluster, Health, Status};
 pub use meta::{Meta, NodeMeta, ShardMeta};
 
+use secure::tls::ClientAuth;
+
 use crate::config::CoordinatorConfig;
 use crate::http::Metrics;
 use crate::shutdown::Shutdown;
+use crate::tls::{Incoming, Tls};
 use crate::Error;
 
 /// Runs the coordinator until `shutdown`; `listener` is already bound.
@@ -37,8 +40,12 @@ pub async fn run(
     if let Ok(mut reg) = http_metrics.registry.lock() {
         cluster_metrics.register(&mut reg);
     }
-    let cluster = cluster::open(&cfg, cluster_metrics)?;
     let security = crate::security::Security::open(&cfg.security, &cfg.data_dir)?;
+    let tls = Tls::open(&cfg.tls, ClientAuth::Optional, "coordinator")?;
+    if let Some(t) = &tls {
+        t.watch(&http_metrics, shutdown.clone());
+    }
+    let cluster = cluster::open(&cfg, cluster_metrics, tls.clone())?;
     security.warm_up();
     tracing::info!(
         listen = %listener.local_addr().map_err(Error::Serve)?,
@@ -54,7 +61,7 @@ pub async fn run(
     let period = cfg.health_check_interval.max(Duration::from_millis(500));
     tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
     crate::http::serve(
-        listener,
+        Incoming::new(listener, tls).map_err(Error::Serve)?,
         routes::router(cluster, security, http_metrics),
         shutdown.wait(),
     )

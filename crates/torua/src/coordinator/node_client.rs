@@ -8,7 +8,10 @@ use bytes::Bytes;
 use torua_store::Record;
 
 use crate::http::extract::encode_key;
+use std::sync::Arc;
+
 use crate::http::ApiError;
+use crate::tls::{HttpClient, Tls};
 use crate::wire::{decode_entries, encode_entries, KeyPage, OpenShardRequest};
 
 /// Why a node call failed.
@@ -81,10 +84,11 @@ fn known_code(code: &str) -> &'static str {
     }
 }
 
-/// HTTP client for node APIs with pooled connections.
+/// HTTP client for node APIs with pooled connections; over mutual TLS,
+/// presenting the coordinator's certificate, when TLS is on.
 #[derive(Clone)]
 pub struct NodeClient {
-    http: reqwest::Client,
+    client: HttpClient,
     timeout: Duration,
 }
 
@@ -92,14 +96,17 @@ type R<T> = Result<T, CallError>;
 
 impl NodeClient {
     /// A client whose data calls time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        NodeClient { http, timeout }
+    pub fn new(timeout: Duration, tls: Option<Arc<Tls>>) -> Self {
+        let client = HttpClient::new(tls, |b| {
+            b.connect_timeout(Duration::from_secs(2))
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+        });
+        NodeClient { client, timeout }
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.client.get()
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> R<reqwest::Response> {
@@ -132,7 +139,10 @@ impl NodeClient {
     /// Reads a key: `Ok(None)` when absent.
     pub async fn get(&self, addr: &str, shard: u32, key: &str) -> R<Option<(String, Bytes)>> {
         match self
-            .send(self.http.get(Self::key_url(addr, shard, key)), self.timeout)
+            .send(
+                self.http().get(Self::key_url(addr, shard, key)),
+                self.timeout,
+            )
             .await
         {
             Ok(res) => {
@@ -167,7 +177,7 @@ impl NodeClient {
         value: Bytes,
     ) -> R<()> {
         let req = self
-            .http
+            .http()
             .put(Self::key_url(addr, shard, key))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(value);
@@ -177,7 +187,7 @@ impl NodeClient {
     /// Deletes a key (absent is fine).
     pub async fn delete(&self, addr: &str, shard: u32, key: &str) -> R<()> {
         self.send(
-            self.http.delete(Self::key_url(addr, shard, key)),
+            self.http().delete(Self::key_url(addr, shard, key)),
             self.timeout,
         )
         .await
@@ -199,7 +209,7 @@ impl NodeClient {
         }
         let res = self
             .send(
-                self.http
+                self.http()
                     .get(format!("{addr}/shard/{shard}/store"))
                     .query(&q),
                 self.timeout,
@@ -217,7 +227,7 @@ impl NodeClient {
             reset,
         };
         self.send(
-            self.http.put(format!("{addr}/shard/{shard}")).json(&body),
+            self.http().put(format!("{addr}/shard/{shard}")).json(&body),
             self.timeout,
         )
         .await
@@ -227,7 +237,7 @@ impl NodeClient {
     /// Drops a shard and its data on a node.
     pub async fn drop_shard(&self, addr: &str, shard: u32) -> R<()> {
         self.send(
-            self.http.delete(format!("{addr}/shard/{shard}")),
+            self.http().delete(format!("{addr}/shard/{shard}")),
             self.timeout,
         )
         .await
@@ -247,7 +257,7 @@ impl NodeClient {
         }
         let res = self
             .send(
-                self.http
+                self.http()
                     .get(format!("{addr}/shard/{shard}/export"))
                     .query(&q),
                 Duration::from_secs(120),
@@ -267,7 +277,7 @@ impl NodeClient {
     /// Writes a page of entries into a shard.
     pub async fn import(&self, addr: &str, shard: u32, entries: &[(String, Record)]) -> R<()> {
         let req = self
-            .http
+            .http()
             .post(format!("{addr}/shard/{shard}/import"))
             .body(encode_entries(entries));
         self.send(req, Duration::from_secs(120)).await.map(drop)
@@ -275,7 +285,7 @@ impl NodeClient {
 
     /// `GET /health` with a short timeout.
     pub async fn health(&self, addr: &str, timeout: Duration) -> R<()> {
-        self.send(self.http.get(format!("{addr}/health")), timeout)
+        self.send(self.http().get(format!("{addr}/health")), timeout)
             .await
             .map(drop)
     }
@@ -287,7 +297,7 @@ impl NodeClient {
         url: &str,
         timeout: Duration,
     ) -> R<serde_json::Value> {
-        let res = self.send(self.http.request(method, url), timeout).await?;
+        let res = self.send(self.http().request(method, url), timeout).await?;
         res.json()
             .await
             .map_err(|e| CallError::Unreachable(short(&e)))
@@ -300,7 +310,7 @@ impl NodeClient {
         payload: &serde_json::Value,
         timeout: Duration,
     ) -> R<()> {
-        self.send(self.http.post(url).json(payload), timeout)
+        self.send(self.http().post(url).json(payload), timeout)
             .await
             .map(drop)
     }

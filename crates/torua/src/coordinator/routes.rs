@@ -88,8 +88,8 @@ async fn register(
     caller: Caller,
     body: Result<Json<RegisterRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_node().await?;
     let req = json(body)?;
+    caller.require_node(&req.node.id).await?;
     let id =
         parse_node_id(&req.node.id).map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
     let addr =

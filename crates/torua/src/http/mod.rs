@@ -18,7 +18,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 pub use body::{content_type_of, value_body, value_response, ListQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use error::{method_not_allowed_fallback, not_found_fallback, ApiError};
@@ -169,14 +168,15 @@ pub fn finish(router: Router, metrics: Arc<Metrics>) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
+/// Handlers see the [`crate::tls::Peer`] as `ConnectInfo`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: crate::tls::Incoming,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router.into_make_service_with_connect_info::<crate::tls::Peer>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

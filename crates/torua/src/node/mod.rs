@@ -14,9 +14,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use torua_store::{MasterKeys, ShardStore};
 
+use secure::tls::ClientAuth;
+
 use crate::config::{EncryptionConfig, NodeConfig};
 use crate::http::Metrics;
 use crate::shutdown::Shutdown;
+use crate::tls::{HttpClient, Tls};
 use crate::wire::{NodeInfo, RegisterRequest};
 use crate::Error;
 
@@ -27,12 +30,15 @@ pub(crate) struct Node {
     pub metrics: Arc<Metrics>,
     pub max_value: usize,
     pub registered: AtomicBool,
+    /// TLS is on: the node API answers only the coordinator's certificate.
+    pub cluster_tls: bool,
 }
 
 /// Runs a node until `shutdown`; `listener` is already bound.
 pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
     let data_dir = cfg.data_dir();
     let master = master_keys(&cfg.encryption)?;
+    let tls = Tls::open(&cfg.tls, ClientAuth::Optional, "node")?;
     let store = {
         let dir = data_dir.clone();
         let rt = tokio::runtime::Handle::current();
@@ -43,10 +49,17 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         .await
         .map_err(|e| Error::Config(e.to_string()))??
     };
+    let metrics = Metrics::new();
+    if let Some(t) = &tls {
+        t.watch(&metrics, shutdown.clone());
+    } else {
+        tracing::warn!("with TLS off the node API checks no credentials: anyone who reaches this port can read and change its shards");
+    }
     let node = Arc::new(Node {
         id: cfg.node_id.clone(),
         store: Arc::new(store),
-        metrics: Metrics::new(),
+        metrics,
+        cluster_tls: tls.is_some(),
         max_value: cfg.max_value_bytes,
         registered: AtomicBool::new(false),
     });
@@ -63,8 +76,16 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         Some(path) => Some(read_secret_file("TORUA_NODE_KEY_FILE", path)?),
         None => None,
     };
-    tokio::spawn(heartbeat(cfg, credential, node.clone(), shutdown.clone()));
-    crate::http::serve(listener, routes::router(node), shutdown.wait())
+    let client = HttpClient::new(tls.clone(), |b| b.connect_timeout(Duration::from_secs(2)));
+    tokio::spawn(heartbeat(
+        cfg,
+        credential,
+        client,
+        node.clone(),
+        shutdown.clone(),
+    ));
+    let incoming = crate::tls::Incoming::new(listener, tls).map_err(Error::Serve)?;
+    crate::http::serve(incoming, routes::router(node), shutdown.wait())
         .await
         .map_err(Error::Serve)
 }
@@ -74,10 +95,10 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
 async fn heartbeat(
     cfg: NodeConfig,
     credential: Option<secure::Secret<String>>,
+    client: HttpClient,
     node: Arc<Node>,
     shutdown: Shutdown,
 ) {
-    let client = reqwest::Client::new();
     let url = format!("{}/register", cfg.coordinator);
     let mut failing = false;
     loop {
@@ -88,7 +109,7 @@ async fn heartbeat(
             },
             shards: Some(node.store.shard_ids()),
         };
-        let mut req = client.post(&url).json(&body);
+        let mut req = client.get().post(&url).json(&body);
         if let Some(key) = &credential {
             req = req.bearer_auth(key.expose());
         }
@@ -104,8 +125,9 @@ async fn heartbeat(
             other => {
                 let why = match other {
                     Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => format!(
-                        "status {}: the coordinator requires credentials; give this node an API key with the `node` role in TORUA_NODE_KEY_FILE",
-                        r.status()
+                        "status {}: the coordinator requires credentials; give this node a certificate from the cluster CA \
+                         with common name node:{} (TORUA_TLS_CERT), or an API key with the `node` role (TORUA_NODE_KEY_FILE)",
+                        r.status(), cfg.node_id
                     ),
                     Ok(r) => format!("status {}", r.status()),
                     Err(e) => e.to_string(),

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
@@ -16,6 +17,7 @@ use torua_store::{Op, Record, Shard, ShardState};
 use super::Node;
 use crate::http::extract::{empty_key, Key, ShardId};
 use crate::http::{self, content_type_of, value_body, value_response, ApiError, ListQuery};
+use crate::tls::{Peer, COORDINATOR_IDENTITY};
 use crate::wire::{
     decode_entries, encode_entries, KeyPage, NodeInfoResponse, OpenShardRequest, ShardInfo,
 };
@@ -30,8 +32,8 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
     let value_limit = DefaultBodyLimit::max(node.max_value);
     let import_limit = DefaultBodyLimit::max(node.max_value + IMPORT_OVERHEAD);
     let metrics = node.metrics.clone();
+    let tls = node.cluster_tls;
     let r = Router::new()
-        .route("/ready", get(ready))
         .route("/info", get(info))
         .route("/control", post(control))
         .route("/keys", get(key_status))
@@ -49,9 +51,55 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         )
         .route("/shard/{id}/export", get(export))
         .route("/shard/{id}/import", post(import).layer(import_limit))
-        .with_state(node)
-        .merge(http::metrics_route(metrics.clone()));
+        .with_state(node.clone())
+        .route_layer(axum::middleware::from_fn_with_state(tls, only_coordinator))
+        .merge(
+            http::metrics_route(metrics.clone())
+                .route_layer(axum::middleware::from_fn_with_state(tls, any_cluster_cert)),
+        )
+        .route("/ready", get(ready).with_state(node));
     http::finish(r, metrics)
+}
+
+fn no_certificate() -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing_client_certificate",
+        "the node API needs a client certificate from the cluster CA",
+    )
+    .into_response()
+}
+
+/// With TLS on, the node API answers only the coordinator's certificate.
+async fn only_coordinator(
+    State(tls): State<bool>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match (tls, peer.identity.as_deref()) {
+        (false, _) | (true, Some(COORDINATOR_IDENTITY)) => next.run(req).await,
+        (true, None) => no_certificate(),
+        (true, Some(other)) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only the coordinator may call the node API; this certificate is `{other}`"),
+        )
+        .into_response(),
+    }
+}
+
+/// With TLS on, `/metrics` answers any certificate of the cluster CA.
+async fn any_cluster_cert(
+    State(tls): State<bool>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if tls && peer.identity.is_none() {
+        return no_certificate();
+    }
+    next.run(req).await
 }
 
 async fn ready(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {

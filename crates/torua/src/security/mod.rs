@@ -12,7 +12,7 @@
 pub mod policy;
 pub mod state;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 use crate::config::SecurityConfig;
 use crate::http::{ApiError, RequestId};
+use crate::tls::{Peer, NODE_IDENTITY_PREFIX};
 use crate::Error;
 use policy::{Access, Action};
 use state::{KeyRefusal, SecurityState, KEY_PREFIX};
@@ -57,10 +58,13 @@ fn unix_nanos() -> u64 {
 /// An authenticated client.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// `key:<id>`, `user:<sub>`, or `anonymous` when authentication is off.
+    /// `key:<id>`, `user:<sub>`, a certificate's common name, or
+    /// `anonymous` when authentication is off.
     pub id: String,
-    /// `api_key`, `token` or `anonymous`.
+    /// `api_key`, `token`, `certificate` or `anonymous`.
     pub kind: &'static str,
+    /// For a node's certificate (`node:<id>`), the node id it may register as.
+    pub node_id: Option<String>,
     /// Roles held.
     pub roles: Vec<String>,
     /// What the roles allow.
@@ -261,13 +265,37 @@ impl Security {
         }
     }
 
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Refusal> {
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        identity: Option<&str>,
+    ) -> Result<Principal, Refusal> {
         if !self.enforce {
             return Ok(Principal {
                 id: "anonymous".into(),
                 kind: "anonymous",
+                node_id: None,
                 roles: vec![policy::ADMIN_ROLE.into()],
                 access: Access::everything(),
+            });
+        }
+        let internal = |e: ApiError| Refusal {
+            status: e.status,
+            code: e.code,
+            message: e.message,
+            challenge: "Bearer realm=\"torua\"".into(),
+        };
+        // A verified client certificate and no bearer credential: the
+        // certificate is the credential (nodes; and clients the policy
+        // names in `subjects`).
+        if let (None, Some(cn)) = (headers.get(header::AUTHORIZATION), identity) {
+            let (roles, access) = self.state.token_access(cn, None, &[]).map_err(internal)?;
+            return Ok(Principal {
+                id: cn.to_owned(),
+                kind: "certificate",
+                node_id: cn.strip_prefix(NODE_IDENTITY_PREFIX).map(str::to_owned),
+                roles,
+                access,
             });
         }
         let Some(value) = headers.get(header::AUTHORIZATION) else {
@@ -293,12 +321,6 @@ impl Security {
                     "the Authorization header must be `Bearer <credential>`",
                 )
             })?;
-        let internal = |e: ApiError| Refusal {
-            status: e.status,
-            code: e.code,
-            message: e.message,
-            challenge: "Bearer realm=\"torua\"".into(),
-        };
         if credential.starts_with(KEY_PREFIX) {
             let key = self
                 .state
@@ -315,6 +337,7 @@ impl Security {
             return Ok(Principal {
                 id: format!("key:{}", key.id),
                 kind: "api_key",
+                node_id: None,
                 roles: key.roles,
                 access,
             });
@@ -349,6 +372,7 @@ impl Security {
         Ok(Principal {
             id: format!("user:{}", claims.sub),
             kind: "token",
+            node_id: None,
             roles,
             access,
         })
@@ -452,9 +476,10 @@ impl Caller {
         Err(self.deny(Action::Admin, "", "the cluster").await)
     }
 
-    /// Requires the built-in `node` role or `admin`.
-    pub async fn require_node(&self) -> Result<(), ApiError> {
-        if self.principal.access.node {
+    /// Allows registering as node `id`: that node's certificate, a key with
+    /// the built-in `node` role, or `admin`.
+    pub async fn require_node(&self, id: &str) -> Result<(), ApiError> {
+        if self.principal.access.node || self.principal.node_id.as_deref() == Some(id) {
             return Ok(());
         }
         self.require_admin().await
@@ -505,11 +530,11 @@ fn with_limit_headers(res: &mut Response, d: &Decision) {
 /// limit → [`Caller`] in the request; `RateLimit-*` headers on the answer.
 pub async fn authenticate(
     State(sec): State<Arc<Security>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let ip = peer.ip();
+    let ip = peer.addr.ip();
     let request_id = req
         .extensions()
         .get::<RequestId>()
@@ -524,7 +549,10 @@ pub async fn authenticate(
     if !by_ip.allowed {
         return too_many(&by_ip, &format!("address {ip}"));
     }
-    let principal = match sec.authenticate(req.headers()).await {
+    let principal = match sec
+        .authenticate(req.headers(), peer.identity.as_deref())
+        .await
+    {
         Ok(p) => p,
         Err(refusal) => {
             let mut e = AuditEvent::new(

@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use testkit::{eventually, free_port, get_json, wait_http_ok, ChildGuard};
+use testkit::{eventually, free_port, get_json, wait_ok_with, ChildGuard};
+use torua::cli::certs::CertDir;
 use torua::wire::{NodeInfoResponse, NodesResponse, ShardsResponse};
 
 pub const COORD: &str = env!("CARGO_BIN_EXE_torua-coordinator");
@@ -26,29 +27,6 @@ pub struct TestCluster {
     coord_env: Vec<(String, String)>,
 }
 
-/// Waits for the coordinator to serve, then reads its bootstrap admin key.
-pub async fn admin_key(dir: &std::path::Path, url: &str) -> String {
-    wait_http_ok(&format!("{url}/health"), WAIT).await;
-    let path = dir.join("coordinator/bootstrap-admin.key");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .to_owned()
-}
-
-/// A client sending `Authorization: Bearer <credential>` on every request.
-pub fn client_with(credential: &str) -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {credential}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(h)
-        .build()
-        .unwrap()
-}
-
 /// Writes a credential file only its owner may read.
 pub fn write_private(path: &std::path::Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -57,9 +35,12 @@ pub fn write_private(path: &std::path::Path, text: &str) {
 }
 
 impl TestCluster {
-    /// A coordinator and `n` nodes (`n1`…), ready to serve. The
-    /// coordinator requires credentials, as by default: `http` sends the
-    /// bootstrap admin key, and nodes register with a `node` key.
+    /// A coordinator and `n` nodes (`n1`…), ready to serve, secured as by
+    /// default: TLS everywhere with a test CA, mutual TLS between
+    /// coordinator and nodes (nodes register by their certificates),
+    /// credentials required (`http` sends the bootstrap admin key, over the
+    /// coordinator's certificate so it may also call nodes), and
+    /// encryption at rest.
     pub async fn start(n: usize, shards: u32) -> TestCluster {
         Self::start_with(n, shards, &[]).await
     }
@@ -79,12 +60,16 @@ impl TestCluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
+        c.issue("coordinator", "coordinator");
+        c.issue("client-test", "client:test");
         c.start_coordinator();
-        c.admin_key = admin_key(c.dir.path(), &c.url()).await;
-        c.http = client_with(&c.admin_key);
-        let node_key = c.create_key("nodes", &["node"]).await;
-        let key_file = c.dir.path().join("node.key");
-        write_private(&key_file, &node_key);
+        wait_ok_with(&c.anon(), &format!("{}/health", c.url()), WAIT).await;
+        let path = c.dir.path().join("coordinator/bootstrap-admin.key");
+        c.admin_key = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_owned();
+        c.http = c.client(Some("coordinator"), Some(&c.admin_key));
         write_private(&c.master_key_file(), &"ab".repeat(32));
         for i in 1..=n {
             c.add_node(&format!("n{i}"));
@@ -96,8 +81,70 @@ impl TestCluster {
         c
     }
 
+    /// The test CA's directory.
+    pub fn certs(&self) -> std::path::PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// Issues `file.pem`/`file.key` for `identity` from the test CA, unless present.
+    pub fn issue(&self, file: &str, identity: &str) -> CertDir {
+        CertDir::ensure(&self.certs(), &[(file.to_owned(), identity.to_owned())], 30).unwrap()
+    }
+
+    /// A client trusting the test CA, presenting certificate `cert` (a file
+    /// name in the CA directory) and sending `credential`, when given.
+    pub fn client(&self, cert: Option<&str>, credential: Option<&str>) -> reqwest::Client {
+        let ca = self.certs().join("ca.pem");
+        let tls = match cert {
+            Some(file) => {
+                let files = secure::tls::TlsFiles {
+                    cert: self.certs().join(format!("{file}.pem")),
+                    key: self.certs().join(format!("{file}.key")),
+                    ca,
+                };
+                (*secure::tls::load(&files, secure::tls::ClientAuth::Optional)
+                    .unwrap()
+                    .client)
+                    .clone()
+            }
+            None => secure::tls::client_trusting(&ca).unwrap(),
+        };
+        let mut h = reqwest::header::HeaderMap::new();
+        if let Some(c) = credential {
+            h.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {c}").parse().unwrap(),
+            );
+        }
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .default_headers(h)
+            .build()
+            .unwrap()
+    }
+
+    /// A client sending `Authorization: Bearer <credential>`, no certificate.
+    pub fn client_with(&self, credential: &str) -> reqwest::Client {
+        self.client(None, Some(credential))
+    }
+
+    /// A client with neither certificate nor credential.
+    pub fn anon(&self) -> reqwest::Client {
+        self.client(None, None)
+    }
+
+    /// `TORUA_TLS_*` for the certificate `file`.
+    pub fn tls_env(&self, file: &str) -> Vec<(String, std::path::PathBuf)> {
+        let d = self.certs();
+        vec![
+            ("TORUA_TLS_CERT".into(), d.join(format!("{file}.pem"))),
+            ("TORUA_TLS_KEY".into(), d.join(format!("{file}.key"))),
+            ("TORUA_TLS_CA".into(), d.join("ca.pem")),
+        ]
+    }
+
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.coord_port)
+        format!("https://127.0.0.1:{}", self.coord_port)
     }
 
     pub fn data_url(&self, key: &str) -> String {
@@ -109,7 +156,7 @@ impl TestCluster {
     }
 
     pub fn node_url(&self, id: &str) -> String {
-        format!("http://127.0.0.1:{}", self.nodes[id].0)
+        format!("https://127.0.0.1:{}", self.nodes[id].0)
     }
 
     pub fn start_coordinator(&mut self) {
@@ -120,6 +167,7 @@ impl TestCluster {
             .env("TORUA_DATA_DIR", self.dir.path().join("coordinator"))
             .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
             .env("TORUA_HEALTH_FAILURES", "3")
+            .envs(self.tls_env("coordinator"))
             .envs(self.coord_env.iter().map(|(k, v)| (k, v)));
         self.coordinator = Some(ChildGuard::spawn("coordinator", cmd, self.dir.path()));
     }
@@ -157,16 +205,18 @@ impl TestCluster {
             .map(|(p, _)| *p)
             .unwrap_or_else(free_port);
         self.nodes.entry(id.to_owned()).or_insert((port, None));
+        let file = format!("node-{id}");
+        self.issue(&file, &format!("node:{id}"));
         let mut cmd = Command::new(NODE);
         cmd.env("NODE_ID", id)
             .env("NODE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("NODE_ADDR", format!("http://127.0.0.1:{port}"))
+            .env("NODE_ADDR", format!("https://127.0.0.1:{port}"))
             .env("COORDINATOR_ADDR", self.url())
             .env("DATA_DIR", self.dir.path().join(id))
             .env("HEALTH_CHECK_INTERVAL", "200ms")
             .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
-            .env("TORUA_NODE_KEY_FILE", self.dir.path().join("node.key"))
-            .env("TORUA_MASTER_KEY_FILE", self.master_key_file());
+            .env("TORUA_MASTER_KEY_FILE", self.master_key_file())
+            .envs(self.tls_env(&file));
         cmd
     }
 
@@ -180,7 +230,7 @@ impl TestCluster {
     /// Waits until node `id` has registered (its own `/ready`) and the
     /// coordinator is ready.
     pub async fn wait_node_ready(&mut self, id: &str) {
-        wait_http_ok(&format!("{}/ready", self.node_url(id)), WAIT).await;
+        wait_ok_with(&self.http, &format!("{}/ready", self.node_url(id)), WAIT).await;
         self.wait_ready().await;
     }
 
@@ -192,7 +242,7 @@ impl TestCluster {
     }
 
     pub async fn wait_ready(&mut self) {
-        wait_http_ok(&format!("{}/ready", self.url()), WAIT).await;
+        wait_ok_with(&self.http, &format!("{}/ready", self.url()), WAIT).await;
         let dir = self.dir.path().to_owned();
         if let Some(c) = self.coordinator.as_mut() {
             c.assert_running(&dir);

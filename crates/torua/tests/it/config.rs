@@ -82,6 +82,18 @@ fn invalid_values_are_refused_naming_the_variable() {
         "TORUA_RATE_LIMIT_IP",
     );
     refused(COORD, &[coord, ("TORUA_AUTH", "sometimes")], "TORUA_AUTH");
+    // TLS is on by default: its files are required, or TORUA_TLS=off.
+    refused(COORD, &[coord], "TORUA_TLS_CERT");
+    refused(
+        COORD,
+        &[
+            coord,
+            ("TORUA_TLS_CERT", "/nonexistent/cert.pem"),
+            ("TORUA_TLS_KEY", "/nonexistent/key.pem"),
+            ("TORUA_TLS_CA", "/nonexistent/ca.pem"),
+        ],
+        "/nonexistent/cert.pem",
+    );
     refused(
         NODE,
         &[
@@ -112,6 +124,7 @@ fn shard_count_cannot_change_after_creation() {
     let start = |shards: &str| {
         let mut cmd = Command::new(COORD);
         cmd.env("COORDINATOR_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("TORUA_TLS", "off")
             .env("TORUA_DATA_DIR", dir.path())
             .env("TORUA_SHARDS", shards);
         ChildGuard::spawn(&format!("coord-{shards}"), cmd, dir.path())
@@ -139,6 +152,7 @@ async fn go_style_listen_address_binds_all_interfaces() {
     let port = free_port();
     let mut cmd = Command::new(COORD);
     cmd.env("COORDINATOR_ADDR", format!(":{port}"))
+        .env("TORUA_TLS", "off")
         .env("TORUA_DATA_DIR", dir.path());
     let _c = ChildGuard::spawn("coord", cmd, dir.path());
     testkit::wait_http_ok(

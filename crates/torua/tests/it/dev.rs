@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use testkit::{free_port_range, wait_http_ok, ChildGuard};
+use testkit::{free_port_range, wait_http_ok, wait_ok_with, ChildGuard};
 
 const TORUA: &str = env!("CARGO_BIN_EXE_torua");
 
@@ -34,16 +34,22 @@ fn truxe_built() -> bool {
 async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     let dir = testkit::tempdir();
     let port = free_port_range(4);
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let url = format!("https://127.0.0.1:{port}");
 
     let truxe_port = testkit::free_port();
     let mut dev = start(dir.path(), port, truxe_port, "dev-1");
-    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(60)).await;
+    // TLS by default, with a development CA under the data directory.
+    let ca = dir.path().join("data/certs/ca.pem");
+    testkit::eventually_sync("dev makes its CA", Duration::from_secs(60), || ca.exists());
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(secure::tls::client_trusting(&ca).unwrap())
+        .build()
+        .unwrap();
+    wait_ok_with(&http, &format!("{url}/ready"), Duration::from_secs(60)).await;
     let log = dir.path().join("dev-1.log");
     testkit::eventually_sync("dev prints a first curl", Duration::from_secs(30), || {
         std::fs::read_to_string(&log)
-            .is_ok_and(|out| out.contains("curl -X PUT") && out.contains("/data/greeting"))
+            .is_ok_and(|out| out.contains("-X PUT") && out.contains("/data/greeting"))
     });
     if truxe_built() {
         let truxe = format!("http://127.0.0.1:{truxe_port}");
@@ -61,6 +67,11 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     });
     let out = std::fs::read_to_string(&log).unwrap();
     let admin_key = printed(&out, "admin API key").expect("admin key printed");
+    assert!(out.contains(&format!("--cacert {}", ca.display())), "{out}");
+    // Plain HTTP gets nowhere: the listener speaks TLS.
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await
+        .is_err());
     // Secure by default: no credentials, no data.
     let r = http
         .put(format!("{url}/data/hello%20world"))
@@ -91,6 +102,7 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     }
     let status = Command::new(TORUA)
         .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
         .args(["--coordinator", &url, "status"])
         .output()
         .unwrap();
@@ -106,37 +118,42 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     );
 
     let mut dev = start(dir.path(), port, truxe_port, "dev-2");
-    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(60)).await;
+    wait_ok_with(&http, &format!("{url}/ready"), Duration::from_secs(60)).await;
     let log = dir.path().join("dev-2.log");
     testkit::eventually_sync("second start is ready", Duration::from_secs(30), || {
         std::fs::read_to_string(&log).is_ok_and(|out| out.contains("cluster is ready"))
     });
     let got = Command::new(TORUA)
         .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
         .args(["--coordinator", &url, "get", "hello world"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&got.stdout), "kept");
     let put = Command::new(TORUA)
         .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
         .args(["--coordinator", &url, "put", "cli/key", "v"])
         .output()
         .unwrap();
     assert!(put.status.success());
     let ls = Command::new(TORUA)
         .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
         .args(["--coordinator", &url, "ls", "--prefix", "cli/"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&ls.stdout), "cli/key\n");
     let del = Command::new(TORUA)
         .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
         .args(["--coordinator", &url, "del", "cli/key"])
         .output()
         .unwrap();
     assert!(del.status.success());
     let missing = Command::new(TORUA)
         .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
         .args(["--coordinator", &url, "get", "cli/key"])
         .output()
         .unwrap();

@@ -11,3 +11,4 @@ mod encryption;
 mod failures;
 mod placement;
 mod security;
+mod tls;

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::{eventually, free_port, wait_http_ok, ChildGuard};
 
-use crate::cluster::{client_with, error_code, TestCluster, COORD, WAIT};
+use crate::cluster::{error_code, TestCluster, COORD, WAIT};
 
 const TORUA: &str = env!("CARGO_BIN_EXE_torua");
 
@@ -45,7 +45,7 @@ async fn outcome(req: reqwest::RequestBuilder) -> (StatusCode, String, String) {
 #[tokio::test]
 async fn missing_bad_revoked_and_expired_credentials_get_401() {
     let c = TestCluster::start(1, 4).await;
-    let anon = reqwest::Client::new();
+    let anon = c.anon();
     let url = c.data_url("app/x");
 
     let r = anon.get(&url).send().await.unwrap();
@@ -117,7 +117,7 @@ async fn missing_bad_revoked_and_expired_credentials_get_401() {
     // A key works until it is revoked.
     let key = c.create_key("short-lived", &["admin"]).await;
     let id = key[6..18].to_owned();
-    let holder = client_with(&key);
+    let holder = c.client_with(&key);
     assert_eq!(
         holder.put(&url).body("v").send().await.unwrap().status(),
         StatusCode::NO_CONTENT
@@ -168,7 +168,7 @@ async fn missing_bad_revoked_and_expired_credentials_get_401() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let brief = client_with(r.json::<Value>().await.unwrap()["key"].as_str().unwrap());
+    let brief = c.client_with(r.json::<Value>().await.unwrap()["key"].as_str().unwrap());
     eventually("the key expires", WAIT, || async {
         let (status, code, _) = outcome(brief.get(&url)).await;
         (status == StatusCode::UNAUTHORIZED && code == "api_key_expired").then_some(())
@@ -212,8 +212,8 @@ async fn roles_limit_keys_to_their_prefixes_and_policy_changes_apply_at_once() {
     let c = TestCluster::start(2, 8).await;
     let stored = set_policy(&c, &policy(1)).await;
     assert_eq!(stored["version"], 2);
-    let app = client_with(&c.create_key("app", &["app"]).await);
-    let reader = client_with(&c.create_key("reader", &["reader"]).await);
+    let app = c.client_with(&c.create_key("app", &["app"]).await);
+    let reader = c.client_with(&c.create_key("reader", &["reader"]).await);
     for k in ["app/1", "app/2", "pub/1", "pub/2", "secret/1"] {
         assert_eq!(c.put(k, "v").await, StatusCode::NO_CONTENT);
     }
@@ -373,8 +373,8 @@ async fn roles_limit_keys_to_their_prefixes_and_policy_changes_apply_at_once() {
 async fn a_flood_from_one_principal_does_not_slow_another() {
     let c = TestCluster::start(1, 4).await;
     set_policy(&c, &policy(1)).await;
-    let slow = client_with(&c.create_key("slow", &["slow"]).await);
-    let app = client_with(&c.create_key("app", &["app"]).await);
+    let slow = c.client_with(&c.create_key("slow", &["slow"]).await);
+    let app = c.client_with(&c.create_key("app", &["app"]).await);
     assert_eq!(c.put("app/k", "v").await, StatusCode::NO_CONTENT);
 
     let flood = {
@@ -418,7 +418,7 @@ async fn a_flood_from_one_principal_does_not_slow_another() {
 async fn audit_log_records_with_context_and_detects_tampering() {
     let c = TestCluster::start_with(1, 4, &[("TORUA_AUDIT_DATA", "on")]).await;
     set_policy(&c, &policy(1)).await;
-    let reader = client_with(&c.create_key("reader", &["reader"]).await);
+    let reader = c.client_with(&c.create_key("reader", &["reader"]).await);
     let r = reader
         .put(c.data_url("pub/denied"))
         .header("x-request-id", "req-denied-1")
@@ -428,7 +428,8 @@ async fn audit_log_records_with_context_and_detects_tampering() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(r.headers()["x-request-id"], "req-denied-1");
-    let r = reqwest::Client::new()
+    let r = c
+        .anon()
         .get(c.data_url("pub/x"))
         .bearer_auth("torua_000000000000_nope")
         .send()
@@ -620,7 +621,7 @@ async fn truxe_tokens_are_verified_against_its_jwks() {
 
     // Truxe's `user` role maps to `reader`: it may read pub/, nothing more.
     let token = truxe.token("reader@example.com").await;
-    let user = client_with(&token);
+    let user = c.client_with(&token);
     let r = user.get(c.data_url("pub/doc")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), "hello");
@@ -638,7 +639,7 @@ async fn truxe_tokens_are_verified_against_its_jwks() {
     assert_eq!(me["kind"], "token");
     assert_eq!(me["roles"], json!(["reader"]));
     // A subject mapping adds roles to one user.
-    let writer = client_with(&truxe.token("writer@example.com").await);
+    let writer = c.client_with(&truxe.token("writer@example.com").await);
     assert_eq!(
         writer
             .put(c.data_url("app/x"))
@@ -659,7 +660,8 @@ async fn truxe_tokens_are_verified_against_its_jwks() {
         "A"
     };
     parts[1].replace_range(mid..mid + 1, flipped);
-    let (status, code, _) = outcome(client_with(&parts.join(".")).get(c.data_url("pub/doc"))).await;
+    let (status, code, _) =
+        outcome(c.client_with(&parts.join(".")).get(c.data_url("pub/doc"))).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::UNAUTHORIZED, "invalid_token")
@@ -670,6 +672,7 @@ async fn truxe_tokens_are_verified_against_its_jwks() {
     let other_port = free_port();
     let mut cmd = Command::new(COORD);
     cmd.env("COORDINATOR_ADDR", format!("127.0.0.1:{other_port}"))
+        .env("TORUA_TLS", "off")
         .env("TORUA_DATA_DIR", other_dir.path().join("coordinator"))
         .env("TORUA_JWKS_URL", &jwks)
         .env("TORUA_JWT_ISSUER", "https://issuer.example.com");
@@ -713,7 +716,7 @@ async fn truxe_tokens_are_verified_against_its_jwks() {
         (kid(&t) != kid(&token)).then_some(t)
     })
     .await;
-    let after = client_with(&rotated);
+    let after = c.client_with(&rotated);
     eventually("Torua accepts the new key", WAIT, || async {
         let r = after.get(c.data_url("pub/doc")).send().await.ok()?;
         (r.status() == StatusCode::OK).then_some(())
@@ -734,6 +737,7 @@ async fn cli_manages_keys_and_policy() {
     let torua = |args: &[&str]| {
         Command::new(TORUA)
             .env("TORUA_TOKEN", &c.admin_key)
+            .env("TORUA_CA", c.certs().join("ca.pem"))
             .args(["--coordinator", &c.url()])
             .args(args)
             .output()
@@ -774,6 +778,7 @@ async fn cli_manages_keys_and_policy() {
     let as_app = |args: &[&str]| {
         Command::new(TORUA)
             .env("TORUA_TOKEN", &key)
+            .env("TORUA_CA", c.certs().join("ca.pem"))
             .args(["--coordinator", &c.url()])
             .args(args)
             .output()

@@ -1,0 +1,435 @@
+//! TLS on Torua's listeners and clients, over `secure::tls`.
+//!
+//! * [`Tls`] holds a process's certificate, key and CA bundle, reloads them
+//!   when the files change (checked every [`RELOAD_EVERY`]) and exports
+//!   `torua_tls_expiry_seconds`; a certificate close to expiry is logged.
+//! * [`Incoming`] is the listener every server uses: it accepts TCP, runs
+//!   TLS handshakes off the accept path (a slow client cannot hold up
+//!   others), and gives each connection a [`Peer`]: its address and, when it
+//!   presented a certificate from the cluster CA, its identity.
+//! * [`HttpClient`] builds reqwest clients that present this process's
+//!   certificate and trust only the cluster CA, rebuilt after a reload.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use secure::tls::{ClientAuth, Loaded, TlsFiles};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::config::TlsConfig;
+use crate::http::Metrics;
+use crate::shutdown::Shutdown;
+use crate::Error;
+
+/// Certificate common name of the coordinator; the node API answers only it.
+pub const COORDINATOR_IDENTITY: &str = "coordinator";
+/// Prefix of a node's certificate common name (`node:<NODE_ID>`).
+pub const NODE_IDENTITY_PREFIX: &str = "node:";
+
+/// How often certificate files are checked for replacement.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+/// Longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Certificates expiring within this are logged as warnings.
+const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+/// How often an approaching expiry is logged again.
+const EXPIRY_REMINDER: Duration = Duration::from_secs(3600);
+
+/// Labels of the expiry gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExpiryLabels {
+    /// `cert` or `ca`.
+    file: String,
+}
+
+/// A process's TLS identity, reloaded when its files change.
+pub struct Tls {
+    files: TlsFiles,
+    auth: ClientAuth,
+    current: RwLock<Loaded>,
+    generation: AtomicU64,
+    expiry: Family<ExpiryLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("files", &self.files).finish()
+    }
+}
+
+fn seconds_left(t: SystemTime) -> f64 {
+    match t.duration_since(SystemTime::now()) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+impl Tls {
+    /// Loads the configured files; `None` (and a warning) when TLS is off.
+    /// `who` names the server in messages.
+    pub fn open(cfg: &TlsConfig, auth: ClientAuth, who: &str) -> Result<Option<Arc<Tls>>, Error> {
+        if !cfg.enabled {
+            tracing::warn!("TORUA_TLS=off: the {who} speaks plain HTTP; credentials and data cross the network in clear text");
+            return Ok(None);
+        }
+        let (Some(cert), Some(key), Some(ca)) = (&cfg.cert, &cfg.key, &cfg.ca) else {
+            return Err(Error::Config(
+                "TORUA_TLS_CERT, TORUA_TLS_KEY and TORUA_TLS_CA are required (TLS is on by default); \
+                 `torua certs init` makes a development set, or set TORUA_TLS=off for plain HTTP"
+                    .into(),
+            ));
+        };
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        };
+        let loaded =
+            secure::tls::load(&files, auth).map_err(|e| Error::Config(format!("TLS: {e}")))?;
+        tracing::info!(identity = %loaded.identity, cert = %files.cert.display(), "TLS configured");
+        let tls = Arc::new(Tls {
+            files,
+            auth,
+            current: RwLock::new(loaded),
+            generation: AtomicU64::new(0),
+            expiry: Family::default(),
+        });
+        tls.report_expiry(true);
+        Ok(Some(tls))
+    }
+
+    /// The configs in force.
+    pub fn loaded(&self) -> Loaded {
+        match self.current.read() {
+            Ok(l) => l.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Bumped on every reload, so clients know to rebuild.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn report_expiry(&self, log: bool) {
+        let l = self.loaded();
+        for (file, until) in [("cert", l.cert_not_after), ("ca", l.ca_not_after)] {
+            let left = seconds_left(until);
+            self.expiry
+                .get_or_create(&ExpiryLabels { file: file.into() })
+                .set(left);
+            if log && left < EXPIRY_WARNING.as_secs_f64() {
+                tracing::warn!(
+                    file,
+                    days_left = (left / 86_400.0).floor(),
+                    path = %if file == "cert" { &self.files.cert } else { &self.files.ca }.display(),
+                    "TLS certificate expires soon (or has expired); replace the file, it is reloaded without a restart"
+                );
+            }
+        }
+    }
+
+    /// Reloads if the files changed; a failed reload keeps the old configs.
+    fn reload_if_changed(&self) {
+        if self.files.stamp() == self.loaded().stamp {
+            return;
+        }
+        match secure::tls::load(&self.files, self.auth) {
+            Ok(next) => {
+                tracing::info!(identity = %next.identity, "TLS certificate, key or CA reloaded");
+                match self.current.write() {
+                    Ok(mut g) => *g = next,
+                    Err(p) => *p.into_inner() = next,
+                }
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.report_expiry(true);
+            }
+            Err(e) => {
+                // Files are often replaced one at a time: retried next tick.
+                tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous ones");
+                if let Ok(mut g) = self.current.write() {
+                    g.stamp = self.files.stamp();
+                }
+            }
+        }
+    }
+
+    /// Registers the expiry gauge and watches the files until `shutdown`.
+    pub fn watch(self: &Arc<Self>, metrics: &Metrics, shutdown: Shutdown) {
+        if let Ok(mut reg) = metrics.registry.lock() {
+            reg.register(
+                "tls_expiry_seconds",
+                "Seconds until the TLS certificate (file=cert) or the first CA of the bundle (file=ca) expires",
+                self.expiry.clone(),
+            );
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut last_reminder = std::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RELOAD_EVERY) => {}
+                    _ = shutdown.clone().wait() => return,
+                }
+                me.reload_if_changed();
+                let remind = last_reminder.elapsed() >= EXPIRY_REMINDER;
+                if remind {
+                    last_reminder = std::time::Instant::now();
+                }
+                me.report_expiry(remind);
+            }
+        });
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Source address.
+    pub addr: SocketAddr,
+    /// Common name of the verified client certificate, if one was presented.
+    pub identity: Option<String>,
+}
+
+/// An accepted connection: plain TCP, or TLS over it.
+pub enum Conn {
+    /// TLS off.
+    Plain(TcpStream),
+    /// TLS on.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// The listener of every Torua server (see the module doc).
+pub struct Incoming {
+    rx: mpsc::Receiver<(Conn, Peer)>,
+    local: SocketAddr,
+}
+
+impl Incoming {
+    /// Starts accepting on `tcp`, with TLS when `tls` is given.
+    pub fn new(tcp: TcpListener, tls: Option<Arc<Tls>>) -> io::Result<Incoming> {
+        let local = tcp.local_addr()?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(accept_loop(tcp, tls, tx));
+        Ok(Incoming { rx, local })
+    }
+}
+
+async fn accept_loop(tcp: TcpListener, tls: Option<Arc<Tls>>, tx: mpsc::Sender<(Conn, Peer)>) {
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = tcp.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = tx.closed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &tls else {
+            if tx
+                .send((
+                    Conn::Plain(stream),
+                    Peer {
+                        addr,
+                        identity: None,
+                    },
+                ))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.loaded().server);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => {
+                    let identity = s
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| secure::tls::inspect(c).ok())
+                        .and_then(|(cn, _)| cn);
+                    let _ = tx
+                        .send((Conn::Tls(Box::new(s)), Peer { addr, identity }))
+                        .await;
+                }
+                Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "TLS handshake refused"),
+                Err(_) => tracing::info!(peer = %addr, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for Incoming {
+    type Io = Conn;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Conn, Peer) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept loop ended: nothing more will arrive.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Peer> {
+        Ok(Peer {
+            addr: self.local,
+            identity: None,
+        })
+    }
+}
+
+impl Connected<IncomingStream<'_, Incoming>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, Incoming>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// reqwest clients for cluster-internal calls: present this process's
+/// certificate, trust only the cluster CA, and follow reloads.
+#[derive(Clone)]
+pub struct HttpClient {
+    tls: Option<Arc<Tls>>,
+    configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    built: Arc<RwLock<(u64, reqwest::Client)>>,
+}
+
+impl HttpClient {
+    /// A client shaped by `configure` (timeouts, pools) with this TLS identity.
+    pub fn new(
+        tls: Option<Arc<Tls>>,
+        configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Self {
+        let generation = tls.as_ref().map_or(0, |t| t.generation());
+        let client = Self::build(tls.as_deref(), configure);
+        HttpClient {
+            tls,
+            configure,
+            built: Arc::new(RwLock::new((generation, client))),
+        }
+    }
+
+    fn build(
+        tls: Option<&Tls>,
+        configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> reqwest::Client {
+        let builder = configure(reqwest::Client::builder());
+        let builder = match tls {
+            Some(t) => builder.use_preconfigured_tls((*t.loaded().client).clone()),
+            None => builder,
+        };
+        builder.build().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "HTTP client could not be built; using defaults");
+            reqwest::Client::new()
+        })
+    }
+
+    /// The current client (rebuilt once after each TLS reload).
+    pub fn get(&self) -> reqwest::Client {
+        let Some(tls) = &self.tls else {
+            return self.read().1;
+        };
+        let generation = tls.generation();
+        let (built_at, client) = self.read();
+        if built_at == generation {
+            return client;
+        }
+        let fresh = Self::build(Some(tls), self.configure);
+        if let Ok(mut g) = self.built.write() {
+            *g = (generation, fresh.clone());
+        }
+        fresh
+    }
+
+    fn read(&self) -> (u64, reqwest::Client) {
+        match self.built.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// `https` when TLS is on, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}

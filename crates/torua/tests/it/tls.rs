@@ -1,0 +1,258 @@
+//! TLS on real processes: handshakes, mutual TLS on the node API, refused
+//! CAs and expired certificates, and certificate and CA rotation without a
+//! restart.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use secure::tls::dev::DevCa;
+use testkit::eventually;
+use torua::cli::certs::CA_NAME;
+
+use crate::cluster::{error_code, write_private, TestCluster, WAIT};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The test CA, loaded to issue more certificates.
+fn test_ca(c: &TestCluster) -> DevCa {
+    let dir = c.certs();
+    DevCa::load(
+        CA_NAME,
+        &std::fs::read_to_string(dir.join("ca.key")).unwrap(),
+        &std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Writes `file.pem`/`file.key` into the test CA directory.
+fn install(c: &TestCluster, file: &str, issued: &secure::tls::dev::Issued) {
+    write_private(
+        &c.certs().join(format!("{file}.key")),
+        issued.key_pem.expose(),
+    );
+    std::fs::write(c.certs().join(format!("{file}.pem")), &issued.cert_pem).unwrap();
+}
+
+/// A client trusting `ca_pem` and presenting `issued`.
+fn client(ca_pem: &str, issued: Option<&secure::tls::dev::Issued>) -> reqwest::Client {
+    let dir = testkit::tempdir();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let tls = match issued {
+        Some(i) => {
+            let files = secure::tls::TlsFiles {
+                cert: dir.path().join("c.pem"),
+                key: dir.path().join("c.key"),
+                ca: ca.clone(),
+            };
+            std::fs::write(&files.cert, &i.cert_pem).unwrap();
+            std::fs::write(&files.key, i.key_pem.expose()).unwrap();
+            (*secure::tls::load(&files, secure::tls::ClientAuth::Optional)
+                .unwrap()
+                .client)
+                .clone()
+        }
+        None => secure::tls::client_trusting(&ca).unwrap(),
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
+async fn cert_expiry_seconds(c: &TestCluster) -> f64 {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("torua_tls_expiry_seconds{file=\"cert\"} "))
+        .unwrap_or_else(|| panic!("no expiry metric in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tls_everywhere_and_the_node_api_answers_only_the_coordinator() {
+    let c = TestCluster::start(1, 4).await;
+    assert_eq!(c.put("k", "v").await, StatusCode::NO_CONTENT);
+
+    // Plain HTTP gets no answer from a TLS listener.
+    let plain = format!("http://127.0.0.1:{}/health", c.coord_port);
+    assert!(reqwest::get(&plain).await.is_err());
+    // A client that trusts another CA refuses the server.
+    let stranger = DevCa::new("Another CA", SystemTime::now() + DAY).unwrap();
+    let wrong_ca = client(&stranger.cert_pem, None);
+    let err = wrong_ca
+        .get(format!("{}/health", c.url()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
+
+    // The node API: open probes, then only the coordinator's certificate.
+    let info = format!("{}/info", c.node_url("n1"));
+    assert_eq!(
+        c.anon()
+            .get(format!("{}/health", c.node_url("n1")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let (status, code, _) = error_code(c.anon().get(&info).send().await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "missing_client_certificate")
+    );
+    let as_client = c.client(Some("client-test"), None);
+    let (status, _, message) = error_code(as_client.get(&info).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(message.contains("client:test"), "{message}");
+    let put = as_client
+        .put(format!("{}/shard/0/store/k", c.node_url("n1")))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.status(),
+        StatusCode::FORBIDDEN,
+        "no write behind the coordinator's back"
+    );
+    assert_eq!(c.get("k").await.1, "v");
+    assert_eq!(
+        c.http.get(&info).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // A certificate from another CA does not even complete the handshake.
+    let foreign = stranger
+        .issue(
+            "coordinator",
+            &["127.0.0.1"],
+            SystemTime::now(),
+            SystemTime::now() + DAY,
+        )
+        .unwrap();
+    let ca_pem = std::fs::read_to_string(c.certs().join("ca.pem")).unwrap();
+    assert!(client(&ca_pem, Some(&foreign))
+        .get(&info)
+        .send()
+        .await
+        .is_err());
+
+    // Nodes register by their certificate, each only as itself.
+    let node_cert = c.client(Some("node-n1"), None);
+    let register = |id: &str, addr: String| {
+        node_cert
+            .post(format!("{}/register", c.url()))
+            .json(&serde_json::json!({"node": {"id": id, "addr": addr}}))
+            .send()
+    };
+    assert_eq!(
+        register("n1", c.node_url("n1")).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let (status, _, message) = error_code(
+        register("evil", "https://127.0.0.1:1".into())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{message}");
+    assert_eq!(c.nodes().await.nodes.len(), 1);
+}
+
+#[tokio::test]
+async fn certificates_and_cas_rotate_without_restart_and_expired_ones_are_refused() {
+    let c = TestCluster::start(1, 4).await;
+    let ca = test_ca(&c);
+    let info = format!("{}/info", c.node_url("n1"));
+    let before = cert_expiry_seconds(&c).await;
+    assert!(before > 29.0 * 86_400.0, "{before}");
+
+    // A new coordinator certificate (valid 10 days) is picked up by itself.
+    let now = SystemTime::now();
+    install(
+        &c,
+        "coordinator",
+        &ca.issue("coordinator", &["127.0.0.1"], now, now + 10 * DAY)
+            .unwrap(),
+    );
+    eventually("the coordinator reloads its certificate", WAIT, || async {
+        (cert_expiry_seconds(&c).await < 11.0 * 86_400.0).then_some(())
+    })
+    .await;
+    // It still calls its node (its new certificate is the coordinator's).
+    assert_eq!(c.put("after-rotation", "v").await, StatusCode::NO_CONTENT);
+
+    // An expired certificate: a client presenting one is refused by the node...
+    let expired = ca
+        .issue("coordinator", &["127.0.0.1"], now - 10 * DAY, now - DAY)
+        .unwrap();
+    let ca_pem = std::fs::read_to_string(c.certs().join("ca.pem")).unwrap();
+    assert!(client(&ca_pem, Some(&expired))
+        .get(&info)
+        .send()
+        .await
+        .is_err());
+    // ...and a server presenting one is refused by clients.
+    install(&c, "coordinator", &expired);
+    eventually(
+        "clients refuse the expired server certificate",
+        WAIT,
+        || async {
+            c.anon()
+                .get(format!("{}/health", c.url()))
+                .send()
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    install(
+        &c,
+        "coordinator",
+        &ca.issue("coordinator", &["127.0.0.1"], now, now + 30 * DAY)
+            .unwrap(),
+    );
+    eventually("a valid certificate serves again", WAIT, || async {
+        let r = c
+            .anon()
+            .get(format!("{}/health", c.url()))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+
+    // CA rotation: certificates of a new CA are trusted once the bundle
+    // holds both CAs, while those of the old one keep working.
+    let next_ca = DevCa::new(CA_NAME, now + 365 * DAY).unwrap();
+    let next_cert = next_ca
+        .issue("coordinator", &["127.0.0.1"], now, now + 30 * DAY)
+        .unwrap();
+    let both = format!("{ca_pem}{}", next_ca.cert_pem);
+    let rotating = client(&both, Some(&next_cert));
+    assert!(rotating.get(&info).send().await.is_err(), "not trusted yet");
+    std::fs::write(c.certs().join("ca.pem"), &both).unwrap();
+    eventually("the node trusts the new CA", WAIT, || async {
+        let r = rotating.get(&info).send().await.ok()?;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    let old = c.client(Some("coordinator"), None);
+    assert_eq!(
+        old.get(&info).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(c.get("after-rotation").await.1, "v");
+}
