@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Core benchmark: a 3-node `torua dev` cluster (release build, data on this
-# machine's disk) driven by `torua-bench` over HTTP on loopback, twice: with
-# security off (`--auth off --encryption off`, the plain run) and with the
-# defaults on (every request authenticated by API key, authorized against
-# the policy and rate-limited; values sealed at rest with AES-256-GCM), so
-# the report shows the cost of security.
+# machine's disk) driven by `torua-bench` on loopback, twice: with security
+# off (`--auth off --encryption off --tls off`, the plain run) and with the
+# defaults on (TLS from the client, mutual TLS coordinator↔nodes, every
+# request authenticated by API key, authorized against the policy and
+# rate-limited, values sealed at rest with AES-256-GCM), so the report shows
+# the cost of security.
 #
 #   bench/run.sh                  # 64 clients, 100-byte values, 10 s per workload
 #   DURATION=30s bench/run.sh
@@ -32,12 +33,16 @@ start_dev() {
   local name=$1; shift
   RUST_LOG=warn "$BIN" dev --no-truxe --port "$PORT" --dir "$DIR/$name" "$@" > "$DIR/$name.log" 2>&1 &
   DEV_PID=$!
-  TARGET="http://127.0.0.1:$PORT"
-  for _ in $(seq 1 300); do
-    curl -fs "$TARGET/ready" >/dev/null 2>&1 && grep -q "cluster is ready" "$DIR/$name.log" && break
+  for _ in $(seq 1 600); do
+    grep -q "cluster is ready" "$DIR/$name.log" 2>/dev/null && break
     sleep 0.1
   done
-  curl -fs "$TARGET/ready" >/dev/null || { cat "$DIR/$name.log"; exit 1; }
+  grep -q "cluster is ready" "$DIR/$name.log" || { cat "$DIR/$name.log"; exit 1; }
+  if [ -f "$DIR/$name/certs/ca.pem" ]; then
+    TARGET="https://127.0.0.1:$PORT"; export TORUA_CA="$DIR/$name/certs/ca.pem"
+  else
+    TARGET="http://127.0.0.1:$PORT"; unset TORUA_CA
+  fi
 }
 
 ROWS=()
@@ -54,11 +59,12 @@ echo "machine: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%d)"
 if [ -n "${TARGET:-}" ]; then
   measure target
 else
-  start_dev plain --auth off --encryption off
+  # Limits high enough not to throttle the load: this measures their cost, not their effect.
+  LIMITS=(--rate-limit-ip 100000000/1s --rate-limit-principal 100000000/1s)
+  start_dev plain --auth off --encryption off --tls off "${LIMITS[@]}"
   measure plain
   stop_dev
-  # Limits high enough not to throttle the load: this measures their cost, not their effect.
-  start_dev secure --auth on --rate-limit-ip 100000000/1s --rate-limit-principal 100000000/1s
+  start_dev secure "${LIMITS[@]}"
   TORUA_TOKEN="$(cat "$DIR/secure/coordinator/bootstrap-admin.key")" measure secure
   stop_dev
 fi
@@ -74,7 +80,7 @@ print("|---|---|---|---|---|---|---|---|")
 for mode, r in rows:
     base = plain.get((r["workload"], r["clients"]))
     cost = "" if mode == "plain" or not base else f"{(r['ops_per_sec'] / base['ops_per_sec'] - 1) * 100:+.1f} %"
-    label = {"plain": "off", "secure": "API key, RBAC, limits, encryption at rest"}.get(mode, mode)
+    label = {"plain": "off", "secure": "TLS + mTLS, API key, RBAC, limits, encryption at rest"}.get(mode, mode)
     print(f"| {label} | {r['workload'].upper()} | {r['clients']} | {r['ops_per_sec']:.0f} | "
           f"{r['p50_us']/1000:.2f} | {r['p99_us']/1000:.2f} | {r['errors']} | {cost} |")
 print(f"\nwrite 4 KiB + fdatasync on the same disk: p50 {fsync['p50_us']/1000:.3f} ms, "

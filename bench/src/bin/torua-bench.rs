@@ -66,6 +66,9 @@ struct HttpArgs {
     /// Credential sent as `Authorization: Bearer` (API key or token).
     #[arg(long, env = "TORUA_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA bundle to trust for an `https://` target.
+    #[arg(long, env = "TORUA_CA")]
+    ca: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,7 +113,11 @@ async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
                 .context("the token cannot be sent in a header")?,
         );
     }
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = &a.ca {
+        builder = builder.use_preconfigured_tls(secure::tls::client_trusting(ca)?);
+    }
+    let client = builder
         .default_headers(headers)
         .pool_max_idle_per_host(a.clients)
         .tcp_nodelay(true)

@@ -150,7 +150,12 @@ impl RateLimitStore for MemoryStore {
             map.retain(|_, tat| *tat > now);
         }
         let (decision, tat) = gcra(map.get(key).copied(), quota, now);
-        map.insert(key.to_owned(), tat);
+        match map.get_mut(key) {
+            Some(t) => *t = tat,
+            None => {
+                map.insert(key.to_owned(), tat);
+            }
+        }
         Ok(decision)
     }
 }

@@ -182,6 +182,9 @@ impl Shard {
         // Unwrap every data key before writing anything: a wrong master key
         // must leave the file as it was.
         let (mut keys, current) = read_data_keys(&db, id, master.as_deref())?;
+        // Values may need re-sealing only after an interrupted rotation (more
+        // than one data key) or when a plaintext shard gains its first key.
+        let mut stale_possible = keys.len() > 1;
         let txn = db.begin_write()?;
         let (state, data_keys) = {
             let mut meta = txn.open_table(META)?;
@@ -199,7 +202,7 @@ impl Shard {
                 (None, None) => ShardState::Active,
             };
             meta.insert(META_STATE, u64::from(state.code()))?;
-            txn.open_table(DATA)?;
+            let has_data = !txn.open_table(DATA)?.is_empty()?;
             let mut wrapped = txn.open_table(KEYS)?;
             let data_keys = match master {
                 None => None,
@@ -207,6 +210,7 @@ impl Shard {
                     let current = match current {
                         Some(c) if keys.contains_key(&c) => c,
                         _ => {
+                            stale_possible |= has_data;
                             let (kid, w) = crypto::new_data_key(&master, id)?;
                             keys.insert(kid, crypto::unwrap_data_key(&master, id, &w)?);
                             wrapped.insert(kid, w.as_slice())?;
@@ -238,7 +242,7 @@ impl Shard {
         };
         txn.commit()?;
         let codec = data_keys.as_ref().map_or(Codec::Plain, |k| k.codec(id));
-        let encrypted = data_keys.is_some();
+        let reseal = data_keys.is_some() && stale_possible;
         let db = Arc::new(db);
         let state = Arc::new(AtomicU8::new(state.code()));
         let codec = Arc::new(RwLock::new(Arc::new(codec)));
@@ -260,8 +264,7 @@ impl Shard {
             resealing: AtomicBool::new(false),
             reseal_wanted: AtomicBool::new(false),
         });
-        if encrypted {
-            // Picks up plaintext values and an interrupted rotation.
+        if reseal {
             shard.start_reseal();
         }
         Ok(shard)

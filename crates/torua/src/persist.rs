@@ -33,7 +33,8 @@ pub fn replace_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
 
 /// A value mirrored in a JSON file: readers see only what is on disk.
 pub struct Persisted<T> {
-    value: RwLock<T>,
+    /// The value and how many updates it has seen (for derived caches).
+    value: RwLock<(T, u64)>,
     path: PathBuf,
     private: bool,
     /// Serializes writers, so each update starts from the last saved value.
@@ -48,7 +49,7 @@ impl<T: Serialize + Clone + Send + Sync + 'static> Persisted<T> {
     /// Wraps `value`, already saved at `path` (or about to be, by `save_now`).
     pub fn new(path: PathBuf, value: T, private: bool) -> Self {
         Persisted {
-            value: RwLock::new(value),
+            value: RwLock::new((value, 0)),
             path,
             private,
             writer: tokio::sync::Mutex::new(()),
@@ -63,7 +64,17 @@ impl<T: Serialize + Clone + Send + Sync + 'static> Persisted<T> {
 
     /// Reads the current value.
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, ApiError> {
-        self.value.read().map(|v| f(&v)).map_err(|_| poisoned())
+        self.value.read().map(|v| f(&v.0)).map_err(|_| poisoned())
+    }
+
+    /// Reads the current value with its generation, which changes with
+    /// every update: what is derived from a value is valid while the
+    /// generation is the same.
+    pub fn read_versioned<R>(&self, f: impl FnOnce(&T) -> R) -> Result<(R, u64), ApiError> {
+        self.value
+            .read()
+            .map(|v| (f(&v.0), v.1))
+            .map_err(|_| poisoned())
     }
 
     /// A copy of the current value.
@@ -86,7 +97,9 @@ impl<T: Serialize + Clone + Send + Sync + 'static> Persisted<T> {
             .await
             .map_err(ApiError::internal)?
             .map_err(|e| ApiError::internal(format!("saving {}: {e}", self.path.display())))?;
-        *self.value.write().map_err(|_| poisoned())? = next;
+        let mut v = self.value.write().map_err(|_| poisoned())?;
+        v.1 += 1;
+        v.0 = next;
         Ok(out)
     }
 }

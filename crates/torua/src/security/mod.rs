@@ -12,9 +12,10 @@
 pub mod policy;
 pub mod state;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -130,6 +131,11 @@ pub struct Security {
     principal_quota: Quota,
     audit: ChainedLog,
     audit_data: bool,
+    /// Everyone, when authentication is off (built once).
+    anonymous: Arc<Principal>,
+    /// API-key principals by key id, with the state generation they were
+    /// built from; the key itself is still checked on every request.
+    key_principals: RwLock<HashMap<String, (u64, Arc<Principal>)>>,
 }
 
 impl std::fmt::Debug for Security {
@@ -226,6 +232,14 @@ impl Security {
             principal_quota: cfg.rate_limit_principal,
             audit,
             audit_data: cfg.audit_data,
+            key_principals: RwLock::new(HashMap::new()),
+            anonymous: Arc::new(Principal {
+                id: "anonymous".into(),
+                kind: "anonymous",
+                node_id: None,
+                roles: vec![policy::ADMIN_ROLE.into()],
+                access: Access::everything(),
+            }),
         }))
     }
 
@@ -269,15 +283,9 @@ impl Security {
         &self,
         headers: &HeaderMap,
         identity: Option<&str>,
-    ) -> Result<Principal, Refusal> {
+    ) -> Result<Arc<Principal>, Refusal> {
         if !self.enforce {
-            return Ok(Principal {
-                id: "anonymous".into(),
-                kind: "anonymous",
-                node_id: None,
-                roles: vec![policy::ADMIN_ROLE.into()],
-                access: Access::everything(),
-            });
+            return Ok(self.anonymous.clone());
         }
         let internal = |e: ApiError| Refusal {
             status: e.status,
@@ -290,13 +298,13 @@ impl Security {
         // names in `subjects`).
         if let (None, Some(cn)) = (headers.get(header::AUTHORIZATION), identity) {
             let (roles, access) = self.state.token_access(cn, None, &[]).map_err(internal)?;
-            return Ok(Principal {
+            return Ok(Arc::new(Principal {
                 id: cn.to_owned(),
                 kind: "certificate",
                 node_id: cn.strip_prefix(NODE_IDENTITY_PREFIX).map(str::to_owned),
                 roles,
                 access,
-            });
+            }));
         }
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(Refusal {
@@ -322,7 +330,7 @@ impl Security {
                 )
             })?;
         if credential.starts_with(KEY_PREFIX) {
-            let key = self
+            let (id, generation) = self
                 .state
                 .authenticate_key(credential, unix_now())
                 .map_err(|r| {
@@ -333,14 +341,7 @@ impl Security {
                     };
                     Refusal::invalid(code, r.message())
                 })?;
-            let access = self.state.access(&key.roles).map_err(internal)?;
-            return Ok(Principal {
-                id: format!("key:{}", key.id),
-                kind: "api_key",
-                node_id: None,
-                roles: key.roles,
-                access,
-            });
+            return self.key_principal(id, generation).map_err(internal);
         }
         let Some(jwks) = &self.jwks else {
             return Err(Refusal::invalid(
@@ -369,13 +370,41 @@ impl Security {
             .state
             .token_access(&claims.sub, claims.email.as_deref(), &claims.roles)
             .map_err(internal)?;
-        Ok(Principal {
+        Ok(Arc::new(Principal {
             id: format!("user:{}", claims.sub),
             kind: "token",
             node_id: None,
             roles,
             access,
-        })
+        }))
+    }
+
+    /// The principal of a checked API key, from the cache while the state
+    /// has not changed since it was built.
+    fn key_principal(&self, id: String, generation: u64) -> Result<Arc<Principal>, ApiError> {
+        if let Some((g, p)) = self
+            .key_principals
+            .read()
+            .ok()
+            .and_then(|m| m.get(&id).cloned())
+        {
+            if g == generation {
+                return Ok(p);
+            }
+        }
+        let ((roles, access), built) = self.state.key_access(&id)?;
+        let principal = Arc::new(Principal {
+            id: format!("key:{id}"),
+            kind: "api_key",
+            node_id: None,
+            roles,
+            access,
+        });
+        if let Ok(mut m) = self.key_principals.write() {
+            // Bounded by the number of keys; stale entries are replaced.
+            m.insert(id, (built, principal.clone()));
+        }
+        Ok(principal)
     }
 
     /// Records an event; a failure to record is logged, never shown.
@@ -574,7 +603,7 @@ pub async fn authenticate(
         return too_many(&by_principal, &principal.id);
     }
     req.extensions_mut().insert(Caller {
-        principal: Arc::new(principal),
+        principal,
         ip,
         request_id,
         user_agent,

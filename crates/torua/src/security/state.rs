@@ -205,24 +205,39 @@ impl SecurityState {
             .await
     }
 
-    /// Finds the key `presented` and checks it; returns the record.
-    pub fn authenticate_key(&self, presented: &str, now: u64) -> Result<ApiKey, KeyRefusal> {
+    /// Checks the key `presented`; returns its id and the generation of the
+    /// state it was checked against (see [`Persisted::read_versioned`]).
+    pub fn authenticate_key(&self, presented: &str, now: u64) -> Result<(String, u64), KeyRefusal> {
         let id = parse_id(presented).ok_or(KeyRefusal::Invalid)?;
-        let found = self
+        let (checked, generation) = self
             .doc
-            .read(|d| d.api_keys.get(id).cloned())
+            .read_versioned(|d| {
+                let found = d.api_keys.get(id);
+                // Unknown ids still pay for one digest, so timing says nothing.
+                let digest = found.map_or("", |k| k.digest.as_str());
+                let matches = secure::token::matches(presented, digest);
+                match found.filter(|_| matches) {
+                    None => Err(KeyRefusal::Invalid),
+                    Some(k) if k.revoked_at.is_some() => Err(KeyRefusal::Revoked),
+                    Some(k) if k.expires_at.is_some_and(|e| e <= now) => Err(KeyRefusal::Expired),
+                    Some(_) => Ok(()),
+                }
+            })
             .map_err(|_| KeyRefusal::Invalid)?;
-        // Unknown ids still pay for one digest, so timing says nothing.
-        let digest = found.as_ref().map_or("", |k| k.digest.as_str());
-        let matches = secure::token::matches(presented, digest);
-        let key = found.filter(|_| matches).ok_or(KeyRefusal::Invalid)?;
-        if key.revoked_at.is_some() {
-            return Err(KeyRefusal::Revoked);
-        }
-        if key.expires_at.is_some_and(|e| e <= now) {
-            return Err(KeyRefusal::Expired);
-        }
-        Ok(key)
+        checked.map(|()| (id.to_owned(), generation))
+    }
+
+    /// Roles of key `id` and what they allow, with the state's generation.
+    pub fn key_access(&self, id: &str) -> Result<((Vec<String>, Access), u64), ApiError> {
+        self.doc.read_versioned(|d| {
+            let roles = d
+                .api_keys
+                .get(id)
+                .map(|k| k.roles.clone())
+                .unwrap_or_default();
+            let access = d.policy.access(&roles);
+            (roles, access)
+        })
     }
 
     /// Creates a key bound to `roles`; the secret is returned once.
@@ -325,8 +340,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (state, boot) = SecurityState::open(dir.path(), 100).unwrap();
         let boot = std::fs::read_to_string(boot.unwrap()).unwrap();
-        let admin = state.authenticate_key(boot.trim(), 100).unwrap();
-        assert_eq!(admin.roles, vec!["admin"]);
+        let (admin, _) = state.authenticate_key(boot.trim(), 100).unwrap();
+        assert_eq!(state.key_access(&admin).unwrap().0 .0, vec!["admin"]);
 
         let (k, secret) = state
             .create_key("ci", vec!["node".into()], Some(200), 100)
@@ -334,7 +349,7 @@ mod tests {
             .unwrap();
         assert!(secret.expose().starts_with(&format!("torua_{}_", k.id)));
         assert_eq!(
-            state.authenticate_key(secret.expose(), 150).unwrap().id,
+            state.authenticate_key(secret.expose(), 150).unwrap().0,
             k.id
         );
         assert_eq!(

@@ -76,15 +76,7 @@ async fn assert_canaries(c: &TestCluster, range: std::ops::Range<usize>) {
 
 /// `(shard, data key, key count, resealing)` of every shard on every node.
 async fn key_status(c: &TestCluster) -> Vec<(u64, String, u64, bool)> {
-    let v: Value = c
-        .http
-        .get(format!("{}/admin/keys", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = testkit::get_json(&c.http, &format!("{}/admin/keys", c.url())).await;
     let mut out = Vec::new();
     for n in v["nodes"].as_array().unwrap() {
         assert_eq!(n["encrypted"], true, "{n}");

@@ -137,15 +137,7 @@ async fn missing_bad_revoked_and_expired_credentials_get_401() {
             "API key was revoked".into()
         )
     );
-    let listed: Value = c
-        .http
-        .get(format!("{}/admin/apikeys", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = testkit::get_json(&c.http, &format!("{}/admin/apikeys", c.url())).await;
     let entry = listed["keys"]
         .as_array()
         .unwrap()
@@ -306,14 +298,7 @@ async fn roles_limit_keys_to_their_prefixes_and_policy_changes_apply_at_once() {
         assert!(message.contains("`admin`"), "{message}");
     }
     assert_eq!(c.nodes().await.nodes.len(), 2, "no node slipped in");
-    let me: Value = app
-        .get(format!("{}/whoami", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = testkit::get_json(&app, &format!("{}/whoami", c.url())).await;
     assert_eq!(me["roles"], json!(["app"]));
     assert_eq!(me["kind"], "api_key");
 
@@ -357,15 +342,7 @@ async fn roles_limit_keys_to_their_prefixes_and_policy_changes_apply_at_once() {
         (StatusCode::BAD_REQUEST, "invalid_policy")
     );
     assert!(message.contains("ghost"), "{message}");
-    let now: Value = c
-        .http
-        .get(format!("{}/admin/policy", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now: Value = testkit::get_json(&c.http, &format!("{}/admin/policy", c.url())).await;
     assert_eq!(now["version"], 3);
 }
 
@@ -628,14 +605,7 @@ async fn truxe_tokens_are_verified_against_its_jwks() {
     let (status, _, message) = outcome(user.put(c.data_url("app/x")).body("v")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(message.starts_with("user:"), "{message}");
-    let me: Value = user
-        .get(format!("{}/whoami", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = testkit::get_json(&user, &format!("{}/whoami", c.url())).await;
     assert_eq!(me["kind"], "token");
     assert_eq!(me["roles"], json!(["reader"]));
     // A subject mapping adds roles to one user.
