@@ -58,7 +58,9 @@ enum KeysCommand {
     Rotate,
     /// Stop publishing a key now (e.g. if it leaked).
     Retire {
-        /// Key id.
+        /// Key id. Ids are base64url and may start with `-`, so a value
+        /// starting with one is taken as the id, not as a flag.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }

@@ -148,6 +148,17 @@ async fn rotation_is_picked_up_without_restart() {
     assert!(!out.status.success(), "the signing key cannot be retired");
 }
 
+/// Key ids are base64url and about one in 32 starts with `-`: such an id is
+/// still an id on the command line, not a flag.
+#[tokio::test]
+async fn key_ids_starting_with_a_hyphen_are_ids() {
+    let t = Truxe::start(&[]).await;
+    let out = t.cli(&["keys", "retire", "-vNotAKey"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no key -vNotAKey"), "{err}");
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
