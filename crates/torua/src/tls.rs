@@ -423,13 +423,4 @@ impl HttpClient {
             Err(p) => p.into_inner().clone(),
         }
     }
-
-    /// `https` when TLS is on, else `http`.
-    pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    }
 }

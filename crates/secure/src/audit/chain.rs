@@ -18,7 +18,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -175,7 +175,6 @@ type Job = (AuditEvent, oneshot::Sender<Result<(), String>>);
 #[derive(Debug, Clone)]
 pub struct ChainedLog {
     tx: mpsc::Sender<Job>,
-    path: PathBuf,
 }
 
 impl ChainedLog {
@@ -199,15 +198,7 @@ impl ChainedLog {
             .name("audit-log".into())
             .spawn(move || write_loop(file, head, rx, display))
             .map_err(io)?;
-        Ok(ChainedLog {
-            tx,
-            path: path.to_owned(),
-        })
-    }
-
-    /// The file written.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(ChainedLog { tx })
     }
 }
 

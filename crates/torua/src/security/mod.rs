@@ -14,7 +14,6 @@ pub mod state;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -182,9 +181,14 @@ impl Security {
     /// Opens the security state in `data_dir` and the audit log, and checks
     /// the settings. Logs the bootstrap key's path for a new cluster.
     pub fn open(cfg: &SecurityConfig, data_dir: &std::path::Path) -> Result<Arc<Self>, Error> {
-        let (state, bootstrap) = SecurityState::open(data_dir, unix_now())?;
-        if let Some(path) = bootstrap {
-            tracing::warn!(path = %path.display(), "new cluster: the first admin API key was written to this file; keep it safe and delete it once you have made other keys");
+        if let Some(url) = cfg.jwks_url.as_deref().filter(|u| u.starts_with("http://")) {
+            let host = url["http://".len()..]
+                .split(['/', ':'])
+                .next()
+                .unwrap_or_default();
+            if !matches!(host, "127.0.0.1" | "localhost" | "[") {
+                tracing::warn!(url, "TORUA_JWKS_URL is plain http to another host: whoever can change that traffic can mint tokens Torua accepts; use https");
+            }
         }
         let jwks = match (&cfg.jwks_url, &cfg.jwt_issuer) {
             (Some(url), Some(issuer)) => Some(JwksCache::new(
@@ -208,6 +212,11 @@ impl Security {
             }
             (None, None) => None,
         };
+        // Settings are checked before anything is written.
+        let (state, bootstrap) = SecurityState::open(data_dir, unix_now())?;
+        if let Some(path) = bootstrap {
+            tracing::warn!(path = %path.display(), "new cluster: the first admin API key was written to this file; keep it safe and delete it once you have made other keys");
+        }
         let audit_path = cfg
             .audit_log
             .clone()
@@ -254,11 +263,6 @@ impl Security {
                 }
             }
         });
-    }
-
-    /// Where the audit log is.
-    pub fn audit_path(&self) -> PathBuf {
-        self.audit.path().to_owned()
     }
 
     async fn limit(&self, key: &str, quota: &Quota) -> Decision {

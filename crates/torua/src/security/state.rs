@@ -161,11 +161,6 @@ impl SecurityState {
         self.doc.read(|d| d.policy.clone())
     }
 
-    /// Access of `roles` under the current policy.
-    pub fn access(&self, roles: &[String]) -> Result<Access, ApiError> {
-        self.doc.read(|d| d.policy.access(roles))
-    }
-
     /// Access of a Truxe token holder: its roles, and what they allow.
     pub fn token_access(
         &self,
