@@ -43,7 +43,7 @@ async fn whoami(caller: Caller) -> Json<Value> {
 
 async fn get_policy(State(sec): S, caller: Caller) -> Result<Json<Policy>, ApiError> {
     caller.require_admin().await?;
-    Ok(Json(sec.state.policy()?))
+    Ok(Json(sec.authn.state.policy()?))
 }
 
 async fn put_policy(
@@ -52,7 +52,7 @@ async fn put_policy(
     body: Result<Json<Policy>, JsonRejection>,
 ) -> Result<Json<Policy>, ApiError> {
     caller.require_admin().await?;
-    let stored = sec.state.set_policy(body?.0).await?;
+    let stored = sec.authn.state.set_policy(body?.0).await?;
     caller
         .audit_admin(
             "policy.set",
@@ -66,7 +66,7 @@ async fn put_policy(
 async fn list_keys(State(sec): S, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require_admin().await?;
     let now = unix_now();
-    let keys: Vec<Value> = sec.state.keys()?.iter().map(|k| k.view(now)).collect();
+    let keys: Vec<Value> = sec.authn.state.keys()?.iter().map(|k| k.view(now)).collect();
     Ok(Json(json!({"keys": keys})))
 }
 
@@ -104,6 +104,7 @@ async fn create_key(
         }
     };
     let (key, secret) = sec
+        .authn
         .state
         .create_key(&req.name, req.roles, expires_at, now)
         .await?;
@@ -125,7 +126,7 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin().await?;
-    let key = sec.state.revoke_key(&id, unix_now()).await?;
+    let key = sec.authn.state.revoke_key(&id, unix_now()).await?;
     caller
         .audit_admin("apikey.revoke", &key.id, json!({"name": key.name}))
         .await;

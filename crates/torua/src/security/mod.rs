@@ -9,15 +9,14 @@
 //! handlers, which check permissions with [`Caller::require`]. Denials and
 //! failures are audited here, never in handlers.
 
+pub mod authn;
 pub mod policy;
 pub mod state;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -25,20 +24,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secure::audit::chain::ChainedLog;
 use secure::audit::{AuditEvent, AuditSink, Outcome};
-use secure::jwks::{JwksCache, JwksError, JwksSource, JwksTiming};
-use secure::jwt::TokenError;
+use secure::jwks::{JwksCache, JwksTiming};
 use secure::ratelimit::{Decision, MemoryStore, Quota, RateLimitStore};
-use serde::Deserialize;
 
 use crate::config::SecurityConfig;
 use crate::http::{ApiError, RequestId};
-use crate::tls::{Peer, NODE_IDENTITY_PREFIX};
+use crate::tls::Peer;
 use crate::Error;
+pub use authn::{Authenticator, Principal};
+use authn::HttpJwks;
+pub use authn::Refusal;
 use policy::{Access, Action};
-use state::{KeyRefusal, SecurityState, KEY_PREFIX};
-
-/// Largest JWKS document fetched.
-const MAX_JWKS_BYTES: usize = 1 << 20;
+use state::SecurityState;
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
@@ -55,76 +52,11 @@ fn unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// An authenticated client.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// `key:<id>`, `user:<sub>`, a certificate's common name, or
-    /// `anonymous` when authentication is off.
-    pub id: String,
-    /// `api_key`, `token`, `certificate` or `anonymous`.
-    pub kind: &'static str,
-    /// For a node's certificate (`node:<id>`), the node id it may register as.
-    pub node_id: Option<String>,
-    /// Roles held.
-    pub roles: Vec<String>,
-    /// What the roles allow.
-    pub access: Access,
-}
-
-/// Truxe access-token claims Torua reads (signature, `exp`, `iss` and
-/// `aud` are checked by the kernel).
-#[derive(Debug, Deserialize)]
-struct TokenClaims {
-    sub: String,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-}
-
-/// Fetches Truxe's JWKS over HTTP.
-struct HttpJwks {
-    url: String,
-    http: reqwest::Client,
-}
-
-#[async_trait]
-impl JwksSource for HttpJwks {
-    async fn fetch(&self) -> Result<serde_json::Value, secure::Error> {
-        let io = |e: &dyn std::fmt::Display| secure::Error::Io(e.to_string());
-        let res = self
-            .http
-            .get(&self.url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| io(&e))?;
-        if !res.status().is_success() {
-            return Err(io(&format!("status {}", res.status())));
-        }
-        if res
-            .content_length()
-            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-        {
-            return Err(io(&"JWKS document is too large"));
-        }
-        let body = res.bytes().await.map_err(|e| io(&e))?;
-        if body.len() > MAX_JWKS_BYTES {
-            return Err(io(&"JWKS document is too large"));
-        }
-        serde_json::from_slice(&body).map_err(|e| io(&e))
-    }
-    fn describe(&self) -> String {
-        self.url.clone()
-    }
-}
-
-/// The coordinator's security: state, verifiers, limits and audit.
+/// The coordinator's security: credentials, limits and audit.
 pub struct Security {
     enforce: bool,
-    /// Policy and API keys.
-    pub state: SecurityState,
-    jwks: Option<JwksCache>,
+    /// Checks credentials; holds the policy and API keys.
+    pub authn: Authenticator,
     limits: MemoryStore,
     ip_quota: Quota,
     principal_quota: Quota,
@@ -132,48 +64,13 @@ pub struct Security {
     audit_data: bool,
     /// Everyone, when authentication is off (built once).
     anonymous: Arc<Principal>,
-    /// API-key principals by key id, with the state generation they were
-    /// built from; the key itself is still checked on every request.
-    key_principals: RwLock<HashMap<String, (u64, Arc<Principal>)>>,
 }
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Security")
             .field("enforce", &self.enforce)
-            .field("jwks", &self.jwks)
             .finish()
-    }
-}
-
-/// A refused credential: status, code, message, and the `WWW-Authenticate` value.
-struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    challenge: String,
-}
-
-impl Refusal {
-    fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        let message = message.into();
-        Refusal {
-            status: StatusCode::UNAUTHORIZED,
-            code,
-            challenge: format!(
-                "Bearer realm=\"torua\", error=\"invalid_token\", error_description=\"{}\"",
-                message.replace('"', "'")
-            ),
-            message,
-        }
-    }
-
-    fn into_response(self) -> Response {
-        let mut res = ApiError::new(self.status, self.code, self.message).into_response();
-        if let Ok(v) = HeaderValue::from_str(&self.challenge) {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        res
     }
 }
 
@@ -234,14 +131,12 @@ impl Security {
         );
         Ok(Arc::new(Security {
             enforce: cfg.auth,
-            state,
-            jwks,
+            authn: Authenticator::new(state, jwks),
             limits: MemoryStore::default(),
             ip_quota: cfg.rate_limit_ip,
             principal_quota: cfg.rate_limit_principal,
             audit,
             audit_data: cfg.audit_data,
-            key_principals: RwLock::new(HashMap::new()),
             anonymous: Arc::new(Principal {
                 id: "anonymous".into(),
                 kind: "anonymous",
@@ -257,10 +152,8 @@ impl Security {
     pub fn warm_up(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move {
-            if let Some(j) = &me.jwks {
-                if let Err(e) = j.prefetch().await {
-                    tracing::warn!(error = %e, "token issuer keys not fetched yet; retrying on the first token");
-                }
+            if let Err(e) = me.authn.prefetch().await {
+                tracing::warn!(error = %e, "token issuer keys not fetched yet; retrying on the first token");
             }
         });
     }
@@ -291,124 +184,7 @@ impl Security {
         if !self.enforce {
             return Ok(self.anonymous.clone());
         }
-        let internal = |e: ApiError| Refusal {
-            status: e.status,
-            code: e.code,
-            message: e.message,
-            challenge: "Bearer realm=\"torua\"".into(),
-        };
-        // A verified client certificate and no bearer credential: the
-        // certificate is the credential (nodes; and clients the policy
-        // names in `subjects`).
-        if let (None, Some(cn)) = (headers.get(header::AUTHORIZATION), identity) {
-            let (roles, access) = self.state.token_access(cn, None, &[]).map_err(internal)?;
-            return Ok(Arc::new(Principal {
-                id: cn.to_owned(),
-                kind: "certificate",
-                node_id: cn.strip_prefix(NODE_IDENTITY_PREFIX).map(str::to_owned),
-                roles,
-                access,
-            }));
-        }
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(Refusal {
-                status: StatusCode::UNAUTHORIZED,
-                code: "missing_credentials",
-                message: "this endpoint needs credentials: send `Authorization: Bearer <Torua API key or Truxe access token>`".into(),
-                challenge: "Bearer realm=\"torua\"".into(),
-            });
-        };
-        let credential = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                Refusal::invalid(
-                    "invalid_credentials",
-                    "the Authorization header must be `Bearer <credential>`",
-                )
-            })?;
-        if credential.starts_with(KEY_PREFIX) {
-            let (id, generation) = self
-                .state
-                .authenticate_key(credential, unix_now())
-                .map_err(|r| {
-                    let code = match r {
-                        KeyRefusal::Invalid => "invalid_api_key",
-                        KeyRefusal::Revoked => "api_key_revoked",
-                        KeyRefusal::Expired => "api_key_expired",
-                    };
-                    Refusal::invalid(code, r.message())
-                })?;
-            return self.key_principal(id, generation).map_err(internal);
-        }
-        let Some(jwks) = &self.jwks else {
-            return Err(Refusal::invalid(
-                "invalid_token",
-                "this cluster accepts only Torua API keys: no token issuer is configured (TORUA_JWKS_URL)",
-            ));
-        };
-        let claims: TokenClaims = jwks.verify(credential).await.map_err(|e| match e {
-            JwksError::Token(TokenError::Expired) => {
-                Refusal::invalid("token_expired", e.to_string())
-            }
-            JwksError::Token(t) => Refusal::invalid("invalid_token", t.to_string()),
-            JwksError::Unavailable(why) => {
-                tracing::warn!(error = %why, "cannot verify a token");
-                Refusal {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    code: "issuer_unavailable",
-                    message: "the token issuer's keys cannot be fetched right now; retry shortly"
-                        .into(),
-                    challenge: "Bearer realm=\"torua\"".into(),
-                }
-            }
-            other => Refusal::invalid("invalid_token", other.to_string()),
-        })?;
-        let (roles, access) = self
-            .state
-            .token_access(&claims.sub, claims.email.as_deref(), &claims.roles)
-            .map_err(internal)?;
-        Ok(Arc::new(Principal {
-            id: format!("user:{}", claims.sub),
-            kind: "token",
-            node_id: None,
-            roles,
-            access,
-        }))
-    }
-
-    /// The principal of a checked API key, from the cache while the state
-    /// has not changed since it was built.
-    fn key_principal(&self, id: String, generation: u64) -> Result<Arc<Principal>, ApiError> {
-        if let Some((g, p)) = self
-            .key_principals
-            .read()
-            .ok()
-            .and_then(|m| m.get(&id).cloned())
-        {
-            if g == generation {
-                return Ok(p);
-            }
-        }
-        let ((roles, access), built) = self.state.key_access(&id)?;
-        let principal = Arc::new(Principal {
-            id: format!("key:{id}"),
-            kind: "api_key",
-            node_id: None,
-            roles,
-            access,
-        });
-        if let Ok(mut m) = self.key_principals.write() {
-            // Bounded by the number of keys; stale entries are replaced.
-            m.insert(id, (built, principal.clone()));
-        }
-        Ok(principal)
+        self.authn.authenticate(headers, identity).await
     }
 
     /// Records an event; a failure to record is logged, never shown.
