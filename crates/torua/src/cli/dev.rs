@@ -371,6 +371,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             health_check_interval: interval,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             key_file: node_key.clone(),
+            policy_stale_after: Duration::from_secs(30),
             encryption: encryption.clone(),
             tls: tls_for(&format!("node-{name}")),
         };

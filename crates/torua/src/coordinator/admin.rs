@@ -30,6 +30,7 @@ pub(crate) fn router(sec: Arc<Security>, cluster: Arc<Cluster>) -> Router {
     Router::new()
         .merge(keys)
         .route("/whoami", get(whoami))
+        .route("/cluster/security", get(security_snapshot))
         .route("/admin/policy", get(get_policy).put(put_policy))
         .route("/admin/apikeys", get(list_keys).post(create_key))
         .route("/admin/apikeys/{id}", delete(revoke_key))
@@ -39,6 +40,29 @@ pub(crate) fn router(sec: Arc<Security>, cluster: Arc<Cluster>) -> Router {
 async fn whoami(caller: Caller) -> Json<Value> {
     let p = &caller.principal;
     Json(json!({"principal": p.id, "kind": p.kind, "roles": p.roles}))
+}
+
+/// The policy, API-key digests and token issuer, for nodes' copies.
+/// `If-None-Match` with the last `ETag` answers 304 while nothing changed.
+async fn security_snapshot(
+    State(sec): S,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header::{ETAG, IF_NONE_MATCH};
+    use axum::response::IntoResponse;
+    let p = &caller.principal;
+    if !(p.access.node || p.node_id.is_some()) {
+        caller.require_admin().await?;
+    }
+    let (state, generation) = sec.authn.state.snapshot()?;
+    let etag = format!("\"{}-{generation}\"", sec.snapshot_epoch);
+    let tag = [(ETAG, etag.clone())];
+    if headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return Ok((StatusCode::NOT_MODIFIED, tag).into_response());
+    }
+    let body = json!({"state": state, "token_issuer": sec.token_issuer});
+    Ok((tag, Json(body)).into_response())
 }
 
 async fn get_policy(State(sec): S, caller: Caller) -> Result<Json<Policy>, ApiError> {
@@ -66,7 +90,13 @@ async fn put_policy(
 async fn list_keys(State(sec): S, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require_admin().await?;
     let now = unix_now();
-    let keys: Vec<Value> = sec.authn.state.keys()?.iter().map(|k| k.view(now)).collect();
+    let keys: Vec<Value> = sec
+        .authn
+        .state
+        .keys()?
+        .iter()
+        .map(|k| k.view(now))
+        .collect();
     Ok(Json(json!({"keys": keys})))
 }
 

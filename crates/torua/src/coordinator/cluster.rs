@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use super::meta::Meta;
 use super::metrics::ClusterMetrics;
-use super::node_client::NodeClient;
+use super::node_client::{Cred, NodeClient};
 use crate::http::ApiError;
 use crate::persist::Persisted;
 use crate::placement::shard_for_key;
@@ -249,12 +249,16 @@ impl Cluster {
     }
 
     /// Reads a key from its owner. Retries once if the shard moved meanwhile.
-    pub async fn get(&self, key: &str) -> Result<Option<(String, Bytes)>, ApiError> {
+    pub async fn get(
+        &self,
+        key: &str,
+        cred: Cred<'_>,
+    ) -> Result<Option<(String, Bytes)>, ApiError> {
         let shard = self.shard_of(key);
         let mut retried = false;
         loop {
             let r = self.route(shard)?;
-            match self.nodes.get(&r.owner_addr, shard, key).await {
+            match self.nodes.get(&r.owner_addr, shard, key, cred).await {
                 Err(e) if e.is_not_owned() && !retried => retried = true,
                 other => return other.map_err(|e| e.into_api(&r.owner, shard)),
             }
@@ -263,20 +267,28 @@ impl Cluster {
 
     /// Writes (`Some(value)`) or deletes (`None`) a key; returns once the
     /// owner made it durable.
-    pub async fn write(&self, key: &str, value: Option<(&str, Bytes)>) -> Result<(), ApiError> {
+    pub async fn write(
+        &self,
+        key: &str,
+        value: Option<(&str, Bytes)>,
+        cred: Cred<'_>,
+    ) -> Result<(), ApiError> {
         let shard = self.shard_of(key);
         let gate = &self.gates[shard as usize];
         let _shared = gate.rw.read().await;
         let r = self.route(shard)?;
         let Some((target, target_addr)) = &r.target else {
             return self
-                .write_to(&r.owner, &r.owner_addr, shard, key, value.clone())
+                .write_to(&r.owner, &r.owner_addr, shard, key, value.clone(), cred)
                 .await;
         };
         let _serial = gate.copy.lock().await;
-        self.write_to(&r.owner, &r.owner_addr, shard, key, value.clone())
+        self.write_to(&r.owner, &r.owner_addr, shard, key, value.clone(), cred)
             .await?;
-        if let Err(e) = self.write_to(target, target_addr, shard, key, value).await {
+        if let Err(e) = self
+            .write_to(target, target_addr, shard, key, value, cred)
+            .await
+        {
             // The owner has the write; the copy does not. Abort the move.
             tracing::warn!(shard, target = %target, error = %e, "write to move target failed; aborting move");
             gate.poisoned.store(true, Ordering::SeqCst);
@@ -291,10 +303,11 @@ impl Cluster {
         shard: u32,
         key: &str,
         value: Option<(&str, Bytes)>,
+        cred: Cred<'_>,
     ) -> Result<(), ApiError> {
         let res = match value {
-            Some((ct, v)) => self.nodes.put(addr, shard, key, ct, v).await,
-            None => self.nodes.delete(addr, shard, key).await,
+            Some((ct, v)) => self.nodes.put(addr, shard, key, ct, v, cred).await,
+            None => self.nodes.delete(addr, shard, key, cred).await,
         };
         res.map_err(|e| e.into_api(node, shard))
     }
@@ -307,13 +320,14 @@ impl Cluster {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
+        cred: Cred<'_>,
     ) -> Result<KeyPage, ApiError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
         let pages: Vec<KeyPage> = stream::iter(0..self.num_shards())
             .map(|shard| async move {
                 let r = self.route(shard)?;
                 self.nodes
-                    .list(&r.owner_addr, shard, prefix, after, limit)
+                    .list(&r.owner_addr, shard, prefix, after, limit, cred)
                     .await
                     .map_err(|e| e.into_api(&r.owner, shard))
             })

@@ -80,9 +80,14 @@ fn known_code(code: &str) -> &'static str {
         "invalid_limit" => "invalid_limit",
         "not_found" => "not_found",
         "shard_not_owned" => "shard_not_owned",
+        "policy_stale" => "policy_stale",
+        "forbidden" => "forbidden",
         _ => "node_error",
     }
 }
+
+/// A client credential to forward to the node, if any.
+pub type Cred<'a> = Option<&'a reqwest::header::HeaderValue>;
 
 /// HTTP client for node APIs with pooled connections; over mutual TLS,
 /// presenting the coordinator's certificate, when TLS is on.
@@ -132,19 +137,28 @@ impl NodeClient {
         })
     }
 
+    /// Adds the client's credential, forwarded so the node checks it too.
+    fn forward(req: reqwest::RequestBuilder, cred: Cred<'_>) -> reqwest::RequestBuilder {
+        match cred {
+            Some(v) => req.header(reqwest::header::AUTHORIZATION, v.clone()),
+            None => req,
+        }
+    }
+
     fn key_url(addr: &str, shard: u32, key: &str) -> String {
         format!("{addr}/shard/{shard}/store/{}", encode_key(key))
     }
 
     /// Reads a key: `Ok(None)` when absent.
-    pub async fn get(&self, addr: &str, shard: u32, key: &str) -> R<Option<(String, Bytes)>> {
-        match self
-            .send(
-                self.http().get(Self::key_url(addr, shard, key)),
-                self.timeout,
-            )
-            .await
-        {
+    pub async fn get(
+        &self,
+        addr: &str,
+        shard: u32,
+        key: &str,
+        cred: Cred<'_>,
+    ) -> R<Option<(String, Bytes)>> {
+        let req = Self::forward(self.http().get(Self::key_url(addr, shard, key)), cred);
+        match self.send(req, self.timeout).await {
             Ok(res) => {
                 let ct = res
                     .headers()
@@ -175,23 +189,18 @@ impl NodeClient {
         key: &str,
         content_type: &str,
         value: Bytes,
+        cred: Cred<'_>,
     ) -> R<()> {
-        let req = self
-            .http()
-            .put(Self::key_url(addr, shard, key))
+        let req = Self::forward(self.http().put(Self::key_url(addr, shard, key)), cred)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(value);
         self.send(req, self.timeout).await.map(drop)
     }
 
     /// Deletes a key (absent is fine).
-    pub async fn delete(&self, addr: &str, shard: u32, key: &str) -> R<()> {
-        self.send(
-            self.http().delete(Self::key_url(addr, shard, key)),
-            self.timeout,
-        )
-        .await
-        .map(drop)
+    pub async fn delete(&self, addr: &str, shard: u32, key: &str, cred: Cred<'_>) -> R<()> {
+        let req = Self::forward(self.http().delete(Self::key_url(addr, shard, key)), cred);
+        self.send(req, self.timeout).await.map(drop)
     }
 
     /// Lists keys of one shard.
@@ -202,19 +211,17 @@ impl NodeClient {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
+        cred: Cred<'_>,
     ) -> R<KeyPage> {
         let mut q = vec![("prefix", prefix.to_owned()), ("limit", limit.to_string())];
         if let Some(a) = after {
             q.push(("after", a.to_owned()));
         }
-        let res = self
-            .send(
-                self.http()
-                    .get(format!("{addr}/shard/{shard}/store"))
-                    .query(&q),
-                self.timeout,
-            )
-            .await?;
+        let req = self
+            .http()
+            .get(format!("{addr}/shard/{shard}/store"))
+            .query(&q);
+        let res = self.send(Self::forward(req, cred), self.timeout).await?;
         res.json()
             .await
             .map_err(|e| CallError::Unreachable(short(&e)))

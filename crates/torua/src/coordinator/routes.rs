@@ -450,7 +450,10 @@ async fn list(
     let scopes = caller.list_scopes(&q.prefix).await?;
     let mut pages = Vec::with_capacity(scopes.len());
     for scope in &scopes {
-        pages.push(c.list(scope, q.after.as_deref(), limit).await?);
+        pages.push(
+            c.list(scope, q.after.as_deref(), limit, caller.credential())
+                .await?,
+        );
     }
     Ok(Json(super::cluster::merge_pages(pages, limit)))
 }
@@ -458,7 +461,7 @@ async fn list(
 async fn get_value(State(c): S, caller: Caller, Key(key): Key) -> Result<Response, ApiError> {
     caller.require(Action::Read, &key).await?;
     let (ct, value) = c
-        .get(&key)
+        .get(&key, caller.credential())
         .await?
         .ok_or_else(|| ApiError::not_found("key not found"))?;
     Ok(value_response(torua_store::Record::new(ct, value.to_vec())))
@@ -474,12 +477,13 @@ async fn put_value(
     caller.require(Action::Write, &key).await?;
     let value = value_body(body, c.max_value)?;
     let ct = content_type_of(&headers)?;
-    c.write(&key, Some((&ct, value))).await?;
+    c.write(&key, Some((&ct, value)), caller.credential())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_value(State(c): S, caller: Caller, Key(key): Key) -> Result<StatusCode, ApiError> {
     caller.require(Action::Delete, &key).await?;
-    c.write(&key, None).await?;
+    c.write(&key, None, caller.credential()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@
 //! shards when the coordinator says so, and refuses requests for shards it
 //! does not hold.
 
+mod replica;
 pub(crate) mod routes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,8 @@ pub(crate) struct Node {
     pub registered: AtomicBool,
     /// TLS is on: the node API answers only the coordinator's certificate.
     pub cluster_tls: bool,
+    /// Copy of the coordinator's policy, for forwarded client credentials.
+    pub replica: replica::Replica,
 }
 
 /// Runs a node until `shutdown`; `listener` is already bound.
@@ -60,6 +63,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         store: Arc::new(store),
         metrics,
         cluster_tls: tls.is_some(),
+        replica: replica::Replica::new(&data_dir, cfg.policy_stale_after),
         max_value: cfg.max_value_bytes,
         registered: AtomicBool::new(false),
     });
@@ -77,6 +81,11 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         None => None,
     };
     let client = HttpClient::new(tls.clone(), |b| b.connect_timeout(Duration::from_secs(2)));
+    node.replica.set_source(replica::Source {
+        client: client.clone(),
+        url: format!("{}/cluster/security", cfg.coordinator),
+        bearer: credential.clone(),
+    });
     tokio::spawn(heartbeat(
         cfg,
         credential,
@@ -100,6 +109,7 @@ async fn heartbeat(
     shutdown: Shutdown,
 ) {
     let url = format!("{}/register", cfg.coordinator);
+    let mut sync_failing = false;
     let mut failing = false;
     loop {
         let body = RegisterRequest {
@@ -121,6 +131,14 @@ async fn heartbeat(
                 }
                 node.registered.store(true, Ordering::Relaxed);
                 failing = false;
+                match node.replica.sync_from_source().await {
+                    Ok(()) => sync_failing = false,
+                    Err(e) if !sync_failing => {
+                        sync_failing = true;
+                        tracing::warn!(error = %e, "cannot refresh the access policy copy; retrying");
+                    }
+                    Err(_) => {}
+                }
             }
             other => {
                 let why = match other {

@@ -14,9 +14,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use torua_store::{Op, Record, Shard, ShardState};
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
 use super::Node;
 use crate::http::extract::{empty_key, Key, ShardId};
 use crate::http::{self, content_type_of, value_body, value_response, ApiError, ListQuery};
+use crate::security::policy::Action;
 use crate::tls::{Peer, COORDINATOR_IDENTITY};
 use crate::wire::{
     decode_entries, encode_entries, KeyPage, NodeInfoResponse, OpenShardRequest, ShardInfo,
@@ -59,6 +63,73 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         )
         .route("/ready", get(ready).with_state(node));
     http::finish(r, metrics)
+}
+
+/// The client credential the coordinator forwarded with a data call,
+/// checked against this node's copy of the policy. Calls without one are
+/// the coordinator's own (moves, copies) or come from a coordinator with
+/// authentication off.
+pub(crate) struct Forwarded {
+    auth: Option<HeaderMap>,
+    asked_at: std::time::Instant,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Forwarded {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let auth = parts.headers.get(header::AUTHORIZATION).map(|v| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.clone());
+            h
+        });
+        Ok(Forwarded {
+            auth,
+            asked_at: std::time::Instant::now(),
+        })
+    }
+}
+
+impl Forwarded {
+    /// Allows `action` on `key` (or, for lists, the prefix) for the
+    /// forwarded principal: 401 or 403 naming what is missing, 503 when the
+    /// copy is stale. A refusal is checked once more after refreshing the
+    /// copy, which may lag a key or policy made a moment ago.
+    async fn require(&self, n: &Node, action: Action, key: &str) -> Result<(), ApiError> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        n.replica.fresh()?;
+        match check(n, auth, action, key).await {
+            Err(e)
+                if matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                    && n.replica.refresh_after(self.asked_at).await =>
+            {
+                check(n, auth, action, key).await
+            }
+            other => other,
+        }
+    }
+}
+
+async fn check(n: &Node, auth: &HeaderMap, action: Action, key: &str) -> Result<(), ApiError> {
+    let p = n
+        .replica
+        .authn()
+        .authenticate(auth, None)
+        .await
+        .map_err(|r| r.into_api_error())?;
+    if p.access.allows(action, key) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "{} lacks the `{}` permission on `{key}`",
+            p.id,
+            action.as_str()
+        ),
+    ))
 }
 
 fn no_certificate() -> Response {
@@ -225,7 +296,13 @@ async fn drop_shard(State(n): S, ShardId(id): ShardId) -> Result<StatusCode, Api
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn get_value(State(n): S, ShardId(id): ShardId, Key(key): Key) -> Result<Response, ApiError> {
+async fn get_value(
+    State(n): S,
+    caller: Forwarded,
+    ShardId(id): ShardId,
+    Key(key): Key,
+) -> Result<Response, ApiError> {
+    caller.require(&n, Action::Read, &key).await?;
     let rec = held(&n, id)?
         .get(&key)
         .await?
@@ -235,11 +312,13 @@ async fn get_value(State(n): S, ShardId(id): ShardId, Key(key): Key) -> Result<R
 
 async fn put_value(
     State(n): S,
+    caller: Forwarded,
     ShardId(id): ShardId,
     Key(key): Key,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(&n, Action::Write, &key).await?;
     let value = value_body(body, n.max_value)?;
     let ct = content_type_of(&headers)?;
     held(&n, id)?
@@ -250,19 +329,23 @@ async fn put_value(
 
 async fn delete_value(
     State(n): S,
+    caller: Forwarded,
     ShardId(id): ShardId,
     Key(key): Key,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(&n, Action::Delete, &key).await?;
     held(&n, id)?.delete(key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list(
     State(n): S,
+    caller: Forwarded,
     ShardId(id): ShardId,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<KeyPage>, ApiError> {
     let Query(q) = q?;
+    caller.require(&n, Action::List, &q.prefix).await?;
     let limit = q.limit()?;
     // One extra key tells whether another page exists.
     let mut keys = held(&n, id)?

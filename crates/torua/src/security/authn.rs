@@ -109,6 +109,11 @@ impl Refusal {
         }
     }
 
+    /// The refusal as an API error (the challenge header is dropped).
+    pub(crate) fn into_api_error(self) -> ApiError {
+        ApiError::new(self.status, self.code, self.message)
+    }
+
     pub(crate) fn into_response(self) -> Response {
         let mut res = ApiError::new(self.status, self.code, self.message).into_response();
         if let Ok(v) = HeaderValue::from_str(&self.challenge) {
@@ -117,7 +122,6 @@ impl Refusal {
         res
     }
 }
-
 
 /// Checks credentials against one [`SecurityState`] and token issuer.
 pub struct Authenticator {
@@ -273,5 +277,4 @@ impl Authenticator {
         }
         Ok(principal)
     }
-
 }

@@ -31,9 +31,9 @@ use crate::config::SecurityConfig;
 use crate::http::{ApiError, RequestId};
 use crate::tls::Peer;
 use crate::Error;
-pub use authn::{Authenticator, Principal};
 use authn::HttpJwks;
 pub use authn::Refusal;
+pub use authn::{Authenticator, Principal};
 use policy::{Access, Action};
 use state::SecurityState;
 
@@ -52,11 +52,42 @@ fn unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where Truxe tokens come from and what they must say.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenIssuer {
+    /// Truxe's JWKS URL.
+    pub jwks_url: String,
+    /// Pinned `iss`.
+    pub issuer: String,
+    /// Pinned `aud`.
+    pub audience: String,
+}
+
+impl TokenIssuer {
+    /// A verifier following this issuer's JWKS.
+    pub fn verifier(&self) -> JwksCache {
+        JwksCache::new(
+            Box::new(HttpJwks {
+                url: self.jwks_url.clone(),
+                http: reqwest::Client::new(),
+            }),
+            &self.issuer,
+            &self.audience,
+            JwksTiming::default(),
+        )
+    }
+}
+
 /// The coordinator's security: credentials, limits and audit.
 pub struct Security {
     enforce: bool,
     /// Checks credentials; holds the policy and API keys.
     pub authn: Authenticator,
+    /// The token issuer nodes verify against (`{jwks_url, issuer, audience}`).
+    pub token_issuer: Option<TokenIssuer>,
+    /// Random per process: with the state generation it tags snapshots, so
+    /// a restarted coordinator never matches an old tag.
+    pub snapshot_epoch: String,
     limits: MemoryStore,
     ip_quota: Quota,
     principal_quota: Quota,
@@ -87,16 +118,12 @@ impl Security {
                 tracing::warn!(url, "TORUA_JWKS_URL is plain http to another host: whoever can change that traffic can mint tokens Torua accepts; use https");
             }
         }
-        let jwks = match (&cfg.jwks_url, &cfg.jwt_issuer) {
-            (Some(url), Some(issuer)) => Some(JwksCache::new(
-                Box::new(HttpJwks {
-                    url: url.clone(),
-                    http: reqwest::Client::new(),
-                }),
-                issuer,
-                &cfg.jwt_audience,
-                JwksTiming::default(),
-            )),
+        let token_issuer = match (&cfg.jwks_url, &cfg.jwt_issuer) {
+            (Some(url), Some(issuer)) => Some(TokenIssuer {
+                jwks_url: url.clone(),
+                issuer: issuer.clone(),
+                audience: cfg.jwt_audience.clone(),
+            }),
             (Some(_), None) => {
                 return Err(Error::Config(
                     "TORUA_JWKS_URL is set but TORUA_JWT_ISSUER is not: the issuer must be pinned".into(),
@@ -129,9 +156,12 @@ impl Security {
             audit_data = cfg.audit_data,
             "security configured"
         );
+        let jwks = token_issuer.as_ref().map(TokenIssuer::verifier);
         Ok(Arc::new(Security {
             enforce: cfg.auth,
             authn: Authenticator::new(state, jwks),
+            token_issuer,
+            snapshot_epoch: secure::token::random_uuid()[..8].to_owned(),
             limits: MemoryStore::default(),
             ip_quota: cfg.rate_limit_ip,
             principal_quota: cfg.rate_limit_principal,
@@ -205,10 +235,17 @@ pub struct Caller {
     /// `X-Request-ID`.
     pub request_id: String,
     user_agent: Option<String>,
+    /// The `Authorization` header as sent, forwarded to nodes on data calls.
+    credential: Option<HeaderValue>,
     sec: Arc<Security>,
 }
 
 impl Caller {
+    /// The client's credential, for nodes to check again.
+    pub fn credential(&self) -> Option<&HeaderValue> {
+        self.credential.as_ref()
+    }
+
     fn event(&self, action: &str, outcome: Outcome, target: Option<&str>) -> AuditEvent {
         let mut e = AuditEvent::new(action, outcome, (unix_nanos() / 1_000_000) as i64)
             .actor(self.principal.id.clone());
@@ -382,7 +419,16 @@ pub async fn authenticate(
     if !by_principal.allowed {
         return too_many(&by_principal, &principal.id);
     }
+    let credential = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .cloned()
+        .map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
     req.extensions_mut().insert(Caller {
+        credential,
         principal,
         ip,
         request_id,

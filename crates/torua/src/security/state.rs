@@ -156,6 +156,47 @@ impl SecurityState {
         }
     }
 
+    /// A state that mirrors a coordinator's (a node's copy), kept at
+    /// `path`; empty until the first [`SecurityState::install`].
+    pub fn replica(path: &Path) -> Self {
+        let doc = Doc {
+            format: FORMAT,
+            policy: Policy::default(),
+            api_keys: BTreeMap::new(),
+        };
+        SecurityState {
+            doc: Persisted::new(path.to_owned(), doc, true),
+        }
+    }
+
+    /// The whole state (policy and key digests) for replicas, with its
+    /// generation.
+    pub fn snapshot(&self) -> Result<(serde_json::Value, u64), ApiError> {
+        let (doc, generation) = self.doc.read_versioned(|d| serde_json::to_value(d))?;
+        Ok((doc.map_err(ApiError::internal)?, generation))
+    }
+
+    /// Replaces the state with a coordinator's [`SecurityState::snapshot`].
+    pub async fn install(&self, snapshot: serde_json::Value) -> Result<(), ApiError> {
+        let doc: Doc = serde_json::from_value(snapshot)
+            .map_err(|e| ApiError::bad_request("invalid_snapshot", e.to_string()))?;
+        if doc.format != FORMAT {
+            return Err(ApiError::bad_request(
+                "invalid_snapshot",
+                "unsupported format",
+            ));
+        }
+        doc.policy
+            .validate()
+            .map_err(|m| ApiError::bad_request("invalid_snapshot", m))?;
+        self.doc
+            .update(|d| {
+                *d = doc;
+                Ok(())
+            })
+            .await
+    }
+
     /// The current policy.
     pub fn policy(&self) -> Result<Policy, ApiError> {
         self.doc.read(|d| d.policy.clone())

@@ -770,3 +770,82 @@ async fn cli_manages_keys_and_policy() {
     let list = String::from_utf8_lossy(&torua(&["apikey", "list"]).stdout).into_owned();
     assert!(list.contains("revoked"), "{list}");
 }
+
+#[tokio::test]
+async fn nodes_check_forwarded_credentials_against_their_copy_and_refuse_when_stale() {
+    let mut c = TestCluster::start(0, 1).await;
+    c.add_node_with("n1", &[("TORUA_POLICY_STALE_AFTER", "1s")]);
+    c.wait_node_ready("n1").await;
+    c.wait_balanced(1).await;
+    set_policy(&c, &policy(1)).await;
+    let reader = c.create_key("reader", &["reader"]).await;
+    assert_eq!(c.put("pub/doc", "v").await, StatusCode::NO_CONTENT);
+
+    // Straight to the node, as the coordinator does, with the reader's key.
+    let direct = c.client(Some("coordinator"), Some(&reader));
+    let node = c.node_url("n1");
+    let url = |k: &str| {
+        format!(
+            "{node}/shard/0/store/{}",
+            torua::http::extract::encode_key(k)
+        )
+    };
+    let r = direct.get(url("pub/doc")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "v");
+    let (status, _, message) = outcome(direct.put(url("pub/new")).body("x")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(message.contains("`write`"), "{message}");
+    assert_eq!(
+        outcome(direct.delete(url("pub/doc"))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _, _) = outcome(
+        direct
+            .get(format!("{node}/shard/0/store"))
+            .query(&[("prefix", "secret/")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A policy change reaches the node: the reader may now write there too.
+    let mut next = policy(2);
+    next["roles"]["reader"]["grants"][0]["actions"] = json!(["read", "list", "write"]);
+    set_policy(&c, &next).await;
+    eventually("the node applies the new policy", WAIT, || async {
+        let r = direct.put(url("pub/new")).body("x").send().await.ok()?;
+        (r.status() == StatusCode::NO_CONTENT).then_some(())
+    })
+    .await;
+
+    // A revocation reaches the node.
+    let id = reader[6..18].to_owned();
+    let r = c
+        .http
+        .delete(format!("{}/admin/apikeys/{id}", c.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    eventually("the node refuses the revoked key", WAIT, || async {
+        let (status, _, _) = outcome(direct.get(url("pub/doc"))).await;
+        (status == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await;
+    // The coordinator's own calls carry no client credential.
+    let internal = c.client(Some("coordinator"), None);
+    assert_eq!(
+        internal.get(url("pub/doc")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // With the coordinator gone the copy ages; past the bound the node
+    // refuses forwarded credentials rather than guess.
+    c.kill_coordinator();
+    let admin = c.client(Some("coordinator"), Some(&c.admin_key));
+    eventually("the node calls its policy stale", WAIT, || async {
+        let (status, code, _) = outcome(admin.get(url("pub/doc"))).await;
+        (status == StatusCode::SERVICE_UNAVAILABLE && code == "policy_stale").then_some(())
+    })
+    .await;
+}
