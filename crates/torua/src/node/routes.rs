@@ -121,15 +121,7 @@ async fn check(n: &Node, auth: &HeaderMap, action: Action, key: &str) -> Result<
     if p.access.allows(action, key) {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!(
-            "{} lacks the `{}` permission on `{key}`",
-            p.id,
-            action.as_str()
-        ),
-    ))
+    Err(p.forbidden(action, &format!("key `{key}`")))
 }
 
 fn no_certificate() -> Response {

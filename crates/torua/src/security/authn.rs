@@ -39,6 +39,22 @@ pub struct Principal {
     pub access: Access,
 }
 
+impl Principal {
+    /// 403 naming this principal, the missing permission and `what` it was
+    /// asked on (``key `a/b` ``, ``prefix `a/` ``, `the cluster`).
+    pub fn forbidden(&self, action: super::policy::Action, what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} lacks the `{}` permission on {what}",
+                self.id,
+                action.as_str()
+            ),
+        )
+    }
+}
+
 /// Truxe access-token claims Torua reads (signature, `exp`, `iss` and
 /// `aud` are checked by the kernel).
 #[derive(Debug, Deserialize)]

@@ -256,18 +256,6 @@ impl Caller {
         e
     }
 
-    fn forbidden(&self, action: Action, what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "{} lacks the `{}` permission on {what}",
-                self.principal.id,
-                action.as_str()
-            ),
-        )
-    }
-
     async fn deny(&self, action: Action, target: &str, what: &str) -> ApiError {
         self.sec
             .record(
@@ -275,7 +263,7 @@ impl Caller {
                     .details(serde_json::json!({"permission": action.as_str()})),
             )
             .await;
-        self.forbidden(action, what)
+        self.principal.forbidden(action, what)
     }
 
     /// Allows `action` on `key`, or answers 403 naming the permission and
