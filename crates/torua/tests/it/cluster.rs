@@ -27,6 +27,18 @@ pub struct TestCluster {
     coord_env: Vec<(String, String)>,
 }
 
+/// Sends a request and parses its JSON answer (whatever the status).
+pub trait SendJson {
+    /// `send().await.unwrap().json().await.unwrap()`.
+    fn send_json(self) -> impl std::future::Future<Output = serde_json::Value>;
+}
+
+impl SendJson for reqwest::RequestBuilder {
+    async fn send_json(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
+
 /// Writes a credential file only its owner may read.
 pub fn write_private(path: &std::path::Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use testkit::{eventually, ChildGuard};
 
-use crate::cluster::{write_private, TestCluster, WAIT};
+use crate::cluster::{write_private, SendJson, TestCluster, WAIT};
 
 const CANARY: &str = "PLAINTEXT-CANARY";
 const CANARY_TYPE: &str = "application/x-canary-type";
@@ -104,12 +104,8 @@ async fn no_plaintext_reaches_disk_and_data_keys_rotate_online() {
     let rotated: Value = c
         .http
         .post(format!("{}/admin/keys/rotate", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(rotated["nodes"].as_array().unwrap().len(), 2, "{rotated}");
     // Writes go on while older values are re-sealed.
     put_canaries(&c, 200..300).await;
@@ -137,12 +133,8 @@ async fn no_plaintext_reaches_disk_and_data_keys_rotate_online() {
     let v: Value = plain
         .http
         .post(format!("{}/admin/keys/rotate", plain.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert!(
         v["nodes"][0]["error"]
             .as_str()

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::{eventually, free_port, wait_http_ok, ChildGuard};
 
-use crate::cluster::{error_code, TestCluster, COORD, WAIT};
+use crate::cluster::{error_code, SendJson, TestCluster, COORD, WAIT};
 
 const TORUA: &str = env!("CARGO_BIN_EXE_torua");
 
@@ -248,15 +248,9 @@ async fn roles_limit_keys_to_their_prefixes_and_policy_changes_apply_at_once() {
             .get(format!("{}/data", c.url()))
             .query(&[("prefix", prefix)])
     };
-    let page: Value = list(&app, "").send().await.unwrap().json().await.unwrap();
+    let page: Value = list(&app, "").send_json().await;
     assert_eq!(page["keys"], json!(["app/1", "app/2", "app/3"]));
-    let page: Value = list(&reader, "pub/")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = list(&reader, "pub/").send_json().await;
     assert_eq!(page["keys"], json!(["pub/1", "pub/2"]));
     let (status, _, message) = outcome(list(&reader, "secret/")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -264,13 +258,7 @@ async fn roles_limit_keys_to_their_prefixes_and_policy_changes_apply_at_once() {
         message.contains("`list`") && message.contains("secret/"),
         "{message}"
     );
-    let page: Value = list(&c.http, "")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = list(&c.http, "").send_json().await;
     assert_eq!(page["keys"].as_array().unwrap().len(), 6, "admin sees all");
 
     // Administration needs admin.
@@ -556,12 +544,8 @@ impl Truxe {
         let body: Value = reqwest::Client::new()
             .post(format!("{}/api/auth/login", self.url))
             .json(&json!({"email": email, "password": "Correct-Horse-9"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .send_json()
+            .await;
         body["data"]["tokens"]["access_token"]
             .as_str()
             .unwrap_or_else(|| panic!("no token: {body}"))
