@@ -280,6 +280,18 @@ impl TestCluster {
         body["key"].as_str().unwrap().to_owned()
     }
 
+    /// The coordinator's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn nodes(&self) -> NodesResponse {
         get_json(&self.http, &format!("{}/nodes", self.url())).await
     }

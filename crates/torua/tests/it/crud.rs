@@ -359,15 +359,7 @@ async fn broadcast_metrics_and_info() {
         .unwrap()
         .starts_with("application/json"));
     c.put("m", "x").await;
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics().await;
     assert!(metrics.contains("torua_http_requests_total{"), "{metrics}");
     assert!(
         metrics.contains("torua_cluster_nodes{status=\"healthy\"} 2"),

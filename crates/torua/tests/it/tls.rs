@@ -61,15 +61,7 @@ fn client(ca_pem: &str, issued: Option<&secure::tls::dev::Issued>) -> reqwest::C
 }
 
 async fn cert_expiry_seconds(c: &TestCluster) -> f64 {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("torua_tls_expiry_seconds{file=\"cert\"} "))
         .unwrap_or_else(|| panic!("no expiry metric in {text}"))
