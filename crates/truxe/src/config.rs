@@ -247,6 +247,9 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub magic_link_redirects: Vec<String>,
+    /// How long an organization invitation stays valid.
+    #[arg(long, env = "TRUXE_INVITATION_TTL", value_name = "TRUXE_INVITATION_TTL", default_value = "7d", value_parser = duration)]
+    pub invitation_ttl: Duration,
     /// Requests per account (email, user, challenge or token) on register,
     /// refresh, MFA, magic-link and password endpoints, from any address.
     #[arg(long, env = "TRUXE_RATE_LIMIT_ACCOUNT", value_name = "TRUXE_RATE_LIMIT_ACCOUNT", default_value = "20/15m", value_parser = quota)]
@@ -420,6 +423,8 @@ pub struct Config {
     pub public_url: String,
     /// Allowed magic-link redirects.
     pub magic_link_redirects: Vec<String>,
+    /// Lifetime of organization invitations.
+    pub invitation_ttl: Duration,
     /// `COOKIE_SECRET`, if set (required in production).
     pub cookie_secret: Option<secure::Secret<String>>,
     /// `MFA_ENCRYPTION_KEY`, if set (≥ 32 bytes).
@@ -647,6 +652,7 @@ impl Config {
             key_rotation_period: raw.key_rotation_period,
             smtp,
             redis_url: raw.redis_url.clone().map(secure::Secret::new),
+            invitation_ttl: raw.invitation_ttl,
             magic_link_redirects: raw
                 .magic_link_redirects
                 .iter()

@@ -60,6 +60,8 @@ pub struct Session {
     pub ip: Option<String>,
     /// Client user agent at login.
     pub user_agent: Option<String>,
+    /// The organization the session acts in (`/auth/switch-org`).
+    pub org_id: Option<String>,
 }
 
 impl Session {
@@ -145,6 +147,159 @@ impl SessionView {
             ip: s.ip.clone(),
             user_agent: s.user_agent.clone(),
             current,
+        }
+    }
+}
+
+/// An organization (tenant).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Organization {
+    /// UUID.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Unique, URL-safe name.
+    pub slug: String,
+    /// Parent in the hierarchy.
+    pub parent_id: Option<String>,
+    /// Free-form JSON object.
+    pub metadata: serde_json::Value,
+    /// The user who created it.
+    pub created_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A user's role in an organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Membership {
+    /// The organization.
+    pub org_id: String,
+    /// The member.
+    pub user_id: String,
+    /// Built-in or custom role name.
+    pub role: String,
+    /// When they joined (unix seconds).
+    pub created_at: i64,
+    /// Last role change.
+    pub updated_at: i64,
+}
+
+/// An invitation to join an organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invitation {
+    /// UUID.
+    pub id: String,
+    /// The organization.
+    pub org_id: String,
+    /// Lower-cased address it was sent to.
+    pub email: String,
+    /// Role on acceptance.
+    pub role: String,
+    /// Who sent it.
+    pub invited_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Set once accepted.
+    pub accepted_at: Option<i64>,
+    /// Set once revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// An organization as the API shows it; `role` is the caller's.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgView {
+    id: String,
+    name: String,
+    slug: String,
+    parent_id: Option<String>,
+    metadata: serde_json::Value,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+}
+
+impl OrgView {
+    /// View of `o`, with the caller's role if given.
+    pub fn new(o: &Organization, role: Option<&str>) -> Self {
+        OrgView {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            slug: o.slug.clone(),
+            parent_id: o.parent_id.clone(),
+            metadata: o.metadata.clone(),
+            created_at: rfc3339(o.created_at),
+            updated_at: rfc3339(o.updated_at),
+            role: role.map(str::to_owned),
+        }
+    }
+}
+
+/// A member as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    user_id: String,
+    email: String,
+    role: String,
+    joined_at: String,
+    updated_at: String,
+}
+
+impl MemberView {
+    /// View of `m` whose user has `email`.
+    pub fn new(m: &Membership, email: &str) -> Self {
+        MemberView {
+            user_id: m.user_id.clone(),
+            email: email.to_owned(),
+            role: m.role.clone(),
+            joined_at: rfc3339(m.created_at),
+            updated_at: rfc3339(m.updated_at),
+        }
+    }
+}
+
+/// An invitation as the API shows it (never its token).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationView {
+    id: String,
+    organization_id: String,
+    email: String,
+    role: String,
+    invited_by: Option<String>,
+    created_at: String,
+    expires_at: String,
+    status: &'static str,
+}
+
+impl InvitationView {
+    /// View of `i` at `now`.
+    pub fn new(i: &Invitation, now: i64) -> Self {
+        let status = if i.accepted_at.is_some() {
+            "accepted"
+        } else if i.revoked_at.is_some() {
+            "revoked"
+        } else if i.expires_at <= now {
+            "expired"
+        } else {
+            "pending"
+        };
+        InvitationView {
+            id: i.id.clone(),
+            organization_id: i.org_id.clone(),
+            email: i.email.clone(),
+            role: i.role.clone(),
+            invited_by: i.invited_by.clone(),
+            created_at: rfc3339(i.created_at),
+            expires_at: rfc3339(i.expires_at),
+            status,
         }
     }
 }

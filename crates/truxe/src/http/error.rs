@@ -53,7 +53,7 @@ impl From<AuthError> for ApiError {
             AuthError::SignupDisabled | AuthError::Disabled | AuthError::Forbidden(_) => {
                 StatusCode::FORBIDDEN
             }
-            AuthError::EmailTaken => StatusCode::CONFLICT,
+            AuthError::EmailTaken | AuthError::Conflict { .. } => StatusCode::CONFLICT,
             AuthError::InvalidCredentials
             | AuthError::Unauthenticated(_)
             | AuthError::RefreshReused => StatusCode::UNAUTHORIZED,

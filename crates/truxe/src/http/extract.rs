@@ -153,3 +153,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         }))
     }
 }
+
+/// `?limit=&cursor=` of a list: the page size and the last id of the page before.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Page size.
+    pub limit: Option<u32>,
+    /// Continue after this id.
+    pub cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<Page>::from_request_parts(parts, state)
+            .await
+            .map(|q| q.0)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+    }
+}
+
+impl Page {
+    /// The cursor for the page after `items`, if it was full.
+    pub fn next<T>(&self, items: &[T], id: impl Fn(&T) -> String) -> Option<String> {
+        let full = items.len() >= self.limit.unwrap_or(50) as usize;
+        full.then(|| items.last().map(id)).flatten()
+    }
+}

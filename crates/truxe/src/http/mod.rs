@@ -4,6 +4,7 @@
 pub mod cookies;
 mod error;
 mod extract;
+mod orgs;
 pub mod ratelimit;
 mod routes;
 
@@ -206,6 +207,34 @@ pub fn router(app: App) -> Router {
         .route(
             "/auth/mfa/challenge/verify",
             post(routes::mfa_challenge).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route("/auth/organizations", get(orgs::mine))
+        .route("/auth/switch-org", post(orgs::switch))
+        .route("/organizations", post(orgs::create).get(orgs::list))
+        .route("/organizations/invitations/accept", post(orgs::accept))
+        .route(
+            "/organizations/{id}",
+            get(orgs::get).put(orgs::update).delete(orgs::delete),
+        )
+        .route("/organizations/{id}/hierarchy", get(orgs::hierarchy))
+        .route("/organizations/{id}/members", get(orgs::members))
+        .route(
+            "/organizations/{id}/members/{user_id}",
+            put(orgs::set_member).delete(orgs::remove_member),
+        )
+        .route("/organizations/{id}/invite", post(orgs::invite))
+        .route("/organizations/{id}/invitations", get(orgs::invitations))
+        .route(
+            "/organizations/{id}/invitations/{invitation_id}",
+            delete(orgs::revoke_invitation),
+        )
+        .route(
+            "/organizations/{id}/roles",
+            get(orgs::roles).post(orgs::create_role),
+        )
+        .route(
+            "/organizations/{id}/roles/{name}",
+            put(orgs::update_role).delete(orgs::delete_role),
         )
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route(

@@ -33,7 +33,7 @@ async fn per_account(app: &App, rule: &str, key: &str) -> Result<(), ApiError> {
         .map(drop)
 }
 
-fn ok(data: Value) -> Json<Value> {
+pub(crate) fn ok(data: Value) -> Json<Value> {
     Json(json!({"success": true, "data": data}))
 }
 
@@ -101,7 +101,7 @@ pub(crate) async fn login(
 }
 
 /// `?mode=cookie`: answer with session cookies instead of tokens in the body.
-pub(crate) struct Mode(bool);
+pub(crate) struct Mode(pub(crate) bool);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Mode {
     type Rejection = ApiError;
@@ -124,7 +124,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Mode {
 
 /// A signed-in answer: tokens in the body, or in cookie mode the session
 /// cookies plus the CSRF token the page must echo.
-fn session_response(
+pub(crate) fn session_response(
     app: &App,
     cookie: bool,
     status: StatusCode,

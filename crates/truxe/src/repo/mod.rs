@@ -14,7 +14,8 @@ use secure::audit::{AuditEvent, AuditSink};
 pub use redis::RedisRateLimitStore;
 pub use sql::SqlStore;
 
-use crate::model::{RefreshUse, Session, User};
+use crate::model::{Invitation, Membership, Organization, RefreshUse, Session, User};
+use crate::service::policy::RoleDef;
 
 /// Storage failure. The detail is for logs, never for clients.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,17 @@ pub trait SessionRepo: Send + Sync {
     async fn add_refresh(
         &self,
         session_id: &str,
+        hash: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<bool, RepoError>;
+    /// Rotates a live session in one transaction: sets the organization
+    /// it acts in, spends every unspent refresh token and adds `hash`.
+    /// Returns false if the session is no longer live.
+    async fn rotate_session(
+        &self,
+        session_id: &str,
+        org_id: Option<&str>,
         hash: &str,
         expires: i64,
         now: i64,
@@ -226,9 +238,111 @@ pub trait AuditQuery: Send + Sync {
         -> Result<Vec<(i64, AuditEvent)>, RepoError>;
 }
 
+/// Outcome of changing or removing a membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Done.
+    Done,
+    /// The user is not a member.
+    NotMember,
+    /// Refused: the organization would be left without an owner.
+    LastOwner,
+}
+
+/// Outcome of accepting an invitation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acceptance {
+    /// Joined with the invitation's role.
+    Joined(Invitation),
+    /// Already a member: the invitation is spent, the role unchanged.
+    AlreadyMember(Invitation, String),
+    /// Live, but sent to another address (not spent).
+    OtherAddress,
+    /// Unknown, expired, revoked or already used.
+    Invalid,
+}
+
+/// Organizations, memberships, custom roles and invitations. Changes that
+/// could leave an organization without an owner serialize on the
+/// organization's row, so two concurrent demotions cannot both pass.
+#[async_trait]
+pub trait OrgRepo: Send + Sync {
+    /// Inserts `org` and makes `owner` its owner, in one transaction;
+    /// `Conflict` if the slug is taken.
+    async fn create_org(&self, org: &Organization, owner: &str) -> Result<(), RepoError>;
+    /// By id.
+    async fn org(&self, id: &str) -> Result<Option<Organization>, RepoError>;
+    /// Writes name, slug, parent and metadata; `Conflict` if the slug is taken.
+    async fn update_org(&self, org: &Organization) -> Result<(), RepoError>;
+    /// Deletes it with its memberships, roles and invitations.
+    async fn delete_org(&self, id: &str) -> Result<(), RepoError>;
+    /// Direct children.
+    async fn children(&self, id: &str) -> Result<Vec<Organization>, RepoError>;
+    /// A user's organizations with their role, by id, after `after`.
+    async fn user_orgs(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Organization, String)>, RepoError>;
+    /// One membership.
+    async fn membership(
+        &self,
+        org_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Membership>, RepoError>;
+    /// Members with their email, by user id, after `after`.
+    async fn members(
+        &self,
+        org_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Membership, String)>, RepoError>;
+    /// Changes an existing member's role (refusing to demote the last owner).
+    async fn set_member_role(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        role: &str,
+        now: i64,
+    ) -> Result<MemberChange, RepoError>;
+    /// Removes a member (refusing to remove the last owner).
+    async fn remove_member(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<MemberChange, RepoError>;
+    /// How many members hold `role`.
+    async fn role_holders(&self, org_id: &str, role: &str) -> Result<i64, RepoError>;
+    /// The organization's custom roles.
+    async fn custom_roles(&self, org_id: &str) -> Result<Vec<RoleDef>, RepoError>;
+    /// Inserts or replaces a custom role.
+    async fn put_role(&self, org_id: &str, role: &RoleDef, now: i64) -> Result<(), RepoError>;
+    /// Deletes a custom role; false if there was none.
+    async fn delete_role(&self, org_id: &str, name: &str) -> Result<bool, RepoError>;
+    /// Stores an invitation with the digest of its token.
+    async fn create_invitation(&self, inv: &Invitation, token_hash: &str) -> Result<(), RepoError>;
+    /// Invitations of an organization, newest first.
+    async fn invitations(&self, org_id: &str) -> Result<Vec<Invitation>, RepoError>;
+    /// Revokes a pending invitation; false if none was pending.
+    async fn revoke_invitation(&self, org_id: &str, id: &str, now: i64) -> Result<bool, RepoError>;
+    /// Spends a live invitation for `email` and adds `user_id` with its
+    /// role, in one transaction.
+    async fn accept_invitation(
+        &self,
+        token_hash: &str,
+        email: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Acceptance, RepoError>;
+}
+
 /// Everything the service needs from storage.
 #[async_trait]
-pub trait Store: UserRepo + SessionRepo + MfaRepo + TokenRepo + AuditSink + AuditQuery {
+pub trait Store:
+    UserRepo + SessionRepo + MfaRepo + TokenRepo + OrgRepo + AuditSink + AuditQuery
+{
     /// Whether the database answers (for `/ready`).
     async fn ping(&self) -> bool;
 }

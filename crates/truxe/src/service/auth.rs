@@ -14,13 +14,13 @@ use secure::{token, Secret};
 use serde::{Deserialize, Serialize};
 
 use super::mail::Mailer;
-use super::{AuthError, KeyManager};
+use super::{AuthError, KeyManager, OrgClaims};
 use crate::config::{Config, MAX_PASSWORD_LEN};
 use crate::model::{RefreshUse, Session, User};
 use crate::repo::{AuditFilter, RepoError, Store};
 
 /// Refresh tokens are recognisable in logs and secret scanners by this prefix.
-const REFRESH_PREFIX: &str = "trt_";
+pub(super) const REFRESH_PREFIX: &str = "trt_";
 
 /// Claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +49,10 @@ pub struct Claims {
     /// that trust Truxe (Torua) map these to their own permissions.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The organization the session acts in, with the caller's role there
+    /// and that role's effective permissions (absent outside an organization).
+    #[serde(flatten)]
+    pub org: Option<OrgClaims>,
 }
 
 /// A token pair as returned to clients.
@@ -113,7 +117,7 @@ pub enum LoginOutcome {
     },
 }
 
-fn normalize_email(email: &str) -> Result<String, AuthError> {
+pub(super) fn normalize_email(email: &str) -> Result<String, AuthError> {
     let e = email.trim().to_lowercase();
     let valid = e.len() <= 254
         && e.split_once('@').is_some_and(|(local, domain)| {
@@ -415,11 +419,12 @@ impl AuthService {
             revoke_reason: None,
             ip: client.ip,
             user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
+            org_id: None,
         };
         self.store
             .create_session(&session, &refresh.digest, expires)
             .await?;
-        self.tokens(user, &session.id, refresh.plaintext, now)
+        self.tokens(user, &session.id, refresh.plaintext, None, now)
     }
 
     pub(super) fn tokens(
@@ -427,6 +432,7 @@ impl AuthService {
         user: &User,
         sid: &str,
         refresh: Secret<String>,
+        org: Option<OrgClaims>,
         now: i64,
     ) -> Result<Tokens, AuthError> {
         let ttl = self.cfg.access_ttl.as_secs();
@@ -446,6 +452,7 @@ impl AuthService {
             } else {
                 vec!["user".into()]
             },
+            org,
         };
         Ok(Tokens {
             access_token: self.keys.ring().sign(&claims)?,
@@ -527,7 +534,13 @@ impl AuthService {
                         .target(&session_id),
                 )
                 .await;
-                self.tokens(&user, &session_id, next.plaintext, now)
+                // Roles and permissions are read afresh: a change made since
+                // the last token takes effect now.
+                let org = match &session.org_id {
+                    Some(org_id) => self.org_claims(&user.id, org_id).await?,
+                    None => None,
+                };
+                self.tokens(&user, &session_id, next.plaintext, org, now)
             }
         }
     }

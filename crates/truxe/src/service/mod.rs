@@ -6,10 +6,13 @@ mod auth;
 mod keys;
 pub mod mail;
 mod mfa;
+mod org;
+pub mod policy;
 
 pub use auth::{AuthService, Claims, ClientInfo, LoginOutcome, Principal, Tokens};
 pub use keys::KeyManager;
 pub use mfa::{MfaSetup, SecondFactor};
+pub use org::{Hierarchy, OrgClaims, OrgInput, RoleInput};
 
 use crate::repo::RepoError;
 
@@ -53,6 +56,14 @@ pub enum AuthError {
     /// No such resource (for this caller).
     #[error("{0}")]
     NotFound(String),
+    /// The change conflicts with the current state; `code` says how.
+    #[error("{message}")]
+    Conflict {
+        /// Stable snake_case code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
     /// A dependency is not available (e.g. mail delivery); the message says which.
     #[error("{0}")]
     Unavailable(String),
@@ -76,6 +87,7 @@ impl AuthError {
             AuthError::RefreshReused => "refresh_token_reused",
             AuthError::Forbidden(_) => "forbidden",
             AuthError::NotFound(_) => "not_found",
+            AuthError::Conflict { code, .. } => code,
             AuthError::Unavailable(_) => "unavailable",
             AuthError::Internal(_) => "internal",
         }

@@ -1,36 +1,12 @@
 //! Flows through email, end to end via the development mailbox: password
 //! reset, password change, email verification and magic links.
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::server::{code, tokens, Truxe, PASSWORD};
+use crate::server::{code, mailed_token, tokens, Truxe, PASSWORD};
 
 const NEW_PASSWORD: &str = "Brand-New-Pass-7";
-
-/// Waits for the `n`-th mail to `to` and returns the token of its link.
-async fn mailed_token(t: &Truxe, to: &str, n: usize) -> String {
-    let url = format!("{}/dev/mailbox?to={to}", t.url());
-    let text = testkit::eventually(
-        &format!("mail #{n} to {to}"),
-        Duration::from_secs(30),
-        || async {
-            let body: Value = testkit::get_json(&t.http, &url).await;
-            body["messages"]
-                .as_array()
-                .and_then(|m| m.get(n - 1))
-                .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
-        },
-    )
-    .await;
-    let start = text.find("token=").expect("mail has a link with a token") + "token=".len();
-    text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect()
-}
 
 async fn mail_count(t: &Truxe, to: &str) -> usize {
     let body: Value = testkit::get_json(&t.http, &format!("{}/dev/mailbox?to={to}", t.url())).await;

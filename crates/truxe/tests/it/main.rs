@@ -11,6 +11,7 @@ mod email;
 mod keys;
 mod limits;
 mod mfa;
+mod orgs;
 mod sessions;
 mod shared_limits;
 mod smtp;

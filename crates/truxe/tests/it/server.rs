@@ -195,3 +195,34 @@ pub fn tokens(body: &Value) -> (String, String) {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }
+
+/// Waits for the `n`-th mail to `to` and returns the token of its link.
+pub async fn mailed_token(t: &Truxe, to: &str, n: usize) -> String {
+    let url = format!("{}/dev/mailbox?to={to}", t.url());
+    let text = testkit::eventually(
+        &format!("mail #{n} to {to}"),
+        Duration::from_secs(30),
+        || async {
+            let body: Value = testkit::get_json(&t.http, &url).await;
+            body["messages"]
+                .as_array()
+                .and_then(|m| m.get(n - 1))
+                .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        },
+    )
+    .await;
+    let start = text.find("token=").expect("mail has a link with a token") + "token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
+/// Decodes one base64url part of a JWT (0 header, 1 claims) as JSON.
+pub fn jwt_part(token: &str, part: usize) -> Value {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(part).unwrap())
+        .unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}

@@ -9,11 +9,22 @@ use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+mod orgs;
+
 use secure::audit::{AuditEvent, AuditSink, Outcome};
 
 use super::{
     AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, SessionRepo, Store, TokenRepo, UserRepo,
 };
+
+/// Reads a JSON column, tolerating a damaged value as the default.
+fn json_column<T: serde::de::DeserializeOwned + Default>(
+    r: &AnyRow,
+    col: &str,
+) -> Result<T, RepoError> {
+    let text: String = r.try_get(col)?;
+    Ok(serde_json::from_str(&text).unwrap_or_default())
+}
 use crate::model::{RefreshUse, Session, User};
 
 /// Users, sessions and the audit trail in SQLite or PostgreSQL.
@@ -69,7 +80,6 @@ impl SqlStore {
 }
 
 fn user(r: &AnyRow) -> Result<User, RepoError> {
-    let metadata: String = r.try_get("metadata")?;
     Ok(User {
         id: r.try_get("id")?,
         email: r.try_get("email")?,
@@ -77,7 +87,7 @@ fn user(r: &AnyRow) -> Result<User, RepoError> {
         email_verified: r.try_get::<i64, _>("email_verified")? != 0,
         status: r.try_get("status")?,
         is_admin: r.try_get::<i64, _>("is_admin")? != 0,
-        metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+        metadata: json_column(r, "metadata")?,
         failed_logins: r.try_get("failed_logins")?,
         failed_since: r.try_get("failed_since")?,
         locked_until: r.try_get("locked_until")?,
@@ -101,6 +111,7 @@ fn session(r: &AnyRow) -> Result<Session, RepoError> {
         revoke_reason: r.try_get("revoke_reason")?,
         ip: r.try_get("ip")?,
         user_agent: r.try_get("user_agent")?,
+        org_id: r.try_get("org_id")?,
     })
 }
 
@@ -296,6 +307,46 @@ impl SessionRepo for SqlStore {
         if !live {
             return Ok(false);
         }
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash)
+            .bind(session_id)
+            .bind(now)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn rotate_session(
+        &self,
+        session_id: &str,
+        org_id: Option<&str>,
+        hash: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<bool, RepoError> {
+        let mut tx = self.pool.begin().await?;
+        let live = sqlx::query("UPDATE sessions SET last_used_at = $1, org_id = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1")
+            .bind(now)
+            .bind(org_id)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !live {
+            return Ok(false);
+        }
+        // The new token replaces every unspent one: presenting an older
+        // token later counts as reuse.
+        sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE session_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(hash)
             .bind(session_id)

@@ -1,0 +1,362 @@
+//! Organization roles and permissions: the one place that decides what a
+//! role allows. Services ask [`RoleSet::allows`] and [`RoleSet::covers`];
+//! no handler compares role names or permission strings itself.
+//!
+//! A permission is `resource:action`. `resource:*` grants every action on
+//! the resource and `*` grants everything. A role is a set of permissions
+//! plus the roles it inherits. Four roles are built in; an organization may
+//! define more.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Permissions Truxe itself checks. Custom roles may hold others too:
+/// applications read them from the token's `permissions` claim.
+pub mod perm {
+    /// See the organization.
+    pub const ORG_READ: &str = "organization:read";
+    /// Rename it, change its metadata or parent.
+    pub const ORG_UPDATE: &str = "organization:update";
+    /// Delete it.
+    pub const ORG_DELETE: &str = "organization:delete";
+    /// List members.
+    pub const MEMBERS_READ: &str = "members:read";
+    /// Invite people (and see or revoke invitations).
+    pub const MEMBERS_INVITE: &str = "members:invite";
+    /// Change a member's role.
+    pub const MEMBERS_UPDATE: &str = "members:update";
+    /// Remove a member.
+    pub const MEMBERS_REMOVE: &str = "members:remove";
+    /// List roles.
+    pub const ROLES_READ: &str = "roles:read";
+    /// Create, change and delete custom roles.
+    pub const ROLES_MANAGE: &str = "roles:manage";
+}
+
+/// Built-in role names.
+pub const OWNER: &str = "owner";
+/// Manages the organization, except deleting it and owners.
+pub const ADMIN: &str = "admin";
+/// Uses the organization.
+pub const MEMBER: &str = "member";
+/// Reads only.
+pub const VIEWER: &str = "viewer";
+
+/// How deep inheritance may go (and how long an ancestor chain may be).
+pub const MAX_DEPTH: usize = 16;
+
+/// A role definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDef {
+    /// Name, unique in its organization.
+    pub name: String,
+    /// What it says it is for.
+    pub description: String,
+    /// Permissions held directly.
+    pub permissions: Vec<String>,
+    /// Roles whose permissions it also holds.
+    pub inherits: Vec<String>,
+}
+
+fn builtin(name: &str) -> Option<RoleDef> {
+    let def = |permissions: &[&str], inherits: &[&str], description: &str| RoleDef {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        permissions: permissions.iter().map(|s| (*s).to_owned()).collect(),
+        inherits: inherits.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    Some(match name {
+        VIEWER => def(
+            &[perm::ORG_READ, perm::MEMBERS_READ, perm::ROLES_READ],
+            &[],
+            "read-only access",
+        ),
+        MEMBER => def(
+            &["webhooks:read", "service_accounts:read"],
+            &[VIEWER],
+            "uses the organization",
+        ),
+        ADMIN => def(
+            &[
+                perm::ORG_UPDATE,
+                "members:*",
+                perm::ROLES_MANAGE,
+                "webhooks:*",
+                "service_accounts:*",
+                "audit:read",
+            ],
+            &[MEMBER],
+            "manages the organization, except owners and deletion",
+        ),
+        OWNER => def(&["*"], &[ADMIN], "full control"),
+        _ => return None,
+    })
+}
+
+/// The built-in role names, most powerful first.
+pub const BUILTIN: [&str; 4] = [OWNER, ADMIN, MEMBER, VIEWER];
+
+/// Whether `p` is a well-formed permission: `*`, `resource:*` or
+/// `resource:action` of lower-case letters, digits, `_`, `-` and `.`.
+pub fn valid_permission(p: &str) -> bool {
+    let part = |s: &str| {
+        (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
+    };
+    p == "*"
+        || p.split_once(':')
+            .is_some_and(|(r, a)| part(r) && (a == "*" || part(a)))
+}
+
+/// Whether a custom role may be called `name`.
+pub fn valid_role_name(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Whether holding `held` grants `wanted`.
+fn grants(held: &str, wanted: &str) -> bool {
+    held == "*"
+        || held == wanted
+        || held
+            .strip_suffix(":*")
+            .is_some_and(|r| wanted.split_once(':').is_some_and(|(wr, _)| wr == r))
+}
+
+/// Why a role definition is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Unknown role.
+    #[error("no role named `{0}` in this organization")]
+    UnknownRole(String),
+    /// The definition is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Inheritance would loop.
+    #[error("role `{0}` would inherit from itself")]
+    Cycle(String),
+}
+
+/// The roles of one organization: the built-in four plus its custom roles.
+#[derive(Debug, Clone, Default)]
+pub struct RoleSet {
+    custom: BTreeMap<String, RoleDef>,
+}
+
+impl RoleSet {
+    /// The built-in roles plus `custom`.
+    pub fn new(custom: impl IntoIterator<Item = RoleDef>) -> Self {
+        RoleSet {
+            custom: custom.into_iter().map(|r| (r.name.clone(), r)).collect(),
+        }
+    }
+
+    /// A role by name.
+    pub fn get(&self, name: &str) -> Option<RoleDef> {
+        builtin(name).or_else(|| self.custom.get(name).cloned())
+    }
+
+    /// Every role, built-in first.
+    pub fn all(&self) -> Vec<(RoleDef, bool)> {
+        BUILTIN
+            .iter()
+            .filter_map(|n| builtin(n).map(|r| (r, true)))
+            .chain(self.custom.values().map(|r| (r.clone(), false)))
+            .collect()
+    }
+
+    /// Every permission `role` holds, inherited ones included.
+    pub fn effective(&self, role: &str) -> Result<BTreeSet<String>, PolicyError> {
+        let mut out = BTreeSet::new();
+        self.collect(role, &mut Vec::new(), &mut out)?;
+        Ok(out)
+    }
+
+    fn collect(
+        &self,
+        role: &str,
+        path: &mut Vec<String>,
+        out: &mut BTreeSet<String>,
+    ) -> Result<(), PolicyError> {
+        if path.iter().any(|p| p == role) {
+            return Err(PolicyError::Cycle(role.to_owned()));
+        }
+        if path.len() >= MAX_DEPTH {
+            return Err(PolicyError::Invalid(format!(
+                "inheritance is deeper than {MAX_DEPTH} roles"
+            )));
+        }
+        let def = self
+            .get(role)
+            .ok_or_else(|| PolicyError::UnknownRole(role.to_owned()))?;
+        out.extend(def.permissions.iter().cloned());
+        path.push(role.to_owned());
+        for parent in &def.inherits {
+            self.collect(parent, path, out)?;
+        }
+        path.pop();
+        Ok(())
+    }
+
+    /// Whether `role` grants `wanted`. Unknown roles grant nothing.
+    pub fn allows(&self, role: &str, wanted: &str) -> bool {
+        self.effective(role)
+            .is_ok_and(|held| held.iter().any(|h| grants(h, wanted)))
+    }
+
+    /// Whether `holder` has every permission of `other`: the rule against
+    /// escalation. Nobody grants, changes or removes a role stronger than
+    /// their own, so only owners touch owners.
+    pub fn covers(&self, holder: &str, other: &str) -> bool {
+        self.effective(other)
+            .is_ok_and(|wanted| self.covers_all(holder, &wanted))
+    }
+
+    /// Whether `holder` (resolved in this set) grants every one of `wanted`.
+    pub fn covers_all(&self, holder: &str, wanted: &BTreeSet<String>) -> bool {
+        self.effective(holder)
+            .is_ok_and(|held| wanted.iter().all(|w| held.iter().any(|h| grants(h, w))))
+    }
+
+    /// This set with `def` added or replaced.
+    pub fn with(&self, def: RoleDef) -> RoleSet {
+        let mut next = self.clone();
+        next.custom.insert(def.name.clone(), def);
+        next
+    }
+
+    /// Checks a new or changed custom role against this set: a free,
+    /// well-formed name, valid permissions, known parents and no cycle.
+    pub fn validate(&self, def: &RoleDef) -> Result<(), PolicyError> {
+        if builtin(&def.name).is_some() {
+            return Err(PolicyError::Invalid(format!(
+                "`{}` is a built-in role",
+                def.name
+            )));
+        }
+        if !valid_role_name(&def.name) {
+            return Err(PolicyError::Invalid(
+                "role names are 1 to 40 characters: a lower-case letter, then letters, digits, `_` or `-`".into(),
+            ));
+        }
+        if def.description.chars().count() > 200 {
+            return Err(PolicyError::Invalid(
+                "description is at most 200 characters".into(),
+            ));
+        }
+        if def.permissions.len() > 100 || def.inherits.len() > 10 {
+            return Err(PolicyError::Invalid(
+                "a role holds at most 100 permissions and inherits at most 10 roles".into(),
+            ));
+        }
+        if let Some(bad) = def.permissions.iter().find(|p| !valid_permission(p)) {
+            return Err(PolicyError::Invalid(format!(
+                "`{bad}` is not a permission (`resource:action`, `resource:*` or `*`)"
+            )));
+        }
+        let next = self.with(def.clone());
+        // Every role that could reach the changed one must still resolve.
+        for name in next.custom.keys() {
+            next.effective(name)?;
+        }
+        Ok(())
+    }
+
+    /// Roles that inherit `name` directly.
+    pub fn heirs(&self, name: &str) -> Vec<String> {
+        self.custom
+            .values()
+            .filter(|r| r.inherits.iter().any(|i| i == name))
+            .map(|r| r.name.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(name: &str, perms: &[&str], inherits: &[&str]) -> RoleDef {
+        RoleDef {
+            name: name.into(),
+            description: String::new(),
+            permissions: perms.iter().map(|s| (*s).into()).collect(),
+            inherits: inherits.iter().map(|s| (*s).into()).collect(),
+        }
+    }
+
+    #[test]
+    fn builtin_roles_nest() {
+        let set = RoleSet::default();
+        assert!(set.allows(VIEWER, perm::MEMBERS_READ));
+        assert!(!set.allows(VIEWER, perm::MEMBERS_INVITE));
+        assert!(set.allows(MEMBER, perm::ORG_READ), "inherited from viewer");
+        assert!(
+            set.allows(ADMIN, perm::MEMBERS_REMOVE),
+            "members:* covers it"
+        );
+        assert!(!set.allows(ADMIN, perm::ORG_DELETE));
+        assert!(set.allows(OWNER, perm::ORG_DELETE));
+        assert!(set.allows(OWNER, "anything:at_all"));
+        assert!(!set.allows("nobody", perm::ORG_READ));
+    }
+
+    #[test]
+    fn escalation_is_refused() {
+        let set = RoleSet::default();
+        assert!(set.covers(OWNER, OWNER));
+        assert!(set.covers(ADMIN, ADMIN));
+        assert!(set.covers(ADMIN, MEMBER));
+        assert!(
+            !set.covers(ADMIN, OWNER),
+            "admins cannot make or touch owners"
+        );
+        assert!(!set.covers(MEMBER, ADMIN));
+        let set = RoleSet::new([role("billing", &["billing:*"], &[MEMBER])]);
+        assert!(set.covers(OWNER, "billing"));
+        assert!(!set.covers(ADMIN, "billing"), "admins lack billing:*");
+    }
+
+    #[test]
+    fn custom_roles_inherit_and_cycles_are_refused() {
+        let set = RoleSet::new([
+            role("auditor", &["audit:read"], &[VIEWER]),
+            role("lead", &["reports:write"], &["auditor"]),
+        ]);
+        assert!(set.allows("lead", "audit:read"));
+        assert!(set.allows("lead", perm::ORG_READ));
+        assert!(!set.allows("lead", perm::ORG_UPDATE));
+        assert_eq!(set.heirs("auditor"), vec!["lead".to_owned()]);
+        // auditor → lead → auditor
+        let looped = role("auditor", &["audit:read"], &["lead"]);
+        assert!(matches!(set.validate(&looped), Err(PolicyError::Cycle(_))));
+        assert!(matches!(
+            set.validate(&role("x", &[], &["ghost"])),
+            Err(PolicyError::UnknownRole(_))
+        ));
+        assert!(set.validate(&role("owner", &[], &[])).is_err());
+        assert!(set.validate(&role("Bad Name", &[], &[])).is_err());
+        assert!(set.validate(&role("ok", &["nocolon"], &[])).is_err());
+        assert!(set
+            .validate(&role("ok", &["a:b", "c:*", "*"], &[ADMIN]))
+            .is_ok());
+    }
+
+    #[test]
+    fn permission_syntax() {
+        for good in ["*", "a:b", "orders:*", "x.y:read-all", "r_1:a_2"] {
+            assert!(valid_permission(good), "{good}");
+        }
+        for bad in [
+            "", ":", "a:", ":b", "A:b", "a:b:c", "a b:c", "*:read", "é:x",
+        ] {
+            assert!(!valid_permission(bad), "{bad}");
+        }
+        assert!(grants("members:*", "members:invite"));
+        assert!(!grants("members:*", "membersx:invite"));
+        assert!(!grants("members:read", "members:*"));
+    }
+}

@@ -1,0 +1,1079 @@
+//! Organizations, members, roles, invitations, the hierarchy, switching
+//! organizations, and tenant isolation across every organization endpoint.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::server::{code, jwt_part, mailed_token, tokens, Truxe};
+
+/// A user with a token, and a helper to call as them.
+struct User {
+    id: String,
+    email: String,
+    access: String,
+    refresh: String,
+}
+
+async fn user(t: &Truxe, email: &str) -> User {
+    let (access, refresh) = t.register(email).await;
+    let id = jwt_part(&access, 1)["sub"].as_str().unwrap().to_owned();
+    User {
+        id,
+        email: email.to_owned(),
+        access,
+        refresh,
+    }
+}
+
+async fn call(
+    t: &Truxe,
+    u: &User,
+    m: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    t.authed(m, path, &u.access, body).await
+}
+
+async fn create_org(t: &Truxe, u: &User, name: &str) -> String {
+    let (s, b) = call(
+        t,
+        u,
+        Method::POST,
+        "/organizations",
+        Some(json!({"name": name})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["organization"]["role"], "owner");
+    b["data"]["organization"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Invites `who` to `org` as `role` (by `by`) and accepts as `who`.
+async fn join(t: &Truxe, by: &User, org: &str, who: &User, role: &str, nth_mail: usize) {
+    let (s, b) = call(
+        t,
+        by,
+        Method::POST,
+        &format!("/organizations/{org}/invite"),
+        Some(json!({"email": who.email, "role": role})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["invitation"]["status"], "pending");
+    assert!(
+        b["data"]["invitation"].get("token").is_none(),
+        "the token is only mailed"
+    );
+    let token = mailed_token(t, &who.email, nth_mail).await;
+    let (s, b) = call(
+        t,
+        who,
+        Method::POST,
+        "/organizations/invitations/accept",
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["role"], role);
+}
+
+async fn role_of(t: &Truxe, u: &User, org: &str) -> Option<String> {
+    let (s, b) = call(t, u, Method::GET, &format!("/organizations/{org}"), None).await;
+    (s == StatusCode::OK).then(|| {
+        b["data"]["organization"]["role"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+}
+
+#[tokio::test]
+async fn organizations_members_and_invitations() {
+    let t = Truxe::start(&[]).await;
+    let alice = user(&t, "alice@example.com").await;
+    let bob = user(&t, "bob@example.com").await;
+    let carol = user(&t, "carol@example.com").await;
+    let org = create_org(&t, &alice, "Acme, Inc.").await;
+
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/organizations/{org}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["organization"]["slug"], "acme-inc");
+    // The same name again gets a distinct slug; an explicit taken slug is a conflict.
+    let second = create_org(&t, &alice, "Acme, Inc.").await;
+    assert_ne!(second, org);
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/organizations",
+        Some(json!({"name": "X", "slug": "acme-inc"})),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "slug_taken"), "{b}");
+    let (s, b) = call(&t, &alice, Method::GET, "/organizations?limit=1", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["organizations"].as_array().unwrap().len(), 1);
+    let cursor = b["data"]["nextCursor"].as_str().unwrap().to_owned();
+    let (_, b) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/organizations?limit=1&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"]["organizations"].as_array().unwrap().len(), 1);
+    assert_ne!(
+        b["data"]["organizations"][0]["id"].as_str(),
+        Some(cursor.as_str())
+    );
+
+    // Invitation to bob; carol cannot use it, bob can, once.
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/organizations/{org}/invite"),
+        Some(json!({"email": "BOB@example.com", "role": "member"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let invite = mailed_token(&t, "bob@example.com", 1).await;
+    assert!(invite.starts_with("tinv_"));
+    let accept = |u: &User| {
+        let u_access = u.access.clone();
+        let invite = invite.clone();
+        let t = &t;
+        async move {
+            t.authed(
+                Method::POST,
+                "/organizations/invitations/accept",
+                &u_access,
+                Some(json!({"token": invite})),
+            )
+            .await
+        }
+    };
+    let (s, b) = accept(&carol).await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "forbidden"), "{b}");
+    let (s, b) = accept(&bob).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["organization"]["id"], org.as_str());
+    let (s, b) = accept(&bob).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "single use: {b}"
+    );
+    assert_eq!(role_of(&t, &bob, &org).await.as_deref(), Some("member"));
+
+    // Members: bob sees them but may not change anything.
+    let (s, b) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!("/organizations/{org}/members"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let emails: Vec<&str> = b["data"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails.len(), 2);
+    assert!(emails.contains(&"alice@example.com") && emails.contains(&"bob@example.com"));
+    let (s, b) = call(
+        &t,
+        &bob,
+        Method::PUT,
+        &format!("/organizations/{org}"),
+        Some(json!({"name": "Bob's"})),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "forbidden"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("organization:update"),
+        "{b}"
+    );
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/organizations/{org}/invite"),
+        Some(json!({"email": "carol@example.com"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Promoted to admin, bob may update and invite, but not delete, not touch owners, not make owners.
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", bob.id),
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = call(
+        &t,
+        &bob,
+        Method::PUT,
+        &format!("/organizations/{org}"),
+        Some(json!({"name": "Acme Ünïcode ✓", "metadata": {"tier": "gold"}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["organization"]["name"], "Acme Ünïcode ✓");
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::DELETE,
+        &format!("/organizations/{org}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", bob.id),
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "no self-promotion to owner");
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", alice.id),
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "admins cannot demote owners");
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::DELETE,
+        &format!("/organizations/{org}/members/{}", alice.id),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "admins cannot remove owners");
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/organizations/{org}/invite"),
+        Some(json!({"email": "carol@example.com", "role": "owner"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "admins cannot invite owners");
+    // Only members can be given roles: others must be invited.
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", carol.id),
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", bob.id),
+        Some(json!({"role": "emperor"})),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_REQUEST, "validation_error"),
+        "{b}"
+    );
+
+    // Invitations can be listed and revoked; a revoked one cannot be used.
+    let (s, b) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/organizations/{org}/invite"),
+        Some(json!({"email": "carol@example.com", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let inv_id = b["data"]["invitation"]["id"].as_str().unwrap().to_owned();
+    let carol_token = mailed_token(&t, "carol@example.com", 1).await;
+    let (_, b) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/organizations/{org}/invitations"),
+        None,
+    )
+    .await;
+    let mut statuses: Vec<&str> = b["data"]["invitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["accepted", "pending"]);
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("/organizations/{org}/invitations/{inv_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("/organizations/{org}/invitations/{inv_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &t,
+        &carol,
+        Method::POST,
+        "/organizations/invitations/accept",
+        Some(json!({"token": carol_token})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "revoked");
+    for bad in ["", "tinv_", "nope", &"x".repeat(5000)] {
+        let (s, b) = call(
+            &t,
+            &carol,
+            Method::POST,
+            "/organizations/invitations/accept",
+            Some(json!({"token": bad})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{bad:.20}: {b}");
+    }
+
+    // The last owner can neither leave nor be demoted; after a transfer, they can.
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("/organizations/{org}/members/{}", alice.id),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "last_owner"), "{b}");
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", alice.id),
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "last_owner"), "{b}");
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", bob.id),
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("/organizations/{org}/members/{}", alice.id),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "alice leaves");
+    assert_eq!(role_of(&t, &alice, &org).await, None);
+    assert_eq!(role_of(&t, &bob, &org).await.as_deref(), Some("owner"));
+
+    // Deletion by the owner; afterwards the organization is gone for everyone.
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::DELETE,
+        &format!("/organizations/{org}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(role_of(&t, &bob, &org).await, None);
+
+    // Bad input: unknown fields, missing or oversize names, non-object metadata.
+    for body in [
+        json!({"name": "ok", "owner": "me"}),
+        json!({}),
+        json!({"name": ""}),
+        json!({"name": "x".repeat(101)}),
+        json!({"name": "ok", "metadata": [1]}),
+        json!({"name": "ok", "slug": "Bad Slug"}),
+    ] {
+        let (s, b) = call(
+            &t,
+            &carol,
+            Method::POST,
+            "/organizations",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {b}");
+        assert!(!code(&b).is_empty());
+    }
+    let (s, _) = t
+        .authed(Method::GET, "/organizations", "not-a-token", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = t.post("/organizations", json!({"name": "anon"})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "no anonymous organizations");
+}
+
+#[tokio::test]
+async fn switch_org_tokens_follow_role_changes() {
+    let t = Truxe::start(&[]).await;
+    let alice = user(&t, "owner@example.com").await;
+    let bob = user(&t, "dev@example.com").await;
+    let org = create_org(&t, &alice, "Tokens").await;
+    join(&t, &alice, &org, &bob, "viewer", 1).await;
+
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/switch-org",
+            &bob.access,
+            Some(json!({"orgId": org})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (access, refresh) = tokens(&b);
+    let claims = jwt_part(&access, 1);
+    assert_eq!(claims["org_id"], org.as_str());
+    assert_eq!(claims["role"], "viewer");
+    assert!(claims["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("members:read")));
+    assert!(!claims["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("organization:update")));
+    let (_, b) = t
+        .authed(Method::GET, "/auth/organizations", &access, None)
+        .await;
+    assert_eq!(b["data"]["currentOrgId"], org.as_str());
+    assert_eq!(b["data"]["organizations"][0]["current"], true);
+    // Switching rotates the session: the refresh token from before is spent.
+    let (s, b) = t.refresh(&bob.refresh).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+
+    // A role change shows in the next token, without switching again.
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", bob.id),
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = t.refresh(&refresh).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (access, refresh) = tokens(&b);
+    let claims = jwt_part(&access, 1);
+    assert_eq!(claims["role"], "admin");
+    assert!(claims["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("members:*")));
+
+    // So does a custom role's changed permission set.
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/organizations/{org}/roles"),
+        Some(json!({"name": "billing", "permissions": ["invoices:read"], "inherits": ["viewer"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", bob.id),
+        Some(json!({"role": "billing"})),
+    )
+    .await;
+    call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/roles/billing"),
+        Some(json!({"permissions": ["invoices:read", "invoices:pay"], "inherits": ["viewer"]})),
+    )
+    .await;
+    let (_, b) = t.refresh(&refresh).await;
+    let (access, refresh) = tokens(&b);
+    let claims = jwt_part(&access, 1);
+    assert_eq!(claims["role"], "billing");
+    let perms = claims["permissions"].as_array().unwrap();
+    assert!(
+        perms.contains(&json!("invoices:pay")) && perms.contains(&json!("organization:read")),
+        "{claims}"
+    );
+
+    // Removed from the organization: the next token carries none.
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("/organizations/{org}/members/{}", bob.id),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = t.refresh(&refresh).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (access, _) = tokens(&b);
+    let claims = jwt_part(&access, 1);
+    assert!(
+        claims.get("org_id").is_none() && claims.get("permissions").is_none(),
+        "{claims}"
+    );
+
+    // Switching into an organization one is not in is the same 404 as a missing one.
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/switch-org",
+            &access,
+            Some(json!({"orgId": org})),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "not_found"), "{b}");
+    let (s, _) = t
+        .authed(
+            Method::POST,
+            "/auth/switch-org",
+            &access,
+            Some(json!({"orgId": "nope"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Leaving every organization.
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/switch-org",
+            &alice.access,
+            Some(json!({"orgId": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(jwt_part(&tokens(&b).0, 1).get("org_id").is_none());
+}
+
+#[tokio::test]
+async fn custom_roles_inherit_and_cannot_escalate() {
+    let t = Truxe::start(&[]).await;
+    let alice = user(&t, "root@example.com").await;
+    let bob = user(&t, "ops@example.com").await;
+    let org = create_org(&t, &alice, "Roles").await;
+    join(&t, &alice, &org, &bob, "admin", 1).await;
+    let roles = format!("/organizations/{org}/roles");
+
+    let (s, b) = call(&t, &bob, Method::POST, &roles, Some(json!({"name": "auditor", "description": "reads the trail", "permissions": ["audit:read"], "inherits": ["viewer"]}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // reports:write is not an admin's to give; the owner holds `*`.
+    let lead = json!({"name": "lead", "permissions": ["reports:write"], "inherits": ["auditor"]});
+    let (s, _) = call(&t, &bob, Method::POST, &roles, Some(lead.clone())).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = call(&t, &alice, Method::POST, &roles, Some(lead)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, b) = call(&t, &bob, Method::GET, &roles, None).await;
+    let lead = b["data"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "lead")
+        .unwrap()
+        .clone();
+    let eff = lead["effectivePermissions"].as_array().unwrap();
+    assert!(
+        eff.contains(&json!("audit:read")) && eff.contains(&json!("organization:read")),
+        "{lead}"
+    );
+    assert_eq!(
+        b["data"]["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["builtin"] == true)
+            .count(),
+        4
+    );
+
+    // Cycles, unknown parents, bad names and permissions, duplicates.
+    let (s, b) = call(
+        &t,
+        &bob,
+        Method::PUT,
+        &format!("{roles}/auditor"),
+        Some(json!({"permissions": ["audit:read"], "inherits": ["lead"]})),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "role_cycle"), "{b}");
+    for body in [
+        json!({"name": "x", "inherits": ["ghost"]}),
+        json!({"name": "Bad Name"}),
+        json!({"name": "owner"}),
+        json!({"name": "ok", "permissions": ["no-colon"]}),
+        json!({"permissions": []}),
+    ] {
+        let (s, b) = call(&t, &bob, Method::POST, &roles, Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {b}");
+    }
+    let (s, b) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &roles,
+        Some(json!({"name": "lead"})),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "role_exists"), "{b}");
+
+    // Escalation: an admin cannot define a role with more than admin holds,
+    // nor widen a role it holds itself, nor hand out such a role.
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &roles,
+        Some(json!({"name": "god", "permissions": ["*"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &roles,
+        Some(json!({"name": "deleter", "permissions": ["organization:delete"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(&t, &alice, Method::POST, &roles, Some(json!({"name": "manager", "permissions": ["roles:manage", "members:*"], "inherits": ["viewer"]}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{org}/members/{}", bob.id),
+        Some(json!({"role": "manager"})),
+    )
+    .await;
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::PUT,
+        &format!("{roles}/manager"),
+        Some(json!({"permissions": ["roles:manage", "members:*", "organization:delete"]})),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "editing one's own role cannot raise it"
+    );
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &roles,
+        Some(json!({"name": "billing", "permissions": ["billing:*"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/organizations/{org}/invite"),
+        Some(json!({"email": "x@example.com", "role": "billing"})),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "cannot invite into a role one does not cover"
+    );
+
+    // A role that is held or inherited cannot be deleted.
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("{roles}/auditor"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::CONFLICT, "role_in_use"),
+        "inherited by lead: {b}"
+    );
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("{roles}/manager"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::CONFLICT, "role_in_use"),
+        "held by bob: {b}"
+    );
+    let (s, _) = call(&t, &alice, Method::DELETE, &format!("{roles}/lead"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("{roles}/auditor"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&t, &alice, Method::DELETE, &format!("{roles}/admin"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "built-in roles stay");
+}
+
+#[tokio::test]
+async fn hierarchy_refuses_cycles() {
+    let t = Truxe::start(&[]).await;
+    let alice = user(&t, "tree@example.com").await;
+    let bob = user(&t, "other@example.com").await;
+    let root = create_org(&t, &alice, "Root").await;
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/organizations",
+        Some(json!({"name": "Child", "parentId": root})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let child = b["data"]["organization"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/organizations",
+        Some(json!({"name": "Grandchild", "parentId": child})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let grandchild = b["data"]["organization"]["id"].as_str().unwrap().to_owned();
+
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/organizations/{child}/hierarchy"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["parent"]["id"], root.as_str());
+    assert_eq!(b["data"]["children"][0]["id"], grandchild.as_str());
+    let (_, b) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/organizations/{grandchild}/hierarchy"),
+        None,
+    )
+    .await;
+    let ancestors: Vec<&str> = b["data"]["ancestors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ancestors, [child.as_str(), root.as_str()]);
+
+    for (org, parent) in [(&root, &grandchild), (&root, &root), (&child, &grandchild)] {
+        let (s, b) = call(
+            &t,
+            &alice,
+            Method::PUT,
+            &format!("/organizations/{org}"),
+            Some(json!({"parentId": parent})),
+        )
+        .await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::CONFLICT, "hierarchy_cycle"),
+            "{b}"
+        );
+    }
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        &format!("/organizations/{root}"),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "has_children"), "{b}");
+    // Another tenant's organization cannot be made a parent (nor is it revealed).
+    let foreign = create_org(&t, &bob, "Foreign").await;
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{grandchild}"),
+        Some(json!({"parentId": foreign})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let (s, b) = call(
+        &t,
+        &alice,
+        Method::PUT,
+        &format!("/organizations/{grandchild}"),
+        Some(json!({"parentId": null})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["organization"]["parentId"], Value::Null);
+}
+
+/// Every organization endpoint, called by a user of tenant A against
+/// tenant B's resources, answers 404 and changes nothing of B.
+#[tokio::test]
+async fn tenant_isolation_matrix() {
+    let t = Truxe::start(&[]).await;
+    let a = user(&t, "a-owner@example.com").await;
+    let b_owner = user(&t, "b-owner@example.com").await;
+    let b_member = user(&t, "b-member@example.com").await;
+    let org_a = create_org(&t, &a, "Tenant A").await;
+    let org_b = create_org(&t, &b_owner, "Tenant B").await;
+    join(&t, &b_owner, &org_b, &b_member, "member", 1).await;
+    call(
+        &t,
+        &b_owner,
+        Method::POST,
+        &format!("/organizations/{org_b}/roles"),
+        Some(json!({"name": "ops", "permissions": ["ops:run"]})),
+    )
+    .await;
+    let (_, inv) = call(
+        &t,
+        &b_owner,
+        Method::POST,
+        &format!("/organizations/{org_b}/invite"),
+        Some(json!({"email": "later@example.com"})),
+    )
+    .await;
+    let inv_b = inv["data"]["invitation"]["id"].as_str().unwrap().to_owned();
+
+    let snapshot = || async {
+        let mut out = Vec::new();
+        for path in ["", "/members", "/roles", "/invitations", "/hierarchy"] {
+            let (s, body) = call(
+                &t,
+                &b_owner,
+                Method::GET,
+                &format!("/organizations/{org_b}{path}"),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{path}: {body}");
+            let mut data = body["data"].clone();
+            if let Some(o) = data.get_mut("organization") {
+                o["updatedAt"] = Value::Null; // touched by the owner-count lock
+            }
+            out.push(data);
+        }
+        out
+    };
+    let before = snapshot().await;
+
+    let m = &b_member.id;
+    let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/organizations/{org_b}"), None),
+        (
+            Method::PUT,
+            format!("/organizations/{org_b}"),
+            Some(json!({"name": "pwned"})),
+        ),
+        (Method::DELETE, format!("/organizations/{org_b}"), None),
+        (
+            Method::GET,
+            format!("/organizations/{org_b}/hierarchy"),
+            None,
+        ),
+        (Method::GET, format!("/organizations/{org_b}/members"), None),
+        (
+            Method::PUT,
+            format!("/organizations/{org_b}/members/{m}"),
+            Some(json!({"role": "viewer"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/organizations/{org_b}/members/{m}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/organizations/{org_b}/invite"),
+            Some(json!({"email": "x@example.com"})),
+        ),
+        (
+            Method::GET,
+            format!("/organizations/{org_b}/invitations"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/organizations/{org_b}/invitations/{inv_b}"),
+            None,
+        ),
+        (Method::GET, format!("/organizations/{org_b}/roles"), None),
+        (
+            Method::POST,
+            format!("/organizations/{org_b}/roles"),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::PUT,
+            format!("/organizations/{org_b}/roles/ops"),
+            Some(json!({"permissions": ["*"]})),
+        ),
+        (
+            Method::DELETE,
+            format!("/organizations/{org_b}/roles/ops"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/auth/switch-org".to_owned(),
+            Some(json!({"orgId": org_b})),
+        ),
+        // A's own resources addressed through B's id, and B's through A's.
+        (
+            Method::PUT,
+            format!("/organizations/{org_a}/members/{m}"),
+            Some(json!({"role": "viewer"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/organizations/{org_a}/invitations/{inv_b}"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/organizations/{org_a}"),
+            Some(json!({"parentId": org_b})),
+        ),
+        (
+            Method::POST,
+            "/organizations".to_owned(),
+            Some(json!({"name": "sub", "parentId": org_b})),
+        ),
+    ];
+    for (method, path, body) in &cases {
+        let (s, res) = call(&t, &a, method.clone(), path, body.clone()).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {res}");
+        assert!(
+            !res.to_string().contains("Tenant B"),
+            "{method} {path} leaks: {res}"
+        );
+    }
+    // A's listings never include B.
+    for path in ["/organizations", "/auth/organizations"] {
+        let (_, res) = call(&t, &a, Method::GET, path, None).await;
+        assert!(!res.to_string().contains(&org_b), "{path}: {res}");
+    }
+    assert_eq!(snapshot().await, before, "tenant B is unchanged");
+}
+
+#[tokio::test]
+async fn concurrent_demotions_keep_an_owner() {
+    let t = Truxe::start(&[]).await;
+    let a = user(&t, "co1@example.com").await;
+    let b = user(&t, "co2@example.com").await;
+    let org = create_org(&t, &a, "Two owners").await;
+    join(&t, &a, &org, &b, "owner", 1).await;
+    // Each owner demotes themselves at the same moment: at most one may win.
+    let demote = |u: &User| {
+        let (http, url, access, id) = (t.http.clone(), t.url(), u.access.clone(), u.id.clone());
+        let org = org.clone();
+        tokio::spawn(async move {
+            http.put(format!("{url}/organizations/{org}/members/{id}"))
+                .bearer_auth(access)
+                .json(&json!({"role": "member"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    for _ in 0..5 {
+        let (x, y) = (demote(&a), demote(&b));
+        let (x, y) = (x.await.unwrap(), y.await.unwrap());
+        let owners = [role_of(&t, &a, &org).await, role_of(&t, &b, &org).await]
+            .iter()
+            .filter(|r| r.as_deref() == Some("owner"))
+            .count();
+        assert!(owners >= 1, "statuses {x} {y} left no owner");
+        assert!(x == StatusCode::CONFLICT || y == StatusCode::CONFLICT || owners == 2);
+        // Restore two owners for the next round.
+        let owner = if role_of(&t, &a, &org).await.as_deref() == Some("owner") {
+            &a
+        } else {
+            &b
+        };
+        for u in [&a, &b] {
+            call(
+                &t,
+                owner,
+                Method::PUT,
+                &format!("/organizations/{org}/members/{}", u.id),
+                Some(json!({"role": "owner"})),
+            )
+            .await;
+        }
+    }
+}
