@@ -273,6 +273,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let app = App {
         auth,
         metrics: Metrics::new(),
+        metrics_token: cfg.metrics_token.clone().map(Arc::new),
         issuer: cfg.issuer.clone(),
         algorithm: cfg.algorithm.as_str(),
         limiter: match &cfg.redis_url {

@@ -110,6 +110,15 @@ pub struct RawConfig {
         hide_env_values = true
     )]
     pub oauth_key: Option<String>,
+    /// Bearer token that Prometheus sends to `/metrics` (≥ 32 bytes).
+    /// Without it, `/metrics` answers administrators' access tokens only.
+    #[arg(
+        long,
+        env = "TRUXE_METRICS_TOKEN",
+        value_name = "TRUXE_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
     /// Minimum password length.
     #[arg(long, env = "PASSWORD_MIN_LENGTH", value_name = "PASSWORD_MIN_LENGTH", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(8..=128))]
@@ -429,6 +438,8 @@ pub struct Config {
     pub cookie_secret: Option<secure::Secret<String>>,
     /// `MFA_ENCRYPTION_KEY`, if set (≥ 32 bytes).
     pub mfa_key: Option<secure::Secret<String>>,
+    /// `TRUXE_METRICS_TOKEN`, if set.
+    pub metrics_token: Option<secure::Secret<String>>,
     /// Production checks on.
     pub production: bool,
     /// JSON logs.
@@ -585,6 +596,15 @@ impl Config {
         if raw.oauth_key.as_deref().is_some_and(|k| k.len() < 32) {
             problems.push("OAUTH_TOKEN_ENCRYPTION_KEY: must be at least 32 bytes".into());
         }
+        if raw
+            .metrics_token
+            .as_deref()
+            .is_some_and(|k| k.len() < 32 || is_weak(k))
+        {
+            problems.push(
+                "TRUXE_METRICS_TOKEN: must be at least 32 bytes and not a placeholder".into(),
+            );
+        }
         if raw.mfa_key.as_deref().is_some_and(|k| k.len() < 32) {
             problems.push("MFA_ENCRYPTION_KEY: must be at least 32 bytes".into());
         }
@@ -645,6 +665,7 @@ impl Config {
             lockout_duration: raw.lockout_duration,
             refresh_reuse_grace: raw.refresh_reuse_grace,
             mfa_key: raw.mfa_key.clone().map(secure::Secret::new),
+            metrics_token: raw.metrics_token.clone().map(secure::Secret::new),
             cookie_secret: raw.cookie_secret.clone().map(secure::Secret::new),
             public_url,
             cors,

@@ -1,6 +1,7 @@
 //! Truxe's HTTP surface: [`router`] builds every route and layer, so tests
 //! and the server use the same stack.
 
+mod admin;
 pub mod cookies;
 mod error;
 mod extract;
@@ -36,6 +37,8 @@ pub struct App {
     pub auth: Arc<AuthService>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Bearer token accepted on `/metrics` besides administrators' tokens.
+    pub metrics_token: Option<Arc<secure::Secret<String>>>,
     /// Token issuer, for discovery.
     pub issuer: String,
     /// Signing algorithm name, for discovery.
@@ -153,7 +156,26 @@ pub fn router(app: App) -> Router {
         axum::middleware::from_fn_with_state(rule, ratelimit::per_ip)
     };
     let limits = app.limits;
+    // Every admin route passes the gate: authenticated, administrator, audited.
+    let admin = Router::new()
+        .route("/api/admin/users", get(admin::users))
+        .route(
+            "/api/admin/users/{id}",
+            get(admin::user).delete(admin::delete_user),
+        )
+        .route("/api/admin/users/{id}/block", post(admin::block))
+        .route("/api/admin/users/{id}/unblock", post(admin::unblock))
+        .route("/api/admin/users/{id}/unlock", post(admin::unlock))
+        .route("/api/admin/users/{id}/logout", post(admin::logout))
+        .route("/api/admin/sessions", get(admin::sessions))
+        .route("/api/admin/sessions/{id}", delete(admin::end_session))
+        .route("/api/admin/audit", get(admin::audit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            admin::gate,
+        ));
     Router::new()
+        .merge(admin)
         .route(
             "/api/auth/register",
             post(routes::register).layer(per_ip("register_ip", limits.register_ip)),
@@ -171,8 +193,6 @@ pub fn router(app: App) -> Router {
         .route("/auth/me", get(routes::me))
         .route("/auth/sessions", get(routes::sessions))
         .route("/auth/sessions/{id}", delete(routes::end_session))
-        .route("/api/admin/users/{id}/unlock", post(routes::unlock))
-        .route("/api/admin/audit", get(routes::audit))
         .route(
             "/api/auth/password/forgot",
             post(routes::forgot_password).layer(per_ip("email_ip", limits.email_ip)),

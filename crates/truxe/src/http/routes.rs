@@ -598,56 +598,6 @@ pub(crate) async fn end_session(
     Ok(Json(json!({"success": true})))
 }
 
-pub(crate) async fn unlock(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Client(c): Client,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    app.auth.unlock(&p, &id, &c, now()).await?;
-    Ok(Json(json!({"success": true})))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct AuditParams {
-    action: Option<String>,
-    actor: Option<String>,
-    outcome: Option<String>,
-    cursor: Option<i64>,
-    limit: Option<u32>,
-}
-
-/// Admin: the audit trail, newest first, filtered and paged by `cursor`.
-pub(crate) async fn audit(
-    State(app): State<App>,
-    Auth(p): Auth,
-    q: Result<axum::extract::Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let axum::extract::Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "limit must be between 1 and 500",
-        ));
-    }
-    let filter = crate::repo::AuditFilter {
-        action: q.action,
-        actor: q.actor,
-        outcome: q.outcome,
-        before: q.cursor,
-        limit,
-    };
-    let page = app.auth.audit_events(&p, filter).await?;
-    let next = (page.len() == limit as usize)
-        .then(|| page.last().map(|(seq, _)| *seq))
-        .flatten();
-    let events: Vec<_> = page.into_iter().map(|(_, e)| e).collect();
-    Ok(Json(json!({"events": events, "next_cursor": next})))
-}
-
 pub(crate) async fn jwks(State(app): State<App>) -> Response {
     let headers = [(axum::http::header::CACHE_CONTROL, "public, max-age=60")];
     (headers, Json(app.auth.keys().ring().jwks())).into_response()
@@ -683,7 +633,33 @@ pub(crate) async fn ready(State(app): State<App>) -> Result<Json<Value>, ApiErro
     }
 }
 
-pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
+/// `/metrics` answers the configured scrape token (compared in constant
+/// time) or an administrator's access token; nobody else.
+pub(crate) async fn metrics(
+    State(app): State<App>,
+    mut parts: axum::http::request::Parts,
+) -> Result<Response, ApiError> {
+    use axum::extract::FromRequestParts;
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let scrape_token = app.metrics_token.as_ref().is_some_and(|t| {
+        !bearer.is_empty() && secure::ct_eq(t.expose().as_bytes(), bearer.as_bytes())
+    });
+    if !scrape_token {
+        let Auth(p) = Auth::from_request_parts(&mut parts, &app).await?;
+        if !p.user.is_admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "metrics are for administrators and the TRUXE_METRICS_TOKEN holder",
+            ));
+        }
+    }
     let body = app
         .metrics
         .render()

@@ -62,6 +62,27 @@ pub trait UserRepo: Send + Sync {
     async fn clear_failures(&self, id: &str, now: i64) -> Result<(), RepoError>;
     /// Replaces the password hash.
     async fn set_password_hash(&self, id: &str, hash: &str, now: i64) -> Result<(), RepoError>;
+    /// Sets `active` or `disabled`.
+    async fn set_status(&self, id: &str, status: &str, now: i64) -> Result<(), RepoError>;
+    /// Users matching `filter`, by id.
+    async fn search_users(&self, filter: &UserFilter) -> Result<Vec<User>, RepoError>;
+    /// Deletes the user with everything that belongs to them, the
+    /// invitations sent to `email`, and scrubs IP, user agent and details
+    /// from audit events naming them; one transaction.
+    async fn erase_user(&self, id: &str, email: &str) -> Result<(), RepoError>;
+}
+
+/// Which users an administrator lists.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Part of the email (case-insensitive).
+    pub query: Option<String>,
+    /// `active` or `disabled`.
+    pub status: Option<String>,
+    /// Continue after this user id.
+    pub after: Option<String>,
+    /// Page size.
+    pub limit: u32,
 }
 
 /// Sessions and their refresh tokens.
@@ -101,6 +122,14 @@ pub trait SessionRepo: Send + Sync {
         expires: i64,
         now: i64,
     ) -> Result<bool, RepoError>;
+    /// Live sessions of one user or of all, by id, after `after`.
+    async fn all_live_sessions(
+        &self,
+        user_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<Session>, RepoError>;
     /// Revokes one session (no-op if already revoked).
     async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<(), RepoError>;
     /// Revokes every live session of a user; returns how many.
@@ -313,6 +342,8 @@ pub trait OrgRepo: Send + Sync {
         user_id: &str,
         now: i64,
     ) -> Result<MemberChange, RepoError>;
+    /// Organizations whose only owner is `user_id`.
+    async fn sole_owned_orgs(&self, user_id: &str) -> Result<Vec<String>, RepoError>;
     /// How many members hold `role`.
     async fn role_holders(&self, org_id: &str, role: &str) -> Result<i64, RepoError>;
     /// The organization's custom roles.

@@ -17,7 +17,7 @@ use super::mail::Mailer;
 use super::{AuthError, KeyManager, OrgClaims};
 use crate::config::{Config, MAX_PASSWORD_LEN};
 use crate::model::{RefreshUse, Session, User};
-use crate::repo::{AuditFilter, RepoError, Store};
+use crate::repo::{RepoError, Store};
 
 /// Refresh tokens are recognisable in logs and secret scanners by this prefix.
 pub(super) const REFRESH_PREFIX: &str = "trt_";
@@ -207,18 +207,6 @@ impl AuthService {
                 self.record(e).await;
             }
         }
-    }
-
-    /// Admin: reads the audit trail, newest first.
-    pub async fn audit_events(
-        &self,
-        admin: &Principal,
-        filter: AuditFilter,
-    ) -> Result<Vec<(i64, AuditEvent)>, AuthError> {
-        if !admin.user.is_admin {
-            return Err(AuthError::Forbidden("admin role required".into()));
-        }
-        Ok(self.store.audit_events(&filter).await?)
     }
 
     /// Creates an account (no session). Used by registration and the CLI.
@@ -639,37 +627,6 @@ impl AuthService {
             }
             _ => Err(AuthError::NotFound("no such session".into())),
         }
-    }
-
-    /// Admin: clears a lockout.
-    pub async fn unlock(
-        &self,
-        admin: &Principal,
-        user_id: &str,
-        ctx: &ClientInfo,
-        now: i64,
-    ) -> Result<(), AuthError> {
-        if !admin.user.is_admin {
-            self.record(
-                self.event("account_unlock", Outcome::Denied, ctx, now)
-                    .actor(&admin.user.id)
-                    .target(user_id),
-            )
-            .await;
-            return Err(AuthError::Forbidden("admin role required".into()));
-        }
-        if self.store.user_by_id(user_id).await?.is_none() {
-            return Err(AuthError::NotFound("no such user".into()));
-        }
-        self.store.clear_failures(user_id, now).await?;
-        tracing::info!(admin_id = %admin.user.id, user_id = %user_id, "account unlocked by admin");
-        self.record(
-            self.event("account_unlock", Outcome::Success, ctx, now)
-                .actor(&admin.user.id)
-                .target(user_id),
-        )
-        .await;
-        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! No HTTP types and no SQL here.
 
 mod account;
+mod admin;
 mod auth;
 mod keys;
 pub mod mail;
@@ -9,6 +10,7 @@ mod mfa;
 mod org;
 pub mod policy;
 
+pub use admin::UserDetail;
 pub use auth::{AuthService, Claims, ClientInfo, LoginOutcome, Principal, Tokens};
 pub use keys::KeyManager;
 pub use mfa::{MfaSetup, SecondFactor};

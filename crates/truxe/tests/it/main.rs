@@ -4,6 +4,7 @@
 mod server;
 
 mod accounts;
+mod admin;
 mod audit;
 mod cookies;
 mod edge;

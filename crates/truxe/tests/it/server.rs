@@ -226,3 +226,22 @@ pub fn jwt_part(token: &str, part: usize) -> Value {
         .unwrap();
     serde_json::from_slice(&raw).unwrap()
 }
+
+impl Truxe {
+    /// Creates a system administrator with the CLI and signs in: (id, access token).
+    pub async fn admin(&self, email: &str) -> (String, String) {
+        let out = self.cli(
+            &["user", "create", "--email", email, "--admin"],
+            Some("Admin-Password-9\n"),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (s, body) = self.login(email, "Admin-Password-9").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let id = body["data"]["user"]["id"].as_str().unwrap().to_owned();
+        (id, tokens(&body).0)
+    }
+}

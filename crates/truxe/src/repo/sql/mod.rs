@@ -14,7 +14,8 @@ mod orgs;
 use secure::audit::{AuditEvent, AuditSink, Outcome};
 
 use super::{
-    AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, SessionRepo, Store, TokenRepo, UserRepo,
+    AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, SessionRepo, Store, TokenRepo,
+    UserFilter, UserRepo,
 };
 
 /// Reads a JSON column, tolerating a damaged value as the default.
@@ -194,6 +195,63 @@ impl UserRepo for SqlStore {
         Ok(())
     }
 
+    async fn set_status(&self, id: &str, status: &str, now: i64) -> Result<(), RepoError> {
+        sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn search_users(&self, f: &UserFilter) -> Result<Vec<User>, RepoError> {
+        // LIKE with the caller's text escaped, so `%` and `_` match themselves.
+        let pattern = f.query.as_ref().map(|q| {
+            let q = q
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{q}%")
+        });
+        let rows = sqlx::query(
+            "SELECT * FROM users
+             WHERE ($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id > $3)
+             ORDER BY id LIMIT $4",
+        )
+        .bind(pattern)
+        .bind(&f.status)
+        .bind(&f.after)
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user).collect()
+    }
+
+    async fn erase_user(&self, id: &str, email: &str) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM invitations WHERE email = $1")
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE audit_events SET ip = NULL, user_agent = NULL, details = '{\"erased\":true}'
+             WHERE actor = $1 OR target = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        // Sessions, refresh tokens, factors, one-time tokens and
+        // memberships go with the row (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn set_password_hash(&self, id: &str, hash: &str, now: i64) -> Result<(), RepoError> {
         sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
             .bind(hash)
@@ -316,6 +374,27 @@ impl SessionRepo for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn all_live_sessions(
+        &self,
+        user_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<Session>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions
+             WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR id > $2) AND revoked_at IS NULL AND expires_at > $3
+             ORDER BY id LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session).collect()
     }
 
     async fn rotate_session(

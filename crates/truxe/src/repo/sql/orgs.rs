@@ -274,6 +274,20 @@ impl OrgRepo for SqlStore {
         Ok(MemberChange::Done)
     }
 
+    async fn sole_owned_orgs(&self, user_id: &str) -> Result<Vec<String>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT m.org_id AS org_id FROM memberships m
+             WHERE m.user_id = $1 AND m.role = $2
+               AND (SELECT COUNT(*) FROM memberships o WHERE o.org_id = m.org_id AND o.role = $2) = 1
+             ORDER BY m.org_id",
+        )
+        .bind(user_id)
+        .bind(OWNER)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("org_id")?)).collect()
+    }
+
     async fn role_holders(&self, org_id: &str, role: &str) -> Result<i64, RepoError> {
         let row =
             sqlx::query("SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1 AND role = $2")
