@@ -285,6 +285,12 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             None => crate::http::ratelimit::Limiter::in_memory(),
         },
         limits: cfg.limits,
+        key_tiers: Arc::new(
+            crate::service::RATE_TIERS
+                .iter()
+                .map(|(tier, q)| q.parse().map(|q| (*tier, q)))
+                .collect::<Result<_, secure::Error>>()?,
+        ),
         mailbox,
         production: cfg.production,
         cors: cfg.cors.clone(),

@@ -256,6 +256,9 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub magic_link_redirects: Vec<String>,
+    /// How long a rotated API key keeps working beside its successor.
+    #[arg(long, env = "TRUXE_API_KEY_ROTATION_GRACE", value_name = "TRUXE_API_KEY_ROTATION_GRACE", default_value = "24h", value_parser = duration)]
+    pub api_key_rotation_grace: Duration,
     /// How long an organization invitation stays valid.
     #[arg(long, env = "TRUXE_INVITATION_TTL", value_name = "TRUXE_INVITATION_TTL", default_value = "7d", value_parser = duration)]
     pub invitation_ttl: Duration,
@@ -434,6 +437,8 @@ pub struct Config {
     pub magic_link_redirects: Vec<String>,
     /// Lifetime of organization invitations.
     pub invitation_ttl: Duration,
+    /// Default overlap of a rotated API key.
+    pub api_key_rotation_grace: Duration,
     /// `COOKIE_SECRET`, if set (required in production).
     pub cookie_secret: Option<secure::Secret<String>>,
     /// `MFA_ENCRYPTION_KEY`, if set (≥ 32 bytes).
@@ -674,6 +679,7 @@ impl Config {
             smtp,
             redis_url: raw.redis_url.clone().map(secure::Secret::new),
             invitation_ttl: raw.invitation_ttl,
+            api_key_rotation_grace: raw.api_key_rotation_grace,
             magic_link_redirects: raw
                 .magic_link_redirects
                 .iter()

@@ -303,3 +303,163 @@ impl InvitationView {
         }
     }
 }
+
+/// A machine identity of an organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceAccount {
+    /// UUID; the client id for client credentials.
+    pub id: String,
+    /// The organization it acts in.
+    pub org_id: String,
+    /// Unique in the organization.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// The most its keys and tokens may hold.
+    pub permissions: Vec<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// Who made it.
+    pub created_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// An API key of a service account (never its secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// The `<id>` of `truxe_sk_<env>_<id>_<secret>`.
+    pub id: String,
+    /// Its account.
+    pub service_account_id: String,
+    /// Label.
+    pub name: String,
+    /// `live` or `test`.
+    pub environment: String,
+    /// Hex SHA-256 of the whole key.
+    pub secret_hash: String,
+    /// Permissions asked for (narrowed to the account's at use).
+    pub permissions: Vec<String>,
+    /// Source networks allowed (empty: any).
+    pub allowed_cidrs: Vec<String>,
+    /// Rate-limit tier.
+    pub rate_tier: String,
+    /// Unix seconds, if it expires.
+    pub expires_at: Option<i64>,
+    /// Last use (recorded at most once a minute).
+    pub last_used_at: Option<i64>,
+    /// Address of the last use.
+    pub last_used_ip: Option<String>,
+    /// Set when revoked.
+    pub revoked_at: Option<i64>,
+    /// The key that replaced it by rotation.
+    pub replaced_by: Option<String>,
+    /// A rotated key works until then.
+    pub grace_until: Option<i64>,
+    /// Who made it.
+    pub created_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl ApiKey {
+    /// Usable at `now`: not revoked, not expired, and if rotated, in its grace period.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none()
+            && self.expires_at.is_none_or(|e| e > now)
+            && self.grace_until.is_none_or(|g| g > now)
+    }
+
+    /// The key's public prefix, `truxe_sk_<env>_<id>`, safe to show and log.
+    pub fn prefix(&self) -> String {
+        format!("truxe_sk_{}_{}", self.environment, self.id)
+    }
+}
+
+/// A service account as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountView {
+    id: String,
+    client_id: String,
+    organization_id: String,
+    name: String,
+    description: String,
+    permissions: Vec<String>,
+    status: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&ServiceAccount> for ServiceAccountView {
+    fn from(a: &ServiceAccount) -> Self {
+        ServiceAccountView {
+            id: a.id.clone(),
+            client_id: a.id.clone(),
+            organization_id: a.org_id.clone(),
+            name: a.name.clone(),
+            description: a.description.clone(),
+            permissions: a.permissions.clone(),
+            status: a.status.clone(),
+            created_at: rfc3339(a.created_at),
+            updated_at: rfc3339(a.updated_at),
+        }
+    }
+}
+
+/// An API key as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    id: String,
+    prefix: String,
+    service_account_id: String,
+    name: String,
+    environment: String,
+    permissions: Vec<String>,
+    allowed_cidrs: Vec<String>,
+    rate_limit_tier: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+    last_used_ip: Option<String>,
+    replaced_by: Option<String>,
+    grace_until: Option<String>,
+    status: &'static str,
+    created_at: String,
+}
+
+impl ApiKeyView {
+    /// View of `k` at `now`.
+    pub fn new(k: &ApiKey, now: i64) -> Self {
+        let status = if k.revoked_at.is_some() {
+            "revoked"
+        } else if k.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else if k.grace_until.is_some_and(|g| g <= now) {
+            "rotated"
+        } else if k.grace_until.is_some() {
+            "rotating"
+        } else {
+            "active"
+        };
+        ApiKeyView {
+            id: k.id.clone(),
+            prefix: k.prefix(),
+            service_account_id: k.service_account_id.clone(),
+            name: k.name.clone(),
+            environment: k.environment.clone(),
+            permissions: k.permissions.clone(),
+            allowed_cidrs: k.allowed_cidrs.clone(),
+            rate_limit_tier: k.rate_tier.clone(),
+            expires_at: k.expires_at.map(rfc3339),
+            last_used_at: k.last_used_at.map(rfc3339),
+            last_used_ip: k.last_used_ip.clone(),
+            replaced_by: k.replaced_by.clone(),
+            grace_until: k.grace_until.map(rfc3339),
+            status,
+            created_at: rfc3339(k.created_at),
+        }
+    }
+}

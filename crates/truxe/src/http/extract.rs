@@ -15,7 +15,7 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{cookies, now, ApiError, App};
-use crate::service::{ClientInfo, Principal};
+use crate::service::{Caller, ClientInfo, Principal};
 
 /// JSON body whose rejections use the API's error shape.
 pub struct ValidJson<T>(pub T);
@@ -28,24 +28,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
     }
 }
 
-/// The caller, from `Authorization: Bearer <access token>` and a live session.
+/// The token of `Authorization: Bearer <token>`, if any.
+fn bearer(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// A signed-in user, from `Authorization: Bearer <access token>` (or the
+/// access cookie) and a live session. API keys are not accepted here.
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<App> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let bearer = header
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
+        let bearer = bearer(parts);
         // Cookie mode: the access cookie, with CSRF protection on writes.
         let (token, via_cookie) = match bearer {
             Some(t) => (t, false),
@@ -179,5 +184,34 @@ impl Page {
     pub fn next<T>(&self, items: &[T], id: impl Fn(&T) -> String) -> Option<String> {
         let full = items.len() >= self.limit.unwrap_or(50) as usize;
         full.then(|| items.last().map(id)).flatten()
+    }
+}
+
+/// The caller of an organization-scoped route: a user as for [`Auth`], or
+/// a service account by API key (`Bearer truxe_sk_…`, rate-limited by the
+/// key's tier) or client-credentials token.
+pub struct Who(pub Caller);
+
+impl FromRequestParts<App> for Who {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let Some(token) = bearer(parts) else {
+            let Auth(p) = Auth::from_request_parts(parts, app).await?;
+            return Ok(Who(Caller::User(p)));
+        };
+        let ip = parts.extensions.get::<ClientAddr>().and_then(|c| c.0);
+        let caller = app.auth.authenticate_caller(&token, ip, now()).await?;
+        if let Caller::Service(s) = &caller {
+            if let Some(key) = &s.key_id {
+                let quota = app.key_tiers.get(s.rate_tier.as_str()).ok_or_else(|| {
+                    ApiError::from(crate::service::AuthError::Internal(format!(
+                        "unknown rate tier {}",
+                        s.rate_tier
+                    )))
+                })?;
+                app.limiter.check("api_key", key, quota).await?;
+            }
+        }
+        Ok(Who(caller))
     }
 }

@@ -5,6 +5,7 @@ mod admin;
 pub mod cookies;
 mod error;
 mod extract;
+mod machines;
 mod orgs;
 pub mod ratelimit;
 mod routes;
@@ -47,6 +48,8 @@ pub struct App {
     pub limiter: Arc<ratelimit::Limiter>,
     /// Quotas.
     pub limits: crate::config::Limits,
+    /// Quotas of API keys by rate-limit tier.
+    pub key_tiers: Arc<std::collections::HashMap<&'static str, secure::ratelimit::Quota>>,
     /// Production mode (HSTS on).
     pub production: bool,
     /// CORS allow-list.
@@ -228,6 +231,26 @@ pub fn router(app: App) -> Router {
             "/auth/mfa/challenge/verify",
             post(routes::mfa_challenge).layer(per_ip("mfa_ip", limits.mfa_ip)),
         )
+        .route(
+            "/api/service-accounts/token",
+            post(machines::token).layer(per_ip("token_ip", limits.login_ip)),
+        )
+        .route(
+            "/api/service-accounts",
+            post(machines::create).get(machines::list),
+        )
+        .route(
+            "/api/service-accounts/{id}",
+            get(machines::get)
+                .patch(machines::update)
+                .delete(machines::delete),
+        )
+        .route(
+            "/api/service-accounts/{id}/keys",
+            post(machines::create_key).get(machines::keys),
+        )
+        .route("/api/api-keys/{key_id}/rotate", post(machines::rotate_key))
+        .route("/api/api-keys/{key_id}", delete(machines::revoke_key))
         .route("/auth/organizations", get(orgs::mine))
         .route("/auth/switch-org", post(orgs::switch))
         .route("/organizations", post(orgs::create).get(orgs::list))

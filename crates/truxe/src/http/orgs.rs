@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{Auth, Client, Page, ValidJson};
+use super::extract::{Auth, Client, Page, ValidJson, Who};
 use super::routes::{ok, session_response, Mode};
 use super::{now, ApiError, App};
 use crate::model::{InvitationView, MemberView, OrgView};
@@ -63,42 +63,42 @@ pub(crate) async fn mine(State(app): State<App>, Auth(p): Auth, q: Page) -> Repl
 
 pub(crate) async fn get(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
 ) -> Reply {
-    let (org, role) = app.auth.get_org(&p, &id, &c, now()).await?;
+    let (org, role) = app.auth.get_org(&who, &id, &c, now()).await?;
     Ok(ok(json!({"organization": OrgView::new(&org, Some(&role))})))
 }
 
 pub(crate) async fn update(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
     ValidJson(b): ValidJson<OrgInput>,
 ) -> Reply {
-    let org = app.auth.update_org(&p, &id, b, &c, now()).await?;
+    let org = app.auth.update_org(&who, &id, b, &c, now()).await?;
     Ok(ok(json!({"organization": OrgView::new(&org, None)})))
 }
 
 pub(crate) async fn delete(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
 ) -> Reply {
-    app.auth.delete_org(&p, &id, &c, now()).await?;
+    app.auth.delete_org(&who, &id, &c, now()).await?;
     Ok(Json(json!({"success": true})))
 }
 
 pub(crate) async fn hierarchy(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
 ) -> Reply {
-    let h = app.auth.hierarchy(&p, &id, &c, now()).await?;
+    let h = app.auth.hierarchy(&who, &id, &c, now()).await?;
     let brief =
         |o: &crate::model::Organization| json!({"id": o.id, "name": o.name, "slug": o.slug});
     Ok(ok(json!({
@@ -111,14 +111,14 @@ pub(crate) async fn hierarchy(
 
 pub(crate) async fn members(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
     q: Page,
 ) -> Reply {
     let list = app
         .auth
-        .members(&p, &id, q.cursor.as_deref(), q.limit, &c, now())
+        .members(&who, &id, q.cursor.as_deref(), q.limit, &c, now())
         .await?;
     let next = q.next(&list, |(m, _)| m.user_id.clone());
     let views: Vec<_> = list.iter().map(|(m, e)| MemberView::new(m, e)).collect();
@@ -133,25 +133,27 @@ pub(crate) struct RoleBody {
 
 pub(crate) async fn set_member(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path((id, user_id)): Path<(String, String)>,
     ValidJson(b): ValidJson<RoleBody>,
 ) -> Reply {
     let m = app
         .auth
-        .set_member_role(&p, &id, &user_id, &b.role, &c, now())
+        .set_member_role(&who, &id, &user_id, &b.role, &c, now())
         .await?;
     Ok(ok(json!({"member": {"userId": m.user_id, "role": m.role}})))
 }
 
 pub(crate) async fn remove_member(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Reply {
-    app.auth.remove_member(&p, &id, &user_id, &c, now()).await?;
+    app.auth
+        .remove_member(&who, &id, &user_id, &c, now())
+        .await?;
     Ok(Json(json!({"success": true})))
 }
 
@@ -169,35 +171,37 @@ fn default_role() -> String {
 
 pub(crate) async fn invite(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
     ValidJson(b): ValidJson<InviteBody>,
 ) -> Result<Response, ApiError> {
     let t = now();
-    let inv = app.auth.invite(&p, &id, &b.email, &b.role, &c, t).await?;
+    let inv = app.auth.invite(&who, &id, &b.email, &b.role, &c, t).await?;
     Ok(created(json!({"invitation": InvitationView::new(&inv, t)})))
 }
 
 pub(crate) async fn invitations(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
 ) -> Reply {
     let t = now();
-    let list = app.auth.invitations(&p, &id, &c, t).await?;
+    let list = app.auth.invitations(&who, &id, &c, t).await?;
     let views: Vec<_> = list.iter().map(|i| InvitationView::new(i, t)).collect();
     Ok(ok(json!({"invitations": views})))
 }
 
 pub(crate) async fn revoke_invitation(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path((id, inv)): Path<(String, String)>,
 ) -> Reply {
-    app.auth.revoke_invitation(&p, &id, &inv, &c, now()).await?;
+    app.auth
+        .revoke_invitation(&who, &id, &inv, &c, now())
+        .await?;
     Ok(Json(json!({"success": true})))
 }
 
@@ -232,47 +236,47 @@ fn role_view(def: &crate::service::policy::RoleDef, builtin: bool, effective: &[
 
 pub(crate) async fn roles(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
 ) -> Reply {
-    let list = app.auth.roles(&p, &id, &c, now()).await?;
+    let list = app.auth.roles(&who, &id, &c, now()).await?;
     let views: Vec<_> = list.iter().map(|(d, b, e)| role_view(d, *b, e)).collect();
     Ok(ok(json!({"roles": views})))
 }
 
 pub(crate) async fn create_role(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path(id): Path<String>,
     ValidJson(b): ValidJson<RoleInput>,
 ) -> Result<Response, ApiError> {
-    let def = app.auth.put_role(&p, &id, b, None, &c, now()).await?;
+    let def = app.auth.put_role(&who, &id, b, None, &c, now()).await?;
     Ok(created(json!({"role": role_view(&def, false, &[])})))
 }
 
 pub(crate) async fn update_role(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path((id, name)): Path<(String, String)>,
     ValidJson(b): ValidJson<RoleInput>,
 ) -> Reply {
     let def = app
         .auth
-        .put_role(&p, &id, b, Some(&name), &c, now())
+        .put_role(&who, &id, b, Some(&name), &c, now())
         .await?;
     Ok(ok(json!({"role": role_view(&def, false, &[])})))
 }
 
 pub(crate) async fn delete_role(
     State(app): State<App>,
-    Auth(p): Auth,
+    Who(who): Who,
     Client(c): Client,
     Path((id, name)): Path<(String, String)>,
 ) -> Reply {
-    app.auth.delete_role(&p, &id, &name, &c, now()).await?;
+    app.auth.delete_role(&who, &id, &name, &c, now()).await?;
     Ok(Json(json!({"success": true})))
 }
 

@@ -14,7 +14,9 @@ use secure::audit::{AuditEvent, AuditSink};
 pub use redis::RedisRateLimitStore;
 pub use sql::SqlStore;
 
-use crate::model::{Invitation, Membership, Organization, RefreshUse, Session, User};
+use crate::model::{
+    ApiKey, Invitation, Membership, Organization, RefreshUse, ServiceAccount, Session, User,
+};
 use crate::service::policy::RoleDef;
 
 /// Storage failure. The detail is for logs, never for clients.
@@ -369,10 +371,53 @@ pub trait OrgRepo: Send + Sync {
     ) -> Result<Acceptance, RepoError>;
 }
 
+/// Service accounts and API keys.
+#[async_trait]
+pub trait MachineRepo: Send + Sync {
+    /// Inserts an account with the digest of its client secret;
+    /// `Conflict` if the name is taken in the organization.
+    async fn create_service_account(
+        &self,
+        a: &ServiceAccount,
+        secret_hash: &str,
+    ) -> Result<(), RepoError>;
+    /// By id, with the client-secret digest.
+    async fn service_account(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ServiceAccount, String)>, RepoError>;
+    /// An organization's accounts, by name.
+    async fn service_accounts(&self, org_id: &str) -> Result<Vec<ServiceAccount>, RepoError>;
+    /// Writes name, description, permissions and status.
+    async fn update_service_account(&self, a: &ServiceAccount) -> Result<(), RepoError>;
+    /// Deletes it with its keys.
+    async fn delete_service_account(&self, id: &str) -> Result<(), RepoError>;
+    /// Inserts a key.
+    async fn create_api_key(&self, k: &ApiKey) -> Result<(), RepoError>;
+    /// By id.
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKey>, RepoError>;
+    /// An account's keys, newest first.
+    async fn api_keys(&self, service_account_id: &str) -> Result<Vec<ApiKey>, RepoError>;
+    /// Rotation in one transaction: `old` (if still live and not yet
+    /// rotated) keeps working until `grace_until` and names `new`, which is
+    /// inserted. False if `old` was revoked or rotated meanwhile.
+    async fn rotate_api_key(
+        &self,
+        old: &str,
+        grace_until: i64,
+        new: &ApiKey,
+        now: i64,
+    ) -> Result<bool, RepoError>;
+    /// Revokes a key; false if it already was.
+    async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, RepoError>;
+    /// Records a use, at most once per minute per key.
+    async fn touch_api_key(&self, id: &str, ip: Option<&str>, now: i64) -> Result<(), RepoError>;
+}
+
 /// Everything the service needs from storage.
 #[async_trait]
 pub trait Store:
-    UserRepo + SessionRepo + MfaRepo + TokenRepo + OrgRepo + AuditSink + AuditQuery
+    UserRepo + SessionRepo + MfaRepo + TokenRepo + OrgRepo + MachineRepo + AuditSink + AuditQuery
 {
     /// Whether the database answers (for `/ready`).
     async fn ping(&self) -> bool;

@@ -533,13 +533,25 @@ impl AuthService {
         }
     }
 
-    /// Verifies an access token and its session.
+    /// Verifies a user's access token and its session.
     pub async fn authenticate(&self, access_token: &str, now: i64) -> Result<Principal, AuthError> {
-        let claims: Claims = self
+        let claims: serde_json::Value = self
             .keys
             .verifier()
             .verify(access_token)
             .map_err(|e| AuthError::Unauthenticated(e.to_string()))?;
+        if claims["token_use"] == "service" {
+            return Err(AuthError::Unauthenticated(
+                "service account tokens cannot use this endpoint".into(),
+            ));
+        }
+        let claims = serde_json::from_value(claims)
+            .map_err(|_| AuthError::Unauthenticated("malformed access token".into()))?;
+        self.principal(claims, now).await
+    }
+
+    /// The user and live session of verified user-token claims.
+    pub(super) async fn principal(&self, claims: Claims, now: i64) -> Result<Principal, AuthError> {
         let session = self.store.session(&claims.sid).await?;
         let session = session
             .filter(|s| s.user_id == claims.sub && s.is_live(now))

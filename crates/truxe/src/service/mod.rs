@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod auth;
 mod keys;
+mod machine;
 pub mod mail;
 mod mfa;
 mod org;
@@ -13,8 +14,9 @@ pub mod policy;
 pub use admin::UserDetail;
 pub use auth::{AuthService, Claims, ClientInfo, LoginOutcome, Principal, Tokens};
 pub use keys::KeyManager;
+pub use machine::{AccountInput, Caller, KeyInput, ServiceCaller, API_KEY_PREFIX, RATE_TIERS};
 pub use mfa::{MfaSetup, SecondFactor};
-pub use org::{Hierarchy, OrgClaims, OrgInput, RoleInput};
+pub use org::{Grant, Hierarchy, OrgClaims, OrgInput, RoleInput};
 
 use crate::repo::RepoError;
 

@@ -12,7 +12,10 @@ use secure::audit::Outcome;
 use secure::token;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeSet;
+
 use super::auth::{ClientInfo, Principal, Tokens};
+use super::machine::Caller;
 use super::mail::Mail;
 use super::policy::{self, perm, PolicyError, RoleDef, RoleSet};
 use super::{AuthError, AuthService};
@@ -80,6 +83,42 @@ pub struct RoleInput {
     /// Roles inherited.
     #[serde(default)]
     pub inherits: Vec<String>,
+}
+
+/// What an authorized caller holds in an organization.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The caller for messages: ``role `admin` `` or ``service account `ci` ``.
+    pub who: String,
+    /// Effective permissions.
+    pub held: BTreeSet<String>,
+    /// The user's role; `None` for service accounts.
+    pub role: Option<String>,
+    /// The organization's roles.
+    pub roles: RoleSet,
+}
+
+impl Grant {
+    /// Whether the caller holds every permission of `role` (the rule
+    /// against escalation: nobody grants, changes or removes more than
+    /// they hold).
+    pub fn covers_role(&self, role: &str) -> bool {
+        self.roles
+            .effective(role)
+            .is_ok_and(|wanted| policy::set_covers(&self.held, &wanted))
+    }
+
+    /// 403 unless the caller holds every one of `wanted`.
+    pub fn require_covers(&self, wanted: &BTreeSet<String>, what: &str) -> Result<(), AuthError> {
+        if policy::set_covers(&self.held, wanted) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "{} cannot {what} permissions it lacks",
+                self.who
+            )))
+        }
+    }
 }
 
 /// An organization's place in the hierarchy.
@@ -185,35 +224,58 @@ impl AuthService {
         Ok(RoleSet::new(self.store.custom_roles(org_id).await?))
     }
 
-    /// The policy gate of every organization-scoped call: the caller's
-    /// current membership must grant `wanted`. Non-members get 404, members
+    /// The policy gate of every organization-scoped call. A user's current
+    /// membership, or a service account's own organization and effective
+    /// permissions, must grant `wanted`. Outsiders get 404, insiders
     /// without the permission 403 (and an audit event).
     pub(super) async fn authorize(
         &self,
-        p: &Principal,
+        c: &Caller,
         org_id: &str,
         wanted: &str,
         ctx: &ClientInfo,
         now: i64,
-    ) -> Result<(Membership, RoleSet), AuthError> {
-        let m = self
-            .store
-            .membership(org_id, &p.user.id)
-            .await?
-            .ok_or_else(no_org)?;
-        let roles = self.roles_of(org_id).await?;
-        if roles.allows(&m.role, wanted) {
-            return Ok((m, roles));
+    ) -> Result<Grant, AuthError> {
+        let grant = match c {
+            Caller::User(p) => {
+                let m = self
+                    .store
+                    .membership(org_id, &p.user.id)
+                    .await?
+                    .ok_or_else(no_org)?;
+                let roles = self.roles_of(org_id).await?;
+                Grant {
+                    who: format!("role `{}`", m.role),
+                    // A role that no longer resolves grants nothing.
+                    held: roles.effective(&m.role).unwrap_or_default(),
+                    role: Some(m.role),
+                    roles,
+                }
+            }
+            Caller::Service(s) => {
+                if s.account.org_id != org_id {
+                    return Err(no_org());
+                }
+                Grant {
+                    who: format!("service account `{}`", s.account.name),
+                    held: s.permissions.clone(),
+                    role: None,
+                    roles: self.roles_of(org_id).await?,
+                }
+            }
+        };
+        if policy::set_allows(&grant.held, wanted) {
+            return Ok(grant);
         }
         let e = self
             .event("permission_denied", Outcome::Denied, ctx, now)
-            .actor(&p.user.id)
+            .actor(c.actor())
             .target(org_id);
-        self.record(e.details(serde_json::json!({"permission": wanted, "role": m.role})))
+        self.record(e.details(serde_json::json!({"permission": wanted, "as": grant.who})))
             .await;
         Err(AuthError::Forbidden(format!(
-            "role `{}` lacks the permission `{wanted}`",
-            m.role
+            "{} lacks the permission `{wanted}`",
+            grant.who
         )))
     }
 
@@ -221,7 +283,7 @@ impl AuthService {
     async fn org_event(
         &self,
         action: &str,
-        p: &Principal,
+        c: &Caller,
         target: &str,
         details: serde_json::Value,
         ctx: &ClientInfo,
@@ -229,7 +291,7 @@ impl AuthService {
     ) {
         let e = self
             .event(action, Outcome::Success, ctx, now)
-            .actor(&p.user.id)
+            .actor(c.actor())
             .target(target);
         self.record(e.details(details)).await;
     }
@@ -259,13 +321,13 @@ impl AuthService {
     /// is not `child` or one of its descendants.
     async fn check_parent(
         &self,
-        p: &Principal,
+        c: &Caller,
         child: Option<&str>,
         parent: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        self.authorize(p, parent, perm::ORG_UPDATE, ctx, now)
+        self.authorize(c, parent, perm::ORG_UPDATE, ctx, now)
             .await
             .map_err(|e| match e {
                 AuthError::NotFound(_) => AuthError::NotFound("no such parent organization".into()),
@@ -296,6 +358,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Organization, AuthError> {
+        let c = &Caller::User(p.clone());
         let name = check_name(
             input
                 .name
@@ -306,7 +369,7 @@ impl AuthService {
         check_metadata(&metadata)?;
         let parent_id = input.parent_id.flatten();
         if let Some(parent) = &parent_id {
-            self.check_parent(p, None, parent, ctx, now).await?;
+            self.check_parent(c, None, parent, ctx, now).await?;
         }
         let explicit = input.slug.is_some();
         let mut org = Organization {
@@ -339,7 +402,7 @@ impl AuthService {
         }
         self.org_event(
             "organization_created",
-            p,
+            c,
             &org.id,
             serde_json::json!({"slug": org.slug, "parent_id": org.parent_id}),
             ctx,
@@ -365,26 +428,26 @@ impl AuthService {
     /// `GET /organizations/{id}` with the caller's role.
     pub async fn get_org(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(Organization, String), AuthError> {
-        let (m, _) = self.authorize(p, id, perm::ORG_READ, ctx, now).await?;
+        let grant = self.authorize(c, id, perm::ORG_READ, ctx, now).await?;
         let org = self.store.org(id).await?.ok_or_else(no_org)?;
-        Ok((org, m.role))
+        Ok((org, grant.role.unwrap_or_else(|| "service".into())))
     }
 
     /// `PUT /organizations/{id}`.
     pub async fn update_org(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         input: OrgInput,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Organization, AuthError> {
-        let (m, _) = self.authorize(p, id, perm::ORG_UPDATE, ctx, now).await?;
+        let grant = self.authorize(c, id, perm::ORG_UPDATE, ctx, now).await?;
         let mut org = self.store.org(id).await?.ok_or_else(no_org)?;
         if let Some(name) = &input.name {
             org.name = check_name(name)?;
@@ -399,7 +462,7 @@ impl AuthService {
         if let Some(parent) = input.parent_id {
             if let Some(parent) = &parent {
                 if org.parent_id.as_ref() != Some(parent) {
-                    self.check_parent(p, Some(id), parent, ctx, now).await?;
+                    self.check_parent(c, Some(id), parent, ctx, now).await?;
                 }
             }
             org.parent_id = parent;
@@ -416,9 +479,9 @@ impl AuthService {
         }
         self.org_event(
             "organization_updated",
-            p,
+            c,
             id,
-            serde_json::json!({"slug": org.slug, "parent_id": org.parent_id, "role": m.role}),
+            serde_json::json!({"slug": org.slug, "parent_id": org.parent_id, "as": grant.who}),
             ctx,
             now,
         )
@@ -429,12 +492,12 @@ impl AuthService {
     /// `DELETE /organizations/{id}`: refused while it has children.
     pub async fn delete_org(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        self.authorize(p, id, perm::ORG_DELETE, ctx, now).await?;
+        self.authorize(c, id, perm::ORG_DELETE, ctx, now).await?;
         if !self.store.children(id).await?.is_empty() {
             return Err(conflict(
                 "has_children",
@@ -444,7 +507,7 @@ impl AuthService {
         self.store.delete_org(id).await?;
         self.org_event(
             "organization_deleted",
-            p,
+            c,
             id,
             serde_json::json!({}),
             ctx,
@@ -457,12 +520,12 @@ impl AuthService {
     /// `GET /organizations/{id}/hierarchy`.
     pub async fn hierarchy(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Hierarchy, AuthError> {
-        self.authorize(p, id, perm::ORG_READ, ctx, now).await?;
+        self.authorize(c, id, perm::ORG_READ, ctx, now).await?;
         let org = self.store.org(id).await?.ok_or_else(no_org)?;
         let mut ancestors = Vec::new();
         let mut at = org.parent_id.clone();
@@ -487,14 +550,14 @@ impl AuthService {
     /// `GET /organizations/{id}/members` with emails, paged by user id.
     pub async fn members(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         after: Option<&str>,
         limit: Option<u32>,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Vec<(Membership, String)>, AuthError> {
-        self.authorize(p, id, perm::MEMBERS_READ, ctx, now).await?;
+        self.authorize(c, id, perm::MEMBERS_READ, ctx, now).await?;
         Ok(self.store.members(id, after, page(limit)?).await?)
     }
 
@@ -502,17 +565,17 @@ impl AuthService {
     /// The caller's role must cover both the old and the new role.
     pub async fn set_member_role(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         user_id: &str,
         role: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Membership, AuthError> {
-        let (me, roles) = self
-            .authorize(p, id, perm::MEMBERS_UPDATE, ctx, now)
+        let grant = self
+            .authorize(c, id, perm::MEMBERS_UPDATE, ctx, now)
             .await?;
-        if roles.get(role).is_none() {
+        if grant.roles.get(role).is_none() {
             return Err(AuthError::Invalid(format!(
                 "no role named `{role}` in this organization"
             )));
@@ -522,10 +585,10 @@ impl AuthService {
             .membership(id, user_id)
             .await?
             .ok_or_else(|| AuthError::NotFound("no such member; invite them instead".into()))?;
-        if !roles.covers(&me.role, role) || !roles.covers(&me.role, &target.role) {
+        if !grant.covers_role(role) || !grant.covers_role(&target.role) {
             return Err(AuthError::Forbidden(format!(
-                "role `{}` cannot grant or change a role with permissions it lacks",
-                me.role
+                "{} cannot grant or change a role with permissions it lacks",
+                grant.who
             )));
         }
         match self.store.set_member_role(id, user_id, role, now).await? {
@@ -540,7 +603,7 @@ impl AuthService {
         }
         self.org_event(
             "member_role_changed",
-            p,
+            c,
             id,
             serde_json::json!({"user_id": user_id, "from": target.role, "to": role}),
             ctx,
@@ -558,29 +621,29 @@ impl AuthService {
     /// lets the caller leave.
     pub async fn remove_member(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         user_id: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        let leaving = user_id == p.user.id;
+        let leaving = c.user().is_some_and(|p| p.user.id == user_id);
         let wanted = if leaving {
             perm::ORG_READ
         } else {
             perm::MEMBERS_REMOVE
         };
-        let (me, roles) = self.authorize(p, id, wanted, ctx, now).await?;
+        let grant = self.authorize(c, id, wanted, ctx, now).await?;
         if !leaving {
             let target = self
                 .store
                 .membership(id, user_id)
                 .await?
                 .ok_or_else(|| AuthError::NotFound("no such member".into()))?;
-            if !roles.covers(&me.role, &target.role) {
+            if !grant.covers_role(&target.role) {
                 return Err(AuthError::Forbidden(format!(
-                    "role `{}` cannot remove a `{}`",
-                    me.role, target.role
+                    "{} cannot remove a `{}`",
+                    grant.who, target.role
                 )));
             }
         }
@@ -600,7 +663,7 @@ impl AuthService {
             } else {
                 "member_removed"
             },
-            p,
+            c,
             id,
             serde_json::json!({"user_id": user_id}),
             ctx,
@@ -614,12 +677,15 @@ impl AuthService {
     /// permissions; the bool marks built-in roles.
     pub async fn roles(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Vec<(RoleDef, bool, Vec<String>)>, AuthError> {
-        let (_, roles) = self.authorize(p, id, perm::ROLES_READ, ctx, now).await?;
+        let roles = self
+            .authorize(c, id, perm::ROLES_READ, ctx, now)
+            .await?
+            .roles;
         Ok(roles
             .all()
             .into_iter()
@@ -634,14 +700,15 @@ impl AuthService {
     /// cover the new role, and on replace the old one too.
     pub async fn put_role(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         input: RoleInput,
         path_name: Option<&str>,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<RoleDef, AuthError> {
-        let (me, roles) = self.authorize(p, id, perm::ROLES_MANAGE, ctx, now).await?;
+        let grant = self.authorize(c, id, perm::ROLES_MANAGE, ctx, now).await?;
+        let roles = &grant.roles;
         let name = match (path_name, input.name.as_deref()) {
             (Some(path), Some(body)) if path != body => {
                 return Err(AuthError::Invalid(
@@ -677,13 +744,13 @@ impl AuthService {
             .with(def.clone())
             .effective(&name)
             .map_err(policy_error)?;
-        let covers_old = existing.is_none() || roles.covers(&me.role, &name);
-        if !roles.covers_all(&me.role, &wanted) || !covers_old {
+        if existing.is_some() && !grant.covers_role(&name) {
             return Err(AuthError::Forbidden(format!(
-                "role `{}` cannot define a role with permissions it lacks",
-                me.role
+                "{} cannot change a role with permissions it lacks",
+                grant.who
             )));
         }
+        grant.require_covers(&wanted, "define a role with")?;
         self.store.put_role(id, &def, now).await?;
         self.org_event(
             if existing.is_some() {
@@ -691,7 +758,7 @@ impl AuthService {
             } else {
                 "role_created"
             },
-            p,
+            c,
             id,
             serde_json::json!({"role": name, "permissions": def.permissions, "inherits": def.inherits}),
             ctx,
@@ -704,23 +771,24 @@ impl AuthService {
     /// Deletes a custom role nobody holds or inherits.
     pub async fn delete_role(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         name: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        let (me, roles) = self.authorize(p, id, perm::ROLES_MANAGE, ctx, now).await?;
+        let grant = self.authorize(c, id, perm::ROLES_MANAGE, ctx, now).await?;
+        let roles = &grant.roles;
         if policy::BUILTIN.contains(&name) {
             return Err(AuthError::Invalid(format!("`{name}` is a built-in role")));
         }
         if roles.get(name).is_none() {
             return Err(AuthError::NotFound(format!("no role named `{name}`")));
         }
-        if !roles.covers(&me.role, name) {
+        if !grant.covers_role(name) {
             return Err(AuthError::Forbidden(format!(
-                "role `{}` cannot delete a role with permissions it lacks",
-                me.role
+                "{} cannot delete a role with permissions it lacks",
+                grant.who
             )));
         }
         let heirs = roles.heirs(name);
@@ -739,7 +807,7 @@ impl AuthService {
         self.store.delete_role(id, name).await?;
         self.org_event(
             "role_deleted",
-            p,
+            c,
             id,
             serde_json::json!({"role": name}),
             ctx,
@@ -753,26 +821,26 @@ impl AuthService {
     /// inviter's role must cover the offered role.
     pub async fn invite(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         email: &str,
         role: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Invitation, AuthError> {
-        let (me, roles) = self
-            .authorize(p, id, perm::MEMBERS_INVITE, ctx, now)
+        let grant = self
+            .authorize(c, id, perm::MEMBERS_INVITE, ctx, now)
             .await?;
         let email = super::auth::normalize_email(email)?;
-        if roles.get(role).is_none() {
+        if grant.roles.get(role).is_none() {
             return Err(AuthError::Invalid(format!(
                 "no role named `{role}` in this organization"
             )));
         }
-        if !roles.covers(&me.role, role) {
+        if !grant.covers_role(role) {
             return Err(AuthError::Forbidden(format!(
-                "role `{}` cannot invite as `{role}`",
-                me.role
+                "{} cannot invite as `{role}`",
+                grant.who
             )));
         }
         let org = self.store.org(id).await?.ok_or_else(no_org)?;
@@ -782,7 +850,7 @@ impl AuthService {
             org_id: id.to_owned(),
             email: email.clone(),
             role: role.to_owned(),
-            invited_by: Some(p.user.id.clone()),
+            invited_by: Some(c.actor()),
             created_at: now,
             expires_at: now + self.cfg.invitation_ttl.as_secs() as i64,
             accepted_at: None,
@@ -799,7 +867,10 @@ impl AuthService {
             subject: format!("You are invited to join {}", org.name),
             text: format!(
                 "{} invited you to join {} as {role}.\n\nAccept: {url}\n\nOr send this token to POST /organizations/invitations/accept:\n{}\n\nThe invitation expires in {} days.",
-                p.user.email,
+                match c {
+                    Caller::User(p) => p.user.email.clone(),
+                    Caller::Service(s) => format!("The service account {}", s.account.name),
+                },
                 org.name,
                 t.plaintext.expose(),
                 self.cfg.invitation_ttl.as_secs() / 86_400
@@ -813,7 +884,7 @@ impl AuthService {
         }
         self.org_event(
             "invitation_created",
-            p,
+            c,
             id,
             serde_json::json!({"invitation_id": inv.id, "role": role}),
             ctx,
@@ -826,12 +897,12 @@ impl AuthService {
     /// The organization's invitations, newest first.
     pub async fn invitations(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Vec<Invitation>, AuthError> {
-        self.authorize(p, id, perm::MEMBERS_INVITE, ctx, now)
+        self.authorize(c, id, perm::MEMBERS_INVITE, ctx, now)
             .await?;
         Ok(self.store.invitations(id).await?)
     }
@@ -839,20 +910,20 @@ impl AuthService {
     /// Revokes a pending invitation.
     pub async fn revoke_invitation(
         &self,
-        p: &Principal,
+        c: &Caller,
         id: &str,
         invitation_id: &str,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        self.authorize(p, id, perm::MEMBERS_INVITE, ctx, now)
+        self.authorize(c, id, perm::MEMBERS_INVITE, ctx, now)
             .await?;
         if !self.store.revoke_invitation(id, invitation_id, now).await? {
             return Err(AuthError::NotFound("no such pending invitation".into()));
         }
         self.org_event(
             "invitation_revoked",
-            p,
+            c,
             id,
             serde_json::json!({"invitation_id": invitation_id}),
             ctx,
@@ -871,6 +942,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(Organization, String), AuthError> {
+        let c = &Caller::User(p.clone());
         let invalid =
             || AuthError::NotFound("the invitation is invalid, expired or already used".into());
         if !presented.starts_with(INVITE_PREFIX) || presented.len() > 128 {
@@ -896,7 +968,7 @@ impl AuthService {
         let org = self.store.org(&inv.org_id).await?.ok_or_else(invalid)?;
         self.org_event(
             "invitation_accepted",
-            p,
+            c,
             &inv.org_id,
             serde_json::json!({"invitation_id": inv.id, "role": role}),
             ctx,
@@ -915,6 +987,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(Tokens, Option<OrgClaims>), AuthError> {
+        let c = &Caller::User(p.clone());
         let claims = match org_id {
             Some(id) => Some(self.org_claims(&p.user.id, id).await?.ok_or_else(no_org)?),
             None => None,
@@ -935,7 +1008,7 @@ impl AuthService {
         }
         self.org_event(
             "organization_switched",
-            p,
+            c,
             org_id.unwrap_or(""),
             serde_json::json!({"session_id": p.session.id}),
             ctx,

@@ -30,6 +30,10 @@ pub mod perm {
     pub const ROLES_READ: &str = "roles:read";
     /// Create, change and delete custom roles.
     pub const ROLES_MANAGE: &str = "roles:manage";
+    /// See service accounts and their keys.
+    pub const SERVICE_ACCOUNTS_READ: &str = "service_accounts:read";
+    /// Create, change and delete service accounts and keys.
+    pub const SERVICE_ACCOUNTS_MANAGE: &str = "service_accounts:manage";
 }
 
 /// Built-in role names.
@@ -71,7 +75,7 @@ fn builtin(name: &str) -> Option<RoleDef> {
             "read-only access",
         ),
         MEMBER => def(
-            &["webhooks:read", "service_accounts:read"],
+            &["webhooks:read", perm::SERVICE_ACCOUNTS_READ],
             &[VIEWER],
             "uses the organization",
         ),
@@ -124,6 +128,27 @@ fn grants(held: &str, wanted: &str) -> bool {
         || held
             .strip_suffix(":*")
             .is_some_and(|r| wanted.split_once(':').is_some_and(|(wr, _)| wr == r))
+}
+
+/// Whether a held set grants `wanted`.
+pub fn set_allows(held: &BTreeSet<String>, wanted: &str) -> bool {
+    held.iter().any(|h| grants(h, wanted))
+}
+
+/// Whether a held set grants every one of `wanted`.
+pub fn set_covers(held: &BTreeSet<String>, wanted: &BTreeSet<String>) -> bool {
+    wanted.iter().all(|w| set_allows(held, w))
+}
+
+/// The permissions of `asked` that `ceiling` grants: what a key holds
+/// under its account, however either was changed since.
+pub fn narrow(asked: &[String], ceiling: &[String]) -> BTreeSet<String> {
+    let ceiling: BTreeSet<String> = ceiling.iter().cloned().collect();
+    asked
+        .iter()
+        .filter(|p| set_allows(&ceiling, p))
+        .cloned()
+        .collect()
 }
 
 /// Why a role definition is refused.
@@ -218,7 +243,7 @@ impl RoleSet {
     /// Whether `holder` (resolved in this set) grants every one of `wanted`.
     pub fn covers_all(&self, holder: &str, wanted: &BTreeSet<String>) -> bool {
         self.effective(holder)
-            .is_ok_and(|held| wanted.iter().all(|w| held.iter().any(|h| grants(h, w))))
+            .is_ok_and(|held| set_covers(&held, wanted))
     }
 
     /// This set with `def` added or replaced.
@@ -358,5 +383,18 @@ mod tests {
         assert!(grants("members:*", "members:invite"));
         assert!(!grants("members:*", "membersx:invite"));
         assert!(!grants("members:read", "members:*"));
+    }
+
+    #[test]
+    fn keys_are_narrowed_to_their_account() {
+        let asked: Vec<String> = ["members:read", "orders:write", "audit:read"]
+            .iter()
+            .map(|s| (*s).into())
+            .collect();
+        let ceiling = vec!["members:*".to_owned(), "audit:read".to_owned()];
+        let got: Vec<String> = narrow(&asked, &ceiling).into_iter().collect();
+        assert_eq!(got, ["audit:read", "members:read"]);
+        assert!(narrow(&asked, &[]).is_empty());
+        assert_eq!(narrow(&asked, &["*".to_owned()]).len(), 3);
     }
 }

@@ -11,6 +11,7 @@ mod edge;
 mod email;
 mod keys;
 mod limits;
+mod machines;
 mod mfa;
 mod orgs;
 mod sessions;
