@@ -22,6 +22,8 @@
 //! * [`keystore`] — signing keys on disk with rotation and a grace period.
 //! * [`ratelimit`] — GCRA rate limiting with a pluggable store and the
 //!   `RateLimit-*` headers.
+//! * [`webhook`] — webhook signatures (`sha256=` HMAC of `timestamp.body`)
+//!   and the receiver's verifier.
 //!
 //! No HTTP, no database: this crate must not depend on axum, hyper, sqlx,
 //! redb or reqwest (`scripts/test` checks it).
@@ -45,6 +47,7 @@ pub mod ratelimit;
 pub mod tls;
 pub mod token;
 pub mod totp;
+pub mod webhook;
 
 use subtle::ConstantTimeEq;
 

@@ -262,6 +262,9 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let (mail, mailbox) = mailer(&cfg)?;
     let auth = Arc::new(service(&cfg, mail).await?);
     tokio::spawn(auth.clone().watch_keys(Duration::from_secs(2)));
+    let dispatcher = crate::webhook::Dispatcher::new(auth.clone(), cfg.webhooks.clone())
+        .context("webhook HTTP client")?;
+    tokio::spawn(Arc::new(dispatcher).run());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;

@@ -206,6 +206,31 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Webhooks may reach loopback receivers (development only).
+    #[arg(long, env = "TRUXE_WEBHOOK_ALLOW_LOOPBACK", value_name = "TRUXE_WEBHOOK_ALLOW_LOOPBACK", default_value = "false", value_parser = flag)]
+    pub webhook_allow_loopback: bool,
+    /// Networks webhooks may reach although private (IPs or CIDRs, comma-separated).
+    #[arg(
+        long,
+        env = "TRUXE_WEBHOOK_ALLOWED_NETWORKS",
+        value_name = "TRUXE_WEBHOOK_ALLOWED_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub webhook_allowed_networks: Vec<String>,
+    /// Time limit of one webhook delivery attempt.
+    #[arg(long, env = "TRUXE_WEBHOOK_TIMEOUT", value_name = "TRUXE_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub webhook_timeout: Duration,
+    /// Attempts before a delivery is dead-lettered.
+    #[arg(
+        long,
+        env = "TRUXE_WEBHOOK_MAX_ATTEMPTS",
+        value_name = "TRUXE_WEBHOOK_MAX_ATTEMPTS",
+        default_value_t = 12
+    )]
+    pub webhook_max_attempts: u32,
+    /// First retry delay; each further retry doubles it (with jitter, at most 6 h).
+    #[arg(long, env = "TRUXE_WEBHOOK_RETRY_BASE", value_name = "TRUXE_WEBHOOK_RETRY_BASE", default_value = "30s", value_parser = duration)]
+    pub webhook_retry_base: Duration,
     /// Redis for rate limits shared between instances (unset: in memory).
     #[arg(
         long,
@@ -431,6 +456,8 @@ pub struct Config {
     pub cors: Cors,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Webhook delivery settings.
+    pub webhooks: Webhooks,
     /// Base URL of emailed links.
     pub public_url: String,
     /// Allowed magic-link redirects.
@@ -530,22 +557,18 @@ impl Config {
         if production && cors == Cors::AnyOrigin {
             problems.push("CORS_ORIGIN: `*` is not allowed in production; list the origins".into());
         }
-        let mut trusted_proxies = Vec::new();
-        for p in raw
-            .trusted_proxies
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty())
-        {
-            match p
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            {
-                Ok(net) => trusted_proxies.push(net),
-                Err(_) => problems.push(format!(
-                    "TRUXE_TRUSTED_PROXIES: `{p}` is not an IP address or CIDR"
-                )),
-            }
+        let trusted_proxies =
+            networks("TRUXE_TRUSTED_PROXIES", &raw.trusted_proxies, &mut problems);
+        let webhook_allowed_networks = networks(
+            "TRUXE_WEBHOOK_ALLOWED_NETWORKS",
+            &raw.webhook_allowed_networks,
+            &mut problems,
+        );
+        if production && raw.webhook_allow_loopback {
+            problems.push("TRUXE_WEBHOOK_ALLOW_LOOPBACK: not allowed in production; list internal receivers in TRUXE_WEBHOOK_ALLOWED_NETWORKS".into());
+        }
+        if raw.webhook_max_attempts == 0 {
+            problems.push("TRUXE_WEBHOOK_MAX_ATTEMPTS: must be at least 1".into());
         }
         let smtp = match &raw.smtp_host {
             None => None,
@@ -675,6 +698,14 @@ impl Config {
             public_url,
             cors,
             trusted_proxies,
+            webhooks: Webhooks {
+                allow_loopback: raw.webhook_allow_loopback,
+                allowed_networks: webhook_allowed_networks,
+                timeout: raw.webhook_timeout,
+                max_attempts: raw.webhook_max_attempts,
+                retry_base: raw.webhook_retry_base,
+                https_only: production,
+            },
             key_rotation_period: raw.key_rotation_period,
             smtp,
             redis_url: raw.redis_url.clone().map(secure::Secret::new),
@@ -709,6 +740,38 @@ impl Config {
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
     }
+}
+
+/// Webhook delivery settings.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    /// Loopback receivers allowed (development).
+    pub allow_loopback: bool,
+    /// Private networks allowed.
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Per-attempt time limit.
+    pub timeout: Duration,
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub retry_base: Duration,
+    /// Only https:// destinations (production).
+    pub https_only: bool,
+}
+
+/// IPs or CIDRs from a list setting; each bad entry is a named problem.
+fn networks(var: &str, list: &[String], problems: &mut Vec<String>) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for p in list.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        match p
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        {
+            Ok(net) => out.push(net),
+            Err(_) => problems.push(format!("{var}: `{p}` is not an IP address or CIDR")),
+        }
+    }
+    out
 }
 
 fn is_weak(v: &str) -> bool {

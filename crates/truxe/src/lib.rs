@@ -7,6 +7,7 @@
 //!   signing keys in use ([`service::KeyManager`]); no HTTP or SQL types.
 //! * [`repo`] — storage traits and the SQLite store behind them.
 //! * [`http`] — the router: extractors, thin handlers, one `ApiError`.
+//! * [`webhook`] — the durable webhook dispatcher and its SSRF guard.
 //! * [`cli`] — the `truxe` command (`serve`, `migrate`, `keys`, `user`, `check-config`).
 //!
 //! Data flow: client → axum router (request id, security headers, body
@@ -28,3 +29,4 @@ pub mod http;
 pub mod model;
 pub mod repo;
 pub mod service;
+pub mod webhook;

@@ -463,3 +463,157 @@ impl ApiKeyView {
         }
     }
 }
+
+/// A webhook endpoint of an organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEndpoint {
+    /// UUID.
+    pub id: String,
+    /// The organization whose events it receives.
+    pub org_id: String,
+    /// Destination (checked against the SSRF guard).
+    pub url: String,
+    /// What it is for.
+    pub description: String,
+    /// Subscribed event types.
+    pub events: Vec<String>,
+    /// The signing secret, sealed.
+    pub secret_sealed: String,
+    /// The previous secret during a rotation, sealed.
+    pub previous_secret_sealed: Option<String>,
+    /// Until when the previous secret is also used.
+    pub previous_secret_until: Option<i64>,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+    /// Who made it.
+    pub created_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// One event for one endpoint, queued until delivered or dead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// UUID; `X-Truxe-Delivery`.
+    pub id: String,
+    /// Destination endpoint.
+    pub endpoint_id: String,
+    /// Its organization.
+    pub org_id: String,
+    /// Event type.
+    pub event: String,
+    /// Event id (the same for every endpoint of one event).
+    pub event_id: String,
+    /// The exact JSON body sent.
+    pub body: String,
+    /// `pending`, `retrying`, `delivering`, `succeeded` or `dead`.
+    pub status: String,
+    /// Attempts in the current schedule.
+    pub attempts: i64,
+    /// Attempts ever made.
+    pub total_attempts: i64,
+    /// When the next attempt is due.
+    pub next_attempt_at: i64,
+    /// Response status of the last attempt.
+    pub last_status_code: Option<i64>,
+    /// Error of the last attempt.
+    pub last_error: Option<String>,
+    /// Duration of the last attempt.
+    pub last_duration_ms: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    /// When it succeeded.
+    pub delivered_at: Option<i64>,
+}
+
+/// One delivery attempt, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// 1, 2, … over the delivery's life.
+    pub attempt: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// HTTP status, if a response came.
+    pub status_code: Option<i64>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: i64,
+}
+
+/// A webhook endpoint as the API shows it (never its secret).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointView {
+    id: String,
+    organization_id: String,
+    url: String,
+    description: String,
+    events: Vec<String>,
+    enabled: bool,
+    secret_rotating_until: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl EndpointView {
+    /// View of `e` at `now`.
+    pub fn new(e: &WebhookEndpoint, now: i64) -> Self {
+        EndpointView {
+            id: e.id.clone(),
+            organization_id: e.org_id.clone(),
+            url: e.url.clone(),
+            description: e.description.clone(),
+            events: e.events.clone(),
+            enabled: e.enabled,
+            secret_rotating_until: e.previous_secret_until.filter(|t| *t > now).map(rfc3339),
+            created_at: rfc3339(e.created_at),
+            updated_at: rfc3339(e.updated_at),
+        }
+    }
+}
+
+/// A delivery as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    id: String,
+    endpoint_id: String,
+    organization_id: String,
+    event: String,
+    event_id: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: Option<String>,
+    last_status_code: Option<i64>,
+    last_error: Option<String>,
+    last_duration_ms: Option<i64>,
+    created_at: String,
+    delivered_at: Option<String>,
+}
+
+impl From<&Delivery> for DeliveryView {
+    fn from(d: &Delivery) -> Self {
+        let waiting = d.status == "pending" || d.status == "retrying";
+        DeliveryView {
+            id: d.id.clone(),
+            endpoint_id: d.endpoint_id.clone(),
+            organization_id: d.org_id.clone(),
+            event: d.event.clone(),
+            event_id: d.event_id.clone(),
+            status: d.status.clone(),
+            attempts: d.total_attempts,
+            next_attempt_at: waiting.then(|| rfc3339(d.next_attempt_at)),
+            last_status_code: d.last_status_code,
+            last_error: d.last_error.clone(),
+            last_duration_ms: d.last_duration_ms,
+            created_at: rfc3339(d.created_at),
+            delivered_at: d.delivered_at.map(rfc3339),
+        }
+    }
+}

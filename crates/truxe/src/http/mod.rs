@@ -9,6 +9,7 @@ mod machines;
 mod orgs;
 pub mod ratelimit;
 mod routes;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -251,6 +252,28 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/api-keys/{key_id}/rotate", post(machines::rotate_key))
         .route("/api/api-keys/{key_id}", delete(machines::revoke_key))
+        .route(
+            "/webhooks/supported-events",
+            get(webhooks::supported_events),
+        )
+        .route(
+            "/webhooks/endpoints",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/webhooks/endpoints/{id}",
+            get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/endpoints/{id}/test", post(webhooks::test))
+        .route(
+            "/webhooks/endpoints/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/deliveries/{id}", get(webhooks::delivery))
+        .route("/webhooks/deliveries/{id}/retry", post(webhooks::retry))
         .route("/auth/organizations", get(orgs::mine))
         .route("/auth/switch-org", post(orgs::switch))
         .route("/organizations", post(orgs::create).get(orgs::list))

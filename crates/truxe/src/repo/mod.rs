@@ -15,7 +15,8 @@ pub use redis::RedisRateLimitStore;
 pub use sql::SqlStore;
 
 use crate::model::{
-    ApiKey, Invitation, Membership, Organization, RefreshUse, ServiceAccount, Session, User,
+    ApiKey, Attempt, Delivery, Invitation, Membership, Organization, RefreshUse, ServiceAccount,
+    Session, User, WebhookEndpoint,
 };
 use crate::service::policy::RoleDef;
 
@@ -414,10 +415,89 @@ pub trait MachineRepo: Send + Sync {
     async fn touch_api_key(&self, id: &str, ip: Option<&str>, now: i64) -> Result<(), RepoError>;
 }
 
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Delivered.
+    Succeeded,
+    /// Try again at this time.
+    RetryAt(i64),
+    /// Out of attempts (or no longer deliverable): dead-lettered.
+    Dead,
+}
+
+/// Which deliveries to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// The organization.
+    pub org_id: String,
+    /// Only this endpoint.
+    pub endpoint_id: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only deliveries after this (created_at, id) in newest-first order.
+    pub before: Option<(i64, String)>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Webhook endpoints and the durable delivery queue. Claiming is a
+/// conditional update with a lease, so several instances (or a restart)
+/// never deliver one attempt twice at the same time and never lose one.
+#[async_trait]
+pub trait WebhookRepo: Send + Sync {
+    /// Inserts an endpoint.
+    async fn create_endpoint(&self, e: &WebhookEndpoint) -> Result<(), RepoError>;
+    /// By id.
+    async fn endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>, RepoError>;
+    /// An organization's endpoints.
+    async fn endpoints(&self, org_id: &str) -> Result<Vec<WebhookEndpoint>, RepoError>;
+    /// Enabled endpoints of the organizations `user_id` belongs to.
+    async fn endpoints_of_member(&self, user_id: &str) -> Result<Vec<WebhookEndpoint>, RepoError>;
+    /// Writes url, description, events, enabled and secrets.
+    async fn update_endpoint(&self, e: &WebhookEndpoint) -> Result<(), RepoError>;
+    /// Deletes it with its deliveries.
+    async fn delete_endpoint(&self, id: &str) -> Result<(), RepoError>;
+    /// Queues deliveries, in one transaction.
+    async fn enqueue(&self, deliveries: &[Delivery]) -> Result<(), RepoError>;
+    /// Leases up to `limit` due deliveries until `lease_until`, marking
+    /// them `delivering` and counting the attempt.
+    async fn claim_due(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, RepoError>;
+    /// Logs an attempt and moves the delivery to its next step.
+    async fn finish_attempt(
+        &self,
+        delivery: &Delivery,
+        attempt: &Attempt,
+        next: NextStep,
+    ) -> Result<(), RepoError>;
+    /// By id.
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, RepoError>;
+    /// Deliveries matching `filter`.
+    async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, RepoError>;
+    /// A delivery's attempts, first first.
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, RepoError>;
+    /// Queues a delivery that is not in flight again, due now, with a
+    /// fresh schedule; false if it is being delivered.
+    async fn requeue(&self, id: &str, now: i64) -> Result<bool, RepoError>;
+}
+
 /// Everything the service needs from storage.
 #[async_trait]
 pub trait Store:
-    UserRepo + SessionRepo + MfaRepo + TokenRepo + OrgRepo + MachineRepo + AuditSink + AuditQuery
+    UserRepo
+    + SessionRepo
+    + MfaRepo
+    + TokenRepo
+    + OrgRepo
+    + MachineRepo
+    + WebhookRepo
+    + AuditSink
+    + AuditQuery
 {
     /// Whether the database answers (for `/ready`).
     async fn ping(&self) -> bool;

@@ -201,10 +201,26 @@ impl AuthService {
                 ),
             });
         }
+        // Their organizations are noted first: afterwards the memberships
+        // are gone, and `user.deleted` goes to these organizations' webhooks.
+        let orgs: Vec<String> = self
+            .store
+            .user_orgs(id, None, super::org::MAX_PAGE)
+            .await?
+            .into_iter()
+            .map(|(o, _)| o.id)
+            .collect();
         self.store.erase_user(id, &user.email).await?;
         tracing::info!(admin_id = %p.user.id, user_id = %id, "user deleted and erased");
-        self.admin_event("user_deleted", p, id, serde_json::json!({}), ctx, now)
-            .await;
+        self.admin_event(
+            "user_deleted",
+            p,
+            id,
+            serde_json::json!({"organizations": orgs}),
+            ctx,
+            now,
+        )
+        .await;
         Ok(())
     }
 
@@ -247,7 +263,7 @@ impl AuthService {
             .ok_or_else(|| AuthError::NotFound("no such live session".into()))?;
         self.store.revoke_session(id, "ended_by_admin", now).await?;
         self.admin_event(
-            "session_ended",
+            "admin_session_ended",
             p,
             id,
             serde_json::json!({"user_id": s.user_id}),

@@ -99,8 +99,10 @@ pub struct AuthService {
     pub(super) hasher: PasswordHasher,
     pub(super) keys: Arc<KeyManager>,
     pub(super) cfg: Config,
-    /// Seals TOTP secrets at rest.
-    pub(super) mfa: Envelope,
+    /// Seals secrets at rest: TOTP secrets and webhook signing secrets.
+    pub(super) vault: Envelope,
+    /// Wakes the webhook dispatcher when deliveries are queued.
+    pub(super) webhook_wake: Arc<tokio::sync::Notify>,
     /// Sends emailed links.
     pub(super) mailer: Arc<dyn Mailer>,
 }
@@ -143,7 +145,7 @@ impl AuthService {
         store: Arc<dyn Store>,
         hasher: PasswordHasher,
         keys: Arc<KeyManager>,
-        mfa: Envelope,
+        vault: Envelope,
         mailer: Arc<dyn Mailer>,
         cfg: Config,
     ) -> Self {
@@ -152,7 +154,8 @@ impl AuthService {
             hasher,
             keys,
             cfg,
-            mfa,
+            vault,
+            webhook_wake: Arc::new(tokio::sync::Notify::new()),
             mailer,
         }
     }
@@ -176,11 +179,15 @@ impl AuthService {
         e
     }
 
-    /// Records an audit event. A failed write is logged, not returned: the
-    /// action itself already happened and is also in the service log.
+    /// Records an audit event and queues the webhook deliveries it causes.
+    /// A failed write is logged, not returned: the action itself already
+    /// happened and is also in the service log.
     pub async fn record(&self, e: AuditEvent) {
         if let Err(err) = self.store.record(&e).await {
             tracing::error!(error = %err, action = %e.action, "audit event not recorded");
+        }
+        if let Err(err) = self.fan_out(&e).await {
+            tracing::error!(error = %err, action = %e.action, "webhook deliveries not queued");
         }
     }
 

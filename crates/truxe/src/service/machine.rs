@@ -68,6 +68,18 @@ impl Caller {
             Caller::Service(_) => None,
         }
     }
+
+    /// The organization a call is about: the one named, else the session's
+    /// current organization, else a service account's own.
+    pub fn org_context(&self, named: Option<&str>) -> Result<String, AuthError> {
+        match (named, self) {
+            (Some(o), _) => Ok(o.to_owned()),
+            (None, Caller::User(p)) => p.session.org_id.clone().ok_or_else(|| {
+                AuthError::Invalid("give `orgId`, or switch to an organization first".into())
+            }),
+            (None, Caller::Service(s)) => Ok(s.account.org_id.clone()),
+        }
+    }
 }
 
 /// Claims of a client-credentials access token.
@@ -392,13 +404,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(ServiceAccount, Secret<String>), AuthError> {
-        let org_id = match (&input.org_id, c) {
-            (Some(o), _) => o.clone(),
-            (None, Caller::User(p)) => p.session.org_id.clone().ok_or_else(|| {
-                AuthError::Invalid("give `orgId`, or switch to an organization first".into())
-            })?,
-            (None, Caller::Service(s)) => s.account.org_id.clone(),
-        };
+        let org_id = c.org_context(input.org_id.as_deref())?;
         let grant = self
             .authorize(c, &org_id, perm::SERVICE_ACCOUNTS_MANAGE, ctx, now)
             .await?;
@@ -462,13 +468,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Vec<ServiceAccount>, AuthError> {
-        let org_id = match (org_id, c) {
-            (Some(o), _) => o.to_owned(),
-            (None, Caller::User(p)) => p.session.org_id.clone().ok_or_else(|| {
-                AuthError::Invalid("give `orgId`, or switch to an organization first".into())
-            })?,
-            (None, Caller::Service(s)) => s.account.org_id.clone(),
-        };
+        let org_id = c.org_context(org_id)?;
         self.authorize(c, &org_id, perm::SERVICE_ACCOUNTS_READ, ctx, now)
             .await?;
         Ok(self.store.service_accounts(&org_id).await?)

@@ -10,6 +10,7 @@ pub mod mail;
 mod mfa;
 mod org;
 pub mod policy;
+mod webhooks;
 
 pub use admin::UserDetail;
 pub use auth::{AuthService, Claims, ClientInfo, LoginOutcome, Principal, Tokens};
@@ -17,6 +18,7 @@ pub use keys::KeyManager;
 pub use machine::{AccountInput, Caller, KeyInput, ServiceCaller, API_KEY_PREFIX, RATE_TIERS};
 pub use mfa::{MfaSetup, SecondFactor};
 pub use org::{Grant, Hierarchy, OrgClaims, OrgInput, RoleInput};
+pub use webhooks::{EndpointInput, TEST_EVENT, WEBHOOK_EVENTS};
 
 use crate::repo::RepoError;
 

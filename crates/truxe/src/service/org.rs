@@ -504,12 +504,13 @@ impl AuthService {
                 "move or delete the child organizations first",
             ));
         }
+        let parent = self.store.org(id).await?.and_then(|o| o.parent_id);
         self.store.delete_org(id).await?;
         self.org_event(
             "organization_deleted",
             c,
             id,
-            serde_json::json!({}),
+            serde_json::json!({"parent_id": parent}),
             ctx,
             now,
         )

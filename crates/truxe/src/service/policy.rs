@@ -34,6 +34,10 @@ pub mod perm {
     pub const SERVICE_ACCOUNTS_READ: &str = "service_accounts:read";
     /// Create, change and delete service accounts and keys.
     pub const SERVICE_ACCOUNTS_MANAGE: &str = "service_accounts:manage";
+    /// See webhook endpoints and deliveries.
+    pub const WEBHOOKS_READ: &str = "webhooks:read";
+    /// Create, change, test and delete endpoints; retry deliveries.
+    pub const WEBHOOKS_MANAGE: &str = "webhooks:manage";
 }
 
 /// Built-in role names.
@@ -75,7 +79,7 @@ fn builtin(name: &str) -> Option<RoleDef> {
             "read-only access",
         ),
         MEMBER => def(
-            &["webhooks:read", perm::SERVICE_ACCOUNTS_READ],
+            &[perm::WEBHOOKS_READ, perm::SERVICE_ACCOUNTS_READ],
             &[VIEWER],
             "uses the organization",
         ),

@@ -17,3 +17,4 @@ mod orgs;
 mod sessions;
 mod shared_limits;
 mod smtp;
+mod webhooks;
