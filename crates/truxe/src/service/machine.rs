@@ -370,12 +370,8 @@ impl AuthService {
             .await?
             .ok_or_else(not_found)?;
         let grant = self
-            .authorize(c, &account.org_id, wanted, ctx, now)
-            .await
-            .map_err(|e| match e {
-                AuthError::NotFound(_) => not_found(),
-                other => other,
-            })?;
+            .authorize_resource(c, &account.org_id, wanted, not_found, ctx, now)
+            .await?;
         Ok((account, grant))
     }
 

@@ -279,6 +279,25 @@ impl AuthService {
         )))
     }
 
+    /// [`Self::authorize`] for a resource of `org_id`: an outsider's 404
+    /// names the resource (`missing`), not the organization.
+    pub(super) async fn authorize_resource(
+        &self,
+        c: &Caller,
+        org_id: &str,
+        wanted: &str,
+        missing: fn() -> AuthError,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<Grant, AuthError> {
+        self.authorize(c, org_id, wanted, ctx, now)
+            .await
+            .map_err(|e| match e {
+                AuthError::NotFound(_) => missing(),
+                other => other,
+            })
+    }
+
     /// Records an organization event.
     async fn org_event(
         &self,
@@ -327,12 +346,9 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        self.authorize(c, parent, perm::ORG_UPDATE, ctx, now)
-            .await
-            .map_err(|e| match e {
-                AuthError::NotFound(_) => AuthError::NotFound("no such parent organization".into()),
-                other => other,
-            })?;
+        let missing = || AuthError::NotFound("no such parent organization".into());
+        self.authorize_resource(c, parent, perm::ORG_UPDATE, missing, ctx, now)
+            .await?;
         let mut at = Some(parent.to_owned());
         for _ in 0..policy::MAX_DEPTH {
             let Some(id) = at else { return Ok(()) };

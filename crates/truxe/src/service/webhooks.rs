@@ -347,12 +347,8 @@ impl AuthService {
         now: i64,
     ) -> Result<WebhookEndpoint, AuthError> {
         let ep = self.store.endpoint(id).await?.ok_or_else(no_endpoint)?;
-        self.authorize(c, &ep.org_id, wanted, ctx, now)
-            .await
-            .map_err(|e| match e {
-                AuthError::NotFound(_) => no_endpoint(),
-                other => other,
-            })?;
+        self.authorize_resource(c, &ep.org_id, wanted, no_endpoint, ctx, now)
+            .await?;
         Ok(ep)
     }
 
@@ -610,12 +606,8 @@ impl AuthService {
         now: i64,
     ) -> Result<Delivery, AuthError> {
         let d = self.store.delivery(id).await?.ok_or_else(no_delivery)?;
-        self.authorize(c, &d.org_id, wanted, ctx, now)
-            .await
-            .map_err(|e| match e {
-                AuthError::NotFound(_) => no_delivery(),
-                other => other,
-            })?;
+        self.authorize_resource(c, &d.org_id, wanted, no_delivery, ctx, now)
+            .await?;
         Ok(d)
     }
 

@@ -36,6 +36,7 @@ const BATCH: u32 = 16;
 pub struct Dispatcher {
     auth: Arc<AuthService>,
     client: reqwest::Client,
+    guard: Arc<guard::Guard>,
     settings: Webhooks,
 }
 
@@ -55,7 +56,7 @@ impl Dispatcher {
             allowed: settings.allowed_networks.clone(),
         });
         let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(guard::GuardedResolver(guard)))
+            .dns_resolver(Arc::new(guard::GuardedResolver(guard.clone())))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(settings.timeout)
@@ -65,6 +66,7 @@ impl Dispatcher {
         Ok(Dispatcher {
             auth,
             client,
+            guard,
             settings,
         })
     }
@@ -163,11 +165,8 @@ impl Dispatcher {
         if !ep.enabled {
             return Err(Failure::Final("the endpoint is disabled".into()));
         }
-        let guard = guard::Guard {
-            allow_loopback: self.settings.allow_loopback,
-            allowed: self.settings.allowed_networks.clone(),
-        };
-        let url = guard
+        let url = self
+            .guard
             .check_url(&ep.url, self.settings.https_only, false)
             .await
             .map_err(|e| Failure::Retry(format!("destination refused: {e}")))?;

@@ -286,13 +286,7 @@ impl SessionRepo for SqlStore {
         .bind(&s.user_agent)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(refresh_hash)
-            .bind(&s.id)
-            .bind(s.created_at)
-            .bind(refresh_expires)
-            .execute(&mut *tx)
-            .await?;
+        insert_refresh(&mut tx, refresh_hash, &s.id, s.created_at, refresh_expires).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -367,13 +361,7 @@ impl SessionRepo for SqlStore {
         if !live {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(hash)
-            .bind(session_id)
-            .bind(now)
-            .bind(expires)
-            .execute(&mut *tx)
-            .await?;
+        insert_refresh(&mut tx, hash, session_id, now, expires).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -428,13 +416,7 @@ impl SessionRepo for SqlStore {
         .bind(session_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(hash)
-            .bind(session_id)
-            .bind(now)
-            .bind(expires)
-            .execute(&mut *tx)
-            .await?;
+        insert_refresh(&mut tx, hash, session_id, now, expires).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -537,6 +519,26 @@ impl TokenRepo for SqlStore {
         .await?;
         Ok(r.rows_affected())
     }
+}
+
+/// Adds an unspent refresh token of a session within `tx`.
+async fn insert_refresh(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    hash: &str,
+    session_id: &str,
+    now: i64,
+    expires: i64,
+) -> Result<(), RepoError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(hash)
+    .bind(session_id)
+    .bind(now)
+    .bind(expires)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Replaces a user's backup codes within `tx` (an empty list deletes them).
