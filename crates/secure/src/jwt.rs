@@ -89,7 +89,9 @@ impl std::fmt::Debug for PublicKey {
 }
 
 impl PublicKey {
-    /// Reads one JWK (`kty` RSA, EC P-256 or OKP Ed25519, with `kid` and `alg`).
+    /// Reads one JWK (`kty` RSA, EC P-256 or OKP Ed25519, with a `kid`).
+    /// Without `alg` (as some providers publish them) the algorithm follows
+    /// from the key type; encryption keys (`use: enc`) are refused.
     pub fn from_jwk(jwk: &Value) -> Result<Self, Error> {
         let field = |name: &str| {
             jwk[name]
@@ -97,7 +99,18 @@ impl PublicKey {
                 .ok_or_else(|| Error::Jwk(format!("JWK has no `{name}`")))
         };
         let kid = field("kid")?.to_owned();
-        let alg: KeyAlg = field("alg")?
+        if jwk["use"].as_str().is_some_and(|u| u != "sig") {
+            return Err(Error::Jwk(format!("key {kid}: not a signing key")));
+        }
+        let implied = match (field("kty")?, jwk["crv"].as_str()) {
+            ("RSA", _) => "RS256",
+            ("EC", Some("P-256")) => "ES256",
+            ("OKP", Some("Ed25519")) => "EdDSA",
+            _ => "",
+        };
+        let alg: KeyAlg = jwk["alg"]
+            .as_str()
+            .unwrap_or(implied)
             .parse()
             .map_err(|_| Error::Jwk(format!("key {kid}: unsupported alg")))?;
         let decoding = match (alg, field("kty")?) {
@@ -314,8 +327,29 @@ impl Verifier {
     }
 
     /// Verifies signature, algorithm, `exp`/`nbf`, issuer and audience, and
-    /// returns the claims.
+    /// returns the claims. An issuer containing `{tenantid}` (a multi-tenant
+    /// provider such as Microsoft's `common` endpoint) matches when the
+    /// token's `iss` is that template filled with the token's own `tid`.
     pub fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, TokenError> {
+        if !self.issuer.contains("{tenantid}") {
+            return self.verify_as(token, Some(&self.issuer));
+        }
+        let claims: Value = self.verify_as(token, None)?;
+        let tid = claims["tid"].as_str().ok_or(TokenError::MissingClaim)?;
+        if tid.is_empty()
+            || !tid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || claims["iss"].as_str() != Some(&self.issuer.replace("{tenantid}", tid))
+        {
+            return Err(TokenError::WrongIssuer);
+        }
+        serde_json::from_value(claims).map_err(|_| TokenError::Malformed)
+    }
+
+    fn verify_as<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: Option<&str>,
+    ) -> Result<C, TokenError> {
         use jsonwebtoken::errors::ErrorKind as K;
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
@@ -324,7 +358,9 @@ impl Verifier {
             return Err(TokenError::AlgorithmNotAllowed);
         }
         let mut v = Validation::new(key.alg.jwt());
-        v.set_issuer(&[&self.issuer]);
+        if let Some(iss) = issuer {
+            v.set_issuer(&[iss]);
+        }
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.validate_nbf = true;
@@ -429,6 +465,38 @@ mod tests {
                 "{alg:?}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn tenant_issuers_and_jwks_without_alg() -> Result<(), Error> {
+        let ring = KeyRing::new(SigningKey::generate(KeyAlg::Rs256)?, vec![]);
+        let mut jwks = ring.jwks();
+        if let Some(k) = jwks["keys"][0].as_object_mut() {
+            k.remove("alg");
+        }
+        let template = "https://login.example/{tenantid}/v2.0";
+        let v = Verifier::from_jwks(&jwks, template, "api")?;
+        let token = |iss: &str, tid: Option<&str>| {
+            let mut c = serde_json::to_value(claims(60)).unwrap_or_default();
+            c["iss"] = json!(iss);
+            if let Some(t) = tid {
+                c["tid"] = json!(t);
+            }
+            ring.sign(&c)
+        };
+        let ok = token("https://login.example/t-1/v2.0", Some("t-1"))?;
+        assert_eq!(v.verify::<Claims>(&ok).map(|c| c.sub), Ok("u1".into()));
+        let other_tenant = token("https://login.example/t-2/v2.0", Some("t-1"))?;
+        assert_eq!(
+            v.verify::<Claims>(&other_tenant),
+            Err(TokenError::WrongIssuer)
+        );
+        let no_tid = token("https://login.example/t-1/v2.0", None)?;
+        assert_eq!(v.verify::<Claims>(&no_tid), Err(TokenError::MissingClaim));
+        let mut enc = ring.jwks();
+        enc["keys"][0]["use"] = json!("enc");
+        assert!(!Verifier::from_jwks(&enc, "https://id", "api")?.knows(ring.current_kid()));
         Ok(())
     }
 

@@ -22,6 +22,7 @@
 //! * [`keystore`] — signing keys on disk with rotation and a grace period.
 //! * [`ratelimit`] — GCRA rate limiting with a pluggable store and the
 //!   `RateLimit-*` headers.
+//! * [`oauth`] — PKCE and signed `state` for social sign-in.
 //! * [`webhook`] — webhook signatures (`sha256=` HMAC of `timestamp.body`)
 //!   and the receiver's verifier.
 //!
@@ -42,6 +43,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keystore;
 pub mod mac;
+pub mod oauth;
 pub mod password;
 pub mod ratelimit;
 pub mod tls;

@@ -18,7 +18,8 @@ use crate::http::cookies::CookieConfig;
 use crate::http::{now, App, Metrics};
 use crate::repo::{SqlStore, Store};
 use crate::service::mail::{DevMailbox, Mailer, NoMailer, SmtpMailer};
-use crate::service::{AuthService, ClientInfo, KeyManager};
+use crate::service::{AuthService, ClientInfo, KeyManager, Vaults};
+use sha2::Digest;
 
 /// Command line of `truxe`.
 #[derive(Debug, Parser)]
@@ -62,6 +63,14 @@ enum KeysCommand {
         /// starting with one is taken as the id, not as a flag.
         #[arg(allow_hyphen_values = true)]
         kid: String,
+    },
+    /// Re-seal stored secrets (TOTP and webhook secrets, provider tokens)
+    /// that are not under the current MFA_ENCRYPTION_KEY /
+    /// OAUTH_TOKEN_ENCRYPTION_KEY; safe while servers run.
+    RotateEncryption {
+        /// Only count values per key id.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -107,6 +116,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cfg.issuer
                 );
                 Ok(ExitCode::SUCCESS)
+            }
+            // Sealed secrets, not signing keys: no key store involved.
+            Command::Keys(KeysCommand::RotateEncryption { dry_run }) => {
+                rotate_encryption(&cfg, dry_run).await
             }
             Command::Keys(k) => keys(&cfg, k).await,
             Command::User(UserCommand::Create { email, admin }) => {
@@ -214,35 +227,73 @@ async fn service(cfg: &Config, mailer: Arc<dyn Mailer>) -> anyhow::Result<AuthSe
         store,
         hasher,
         keys,
-        mfa_envelope(cfg)?,
+        vaults(cfg)?,
+        Arc::new(crate::oauth::Providers::new(&cfg.oauth_providers).context("OAuth HTTP client")?),
         mailer,
         cfg.clone(),
     ))
 }
 
-/// The key sealing TOTP secrets: `MFA_ENCRYPTION_KEY`, or in development a
-/// random key kept in the key directory (0600), created on first use.
-/// (Production refuses to start without `MFA_ENCRYPTION_KEY`.)
-fn mfa_envelope(cfg: &Config) -> anyhow::Result<Envelope> {
-    let key = match &cfg.mfa_key {
+/// The two vaults: `MFA_ENCRYPTION_KEY` and `OAUTH_TOKEN_ENCRYPTION_KEY`
+/// (each with its `…_PREVIOUS` keys), or in development random keys kept
+/// in the key directory (0600), created on first use. Production refuses
+/// to start without the MFA key, and without the OAuth key when providers
+/// are configured.
+fn vaults(cfg: &Config) -> anyhow::Result<Vaults> {
+    let (mfa, _) = envelope(
+        cfg,
+        &cfg.mfa_key,
+        &cfg.mfa_key_previous,
+        cfg.mfa_key_file(),
+        "MFA_ENCRYPTION_KEY",
+    )?;
+    let (oauth, oauth_key) = envelope(
+        cfg,
+        &cfg.oauth_key,
+        &cfg.oauth_key_previous,
+        cfg.oauth_key_file(),
+        "OAUTH_TOKEN_ENCRYPTION_KEY",
+    )?;
+    // The state HMAC key is derived from the OAuth key, so every instance
+    // sharing that key accepts the others' states.
+    let state_key =
+        sha2::Sha256::digest([b"truxe-oauth-state-key:".as_slice(), &oauth_key].concat());
+    Ok(Vaults {
+        mfa,
+        oauth,
+        state_key: Secret::new(state_key.to_vec()),
+    })
+}
+
+fn envelope(
+    cfg: &Config,
+    current: &Option<Secret<String>>,
+    previous: &[Secret<String>],
+    dev_file: std::path::PathBuf,
+    var: &str,
+) -> anyhow::Result<(Envelope, [u8; 32])> {
+    let key = match current {
         Some(k) => secure::envelope::derive_key(k.expose())?,
         None => {
-            let path = cfg.mfa_key_file();
-            let text = match std::fs::read_to_string(&path) {
+            let text = match std::fs::read_to_string(&dev_file) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let fresh = secure::token::generate("").plaintext;
                     std::fs::create_dir_all(cfg.keys_dir())?;
-                    secure::keystore::write_private(&path, fresh.expose().as_bytes())?;
-                    tracing::info!(path = %path.display(), "created a development MFA key; set MFA_ENCRYPTION_KEY in production");
+                    secure::keystore::write_private(&dev_file, fresh.expose().as_bytes())?;
+                    tracing::info!(path = %dev_file.display(), "created a development key; set {var} in production");
                     fresh.expose().clone()
                 }
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", dev_file.display())),
             };
             secure::envelope::derive_key(text.trim())?
         }
     };
-    Ok(Envelope::new(key, &[]))
+    let older = previous
+        .iter()
+        .map(|k| secure::envelope::derive_key(k.expose()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((Envelope::new(key, &older), key))
 }
 
 /// The CSRF HMAC key: `COOKIE_SECRET`, or in development a random key per
@@ -322,6 +373,41 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// `keys rotate-encryption`: one line per sealed column; non-zero exit if
+/// any value did not open.
+async fn rotate_encryption(cfg: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let auth = service(cfg, Arc::new(NoMailer)).await?;
+    let reports = auth
+        .rotate_encryption(dry_run)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut failed = 0;
+    for r in &reports {
+        let keys: Vec<String> = r.by_key.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+        println!(
+            "{:<40} current {:>6}  resealed {:>6}  changed meanwhile {:>4}  failed {:>4}  by key [{}]",
+            r.column,
+            r.current,
+            r.resealed,
+            r.raced,
+            r.failed,
+            keys.join(" ")
+        );
+        failed += r.failed;
+    }
+    if !dry_run {
+        let e = AuditEvent::new("encryption_rotated", Outcome::Success, now() * 1000)
+            .actor("cli")
+            .details(serde_json::json!({"columns": reports}));
+        auth.record(e).await;
+    }
+    if failed > 0 {
+        eprintln!("truxe: {failed} value(s) did not open: configure the key they were sealed with in …_PREVIOUS");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Key commands act on the key store; each change is also audited.
 async fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     if cfg.private_key_file.is_some() {
@@ -359,6 +445,7 @@ async fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             audit.record(&record("key_retired", &kid)).await?;
             println!("key {kid} retired: tokens it signed are no longer accepted");
         }
+        KeysCommand::RotateEncryption { dry_run } => return rotate_encryption(cfg, dry_run).await,
         KeysCommand::List => {
             println!(
                 "{:<44} {:<6} {:<9} {:<21} RETIRING SINCE",

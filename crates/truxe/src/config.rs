@@ -110,6 +110,44 @@ pub struct RawConfig {
         hide_env_values = true
     )]
     pub oauth_key: Option<String>,
+    /// Earlier OAuth token keys, comma-separated: still opened, never sealed
+    /// with (`truxe keys rotate-encryption` moves values off them).
+    #[arg(
+        long,
+        env = "OAUTH_TOKEN_ENCRYPTION_KEY_PREVIOUS",
+        value_name = "OAUTH_TOKEN_ENCRYPTION_KEY_PREVIOUS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub oauth_key_previous: Vec<String>,
+    /// Earlier MFA keys, comma-separated (as for OAuth token keys).
+    #[arg(
+        long,
+        env = "MFA_ENCRYPTION_KEY_PREVIOUS",
+        value_name = "MFA_ENCRYPTION_KEY_PREVIOUS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub mfa_key_previous: Vec<String>,
+    /// Social login providers, comma-separated: `github`, `google`,
+    /// `microsoft`, or any other id for an OpenID Connect provider. Each
+    /// reads TRUXE_OAUTH_<ID>_CLIENT_ID, _CLIENT_SECRET and (OpenID
+    /// Connect) _ISSUER; see docs/operations.md.
+    #[arg(
+        long,
+        env = "TRUXE_OAUTH_PROVIDERS",
+        value_name = "TRUXE_OAUTH_PROVIDERS",
+        value_delimiter = ','
+    )]
+    pub oauth_providers: Vec<String>,
+    /// Where social login may send the browser back, comma-separated, matched exactly.
+    #[arg(
+        long,
+        env = "TRUXE_OAUTH_REDIRECTS",
+        value_name = "TRUXE_OAUTH_REDIRECTS",
+        value_delimiter = ','
+    )]
+    pub oauth_redirects: Vec<String>,
     /// Bearer token that Prometheus sends to `/metrics` (≥ 32 bytes).
     /// Without it, `/metrics` answers administrators' access tokens only.
     #[arg(
@@ -470,6 +508,16 @@ pub struct Config {
     pub cookie_secret: Option<secure::Secret<String>>,
     /// `MFA_ENCRYPTION_KEY`, if set (≥ 32 bytes).
     pub mfa_key: Option<secure::Secret<String>>,
+    /// `MFA_ENCRYPTION_KEY_PREVIOUS`.
+    pub mfa_key_previous: Vec<secure::Secret<String>>,
+    /// `OAUTH_TOKEN_ENCRYPTION_KEY`, if set (≥ 32 bytes).
+    pub oauth_key: Option<secure::Secret<String>>,
+    /// `OAUTH_TOKEN_ENCRYPTION_KEY_PREVIOUS`.
+    pub oauth_key_previous: Vec<secure::Secret<String>>,
+    /// Social login providers.
+    pub oauth_providers: Vec<OAuthProvider>,
+    /// Allowed social-login redirects.
+    pub oauth_redirects: Vec<String>,
     /// `TRUXE_METRICS_TOKEN`, if set.
     pub metrics_token: Option<secure::Secret<String>>,
     /// Production checks on.
@@ -621,8 +669,42 @@ impl Config {
         {
             problems.push("TRUXE_KEY_ROTATION_PERIOD: must be at least 1s".into());
         }
-        if raw.oauth_key.as_deref().is_some_and(|k| k.len() < 32) {
-            problems.push("OAUTH_TOKEN_ENCRYPTION_KEY: must be at least 32 bytes".into());
+        for (name, current, previous) in [
+            (
+                "OAUTH_TOKEN_ENCRYPTION_KEY",
+                &raw.oauth_key,
+                &raw.oauth_key_previous,
+            ),
+            ("MFA_ENCRYPTION_KEY", &raw.mfa_key, &raw.mfa_key_previous),
+        ] {
+            if current.as_deref().is_some_and(|k| k.len() < 32) {
+                problems.push(format!("{name}: must be at least 32 bytes"));
+            }
+            if previous.iter().any(|k| k.len() < 32) {
+                problems.push(format!(
+                    "{name}_PREVIOUS: every key must be at least 32 bytes"
+                ));
+            }
+            if !previous.is_empty() && current.is_none() {
+                problems.push(format!(
+                    "{name}_PREVIOUS: set {name} too (the key new values are sealed with)"
+                ));
+            }
+        }
+        let oauth_providers = oauth_providers(
+            &raw.oauth_providers,
+            |var| std::env::var(var).ok().filter(|v| !v.is_empty()),
+            production,
+            &mut problems,
+        );
+        let oauth_redirects = url_list(
+            "TRUXE_OAUTH_REDIRECTS",
+            &raw.oauth_redirects,
+            production,
+            &mut problems,
+        );
+        if production && !oauth_providers.is_empty() && raw.oauth_key.is_none() {
+            problems.push("OAUTH_TOKEN_ENCRYPTION_KEY: required in production when TRUXE_OAUTH_PROVIDERS is set".into());
         }
         if raw
             .metrics_token
@@ -693,6 +775,21 @@ impl Config {
             lockout_duration: raw.lockout_duration,
             refresh_reuse_grace: raw.refresh_reuse_grace,
             mfa_key: raw.mfa_key.clone().map(secure::Secret::new),
+            mfa_key_previous: raw
+                .mfa_key_previous
+                .iter()
+                .cloned()
+                .map(secure::Secret::new)
+                .collect(),
+            oauth_key: raw.oauth_key.clone().map(secure::Secret::new),
+            oauth_key_previous: raw
+                .oauth_key_previous
+                .iter()
+                .cloned()
+                .map(secure::Secret::new)
+                .collect(),
+            oauth_providers,
+            oauth_redirects,
             metrics_token: raw.metrics_token.clone().map(secure::Secret::new),
             cookie_secret: raw.cookie_secret.clone().map(secure::Secret::new),
             public_url,
@@ -736,6 +833,17 @@ impl Config {
         self.keys_dir().join("mfa.key")
     }
 
+    /// Where the development OAuth token key lives when
+    /// `OAUTH_TOKEN_ENCRYPTION_KEY` is unset.
+    pub fn oauth_key_file(&self) -> PathBuf {
+        self.keys_dir().join("oauth.key")
+    }
+
+    /// The redirect URI registered with a provider: Truxe's own callback.
+    pub fn oauth_callback(&self, provider: &str) -> String {
+        format!("{}/auth/oauth/{provider}/callback", self.public_url)
+    }
+
     /// Where managed signing keys live.
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
@@ -757,6 +865,191 @@ pub struct Webhooks {
     pub retry_base: Duration,
     /// Only https:// destinations (production).
     pub https_only: bool,
+}
+
+/// A social login provider.
+#[derive(Debug, Clone)]
+pub struct OAuthProvider {
+    /// Id in URLs (`/auth/oauth/{id}/…`) and in linked identities.
+    pub id: String,
+    /// Shown to people choosing how to sign in.
+    pub name: String,
+    /// Protocol and endpoints.
+    pub kind: ProviderKind,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: secure::Secret<String>,
+    /// Requested scopes.
+    pub scopes: Vec<String>,
+}
+
+/// How a provider is spoken to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenID Connect, endpoints by discovery from `issuer`.
+    Oidc {
+        /// Issuer URL; discovery is `{issuer}/.well-known/openid-configuration`.
+        issuer: String,
+        /// Whether the provider's discovered issuer is a `{tenantid}`
+        /// template (Microsoft's `common`, `organizations`, `consumers`).
+        multi_tenant: bool,
+    },
+    /// GitHub's OAuth apps (no OpenID Connect): identity from its REST API.
+    Github {
+        /// Web base, `https://github.com` (or a GitHub Enterprise host).
+        web: String,
+        /// REST API base, `https://api.github.com`.
+        api: String,
+    },
+}
+
+/// Social login providers from `TRUXE_OAUTH_PROVIDERS` and their
+/// `TRUXE_OAUTH_<ID>_*` settings, read through `env`.
+fn oauth_providers(
+    ids: &[String],
+    env: impl Fn(&str) -> Option<String>,
+    production: bool,
+    problems: &mut Vec<String>,
+) -> Vec<OAuthProvider> {
+    let mut out: Vec<OAuthProvider> = Vec::new();
+    for id in ids.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+        let valid_id = id.len() <= 32
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid_id {
+            problems.push(format!("TRUXE_OAUTH_PROVIDERS: `{id}` is not an id of lower-case letters, digits and `-` (at most 32)"));
+            continue;
+        }
+        if out.iter().any(|p| p.id == id) {
+            problems.push(format!("TRUXE_OAUTH_PROVIDERS: `{id}` is listed twice"));
+            continue;
+        }
+        let var = |suffix: &str| {
+            format!(
+                "TRUXE_OAUTH_{}_{suffix}",
+                id.to_ascii_uppercase().replace('-', "_")
+            )
+        };
+        let get = |suffix: &str| env(&var(suffix)).map(|v| v.trim().to_owned());
+        let mut need = |suffix: &str| {
+            get(suffix).unwrap_or_else(|| {
+                problems.push(format!("{}: required for provider `{id}`", var(suffix)));
+                String::new()
+            })
+        };
+        let client_id = need("CLIENT_ID");
+        let client_secret = need("CLIENT_SECRET");
+        let (kind, name, scopes) = match id {
+            "github" => (
+                ProviderKind::Github {
+                    web: get("URL").unwrap_or_else(|| "https://github.com".into()),
+                    api: get("API_URL").unwrap_or_else(|| "https://api.github.com".into()),
+                },
+                "GitHub",
+                "read:user user:email",
+            ),
+            "google" => (
+                ProviderKind::Oidc {
+                    issuer: "https://accounts.google.com".into(),
+                    multi_tenant: false,
+                },
+                "Google",
+                "openid email profile",
+            ),
+            "microsoft" => {
+                let tenant = get("TENANT").unwrap_or_else(|| "common".into());
+                (
+                    ProviderKind::Oidc {
+                        issuer: format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+                        multi_tenant: ["common", "organizations", "consumers"]
+                            .contains(&tenant.as_str()),
+                    },
+                    "Microsoft",
+                    "openid email profile",
+                )
+            }
+            _ => (
+                ProviderKind::Oidc {
+                    issuer: need("ISSUER"),
+                    multi_tenant: false,
+                },
+                id,
+                "openid email profile",
+            ),
+        };
+        let urls: Vec<&String> = match &kind {
+            ProviderKind::Oidc { issuer, .. } => vec![issuer],
+            ProviderKind::Github { web, api } => vec![web, api],
+        };
+        for u in urls {
+            if u.is_empty() {
+                continue;
+            }
+            match url::Url::parse(u) {
+                Ok(parsed) if parsed.scheme() == "https" => {}
+                Ok(parsed) if parsed.scheme() == "http" && !production => {}
+                _ => problems.push(format!(
+                    "provider `{id}`: `{u}` is not an https:// URL{}",
+                    if production {
+                        ""
+                    } else {
+                        " (or http:// in development)"
+                    }
+                )),
+            }
+        }
+        let scopes = get("SCOPES").unwrap_or_else(|| scopes.into());
+        out.push(OAuthProvider {
+            id: id.to_owned(),
+            name: get("NAME").unwrap_or_else(|| name.to_owned()),
+            kind: match kind {
+                ProviderKind::Oidc {
+                    issuer,
+                    multi_tenant,
+                } => ProviderKind::Oidc {
+                    issuer: issuer.trim_end_matches('/').to_owned(),
+                    multi_tenant,
+                },
+                ProviderKind::Github { web, api } => ProviderKind::Github {
+                    web: web.trim_end_matches('/').to_owned(),
+                    api: api.trim_end_matches('/').to_owned(),
+                },
+            },
+            client_id,
+            client_secret: secure::Secret::new(client_secret),
+            scopes: scopes
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        });
+    }
+    out
+}
+
+/// Absolute URLs from a list setting (https in production; http allowed in
+/// development); each bad entry is a named problem.
+fn url_list(
+    var: &str,
+    list: &[String],
+    production: bool,
+    problems: &mut Vec<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in list.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+        match url::Url::parse(u) {
+            Ok(p) if p.scheme() == "https" || (!production && p.scheme() == "http") => {
+                if p.fragment().is_some() {
+                    problems.push(format!("{var}: `{u}` must not have a #fragment"));
+                }
+                out.push(u.to_owned());
+            }
+            _ => problems.push(format!("{var}: `{u}` is not an https:// URL")),
+        }
+    }
+    out
 }
 
 /// IPs or CIDRs from a list setting; each bad entry is a named problem.
@@ -809,6 +1102,47 @@ mod tests {
             p.violations("ÄbcdefghÖ1!").is_empty(),
             "unicode letters count"
         );
+    }
+
+    #[test]
+    fn oauth_providers_from_the_environment() {
+        let env = |v: &str| {
+            match v {
+                "TRUXE_OAUTH_GOOGLE_CLIENT_ID" | "TRUXE_OAUTH_CORP_SSO_CLIENT_ID" => Some("cid"),
+                "TRUXE_OAUTH_GOOGLE_CLIENT_SECRET" | "TRUXE_OAUTH_CORP_SSO_CLIENT_SECRET" => {
+                    Some("cs")
+                }
+                "TRUXE_OAUTH_CORP_SSO_ISSUER" => Some("http://127.0.0.1:9000/"),
+                "TRUXE_OAUTH_CORP_SSO_SCOPES" => Some("openid,email"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let ids = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut problems = Vec::new();
+        let p = oauth_providers(&ids(&["google", "corp-sso"]), env, false, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p[0].name, "Google");
+        assert_eq!(
+            p[1].kind,
+            ProviderKind::Oidc {
+                issuer: "http://127.0.0.1:9000".into(),
+                multi_tenant: false
+            }
+        );
+        assert_eq!(p[1].scopes, ["openid", "email"]);
+        // Production: http issuers are refused; missing settings are named.
+        let mut problems = Vec::new();
+        oauth_providers(
+            &ids(&["corp-sso", "github", "Bad!"]),
+            env,
+            true,
+            &mut problems,
+        );
+        let all = problems.join("\n");
+        assert!(all.contains("not an https:// URL"), "{all}");
+        assert!(all.contains("TRUXE_OAUTH_GITHUB_CLIENT_ID"), "{all}");
+        assert!(all.contains("`Bad!`"), "{all}");
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //! * [`repo`] — storage traits and the SQLite store behind them.
 //! * [`http`] — the router: extractors, thin handlers, one `ApiError`.
 //! * [`webhook`] — the durable webhook dispatcher and its SSRF guard.
+//! * [`oauth`] — social login's client side: discovery, code exchange,
+//!   ID-token verification against the provider's JWKS, GitHub's API.
 //! * [`cli`] — the `truxe` command (`serve`, `migrate`, `keys`, `user`, `check-config`).
 //!
 //! Data flow: client → axum router (request id, security headers, body
-//! limit) → handler → `AuthService` → `Store` (SQLite). Crypto (Argon2id,
+//! limit) → handler → `AuthService` → `Store` (SQLite or PostgreSQL);
+//! outbound, the webhook dispatcher and the OAuth client. Crypto (Argon2id,
 //! JWT key ring, opaque tokens) comes from the `secure` kernel.
 //!
 //! # Example
@@ -27,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod model;
+pub mod oauth;
 pub mod repo;
 pub mod service;
 pub mod webhook;

@@ -617,3 +617,80 @@ impl From<&Delivery> for DeliveryView {
         }
     }
 }
+
+/// A social sign-in between the redirect to the provider and its callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthState {
+    /// SHA-256 of the state id.
+    pub id_hash: String,
+    /// Provider id.
+    pub provider: String,
+    /// The PKCE verifier, sealed.
+    pub verifier_sealed: String,
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// SHA-256 of the browser-binding cookie.
+    pub binding_hash: String,
+    /// Allow-listed application URL to return to.
+    pub redirect_uri: Option<String>,
+    /// `json` or `cookie`.
+    pub mode: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A provider identity linked to a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthIdentity {
+    /// UUID.
+    pub id: String,
+    /// The Truxe user.
+    pub user_id: String,
+    /// Provider id.
+    pub provider: String,
+    /// The provider's id for the person.
+    pub subject: String,
+    /// The address the provider gave at the last sign-in.
+    pub email: String,
+    /// The provider's tokens (JSON), sealed.
+    pub tokens_sealed: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    /// Unix seconds.
+    pub last_login_at: i64,
+}
+
+/// A linked identity as its user (or an administrator) sees it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityView {
+    /// UUID.
+    pub id: String,
+    /// Provider id.
+    pub provider: String,
+    /// The provider's id for the person.
+    pub subject: String,
+    /// Address at the last sign-in.
+    pub email: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub last_login_at: String,
+}
+
+impl From<&OAuthIdentity> for IdentityView {
+    fn from(i: &OAuthIdentity) -> Self {
+        IdentityView {
+            id: i.id.clone(),
+            provider: i.provider.clone(),
+            subject: i.subject.clone(),
+            email: i.email.clone(),
+            created_at: rfc3339(i.created_at),
+            last_login_at: rfc3339(i.last_login_at),
+        }
+    }
+}

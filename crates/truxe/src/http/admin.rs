@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::extract::{Auth, Client, Page};
 use super::{now, ApiError, App};
-use crate::model::{OrgView, SessionView, User, UserView};
+use crate::model::{IdentityView, OrgView, SessionView, User, UserView};
 use crate::repo::UserFilter;
 use crate::service::Principal;
 
@@ -158,9 +158,26 @@ pub(crate) async fn user(
         .iter()
         .map(|(o, r)| OrgView::new(o, Some(r)))
         .collect();
-    Ok(ok(
-        json!({"user": admin_view(&d.user), "sessions": sessions, "organizations": orgs}),
-    ))
+    let identities: Vec<_> = d.identities.iter().map(IdentityView::from).collect();
+    Ok(ok(json!({
+        "user": admin_view(&d.user),
+        "sessions": sessions,
+        "organizations": orgs,
+        "identities": identities,
+    })))
+}
+
+/// The provider tokens of a user's linked identity (opened; audited by the gate).
+pub(crate) async fn identity_tokens(
+    State(app): State<App>,
+    AdminCaller(p): AdminCaller,
+    Path((id, identity_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let t = app
+        .auth
+        .admin_identity_tokens(&p, &id, &identity_id)
+        .await?;
+    Ok(ok(json!({"tokens": t})))
 }
 
 pub(crate) async fn delete_user(

@@ -85,6 +85,19 @@ impl CookieConfig {
         );
     }
 
+    /// Sets the cookie binding a social sign-in to this browser (sent only
+    /// to `/auth/oauth`; `SameSite=Lax` lets the provider's redirect carry it).
+    pub fn set_oauth_binding(&self, res: &mut Response, value: &str, max_age: u64) {
+        self.set(
+            res,
+            crate::service::BINDING_COOKIE,
+            value,
+            "/auth/oauth",
+            max_age,
+            true,
+        );
+    }
+
     /// Expires every session cookie.
     pub fn clear(&self, res: &mut Response) {
         self.set(res, ACCESS, "", "/", 0, true);

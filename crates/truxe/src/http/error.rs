@@ -33,6 +33,16 @@ impl ApiError {
         }
     }
 
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message shown to clients.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// 429 with `Retry-After` and the `RateLimit-*` headers.
     pub fn rate_limited(d: &secure::ratelimit::Decision) -> Self {
         let secs = d.retry_after.map(|r| r.as_secs().max(1)).unwrap_or(1);

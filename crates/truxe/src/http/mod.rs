@@ -9,6 +9,7 @@ mod machines;
 mod orgs;
 pub mod ratelimit;
 mod routes;
+mod social;
 mod webhooks;
 
 use std::sync::Arc;
@@ -171,6 +172,10 @@ pub fn router(app: App) -> Router {
         .route("/api/admin/users/{id}/unblock", post(admin::unblock))
         .route("/api/admin/users/{id}/unlock", post(admin::unlock))
         .route("/api/admin/users/{id}/logout", post(admin::logout))
+        .route(
+            "/api/admin/users/{id}/identities/{identity_id}/tokens",
+            get(admin::identity_tokens),
+        )
         .route("/api/admin/sessions", get(admin::sessions))
         .route("/api/admin/sessions/{id}", delete(admin::end_session))
         .route("/api/admin/audit", get(admin::audit))
@@ -223,6 +228,17 @@ pub fn router(app: App) -> Router {
             get(routes::verify_magic_link).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route("/dev/mailbox", get(routes::dev_mailbox))
+        .route("/auth/oauth/providers", get(social::providers))
+        .route(
+            "/auth/oauth/{provider}/authorize",
+            get(social::authorize).layer(per_ip("oauth_ip", limits.login_ip)),
+        )
+        .route(
+            "/auth/oauth/{provider}/callback",
+            get(social::callback).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route("/auth/oauth/identities", get(social::identities))
+        .route("/auth/oauth/identities/{id}", delete(social::unlink))
         .route("/auth/mfa/setup", post(routes::mfa_setup))
         .route("/auth/mfa/enable", post(routes::mfa_enable))
         .route("/auth/mfa/status", get(routes::mfa_status))

@@ -283,36 +283,45 @@ pub(crate) async fn verify_magic_link(
         .auth
         .verify_magic_link(&token_query(q)?, c, now())
         .await?;
-    let body = match &outcome {
+    match redirect {
+        Some(r) => Ok(redirect_to(&fragment(&r, &outcome))),
+        None => Ok(ok(outcome_body(&outcome)).into_response()),
+    }
+}
+
+/// The JSON of a sign-in's outcome: user and tokens, or the MFA challenge.
+pub(crate) fn outcome_body(outcome: &LoginOutcome) -> Value {
+    match outcome {
         LoginOutcome::Authenticated(user, tokens) => {
             json!({"user": UserView::from(user.as_ref()), "tokens": tokens})
         }
         LoginOutcome::MfaRequired { challenge_id } => {
             json!({"mfa_required": true, "challenge_id": challenge_id})
         }
-    };
-    match (redirect, outcome) {
-        (Some(r), LoginOutcome::Authenticated(_, t)) => {
-            let location = format!(
-                "{r}#access_token={}&refresh_token={}&expires_in={}&token_type=Bearer",
-                t.access_token, t.refresh_token, t.expires_in
-            );
-            Ok((
-                StatusCode::FOUND,
-                [(axum::http::header::LOCATION, location)],
-            )
-                .into_response())
-        }
-        (Some(r), LoginOutcome::MfaRequired { challenge_id }) => {
-            let location = format!("{r}#mfa_required=true&challenge_id={challenge_id}");
-            Ok((
-                StatusCode::FOUND,
-                [(axum::http::header::LOCATION, location)],
-            )
-                .into_response())
-        }
-        (None, _) => Ok(ok(body).into_response()),
     }
+}
+
+/// `redirect#…` carrying a sign-in's outcome in the fragment, which
+/// browsers never send to servers (so tokens stay out of access logs).
+pub(crate) fn fragment(redirect: &str, outcome: &LoginOutcome) -> String {
+    match outcome {
+        LoginOutcome::Authenticated(_, t) => format!(
+            "{redirect}#access_token={}&refresh_token={}&expires_in={}&token_type=Bearer",
+            t.access_token, t.refresh_token, t.expires_in
+        ),
+        LoginOutcome::MfaRequired { challenge_id } => {
+            format!("{redirect}#mfa_required=true&challenge_id={challenge_id}")
+        }
+    }
+}
+
+/// `302 Found` to `location`.
+pub(crate) fn redirect_to(location: &str) -> Response {
+    let mut res = StatusCode::FOUND.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(location) {
+        res.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    res
 }
 
 #[derive(Deserialize)]

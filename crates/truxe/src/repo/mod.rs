@@ -15,8 +15,8 @@ pub use redis::RedisRateLimitStore;
 pub use sql::SqlStore;
 
 use crate::model::{
-    ApiKey, Attempt, Delivery, Invitation, Membership, Organization, RefreshUse, ServiceAccount,
-    Session, User, WebhookEndpoint,
+    ApiKey, Attempt, Delivery, Invitation, Membership, OAuthIdentity, OAuthState, Organization,
+    RefreshUse, ServiceAccount, Session, User, WebhookEndpoint,
 };
 use crate::service::policy::RoleDef;
 
@@ -486,6 +486,104 @@ pub trait WebhookRepo: Send + Sync {
     async fn requeue(&self, id: &str, now: i64) -> Result<bool, RepoError>;
 }
 
+/// Social login: sign-ins in flight and linked provider identities.
+#[async_trait]
+pub trait SocialRepo: Send + Sync {
+    /// Stores a sign-in in flight (and drops expired ones).
+    async fn create_oauth_state(&self, s: &OAuthState) -> Result<(), RepoError>;
+    /// Removes and returns an unexpired sign-in: each state is used once.
+    async fn take_oauth_state(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<OAuthState>, RepoError>;
+    /// The identity a provider's subject is linked to.
+    async fn identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<OAuthIdentity>, RepoError>;
+    /// A user's linked identities, oldest first.
+    async fn identities(&self, user_id: &str) -> Result<Vec<OAuthIdentity>, RepoError>;
+    /// Links an identity; `Conflict` if the subject is linked already.
+    async fn create_identity(&self, i: &OAuthIdentity) -> Result<(), RepoError>;
+    /// Records a sign-in: the address and tokens it brought.
+    async fn identity_signed_in(
+        &self,
+        id: &str,
+        email: &str,
+        tokens_sealed: &str,
+        now: i64,
+    ) -> Result<(), RepoError>;
+    /// Unlinks one of the user's identities; false if there is no such one.
+    async fn delete_identity(&self, user_id: &str, id: &str) -> Result<bool, RepoError>;
+}
+
+/// A column holding values sealed with an encryption key, for
+/// `truxe keys rotate-encryption`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedColumn {
+    /// Active TOTP secrets.
+    MfaSecret,
+    /// TOTP secrets awaiting confirmation.
+    MfaPendingSecret,
+    /// Webhook signing secrets.
+    WebhookSecret,
+    /// Webhook secrets still used during a rotation.
+    WebhookPreviousSecret,
+    /// Provider tokens of linked identities.
+    OAuthTokens,
+    /// PKCE verifiers of sign-ins in flight.
+    OAuthVerifier,
+}
+
+impl SealedColumn {
+    /// Every sealed column.
+    pub const ALL: [SealedColumn; 6] = [
+        SealedColumn::MfaSecret,
+        SealedColumn::MfaPendingSecret,
+        SealedColumn::WebhookSecret,
+        SealedColumn::WebhookPreviousSecret,
+        SealedColumn::OAuthTokens,
+        SealedColumn::OAuthVerifier,
+    ];
+
+    /// `(table, key column, sealed column)`.
+    pub fn location(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            SealedColumn::MfaSecret => ("users", "id", "mfa_secret"),
+            SealedColumn::MfaPendingSecret => ("users", "id", "mfa_pending_secret"),
+            SealedColumn::WebhookSecret => ("webhook_endpoints", "id", "secret_sealed"),
+            SealedColumn::WebhookPreviousSecret => {
+                ("webhook_endpoints", "id", "previous_secret_sealed")
+            }
+            SealedColumn::OAuthTokens => ("oauth_identities", "id", "tokens_sealed"),
+            SealedColumn::OAuthVerifier => ("oauth_states", "id_hash", "verifier_sealed"),
+        }
+    }
+}
+
+/// Sealed values, read and rewritten by key rotation.
+#[async_trait]
+pub trait SealedRepo: Send + Sync {
+    /// Up to `limit` `(row key, sealed value)` pairs with keys after `after`, in key order.
+    async fn sealed_values(
+        &self,
+        col: SealedColumn,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, RepoError>;
+    /// Replaces a sealed value if it is still `old` (a concurrent change
+    /// wins); true if replaced.
+    async fn reseal(
+        &self,
+        col: SealedColumn,
+        key: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, RepoError>;
+}
+
 /// Everything the service needs from storage.
 #[async_trait]
 pub trait Store:
@@ -496,6 +594,8 @@ pub trait Store:
     + OrgRepo
     + MachineRepo
     + WebhookRepo
+    + SocialRepo
+    + SealedRepo
     + AuditSink
     + AuditQuery
 {

@@ -8,7 +8,7 @@ use secure::audit::{AuditEvent, Outcome};
 use super::auth::{ClientInfo, Principal};
 use super::AuthError;
 use super::AuthService;
-use crate::model::{Organization, Session, User};
+use crate::model::{OAuthIdentity, Organization, Session, User};
 use crate::repo::{AuditFilter, UserFilter};
 
 /// What an administrator sees of one user.
@@ -20,10 +20,12 @@ pub struct UserDetail {
     pub sessions: Vec<Session>,
     /// Organizations and the user's role in each.
     pub organizations: Vec<(Organization, String)>,
+    /// Linked social-login identities.
+    pub identities: Vec<OAuthIdentity>,
 }
 
 impl AuthService {
-    fn require_admin(&self, p: &Principal) -> Result<(), AuthError> {
+    pub(super) fn require_admin(&self, p: &Principal) -> Result<(), AuthError> {
         if p.user.is_admin {
             Ok(())
         } else {
@@ -82,6 +84,7 @@ impl AuthService {
         Ok(UserDetail {
             sessions: self.store.live_sessions(id, now).await?,
             organizations: self.store.user_orgs(id, None, super::org::MAX_PAGE).await?,
+            identities: self.store.identities(id).await?,
             user,
         })
     }

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use secure::audit::{AuditEvent, Outcome};
-use secure::envelope::Envelope;
 use secure::password::PasswordHasher;
 use secure::{token, Secret};
 use serde::{Deserialize, Serialize};
 
 use super::mail::Mailer;
+use super::vault::Vaults;
 use super::{AuthError, KeyManager, OrgClaims};
 use crate::config::{Config, MAX_PASSWORD_LEN};
 use crate::model::{RefreshUse, Session, User};
@@ -99,8 +99,10 @@ pub struct AuthService {
     pub(super) hasher: PasswordHasher,
     pub(super) keys: Arc<KeyManager>,
     pub(super) cfg: Config,
-    /// Seals secrets at rest: TOTP secrets and webhook signing secrets.
-    pub(super) vault: Envelope,
+    /// Keys for secrets at rest.
+    pub(super) vaults: Vaults,
+    /// Social login providers.
+    pub(super) providers: Arc<crate::oauth::Providers>,
     /// Wakes the webhook dispatcher when deliveries are queued.
     pub(super) webhook_wake: Arc<tokio::sync::Notify>,
     /// Sends emailed links.
@@ -145,7 +147,8 @@ impl AuthService {
         store: Arc<dyn Store>,
         hasher: PasswordHasher,
         keys: Arc<KeyManager>,
-        vault: Envelope,
+        vaults: Vaults,
+        providers: Arc<crate::oauth::Providers>,
         mailer: Arc<dyn Mailer>,
         cfg: Config,
     ) -> Self {
@@ -154,7 +157,8 @@ impl AuthService {
             hasher,
             keys,
             cfg,
-            vault,
+            vaults,
+            providers,
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             mailer,
         }

@@ -90,20 +90,6 @@ fn qr_svg(uri: &str) -> Result<String, AuthError> {
 }
 
 impl AuthService {
-    /// Seals a secret for storage (base64), bound to `aad` (its owner's
-    /// id), so a sealed value copied to another row does not open.
-    pub(super) fn seal_secret(&self, aad: &str, secret: &[u8]) -> Result<String, AuthError> {
-        Ok(STANDARD.encode(self.vault.seal(secret, aad.as_bytes())?))
-    }
-
-    /// Opens what [`Self::seal_secret`] sealed for `aad`.
-    pub(super) fn open_secret(&self, aad: &str, sealed: &str) -> Result<Vec<u8>, AuthError> {
-        let bytes = STANDARD
-            .decode(sealed)
-            .map_err(|e| AuthError::Internal(format!("sealed secret: {e}")))?;
-        Ok(self.vault.open(&bytes, aad.as_bytes())?)
-    }
-
     /// Checks a TOTP code against the user's active secret and spends its
     /// time step (atomically, so a code works once even under concurrency).
     async fn check_totp(&self, user: &User, code: &str, now: i64) -> Result<bool, AuthError> {

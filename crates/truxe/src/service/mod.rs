@@ -10,6 +10,8 @@ pub mod mail;
 mod mfa;
 mod org;
 pub mod policy;
+mod social;
+mod vault;
 mod webhooks;
 
 pub use admin::UserDetail;
@@ -18,6 +20,8 @@ pub use keys::KeyManager;
 pub use machine::{AccountInput, Caller, KeyInput, ServiceCaller, API_KEY_PREFIX, RATE_TIERS};
 pub use mfa::{MfaSetup, SecondFactor};
 pub use org::{Grant, Hierarchy, OrgClaims, OrgInput, RoleInput};
+pub use social::{Callback, CallbackParams, Started, BINDING_COOKIE};
+pub use vault::{ColumnReport, Vaults};
 pub use webhooks::{EndpointInput, TEST_EVENT, WEBHOOK_EVENTS};
 
 use crate::repo::RepoError;

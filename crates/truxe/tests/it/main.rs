@@ -17,4 +17,5 @@ mod orgs;
 mod sessions;
 mod shared_limits;
 mod smtp;
+mod social;
 mod webhooks;

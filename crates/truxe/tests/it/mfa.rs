@@ -13,20 +13,20 @@ use serde_json::{json, Value};
 
 use crate::server::{code, tokens, Truxe, PASSWORD};
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn totp(secret: &[u8], t: u64) -> String {
+pub(crate) fn totp(secret: &[u8], t: u64) -> String {
     secure::totp::code_at(secret, t).unwrap()
 }
 
 /// Registers `email`, turns MFA on with the code of step `t`; returns
 /// (access token, secret, backup codes, t).
-async fn user_with_mfa(t_: &Truxe, email: &str) -> (String, Vec<u8>, Vec<String>, u64) {
+pub(crate) async fn user_with_mfa(t_: &Truxe, email: &str) -> (String, Vec<u8>, Vec<String>, u64) {
     let (access, _) = t_.register(email).await;
     let (s, body) = t_
         .authed(Method::POST, "/auth/mfa/setup", &access, None)

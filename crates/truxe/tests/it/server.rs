@@ -24,10 +24,16 @@ impl Truxe {
     /// Starts with cheap Argon2 parameters (development mode allows them)
     /// plus `env`.
     pub async fn start(env: &[(&str, &str)]) -> Truxe {
+        Truxe::start_on(free_port(), env).await
+    }
+
+    /// As [`Truxe::start`], on a port chosen beforehand (for callers that
+    /// must know Truxe's URL first, such as an identity provider).
+    pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Truxe {
         let mut t = Truxe {
             database_url: postgres_database().await,
             dir: testkit::tempdir(),
-            port: free_port(),
+            port,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

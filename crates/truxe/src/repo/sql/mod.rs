@@ -11,6 +11,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 mod machines;
 mod orgs;
+mod social;
 mod webhooks;
 
 use secure::audit::{AuditEvent, AuditSink, Outcome};

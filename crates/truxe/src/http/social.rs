@@ -1,0 +1,151 @@
+//! Social login routes under `/auth/oauth`: the provider list, the
+//! redirect to a provider, its callback, and the caller's linked identities.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{Auth, Client};
+use super::routes::{fragment, ok, outcome_body, redirect_to, session_response, Mode};
+use super::{cookies, now, ApiError, App};
+use crate::model::{IdentityView, UserView};
+use crate::service::{CallbackParams, LoginOutcome, BINDING_COOKIE};
+
+/// Seconds the binding cookie lives (as long as a sign-in may take).
+const BINDING_MAX_AGE: u64 = 600;
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "validation_error", e.body_text()))
+}
+
+/// `GET /auth/oauth/providers`.
+pub(crate) async fn providers(State(app): State<App>) -> Json<Value> {
+    let list: Vec<_> = app
+        .auth
+        .oauth_providers()
+        .into_iter()
+        .map(|(id, name, protocol)| {
+            json!({
+                "id": id,
+                "name": name,
+                "protocol": protocol,
+                "authorizeUrl": format!("/auth/oauth/{id}/authorize"),
+            })
+        })
+        .collect();
+    ok(json!({"providers": list}))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuthorizeQuery {
+    redirect_uri: Option<String>,
+    login_hint: Option<String>,
+    /// Read by [`Mode`].
+    #[serde(rename = "mode")]
+    _mode: Option<String>,
+}
+
+/// `GET /auth/oauth/{provider}/authorize[?redirect_uri=&login_hint=&mode=cookie]`:
+/// 302 to the provider, with the cookie that binds the sign-in to this browser.
+pub(crate) async fn authorize(
+    State(app): State<App>,
+    Path(provider): Path<String>,
+    Mode(cookie): Mode,
+    q: Result<Query<AuthorizeQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let started = app
+        .auth
+        .oauth_start(
+            &provider,
+            q.redirect_uri.as_deref(),
+            cookie,
+            q.login_hint.as_deref(),
+            now(),
+        )
+        .await?;
+    let mut res = redirect_to(&started.url);
+    app.cookies
+        .set_oauth_binding(&mut res, started.binding.expose(), BINDING_MAX_AGE);
+    Ok(res)
+}
+
+/// `GET /auth/oauth/{provider}/callback`: finishes the sign-in. With an
+/// allowed redirect, answers 302 to it (tokens, challenge or error in the
+/// fragment; in cookie mode, session cookies instead of tokens); else JSON.
+pub(crate) async fn callback(
+    State(app): State<App>,
+    Path(provider): Path<String>,
+    Client(c): Client,
+    headers: HeaderMap,
+    q: Result<Query<CallbackParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(q)?;
+    let binding = cookies::get(&headers, BINDING_COOKIE);
+    let done = app
+        .auth
+        .oauth_callback(&provider, params, binding.as_deref(), c, now())
+        .await;
+    let cb = done?;
+    app.metrics.event(if cb.result.is_ok() {
+        "oauth_login_ok"
+    } else {
+        "oauth_login_failed"
+    });
+    let cookie = cb.mode == "cookie";
+    let mut res = match (cb.result, cb.redirect) {
+        (Err(e), Some(r)) => {
+            let e = ApiError::from(e);
+            let url = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("error", e.code())
+                .append_pair("error_description", e.message())
+                .finish();
+            redirect_to(&format!("{r}#{url}"))
+        }
+        (Err(e), None) => ApiError::from(e).into_response(),
+        (Ok(LoginOutcome::Authenticated(_, tokens)), Some(r)) if cookie => {
+            let mut res = redirect_to(&r);
+            app.cookies.set_session(&mut res, &tokens);
+            res
+        }
+        (Ok(LoginOutcome::Authenticated(user, tokens)), None) if cookie => session_response(
+            &app,
+            true,
+            StatusCode::OK,
+            json!({"user": UserView::from(user.as_ref())}),
+            tokens,
+        ),
+        (Ok(outcome), Some(r)) => redirect_to(&fragment(&r, &outcome)),
+        (Ok(outcome), None) => ok(outcome_body(&outcome)).into_response(),
+    };
+    // This sign-in is spent; its cookie goes too. (A forged or stale
+    // callback, answered above, leaves a sign-in in progress alone.)
+    app.cookies.set_oauth_binding(&mut res, "", 0);
+    Ok(res)
+}
+
+/// `GET /auth/oauth/identities`.
+pub(crate) async fn identities(
+    State(app): State<App>,
+    Auth(p): Auth,
+) -> Result<Json<Value>, ApiError> {
+    let list = app.auth.identities(&p).await?;
+    let views: Vec<_> = list.iter().map(IdentityView::from).collect();
+    Ok(ok(json!({"identities": views})))
+}
+
+/// `DELETE /auth/oauth/identities/{id}`.
+pub(crate) async fn unlink(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.auth.unlink_identity(&p, &id, &c, now()).await?;
+    Ok(Json(json!({"success": true})))
+}

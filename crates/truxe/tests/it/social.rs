@@ -1,0 +1,646 @@
+//! Social login end to end against an independent OpenID provider:
+//! panva/oidc-provider from the npm registry (`tests/oidc`), run on
+//! loopback by the test, with its own keys, cookies and consent. A
+//! cookie-keeping HTTP client plays the browser, following every redirect
+//! from Truxe to the provider and back.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::{header, Method, StatusCode};
+use serde_json::{json, Value};
+use testkit::{free_port, wait_http_ok, ChildGuard};
+
+use crate::mfa::{now, totp, user_with_mfa};
+use crate::server::{code, mailed_token, Truxe};
+
+const CLIENT_ID: &str = "truxe-test";
+const CLIENT_SECRET: &str = "a-client-secret-for-the-test-provider";
+
+fn oidc_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+}
+
+/// Installs the provider's npm packages once per test process, exactly as
+/// locked (scripts/test does the same before the suite).
+fn ensure_installed() {
+    static ONCE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = ONCE.lock().unwrap_or_else(|p| p.into_inner());
+    if *done || oidc_dir().join("node_modules/oidc-provider").exists() {
+        *done = true;
+        return;
+    }
+    let st = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(oidc_dir())
+        .status()
+        .expect("npm (Node.js) is needed for the social-login tests");
+    assert!(st.success(), "npm ci in tests/oidc failed");
+    *done = true;
+}
+
+/// The provider process.
+struct Provider {
+    _child: ChildGuard,
+    _dir: tempfile::TempDir,
+    issuer: String,
+}
+
+impl Provider {
+    async fn start(truxe_port: u16) -> Provider {
+        ensure_installed();
+        let dir = testkit::tempdir();
+        let port = free_port();
+        let mut cmd = Command::new("node");
+        cmd.arg(oidc_dir().join("provider.mjs"))
+            .env("PORT", port.to_string())
+            .env("CLIENT_ID", CLIENT_ID)
+            .env("CLIENT_SECRET", CLIENT_SECRET)
+            .env(
+                "REDIRECT_URIS",
+                format!("http://127.0.0.1:{truxe_port}/auth/oauth/corp/callback"),
+            );
+        let mut child = ChildGuard::spawn("oidc-provider", cmd, dir.path());
+        let issuer = format!("http://127.0.0.1:{port}");
+        wait_http_ok(
+            &format!("{issuer}/.well-known/openid-configuration"),
+            Duration::from_secs(30),
+        )
+        .await;
+        child.assert_running(dir.path());
+        Provider {
+            _child: child,
+            _dir: dir,
+            issuer,
+        }
+    }
+}
+
+const APP: &str = "http://app.test/signed-in";
+
+/// A provider, and Truxe configured with it as `corp` plus `env`.
+async fn setup(env: &[(&str, &str)]) -> (Provider, Truxe) {
+    let port = free_port();
+    let p = Provider::start(port).await;
+    let mut all = vec![
+        ("TRUXE_OAUTH_PROVIDERS", "corp"),
+        ("TRUXE_OAUTH_CORP_CLIENT_ID", CLIENT_ID),
+        ("TRUXE_OAUTH_CORP_CLIENT_SECRET", CLIENT_SECRET),
+        ("TRUXE_OAUTH_CORP_ISSUER", p.issuer.as_str()),
+        ("TRUXE_OAUTH_CORP_NAME", "Corp SSO"),
+        ("TRUXE_OAUTH_REDIRECTS", APP),
+    ];
+    all.extend_from_slice(env);
+    let t = Truxe::start_on(port, &all).await;
+    (p, t)
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Follows redirects from `url` until the next hop is Truxe's callback;
+/// returns that callback URL (not yet requested), or the response that
+/// ended the chain elsewhere.
+async fn to_callback(
+    b: &reqwest::Client,
+    t: &Truxe,
+    mut url: String,
+) -> Result<String, reqwest::Response> {
+    let callback = format!("{}/auth/oauth/corp/callback", t.url());
+    for _ in 0..20 {
+        if url.starts_with(&callback) {
+            return Ok(url);
+        }
+        let r = b.get(&url).send().await.unwrap();
+        if !r.status().is_redirection() {
+            return Err(r);
+        }
+        let loc = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+        url = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(&loc)
+            .unwrap()
+            .to_string();
+    }
+    panic!("too many redirects from {url}");
+}
+
+/// Starts a sign-in at Truxe and runs it through the provider: the
+/// callback's response.
+async fn sign_in(b: &reqwest::Client, t: &Truxe, query: &str) -> reqwest::Response {
+    let start = format!("{}/auth/oauth/corp/authorize?{query}", t.url());
+    match to_callback(b, t, start).await {
+        Ok(cb) => b.get(cb).send().await.unwrap(),
+        Err(r) => r,
+    }
+}
+
+async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()[header::LOCATION].to_str().unwrap().to_owned()
+}
+
+/// The fragment parameters of a redirect to the application.
+fn fragment(loc: &str) -> std::collections::HashMap<String, String> {
+    let (base, frag) = loc.split_once('#').unwrap_or((loc, ""));
+    assert_eq!(base, APP, "{loc}");
+    url::form_urlencoded::parse(frag.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Registers `email` and verifies the address by the mailed link.
+async fn verified_user(t: &Truxe, email: &str, access: &str) {
+    let (s, _) = t
+        .authed(
+            Method::POST,
+            "/api/auth/email/send-verification",
+            access,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let token = mailed_token(t, email, 1).await;
+    let r = t
+        .http
+        .get(format!("{}/api/auth/email/verify", t.url()))
+        .query(&[("token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// The sealed provider tokens as stored, straight from the database.
+async fn stored_tokens(t: &Truxe) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&t.database_url())
+        .await
+        .unwrap();
+    sqlx::query("SELECT tokens_sealed FROM oauth_identities")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn sign_up_then_sign_in_again_with_provider_tokens_sealed() {
+    let (_p, t) = setup(&[]).await;
+    let (s, body) = json_of(
+        t.http
+            .get(format!("{}/auth/oauth/providers", t.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body["data"]["providers"],
+        json!([{"id": "corp", "name": "Corp SSO", "protocol": "oidc", "authorizeUrl": "/auth/oauth/corp/authorize"}])
+    );
+
+    let (s, body) = json_of(sign_in(&browser(), &t, "login_hint=alice").await).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let user = &body["data"]["user"];
+    assert_eq!(user["email"], "alice@example.test");
+    assert_eq!(user["emailVerified"], true, "the provider vouches for it");
+    let access = body["data"]["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(t.me(&access).await, StatusCode::OK, "a real Truxe session");
+    let id = user["id"].as_str().unwrap().to_owned();
+
+    let (_, list) = t
+        .authed(Method::GET, "/auth/oauth/identities", &access, None)
+        .await;
+    let identities = list["data"]["identities"].as_array().unwrap();
+    assert_eq!(identities.len(), 1, "{list}");
+    assert_eq!(identities[0]["provider"], "corp");
+    assert_eq!(identities[0]["subject"], "alice");
+
+    // Again, from a fresh browser: the same account, not a new one.
+    let (s, again) = json_of(sign_in(&browser(), &t, "login_hint=alice").await).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["data"]["user"]["id"], id.as_str());
+
+    // The provider's tokens are kept, sealed: an administrator can read
+    // them through the API, and they are nowhere in the database in clear.
+    let (_, admin) = t.admin("root@example.com").await;
+    let identity = identities[0]["id"].as_str().unwrap();
+    let (s, tok) = t
+        .authed(
+            Method::GET,
+            &format!("/api/admin/users/{id}/identities/{identity}/tokens"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{tok}");
+    let provider_access = tok["data"]["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id_token = tok["data"]["tokens"]["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        provider_access.len() > 20 && id_token.split('.').count() == 3,
+        "{tok}"
+    );
+    let sealed = stored_tokens(&t).await;
+    assert_eq!(sealed.len(), 1);
+    assert!(!sealed[0].contains(&provider_access) && !sealed[0].contains(&id_token));
+    if !t.on_postgres() {
+        for f in ["truxe.db", "truxe.db-wal"] {
+            let bytes = std::fs::read(t.dir.path().join("data").join(f)).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(&provider_access),
+                "{f} holds the token in clear"
+            );
+        }
+    }
+    let (s, _) = t
+        .authed(
+            Method::GET,
+            &format!("/api/admin/users/{id}/identities/{identity}/tokens"),
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "administrators only");
+
+    // Unlinking is the owner's, and audited.
+    let (s, _) = t
+        .authed(
+            Method::DELETE,
+            &format!("/auth/oauth/identities/{identity}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not the administrator's identity");
+    let (s, _) = t
+        .authed(
+            Method::DELETE,
+            &format!("/auth/oauth/identities/{identity}"),
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, audit) = t
+        .authed(
+            Method::GET,
+            "/api/admin/audit?action=oauth_unlinked",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(audit["events"].as_array().map(Vec::len), Some(1), "{audit}");
+}
+
+#[tokio::test]
+async fn state_is_signed_single_use_and_bound_to_the_browser() {
+    let (_p, t) = setup(&[]).await;
+    let start = format!("{}/auth/oauth/corp/authorize?login_hint=erin", t.url());
+    let b = browser();
+    let cb = to_callback(&b, &t, start.clone()).await.unwrap();
+
+    // Another browser (no binding cookie) cannot finish this sign-in.
+    let stranger = browser();
+    let other = to_callback(&stranger, &t, start.clone()).await.unwrap();
+    let (s, body) = json_of(browser().get(&other).send().await.unwrap()).await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::CONFLICT, "invalid_state"),
+        "{body}"
+    );
+
+    // A tampered state is refused before any lookup.
+    let tampered = cb.replacen("state=", "state=x", 1);
+    let (s, body) = json_of(b.get(&tampered).send().await.unwrap()).await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::CONFLICT, "invalid_state"),
+        "{body}"
+    );
+    let (s, body) = json_of(
+        b.get(format!("{}/auth/oauth/corp/callback?code=x", t.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::CONFLICT, "invalid_state"),
+        "{body}"
+    );
+
+    // The genuine one works once.
+    let (s, body) = json_of(b.get(&cb).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = json_of(b.get(&cb).send().await.unwrap()).await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::CONFLICT, "invalid_state"),
+        "replayed: {body}"
+    );
+
+    // Unknown providers, bad redirects.
+    let r = b
+        .get(format!("{}/auth/oauth/nope/authorize", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = b
+        .get(format!(
+            "{}/auth/oauth/corp/authorize?redirect_uri=http://evil.test/",
+            t.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (s, body) = json_of(r).await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::BAD_REQUEST, "validation_error"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn redirects_carry_tokens_errors_or_cookies() {
+    let (_p, t) = setup(&[]).await;
+    let q = format!("login_hint=frank&redirect_uri={APP}");
+    let r = sign_in(&browser(), &t, &q).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let f = fragment(&location(&r));
+    assert_eq!(t.me(&f["access_token"]).await, StatusCode::OK, "{f:?}");
+    assert!(f["refresh_token"].starts_with("trt_"));
+
+    // The person declines at the provider: the application hears why.
+    let r = sign_in(
+        &browser(),
+        &t,
+        &format!("login_hint=deny&redirect_uri={APP}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let f = fragment(&location(&r));
+    assert_eq!(f["error"], "access_denied", "{f:?}");
+    assert!(f["error_description"].contains("declined"), "{f:?}");
+    assert!(!f.contains_key("access_token"));
+
+    // Cookie mode: session cookies, no tokens in the URL.
+    let b = browser();
+    let r = sign_in(
+        &b,
+        &t,
+        &format!("login_hint=frank&mode=cookie&redirect_uri={APP}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(location(&r), APP);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("truxe_access=") && c.contains("HttpOnly")),
+        "{cookies:?}"
+    );
+    let me = b.get(format!("{}/auth/me", t.url())).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK, "the browser is signed in");
+}
+
+#[tokio::test]
+async fn linking_needs_both_sides_to_vouch_and_mfa_still_applies() {
+    let (_p, t) = setup(&[]).await;
+    // bob has a password account with a verified address and MFA on.
+    let (bob, secret, _, _) = user_with_mfa(&t, "bob@example.test").await;
+    verified_user(&t, "bob@example.test", &bob).await;
+    let (s, body) = json_of(sign_in(&browser(), &t, "login_hint=bob").await).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["mfa_required"], true, "{body}");
+    assert!(
+        body["data"].get("tokens").is_none(),
+        "no tokens before the second factor"
+    );
+    let challenge = body["data"]["challenge_id"].as_str().unwrap();
+    let (s, body) = t
+        .post(
+            "/auth/mfa/challenge/verify",
+            json!({"challenge_id": challenge, "token": totp(&secret, now() + 30)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, me_by_password) = t.authed(Method::GET, "/auth/me", &bob, None).await;
+    assert_eq!(
+        body["data"]["user"]["id"], me_by_password["user"]["id"],
+        "linked, not a new account"
+    );
+
+    // carol registered the address but never verified it: no linking.
+    t.register("carol@example.test").await;
+    let (s, body) = json_of(sign_in(&browser(), &t, "login_hint=carol").await).await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::CONFLICT, "account_exists"),
+        "{body}"
+    );
+
+    // The provider does not vouch for dave's address: a new account whose
+    // address is unverified, and a password account cannot later claim it.
+    let (s, body) = json_of(sign_in(&browser(), &t, "login_hint=unverified-dave").await).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["user"]["emailVerified"], false);
+    let (s, body) = t
+        .post(
+            "/api/auth/register",
+            json!({"email": "unverified-dave@example.test", "password": crate::server::PASSWORD}),
+        )
+        .await;
+    assert_eq!((s, code(&body)), (StatusCode::CONFLICT, "email_taken"));
+
+    // A blocked account does not sign in through a provider either.
+    let (_, admin) = t.admin("root@example.com").await;
+    let id = body_id(&t, &admin, "unverified-dave@example.test").await;
+    let (s, _) = t
+        .authed(
+            Method::POST,
+            &format!("/api/admin/users/{id}/block"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, body) = json_of(sign_in(&browser(), &t, "login_hint=unverified-dave").await).await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::FORBIDDEN, "account_disabled"),
+        "{body}"
+    );
+}
+
+async fn body_id(t: &Truxe, admin: &str, email: &str) -> String {
+    let (_, list) = t
+        .authed(
+            Method::GET,
+            &format!("/api/admin/users?q={email}"),
+            admin,
+            None,
+        )
+        .await;
+    list["data"]["users"][0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn encryption_keys_rotate_while_the_server_runs() {
+    const OAUTH_A: &str = "oauth-key-A-0123456789abcdefghijklmnopq";
+    const OAUTH_B: &str = "oauth-key-B-zyxwvutsrqponmlkjihgfedcba98";
+    const MFA_A: &str = "mfa-key-A-0123456789abcdefghijklmnopqrs";
+    const MFA_B: &str = "mfa-key-B-zyxwvutsrqponmlkjihgfedcba9876";
+    let (_p, mut t) = setup(&[
+        ("OAUTH_TOKEN_ENCRYPTION_KEY", OAUTH_A),
+        ("MFA_ENCRYPTION_KEY", MFA_A),
+    ])
+    .await;
+    let (s, body) = json_of(sign_in(&browser(), &t, "login_hint=gina").await).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let gina = body["data"]["user"]["id"].as_str().unwrap().to_owned();
+    let (_, secret, _, _) = user_with_mfa(&t, "hank@example.com").await;
+    let (_, admin) = t.admin("root@example.com").await;
+    let (_, ids) = t
+        .authed(
+            Method::GET,
+            &format!("/api/admin/users/{gina}"),
+            &admin,
+            None,
+        )
+        .await;
+    let identity = ids["data"]["identities"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tokens_path = format!("/api/admin/users/{gina}/identities/{identity}/tokens");
+    let (_, before) = t.authed(Method::GET, &tokens_path, &admin, None).await;
+
+    // Every instance learns the new keys, keeping the old ones for reading.
+    let set = |t: &mut Truxe, vars: &[(&str, &str)]| {
+        t.env.retain(|(k, _)| !k.contains("ENCRYPTION_KEY"));
+        t.env
+            .extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    };
+    set(
+        &mut t,
+        &[
+            ("OAUTH_TOKEN_ENCRYPTION_KEY", OAUTH_B),
+            ("OAUTH_TOKEN_ENCRYPTION_KEY_PREVIOUS", OAUTH_A),
+            ("MFA_ENCRYPTION_KEY", MFA_B),
+            ("MFA_ENCRYPTION_KEY_PREVIOUS", MFA_A),
+        ],
+    );
+    t.restart().await;
+    let out = t.cli(&["keys", "rotate-encryption", "--dry-run"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(dry.contains("oauth_identities.tokens_sealed"), "{dry}");
+
+    // Re-seal while the server is up and serving.
+    let out = t.cli(&["keys", "rotate-encryption"], None);
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resealed = |col: &str| -> u64 {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(col))
+            .unwrap_or_else(|| panic!("{col}: {report}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "resealed").unwrap();
+        words[at + 1].parse().unwrap()
+    };
+    assert_eq!(resealed("oauth_identities.tokens_sealed"), 1, "{report}");
+    assert_eq!(resealed("users.mfa_secret"), 1, "{report}");
+    let (s, during) = t.authed(Method::GET, &tokens_path, &admin, None).await;
+    assert_eq!((s, &during["data"]), (StatusCode::OK, &before["data"]));
+
+    // The old keys can go: everything still opens.
+    set(
+        &mut t,
+        &[
+            ("OAUTH_TOKEN_ENCRYPTION_KEY", OAUTH_B),
+            ("MFA_ENCRYPTION_KEY", MFA_B),
+        ],
+    );
+    t.restart().await;
+    let (s, after) = t.authed(Method::GET, &tokens_path, &admin, None).await;
+    assert_eq!(
+        (s, &after["data"]),
+        (StatusCode::OK, &before["data"]),
+        "provider tokens open under the new key"
+    );
+    let (s, body) = t.login("hank@example.com", crate::server::PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    let challenge = body["data"]["challenge_id"].as_str().unwrap();
+    let (s, body) = t
+        .post(
+            "/auth/mfa/challenge/verify",
+            json!({"challenge_id": challenge, "token": totp(&secret, now() + 30)}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "TOTP secret opens under the new key: {body}"
+    );
+    let out = t.cli(&["keys", "rotate-encryption", "--dry-run"], None);
+    assert!(out.status.success());
+
+    // A value under a key that is no longer configured is reported, and
+    // the command fails.
+    set(
+        &mut t,
+        &[
+            ("OAUTH_TOKEN_ENCRYPTION_KEY", OAUTH_A),
+            ("MFA_ENCRYPTION_KEY", MFA_B),
+        ],
+    );
+    let out = t.cli(&["keys", "rotate-encryption"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
