@@ -274,6 +274,9 @@ fn envelope(
 ) -> anyhow::Result<(Envelope, [u8; 32])> {
     let key = match current {
         Some(k) => secure::envelope::derive_key(k.expose())?,
+        // Production without the key: configuration guarantees nothing
+        // needs it (no providers), so no key file is made either.
+        None if cfg.production => secure::envelope::generate_key(),
         None => {
             let text = match std::fs::read_to_string(&dev_file) {
                 Ok(t) => t,

@@ -39,6 +39,37 @@ pub struct User {
     pub updated_at: i64,
 }
 
+impl User {
+    /// A new active account with no failures and no second factor.
+    pub fn new(
+        email: String,
+        password_hash: String,
+        email_verified: bool,
+        is_admin: bool,
+        metadata: serde_json::Value,
+        now: i64,
+    ) -> User {
+        User {
+            id: secure::token::random_uuid(),
+            email,
+            password_hash,
+            email_verified,
+            status: "active".into(),
+            is_admin,
+            metadata,
+            failed_logins: 0,
+            failed_since: None,
+            locked_until: None,
+            mfa_enabled: false,
+            mfa_secret: None,
+            mfa_pending_secret: None,
+            mfa_last_step: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// A login session: the family of its rotating refresh tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {

@@ -44,7 +44,8 @@ pub enum OAuthError {
 }
 
 /// Tokens from the provider's token endpoint, kept sealed with the identity.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` shows which tokens there are, never their values.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ProviderTokens {
     /// Access token for the provider's APIs.
     pub access_token: String,
@@ -60,6 +61,18 @@ pub struct ProviderTokens {
     /// Granted scopes, when said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderTokens")
+            .field("access_token", &"…")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "…"))
+            .field("id_token", &self.id_token.as_ref().map(|_| "…"))
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// Who the provider says signed in.

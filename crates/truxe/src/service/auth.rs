@@ -240,24 +240,14 @@ impl AuthService {
         if metadata.to_string().len() > 16 * 1024 {
             return Err(AuthError::Invalid("metadata must be at most 16 KiB".into()));
         }
-        let user = User {
-            id: token::random_uuid(),
+        let user = User::new(
             email,
-            password_hash: self.hasher.hash(password).await?,
-            email_verified: false,
-            status: "active".into(),
-            is_admin: admin,
+            self.hasher.hash(password).await?,
+            false,
+            admin,
             metadata,
-            failed_logins: 0,
-            failed_since: None,
-            locked_until: None,
-            mfa_enabled: false,
-            mfa_secret: None,
-            mfa_pending_secret: None,
-            mfa_last_step: None,
-            created_at: now,
-            updated_at: now,
-        };
+            now,
+        );
         match self.store.create_user(&user).await {
             Err(RepoError::Conflict) => Err(AuthError::EmailTaken),
             other => other.map(|()| user).map_err(Into::into),

@@ -14,6 +14,8 @@
 //! provider says it is verified, and so is the Truxe account): otherwise
 //! whoever controls a provider account with someone's address, or whoever
 //! registered an address they do not own, could take over the other side.
+//! For the same reason a new account needs an address the provider vouches
+//! for.
 
 use secure::audit::Outcome;
 use secure::{token, Secret};
@@ -351,6 +353,15 @@ impl AuthService {
                 });
             }
             None if !self.cfg.enable_signup => return Err(AuthError::SignupDisabled),
+            // An account made from an address nobody vouches for would let
+            // the address's real owner (by a password reset) and the
+            // provider account share one account.
+            None if !ext.email_verified => {
+                return Err(AuthError::Conflict {
+                    code: "email_unverified",
+                    message: "the provider does not vouch for this email address; verify it there and try again".into(),
+                })
+            }
             None => (self.create_social_user(&email, ext, now).await?, true),
         };
         let identity = OAuthIdentity {
@@ -407,27 +418,18 @@ impl AuthService {
         ext: &ExternalIdentity,
         now: i64,
     ) -> Result<User, AuthError> {
-        let user = User {
-            id: token::random_uuid(),
-            email: email.to_owned(),
-            password_hash: self.hasher.hash(token::generate("").plaintext).await?,
-            email_verified: ext.email_verified,
-            status: "active".into(),
-            is_admin: false,
-            metadata: match &ext.name {
-                Some(n) => serde_json::json!({"name": tidy(n)}),
-                None => serde_json::json!({}),
-            },
-            failed_logins: 0,
-            failed_since: None,
-            locked_until: None,
-            mfa_enabled: false,
-            mfa_secret: None,
-            mfa_pending_secret: None,
-            mfa_last_step: None,
-            created_at: now,
-            updated_at: now,
+        let metadata = match &ext.name {
+            Some(n) => serde_json::json!({"name": tidy(n)}),
+            None => serde_json::json!({}),
         };
+        let user = User::new(
+            email.to_owned(),
+            self.hasher.hash(token::generate("").plaintext).await?,
+            ext.email_verified,
+            false,
+            metadata,
+            now,
+        );
         match self.store.create_user(&user).await {
             Err(RepoError::Conflict) => Err(AuthError::Conflict {
                 code: "conflict",
