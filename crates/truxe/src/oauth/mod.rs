@@ -602,6 +602,67 @@ mod tests {
         assert!(check_id_claims(&empty, "n1", "c").is_err());
     }
 
+    #[tokio::test]
+    async fn github_authorization_url() {
+        let cfg = OAuthProvider {
+            id: "github".into(),
+            name: "GitHub".into(),
+            kind: ProviderKind::Github {
+                web: "https://github.com".into(),
+                api: "https://api.github.com".into(),
+            },
+            client_id: "cid".into(),
+            client_secret: Secret::new("cs".into()),
+            scopes: vec!["read:user".into(), "user:email".into()],
+        };
+        let providers = Providers::new(std::slice::from_ref(&cfg)).unwrap();
+        let p = providers.get("github").unwrap();
+        let url = providers
+            .authorization_url(
+                p,
+                "https://id.example/cb",
+                "st",
+                "nonce",
+                "ch",
+                Some("octocat"),
+            )
+            .await
+            .unwrap();
+        let parsed = url::Url::parse(&url).unwrap();
+        assert_eq!(
+            parsed.as_str().split('?').next(),
+            Some("https://github.com/login/oauth/authorize")
+        );
+        let q: HashMap<String, String> = parsed.query_pairs().into_owned().collect();
+        assert_eq!(q["client_id"], "cid");
+        assert_eq!(q["redirect_uri"], "https://id.example/cb");
+        assert_eq!(q["scope"], "read:user user:email");
+        assert_eq!(q["state"], "st");
+        assert_eq!(
+            (
+                q["code_challenge"].as_str(),
+                q["code_challenge_method"].as_str()
+            ),
+            ("ch", "S256")
+        );
+        assert_eq!(q["login"], "octocat");
+        assert!(
+            !q.contains_key("nonce"),
+            "GitHub has no ID token to carry it"
+        );
+        assert!(!format!(
+            "{:?}",
+            ProviderTokens {
+                access_token: "gho_secret".into(),
+                refresh_token: None,
+                id_token: None,
+                expires_at: None,
+                scope: None,
+            }
+        )
+        .contains("gho_secret"));
+    }
+
     #[test]
     fn email_verified_as_bool_or_string() {
         let c = claims(json!({"sub": "s", "email_verified": "true"}));
