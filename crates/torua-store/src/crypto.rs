@@ -7,9 +7,10 @@
 //! `secure::envelope` (AES-256-GCM with key ids).
 //!
 //! Stored value (the `data` table), tagged by its first byte:
-//! * `0x01 …` — a plaintext [`Record`] v1 (encryption off, or written before
-//!   it was turned on; re-sealed in the background once it is);
-//! * `0x02 | envelope` — the Record v1 encoding sealed with a data key;
+//! * `0x01 …` or `0x03 …` — a plaintext [`Record`] (layout v1 or v3;
+//!   encryption off, or written before it was turned on; re-sealed in the
+//!   background once it is);
+//! * `0x02 | envelope` — a Record encoding sealed with a data key;
 //!   AAD = `"torua-value" | shard id (u32 LE) | key`, so a sealed value
 //!   cannot be moved to another key or shard.
 //!
@@ -22,8 +23,6 @@ use crate::{Record, StoreError};
 
 /// Tag of a sealed value.
 const SEALED: u8 = 0x02;
-/// Tag of a plaintext record (the record's own version byte).
-const PLAIN: u8 = 0x01;
 
 /// A node's master keys: the current one, and previous ones whose data
 /// keys are re-wrapped under the current one when a shard opens.
@@ -184,8 +183,9 @@ impl Codec {
                 Some(&SEALED) => {
                     envelope::sealed_key_id(&stored[1..]) != Some(envelope.current_key_id())
                 }
-                Some(&PLAIN) => true,
-                _ => false,
+                // Plaintext, in any record layout.
+                Some(_) => true,
+                None => false,
             },
         }
     }

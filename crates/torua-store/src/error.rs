@@ -23,6 +23,14 @@ pub enum StoreError {
     /// The key or content type breaks a limit; the message says which.
     #[error("{0}")]
     Invalid(String),
+    /// A conditional write's expectation did not hold; nothing was written.
+    #[error("precondition failed for `{key}`: {}", match .current { Some(v) => format!("its version is {v}"), None => "it does not exist".into() })]
+    Precondition {
+        /// The key.
+        key: String,
+        /// Its version now (`None`: absent).
+        current: Option<u64>,
+    },
 }
 
 // redb splits its errors per operation; all of them funnel into `redb::Error`.

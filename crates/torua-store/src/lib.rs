@@ -41,7 +41,7 @@ mod tables;
 pub use crypto::MasterKeys;
 pub use error::StoreError;
 pub use record::Record;
-pub use shard::{KeyStatus, Op, Shard, ShardState, ShardStats};
+pub use shard::{Expect, KeyStatus, Op, Shard, ShardState, ShardStats};
 pub use store::ShardStore;
 
 /// Longest key accepted, in bytes (UTF-8).

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::crypto::{self, Codec, MasterKeys};
 use crate::tables::{
     DATA, FORMAT_PLAINTEXT, FORMAT_VERSION, KEYS, META, META_BYTES, META_DATA_KEY, META_FORMAT,
-    META_STATE,
+    META_REVISION, META_STATE,
 };
 use crate::{Record, StoreError, MAX_KEY_LEN};
 
@@ -53,13 +53,52 @@ impl ShardState {
     }
 }
 
+/// What a write expects of its key beforehand (HTTP `If-Match` /
+/// `If-None-Match`). Checked by the writer inside the commit, so it holds
+/// against every concurrent write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing.
+    Any,
+    /// The key exists, in any version (`If-Match: *`).
+    Exists,
+    /// The key exists in exactly this version (`If-Match: "v"`).
+    Version(u64),
+    /// The key does not exist (`If-None-Match: *`).
+    Absent,
+}
+
+impl Expect {
+    fn holds(self, current: Option<u64>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Exists => current.is_some(),
+            Expect::Version(v) => current == Some(v),
+            Expect::Absent => current.is_none(),
+        }
+    }
+}
+
 /// One change applied by a shard's writer.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// Insert or replace a key.
-    Put(String, Record),
-    /// Remove a key (absent keys are fine).
-    Delete(String),
+    /// Insert or replace a key if the expectation holds; the writer gives
+    /// the record the shard's next revision as its version.
+    Put(String, Record, Expect),
+    /// Remove a key if the expectation holds (absent keys are fine with
+    /// [`Expect::Any`]); takes a revision too.
+    Delete(String, Expect),
+    /// Store a record with the version it carries (a copy of another
+    /// node's shard); the shard's revision rises to it.
+    Import(String, Record),
+}
+
+impl Op {
+    fn key(&self) -> &str {
+        match self {
+            Op::Put(k, ..) | Op::Delete(k, _) | Op::Import(k, _) => k,
+        }
+    }
 }
 
 /// Encryption state reported by [`Shard::key_status`].
@@ -126,9 +165,12 @@ impl Drop for DataKeys {
     }
 }
 
+/// A request's answer: for `Apply`, the version each op took.
+type Reply = Result<Vec<u64>, StoreError>;
+
 struct Request {
     cmd: Command,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    done: oneshot::Sender<Reply>,
 }
 
 /// One shard: a redb file and the task that commits its writes.
@@ -376,25 +418,41 @@ impl Shard {
         .await
     }
 
-    /// Stores `record` under `key`; returns once the write is durable.
-    pub async fn put(&self, key: String, record: Record) -> Result<(), StoreError> {
-        self.apply(vec![Op::Put(key, record)]).await
+    /// Stores `record` under `key`; returns its version once durable.
+    pub async fn put(&self, key: String, record: Record) -> Result<u64, StoreError> {
+        self.put_if(key, record, Expect::Any).await
+    }
+
+    /// Stores `record` under `key` if `expect` holds (else
+    /// [`StoreError::Precondition`], nothing written); returns its version.
+    pub async fn put_if(
+        &self,
+        key: String,
+        record: Record,
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
+        let v = self.apply(vec![Op::Put(key, record, expect)]).await?;
+        v.first().copied().ok_or(StoreError::Closed(self.id))
     }
 
     /// Deletes `key`; returns once the deletion is durable.
     pub async fn delete(&self, key: String) -> Result<(), StoreError> {
-        self.apply(vec![Op::Delete(key)]).await
+        self.delete_if(key, Expect::Any).await
     }
 
-    /// Applies `ops` atomically, in order; returns once they are durable.
-    pub async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+    /// Deletes `key` if `expect` holds (else [`StoreError::Precondition`]).
+    pub async fn delete_if(&self, key: String, expect: Expect) -> Result<(), StoreError> {
+        self.apply(vec![Op::Delete(key, expect)]).await.map(drop)
+    }
+
+    /// Applies `ops` atomically, in order, if every expectation holds (each
+    /// checked after the ops before it); returns once they are durable,
+    /// with the version each op took.
+    pub async fn apply(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
         for op in &ops {
-            match op {
-                Op::Put(k, r) => {
-                    check_key(k)?;
-                    r.validate()?;
-                }
-                Op::Delete(k) => check_key(k)?,
+            check_key(op.key())?;
+            if let Op::Put(_, r, _) | Op::Import(_, r) = op {
+                r.validate()?;
             }
         }
         self.send(Command::Apply(ops)).await
@@ -402,10 +460,10 @@ impl Shard {
 
     /// Changes the shard's state durably.
     pub async fn set_state(&self, state: ShardState) -> Result<(), StoreError> {
-        self.send(Command::SetState(state)).await
+        self.send(Command::SetState(state)).await.map(drop)
     }
 
-    async fn send(&self, cmd: Command) -> Result<(), StoreError> {
+    async fn send(&self, cmd: Command) -> Reply {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Request { cmd, done })
@@ -613,7 +671,7 @@ async fn writer(
         let draft = keys.clone();
         let outcome = blocking(move || commit(id, &db, cmds, current, draft)).await;
         match outcome {
-            Ok(done) => {
+            Ok((done, replies)) => {
                 if let Some(s) = done.state {
                     state.store(s.code(), Ordering::Release);
                 }
@@ -624,8 +682,8 @@ async fn writer(
                         Err(p) => *p.into_inner() = c,
                     }
                 }
-                for d in dones {
-                    let _ = d.send(Ok(()));
+                for (d, r) in dones.into_iter().zip(replies) {
+                    let _ = d.send(r);
                 }
             }
             Err(e) => {
@@ -646,20 +704,76 @@ struct Committed {
     keys: Option<(DataKeys, Arc<Codec>)>,
 }
 
+/// The version `key` has now: as staged earlier in this request, else as
+/// stored (decoding the record, which for a sealed value means opening it).
+fn version_of(
+    data: &redb::Table<&str, &[u8]>,
+    codec: &Codec,
+    staged: &BTreeMap<String, Option<u64>>,
+    key: &str,
+) -> Result<Option<u64>, StoreError> {
+    if let Some(v) = staged.get(key) {
+        return Ok(*v);
+    }
+    match data.get(key)? {
+        Some(stored) => Ok(Some(codec.decode(key, stored.value())?.version)),
+        None => Ok(None),
+    }
+}
+
+/// Checks every expectation of one request in order, each against the
+/// state the request's earlier ops leave; nothing is written.
+fn check_expectations(
+    data: &redb::Table<&str, &[u8]>,
+    codec: &Codec,
+    ops: &[Op],
+) -> Result<(), StoreError> {
+    if ops.iter().all(|op| {
+        matches!(
+            op,
+            Op::Put(.., Expect::Any) | Op::Delete(_, Expect::Any) | Op::Import(..)
+        )
+    }) {
+        return Ok(());
+    }
+    let mut staged = BTreeMap::new();
+    for op in ops {
+        let key = op.key();
+        let current = version_of(data, codec, &staged, key)?;
+        let (expect, after) = match op {
+            // The version an op will take is unknown here but not needed:
+            // a later op of the same request can only expect "exists".
+            Op::Put(_, _, e) => (*e, Some(u64::MAX)),
+            Op::Delete(_, e) => (*e, None),
+            Op::Import(_, r) => (Expect::Any, Some(r.version)),
+        };
+        if !expect.holds(current) {
+            return Err(StoreError::Precondition {
+                key: key.to_owned(),
+                current,
+            });
+        }
+        staged.insert(key.to_owned(), after);
+    }
+    Ok(())
+}
+
 fn commit(
     id: u32,
     db: &Database,
     cmds: Vec<Command>,
     mut codec: Arc<Codec>,
     mut keys: Option<DataKeys>,
-) -> Result<Committed, StoreError> {
+) -> Result<(Committed, Vec<Reply>), StoreError> {
     let txn = db.begin_write()?;
     let mut new_state = None;
     let mut keys_changed = false;
+    let mut replies = Vec::with_capacity(cmds.len());
     {
         let mut data = txn.open_table(DATA)?;
         let mut meta = txn.open_table(META)?;
         let mut bytes = meta.get(META_BYTES)?.map(|g| g.value()).unwrap_or(0);
+        let mut revision = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0);
         let mut store = |data: &mut redb::Table<&str, &[u8]>,
                          key: &str,
                          value: Option<&[u8]>|
@@ -677,15 +791,40 @@ fn commit(
             Ok(())
         };
         for cmd in cmds {
+            let mut reply = Vec::new();
             match cmd {
                 Command::Apply(ops) => {
+                    // A failed expectation refuses this request only; the
+                    // others of the group still commit.
+                    if let Err(e) = check_expectations(&data, &codec, &ops) {
+                        match e {
+                            StoreError::Precondition { .. } => {
+                                replies.push(Err(e));
+                                continue;
+                            }
+                            other => return Err(other),
+                        }
+                    }
                     for op in ops {
                         match op {
-                            Op::Put(key, record) => {
+                            Op::Put(key, mut record, _) => {
+                                revision += 1;
+                                record.version = revision;
                                 let enc = codec.encode(&key, &record)?;
                                 store(&mut data, &key, Some(&enc))?;
+                                reply.push(revision);
                             }
-                            Op::Delete(key) => store(&mut data, &key, None)?,
+                            Op::Delete(key, _) => {
+                                revision += 1;
+                                store(&mut data, &key, None)?;
+                                reply.push(revision);
+                            }
+                            Op::Import(key, record) => {
+                                revision = revision.max(record.version);
+                                let enc = codec.encode(&key, &record)?;
+                                store(&mut data, &key, Some(&enc))?;
+                                reply.push(record.version);
+                            }
                         }
                     }
                 }
@@ -737,12 +876,17 @@ fn commit(
                     }
                 }
             }
+            replies.push(Ok(reply));
         }
         meta.insert(META_BYTES, bytes)?;
+        meta.insert(META_REVISION, revision)?;
     }
     txn.commit()?;
-    Ok(Committed {
-        state: new_state,
-        keys: keys.filter(|_| keys_changed).map(|k| (k, codec)),
-    })
+    Ok((
+        Committed {
+            state: new_state,
+            keys: keys.filter(|_| keys_changed).map(|k| (k, codec)),
+        },
+        replies,
+    ))
 }

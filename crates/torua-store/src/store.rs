@@ -133,7 +133,7 @@ fn shard_id_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MasterKeys, Op, Record};
+    use crate::{Expect, MasterKeys, Op, Record};
 
     #[tokio::test]
     async fn data_survives_reopen_and_stats_track_bytes() -> Result<(), StoreError> {
@@ -147,7 +147,8 @@ mod tests {
             s.delete("missing".into()).await?;
             let st = s.stats().await?;
             assert_eq!(st.key_count, 2);
-            assert_eq!(st.byte_size, (1 + 4 + 4) + (1 + 4));
+            // key + record (11-byte header, content type, value)
+            assert_eq!(st.byte_size, (1 + 11 + 1 + 4) + (1 + 11 + 1));
         }
         let store = ShardStore::open(dir.path(), None)?;
         assert_eq!(store.shard_ids(), vec![3]);
@@ -155,7 +156,7 @@ mod tests {
         assert_eq!(s.state(), ShardState::Receiving);
         assert_eq!(s.get("a").await?.map(|r| r.value), Some(vec![2; 4]));
         s.delete("a".into()).await?;
-        assert_eq!(s.stats().await?.byte_size, 5);
+        assert_eq!(s.stats().await?.byte_size, 1 + 11 + 1);
         assert!(store.drop_shard(3).await?);
         assert!(!dir.path().join("shards/3.redb").exists());
         Ok(())
@@ -168,13 +169,82 @@ mod tests {
         let s = store.create_shard(0, ShardState::Active).await?;
         let ops = ["a/1", "a/2", "a/3", "b/1", "ä"]
             .iter()
-            .map(|k| Op::Put((*k).into(), Record::new("", vec![])))
+            .map(|k| Op::Put((*k).into(), Record::new("", vec![]), Expect::Any))
             .collect();
         s.apply(ops).await?;
         assert_eq!(s.list("a/", None, 10).await?, vec!["a/1", "a/2", "a/3"]);
         assert_eq!(s.list("a/", Some("a/1"), 1).await?, vec!["a/2"]);
         assert_eq!(s.list("", Some("b/1"), 10).await?, vec!["ä"]);
         assert!(s.list("c", None, 10).await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn versions_grow_and_expectations_hold_under_concurrency() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::open(dir.path(), None)?;
+        let s = store.create_shard(2, ShardState::Active).await?;
+        let rec = || Record::new("", vec![1]);
+        let v1 = s.put_if("k".into(), rec(), Expect::Absent).await?;
+        assert!(matches!(
+            s.put_if("k".into(), rec(), Expect::Absent).await,
+            Err(StoreError::Precondition { current: Some(v), .. }) if v == v1
+        ));
+        let v2 = s.put_if("k".into(), rec(), Expect::Version(v1)).await?;
+        assert!(v2 > v1);
+        assert_eq!(s.get("k").await?.map(|r| r.version), Some(v2));
+        assert!(matches!(
+            s.delete_if("k".into(), Expect::Version(v1)).await,
+            Err(StoreError::Precondition { .. })
+        ));
+        s.delete_if("k".into(), Expect::Exists).await?;
+        assert!(matches!(
+            s.put_if("k".into(), rec(), Expect::Exists).await,
+            Err(StoreError::Precondition { current: None, .. })
+        ));
+        // Recreated: a new, higher version (no ABA).
+        let v3 = s.put("k".into(), rec()).await?;
+        assert!(v3 > v2);
+        // Many compare-and-sets from the same version: exactly one wins,
+        // the rest fail without disturbing the group they shared.
+        let mut tasks = Vec::new();
+        for i in 0..50u8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.put_if("k".into(), Record::new("", vec![i]), Expect::Version(v3))
+                    .await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+            {
+                Ok(_) => won += 1,
+                Err(StoreError::Precondition { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        assert_eq!(won, 1);
+        // Versions survive a reopen, and the revision keeps growing.
+        let last = s.get("k").await?.map(|r| r.version);
+        drop((s, store));
+        let store = ShardStore::open(dir.path(), None)?;
+        let s = store.shard(2).ok_or(StoreError::Closed(2))?;
+        assert_eq!(s.get("k").await?.map(|r| r.version), last);
+        assert!(Some(s.put("k".into(), rec()).await?) > last);
+        // An imported record keeps its version and lifts the revision.
+        s.apply(vec![Op::Import(
+            "copied".into(),
+            Record {
+                version: 1_000,
+                ..rec()
+            },
+        )])
+        .await?;
+        assert_eq!(s.get("copied").await?.map(|r| r.version), Some(1_000));
+        assert!(s.put("next".into(), rec()).await? > 1_000);
         Ok(())
     }
 
@@ -228,7 +298,7 @@ mod tests {
             let store = ShardStore::open(dir.path(), None)?;
             let s = store.create_shard(0, ShardState::Active).await?;
             let ops = (0..300)
-                .map(|i| Op::Put(format!("k{i:03}"), rec(i)))
+                .map(|i| Op::Put(format!("k{i:03}"), rec(i), Expect::Any))
                 .collect();
             s.apply(ops).await?;
             assert_eq!(s.key_status().await?.current, None);
@@ -240,7 +310,7 @@ mod tests {
             let s = store.shard(0).ok_or(StoreError::Closed(0))?;
             let first = s.key_status().await?.current;
             assert!(first.is_some());
-            assert_eq!(s.get("k007").await?, Some(rec(7)));
+            assert_eq!(s.get("k007").await?.map(|r| r.value), Some(rec(7).value));
             // Rotate while writing; every value stays readable.
             let writer = {
                 let s = s.clone();
@@ -259,7 +329,11 @@ mod tests {
             settled(&store).await?;
             assert_eq!(s.key_status().await?.current, Some(second));
             for i in 0..400 {
-                assert_eq!(s.get(&format!("k{i:03}")).await?, Some(rec(i)), "k{i:03}");
+                assert_eq!(
+                    s.get(&format!("k{i:03}")).await?.map(|r| r.value),
+                    Some(rec(i).value),
+                    "k{i:03}"
+                );
             }
             assert_eq!(s.scan("", None, 1000, usize::MAX).await?.len(), 400);
         }

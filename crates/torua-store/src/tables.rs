@@ -17,6 +17,10 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const META_BYTES: &str = "bytes";
 /// [`crate::ShardState`] as its numeric code.
 pub(crate) const META_STATE: &str = "state";
+/// The shard's revision: the version of its latest write. Every put or
+/// delete takes the next one, so versions of a key only grow (no ABA), and
+/// copies keep the versions they carry.
+pub(crate) const META_REVISION: &str = "revision";
 /// Id of the data key new values are sealed with (encrypted shards only).
 pub(crate) const META_DATA_KEY: &str = "data_key";
 /// Layout version of this file; bumped when a table's encoding changes.

@@ -18,10 +18,11 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use torua_store::{Expect, Record};
 
 use super::meta::Meta;
 use super::metrics::ClusterMetrics;
-use super::node_client::{Cred, NodeClient};
+use super::node_client::{Conditional, Cred, NodeClient};
 use crate::http::ApiError;
 use crate::persist::Persisted;
 use crate::placement::shard_for_key;
@@ -249,11 +250,7 @@ impl Cluster {
     }
 
     /// Reads a key from its owner. Retries once if the shard moved meanwhile.
-    pub async fn get(
-        &self,
-        key: &str,
-        cred: Cred<'_>,
-    ) -> Result<Option<(String, Bytes)>, ApiError> {
+    pub async fn get(&self, key: &str, cred: Cred<'_>) -> Result<Option<Record>, ApiError> {
         let shard = self.shard_of(key);
         let mut retried = false;
         loop {
@@ -265,37 +262,62 @@ impl Cluster {
         }
     }
 
-    /// Writes (`Some(value)`) or deletes (`None`) a key; returns once the
-    /// owner made it durable.
+    /// Writes (`Some(value)`) or deletes (`None`) a key if `expect` holds;
+    /// returns once the owner made it durable, with the version a write
+    /// took. During a move the target mirrors the owner's write with the
+    /// owner's version, so versions survive the move.
     pub async fn write(
         &self,
         key: &str,
         value: Option<(&str, Bytes)>,
+        expect: Expect,
         cred: Cred<'_>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<u64>, ApiError> {
         let shard = self.shard_of(key);
         let gate = &self.gates[shard as usize];
         let _shared = gate.rw.read().await;
         let r = self.route(shard)?;
         let Some((target, target_addr)) = &r.target else {
             return self
-                .write_to(&r.owner, &r.owner_addr, shard, key, value.clone(), cred)
+                .write_to(
+                    &r.owner,
+                    &r.owner_addr,
+                    shard,
+                    key,
+                    value,
+                    Conditional::If(expect),
+                    cred,
+                )
                 .await;
         };
         let _serial = gate.copy.lock().await;
-        self.write_to(&r.owner, &r.owner_addr, shard, key, value.clone(), cred)
+        let version = self
+            .write_to(
+                &r.owner,
+                &r.owner_addr,
+                shard,
+                key,
+                value.clone(),
+                Conditional::If(expect),
+                cred,
+            )
             .await?;
+        let mirror = match version {
+            Some(v) => Conditional::Keep(v),
+            None => Conditional::If(Expect::Any),
+        };
         if let Err(e) = self
-            .write_to(target, target_addr, shard, key, value, cred)
+            .write_to(target, target_addr, shard, key, value, mirror, cred)
             .await
         {
             // The owner has the write; the copy does not. Abort the move.
             tracing::warn!(shard, target = %target, error = %e, "write to move target failed; aborting move");
             gate.poisoned.store(true, Ordering::SeqCst);
         }
-        Ok(())
+        Ok(version)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn write_to(
         &self,
         node: &str,
@@ -303,11 +325,25 @@ impl Cluster {
         shard: u32,
         key: &str,
         value: Option<(&str, Bytes)>,
+        cond: Conditional,
         cred: Cred<'_>,
-    ) -> Result<(), ApiError> {
-        let res = match value {
-            Some((ct, v)) => self.nodes.put(addr, shard, key, ct, v, cred).await,
-            None => self.nodes.delete(addr, shard, key, cred).await,
+    ) -> Result<Option<u64>, ApiError> {
+        let res = match (value, cond) {
+            (Some((ct, v)), _) => self
+                .nodes
+                .put(addr, shard, key, ct, v, cond, cred)
+                .await
+                .map(Some),
+            (None, Conditional::If(expect)) => self
+                .nodes
+                .delete(addr, shard, key, expect, cred)
+                .await
+                .map(|()| None),
+            (None, Conditional::Keep(_)) => self
+                .nodes
+                .delete(addr, shard, key, Expect::Any, cred)
+                .await
+                .map(|()| None),
         };
         res.map_err(|e| e.into_api(node, shard))
     }

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use torua_store::Record;
+use torua_store::{Expect, Record};
 
 use crate::http::extract::encode_key;
 use std::sync::Arc;
 
-use crate::http::ApiError;
+use crate::http::{etag, parse_etag, ApiError, KEEP_VERSION};
 use crate::tls::{HttpClient, Tls};
 use crate::wire::{decode_entries, encode_entries, KeyPage, OpenShardRequest};
 
@@ -79,11 +79,45 @@ fn known_code(code: &str) -> &'static str {
         "invalid_input" => "invalid_input",
         "invalid_limit" => "invalid_limit",
         "not_found" => "not_found",
+        "precondition_failed" => "precondition_failed",
+        "invalid_precondition" => "invalid_precondition",
         "shard_not_owned" => "shard_not_owned",
         "policy_stale" => "policy_stale",
         "forbidden" => "forbidden",
         _ => "node_error",
     }
+}
+
+/// How a write to a node is conditioned.
+#[derive(Debug, Clone, Copy)]
+pub enum Conditional {
+    /// Apply the precondition at the node.
+    If(Expect),
+    /// Store with this version, unconditionally (a move target mirroring
+    /// the owner's write).
+    Keep(u64),
+}
+
+impl Conditional {
+    fn headers(self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        use reqwest::header::{IF_MATCH, IF_NONE_MATCH};
+        match self {
+            Conditional::If(Expect::Any) => req,
+            Conditional::If(Expect::Exists) => req.header(IF_MATCH, "*"),
+            Conditional::If(Expect::Version(v)) => req.header(IF_MATCH, etag(v)),
+            Conditional::If(Expect::Absent) => req.header(IF_NONE_MATCH, "*"),
+            Conditional::Keep(v) => req.header(KEEP_VERSION, v.to_string()),
+        }
+    }
+}
+
+/// The version in a node's `ETag`.
+fn version_of(res: &reqwest::Response) -> R<u64> {
+    res.headers()
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_etag)
+        .ok_or_else(|| CallError::Unreachable("the node's answer has no ETag".into()))
 }
 
 /// A client credential to forward to the node, if any.
@@ -156,7 +190,7 @@ impl NodeClient {
         shard: u32,
         key: &str,
         cred: Cred<'_>,
-    ) -> R<Option<(String, Bytes)>> {
+    ) -> R<Option<Record>> {
         let req = Self::forward(self.http().get(Self::key_url(addr, shard, key)), cred);
         match self.send(req, self.timeout).await {
             Ok(res) => {
@@ -166,11 +200,15 @@ impl NodeClient {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("application/octet-stream")
                     .to_owned();
+                let version = version_of(&res)?;
                 let body = res
                     .bytes()
                     .await
                     .map_err(|e| CallError::Unreachable(short(&e)))?;
-                Ok(Some((ct, body)))
+                Ok(Some(Record {
+                    version,
+                    ..Record::new(ct, body.to_vec())
+                }))
             }
             Err(CallError::Status {
                 status: StatusCode::NOT_FOUND,
@@ -181,7 +219,9 @@ impl NodeClient {
         }
     }
 
-    /// Writes a key.
+    /// Writes a key if `expect` holds there — or, with `keep`, stores it
+    /// with exactly that version (a move target) — and returns its version.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put(
         &self,
         addr: &str,
@@ -189,18 +229,29 @@ impl NodeClient {
         key: &str,
         content_type: &str,
         value: Bytes,
+        write: Conditional,
         cred: Cred<'_>,
-    ) -> R<()> {
+    ) -> R<u64> {
         let req = Self::forward(self.http().put(Self::key_url(addr, shard, key)), cred)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(value);
-        self.send(req, self.timeout).await.map(drop)
+        let res = self.send(write.headers(req), self.timeout).await?;
+        version_of(&res)
     }
 
-    /// Deletes a key (absent is fine).
-    pub async fn delete(&self, addr: &str, shard: u32, key: &str, cred: Cred<'_>) -> R<()> {
+    /// Deletes a key if `expect` holds (absent is fine with `Expect::Any`).
+    pub async fn delete(
+        &self,
+        addr: &str,
+        shard: u32,
+        key: &str,
+        expect: Expect,
+        cred: Cred<'_>,
+    ) -> R<()> {
         let req = Self::forward(self.http().delete(Self::key_url(addr, shard, key)), cred);
-        self.send(req, self.timeout).await.map(drop)
+        self.send(Conditional::If(expect).headers(req), self.timeout)
+            .await
+            .map(drop)
     }
 
     /// Lists keys of one shard.

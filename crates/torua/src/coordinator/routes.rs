@@ -20,7 +20,8 @@ use super::mover;
 use crate::config::{parse_node_id, parse_url};
 use crate::http::extract::{empty_key, Key};
 use crate::http::{
-    self, content_type_of, value_body, value_response, ApiError, ListQuery, Metrics,
+    self, content_type_of, expect_of, value_body, value_response, written, ApiError, ListQuery,
+    Metrics,
 };
 use crate::security::policy::Action;
 use crate::security::{self, Caller, Security};
@@ -460,30 +461,43 @@ async fn list(
 
 async fn get_value(State(c): S, caller: Caller, Key(key): Key) -> Result<Response, ApiError> {
     caller.require(Action::Read, &key).await?;
-    let (ct, value) = c
+    let rec = c
         .get(&key, caller.credential())
         .await?
         .ok_or_else(|| ApiError::not_found("key not found"))?;
-    Ok(value_response(torua_store::Record::new(ct, value.to_vec())))
+    Ok(value_response(rec))
 }
 
+/// `PUT /data/{key}`: 204 with the new version's `ETag`; with `If-Match`
+/// or `If-None-Match`, 412 when the key is not as expected.
 async fn put_value(
     State(c): S,
     caller: Caller,
     Key(key): Key,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Action::Write, &key).await?;
+    let expect = expect_of(&headers)?;
     let value = value_body(body, c.max_value)?;
     let ct = content_type_of(&headers)?;
-    c.write(&key, Some((&ct, value)), caller.credential())
+    let version = c
+        .write(&key, Some((&ct, value)), expect, caller.credential())
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(match version {
+        Some(v) => written(v),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
-async fn delete_value(State(c): S, caller: Caller, Key(key): Key) -> Result<StatusCode, ApiError> {
+async fn delete_value(
+    State(c): S,
+    caller: Caller,
+    Key(key): Key,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     caller.require(Action::Delete, &key).await?;
-    c.write(&key, None, caller.credential()).await?;
+    let expect = expect_of(&headers)?;
+    c.write(&key, None, expect, caller.credential()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

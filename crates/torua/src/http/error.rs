@@ -81,6 +81,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Invalid(m) => ApiError::bad_request("invalid_input", m),
+            e @ StoreError::Precondition { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                e.to_string(),
+            ),
             StoreError::Closed(id) => ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,
                 "shard_not_owned",

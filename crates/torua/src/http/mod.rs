@@ -19,7 +19,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-pub use body::{content_type_of, value_body, value_response, ListQuery, DEFAULT_LIMIT, MAX_LIMIT};
+pub use body::{
+    content_type_of, etag, expect_of, parse_etag, value_body, value_response, written, ListQuery,
+    DEFAULT_LIMIT, KEEP_VERSION, MAX_LIMIT,
+};
 pub use error::{method_not_allowed_fallback, not_found_fallback, ApiError};
 
 /// Labels of the per-request metrics.

@@ -19,7 +19,10 @@ use axum::http::request::Parts;
 
 use super::Node;
 use crate::http::extract::{empty_key, Key, ShardId};
-use crate::http::{self, content_type_of, value_body, value_response, ApiError, ListQuery};
+use crate::http::{
+    self, content_type_of, expect_of, value_body, value_response, written, ApiError, ListQuery,
+    KEEP_VERSION,
+};
 use crate::security::policy::Action;
 use crate::tls::{Peer, COORDINATOR_IDENTITY};
 use crate::wire::{
@@ -309,14 +312,36 @@ async fn put_value(
     Key(key): Key,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(&n, Action::Write, &key).await?;
     let value = value_body(body, n.max_value)?;
-    let ct = content_type_of(&headers)?;
-    held(&n, id)?
-        .put(key, Record::new(ct, value.to_vec()))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let record = Record::new(content_type_of(&headers)?, value.to_vec());
+    let shard = held(&n, id)?;
+    // A move target takes the owner's version as it is (the coordinator
+    // already applied the precondition at the owner).
+    let version = match keep_version(&headers)? {
+        Some(v) => {
+            let r = Record {
+                version: v,
+                ..record
+            };
+            shard.apply(vec![Op::Import(key, r)]).await?;
+            v
+        }
+        None => shard.put_if(key, record, expect_of(&headers)?).await?,
+    };
+    Ok(written(version))
+}
+
+fn keep_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get(KEEP_VERSION)
+        .map(|v| {
+            v.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                ApiError::bad_request("invalid_version", "X-Torua-Version is not a version")
+            })
+        })
+        .transpose()
 }
 
 async fn delete_value(
@@ -324,9 +349,10 @@ async fn delete_value(
     caller: Forwarded,
     ShardId(id): ShardId,
     Key(key): Key,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&n, Action::Delete, &key).await?;
-    held(&n, id)?.delete(key).await?;
+    held(&n, id)?.delete_if(key, expect_of(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -385,7 +411,8 @@ async fn import(
 ) -> Result<StatusCode, ApiError> {
     let body = value_body(body, n.max_value + IMPORT_OVERHEAD)?;
     let entries = decode_entries(&body).map_err(|e| ApiError::bad_request("invalid_entries", e))?;
-    let ops = entries.into_iter().map(|(k, r)| Op::Put(k, r)).collect();
+    // Copies keep their versions.
+    let ops = entries.into_iter().map(|(k, r)| Op::Import(k, r)).collect();
     held(&n, id)?.apply(ops).await?;
     Ok(StatusCode::NO_CONTENT)
 }

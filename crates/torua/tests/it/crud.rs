@@ -370,3 +370,111 @@ async fn broadcast_metrics_and_info() {
     assert_eq!(info.shard_count, info.shards.len());
     assert!(info.shards.iter().all(|s| s.primary && s.state == "active"));
 }
+
+#[tokio::test]
+async fn conditional_writes_and_versions() {
+    let c = TestCluster::start(2, 8).await;
+    let url = c.data_url("cas/k");
+    let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_owned();
+    let put = |cond: Option<(&'static str, String)>, body: &'static str| {
+        let mut req = c.http.put(&url).body(body);
+        if let Some((h, v)) = cond {
+            req = req.header(h, v);
+        }
+        req.send()
+    };
+    // Create only if absent.
+    let r = put(Some(("if-none-match", "*".into())), "v1")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v1 = etag(&r);
+    expect_error(
+        c.http.put(&url).header("if-none-match", "*").body("again"),
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    )
+    .await;
+    let got = c.http.get(&url).send().await.unwrap();
+    assert_eq!(etag(&got), v1);
+    assert_eq!(got.text().await.unwrap(), "v1");
+    // Compare-and-set on the version.
+    let r = put(Some(("if-match", v1.clone())), "v2").await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v2 = etag(&r);
+    assert_ne!(v2, v1);
+    let msg = expect_error(
+        c.http.put(&url).header("if-match", &v1).body("stale"),
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    )
+    .await;
+    assert!(
+        msg.contains(v2.trim_matches('"')),
+        "names the current version: {msg}"
+    );
+    assert_eq!(
+        c.get("cas/k").await.1,
+        "v2",
+        "a refused write changes nothing"
+    );
+    // Deletes take preconditions too.
+    expect_error(
+        c.http.delete(&url).header("if-match", &v1),
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    )
+    .await;
+    let r = c
+        .http
+        .delete(&url)
+        .header("if-match", &v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    expect_error(
+        c.http.put(&url).header("if-match", "*").body("x"),
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    )
+    .await;
+    // Recreated: a version never seen before.
+    let r = put(None, "v3").await.unwrap();
+    let v3 = etag(&r);
+    assert!(![&v1, &v2].contains(&&v3));
+    // Malformed preconditions are refused before anything happens.
+    for (h, v) in [
+        ("if-match", "v3"),
+        ("if-match", "W/\"1\""),
+        ("if-none-match", "\"1\""),
+    ] {
+        expect_error(
+            c.http.put(&url).header(h, v).body("x"),
+            StatusCode::BAD_REQUEST,
+            "invalid_precondition",
+        )
+        .await;
+    }
+    // Concurrent compare-and-sets from one version: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let req = c
+            .http
+            .put(&url)
+            .header("if-match", &v3)
+            .body(format!("racer {i}"));
+        tasks.push(tokio::spawn(
+            async move { req.send().await.unwrap().status() },
+        ));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::NO_CONTENT => won += 1,
+            StatusCode::PRECONDITION_FAILED => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(won, 1);
+}

@@ -205,6 +205,8 @@ async fn manual_assign_moves_data() {
     let c = TestCluster::start(2, 8).await;
     let key = "assign/me";
     c.put(key, "payload").await;
+    let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_owned();
+    let before = etag(&c.http.get(c.data_url(key)).send().await.unwrap());
     let shard = torua::placement::shard_for_key(key, 8);
     let map = c.shard_map().await;
     let from = map.shards[shard as usize].node_id.clone();
@@ -220,6 +222,21 @@ async fn manual_assign_moves_data() {
     let body: torua::wire::ShardAssignment = res.json().await.unwrap();
     assert_eq!(body.node_id, to);
     assert_eq!(c.get(key).await.1, "payload");
+    // The version moved with the value: a compare-and-set made before the
+    // move still applies, exactly once.
+    let after = etag(&c.http.get(c.data_url(key)).send().await.unwrap());
+    assert_eq!(after, before);
+    let cas = || {
+        c.http
+            .put(c.data_url(key))
+            .header("if-match", &before)
+            .body("next")
+    };
+    assert_eq!(cas().send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        cas().send().await.unwrap().status(),
+        StatusCode::PRECONDITION_FAILED
+    );
     let held: Vec<u32> = c.node_info(to).await.shards.iter().map(|s| s.id).collect();
     assert!(held.contains(&shard));
     testkit::eventually("old copy dropped", crate::cluster::WAIT, || async {
