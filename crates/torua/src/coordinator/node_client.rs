@@ -17,7 +17,10 @@ use crate::wire::{decode_entries, encode_entries, KeyPage, OpenShardRequest};
 /// Why a node call failed.
 #[derive(Debug)]
 pub enum CallError {
-    /// No answer (connect refused, timeout, reset): outcome unknown for writes.
+    /// The connection was refused or could not be made: the request never
+    /// reached the node, so nothing happened.
+    NotSent(String),
+    /// Sent, but no answer (timeout, reset): outcome unknown for writes.
     Unreachable(String),
     /// The node answered with an error.
     Status {
@@ -36,9 +39,13 @@ impl CallError {
     /// Converts to a client-facing error naming the node and shard.
     pub fn into_api(self, node: &str, shard: u32) -> ApiError {
         match self {
-            CallError::Unreachable(why) => ApiError::unavailable(
+            CallError::NotSent(why) => ApiError::unavailable(
                 "node_unavailable",
-                format!("shard {shard} is on node {node}, which did not answer ({why})"),
+                format!("shard {shard} is on node {node}, which could not be reached ({why}); nothing was done"),
+            ),
+            CallError::Unreachable(why) => ApiError::unavailable(
+                "outcome_unknown",
+                format!("shard {shard} is on node {node}, which did not answer ({why}); a write may or may not have been applied"),
             ),
             CallError::Status {
                 status,
@@ -59,6 +66,7 @@ impl CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            CallError::NotSent(w) => write!(f, "not reached: {w}"),
             CallError::Unreachable(w) => write!(f, "unreachable: {w}"),
             CallError::Status {
                 status,
@@ -149,11 +157,15 @@ impl NodeClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> R<reqwest::Response> {
-        let res = req
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(short(&e)))?;
+        let res = req.timeout(timeout).send().await.map_err(|e| {
+            // A connect error means no byte of the request left: safe to
+            // report as not done. Anything later (timeout, reset) is unknown.
+            if e.is_connect() {
+                CallError::NotSent(short(&e))
+            } else {
+                CallError::Unreachable(short(&e))
+            }
+        })?;
         if res.status().is_success() {
             return Ok(res);
         }

@@ -246,6 +246,14 @@ impl TestCluster {
         self.wait_ready().await;
     }
 
+    /// The process id of node `id`, while it runs.
+    pub fn node_pid(&self, id: &str) -> Option<u32> {
+        self.nodes
+            .get(id)
+            .and_then(|(_, c)| c.as_ref())
+            .map(|c| c.pid())
+    }
+
     /// SIGKILL: no graceful shutdown, no flush. `add_node` restarts it.
     pub fn kill_node(&mut self, id: &str) {
         if let Some(mut c) = self.nodes.get_mut(id).and_then(|(_, c)| c.take()) {

@@ -4,6 +4,7 @@
 
 mod cluster;
 
+mod chaos;
 mod config;
 mod crud;
 mod dev;

@@ -1,0 +1,286 @@
+//! Fault injection, bounded: concurrent clients read, write and
+//! compare-and-set a few keys through the coordinator while a nemesis kills
+//! (SIGKILL) and restarts, or pauses (SIGSTOP/SIGCONT), storage nodes. Every
+//! operation is recorded (invoke, completion, outcome: ok, fail or
+//! unknown); after healing, a final read of every key is added, and
+//! `lincheck` must find the history linearizable with no acknowledged write
+//! lost. A failing history is written to a JSON file named in the panic.
+//!
+//! `TORUA_CHAOS_SECONDS` (default 6) sets how long each run injects faults;
+//! `scripts/chaos` runs long ones.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lincheck::{check, Entry, Op, Outcome};
+use reqwest::StatusCode;
+
+use crate::cluster::TestCluster;
+
+const KEYS: usize = 3;
+const CLIENTS: u32 = 6;
+/// A client gives up on a request after this (its outcome is then unknown).
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug)]
+enum Nemesis {
+    Kill,
+    Pause,
+}
+
+fn seconds() -> u64 {
+    std::env::var("TORUA_CHAOS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
+}
+
+/// xorshift: a reproducible choice per client without a dependency.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Client {
+    process: u32,
+    http: reqwest::Client,
+    urls: Arc<Vec<(String, String)>>,
+    start: Instant,
+}
+
+impl Client {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// GET: `Ok(Some((value, etag)))`, `Ok(None)` when absent, `Err(())` without an answer.
+    async fn read(&self, key: usize, log: &mut Vec<Entry>) -> Result<Option<(String, String)>, ()> {
+        let (name, url) = &self.urls[key];
+        let invoke = self.now();
+        let res = self.http.get(url).timeout(TIMEOUT).send().await;
+        let (outcome, seen) = match res {
+            Ok(r) if r.status() == StatusCode::OK => {
+                let tag = r.headers()["etag"].to_str().unwrap_or_default().to_owned();
+                match r.text().await {
+                    Ok(v) => (Outcome::Ok(Some(v.clone())), Ok(Some((v, tag)))),
+                    Err(_) => (Outcome::Unknown, Err(())),
+                }
+            }
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => (Outcome::Ok(None), Ok(None)),
+            _ => (Outcome::Unknown, Err(())),
+        };
+        log.push(Entry::new(
+            self.process,
+            name,
+            Op::Read,
+            invoke,
+            self.now(),
+            outcome,
+        ));
+        seen
+    }
+
+    /// A PUT's outcome: 204 happened; a refusal (4xx other than 412) and
+    /// a 503 that says nothing was done (the owner is known down or could
+    /// not be reached) did not; `outcome_unknown` and transport errors may
+    /// or may not have.
+    async fn put(&self, key: usize, value: &str, if_match: Option<&str>) -> Outcome {
+        let mut req = self
+            .http
+            .put(&self.urls[key].1)
+            .timeout(TIMEOUT)
+            .body(value.to_owned());
+        if let Some(tag) = if_match {
+            req = req.header("if-match", tag);
+        }
+        match req.send().await {
+            Ok(r) if r.status() == StatusCode::NO_CONTENT => match if_match {
+                Some(_) => Outcome::Ok(Some("true".into())),
+                None => Outcome::Ok(None),
+            },
+            Ok(r) if r.status() == StatusCode::PRECONDITION_FAILED => {
+                Outcome::Ok(Some("false".into()))
+            }
+            Ok(r) if r.status().is_client_error() => Outcome::Fail,
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                match body["error"]["code"].as_str() {
+                    Some("node_unavailable" | "shard_unassigned") => Outcome::Fail,
+                    _ => Outcome::Unknown,
+                }
+            }
+            _ => Outcome::Unknown,
+        }
+    }
+
+    async fn run(self, until: Instant) -> Vec<Entry> {
+        let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ ((u64::from(self.process) + 1) * 0x2545_F491));
+        let mut log = Vec::new();
+        let mut n = 0u64;
+        while Instant::now() < until {
+            let key = dice.below(KEYS as u64) as usize;
+            n += 1;
+            let value = format!("p{}-{n}", self.process);
+            match dice.below(10) {
+                0..=3 => {
+                    let _ = self.read(key, &mut log).await;
+                }
+                4..=7 => {
+                    let invoke = self.now();
+                    let outcome = self.put(key, &value, None).await;
+                    let op = Op::Write(value);
+                    log.push(Entry::new(
+                        self.process,
+                        &self.urls[key].0,
+                        op,
+                        invoke,
+                        self.now(),
+                        outcome,
+                    ));
+                }
+                _ => {
+                    // Compare-and-set on the version just read.
+                    let Ok(Some((from, tag))) = self.read(key, &mut log).await else {
+                        continue;
+                    };
+                    let invoke = self.now();
+                    let outcome = self.put(key, &value, Some(&tag)).await;
+                    let op = Op::Cas { from, to: value };
+                    log.push(Entry::new(
+                        self.process,
+                        &self.urls[key].0,
+                        op,
+                        invoke,
+                        self.now(),
+                        outcome,
+                    ));
+                }
+            }
+        }
+        log
+    }
+}
+
+async fn run(nemesis: Nemesis) {
+    let mut c = TestCluster::start(3, 6).await;
+    let urls: Arc<Vec<(String, String)>> = Arc::new(
+        (0..KEYS)
+            .map(|i| {
+                let key = format!("chaos/{i}");
+                let url = c.data_url(&key);
+                (key, url)
+            })
+            .collect(),
+    );
+    let start = Instant::now();
+    let until = start + Duration::from_secs(seconds());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|process| {
+            let client = Client {
+                process,
+                http: c.http.clone(),
+                urls: urls.clone(),
+                start,
+            };
+            tokio::spawn(client.run(until))
+        })
+        .collect();
+
+    // The nemesis: one fault at a time, each healed before the next.
+    let mut faults = 0;
+    let mut dice = Dice(0xC0FF_EE00_D15E_A5E5);
+    while Instant::now() + Duration::from_secs(2) < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let id = format!("n{}", dice.below(3) + 1);
+        match nemesis {
+            Nemesis::Kill => {
+                c.kill_node(&id);
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                c.add_node(&id);
+                c.wait_node_ready(&id).await;
+            }
+            Nemesis::Pause => {
+                let pid = c.node_pid(&id).unwrap().to_string();
+                signal("STOP", &pid);
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                signal("CONT", &pid);
+            }
+        }
+        faults += 1;
+    }
+    let mut history = Vec::new();
+    for t in clients {
+        history.extend(t.await.unwrap());
+    }
+    // Healed: every key read once more, after everything else.
+    c.wait_ready().await;
+    let last = Client {
+        process: CLIENTS,
+        http: c.http.clone(),
+        urls: urls.clone(),
+        start,
+    };
+    for key in 0..KEYS {
+        let mut attempts = 0;
+        while last.read(key, &mut history).await.is_err() {
+            attempts += 1;
+            assert!(attempts < 50, "final read of key {key} never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(faults >= 1, "the run was too short for any fault");
+    let acknowledged = history
+        .iter()
+        .filter(|e| matches!(e.outcome, Outcome::Ok(_)) && e.op != Op::Read)
+        .count();
+    assert!(
+        acknowledged > 20,
+        "too few writes succeeded to mean anything: {acknowledged}"
+    );
+    let report = check(&history);
+    if !report.linearizable() {
+        let path = std::env::temp_dir().join(format!(
+            "torua-chaos-{nemesis:?}-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, serde_json::to_vec_pretty(&history).unwrap()).unwrap();
+        panic!(
+            "{nemesis:?}: history of {} operations is not linearizable: {:?}; saved to {}",
+            history.len(),
+            report.failures(),
+            path.display()
+        );
+    }
+    println!(
+        "{nemesis:?}: {} operations ({acknowledged} acknowledged changes, {faults} faults) linearizable",
+        history.len()
+    );
+}
+
+fn signal(sig: &str, pid: &str) {
+    let st = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid)
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linearizable_while_nodes_are_killed_and_restarted() {
+    run(Nemesis::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linearizable_while_nodes_are_paused() {
+    run(Nemesis::Pause).await;
+}
