@@ -122,6 +122,25 @@ impl Client {
         }
     }
 
+    /// Runs a write or compare-and-set (`if_match`) and records it.
+    async fn change(&self, key: usize, op: Op, if_match: Option<&str>, log: &mut Vec<Entry>) {
+        let value = match &op {
+            Op::Write(v) | Op::Cas { to: v, .. } => v.clone(),
+            Op::Read | Op::Delete => return,
+        };
+        let invoke = self.now();
+        let outcome = self.put(key, &value, if_match).await;
+        let name = &self.urls[key].0;
+        log.push(Entry::new(
+            self.process,
+            name,
+            op,
+            invoke,
+            self.now(),
+            outcome,
+        ));
+    }
+
     async fn run(self, until: Instant) -> Vec<Entry> {
         let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ ((u64::from(self.process) + 1) * 0x2545_F491));
         let mut log = Vec::new();
@@ -134,35 +153,14 @@ impl Client {
                 0..=3 => {
                     let _ = self.read(key, &mut log).await;
                 }
-                4..=7 => {
-                    let invoke = self.now();
-                    let outcome = self.put(key, &value, None).await;
-                    let op = Op::Write(value);
-                    log.push(Entry::new(
-                        self.process,
-                        &self.urls[key].0,
-                        op,
-                        invoke,
-                        self.now(),
-                        outcome,
-                    ));
-                }
+                4..=7 => self.change(key, Op::Write(value), None, &mut log).await,
                 _ => {
                     // Compare-and-set on the version just read.
                     let Ok(Some((from, tag))) = self.read(key, &mut log).await else {
                         continue;
                     };
-                    let invoke = self.now();
-                    let outcome = self.put(key, &value, Some(&tag)).await;
                     let op = Op::Cas { from, to: value };
-                    log.push(Entry::new(
-                        self.process,
-                        &self.urls[key].0,
-                        op,
-                        invoke,
-                        self.now(),
-                        outcome,
-                    ));
+                    self.change(key, op, Some(&tag), &mut log).await;
                 }
             }
         }
