@@ -187,26 +187,42 @@ pub fn check(history: &[Entry]) -> Report {
 
 /// Acknowledged writes after whose completion no other change to the key
 /// was invoked, whose value a read invoked after that completion missed.
+/// Linear in the history: only a write invoked after every other change
+/// completed (and with no change of unknown outcome about) can qualify.
 fn lost_writes(entries: &[&Entry]) -> Vec<String> {
-    // Could `o` change the key after `w` took effect?
-    let may_follow = |o: &Entry, w: &Entry| {
-        let changes = match (&o.op, &o.outcome) {
-            (Op::Read, _) | (_, Outcome::Fail) => false,
-            (Op::Cas { .. }, Outcome::Ok(done)) => done.as_deref() == Some("true"),
-            _ => true,
-        };
-        changes && (o.outcome == Outcome::Unknown || o.complete > w.invoke)
+    // Could this entry have changed the key?
+    let changes = |o: &Entry| match (&o.op, &o.outcome) {
+        (Op::Read, _) | (_, Outcome::Fail) => false,
+        (Op::Cas { .. }, Outcome::Ok(done)) => done.as_deref() == Some("true"),
+        _ => true,
     };
+    let changers: Vec<&Entry> = entries.iter().copied().filter(|o| changes(o)).collect();
+    // An unknown change may follow any write.
+    if changers.iter().any(|o| o.outcome == Outcome::Unknown) {
+        return Vec::new();
+    }
+    // The two latest completions, so each write can be compared with the
+    // latest change other than itself.
+    let mut latest: [Option<&Entry>; 2] = [None, None];
+    for o in &changers {
+        if latest[0].is_none_or(|l| o.complete > l.complete) {
+            latest = [Some(*o), latest[0]];
+        } else if latest[1].is_none_or(|l| o.complete > l.complete) {
+            latest[1] = Some(*o);
+        }
+    }
     let mut lost = Vec::new();
-    for w in entries {
+    for w in &changers {
         let Op::Write(v) = &w.op else { continue };
         if w.outcome != Outcome::Ok(None) {
             continue;
         }
-        if entries
-            .iter()
-            .any(|o| !std::ptr::eq(*o, *w) && may_follow(o, w))
-        {
+        let other = if latest[0].is_some_and(|l| std::ptr::eq(l, *w)) {
+            latest[1]
+        } else {
+            latest[0]
+        };
+        if other.is_some_and(|o| o.complete > w.invoke) {
             continue;
         }
         let missed = entries.iter().any(|r| {

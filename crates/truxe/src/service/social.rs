@@ -364,20 +364,17 @@ impl AuthService {
             }
             None => (self.create_social_user(&email, ext, now).await?, true),
         };
+        let id = token::random_uuid();
         let identity = OAuthIdentity {
-            id: token::random_uuid(),
+            tokens_sealed: self.seal_tokens(&id, tokens)?,
+            id,
             user_id: user.id.clone(),
             provider: provider.to_owned(),
             subject: ext.subject.clone(),
             email: email.clone(),
-            tokens_sealed: String::new(),
             created_at: now,
             updated_at: now,
             last_login_at: now,
-        };
-        let identity = OAuthIdentity {
-            tokens_sealed: self.seal_tokens(&identity.id, tokens)?,
-            ..identity
         };
         match self.store.create_identity(&identity).await {
             Err(RepoError::Conflict) => {
