@@ -14,6 +14,13 @@
 //!   AAD = `"torua-value" | shard id (u32 LE) | key`, so a sealed value
 //!   cannot be moved to another key or shard.
 //!
+//! Raft log entries (`wal.rs`) have no data key of their own and are
+//! sealed with the master key itself: `0x01 | plaintext` or
+//! `0x02 | envelope`, with an AAD naming what they are and where they
+//! belong (group, index), so none can be replayed in another place.
+//! (Snapshots are not stored: they are read from the sealed shard file
+//! when sent, and sealed again by the shard that installs them.)
+//!
 //! Wrapped data key (the `keys` table, data-key id → bytes): the 32-byte
 //! key sealed with the master key; AAD = `"torua-dek" | shard id (u32 LE)`.
 
@@ -23,6 +30,8 @@ use crate::{Record, StoreError};
 
 /// Tag of a sealed value.
 const SEALED: u8 = 0x02;
+/// Tag of node-level data stored in plaintext (Raft log).
+const PLAIN: u8 = 0x01;
 
 /// A node's master keys: the current one, and previous ones whose data
 /// keys are re-wrapped under the current one when a shard opens.
@@ -51,6 +60,56 @@ impl MasterKeys {
     /// Id of the current master key (shown in messages; not secret).
     pub fn current_id(&self) -> u32 {
         self.envelope.current_key_id()
+    }
+
+    /// Seals node-level data that has no data key of its own (Raft log
+    /// entries): `SEALED | envelope`, bound to `aad`.
+    pub(crate) fn seal_tagged(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let sealed = self
+            .envelope
+            .seal(plain, aad)
+            .map_err(|e| StoreError::Crypto(format!("sealing: {e}")))?;
+        let mut out = Vec::with_capacity(1 + sealed.len());
+        out.push(SEALED);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+}
+
+/// Opens what [`MasterKeys::seal_tagged`] sealed, or passes a `PLAIN`-tagged
+/// value through (written while encryption was off).
+pub(crate) fn open_tagged(
+    master: Option<&MasterKeys>,
+    stored: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    match (stored.split_first(), master) {
+        (Some((&SEALED, rest)), Some(m)) => m
+            .envelope
+            .open(rest, aad)
+            .map_err(|e| StoreError::Crypto(format!("opening: {e}"))),
+        (Some((&SEALED, _)), None) => Err(StoreError::Crypto(
+            "data is encrypted but no master key is configured (TORUA_MASTER_KEY_FILE)".into(),
+        )),
+        (Some((&PLAIN, rest)), _) => Ok(rest.to_vec()),
+        _ => Err(StoreError::Corrupt("unknown tag on sealed data")),
+    }
+}
+
+/// Tags `plain` as plaintext, or seals it when a master key is configured.
+pub(crate) fn seal_tagged(
+    master: Option<&MasterKeys>,
+    plain: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    match master {
+        Some(m) => m.seal_tagged(plain, aad),
+        None => {
+            let mut out = Vec::with_capacity(1 + plain.len());
+            out.push(PLAIN);
+            out.extend_from_slice(plain);
+            Ok(out)
+        }
     }
 }
 

@@ -14,6 +14,13 @@
 //! [`MasterKeys`], records are sealed at rest with per-shard data keys that
 //! the master key wraps, and data keys rotate online (`crypto.rs`).
 //!
+//! For replication, the node's [`Wal`] is one log file shared by every
+//! shard's Raft group (one fsync for all groups' appends), and a shard
+//! doubles as its group's state machine: [`Shard::apply_replicated`]
+//! records the applied position with the data, [`Shard::snapshot`] and
+//! [`Shard::restore`] move whole shards. The Raft logic itself lives in
+//! `torua-raft`.
+//!
 //! This crate knows nothing about HTTP, placement or the cluster: it must not
 //! depend on axum, reqwest or the `torua` crate.
 //!
@@ -37,12 +44,14 @@ mod record;
 mod shard;
 mod store;
 mod tables;
+mod wal;
 
 pub use crypto::MasterKeys;
 pub use error::StoreError;
 pub use record::Record;
-pub use shard::{Expect, KeyStatus, Op, Shard, ShardState, ShardStats};
+pub use shard::{Expect, KeyStatus, Op, Outcome, Shard, ShardState, ShardStats};
 pub use store::ShardStore;
+pub use wal::{Wal, WalDone, WalWrite};
 
 /// Longest key accepted, in bytes (UTF-8).
 pub const MAX_KEY_LEN: usize = 4096;

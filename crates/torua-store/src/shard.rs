@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::crypto::{self, Codec, MasterKeys};
 use crate::tables::{
     DATA, FORMAT_PLAINTEXT, FORMAT_VERSION, KEYS, META, META_BYTES, META_DATA_KEY, META_FORMAT,
-    META_REVISION, META_STATE,
+    META_REVISION, META_STATE, RAFT, RAFT_APPLIED,
 };
 use crate::{Record, StoreError, MAX_KEY_LEN};
 
@@ -28,6 +28,8 @@ pub enum ShardState {
     Active,
     /// Being filled by a move; becomes `Active` when the move completes.
     Receiving,
+    /// A replica of a Raft group: written only through its log.
+    Replicated,
 }
 
 impl ShardState {
@@ -35,20 +37,22 @@ impl ShardState {
         match self {
             ShardState::Active => 0,
             ShardState::Receiving => 1,
+            ShardState::Replicated => 2,
         }
     }
     fn from_code(c: u8) -> Self {
-        if c == 1 {
-            ShardState::Receiving
-        } else {
-            ShardState::Active
+        match c {
+            1 => ShardState::Receiving,
+            2 => ShardState::Replicated,
+            _ => ShardState::Active,
         }
     }
-    /// Name used in APIs: `active` or `receiving`.
+    /// Name used in APIs: `active`, `receiving` or `replicated`.
     pub fn as_str(self) -> &'static str {
         match self {
             ShardState::Active => "active",
             ShardState::Receiving => "receiving",
+            ShardState::Replicated => "replicated",
         }
     }
 }
@@ -130,6 +134,23 @@ enum Command {
     Reseal(Vec<String>),
     /// Forget every data key but these (no value uses the others).
     RetainKeys(Vec<u32>),
+    /// Apply replicated log entries (each a list of ops, refused or applied
+    /// as a whole) and record `applied` (the replication layer's marker of
+    /// the last entry) in the same transaction, so a restart never applies
+    /// an entry twice. Not fsync'd: the Raft log is the durable record, and
+    /// entries after the last durable marker are applied again from it.
+    Replicated {
+        entries: Vec<Vec<Op>>,
+        applied: Vec<u8>,
+    },
+    /// Make every earlier commit durable.
+    Flush,
+    /// Replace all data, the revision and the marker (a Raft snapshot).
+    Restore {
+        records: Vec<(String, Record)>,
+        revision: u64,
+        applied: Vec<u8>,
+    },
 }
 
 /// The writer's copy of the unwrapped data keys (readers see only the
@@ -165,8 +186,12 @@ impl Drop for DataKeys {
     }
 }
 
-/// A request's answer: for `Apply`, the version each op took.
-type Reply = Result<Vec<u64>, StoreError>;
+/// The outcome of one request or replicated entry: the version each op
+/// took, or why it was refused (a failed precondition, nothing written).
+pub type Outcome = Result<Vec<u64>, StoreError>;
+
+/// A command's answer: one [`Outcome`] per request or entry it carried.
+type Reply = Result<Vec<Outcome>, StoreError>;
 
 struct Request {
     cmd: Command,
@@ -455,7 +480,117 @@ impl Shard {
                 r.validate()?;
             }
         }
-        self.send(Command::Apply(ops)).await
+        let mut outcomes = self.send(Command::Apply(ops)).await?;
+        outcomes.pop().ok_or(StoreError::Closed(self.id))?
+    }
+
+    /// Applies replicated entries and records `applied` atomically with
+    /// them (see [`Shard::raft_applied`]); returns each entry's outcome.
+    /// Like the writes of [`Shard::apply`], but not fsync'd: call
+    /// [`Shard::flush`] before anything relies on the marker being durable.
+    pub async fn apply_replicated(
+        &self,
+        entries: Vec<Vec<Op>>,
+        applied: Vec<u8>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut checked = Vec::with_capacity(entries.len());
+        for ops in entries {
+            // An entry that breaks a limit is refused alone, as every
+            // replica refuses it alike; it must not stop the log.
+            let valid = ops.iter().try_for_each(|op| {
+                check_key(op.key())?;
+                match op {
+                    Op::Put(_, r, _) | Op::Import(_, r) => r.validate(),
+                    Op::Delete(..) => Ok(()),
+                }
+            });
+            checked.push(valid.map(|()| ops));
+        }
+        let (valid, invalid): (Vec<_>, Vec<_>) = checked
+            .into_iter()
+            .enumerate()
+            .partition(|(_, r)| r.is_ok());
+        let entries = valid.into_iter().filter_map(|(_, r)| r.ok()).collect();
+        let mut outcomes = self
+            .send(Command::Replicated { entries, applied })
+            .await?
+            .into_iter();
+        let mut invalid = invalid.into_iter().peekable();
+        let total = outcomes.len() + invalid.len();
+        let mut out = Vec::with_capacity(total);
+        for i in 0..total {
+            match invalid.next_if(|(at, _)| *at == i) {
+                Some((_, Err(e))) => out.push(Err(e)),
+                _ => out.push(outcomes.next().ok_or(StoreError::Closed(self.id))?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes every write so far durable (one fsync).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.send(Command::Flush).await.map(drop)
+    }
+
+    /// Replaces the shard's data with `records` at `revision` and records
+    /// `applied`, durably (installing a Raft snapshot).
+    pub async fn restore(
+        &self,
+        records: Vec<(String, Record)>,
+        revision: u64,
+        applied: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.send(Command::Restore {
+            records,
+            revision,
+            applied,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The marker last recorded by [`Shard::apply_replicated`] or
+    /// [`Shard::restore`] (`None` for a shard never replicated).
+    pub async fn raft_applied(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            match txn.open_table(RAFT) {
+                Ok(t) => Ok(t.get(RAFT_APPLIED)?.map(|v| v.value().to_vec())),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// Every record, the revision and the marker, read in one transaction
+    /// (a consistent Raft snapshot).
+    pub async fn snapshot(
+        &self,
+    ) -> Result<(Vec<(String, Record)>, u64, Option<Vec<u8>>), StoreError> {
+        let (db, codec) = (self.db.clone(), self.codec());
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let data = txn.open_table(DATA)?;
+            let mut records = Vec::new();
+            for entry in data.iter()? {
+                let (k, v) = entry?;
+                records.push((k.value().to_owned(), codec.decode(k.value(), v.value())?));
+            }
+            let revision = txn
+                .open_table(META)?
+                .get(META_REVISION)?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            let applied = match txn.open_table(RAFT) {
+                Ok(t) => t.get(RAFT_APPLIED)?.map(|v| v.value().to_vec()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            Ok((records, revision, applied))
+        })
+        .await
     }
 
     /// Changes the shard's state durably.
@@ -758,6 +893,68 @@ fn check_expectations(
     Ok(())
 }
 
+/// The data table with the counters every change to it keeps: the byte
+/// size and the revision (invariants of `META_BYTES` and `META_REVISION`).
+struct DataWriter<'t> {
+    data: redb::Table<'t, &'static str, &'static [u8]>,
+    bytes: u64,
+    revision: u64,
+}
+
+impl DataWriter<'_> {
+    fn store(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let old = match value {
+            Some(v) => {
+                self.bytes += (key.len() + v.len()) as u64;
+                self.data.insert(key, v)?
+            }
+            None => self.data.remove(key)?,
+        };
+        if let Some(old) = old {
+            self.bytes = self
+                .bytes
+                .saturating_sub((key.len() + old.value().len()) as u64);
+        }
+        Ok(())
+    }
+
+    /// Applies one request's ops if every expectation holds. A failed
+    /// expectation refuses this request only (the inner error); the others
+    /// of the group still commit.
+    fn apply(&mut self, codec: &Codec, ops: Vec<Op>) -> Result<Outcome, StoreError> {
+        if let Err(e) = check_expectations(&self.data, codec, &ops) {
+            return match e {
+                StoreError::Precondition { .. } => Ok(Err(e)),
+                other => Err(other),
+            };
+        }
+        let mut versions = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                Op::Put(key, mut record, _) => {
+                    self.revision += 1;
+                    record.version = self.revision;
+                    let enc = codec.encode(&key, &record)?;
+                    self.store(&key, Some(&enc))?;
+                    versions.push(self.revision);
+                }
+                Op::Delete(key, _) => {
+                    self.revision += 1;
+                    self.store(&key, None)?;
+                    versions.push(self.revision);
+                }
+                Op::Import(key, record) => {
+                    self.revision = self.revision.max(record.version);
+                    let enc = codec.encode(&key, &record)?;
+                    self.store(&key, Some(&enc))?;
+                    versions.push(record.version);
+                }
+            }
+        }
+        Ok(Ok(versions))
+    }
+}
+
 fn commit(
     id: u32,
     db: &Database,
@@ -765,68 +962,51 @@ fn commit(
     mut codec: Arc<Codec>,
     mut keys: Option<DataKeys>,
 ) -> Result<(Committed, Vec<Reply>), StoreError> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    // Only replicated applies may skip the fsync (their log has them);
+    // any other command in the group makes the whole commit durable.
+    let durable = !cmds.iter().all(|c| matches!(c, Command::Replicated { .. }));
+    if !durable {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+    }
     let mut new_state = None;
     let mut keys_changed = false;
     let mut replies = Vec::with_capacity(cmds.len());
     {
-        let mut data = txn.open_table(DATA)?;
         let mut meta = txn.open_table(META)?;
-        let mut bytes = meta.get(META_BYTES)?.map(|g| g.value()).unwrap_or(0);
-        let mut revision = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0);
-        let mut store = |data: &mut redb::Table<&str, &[u8]>,
-                         key: &str,
-                         value: Option<&[u8]>|
-         -> Result<(), StoreError> {
-            let old = match value {
-                Some(v) => {
-                    bytes += (key.len() + v.len()) as u64;
-                    data.insert(key, v)?
-                }
-                None => data.remove(key)?,
-            };
-            if let Some(old) = old {
-                bytes = bytes.saturating_sub((key.len() + old.value().len()) as u64);
-            }
-            Ok(())
+        let mut w = DataWriter {
+            data: txn.open_table(DATA)?,
+            bytes: meta.get(META_BYTES)?.map(|g| g.value()).unwrap_or(0),
+            revision: meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0),
         };
         for cmd in cmds {
             let mut reply = Vec::new();
             match cmd {
-                Command::Apply(ops) => {
-                    // A failed expectation refuses this request only; the
-                    // others of the group still commit.
-                    if let Err(e) = check_expectations(&data, &codec, &ops) {
-                        match e {
-                            StoreError::Precondition { .. } => {
-                                replies.push(Err(e));
-                                continue;
-                            }
-                            other => return Err(other),
-                        }
+                Command::Apply(ops) => reply.push(w.apply(&codec, ops)?),
+                Command::Replicated { entries, applied } => {
+                    for ops in entries {
+                        reply.push(w.apply(&codec, ops)?);
                     }
-                    for op in ops {
-                        match op {
-                            Op::Put(key, mut record, _) => {
-                                revision += 1;
-                                record.version = revision;
-                                let enc = codec.encode(&key, &record)?;
-                                store(&mut data, &key, Some(&enc))?;
-                                reply.push(revision);
-                            }
-                            Op::Delete(key, _) => {
-                                revision += 1;
-                                store(&mut data, &key, None)?;
-                                reply.push(revision);
-                            }
-                            Op::Import(key, record) => {
-                                revision = revision.max(record.version);
-                                let enc = codec.encode(&key, &record)?;
-                                store(&mut data, &key, Some(&enc))?;
-                                reply.push(record.version);
-                            }
-                        }
+                    txn.open_table(RAFT)?
+                        .insert(RAFT_APPLIED, applied.as_slice())?;
+                }
+                Command::Flush => {}
+                Command::Restore {
+                    records,
+                    revision,
+                    applied,
+                } => {
+                    w.data.retain(|_, _| false)?;
+                    w.bytes = 0;
+                    for (key, record) in records {
+                        check_key(&key)?;
+                        let enc = codec.encode(&key, &record)?;
+                        w.store(&key, Some(&enc))?;
                     }
+                    w.revision = revision;
+                    txn.open_table(RAFT)?
+                        .insert(RAFT_APPLIED, applied.as_slice())?;
                 }
                 Command::SetState(s) => {
                     meta.insert(META_STATE, u64::from(s.code()))?;
@@ -847,18 +1027,21 @@ fn commit(
                 }
                 Command::Reseal(list) => {
                     for key in list {
-                        let Some(stored) = data.get(key.as_str())?.map(|v| v.value().to_vec())
+                        let Some(stored) = w.data.get(key.as_str())?.map(|v| v.value().to_vec())
                         else {
                             continue;
                         };
                         if codec.is_stale(&stored) {
                             let enc = codec.encode(&key, &codec.decode(&key, &stored)?)?;
-                            store(&mut data, &key, Some(&enc))?;
+                            w.store(&key, Some(&enc))?;
                         }
                     }
                 }
                 Command::RetainKeys(retain) => {
-                    let Some(k) = keys.as_mut() else { continue };
+                    let Some(k) = keys.as_mut() else {
+                        replies.push(Ok(reply));
+                        continue;
+                    };
                     let mut table = txn.open_table(KEYS)?;
                     let gone: Vec<u32> = k
                         .keys
@@ -878,8 +1061,8 @@ fn commit(
             }
             replies.push(Ok(reply));
         }
-        meta.insert(META_BYTES, bytes)?;
-        meta.insert(META_REVISION, revision)?;
+        meta.insert(META_BYTES, w.bytes)?;
+        meta.insert(META_REVISION, w.revision)?;
     }
     txn.commit()?;
     Ok((

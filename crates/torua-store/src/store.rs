@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::{MasterKeys, Shard, ShardState, StoreError};
+use crate::{MasterKeys, Shard, ShardState, StoreError, Wal};
 
 /// All shards held by one node, under `<data dir>/shards/<id>.redb`.
 #[derive(Debug)]
@@ -10,6 +10,7 @@ pub struct ShardStore {
     dir: PathBuf,
     shards: RwLock<BTreeMap<u32, Arc<Shard>>>,
     master: Option<Arc<MasterKeys>>,
+    wal: Arc<Wal>,
 }
 
 impl ShardStore {
@@ -30,6 +31,7 @@ impl ShardStore {
                 paths.insert(id, path);
             }
         }
+        let wal = Wal::open(&data_dir.join("raft").join("log.redb"), master.clone())?;
         let mut shards = BTreeMap::new();
         for (id, path) in paths {
             shards.insert(id, Shard::open(id, &path, None, master.clone())?);
@@ -38,7 +40,13 @@ impl ShardStore {
             dir,
             shards: RwLock::new(shards),
             master,
+            wal,
         })
+    }
+
+    /// The node's Raft log, shared by all of its shards' groups.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
     }
 
     /// Whether values are encrypted at rest.
@@ -362,6 +370,61 @@ mod tests {
             .put("k".repeat(4097), Record::new("", vec![]))
             .await
             .is_err());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn replicated_entries_commit_with_their_marker_and_fail_alone() -> Result<(), StoreError>
+    {
+        let dir = tempfile::tempdir()?;
+        {
+            let store = ShardStore::open(dir.path(), Some(MasterKeys::new([3; 32], &[])))?;
+            let s = store.create_shard(4, ShardState::Active).await?;
+            assert_eq!(s.raft_applied().await?, None);
+            let put = |k: &str, e| Op::Put(k.into(), Record::new("t", b"v".to_vec()), e);
+            let out = s
+                .apply_replicated(
+                    vec![
+                        vec![put("a", Expect::Absent)],
+                        vec![put("", Expect::Any)],
+                        vec![put("a", Expect::Absent)],
+                        vec![
+                            put("b", Expect::Any),
+                            Op::Delete("a".into(), Expect::Exists),
+                        ],
+                    ],
+                    b"m1".to_vec(),
+                )
+                .await?;
+            assert!(matches!(out[0], Ok(ref v) if v == &[1]));
+            assert!(matches!(out[1], Err(StoreError::Invalid(_))));
+            assert!(matches!(
+                out[2],
+                Err(StoreError::Precondition {
+                    current: Some(1),
+                    ..
+                })
+            ));
+            assert!(matches!(out[3], Ok(ref v) if v == &[2, 3]));
+            s.flush().await?;
+        }
+        let store = ShardStore::open(dir.path(), Some(MasterKeys::new([3; 32], &[])))?;
+        let s = store.shard(4).ok_or(StoreError::Closed(4))?;
+        assert_eq!(s.raft_applied().await?, Some(b"m1".to_vec()));
+        let (records, revision, marker) = s.snapshot().await?;
+        assert_eq!(
+            (records.len(), revision, marker),
+            (1, 3, Some(b"m1".to_vec()))
+        );
+        // A snapshot installs over whatever was there, revision included.
+        let mut r = Record::new("t", b"x".to_vec());
+        r.version = 40;
+        s.restore(vec![("z".into(), r)], 42, b"m2".to_vec()).await?;
+        assert_eq!(s.get("b").await?, None);
+        assert_eq!(s.get("z").await?.map(|r| r.version), Some(40));
+        let v = s.put("y".into(), Record::new("t", vec![])).await?;
+        assert_eq!(v, 43);
+        assert_eq!(s.raft_applied().await?, Some(b"m2".to_vec()));
         Ok(())
     }
 }

@@ -30,3 +30,15 @@ pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const FORMAT_VERSION: u64 = 2;
 /// The plaintext-only format written before encryption existed.
 pub(crate) const FORMAT_PLAINTEXT: u64 = 1;
+
+/// Raft log (`wal.rs`, its own file): `(group, index)` → tagged entry.
+pub(crate) const WAL_LOG: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("log");
+/// Raft log state (`wal.rs`): `(group, name)` → value.
+pub(crate) const WAL_STATE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("state");
+
+/// Raft state of a replicated shard (in the shard file): name → bytes.
+/// Written in the same transaction as the entries it describes.
+pub(crate) const RAFT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft");
+/// In [`RAFT`]: the last applied log id and membership, as the replication
+/// layer encodes them.
+pub(crate) const RAFT_APPLIED: &str = "applied";

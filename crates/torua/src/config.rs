@@ -44,6 +44,18 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "TORUA_HEALTH_FAILURES", value_name = "TORUA_HEALTH_FAILURES",
           default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub health_failures: u32,
+    /// Replicas per shard. When set, every shard is a Raft group of up to
+    /// this many nodes (fewer while the cluster is smaller, as `/ready`
+    /// says); fixed to "set" or "unset" when the cluster is created.
+    /// Unset: one copy per shard, moved whole between nodes.
+    #[arg(long, env = "TORUA_REPLICATION_FACTOR", value_name = "TORUA_REPLICATION_FACTOR",
+          value_parser = clap::value_parser!(u32).range(1..=7))]
+    pub replication_factor: Option<u32>,
+    /// How long a replica's node may stay unhealthy before the replica is
+    /// re-created on another node.
+    #[arg(long, env = "TORUA_REPLICA_TIMEOUT", value_name = "TORUA_REPLICA_TIMEOUT",
+          default_value = "30s", value_parser = parse_interval)]
+    pub replica_timeout: Duration,
     /// Authentication, authorization, rate limits and audit.
     #[command(flatten)]
     pub security: SecurityConfig,
@@ -158,6 +170,16 @@ pub struct NodeConfig {
     #[arg(long, env = "TORUA_POLICY_STALE_AFTER", value_name = "TORUA_POLICY_STALE_AFTER",
           default_value = "30s", value_parser = parse_interval)]
     pub policy_stale_after: Duration,
+    /// How often a shard group's leader sends heartbeats to its followers.
+    #[arg(long, env = "TORUA_RAFT_HEARTBEAT", value_name = "TORUA_RAFT_HEARTBEAT",
+          default_value = "200ms", value_parser = parse_interval)]
+    pub raft_heartbeat: Duration,
+    /// How long a follower waits without hearing from its leader before it
+    /// stands for election (randomized up to twice this). Must exceed the
+    /// heartbeat; failover takes about this long.
+    #[arg(long, env = "TORUA_RAFT_ELECTION_TIMEOUT", value_name = "TORUA_RAFT_ELECTION_TIMEOUT",
+          default_value = "1s", value_parser = parse_interval)]
+    pub raft_election_timeout: Duration,
     /// Encryption at rest.
     #[command(flatten)]
     pub encryption: EncryptionConfig,

@@ -21,6 +21,39 @@ pub struct RegisterRequest {
     /// Shards the node holds (Torua nodes send it; the original's did not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<Vec<u32>>,
+    /// The Raft groups the node hosts, with its role in each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupStatus>,
+}
+
+/// A node's view of one shard group it hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// Shard id.
+    pub shard: u32,
+    /// `leader`, `follower`, `candidate`, `learner` or `stopped`.
+    pub role: String,
+    /// Raft term.
+    pub term: u64,
+    /// The leader it knows of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Voting members, by node id.
+    pub voters: Vec<String>,
+    /// Index of the last entry applied here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<u64>,
+}
+
+/// Body of a node's `PUT /shard/{id}/group` (host a replica) and
+/// `POST /shard/{id}/group/members` (change the voters, at the leader).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupRequest {
+    /// Every member of the group.
+    pub members: Vec<NodeInfo>,
+    /// Start a new group of `members` here if it has none yet.
+    #[serde(default)]
+    pub bootstrap: bool,
 }
 
 /// One entry of `GET /nodes`.
@@ -55,15 +88,29 @@ pub struct ShardAssignment {
     /// Shard id.
     #[serde(rename = "ShardID")]
     pub shard_id: u32,
-    /// Owning node ("" when unassigned).
+    /// Owning node, or the leader of a replicated shard's group ("" when
+    /// unassigned or no leader is known).
     #[serde(rename = "NodeID")]
     pub node_id: String,
-    /// Always true until replication exists.
+    /// True: `NodeID` is the copy that serves writes.
     #[serde(rename = "IsPrimary")]
     pub is_primary: bool,
     /// Node the shard is being moved to, if a move is under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving_to: Option<String>,
+    /// Every replica of a replicated shard and its role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One replica in `GET /shards`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaView {
+    /// Node id.
+    pub node_id: String,
+    /// `leader`, `follower`, `candidate`, `learner`, `stopped`, or
+    /// `unknown` (not reported yet).
+    pub role: String,
 }
 
 /// Body of `GET /shards`.

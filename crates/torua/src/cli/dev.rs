@@ -287,6 +287,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         data_dir: coord_dir.clone(),
         max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         health_failures: 3,
+        replication_factor: None,
+        replica_timeout: Duration::from_secs(30),
         security,
         tls: tls_for("coordinator"),
     };
@@ -372,6 +374,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             key_file: node_key.clone(),
             policy_stale_after: Duration::from_secs(30),
+            raft_heartbeat: Duration::from_millis(200),
+            raft_election_timeout: Duration::from_secs(1),
             encryption: encryption.clone(),
             tls: tls_for(&format!("node-{name}")),
         };

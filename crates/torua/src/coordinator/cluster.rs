@@ -60,6 +60,8 @@ pub struct Health {
     pub last_check: Option<SystemTime>,
     /// Consecutive failures.
     pub failures: u32,
+    /// When it last became unhealthy (cleared by a success).
+    pub unhealthy_since: Option<std::time::Instant>,
 }
 
 impl Default for Health {
@@ -68,6 +70,7 @@ impl Default for Health {
             status: Status::Unknown,
             last_check: None,
             failures: 0,
+            unhealthy_since: None,
         }
     }
 }
@@ -102,6 +105,8 @@ pub struct Cluster {
     pub(crate) metrics: ClusterMetrics,
     pub(crate) max_value: usize,
     pub(crate) failure_threshold: u32,
+    /// Replicated shards (Raft groups): placement, leaders, reports.
+    pub(crate) replication: Option<super::replicas::Replication>,
 }
 
 impl Cluster {
@@ -111,6 +116,7 @@ impl Cluster {
         metrics: ClusterMetrics,
         max_value: usize,
         failure_threshold: u32,
+        replication: Option<super::replicas::Replication>,
     ) -> Self {
         let gates = (0..meta.read(|m| m.num_shards).unwrap_or(0))
             .map(|_| Gate::default())
@@ -126,6 +132,7 @@ impl Cluster {
             metrics,
             max_value,
             failure_threshold,
+            replication,
         }
     }
 
@@ -172,10 +179,13 @@ impl Cluster {
         if ok {
             e.failures = 0;
             e.status = Status::Healthy;
+            e.unhealthy_since = None;
         } else {
             e.failures = e.failures.saturating_add(1);
             if e.failures >= self.failure_threshold {
                 e.status = Status::Unhealthy;
+                e.unhealthy_since
+                    .get_or_insert_with(std::time::Instant::now);
             }
         }
         (before, e.status)
@@ -198,6 +208,9 @@ impl Cluster {
 
     /// Shards whose owner is missing or not healthy.
     pub fn shards_without_live_owner(&self) -> Result<Vec<u32>, ApiError> {
+        if self.replication.is_some() {
+            return self.shards_without_quorum();
+        }
         let meta = self.snapshot()?;
         Ok(meta
             .shards
@@ -249,13 +262,26 @@ impl Cluster {
         shard_for_key(key, self.num_shards())
     }
 
-    /// Reads a key from its owner. Retries once if the shard moved meanwhile.
-    pub async fn get(&self, key: &str, cred: Cred<'_>) -> Result<Option<Record>, ApiError> {
+    /// Reads a key from its owner (or, replicated, its group's leader;
+    /// any replica with `stale`). Retries once if the shard moved meanwhile.
+    pub async fn get(
+        &self,
+        key: &str,
+        stale: bool,
+        cred: Cred<'_>,
+    ) -> Result<Option<Record>, ApiError> {
         let shard = self.shard_of(key);
+        if self.replication.is_some() {
+            return self
+                .on_replicas(shard, stale, |addr| async move {
+                    self.nodes.get(&addr, shard, key, stale, cred).await
+                })
+                .await;
+        }
         let mut retried = false;
         loop {
             let r = self.route(shard)?;
-            match self.nodes.get(&r.owner_addr, shard, key, cred).await {
+            match self.nodes.get(&r.owner_addr, shard, key, false, cred).await {
                 Err(e) if e.is_not_owned() && !retried => retried = true,
                 other => return other.map_err(|e| e.into_api(&r.owner, shard)),
             }
@@ -274,6 +300,27 @@ impl Cluster {
         cred: Cred<'_>,
     ) -> Result<Option<u64>, ApiError> {
         let shard = self.shard_of(key);
+        if self.replication.is_some() {
+            return self
+                .on_replicas(shard, false, |addr| {
+                    let value = value.clone();
+                    async move {
+                        match value {
+                            Some((ct, v)) => self
+                                .nodes
+                                .put(&addr, shard, key, ct, v, Conditional::If(expect), cred)
+                                .await
+                                .map(Some),
+                            None => self
+                                .nodes
+                                .delete(&addr, shard, key, expect, cred)
+                                .await
+                                .map(|()| None),
+                        }
+                    }
+                })
+                .await;
+        }
         let gate = &self.gates[shard as usize];
         let _shared = gate.rw.read().await;
         let r = self.route(shard)?;
@@ -361,6 +408,15 @@ impl Cluster {
         use futures::stream::{self, StreamExt, TryStreamExt};
         let pages: Vec<KeyPage> = stream::iter(0..self.num_shards())
             .map(|shard| async move {
+                if self.replication.is_some() {
+                    return self
+                        .on_replicas(shard, false, |addr| async move {
+                            self.nodes
+                                .list(&addr, shard, prefix, after, limit, cred)
+                                .await
+                        })
+                        .await;
+                }
                 let r = self.route(shard)?;
                 self.nodes
                     .list(&r.owner_addr, shard, prefix, after, limit, cred)
@@ -396,13 +452,17 @@ pub(crate) fn open(
     metrics: ClusterMetrics,
     tls: Option<Arc<crate::tls::Tls>>,
 ) -> Result<Arc<Cluster>, Error> {
-    let meta = super::meta::load_or_create(&cfg.data_dir, cfg.shards)?;
+    let meta = super::meta::load_or_create(&cfg.data_dir, cfg.shards, cfg.replication_factor)?;
     let nodes = NodeClient::new(std::time::Duration::from_secs(30), tls);
+    let replication = cfg
+        .replication_factor
+        .map(|factor| super::replicas::Replication::new(factor, cfg.replica_timeout));
     Ok(Arc::new(Cluster::new(
         meta,
         nodes,
         metrics,
         cfg.max_value_bytes,
         cfg.health_failures,
+        replication,
     )))
 }

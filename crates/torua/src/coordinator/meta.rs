@@ -34,6 +34,10 @@ pub struct Meta {
     /// node left running after removal does not slip back in.
     #[serde(default)]
     pub removed: BTreeSet<String>,
+    /// Replicas per shard when shards are Raft groups (`None`: one copy,
+    /// moved whole). Whether it is set is fixed at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<u32>,
 }
 
 /// A member node.
@@ -56,12 +60,19 @@ pub struct ShardMeta {
     /// Node receiving a copy during a move (writes go to both).
     #[serde(default)]
     pub moving_to: Option<String>,
+    /// Voting members of the shard's Raft group (replicated clusters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 /// Loads the metadata, or creates it for a new cluster. A moving shard
 /// found at start-up belongs to a move that died with the previous process:
 /// the move is abandoned and its partial copy queued for deletion.
-pub fn load_or_create(dir: &Path, shards: Option<u32>) -> Result<Persisted<Meta>, Error> {
+pub fn load_or_create(
+    dir: &Path,
+    shards: Option<u32>,
+    replication: Option<u32>,
+) -> Result<Persisted<Meta>, Error> {
     std::fs::create_dir_all(dir).map_err(|e| meta_err(dir, e))?;
     let path = dir.join(FILE);
     let meta = match std::fs::read(&path) {
@@ -80,6 +91,15 @@ pub fn load_or_create(dir: &Path, shards: Option<u32>) -> Result<Persisted<Meta>
                     m.num_shards
                 )));
             }
+            if m.replication.is_some() != replication.is_some() {
+                return Err(Error::Config(format!(
+                    "the cluster in {} was created {}; TORUA_REPLICATION_FACTOR must be {} (changing it needs a new cluster)",
+                    dir.display(),
+                    if m.replication.is_some() { "replicated" } else { "unreplicated" },
+                    if m.replication.is_some() { "set" } else { "unset" },
+                )));
+            }
+            m.replication = replication;
             for (id, s) in m.shards.iter_mut().enumerate() {
                 if let Some(target) = s.moving_to.take() {
                     m.pending_drops.insert((target, id as u32));
@@ -96,6 +116,7 @@ pub fn load_or_create(dir: &Path, shards: Option<u32>) -> Result<Persisted<Meta>
                 shards: vec![ShardMeta::default(); n as usize],
                 pending_drops: BTreeSet::new(),
                 removed: BTreeSet::new(),
+                replication,
             };
             Persisted::save_now(&path, &m, false).map_err(|e| meta_err(&path, e))?;
             m

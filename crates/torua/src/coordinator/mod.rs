@@ -12,6 +12,7 @@ mod meta;
 mod metrics;
 mod mover;
 pub(crate) mod node_client;
+mod replicas;
 mod routes;
 
 use std::time::Duration;
@@ -59,7 +60,15 @@ pub async fn run(
         shutdown.clone(),
     ));
     let period = cfg.health_check_interval.max(Duration::from_millis(500));
-    tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
+    if cluster.replication.is_some() {
+        tokio::spawn(replicas::reconciler(
+            cluster.clone(),
+            period,
+            shutdown.clone(),
+        ));
+    } else {
+        tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
+    }
     crate::http::serve(
         Incoming::new(listener, tls).map_err(Error::Serve)?,
         routes::router(cluster, security, http_metrics),

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use crate::http::{etag, parse_etag, ApiError, KEEP_VERSION};
 use crate::tls::{HttpClient, Tls};
-use crate::wire::{decode_entries, encode_entries, KeyPage, OpenShardRequest};
+use crate::wire::{
+    decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, OpenShardRequest,
+};
 
 /// Why a node call failed.
 #[derive(Debug)]
@@ -27,6 +29,8 @@ pub enum CallError {
         status: StatusCode,
         code: String,
         message: String,
+        /// The leader a replica named when it refused (`421 not_leader`).
+        leader: Option<String>,
     },
 }
 
@@ -34,6 +38,21 @@ impl CallError {
     /// The node does not hold the shard (it moved away meanwhile).
     pub fn is_not_owned(&self) -> bool {
         matches!(self, CallError::Status { status, .. } if *status == StatusCode::MISDIRECTED_REQUEST)
+    }
+
+    /// Certainly not applied, and another replica may serve it: the call
+    /// never left, or a replica refused as not leading or cut off from its
+    /// quorum.
+    pub fn try_elsewhere(&self) -> bool {
+        match self {
+            CallError::NotSent(_) => true,
+            CallError::Status { status, code, .. } => {
+                *status == StatusCode::MISDIRECTED_REQUEST
+                    || code == "no_quorum"
+                    || code == "group_not_hosted"
+            }
+            CallError::Unreachable(_) => false,
+        }
     }
 
     /// Converts to a client-facing error naming the node and shard.
@@ -51,6 +70,7 @@ impl CallError {
                 status,
                 code,
                 message,
+                ..
             } => {
                 let code = known_code(&code);
                 if status.is_server_error() || status == StatusCode::MISDIRECTED_REQUEST {
@@ -72,6 +92,7 @@ impl std::fmt::Display for CallError {
                 status,
                 code,
                 message,
+                ..
             } => write!(f, "{status} {code}: {message}"),
         }
     }
@@ -92,6 +113,13 @@ fn known_code(code: &str) -> &'static str {
         "shard_not_owned" => "shard_not_owned",
         "policy_stale" => "policy_stale",
         "forbidden" => "forbidden",
+        "not_leader" => "not_leader",
+        "no_quorum" => "no_quorum",
+        "outcome_unknown" => "outcome_unknown",
+        "replica_stopped" => "replica_stopped",
+        "membership_change_failed" => "membership_change_failed",
+        "group_not_hosted" => "group_not_hosted",
+        "invalid_consistency" => "invalid_consistency",
         _ => "node_error",
     }
 }
@@ -170,6 +198,11 @@ impl NodeClient {
             return Ok(res);
         }
         let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let leader = res
+            .headers()
+            .get(crate::node::groups::LEADER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body: serde_json::Value = res.json().await.unwrap_or_default();
         let field = |f: &str| body["error"][f].as_str().unwrap_or_default().to_owned();
         let message = match field("message") {
@@ -180,6 +213,7 @@ impl NodeClient {
             status,
             code: field("code"),
             message,
+            leader,
         })
     }
 
@@ -195,15 +229,21 @@ impl NodeClient {
         format!("{addr}/shard/{shard}/store/{}", encode_key(key))
     }
 
-    /// Reads a key: `Ok(None)` when absent.
+    /// Reads a key: `Ok(None)` when absent. `stale` lets a replicated
+    /// shard's replica answer from its own state.
     pub async fn get(
         &self,
         addr: &str,
         shard: u32,
         key: &str,
+        stale: bool,
         cred: Cred<'_>,
     ) -> R<Option<Record>> {
-        let req = Self::forward(self.http().get(Self::key_url(addr, shard, key)), cred);
+        let mut req = self.http().get(Self::key_url(addr, shard, key));
+        if stale {
+            req = req.query(&[("consistency", "stale")]);
+        }
+        let req = Self::forward(req, cred);
         match self.send(req, self.timeout).await {
             Ok(res) => {
                 let ct = res
@@ -304,6 +344,48 @@ impl NodeClient {
         .map(drop)
     }
 
+    /// Hosts a replica of a shard's group on a node (bootstrapping the
+    /// group there when asked).
+    pub async fn open_group(&self, addr: &str, shard: u32, req: &GroupRequest) -> R<GroupStatus> {
+        let res = self
+            .send(
+                self.http()
+                    .put(format!("{addr}/shard/{shard}/group"))
+                    .json(req),
+                self.timeout,
+            )
+            .await?;
+        res.json()
+            .await
+            .map_err(|e| CallError::Unreachable(short(&e)))
+    }
+
+    /// Changes a group's voters; sent to its leader, which adds new members
+    /// as learners, lets them catch up, then switches.
+    pub async fn set_members(&self, addr: &str, shard: u32, req: &GroupRequest) -> R<GroupStatus> {
+        let res = self
+            .send(
+                self.http()
+                    .post(format!("{addr}/shard/{shard}/group/members"))
+                    .json(req),
+                Duration::from_secs(120),
+            )
+            .await?;
+        res.json()
+            .await
+            .map_err(|e| CallError::Unreachable(short(&e)))
+    }
+
+    /// Stops a node's replica of a group and deletes it.
+    pub async fn drop_group(&self, addr: &str, shard: u32) -> R<()> {
+        self.send(
+            self.http().delete(format!("{addr}/shard/{shard}/group")),
+            self.timeout,
+        )
+        .await
+        .map(drop)
+    }
+
     /// Drops a shard and its data on a node.
     pub async fn drop_shard(&self, addr: &str, shard: u32) -> R<()> {
         self.send(
@@ -341,6 +423,7 @@ impl NodeClient {
             status: StatusCode::BAD_GATEWAY,
             code: "invalid_entries".into(),
             message: e,
+            leader: None,
         })
     }
 

@@ -71,12 +71,26 @@ fn json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 async fn ready(State(c): S) -> Result<Json<serde_json::Value>, ApiError> {
     let missing = c.shards_without_live_owner()?;
     if missing.is_empty() {
+        if let Some(r) = &c.replication {
+            // Serving, but say so when a shard has fewer replicas than asked.
+            let under = c.under_replicated()?;
+            return Ok(Json(serde_json::json!({
+                "status": "ready",
+                "replication_factor": r.factor,
+                "under_replicated": under.len(),
+                "message": if under.is_empty() {
+                    format!("every shard has {} replicas", r.factor)
+                } else {
+                    format!("{} of {} shards have fewer than {} replicas (the cluster has too few healthy nodes, or replicas are being re-created)", under.len(), c.num_shards(), r.factor)
+                },
+            })));
+        }
         return Ok(Json(serde_json::json!({"status": "ready"})));
     }
     Err(ApiError::unavailable(
         "not_ready",
         format!(
-            "{} of {} shards have no live owner (first: shard {})",
+            "{} of {} shards have no live owner or quorum (first: shard {})",
             missing.len(),
             c.num_shards(),
             missing[0]
@@ -95,7 +109,15 @@ async fn register(
         parse_node_id(&req.node.id).map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
     let addr =
         parse_url(&req.node.addr).map_err(|m| ApiError::bad_request("invalid_node_addr", m))?;
-    let reported: Option<BTreeSet<u32>> = req.shards.map(|v| v.into_iter().collect());
+    // Replicated shards are placed by the replica reconciler, not relearned
+    // from what nodes hold.
+    let reported: Option<BTreeSet<u32>> = match &c.replication {
+        Some(r) => {
+            r.report(&req.node.id, req.groups.clone());
+            None
+        }
+        None => req.shards.map(|v| v.into_iter().collect()),
+    };
     let (is_new, to_open, to_drop) = c
         .update(|m| {
             if m.removed.contains(&id) {
@@ -309,11 +331,37 @@ async fn shards(State(c): S) -> Result<Json<ShardsResponse>, ApiError> {
         .shards
         .iter()
         .enumerate()
-        .map(|(id, s)| ShardAssignment {
-            shard_id: id as u32,
-            node_id: s.owner.clone().unwrap_or_default(),
-            is_primary: true,
-            moving_to: s.moving_to.clone(),
+        .map(|(id, s)| match &c.replication {
+            Some(r) => {
+                let views = r.views(id as u32);
+                let role_of = |n: &String| {
+                    views
+                        .iter()
+                        .find(|(v, _)| v == n)
+                        .map_or("unknown".to_owned(), |(_, g)| g.role.clone())
+                };
+                ShardAssignment {
+                    shard_id: id as u32,
+                    node_id: r.shown_leader(id as u32).unwrap_or_default(),
+                    is_primary: true,
+                    moving_to: None,
+                    replicas: s
+                        .replicas
+                        .iter()
+                        .map(|n| ReplicaView {
+                            node_id: n.clone(),
+                            role: role_of(n),
+                        })
+                        .collect(),
+                }
+            }
+            None => ShardAssignment {
+                shard_id: id as u32,
+                node_id: s.owner.clone().unwrap_or_default(),
+                is_primary: true,
+                moving_to: s.moving_to.clone(),
+                replicas: Vec::new(),
+            },
         })
         .collect();
     Ok(Json(ShardsResponse {
@@ -384,6 +432,7 @@ async fn assign(
         node_id: s.owner.unwrap_or_default(),
         is_primary: true,
         moving_to: s.moving_to,
+        replicas: Vec::new(),
     }))
 }
 
@@ -459,13 +508,44 @@ async fn list(
     Ok(Json(super::cluster::merge_pages(pages, limit)))
 }
 
-async fn get_value(State(c): S, caller: Caller, Key(key): Key) -> Result<Response, ApiError> {
+#[derive(Debug, serde::Deserialize)]
+struct ReadQuery {
+    /// `linearizable` (default) or `stale`.
+    consistency: Option<String>,
+}
+
+/// `GET /data/{key}`: linearizable by default; `?consistency=stale` lets
+/// any replica answer and says so in `X-Torua-Consistency: stale`.
+async fn get_value(
+    State(c): S,
+    caller: Caller,
+    Key(key): Key,
+    q: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let stale = match q.consistency.as_deref() {
+        None | Some("linearizable") => false,
+        Some("stale") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_consistency",
+                format!("consistency `{other}` is not `linearizable` or `stale`"),
+            ))
+        }
+    };
     caller.require(Action::Read, &key).await?;
     let rec = c
-        .get(&key, caller.credential())
+        .get(&key, stale, caller.credential())
         .await?
         .ok_or_else(|| ApiError::not_found("key not found"))?;
-    Ok(value_response(rec))
+    let mut res = value_response(rec);
+    if stale {
+        res.headers_mut().insert(
+            crate::node::routes::CONSISTENCY_HEADER,
+            axum::http::HeaderValue::from_static("stale"),
+        );
+    }
+    Ok(res)
 }
 
 /// `PUT /data/{key}`: 204 with the new version's `ETag`; with `If-Match`

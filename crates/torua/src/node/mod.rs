@@ -5,6 +5,8 @@
 //! shards when the coordinator says so, and refuses requests for shards it
 //! does not hold.
 
+pub(crate) mod groups;
+mod raft_net;
 mod replica;
 pub(crate) mod routes;
 
@@ -35,6 +37,8 @@ pub(crate) struct Node {
     pub cluster_tls: bool,
     /// Copy of the coordinator's policy, for forwarded client credentials.
     pub replica: replica::Replica,
+    /// The Raft groups of the replicated shards held here.
+    pub groups: groups::Groups,
 }
 
 /// Runs a node until `shutdown`; `listener` is already bound.
@@ -58,9 +62,21 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
     } else {
         tracing::warn!("with TLS off the node API checks no credentials: anyone who reaches this port can read and change its shards");
     }
+    let store = Arc::new(store);
+    let client = HttpClient::new(tls.clone(), |b| b.connect_timeout(Duration::from_secs(2)));
+    let groups = groups::Groups::new(
+        cfg.node_id.clone(),
+        store.clone(),
+        client.clone(),
+        groups::Timing {
+            heartbeat: cfg.raft_heartbeat,
+            election: cfg.raft_election_timeout,
+        },
+    )?;
     let node = Arc::new(Node {
         id: cfg.node_id.clone(),
-        store: Arc::new(store),
+        store,
+        groups,
         metrics,
         cluster_tls: tls.is_some(),
         replica: replica::Replica::new(&data_dir, cfg.policy_stale_after),
@@ -80,7 +96,10 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         Some(path) => Some(read_secret_file("TORUA_NODE_KEY_FILE", path)?),
         None => None,
     };
-    let client = HttpClient::new(tls.clone(), |b| b.connect_timeout(Duration::from_secs(2)));
+    node.groups
+        .open_existing()
+        .await
+        .map_err(|e| Error::Config(format!("reopening raft groups: {}", e.message)))?;
     node.replica.set_source(replica::Source {
         client: client.clone(),
         url: format!("{}/cluster/security", cfg.coordinator),
@@ -118,6 +137,13 @@ async fn heartbeat(
                 addr: cfg.advertised_url(),
             },
             shards: Some(node.store.shard_ids()),
+            groups: node
+                .groups
+                .ids()
+                .into_iter()
+                .filter_map(|id| node.groups.get(id))
+                .map(|g| g.status())
+                .collect(),
         };
         let mut req = client.get().post(&url).json(&body);
         if let Some(key) = &credential {

@@ -17,6 +17,8 @@ use torua_store::{Op, Record, Shard, ShardState};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use super::groups::{Group, Refusal};
+use super::raft_net::RAFT_CONTENT_TYPE;
 use super::Node;
 use crate::http::extract::{empty_key, Key, ShardId};
 use crate::http::{
@@ -24,10 +26,12 @@ use crate::http::{
     KEEP_VERSION,
 };
 use crate::security::policy::Action;
-use crate::tls::{Peer, COORDINATOR_IDENTITY};
+use crate::tls::{Peer, COORDINATOR_IDENTITY, NODE_IDENTITY_PREFIX};
 use crate::wire::{
-    decode_entries, encode_entries, KeyPage, NodeInfoResponse, OpenShardRequest, ShardInfo,
+    decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, NodeInfoResponse,
+    OpenShardRequest, ShardInfo,
 };
+use torua_raft::{Change, Condition, Member};
 
 type S = State<Arc<Node>>;
 
@@ -38,6 +42,9 @@ use crate::http::MAX_LIMIT;
 pub(crate) fn router(node: Arc<Node>) -> Router {
     let value_limit = DefaultBodyLimit::max(node.max_value);
     let import_limit = DefaultBodyLimit::max(node.max_value + IMPORT_OVERHEAD);
+    // An append carries at most 64 entries (see `groups.rs`), a snapshot
+    // chunk at most openraft's chunk size.
+    let raft_limit = 64 * (node.max_value + 8192) + IMPORT_OVERHEAD;
     let metrics = node.metrics.clone();
     let tls = node.cluster_tls;
     let r = Router::new()
@@ -56,10 +63,24 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
                 .delete(delete_value)
                 .layer(value_limit),
         )
+        .route(
+            "/shard/{id}/group",
+            put(open_group).delete(drop_group).get(group_status),
+        )
+        .route("/shard/{id}/group/members", post(set_members))
         .route("/shard/{id}/export", get(export))
         .route("/shard/{id}/import", post(import).layer(import_limit))
         .with_state(node.clone())
         .route_layer(axum::middleware::from_fn_with_state(tls, only_coordinator))
+        .merge(
+            Router::new()
+                .route("/raft/{id}/append", post(raft_append))
+                .route("/raft/{id}/vote", post(raft_vote))
+                .route("/raft/{id}/snapshot", post(raft_snapshot))
+                .layer(DefaultBodyLimit::max(raft_limit))
+                .with_state(node.clone())
+                .route_layer(axum::middleware::from_fn_with_state(tls, only_nodes)),
+        )
         .merge(
             http::metrics_route(metrics.clone())
                 .route_layer(axum::middleware::from_fn_with_state(tls, any_cluster_cert)),
@@ -150,6 +171,26 @@ async fn only_coordinator(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("only the coordinator may call the node API; this certificate is `{other}`"),
+        )
+        .into_response(),
+    }
+}
+
+/// With TLS on, Raft RPCs answer only other nodes' certificates.
+async fn only_nodes(
+    State(tls): State<bool>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match (tls, peer.identity.as_deref()) {
+        (false, _) => next.run(req).await,
+        (true, Some(id)) if id.starts_with(NODE_IDENTITY_PREFIX) => next.run(req).await,
+        (true, None) => no_certificate(),
+        (true, Some(other)) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only nodes may call the Raft API; this certificate is `{other}`"),
         )
         .into_response(),
     }
@@ -291,18 +332,71 @@ async fn drop_shard(State(n): S, ShardId(id): ShardId) -> Result<StatusCode, Api
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    /// `stale` allows a read from this replica's state without asking the
+    /// leader (replicated shards only).
+    consistency: Option<String>,
+}
+
+/// Header on a read answered from a replica's possibly stale state.
+pub(crate) const CONSISTENCY_HEADER: &str = "x-torua-consistency";
+
 async fn get_value(
     State(n): S,
     caller: Forwarded,
     ShardId(id): ShardId,
     Key(key): Key,
-) -> Result<Response, ApiError> {
+    q: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Refusal> {
+    let Query(q) = q.map_err(ApiError::from)?;
     caller.require(&n, Action::Read, &key).await?;
-    let rec = held(&n, id)?
-        .get(&key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("key not found"))?;
-    Ok(value_response(rec))
+    let stale = match q.consistency.as_deref() {
+        None | Some("linearizable") => false,
+        Some("stale") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_consistency",
+                format!("consistency `{other}` is not `linearizable` or `stale`"),
+            )
+            .into())
+        }
+    };
+    let rec = match n.groups.get(id) {
+        Some(g) => {
+            if !stale {
+                g.linearize().await?;
+            }
+            g.get(&key).await?
+        }
+        None => held(&n, id)?.get(&key).await?,
+    };
+    let mut res = value_response(rec.ok_or_else(|| ApiError::not_found("key not found"))?);
+    if stale {
+        res.headers_mut().insert(
+            CONSISTENCY_HEADER,
+            header::HeaderValue::from_static("stale"),
+        );
+    }
+    Ok(res)
+}
+
+fn condition_of(e: torua_store::Expect) -> Condition {
+    match e {
+        torua_store::Expect::Any => Condition::Any,
+        torua_store::Expect::Exists => Condition::Exists,
+        torua_store::Expect::Version(v) => Condition::Version(v),
+        torua_store::Expect::Absent => Condition::Absent,
+    }
+}
+
+/// Writes one change through shard `id`'s group; its version.
+async fn replicate(g: &Group, change: Change) -> Result<u64, Refusal> {
+    let versions = g.write(vec![change]).await?;
+    versions
+        .first()
+        .copied()
+        .ok_or_else(|| ApiError::internal("replicated write answered no version").into())
 }
 
 async fn put_value(
@@ -312,10 +406,19 @@ async fn put_value(
     Key(key): Key,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
     caller.require(&n, Action::Write, &key).await?;
     let value = value_body(body, n.max_value)?;
     let record = Record::new(content_type_of(&headers)?, value.to_vec());
+    if let Some(g) = n.groups.get(id) {
+        let change = Change::Put {
+            key,
+            content_type: record.content_type,
+            value: record.value,
+            expect: condition_of(expect_of(&headers)?),
+        };
+        return Ok(written(replicate(&g, change).await?));
+    }
     let shard = held(&n, id)?;
     // A move target takes the owner's version as it is (the coordinator
     // already applied the precondition at the owner).
@@ -350,9 +453,19 @@ async fn delete_value(
     ShardId(id): ShardId,
     Key(key): Key,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Refusal> {
     caller.require(&n, Action::Delete, &key).await?;
-    held(&n, id)?.delete_if(key, expect_of(&headers)?).await?;
+    let expect = expect_of(&headers)?;
+    match n.groups.get(id) {
+        Some(g) => {
+            let change = Change::Delete {
+                key,
+                expect: condition_of(expect),
+            };
+            replicate(&g, change).await?;
+        }
+        None => held(&n, id)?.delete_if(key, expect).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -361,10 +474,13 @@ async fn list(
     caller: Forwarded,
     ShardId(id): ShardId,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<KeyPage>, ApiError> {
-    let Query(q) = q?;
+) -> Result<Json<KeyPage>, Refusal> {
+    let Query(q) = q.map_err(ApiError::from)?;
     caller.require(&n, Action::List, &q.prefix).await?;
     let limit = q.limit()?;
+    if let Some(g) = n.groups.get(id) {
+        g.linearize().await?;
+    }
     // One extra key tells whether another page exists.
     let mut keys = held(&n, id)?
         .list(&q.prefix, q.after.as_deref(), limit + 1)
@@ -415,4 +531,122 @@ async fn import(
     let ops = entries.into_iter().map(|(k, r)| Op::Import(k, r)).collect();
     held(&n, id)?.apply(ops).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn members_of(req: &GroupRequest) -> Result<Vec<Member>, ApiError> {
+    if req.members.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_members",
+            "a group needs at least one member",
+        ));
+    }
+    Ok(req
+        .members
+        .iter()
+        .map(|m| Member {
+            name: m.id.clone(),
+            addr: m.addr.clone(),
+        })
+        .collect())
+}
+
+/// Hosts a replica of shard `id`'s group here (and bootstraps the group
+/// when asked and it has no members yet).
+async fn open_group(
+    State(n): S,
+    ShardId(id): ShardId,
+    body: Result<Json<GroupRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<GroupStatus>, ApiError> {
+    let Json(req) = body?;
+    let members = members_of(&req)?;
+    let g = n.groups.open(id, req.bootstrap.then_some(members)).await?;
+    Ok(Json(g.status()))
+}
+
+async fn drop_group(State(n): S, ShardId(id): ShardId) -> Result<StatusCode, ApiError> {
+    n.groups.drop_group(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn group_status(State(n): S, ShardId(id): ShardId) -> Result<Json<GroupStatus>, ApiError> {
+    match n.groups.get(id) {
+        Some(g) => Ok(Json(g.status())),
+        None => Err(ApiError::not_found(format!(
+            "node {} hosts no replica of shard {id}",
+            n.id
+        ))),
+    }
+}
+
+/// Makes the group's voters exactly the given members (at the leader).
+async fn set_members(
+    State(n): S,
+    ShardId(id): ShardId,
+    body: Result<Json<GroupRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<GroupStatus>, Refusal> {
+    let Json(req) = body.map_err(ApiError::from)?;
+    let members = members_of(&req)?;
+    let g = hosted(&n, id)?;
+    g.set_members(members).await?;
+    Ok(Json(g.status()))
+}
+
+fn hosted(n: &Node, id: u32) -> Result<Group, ApiError> {
+    n.groups.get(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "group_not_hosted",
+            format!("node {} hosts no replica of shard {id}", n.id),
+        )
+    })
+}
+
+/// Decodes a Raft RPC, hands it to the group, encodes the answer.
+async fn raft_rpc<Req, Resp, Fut>(
+    n: &Node,
+    id: u32,
+    body: Result<Bytes, BytesRejection>,
+    call: impl FnOnce(Group, Req) -> Fut,
+) -> Result<Response, ApiError>
+where
+    Req: serde::de::DeserializeOwned,
+    Resp: serde::Serialize,
+    Fut: std::future::Future<Output = Resp>,
+{
+    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let g = hosted(n, id)?;
+    let req: Req = torua_raft::decode(&body)
+        .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
+    let answer = torua_raft::encode(&call(g, req).await).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], answer).into_response())
+}
+
+async fn raft_append(
+    State(n): S,
+    ShardId(id): ShardId,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    raft_rpc(&n, id, body, |g, req| async move {
+        g.raft.append_entries(req).await
+    })
+    .await
+}
+
+async fn raft_vote(
+    State(n): S,
+    ShardId(id): ShardId,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    raft_rpc(&n, id, body, |g, req| async move { g.raft.vote(req).await }).await
+}
+
+async fn raft_snapshot(
+    State(n): S,
+    ShardId(id): ShardId,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    raft_rpc(&n, id, body, |g, req| async move {
+        g.raft.install_snapshot(req).await
+    })
+    .await
 }

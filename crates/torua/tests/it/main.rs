@@ -11,5 +11,6 @@ mod dev;
 mod encryption;
 mod failures;
 mod placement;
+mod replication;
 mod security;
 mod tls;

@@ -1,0 +1,85 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use openraft::testing::{StoreBuilder, Suite};
+use torua_store::{ShardState, ShardStore};
+
+use crate::typ::StorageError;
+use crate::{LogStore, StateMachine, TypeConfig};
+
+struct Builder;
+
+fn io(e: impl std::error::Error + 'static) -> StorageError {
+    openraft::StorageIOError::write(&e).into()
+}
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, (tempfile::TempDir, ShardStore)> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<((tempfile::TempDir, ShardStore), LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().map_err(io)?;
+        let store = ShardStore::open(dir.path(), None).map_err(io)?;
+        let shard = store
+            .create_shard(5, ShardState::Active)
+            .await
+            .map_err(io)?;
+        let log = LogStore::new(5, store.wal().clone());
+        let sm = StateMachine::open(shard).await?;
+        Ok(((dir, store), log, sm))
+    }
+}
+
+/// openraft's conformance suite for log stores and state machines.
+#[test]
+fn openraft_storage_suite() -> Result<(), StorageError> {
+    Suite::test_all(Builder)
+}
+
+/// A replica that joins late applies a batch mixing membership, blank and
+/// normal entries; each entry gets its own answer, in order.
+#[tokio::test]
+async fn mixed_batches_apply_in_order() {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        ShardStore::open(dir.path(), Some(torua_store::MasterKeys::new([1; 32], &[]))).unwrap();
+    let shard = store.create_shard(0, ShardState::Replicated).await.unwrap();
+    let mut sm = StateMachine::open(shard.clone()).await.unwrap();
+    let id = |i| LogId::new(CommittedLeaderId::new(1, 7), i);
+    let put = |k: &str| crate::Request {
+        changes: vec![crate::Change::Put {
+            key: k.into(),
+            content_type: "t".into(),
+            value: b"v".to_vec(),
+            expect: crate::Condition::Any,
+        }],
+    };
+    let m = Membership::<u64, crate::Member>::new(vec![[7u64].into()], None);
+    let entries = vec![
+        crate::typ::Entry {
+            log_id: id(1),
+            payload: EntryPayload::Membership(m.clone()),
+        },
+        crate::typ::Entry {
+            log_id: id(2),
+            payload: EntryPayload::Blank,
+        },
+        crate::typ::Entry {
+            log_id: id(3),
+            payload: EntryPayload::Normal(put("a")),
+        },
+        crate::typ::Entry {
+            log_id: id(4),
+            payload: EntryPayload::Membership(m),
+        },
+        crate::typ::Entry {
+            log_id: id(5),
+            payload: EntryPayload::Normal(put("b")),
+        },
+    ];
+    let out = sm.apply(entries).await.unwrap();
+    assert_eq!(out.len(), 5);
+    assert_eq!(out[2], crate::Response::Applied { versions: vec![1] });
+    assert_eq!(out[4], crate::Response::Applied { versions: vec![2] });
+    assert_eq!(shard.get("b").await.unwrap().map(|r| r.version), Some(2));
+}

@@ -1,0 +1,144 @@
+//! What a shard group's log carries and what applying it answers.
+
+use serde::{Deserialize, Serialize};
+use torua_store::{Expect, Op, Record, StoreError};
+
+/// A replica: a node, by the name the cluster knows it by, and the base
+/// URL its Raft endpoints answer at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's id in the cluster (`NODE_ID`).
+    pub name: String,
+    /// Base URL of the node's API (`https://host:port`).
+    pub addr: String,
+}
+
+/// openraft's numeric id for the node named `name`: its 64-bit xxh3.
+/// Names are unique in a cluster, and a collision between two of a
+/// cluster's few names is negligible (about n²/2⁶⁵).
+pub fn raft_id(name: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(name.as_bytes())
+}
+
+/// What a write expects of its key beforehand (`If-Match`,
+/// `If-None-Match`); checked when the entry is applied, identically on
+/// every replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// Nothing.
+    Any,
+    /// The key exists.
+    Exists,
+    /// The key exists in exactly this version.
+    Version(u64),
+    /// The key does not exist.
+    Absent,
+}
+
+impl From<Condition> for Expect {
+    fn from(c: Condition) -> Expect {
+        match c {
+            Condition::Any => Expect::Any,
+            Condition::Exists => Expect::Exists,
+            Condition::Version(v) => Expect::Version(v),
+            Condition::Absent => Expect::Absent,
+        }
+    }
+}
+
+/// One change to one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// Store a value.
+    Put {
+        /// The key.
+        key: String,
+        /// Its content type.
+        content_type: String,
+        /// Its bytes.
+        value: Vec<u8>,
+        /// What must hold first.
+        expect: Condition,
+    },
+    /// Remove a key.
+    Delete {
+        /// The key.
+        key: String,
+        /// What must hold first.
+        expect: Condition,
+    },
+}
+
+/// The payload of a log entry: changes applied together, all or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The changes, in order.
+    pub changes: Vec<Change>,
+}
+
+impl std::fmt::Display for Request {
+    // Log lines name how much changed, never keys or values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request({} changes)", self.changes.len())
+    }
+}
+
+impl Request {
+    pub(crate) fn into_ops(self) -> Vec<Op> {
+        self.changes
+            .into_iter()
+            .map(|c| match c {
+                Change::Put {
+                    key,
+                    content_type,
+                    value,
+                    expect,
+                } => Op::Put(key, Record::new(content_type, value), expect.into()),
+                Change::Delete { key, expect } => Op::Delete(key, expect.into()),
+            })
+            .collect()
+    }
+}
+
+/// What applying an entry answered. Identical on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Applied: the version each change gave its key (none for entries
+    /// that carry no changes).
+    Applied {
+        /// One per change.
+        versions: Vec<u64>,
+    },
+    /// A condition did not hold; nothing was written.
+    Precondition {
+        /// The key whose condition failed.
+        key: String,
+        /// Its version then (`None`: absent).
+        current: Option<u64>,
+    },
+    /// The write breaks a limit (key length, content type); nothing was
+    /// written.
+    Invalid {
+        /// Which limit.
+        message: String,
+    },
+}
+
+impl Response {
+    /// The answer of an entry that carries no changes.
+    pub(crate) fn empty() -> Response {
+        Response::Applied { versions: vec![] }
+    }
+
+    /// Maps a refused entry to its answer; other errors stay errors.
+    pub(crate) fn from_outcome(o: torua_store::Outcome) -> Result<Response, StoreError> {
+        match o {
+            Ok(versions) => Ok(Response::Applied { versions }),
+            Err(StoreError::Precondition { key, current }) => {
+                Ok(Response::Precondition { key, current })
+            }
+            Err(StoreError::Invalid(message)) => Ok(Response::Invalid { message }),
+            Err(e) => Err(e),
+        }
+    }
+}

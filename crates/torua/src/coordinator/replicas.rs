@@ -1,0 +1,420 @@
+//! Replicated shards: where each shard's Raft group lives, which replica
+//! leads it, and the data path to it.
+//!
+//! The coordinator decides membership; the groups decide leadership. The
+//! reconciler (one pass per interval or wake-up) gives each shard up to
+//! `factor` replicas on healthy nodes, bootstraps new groups, re-opens a
+//! replica a node lost, and replaces replicas whose node has been unhealthy
+//! for longer than the replica timeout (or is draining or removed): the
+//! leader adds the new node as a learner, which catches up by snapshot and
+//! log, and then switches the voters (one change per pass). Requests go to
+//! the leader the nodes last reported; a replica that does not lead answers
+//! 421 naming the leader, and the request follows it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::cluster::{Cluster, Status};
+use super::meta::Meta;
+use super::node_client::CallError;
+use crate::http::ApiError;
+use crate::shutdown::Shutdown;
+use crate::wire::{GroupRequest, GroupStatus, NodeInfo};
+
+/// How long a request keeps looking for a shard's leader (an election
+/// takes about one election timeout).
+const FIND_LEADER_FOR: Duration = Duration::from_secs(8);
+
+/// Runtime state of replication on the coordinator.
+pub(crate) struct Replication {
+    pub factor: u32,
+    timeout: Duration,
+    /// Leader of each shard, as last reported or learned from a 421.
+    leaders: RwLock<HashMap<u32, String>>,
+    /// Each node's last report of the groups it hosts.
+    reports: RwLock<HashMap<String, Vec<GroupStatus>>>,
+}
+
+impl Replication {
+    pub(crate) fn new(factor: u32, timeout: Duration) -> Replication {
+        Replication {
+            factor,
+            timeout,
+            leaders: RwLock::default(),
+            reports: RwLock::default(),
+        }
+    }
+
+    /// Records a node's heartbeat report; a replica that leads (in the
+    /// highest term seen) becomes the shard's known leader.
+    pub(crate) fn report(&self, node: &str, groups: Vec<GroupStatus>) {
+        {
+            let mut leaders = self.leaders.write().unwrap_or_else(|p| p.into_inner());
+            for g in groups.iter().filter(|g| g.role == "leader") {
+                leaders.insert(g.shard, node.to_owned());
+            }
+        }
+        self.reports
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.to_owned(), groups);
+    }
+
+    fn note_leader(&self, shard: u32, node: &str) {
+        let mut leaders = self.leaders.write().unwrap_or_else(|p| p.into_inner());
+        if leaders.get(&shard).map(String::as_str) != Some(node) {
+            leaders.insert(shard, node.to_owned());
+        }
+    }
+
+    fn leader(&self, shard: u32) -> Option<String> {
+        self.leaders
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&shard)
+            .cloned()
+    }
+
+    /// Every node's view of `shard`'s group.
+    pub(crate) fn views(&self, shard: u32) -> Vec<(String, GroupStatus)> {
+        let reports = self.reports.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, GroupStatus)> = reports
+            .iter()
+            .filter_map(|(n, gs)| {
+                gs.iter()
+                    .find(|g| g.shard == shard)
+                    .map(|g| (n.clone(), g.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn hosts(&self, node: &str, shard: u32) -> bool {
+        self.reports
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node)
+            .is_some_and(|gs| gs.iter().any(|g| g.shard == shard))
+    }
+
+    /// The leader as `/shards` shows it.
+    pub(crate) fn shown_leader(&self, shard: u32) -> Option<String> {
+        self.leader(shard)
+    }
+}
+
+fn members(meta: &Meta, nodes: &[String]) -> Vec<NodeInfo> {
+    nodes
+        .iter()
+        .map(|n| NodeInfo {
+            id: n.clone(),
+            addr: meta
+                .nodes
+                .get(n)
+                .map(|m| m.addr.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+impl Cluster {
+    fn repl(&self) -> Result<&Replication, ApiError> {
+        self.replication
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("replicated path on an unreplicated cluster"))
+    }
+
+    /// Shards that cannot serve: no replicas yet, or fewer healthy
+    /// replicas than a quorum of their group.
+    pub(crate) fn shards_without_quorum(&self) -> Result<Vec<u32>, ApiError> {
+        let meta = self.snapshot()?;
+        Ok(meta
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                let healthy = s
+                    .replicas
+                    .iter()
+                    .filter(|n| self.status_of(n) == Status::Healthy)
+                    .count();
+                s.replicas.is_empty() || healthy <= s.replicas.len() / 2
+            })
+            .map(|(i, _)| i as u32)
+            .collect())
+    }
+
+    /// Shards with fewer replicas than the replication factor.
+    pub(crate) fn under_replicated(&self) -> Result<Vec<u32>, ApiError> {
+        let factor = self.repl()?.factor as usize;
+        let meta = self.snapshot()?;
+        Ok(meta
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.replicas.len() < factor)
+            .map(|(i, _)| i as u32)
+            .collect())
+    }
+
+    /// Runs `call` against the shard's leader (any replica with `any`),
+    /// following 421 answers and moving past replicas that are down, until
+    /// one answers or [`FIND_LEADER_FOR`] passes. A call whose outcome is
+    /// unknown (sent, no answer) is never retried elsewhere.
+    pub(crate) async fn on_replicas<T, F, Fut>(
+        &self,
+        shard: u32,
+        any: bool,
+        call: F,
+    ) -> Result<T, ApiError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let repl = self.repl()?;
+        let meta = self.snapshot()?;
+        let s = meta.shards.get(shard as usize).ok_or_else(|| {
+            ApiError::bad_request("invalid_shard_id", format!("shard {shard} does not exist"))
+        })?;
+        if s.replicas.is_empty() {
+            return Err(ApiError::unavailable(
+                "shard_unassigned",
+                format!("shard {shard} has no replicas yet; start and register a node"),
+            ));
+        }
+        // Candidates: the known leader first (unless any replica will do),
+        // then healthy replicas, then the rest.
+        let mut order: Vec<String> = s.replicas.clone();
+        order.sort_by_key(|n| self.status_of(n) != Status::Healthy);
+        if let Some(l) = repl.leader(shard).filter(|_| !any) {
+            order.retain(|n| *n != l);
+            order.insert(0, l);
+        }
+        let addr_of = |n: &str| meta.nodes.get(n).map(|m| m.addr.clone());
+        let deadline = Instant::now() + FIND_LEADER_FOR;
+        let mut next = 0usize;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let node = order[next % order.len()].clone();
+            let Some(addr) = addr_of(&node) else {
+                next += 1;
+                continue;
+            };
+            let err = match call(addr).await {
+                Ok(v) => {
+                    if !any {
+                        repl.note_leader(shard, &node);
+                    }
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            if !err.try_elsewhere() || Instant::now() >= deadline {
+                return Err(err.into_api(&node, shard));
+            }
+            let hinted = match &err {
+                CallError::Status {
+                    leader: Some(l), ..
+                } if *l != node => Some(l.clone()),
+                _ => None,
+            };
+            match hinted.and_then(|l| order.iter().position(|n| *n == l)) {
+                Some(i) => next = i,
+                None => {
+                    next += 1;
+                    // Every replica tried: an election is under way.
+                    if next % order.len() == 0 {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keeps every shard's group at the replication factor, one change at a
+/// time.
+pub(crate) async fn reconciler(cluster: Arc<Cluster>, period: Duration, shutdown: Shutdown) {
+    loop {
+        if let Err(e) = reconcile(&cluster).await {
+            tracing::warn!(error = %e, "replica reconciliation failed; will retry");
+        }
+        super::health::publish(&cluster);
+        tokio::select! {
+            _ = cluster.wake.notified() => {}
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.clone().wait() => return,
+        }
+    }
+}
+
+/// Healthy nodes that may take replicas, by how many they hold (fewest
+/// first, then by name).
+fn by_load(cluster: &Cluster, meta: &Meta) -> Vec<String> {
+    let mut load: BTreeMap<String, usize> =
+        cluster.eligible(meta).into_iter().map(|n| (n, 0)).collect();
+    for s in &meta.shards {
+        for r in &s.replicas {
+            if let Some(c) = load.get_mut(r) {
+                *c += 1;
+            }
+        }
+    }
+    let mut nodes: Vec<(String, usize)> = load.into_iter().collect();
+    nodes.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    nodes.into_iter().map(|(n, _)| n).collect()
+}
+
+async fn reconcile(c: &Cluster) -> Result<(), ApiError> {
+    let _one = c.moves.lock().await;
+    let repl = c.repl()?;
+    let factor = repl.factor as usize;
+    let meta = c.snapshot()?;
+    for shard in 0..meta.num_shards {
+        let meta = c.snapshot()?;
+        let current = meta.shards[shard as usize].replicas.clone();
+        if current.is_empty() {
+            let chosen: Vec<String> = by_load(c, &meta).into_iter().take(factor).collect();
+            if chosen.is_empty() {
+                return Ok(()); // no healthy node yet
+            }
+            c.update(|m| {
+                m.shards[shard as usize].replicas = chosen.clone();
+                Ok(())
+            })
+            .await?;
+            let meta = c.snapshot()?;
+            let req = GroupRequest {
+                members: members(&meta, &chosen),
+                bootstrap: false,
+            };
+            // Followers first, so the bootstrapping replica's first
+            // election finds them.
+            for (i, node) in chosen.iter().enumerate().rev() {
+                let addr = meta
+                    .nodes
+                    .get(node)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default();
+                let req = GroupRequest {
+                    bootstrap: i == 0,
+                    ..req.clone()
+                };
+                if let Err(e) = c.nodes.open_group(&addr, shard, &req).await {
+                    tracing::warn!(shard, node = %node, error = %e, "opening replica failed; will retry");
+                }
+            }
+            tracing::info!(shard, replicas = ?chosen, "shard group created");
+            continue;
+        }
+        // A healthy replica that reports no group (lost, or opened before
+        // a crash) gets it opened again; the leader catches it up.
+        for node in &current {
+            if c.status_of(node) == Status::Healthy && !repl.hosts(node, shard) {
+                let addr = meta
+                    .nodes
+                    .get(node)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default();
+                let req = GroupRequest {
+                    members: members(&meta, &current),
+                    bootstrap: false,
+                };
+                if let Err(e) = c.nodes.open_group(&addr, shard, &req).await {
+                    tracing::debug!(shard, node = %node, error = %e, "reopening replica failed");
+                }
+            }
+        }
+        let health = c.health();
+        let gone = |n: &String| {
+            meta.removed.contains(n)
+                || meta.nodes.get(n).is_none_or(|m| m.draining)
+                || health
+                    .get(n)
+                    .and_then(|h| h.unhealthy_since)
+                    .is_some_and(|t| t.elapsed() >= repl.timeout)
+        };
+        let mut desired: Vec<String> = current.iter().filter(|n| !gone(n)).cloned().collect();
+        let kept = desired.len();
+        for n in by_load(c, &meta) {
+            if desired.len() >= factor {
+                break;
+            }
+            if !desired.contains(&n) {
+                desired.push(n);
+            }
+        }
+        desired.truncate(factor.max(1));
+        let same: BTreeSet<&String> = desired.iter().collect();
+        if desired.is_empty() || same == current.iter().collect::<BTreeSet<_>>() {
+            continue;
+        }
+        // A replica that is only down is replaced, never just dropped: a
+        // smaller group tolerates no more failures, and the node may return.
+        let decommissioned = current
+            .iter()
+            .any(|n| meta.removed.contains(n) || meta.nodes.get(n).is_none_or(|m| m.draining));
+        if desired.len() == kept && kept < current.len() && !decommissioned {
+            continue;
+        }
+        change_members(c, &meta, shard, &current, desired).await?;
+        // One membership change per pass keeps each pass short.
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// Moves `shard`'s group from `current` to `desired` voters through its
+/// leader, then deletes the replicas left out.
+async fn change_members(
+    c: &Cluster,
+    meta: &Meta,
+    shard: u32,
+    current: &[String],
+    desired: Vec<String>,
+) -> Result<(), ApiError> {
+    let req = GroupRequest {
+        members: members(meta, &desired),
+        bootstrap: false,
+    };
+    for node in desired.iter().filter(|n| !current.contains(n)) {
+        let addr = meta
+            .nodes
+            .get(node)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        c.nodes
+            .open_group(&addr, shard, &req)
+            .await
+            .map_err(|e| e.into_api(node, shard))?;
+    }
+    c.on_replicas(shard, false, |addr| {
+        let req = req.clone();
+        async move { c.nodes.set_members(&addr, shard, &req).await }
+    })
+    .await?;
+    c.update(|m| {
+        m.shards[shard as usize].replicas = desired.clone();
+        Ok(())
+    })
+    .await?;
+    tracing::info!(shard, from = ?current, to = ?desired, "shard group membership changed");
+    for node in current.iter().filter(|n| !desired.contains(n)) {
+        if c.status_of(node) != Status::Healthy {
+            continue;
+        }
+        let addr = meta
+            .nodes
+            .get(node)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        if let Err(e) = c.nodes.drop_group(&addr, shard).await {
+            tracing::warn!(shard, node = %node, error = %e, "deleting a removed replica failed");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! The Raft groups this node hosts: one per replicated shard.
+//!
+//! A replicated shard is a [`torua_store::Shard`] in state `replicated`,
+//! written only by its group's state machine; its log lives in the node's
+//! shared WAL. Groups are opened when the coordinator says so (and again at
+//! start for every replicated shard on disk); the node answers the Raft
+//! RPCs of its peers at `/raft/{shard}/…` (`routes.rs`) and sends its own
+//! through [`super::raft_net::Net`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use torua_raft::{raft_id, typ, Change, LogStore, Member, Raft, Request, StateMachine};
+use torua_store::{Record, Shard, ShardState, ShardStore};
+
+use super::raft_net::Net;
+use crate::http::ApiError;
+use crate::tls::HttpClient;
+
+/// Header naming the node that leads a shard's group, on a 421 answer.
+pub const LEADER_HEADER: &str = "x-torua-leader";
+
+/// How long a write or linearizable read waits for its group before
+/// answering 503 (a leader cut off from its quorum never commits).
+const QUORUM_WAIT: Duration = Duration::from_secs(5);
+
+/// One hosted group.
+#[derive(Clone)]
+pub(crate) struct Group {
+    pub raft: Raft,
+    pub shard: Arc<Shard>,
+    log: LogStore,
+}
+
+/// Timing of every group on the node.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub heartbeat: Duration,
+    pub election: Duration,
+}
+
+/// Every group this node hosts.
+pub(crate) struct Groups {
+    me: String,
+    store: Arc<ShardStore>,
+    client: HttpClient,
+    config: Arc<openraft::Config>,
+    groups: RwLock<BTreeMap<u32, Group>>,
+    /// Serializes opening and dropping, which await.
+    opening: tokio::sync::Mutex<()>,
+}
+
+/// A refusal from a group, as the HTTP answer it becomes.
+pub(crate) enum Refusal {
+    /// Another replica leads (or none is known): 421 with its name.
+    NotLeader(Option<String>),
+    /// Anything else.
+    Api(ApiError),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
+}
+
+impl From<torua_store::StoreError> for Refusal {
+    fn from(e: torua_store::StoreError) -> Self {
+        Refusal::Api(e.into())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Api(e) => e.into_response(),
+            Refusal::NotLeader(leader) => {
+                let msg = match &leader {
+                    Some(l) => format!("this replica does not lead the shard; node `{l}` does"),
+                    None => {
+                        "this replica does not lead the shard, and no leader is known yet".into()
+                    }
+                };
+                let mut res = ApiError::new(StatusCode::MISDIRECTED_REQUEST, "not_leader", msg)
+                    .into_response();
+                if let Some(v) = leader.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                    res.headers_mut().insert(LEADER_HEADER, v);
+                }
+                res
+            }
+        }
+    }
+}
+
+fn leader_of(f: &typ::ForwardToLeader) -> Option<String> {
+    f.leader_node.as_ref().map(|m| m.name.clone())
+}
+
+impl Groups {
+    pub(crate) fn new(
+        me: String,
+        store: Arc<ShardStore>,
+        client: HttpClient,
+        timing: Timing,
+    ) -> Result<Groups, crate::Error> {
+        let election = timing.election.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "torua".into(),
+            heartbeat_interval: timing.heartbeat.as_millis() as u64,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            // Bounded append RPCs: at most this many values per request.
+            max_payload_entries: 64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| crate::Error::Config(format!("raft timing: {e}")))?;
+        Ok(Groups {
+            me,
+            store,
+            client,
+            config: Arc::new(config),
+            groups: RwLock::default(),
+            opening: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The group of shard `id`, if this node hosts one.
+    pub(crate) fn get(&self, id: u32) -> Option<Group> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Ids of the hosted groups.
+    pub(crate) fn ids(&self) -> Vec<u32> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Opens every replicated shard's group (at start).
+    pub(crate) async fn open_existing(&self) -> Result<(), ApiError> {
+        for shard in self.store.shards() {
+            if shard.state() == ShardState::Replicated {
+                self.open(shard.id(), None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens shard `id`'s group (creating the replica), and with `bootstrap`
+    /// makes it a new group of `bootstrap`'s members, unless it already has
+    /// a membership.
+    pub(crate) async fn open(
+        &self,
+        id: u32,
+        bootstrap: Option<Vec<Member>>,
+    ) -> Result<Group, ApiError> {
+        let _serial = self.opening.lock().await;
+        let group = match self.get(id) {
+            Some(g) => g,
+            None => {
+                let shard = self.store.create_shard(id, ShardState::Replicated).await?;
+                let log = LogStore::new(id, self.store.wal().clone());
+                let sm = StateMachine::open(shard.clone())
+                    .await
+                    .map_err(ApiError::internal)?;
+                let net = Net::new(self.client.clone(), id);
+                let raft = Raft::new(raft_id(&self.me), self.config.clone(), net, log.clone(), sm)
+                    .await
+                    .map_err(ApiError::internal)?;
+                let g = Group { raft, shard, log };
+                self.groups
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, g.clone());
+                tracing::info!(shard = id, node = %self.me, "raft group opened");
+                g
+            }
+        };
+        if let Some(members) = bootstrap {
+            let initialized = group
+                .raft
+                .is_initialized()
+                .await
+                .map_err(ApiError::internal)?;
+            if !initialized {
+                let map: BTreeMap<u64, Member> =
+                    members.into_iter().map(|m| (raft_id(&m.name), m)).collect();
+                match group.raft.initialize(map).await {
+                    Ok(()) => tracing::info!(shard = id, "raft group bootstrapped"),
+                    // Another call initialized it meanwhile: fine.
+                    Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+                    Err(e) => return Err(ApiError::internal(e)),
+                }
+            }
+        }
+        Ok(group)
+    }
+
+    /// Stops shard `id`'s group and deletes the replica (log and data).
+    pub(crate) async fn drop_group(&self, id: u32) -> Result<bool, ApiError> {
+        let _serial = self.opening.lock().await;
+        let removed = self
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let Some(g) = removed else {
+            return Ok(false);
+        };
+        if let Err(e) = g.raft.shutdown().await {
+            tracing::warn!(shard = id, error = %e, "raft group did not stop cleanly");
+        }
+        g.log.destroy().await.map_err(ApiError::internal)?;
+        drop(g);
+        self.store.drop_shard(id).await?;
+        tracing::info!(shard = id, node = %self.me, "raft group dropped");
+        Ok(true)
+    }
+}
+
+impl Group {
+    /// Replicates `changes` through the log; answers once a quorum has the
+    /// entry durably and it is applied here, with each change's version.
+    pub(crate) async fn write(&self, changes: Vec<Change>) -> Result<Vec<u64>, Refusal> {
+        self.lead_with_quorum()?;
+        let res =
+            tokio::time::timeout(QUORUM_WAIT, self.raft.client_write(Request { changes })).await;
+        let res = match res {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(ApiError::unavailable(
+                    "outcome_unknown",
+                    format!(
+                        "shard {}: the write was not confirmed by a quorum in time; it may or may not be applied",
+                        self.shard.id()
+                    ),
+                )
+                .into())
+            }
+        };
+        match res {
+            Ok(r) => match r.data {
+                torua_raft::Response::Applied { versions } => Ok(versions),
+                torua_raft::Response::Precondition { key, current } => Err(ApiError::from(
+                    torua_store::StoreError::Precondition { key, current },
+                )
+                .into()),
+                torua_raft::Response::Invalid { message } => {
+                    Err(ApiError::bad_request("invalid_input", message).into())
+                }
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Refusal::NotLeader(leader_of(&f)))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ApiError::internal(e).into())
+            }
+            Err(RaftError::Fatal(e)) => Err(ApiError::unavailable(
+                "replica_stopped",
+                format!("shard {}: this replica has stopped: {e}", self.shard.id()),
+            )
+            .into()),
+        }
+    }
+
+    /// Waits until a read here sees every write acknowledged before the
+    /// call (ReadIndex: the leader confirms its leadership with a quorum
+    /// and this replica applies up to the commit index).
+    pub(crate) async fn linearize(&self) -> Result<(), Refusal> {
+        self.lead_with_quorum()?;
+        match tokio::time::timeout(QUORUM_WAIT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                f,
+            )))) => Err(Refusal::NotLeader(leader_of(&f))),
+            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(
+                _,
+            ))))
+            | Err(_) => Err(no_quorum(self.shard.id()).into()),
+            Ok(Err(RaftError::Fatal(e))) => Err(ApiError::internal(e).into()),
+        }
+    }
+
+    /// Refuses at once, rather than waiting, when this replica is not the
+    /// leader or has not heard from a quorum for longer than an election
+    /// timeout (the minority side of a partition): such a write cannot
+    /// commit, so it is certainly not applied.
+    fn lead_with_quorum(&self) -> Result<(), Refusal> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            let leader = m.current_leader.and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.name.clone())
+            });
+            return Err(Refusal::NotLeader(leader));
+        }
+        let timeout = self.raft.config().election_timeout_max;
+        match m.millis_since_quorum_ack {
+            Some(ms) if ms <= timeout => Ok(()),
+            // A group of one acknowledges itself.
+            _ if m.membership_config.membership().voter_ids().count() <= 1 => Ok(()),
+            _ => Err(no_quorum(self.shard.id()).into()),
+        }
+    }
+
+    /// Makes the group's voters exactly `members`: new ones join as
+    /// learners and catch up (snapshot and log) before the switch.
+    pub(crate) async fn set_members(&self, members: Vec<Member>) -> Result<(), Refusal> {
+        self.lead_with_quorum()?;
+        let current = self.raft.metrics().borrow().membership_config.clone();
+        for m in &members {
+            let id = raft_id(&m.name);
+            if current.membership().get_node(&id).is_none() {
+                match self.raft.add_learner(id, m.clone(), true).await {
+                    Ok(_) => {}
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        return Err(Refusal::NotLeader(leader_of(&f)))
+                    }
+                    Err(e) => {
+                        return Err(ApiError::unavailable(
+                            "membership_change_failed",
+                            e.to_string(),
+                        )
+                        .into())
+                    }
+                }
+            }
+        }
+        let voters: std::collections::BTreeSet<u64> =
+            members.iter().map(|m| raft_id(&m.name)).collect();
+        match self
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Refusal::NotLeader(leader_of(&f)))
+            }
+            Err(e) => Err(ApiError::unavailable("membership_change_failed", e.to_string()).into()),
+        }
+    }
+
+    /// Reads a key from this replica's state (after [`Group::linearize`]
+    /// for a linearizable read).
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Record>, ApiError> {
+        Ok(self.shard.get(key).await?)
+    }
+
+    /// The group's state as the coordinator shows it.
+    pub(crate) fn status(&self) -> crate::wire::GroupStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let name_of = |id: &u64| {
+            m.membership_config
+                .membership()
+                .get_node(id)
+                .map(|n| n.name.clone())
+        };
+        crate::wire::GroupStatus {
+            shard: self.shard.id(),
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "stopped",
+            }
+            .into(),
+            term: m.current_term,
+            leader: m.current_leader.as_ref().and_then(name_of),
+            voters: m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter_map(|id| name_of(&id))
+                .collect(),
+            last_applied: m.last_applied.map(|l| l.index),
+        }
+    }
+}
+
+fn no_quorum(shard: u32) -> ApiError {
+    ApiError::unavailable(
+        "no_quorum",
+        format!("shard {shard}: this replica cannot reach a quorum of its group (partitioned or too many replicas down); nothing was written"),
+    )
+}
