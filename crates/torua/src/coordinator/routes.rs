@@ -523,16 +523,7 @@ async fn get_value(
     q: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let stale = match q.consistency.as_deref() {
-        None | Some("linearizable") => false,
-        Some("stale") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_consistency",
-                format!("consistency `{other}` is not `linearizable` or `stale`"),
-            ))
-        }
-    };
+    let stale = crate::http::stale_read(q.consistency.as_deref())?;
     caller.require(Action::Read, &key).await?;
     let rec = c
         .get(&key, stale, caller.credential())

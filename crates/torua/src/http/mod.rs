@@ -194,3 +194,16 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
 }
+
+/// Parses `?consistency=`: `linearizable` (the default) or `stale`;
+/// returns whether a stale read is allowed.
+pub fn stale_read(consistency: Option<&str>) -> Result<bool, ApiError> {
+    match consistency {
+        None | Some("linearizable") => Ok(false),
+        Some("stale") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_consistency",
+            format!("consistency `{other}` is not `linearizable` or `stale`"),
+        )),
+    }
+}

@@ -351,17 +351,7 @@ async fn get_value(
 ) -> Result<Response, Refusal> {
     let Query(q) = q.map_err(ApiError::from)?;
     caller.require(&n, Action::Read, &key).await?;
-    let stale = match q.consistency.as_deref() {
-        None | Some("linearizable") => false,
-        Some("stale") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_consistency",
-                format!("consistency `{other}` is not `linearizable` or `stale`"),
-            )
-            .into())
-        }
-    };
+    let stale = http::stale_read(q.consistency.as_deref())?;
     let rec = match n.groups.get(id) {
         Some(g) => {
             if !stale {
