@@ -690,7 +690,8 @@ fn check_key(key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs storage work on the blocking pool (redb calls block).
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)

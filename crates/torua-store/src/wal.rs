@@ -22,6 +22,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::{self, MasterKeys};
+use crate::shard::blocking;
 use crate::tables::{WAL_LOG, WAL_STATE};
 use crate::StoreError;
 
@@ -325,14 +326,6 @@ fn commit(
     }
     txn.commit()?;
     Ok(())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
 }
 
 #[cfg(test)]
