@@ -4,7 +4,7 @@
 //! cookie-keeping HTTP client plays the browser, following every redirect
 //! from Truxe to the provider and back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,8 +18,13 @@ use crate::server::{code, mailed_token, Truxe};
 const CLIENT_ID: &str = "truxe-test";
 const CLIENT_SECRET: &str = "a-client-secret-for-the-test-provider";
 
+/// Read at run time (cargo sets it for test processes): a test binary reused
+/// from a shared target directory may have been built in another checkout.
 fn oidc_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    root.join("tests/oidc")
 }
 
 /// Installs the provider's npm packages once per test process, exactly as
