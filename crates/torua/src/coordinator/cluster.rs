@@ -107,6 +107,10 @@ pub struct Cluster {
     pub(crate) failure_threshold: u32,
     /// Replicated shards (Raft groups): placement, leaders, reports.
     pub(crate) replication: Option<super::replicas::Replication>,
+    /// Set when a node reported shards this coordinator did not know it
+    /// held (it lost its metadata): until then, unowned shards are not
+    /// given out empty, so the other nodes have time to report theirs.
+    pub(crate) relearning_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl Cluster {
@@ -133,6 +137,7 @@ impl Cluster {
             max_value,
             failure_threshold,
             replication,
+            relearning_until: Mutex::new(None),
         }
     }
 
@@ -195,6 +200,22 @@ impl Cluster {
         if let Ok(mut h) = self.health.write() {
             h.remove(node);
         }
+    }
+
+    /// Holds back empty assignments for `grace` from now (see
+    /// `relearning_until`).
+    pub(crate) fn relearning(&self, grace: std::time::Duration) {
+        if let Ok(mut until) = self.relearning_until.lock() {
+            *until = Some(std::time::Instant::now() + grace);
+        }
+    }
+
+    /// Whether empty assignments are held back.
+    pub(crate) fn is_relearning(&self) -> bool {
+        self.relearning_until
+            .lock()
+            .map(|u| u.is_some_and(|t| std::time::Instant::now() < t))
+            .unwrap_or(false)
     }
 
     /// Nodes that may receive shards: healthy and not draining.

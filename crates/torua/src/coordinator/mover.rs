@@ -60,9 +60,11 @@ async fn rebalance_once(cluster: &Cluster) -> Result<usize, ApiError> {
         .collect();
     let pinned = cluster.pinned.lock().map(|p| p.clone()).unwrap_or_default();
     let steps = plan(&views, &eligible, &draining, &pinned);
-    // Skip moves whose source cannot serve a copy right now.
+    // Skip moves whose source cannot serve a copy right now, and empty
+    // assignments while other nodes may still report what they hold.
+    let relearning = cluster.is_relearning();
     let runnable = steps.into_iter().find(|s| match s {
-        Step::Assign { .. } => true,
+        Step::Assign { .. } => !relearning,
         Step::Move { from, .. } => cluster.status_of(from) == Status::Healthy,
     });
     let Some(step) = runnable else { return Ok(0) };

@@ -98,6 +98,10 @@ async fn ready(State(c): S) -> Result<Json<serde_json::Value>, ApiError> {
     ))
 }
 
+/// How long a coordinator that relearns placement from the nodes waits for
+/// the rest of them before giving the shards nobody claimed out empty.
+const RELEARN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn register(
     State(c): S,
     caller: Caller,
@@ -118,7 +122,7 @@ async fn register(
         }
         None => req.shards.map(|v| v.into_iter().collect()),
     };
-    let (is_new, to_open, to_drop) = c
+    let (is_new, to_open, to_drop, relearned) = c
         .update(|m| {
             if m.removed.contains(&id) {
                 return Err(ApiError::new(
@@ -133,14 +137,17 @@ async fn register(
                 draining: false,
             });
             entry.addr = addr.clone();
-            let (mut to_open, mut to_drop) = (Vec::new(), Vec::new());
+            let (mut to_open, mut to_drop, mut relearned) = (Vec::new(), Vec::new(), false);
             if let Some(held) = &reported {
                 for (sid, s) in m.shards.iter_mut().enumerate() {
                     let sid = sid as u32;
                     let has = held.contains(&sid);
                     match (&s.owner, has) {
                         // A restarted coordinator that lost its metadata relearns placement.
-                        (None, true) => s.owner = Some(id.clone()),
+                        (None, true) => {
+                            s.owner = Some(id.clone());
+                            relearned = true;
+                        }
                         // The node should hold it but does not (wiped disk): reopen so
                         // the shard is served again; its data is gone, say so loudly.
                         (Some(o), false) if *o == id => to_open.push(sid),
@@ -153,9 +160,12 @@ async fn register(
                     }
                 }
             }
-            Ok((is_new, to_open, to_drop))
+            Ok((is_new, to_open, to_drop, relearned))
         })
         .await?;
+    if relearned {
+        c.relearning(RELEARN_GRACE);
+    }
     c.observe(&id, true);
     if is_new {
         tracing::info!(node = %id, addr = %addr, "node joined");

@@ -123,8 +123,18 @@ async fn coordinator_without_metadata_relearns_placement_from_nodes() {
     c.kill_coordinator();
     // Placement is lost; the security state (keys, policy) is kept apart.
     std::fs::remove_file(c.dir.path().join("coordinator/cluster.json")).unwrap();
+    // n2 comes back only after n1 has reported its shards: the shards n2
+    // holds must wait for it, not be given to n1 empty.
+    c.stop_node("n2");
     c.start_coordinator();
-    c.wait_ready().await;
+    testkit::wait_ok_with(&c.anon(), &format!("{}/health", c.url()), WAIT).await;
+    eventually("n1 registered again", WAIT, || async {
+        let nodes = c.nodes().await;
+        nodes.nodes.iter().any(|n| n.id == "n1").then_some(())
+    })
+    .await;
+    c.add_node("n2");
+    c.wait_node_ready("n2").await;
     for i in 0..40 {
         assert_eq!(c.get(&format!("m/{i}")).await.0, StatusCode::OK, "m/{i}");
     }
