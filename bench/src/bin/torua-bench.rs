@@ -1,6 +1,8 @@
 //! `torua-bench`: load for any server with the Torua data API
-//! (`PUT`/`GET {target}{path}{key}`), and `torua-bench fsync` to measure
-//! the disk's write+fsync latency for comparison.
+//! (`PUT`/`GET {target}{path}{key}`) or, for a side-by-side comparison,
+//! etcd's v3 JSON gateway (`POST /v3/kv/put`, `/v3/kv/range`, linearizable
+//! reads as etcd's default), and `torua-bench fsync` to measure the disk's
+//! write+fsync latency for comparison.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,6 +36,15 @@ enum Workload {
     Get,
 }
 
+/// The API the target speaks.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Api {
+    /// `PUT`/`GET {target}{path}{key}`.
+    Torua,
+    /// etcd v3's gRPC gateway: JSON with base64 keys and values.
+    Etcd,
+}
+
 #[derive(Debug, clap::Args)]
 struct HttpArgs {
     /// Base URL of the server under test.
@@ -57,6 +68,9 @@ struct HttpArgs {
     /// put or get (get preloads every key first, untimed).
     #[arg(long, value_enum, default_value = "put")]
     workload: Workload,
+    /// The target's API (`--path` is ignored for etcd).
+    #[arg(long, value_enum, default_value = "torua")]
+    api: Api,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -122,23 +136,14 @@ async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
         .pool_max_idle_per_host(a.clients)
         .tcp_nodelay(true)
         .build()?;
-    let value = bytes::Bytes::from(vec![b'x'; a.value_size]);
-    let urls: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
-        (0..a.keys)
-            .map(|i| format!("{base}{}", encode_key(&format!("bench-{i:08}"))))
-            .collect(),
-    );
+    let keys = Keys::new(&a, &base);
     if matches!(a.workload, Workload::Get) {
         use futures::stream::{self, StreamExt};
-        let failed = stream::iter(urls.iter().cloned())
-            .map(|u| {
-                let req = client.put(u).body(value.clone());
-                async move {
-                    req.send()
-                        .await
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false)
-                }
+        let failed = stream::iter(0..a.keys)
+            .map(|i| {
+                let req = keys.request(&client, Workload::Put, i);
+                let etcd = keys.is_etcd();
+                async move { succeeded(etcd, Workload::Put, req).await }
             })
             .buffer_unordered(a.clients)
             .filter(|ok| std::future::ready(!*ok))
@@ -149,21 +154,14 @@ async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let workload = a.workload;
+    let keys = std::sync::Arc::new(keys);
     let run = closed_loop(a.clients, a.duration, |w| -> Op {
-        let (client, value, urls) = (client.clone(), value.clone(), urls.clone());
+        let (client, keys) = (client.clone(), keys.clone());
         let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (w as u64 + 1);
         Box::new(move || {
-            let u = urls[(xorshift(&mut rng) % urls.len() as u64) as usize].clone();
-            let req = match workload {
-                Workload::Put => client.put(u).body(value.clone()),
-                Workload::Get => client.get(u),
-            };
-            Box::pin(async move {
-                match req.send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            })
+            let i = (xorshift(&mut rng) % keys.len() as u64) as usize;
+            let req = keys.request(&client, workload, i);
+            Box::pin(succeeded(keys.is_etcd(), workload, req))
         })
     })
     .await;
@@ -175,6 +173,96 @@ async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Every request of a run, prepared before it starts (so the load loop
+/// only clones).
+enum Keys {
+    Torua {
+        urls: Vec<String>,
+        value: bytes::Bytes,
+    },
+    Etcd {
+        put: String,
+        range: String,
+        puts: Vec<bytes::Bytes>,
+        ranges: Vec<bytes::Bytes>,
+    },
+}
+
+impl Keys {
+    fn new(a: &HttpArgs, base: &str) -> Keys {
+        use base64::Engine;
+        let names = (0..a.keys).map(|i| format!("bench-{i:08}"));
+        let value = vec![b'x'; a.value_size];
+        match a.api {
+            Api::Torua => Keys::Torua {
+                urls: names.map(|k| format!("{base}{}", encode_key(&k))).collect(),
+                value: value.into(),
+            },
+            Api::Etcd => {
+                let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+                let root = a.target.trim_end_matches('/');
+                let v = b64(&value);
+                let (mut puts, mut ranges) = (Vec::new(), Vec::new());
+                for k in names {
+                    let k = b64(k.as_bytes());
+                    let put = serde_json::json!({"key": k, "value": v});
+                    puts.push(serde_json::to_vec(&put).unwrap_or_default().into());
+                    let range = serde_json::json!({"key": k});
+                    ranges.push(serde_json::to_vec(&range).unwrap_or_default().into());
+                }
+                Keys::Etcd {
+                    put: format!("{root}/v3/kv/put"),
+                    range: format!("{root}/v3/kv/range"),
+                    puts,
+                    ranges,
+                }
+            }
+        }
+    }
+
+    fn is_etcd(&self) -> bool {
+        matches!(self, Keys::Etcd { .. })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Keys::Torua { urls, .. } => urls.len(),
+            Keys::Etcd { puts, .. } => puts.len(),
+        }
+    }
+
+    fn request(&self, c: &reqwest::Client, w: Workload, i: usize) -> reqwest::RequestBuilder {
+        match (self, w) {
+            (Keys::Torua { urls, value }, Workload::Put) => c.put(&urls[i]).body(value.clone()),
+            (Keys::Torua { urls, .. }, Workload::Get) => c.get(&urls[i]),
+            (Keys::Etcd { put, puts, .. }, Workload::Put) => c.post(put).body(puts[i].clone()),
+            (Keys::Etcd { range, ranges, .. }, Workload::Get) => {
+                c.post(range).body(ranges[i].clone())
+            }
+        }
+    }
+}
+
+/// Sends `req`; a success is a 2xx with its whole body read (for a read
+/// through etcd's gateway, a body that holds the key: it answers 200 for a
+/// missing one too).
+async fn succeeded(etcd: bool, w: Workload, req: reqwest::RequestBuilder) -> bool {
+    let Ok(r) = req.send().await else {
+        return false;
+    };
+    if !r.status().is_success() {
+        return false;
+    }
+    match r.bytes().await {
+        Ok(b) => !(etcd && matches!(w, Workload::Get)) || contains(&b, b"\"kvs\""),
+        Err(_) => false,
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn fsync(a: FsyncArgs) -> anyhow::Result<ExitCode> {

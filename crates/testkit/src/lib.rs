@@ -4,6 +4,8 @@
 //! Used from `[dev-dependencies]` only; nothing in a shipped binary
 //! depends on this crate.
 
+pub mod netlab;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::Path;

@@ -14,7 +14,7 @@ use crate::tls::{COORDINATOR_IDENTITY, NODE_IDENTITY_PREFIX};
 
 /// Common name of the development CA.
 pub const CA_NAME: &str = "Torua development CA";
-/// Names every development certificate is valid for.
+/// Names every development certificate is valid for (besides `--host`s).
 const LOOPBACK: &[&str] = &["127.0.0.1", "::1", "localhost"];
 
 /// Flags of `torua certs init`.
@@ -29,6 +29,10 @@ pub struct InitArgs {
     /// Client names to make certificates for (repeat); identity `client:<name>`.
     #[arg(long = "client", default_values_t = ["dev".to_string()])]
     clients: Vec<String>,
+    /// Another address or DNS name the certificates are valid for, beyond
+    /// loopback (repeat), for a cluster spread over hosts.
+    #[arg(long = "host", value_name = "NAME_OR_IP")]
+    hosts: Vec<String>,
     /// Validity of new certificates, in days.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=3650))]
     days: u64,
@@ -57,9 +61,19 @@ impl CertDir {
         }
     }
 
-    /// Makes the CA (once) and every listed certificate that is missing.
-    /// `leaves` are `(file name, identity)`.
-    pub fn ensure(dir: &Path, leaves: &[(String, String)], days: u64) -> anyhow::Result<CertDir> {
+    /// Makes the CA (once) and every listed certificate that is missing,
+    /// valid for loopback and `hosts`. `leaves` are `(file name, identity)`.
+    pub fn ensure(
+        dir: &Path,
+        leaves: &[(String, String)],
+        hosts: &[String],
+        days: u64,
+    ) -> anyhow::Result<CertDir> {
+        let names: Vec<&str> = LOOPBACK
+            .iter()
+            .copied()
+            .chain(hosts.iter().map(String::as_str))
+            .collect();
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         #[cfg(unix)]
         {
@@ -89,7 +103,7 @@ impl CertDir {
             if cert.exists() {
                 continue;
             }
-            let issued = ca.issue(identity, LOOPBACK, SystemTime::now(), until)?;
+            let issued = ca.issue(identity, &names, SystemTime::now(), until)?;
             write(
                 &dir.join(format!("{file}.key")),
                 issued.key_pem.expose(),
@@ -136,6 +150,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let set = CertDir::ensure(
         &args.dir,
         &cluster_leaves(&args.nodes, &args.clients),
+        &args.hosts,
         args.days,
     )?;
     println!(

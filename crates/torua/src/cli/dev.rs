@@ -29,6 +29,10 @@ pub struct DevArgs {
     /// Shards of a new cluster (ignored when the cluster exists).
     #[arg(long)]
     shards: Option<u32>,
+    /// Replicas per shard (every shard a Raft group); fixed when the
+    /// cluster is created. Unset: one copy per shard.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=7))]
+    replication_factor: Option<u32>,
     /// Port for Truxe, the identity service (started when its binary sits
     /// next to this one, as after `cargo build --workspace`).
     #[arg(long, default_value_t = 3001)]
@@ -257,6 +261,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         Some(certs::CertDir::ensure(
             &args.dir.join("certs"),
             &certs::cluster_leaves(&names, &["dev".to_string()]),
+            &[],
             365,
         )?)
     } else {
@@ -287,7 +292,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         data_dir: coord_dir.clone(),
         max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         health_failures: 3,
-        replication_factor: None,
+        replication_factor: args.replication_factor,
         replica_timeout: Duration::from_secs(30),
         security,
         tls: tls_for("coordinator"),

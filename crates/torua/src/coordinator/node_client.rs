@@ -49,6 +49,7 @@ impl CallError {
             CallError::Status { status, code, .. } => {
                 *status == StatusCode::MISDIRECTED_REQUEST
                     || code == "no_quorum"
+                    || code == "no_leader"
                     || code == "group_not_hosted"
             }
             CallError::Unreachable(_) => false,
@@ -115,6 +116,7 @@ fn known_code(code: &str) -> &'static str {
         "forbidden" => "forbidden",
         "not_leader" => "not_leader",
         "no_quorum" => "no_quorum",
+        "no_leader" => "no_leader",
         "outcome_unknown" => "outcome_unknown",
         "replica_stopped" => "replica_stopped",
         "membership_change_failed" => "membership_change_failed",

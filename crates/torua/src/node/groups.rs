@@ -57,7 +57,7 @@ pub(crate) struct Groups {
 
 /// A refusal from a group, as the HTTP answer it becomes.
 pub(crate) enum Refusal {
-    /// Another replica leads (or none is known): 421 with its name.
+    /// Another replica leads: 421 with its name; none is known: 503.
     NotLeader(Option<String>),
     /// Anything else.
     Api(ApiError),
@@ -79,16 +79,18 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
             Refusal::Api(e) => e.into_response(),
-            Refusal::NotLeader(leader) => {
-                let msg = match &leader {
-                    Some(l) => format!("this replica does not lead the shard; node `{l}` does"),
-                    None => {
-                        "this replica does not lead the shard, and no leader is known yet".into()
-                    }
-                };
+            // No leader known: an election is under way, or this replica
+            // is cut off from its quorum. Nothing was done; retry later.
+            Refusal::NotLeader(None) => ApiError::unavailable(
+                "no_leader",
+                "this replica does not lead the shard and knows no leader (an election is under way or it is cut off from its peers); nothing was done",
+            )
+            .into_response(),
+            Refusal::NotLeader(Some(leader)) => {
+                let msg = format!("this replica does not lead the shard; node `{leader}` does");
                 let mut res = ApiError::new(StatusCode::MISDIRECTED_REQUEST, "not_leader", msg)
                     .into_response();
-                if let Some(v) = leader.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                if let Ok(v) = HeaderValue::from_str(&leader) {
                     res.headers_mut().insert(LEADER_HEADER, v);
                 }
                 res

@@ -1,6 +1,8 @@
 //! Fault injection, bounded: concurrent clients read, write and
 //! compare-and-set a few keys through the coordinator while a nemesis kills
-//! (SIGKILL) and restarts, or pauses (SIGSTOP/SIGCONT), storage nodes. Every
+//! (SIGKILL) and restarts, or pauses (SIGSTOP/SIGCONT), storage nodes, or
+//! (replicated clusters, nodes in network namespaces) cuts a node off from
+//! its peers, or from everyone, and heals. Every
 //! operation is recorded (invoke, completion, outcome: ok, fail or
 //! unknown); after healing, a final read of every key is added, and
 //! `lincheck` must find the history linearizable with no acknowledged write
@@ -26,6 +28,17 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 enum Nemesis {
     Kill,
     Pause,
+    /// Cut a node off (from its peers, or from everyone) and heal.
+    Partition,
+}
+
+/// The cluster under test.
+#[derive(Clone, Copy, Debug)]
+enum Setup {
+    /// One copy of each shard (no replication factor).
+    Single,
+    /// Replication factor 3 on three nodes, each in a network namespace.
+    Replicated,
 }
 
 fn seconds() -> u64 {
@@ -113,8 +126,13 @@ impl Client {
             Ok(r) if r.status().is_client_error() => Outcome::Fail,
             Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 let body: serde_json::Value = r.json().await.unwrap_or_default();
+                // Refusals that mean nothing was written (for replicated
+                // shards: no replica that leads with a quorum took it).
                 match body["error"]["code"].as_str() {
-                    Some("node_unavailable" | "shard_unassigned") => Outcome::Fail,
+                    Some(
+                        "node_unavailable" | "shard_unassigned" | "no_quorum" | "no_leader"
+                        | "not_leader",
+                    ) => Outcome::Fail,
                     _ => Outcome::Unknown,
                 }
             }
@@ -168,8 +186,12 @@ impl Client {
     }
 }
 
-async fn run(nemesis: Nemesis) {
-    let mut c = TestCluster::start(3, 6).await;
+async fn run(setup: Setup, nemesis: Nemesis) {
+    let mut c = match setup {
+        Setup::Single => TestCluster::start(3, 6).await,
+        // Replicas are not replaced during a run: faults are short.
+        Setup::Replicated => crate::replication::start_in(3, 6, true, "60s").await,
+    };
     let urls: Arc<Vec<(String, String)>> = Arc::new(
         (0..KEYS)
             .map(|i| {
@@ -212,6 +234,13 @@ async fn run(nemesis: Nemesis) {
                 tokio::time::sleep(Duration::from_millis(900)).await;
                 signal("CONT", &pid);
             }
+            Nemesis::Partition => {
+                // Longer than an election timeout, so leaders change sides.
+                let everyone = dice.below(2) == 0;
+                c.lab().isolate(&id, everyone);
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                c.lab().heal();
+            }
         }
         faults += 1;
     }
@@ -247,19 +276,19 @@ async fn run(nemesis: Nemesis) {
     let report = check(&history);
     if !report.linearizable() {
         let path = std::env::temp_dir().join(format!(
-            "torua-chaos-{nemesis:?}-{}.json",
+            "torua-chaos-{setup:?}-{nemesis:?}-{}.json",
             std::process::id()
         ));
         std::fs::write(&path, serde_json::to_vec_pretty(&history).unwrap()).unwrap();
         panic!(
-            "{nemesis:?}: history of {} operations is not linearizable: {:?}; saved to {}",
+            "{setup:?}/{nemesis:?}: history of {} operations is not linearizable: {:?}; saved to {}",
             history.len(),
             report.failures(),
             path.display()
         );
     }
     println!(
-        "{nemesis:?}: {} operations ({acknowledged} acknowledged changes, {faults} faults) linearizable",
+        "{setup:?}/{nemesis:?}: {} operations ({acknowledged} acknowledged changes, {faults} faults) linearizable",
         history.len()
     );
 }
@@ -275,10 +304,25 @@ fn signal(sig: &str, pid: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_while_nodes_are_killed_and_restarted() {
-    run(Nemesis::Kill).await;
+    run(Setup::Single, Nemesis::Kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_while_nodes_are_paused() {
-    run(Nemesis::Pause).await;
+    run(Setup::Single, Nemesis::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_linearizable_while_nodes_are_killed_and_restarted() {
+    run(Setup::Replicated, Nemesis::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_linearizable_while_nodes_are_paused() {
+    run(Setup::Replicated, Nemesis::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_linearizable_while_nodes_are_partitioned() {
+    run(Setup::Replicated, Nemesis::Partition).await;
 }

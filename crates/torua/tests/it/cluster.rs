@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use testkit::netlab::NetLab;
 use testkit::{eventually, free_port, get_json, wait_ok_with, ChildGuard};
 use torua::cli::certs::CertDir;
 use torua::wire::{NodeInfoResponse, NodesResponse, ShardsResponse};
@@ -25,6 +26,27 @@ pub struct TestCluster {
     /// The coordinator's bootstrap admin key.
     pub admin_key: String,
     coord_env: Vec<(String, String)>,
+    /// Environment for every node start (and restart).
+    node_env: Vec<(String, String)>,
+    /// With a lab, every node is a host of its own in a network namespace
+    /// and the coordinator listens on the lab's gateway, so links can be
+    /// cut. Last: dropped after the processes.
+    pub net: Option<NetLab>,
+}
+
+/// How a test cluster is set up, beyond its size.
+#[derive(Default)]
+pub struct Options<'a> {
+    pub coordinator_env: &'a [(&'a str, &'a str)],
+    pub node_env: &'a [(&'a str, &'a str)],
+    /// Nodes in network namespaces (see [`TestCluster::net`]).
+    pub lab: bool,
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Sends a request and parses its JSON answer (whatever the status).
@@ -59,6 +81,15 @@ impl TestCluster {
 
     /// Like `start`, with extra environment for the coordinator.
     pub async fn start_with(n: usize, shards: u32, env: &[(&str, &str)]) -> TestCluster {
+        let opts = Options {
+            coordinator_env: env,
+            ..Options::default()
+        };
+        Self::launch(n, shards, opts).await
+    }
+
+    /// Like `start`, set up by `opts`.
+    pub async fn launch(n: usize, shards: u32, opts: Options<'_>) -> TestCluster {
         let mut c = TestCluster {
             dir: testkit::tempdir(),
             coord_port: free_port(),
@@ -67,12 +98,12 @@ impl TestCluster {
             nodes: BTreeMap::new(),
             http: reqwest::Client::new(),
             admin_key: String::new(),
-            coord_env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            coord_env: owned(opts.coordinator_env),
+            node_env: owned(opts.node_env),
+            net: opts.lab.then(NetLab::create),
         };
-        c.issue("coordinator", "coordinator");
+        let host = c.host();
+        c.issue_for("coordinator", "coordinator", &host);
         c.issue("client-test", "client:test");
         c.start_coordinator();
         wait_ok_with(&c.anon(), &format!("{}/health", c.url()), WAIT).await;
@@ -100,7 +131,29 @@ impl TestCluster {
 
     /// Issues `file.pem`/`file.key` for `identity` from the test CA, unless present.
     pub fn issue(&self, file: &str, identity: &str) -> CertDir {
-        CertDir::ensure(&self.certs(), &[(file.to_owned(), identity.to_owned())], 30).unwrap()
+        self.issue_for(file, identity, "127.0.0.1")
+    }
+
+    /// Like `issue`, valid for `host` too.
+    fn issue_for(&self, file: &str, identity: &str, host: &str) -> CertDir {
+        let leaf = [(file.to_owned(), identity.to_owned())];
+        CertDir::ensure(&self.certs(), &leaf, &[host.to_owned()], 30).unwrap()
+    }
+
+    /// The coordinator's address: loopback, or the lab's gateway.
+    fn host(&self) -> String {
+        match &self.net {
+            Some(lab) => lab.gateway().to_string(),
+            None => "127.0.0.1".into(),
+        }
+    }
+
+    /// Node `id`'s address: loopback, or its host in the lab.
+    fn node_host(&self, id: &str) -> String {
+        match &self.net {
+            Some(lab) => lab.addr(id).to_string(),
+            None => "127.0.0.1".into(),
+        }
     }
 
     /// A client trusting the test CA, presenting certificate `cert` (a file
@@ -156,7 +209,7 @@ impl TestCluster {
     }
 
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.coord_port)
+        format!("https://{}:{}", self.host(), self.coord_port)
     }
 
     pub fn data_url(&self, key: &str) -> String {
@@ -168,19 +221,22 @@ impl TestCluster {
     }
 
     pub fn node_url(&self, id: &str) -> String {
-        format!("https://127.0.0.1:{}", self.nodes[id].0)
+        format!("https://{}:{}", self.node_host(id), self.nodes[id].0)
     }
 
     pub fn start_coordinator(&mut self) {
         let mut cmd = Command::new(COORD);
-        cmd.env("COORDINATOR_ADDR", format!("127.0.0.1:{}", self.coord_port))
-            .env("HEALTH_CHECK_INTERVAL", "200ms")
-            .env("TORUA_SHARDS", self.shards.to_string())
-            .env("TORUA_DATA_DIR", self.dir.path().join("coordinator"))
-            .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
-            .env("TORUA_HEALTH_FAILURES", "3")
-            .envs(self.tls_env("coordinator"))
-            .envs(self.coord_env.iter().map(|(k, v)| (k, v)));
+        cmd.env(
+            "COORDINATOR_ADDR",
+            format!("{}:{}", self.host(), self.coord_port),
+        )
+        .env("HEALTH_CHECK_INTERVAL", "200ms")
+        .env("TORUA_SHARDS", self.shards.to_string())
+        .env("TORUA_DATA_DIR", self.dir.path().join("coordinator"))
+        .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
+        .env("TORUA_HEALTH_FAILURES", "3")
+        .envs(self.tls_env("coordinator"))
+        .envs(self.coord_env.iter().map(|(k, v)| (k, v)));
         self.coordinator = Some(ChildGuard::spawn("coordinator", cmd, self.dir.path()));
     }
 
@@ -217,19 +273,34 @@ impl TestCluster {
             .map(|(p, _)| *p)
             .unwrap_or_else(free_port);
         self.nodes.entry(id.to_owned()).or_insert((port, None));
+        let mut cmd = match self.net.as_mut() {
+            Some(lab) => {
+                lab.add_host(id);
+                lab.command(id, NODE)
+            }
+            None => Command::new(NODE),
+        };
+        let host = self.node_host(id);
         let file = format!("node-{id}");
-        self.issue(&file, &format!("node:{id}"));
-        let mut cmd = Command::new(NODE);
+        self.issue_for(&file, &format!("node:{id}"), &host);
         cmd.env("NODE_ID", id)
-            .env("NODE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("NODE_ADDR", format!("https://127.0.0.1:{port}"))
+            .env("NODE_LISTEN", format!("{host}:{port}"))
+            .env("NODE_ADDR", format!("https://{host}:{port}"))
             .env("COORDINATOR_ADDR", self.url())
             .env("DATA_DIR", self.dir.path().join(id))
             .env("HEALTH_CHECK_INTERVAL", "200ms")
             .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
             .env("TORUA_MASTER_KEY_FILE", self.master_key_file())
-            .envs(self.tls_env(&file));
+            .envs(self.tls_env(&file))
+            .envs(self.node_env.iter().map(|(k, v)| (k, v)));
         cmd
+    }
+
+    /// The lab the nodes run in (clusters launched with `lab`).
+    pub fn lab(&mut self) -> &mut NetLab {
+        self.net
+            .as_mut()
+            .expect("this cluster runs without a network lab")
     }
 
     /// SIGTERM, and wait for the node to exit.

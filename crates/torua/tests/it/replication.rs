@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use testkit::eventually;
 
-use super::cluster::TestCluster;
+use super::cluster::{Options, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Fast elections for tests (production defaults: 200ms / 1s).
@@ -19,17 +19,24 @@ const RAFT: &[(&str, &str)] = &[
 /// A replicated cluster of `n` nodes; returns once every shard has a
 /// leader and `min(n, 3)` replicas whose roles are known.
 async fn start(n: usize, shards: u32) -> TestCluster {
-    let mut c = TestCluster::start_with(
-        0,
-        shards,
-        &[
+    start_in(n, shards, false, "2s").await
+}
+
+/// Like `start`; with `lab`, every node on a network-namespace host of its
+/// own (so links can be cut). Replicas of a node down longer than
+/// `replica_timeout` are replaced.
+pub async fn start_in(n: usize, shards: u32, lab: bool, replica_timeout: &str) -> TestCluster {
+    let opts = Options {
+        coordinator_env: &[
             ("TORUA_REPLICATION_FACTOR", "3"),
-            ("TORUA_REPLICA_TIMEOUT", "2s"),
+            ("TORUA_REPLICA_TIMEOUT", replica_timeout),
         ],
-    )
-    .await;
+        node_env: RAFT,
+        lab,
+    };
+    let mut c = TestCluster::launch(0, shards, opts).await;
     for i in 1..=n {
-        c.add_node_with(&format!("n{i}"), RAFT);
+        c.add_node(&format!("n{i}"));
     }
     settled(&c, n.min(3), None).await;
     c.wait_ready().await;
@@ -38,7 +45,7 @@ async fn start(n: usize, shards: u32) -> TestCluster {
 
 /// Waits until every shard has `replicas` voters (none on `without`), a
 /// leader, and only leaders and followers.
-async fn settled(c: &TestCluster, replicas: usize, without: Option<&str>) {
+pub async fn settled(c: &TestCluster, replicas: usize, without: Option<&str>) {
     eventually(
         &format!("every shard led, with {replicas} replicas"),
         WAIT,
@@ -149,7 +156,7 @@ async fn writes_survive_a_killed_leader_and_every_replica_has_them() {
     assert!(map.shards.iter().all(|s| s.replicas.len() == 3));
 
     // The killed node comes back and catches up on what it missed.
-    c.add_node_with(&victim, RAFT);
+    c.add_node(&victim);
     c.wait_node_ready(&victim).await;
     eventually(&format!("{victim} caught up"), WAIT, || async {
         let (status, body) = c.get("k7").await;
@@ -206,4 +213,79 @@ async fn a_dead_nodes_replicas_are_recreated_elsewhere() {
         .await
         .unwrap();
     assert_eq!(ready["under_replicated"], 0, "{ready}");
+}
+
+/// The status and error code of a response.
+async fn status_code(res: reqwest::Response) -> (StatusCode, String) {
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status, code)
+}
+
+#[tokio::test]
+async fn a_partitioned_minority_refuses_writes_and_loses_nothing() {
+    let mut c = start_in(3, 2, true, "60s").await;
+    let key = "split/k";
+    assert_eq!(c.put(key, "before").await, StatusCode::NO_CONTENT);
+    let shard = torua::placement::shard_for_key(key, c.shards);
+    let old = c.shard_map().await.shards[shard as usize].node_id.clone();
+    let direct = format!(
+        "{}/shard/{shard}/store/{}",
+        c.node_url(&old),
+        torua::http::extract::encode_key(key)
+    );
+
+    // The leader is cut off from its peers (the coordinator still reaches
+    // it). Asked directly, it refuses with 503 once an election timeout
+    // has passed without a quorum's ack, and never acknowledges.
+    c.lab().isolate(&old, false);
+    let refused = eventually("the cut-off leader refuses writes", WAIT, || async {
+        let res = c.http.put(&direct).body("minority").send().await.unwrap();
+        let (status, code) = status_code(res).await;
+        assert_ne!(
+            status,
+            StatusCode::NO_CONTENT,
+            "the minority acknowledged a write"
+        );
+        (status == StatusCode::SERVICE_UNAVAILABLE && (code == "no_quorum" || code == "no_leader"))
+            .then_some(code)
+    })
+    .await;
+    // Nor does it serve a linearizable read.
+    let (status, code) = status_code(c.http.get(&direct).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{code}");
+
+    // The majority elects a new leader; through the coordinator, writes
+    // and reads go on.
+    eventually("a write on the majority side", WAIT, || async {
+        (c.put(key, "after").await == StatusCode::NO_CONTENT).then_some(())
+    })
+    .await;
+    let (status, body) = c.get(key).await;
+    assert_eq!((status, body), (StatusCode::OK, "after".into()));
+    let led_by = c.shard_map().await.shards[shard as usize].node_id.clone();
+    assert_ne!(led_by, old, "the cut-off node still leads");
+
+    // Healed: the old leader rejoins as a follower; whatever it held
+    // unconfirmed is discarded, and it catches up.
+    c.lab().heal();
+    eventually(&format!("{old} caught up"), WAIT, || async {
+        let res = c
+            .http
+            .get(format!("{direct}?consistency=stale"))
+            .send()
+            .await
+            .unwrap();
+        let ok = res.status() == StatusCode::OK;
+        (ok && res.bytes().await.unwrap() == "after").then_some(())
+    })
+    .await;
+    settled(&c, 3, None).await;
+    let (status, body) = c.get(key).await;
+    assert_eq!((status, body), (StatusCode::OK, "after".into()));
+    eprintln!("minority refused with 503 {refused}; {led_by} took over from {old}");
 }
