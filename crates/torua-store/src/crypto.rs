@@ -96,6 +96,32 @@ pub(crate) fn open_tagged(
     }
 }
 
+/// Whether a value stored by [`seal_tagged`] should be sealed again: it
+/// is plaintext while a master key is configured (encryption turned on),
+/// or sealed under a previous master key (rotation). Fails when it is
+/// sealed under a key that is not configured at all.
+pub(crate) fn needs_reseal(
+    master: Option<&MasterKeys>,
+    stored: &[u8],
+    what: &str,
+) -> Result<bool, StoreError> {
+    match (stored.split_first(), master) {
+        (Some((&PLAIN, _)), m) => Ok(m.is_some()),
+        (Some((&SEALED, rest)), Some(m)) => match envelope::sealed_key_id(rest) {
+            Some(kid) if !m.envelope.knows(kid) => Err(StoreError::Crypto(format!(
+                "{what} is encrypted under master key {kid:08x}, which is not configured (the configured master key is {:08x}); check TORUA_MASTER_KEY_FILE and TORUA_PREVIOUS_MASTER_KEY_FILE",
+                m.current_id()
+            ))),
+            Some(kid) => Ok(kid != m.current_id()),
+            None => Err(StoreError::Corrupt("malformed sealed data")),
+        },
+        (Some((&SEALED, _)), None) => Err(StoreError::Crypto(format!(
+            "{what} is encrypted but no master key is configured (TORUA_MASTER_KEY_FILE)"
+        ))),
+        _ => Err(StoreError::Corrupt("unknown tag on sealed data")),
+    }
+}
+
 /// Tags `plain` as plaintext, or seals it when a master key is configured.
 pub(crate) fn seal_tagged(
     master: Option<&MasterKeys>,

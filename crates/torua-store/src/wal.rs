@@ -100,6 +100,43 @@ fn entry_aad(group: u32, index: u64) -> Vec<u8> {
     .concat()
 }
 
+/// Seals again, under the current master key, every entry sealed under a
+/// previous one (master-key rotation) or stored in plaintext (encryption
+/// turned on), so the previous key can be retired once every shard and
+/// log has opened with the new one. Fails at once when an entry needs a
+/// master key that is not configured.
+fn reseal(
+    log: &mut redb::Table<(u32, u64), &[u8]>,
+    master: Option<&MasterKeys>,
+) -> Result<(), StoreError> {
+    let mut stale = Vec::new();
+    for row in log.iter()? {
+        let (k, v) = row?;
+        if crypto::needs_reseal(master, v.value(), "the raft log")? {
+            stale.push(k.value());
+        }
+    }
+    if stale.is_empty() {
+        return Ok(());
+    }
+    for (group, index) in &stale {
+        let aad = entry_aad(*group, *index);
+        let plain = {
+            let v = log
+                .get((*group, *index))?
+                .ok_or(StoreError::Corrupt("raft log entry vanished"))?;
+            crypto::open_tagged(master, v.value(), &aad)?
+        };
+        let sealed = crypto::seal_tagged(master, &plain, &aad)?;
+        log.insert((*group, *index), sealed.as_slice())?;
+    }
+    tracing::info!(
+        entries = stale.len(),
+        "raft log entries sealed again under the current master key"
+    );
+    Ok(())
+}
+
 impl Wal {
     /// Opens (creating) the log at `path` and starts its writer. Must run
     /// inside a tokio runtime.
@@ -109,7 +146,7 @@ impl Wal {
         }
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
-        txn.open_table(WAL_LOG)?;
+        reseal(&mut txn.open_table(WAL_LOG)?, master.as_deref())?;
         txn.open_table(WAL_STATE)?;
         txn.commit()?;
         let db = Arc::new(db);
@@ -415,11 +452,38 @@ mod tests {
         // The file holds no plaintext.
         let raw = std::fs::read(&path).unwrap();
         assert!(!raw.windows(4).any(|w| w == b"e3-2"));
-        // Without the key, or with another, nothing opens.
-        let wal = Wal::open(&path, None).unwrap();
-        assert!(matches!(wal.last(3).await, Err(StoreError::Crypto(_))));
+        // Without the key, or with another, the log does not open.
+        assert!(matches!(Wal::open(&path, None), Err(StoreError::Crypto(_))));
+        let other = Some(Arc::new(MasterKeys::new([8; 32], &[])));
+        assert!(matches!(
+            Wal::open(&path, other),
+            Err(StoreError::Crypto(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn master_key_rotation_reseals_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        let (old, new) = ([7u8; 32], [9u8; 32]);
+        {
+            let wal = Wal::open(&path, Some(Arc::new(MasterKeys::new(old, &[])))).unwrap();
+            wal.write(append(3, 1, 5)).await.unwrap();
+        }
+        // New key with the old one as previous: opens, and seals again...
+        {
+            let both = Some(Arc::new(MasterKeys::new(new, &[old])));
+            let wal = Wal::open(&path, both).unwrap();
+            assert_eq!(wal.last(3).await.unwrap().unwrap().1, b"e3-5");
+        }
+        // ...so the new key alone opens every entry, and the old no longer does.
+        let wal = Wal::open(&path, Some(Arc::new(MasterKeys::new(new, &[])))).unwrap();
+        assert_eq!(wal.entries(3, 1..6, 100).await.unwrap().len(), 5);
         drop(wal);
-        let wal = Wal::open(&path, Some(Arc::new(MasterKeys::new([8; 32], &[])))).unwrap();
-        assert!(wal.last(3).await.is_err());
+        let stale = Some(Arc::new(MasterKeys::new(old, &[])));
+        assert!(matches!(
+            Wal::open(&path, stale),
+            Err(StoreError::Crypto(_))
+        ));
     }
 }
