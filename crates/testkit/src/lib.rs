@@ -164,8 +164,18 @@ pub async fn wait_ok_with(client: &reqwest::Client, url: &str, limit: Duration) 
 }
 
 /// A fresh temporary directory, removed when dropped.
+/// With `TESTKIT_KEEP=1` the directory (process logs, data) is kept for
+/// inspection and its path printed.
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"))
+    let keep = std::env::var_os("TESTKIT_KEEP").is_some_and(|v| v == "1");
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(keep)
+        .tempdir()
+        .unwrap_or_else(|e| panic!("tempdir: {e}"));
+    if keep {
+        eprintln!("testkit: keeping {}", dir.path().display());
+    }
+    dir
 }
 
 /// Blocking twin of [`eventually`] for plain `#[test]`s.

@@ -44,13 +44,14 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "TORUA_HEALTH_FAILURES", value_name = "TORUA_HEALTH_FAILURES",
           default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub health_failures: u32,
-    /// Replicas per shard. When set, every shard is a Raft group of up to
-    /// this many nodes (fewer while the cluster is smaller, as `/ready`
-    /// says); fixed to "set" or "unset" when the cluster is created.
-    /// Unset: one copy per shard, moved whole between nodes.
+    /// Replicas per shard (1–7): every shard is a Raft group of up to this
+    /// many nodes (fewer while the cluster is smaller, as `/ready` says).
+    /// Unset: what the cluster was created with, and 3 for a new cluster.
+    /// `off` (only when the cluster is created): single-copy mode, one copy
+    /// per shard moved whole between nodes, without Raft.
     #[arg(long, env = "TORUA_REPLICATION_FACTOR", value_name = "TORUA_REPLICATION_FACTOR",
-          value_parser = clap::value_parser!(u32).range(1..=7))]
-    pub replication_factor: Option<u32>,
+          value_parser = parse_replication)]
+    pub replication_factor: Option<Replication>,
     /// How long a replica's node may stay unhealthy before the replica is
     /// re-created on another node.
     #[arg(long, env = "TORUA_REPLICA_TIMEOUT", value_name = "TORUA_REPLICA_TIMEOUT",
@@ -305,6 +306,31 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is out of range; use between 10ms and 1h"));
     }
     Ok(d)
+}
+
+/// How shards are kept: `TORUA_REPLICATION_FACTOR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    /// Single-copy mode: no Raft, one copy moved whole between nodes.
+    Off,
+    /// A Raft group of up to this many replicas per shard.
+    Factor(u32),
+}
+
+/// Replication factor of a new cluster when none is given.
+pub const DEFAULT_REPLICATION_FACTOR: u32 = 3;
+
+/// `off`, or a factor from 1 to 7.
+pub fn parse_replication(s: &str) -> Result<Replication, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Replication::Off);
+    }
+    match s.parse::<u32>() {
+        Ok(n @ 1..=7) => Ok(Replication::Factor(n)),
+        _ => Err(format!(
+            "`{s}` is not a replication factor: give 1 to 7, or `off` for single-copy mode"
+        )),
+    }
 }
 
 /// `on`/`off` (also `true`/`false`, `1`/`0`, `yes`/`no`).

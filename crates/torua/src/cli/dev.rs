@@ -29,10 +29,11 @@ pub struct DevArgs {
     /// Shards of a new cluster (ignored when the cluster exists).
     #[arg(long)]
     shards: Option<u32>,
-    /// Replicas per shard (every shard a Raft group); fixed when the
-    /// cluster is created. Unset: one copy per shard.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=7))]
-    replication_factor: Option<u32>,
+    /// Replicas per shard, 1 to 7 (every shard a Raft group), or `off`
+    /// for single-copy mode (only for a new cluster). Unset: what the
+    /// cluster has, 3 for a new one (fewer while it has fewer nodes).
+    #[arg(long, value_parser = crate::config::parse_replication)]
+    replication_factor: Option<crate::config::Replication>,
     /// Port for Truxe, the identity service (started when its binary sits
     /// next to this one, as after `cargo build --workspace`).
     #[arg(long, default_value_t = 3001)]

@@ -475,8 +475,9 @@ pub(crate) fn open(
 ) -> Result<Arc<Cluster>, Error> {
     let meta = super::meta::load_or_create(&cfg.data_dir, cfg.shards, cfg.replication_factor)?;
     let nodes = NodeClient::new(std::time::Duration::from_secs(30), tls);
-    let replication = cfg
-        .replication_factor
+    let replication = meta
+        .read(|m| m.replication)
+        .map_err(|e| Error::Config(e.to_string()))?
         .map(|factor| super::replicas::Replication::new(factor, cfg.replica_timeout));
     Ok(Arc::new(Cluster::new(
         meta,

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Replication, DEFAULT_REPLICATION_FACTOR};
 use crate::persist::Persisted;
 use crate::Error;
 
@@ -65,13 +66,20 @@ pub struct ShardMeta {
     pub replicas: Vec<String>,
 }
 
+impl ShardMeta {
+    /// Whether `node` serves this shard: owns it, or holds a replica.
+    pub fn holds(&self, node: &str) -> bool {
+        self.owner.as_deref() == Some(node) || self.replicas.iter().any(|r| r == node)
+    }
+}
+
 /// Loads the metadata, or creates it for a new cluster. A moving shard
 /// found at start-up belongs to a move that died with the previous process:
 /// the move is abandoned and its partial copy queued for deletion.
 pub fn load_or_create(
     dir: &Path,
     shards: Option<u32>,
-    replication: Option<u32>,
+    replication: Option<Replication>,
 ) -> Result<Persisted<Meta>, Error> {
     std::fs::create_dir_all(dir).map_err(|e| meta_err(dir, e))?;
     let path = dir.join(FILE);
@@ -91,15 +99,21 @@ pub fn load_or_create(
                     m.num_shards
                 )));
             }
-            if m.replication.is_some() != replication.is_some() {
-                return Err(Error::Config(format!(
-                    "the cluster in {} was created {}; TORUA_REPLICATION_FACTOR must be {} (changing it needs a new cluster)",
-                    dir.display(),
-                    if m.replication.is_some() { "replicated" } else { "unreplicated" },
-                    if m.replication.is_some() { "set" } else { "unset" },
-                )));
+            // The factor of a replicated cluster may change (groups grow or
+            // shrink); single-copy and replicated cannot turn into each other.
+            match (m.replication, replication) {
+                (_, None) => {}
+                (Some(_), Some(Replication::Factor(n))) => m.replication = Some(n),
+                (None, Some(Replication::Off)) => {}
+                (was, Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "the cluster in {} was created {}; TORUA_REPLICATION_FACTOR must be {} or unset (changing the mode needs a new cluster)",
+                        dir.display(),
+                        if was.is_some() { "replicated" } else { "in single-copy mode" },
+                        if was.is_some() { "a factor from 1 to 7" } else { "`off`" },
+                    )));
+                }
             }
-            m.replication = replication;
             for (id, s) in m.shards.iter_mut().enumerate() {
                 if let Some(target) = s.moving_to.take() {
                     m.pending_drops.insert((target, id as u32));
@@ -116,7 +130,11 @@ pub fn load_or_create(
                 shards: vec![ShardMeta::default(); n as usize],
                 pending_drops: BTreeSet::new(),
                 removed: BTreeSet::new(),
-                replication,
+                replication: match replication {
+                    Some(Replication::Off) => None,
+                    Some(Replication::Factor(n)) => Some(n),
+                    None => Some(DEFAULT_REPLICATION_FACTOR),
+                },
             };
             Persisted::save_now(&path, &m, false).map_err(|e| meta_err(&path, e))?;
             m

@@ -111,11 +111,7 @@ fn members(meta: &Meta, nodes: &[String]) -> Vec<NodeInfo> {
         .iter()
         .map(|n| NodeInfo {
             id: n.clone(),
-            addr: meta
-                .nodes
-                .get(n)
-                .map(|m| m.addr.clone())
-                .unwrap_or_default(),
+            addr: addr_of(meta, n),
         })
         .collect()
 }
@@ -193,13 +189,13 @@ impl Cluster {
             order.retain(|n| *n != l);
             order.insert(0, l);
         }
-        let addr_of = |n: &str| meta.nodes.get(n).map(|m| m.addr.clone());
+        let known_addr = |n: &str| meta.nodes.get(n).map(|m| m.addr.clone());
         let deadline = Instant::now() + FIND_LEADER_FOR;
         let mut next = 0usize;
         let mut pause = Duration::from_millis(50);
         loop {
             let node = order[next % order.len()].clone();
-            let Some(addr) = addr_of(&node) else {
+            let Some(addr) = known_addr(&node) else {
                 next += 1;
                 continue;
             };
@@ -240,10 +236,17 @@ impl Cluster {
 /// time.
 pub(crate) async fn reconciler(cluster: Arc<Cluster>, period: Duration, shutdown: Shutdown) {
     loop {
-        if let Err(e) = reconcile(&cluster).await {
-            tracing::warn!(error = %e, "replica reconciliation failed; will retry");
-        }
+        let changed = match reconcile(&cluster).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::warn!(error = %e, "replica reconciliation failed; will retry");
+                false
+            }
+        };
         super::health::publish(&cluster);
+        if changed && !shutdown.is_triggered() {
+            continue; // more may be pending: one change per pass
+        }
         tokio::select! {
             _ = cluster.wake.notified() => {}
             _ = tokio::time::sleep(period) => {}
@@ -255,6 +258,12 @@ pub(crate) async fn reconciler(cluster: Arc<Cluster>, period: Duration, shutdown
 /// Healthy nodes that may take replicas, by how many they hold (fewest
 /// first, then by name).
 fn by_load(cluster: &Cluster, meta: &Meta) -> Vec<String> {
+    loads(cluster, meta).into_iter().map(|(n, _)| n).collect()
+}
+
+/// Healthy nodes that may take replicas with how many they hold, fewest
+/// first (then by name).
+fn loads(cluster: &Cluster, meta: &Meta) -> Vec<(String, usize)> {
     let mut load: BTreeMap<String, usize> =
         cluster.eligible(meta).into_iter().map(|n| (n, 0)).collect();
     for s in &meta.shards {
@@ -266,10 +275,49 @@ fn by_load(cluster: &Cluster, meta: &Meta) -> Vec<String> {
     }
     let mut nodes: Vec<(String, usize)> = load.into_iter().collect();
     nodes.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-    nodes.into_iter().map(|(n, _)| n).collect()
+    nodes
 }
 
-async fn reconcile(c: &Cluster) -> Result<(), ApiError> {
+/// The node `n`'s address, as registered.
+fn addr_of(meta: &Meta, n: &str) -> String {
+    meta.nodes
+        .get(n)
+        .map(|m| m.addr.clone())
+        .unwrap_or_default()
+}
+
+/// One step towards even load: a replica moves from the node holding the
+/// most to the node holding the fewest, when they differ by more than
+/// one. Only shards whose replicas are all healthy and that were not
+/// placed by hand move, and a follower's replica before a leader's (a
+/// leader that leaves its group hands over by election).
+fn rebalance_step(c: &Cluster, meta: &Meta) -> Option<(u32, Vec<String>, Vec<String>)> {
+    let load = loads(c, meta);
+    let ((light, lo), (heavy, hi)) = (load.first()?, load.last()?);
+    if *hi <= lo + 1 {
+        return None;
+    }
+    let repl = c.replication.as_ref()?;
+    let pinned = c.pinned.lock().map(|p| p.clone()).unwrap_or_default();
+    let movable = meta.shards.iter().enumerate().filter(|(id, s)| {
+        !pinned.contains(&(*id as u32))
+            && s.replicas.contains(heavy)
+            && !s.replicas.contains(light)
+            && s.replicas.iter().all(|n| c.status_of(n) == Status::Healthy)
+    });
+    let (shard, s) = movable
+        .min_by_key(|(id, _)| repl.leader(*id as u32).as_ref() == Some(heavy))
+        .map(|(id, s)| (id as u32, s))?;
+    let desired = s
+        .replicas
+        .iter()
+        .map(|n| if n == heavy { light.clone() } else { n.clone() })
+        .collect();
+    Some((shard, s.replicas.clone(), desired))
+}
+
+/// One pass; returns whether it changed a group (more may be pending).
+async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
     let _one = c.moves.lock().await;
     let repl = c.repl()?;
     let factor = repl.factor as usize;
@@ -280,7 +328,7 @@ async fn reconcile(c: &Cluster) -> Result<(), ApiError> {
         if current.is_empty() {
             let chosen: Vec<String> = by_load(c, &meta).into_iter().take(factor).collect();
             if chosen.is_empty() {
-                return Ok(()); // no healthy node yet
+                return Ok(false); // no healthy node yet
             }
             c.update(|m| {
                 m.shards[shard as usize].replicas = chosen.clone();
@@ -295,11 +343,7 @@ async fn reconcile(c: &Cluster) -> Result<(), ApiError> {
             // Followers first, so the bootstrapping replica's first
             // election finds them.
             for (i, node) in chosen.iter().enumerate().rev() {
-                let addr = meta
-                    .nodes
-                    .get(node)
-                    .map(|n| n.addr.clone())
-                    .unwrap_or_default();
+                let addr = addr_of(&meta, node);
                 let req = GroupRequest {
                     bootstrap: i == 0,
                     ..req.clone()
@@ -315,11 +359,7 @@ async fn reconcile(c: &Cluster) -> Result<(), ApiError> {
         // a crash) gets it opened again; the leader catches it up.
         for node in &current {
             if c.status_of(node) == Status::Healthy && !repl.hosts(node, shard) {
-                let addr = meta
-                    .nodes
-                    .get(node)
-                    .map(|n| n.addr.clone())
-                    .unwrap_or_default();
+                let addr = addr_of(&meta, node);
                 let req = GroupRequest {
                     members: members(&meta, &current),
                     bootstrap: false,
@@ -363,9 +403,59 @@ async fn reconcile(c: &Cluster) -> Result<(), ApiError> {
         }
         change_members(c, &meta, shard, &current, desired).await?;
         // One membership change per pass keeps each pass short.
-        return Ok(());
+        return Ok(true);
     }
-    Ok(())
+    // Every group as it should be: even out the load.
+    let meta = c.snapshot()?;
+    match rebalance_step(c, &meta) {
+        Some((shard, current, desired)) => {
+            tracing::info!(shard, from = ?current, to = ?desired, "rebalancing a replica");
+            change_members(c, &meta, shard, &current, desired).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+impl Cluster {
+    /// Puts a replica of `shard` on `node` (`POST /shards/assign`): added
+    /// while the group is below the factor, otherwise in place of the
+    /// replica on the busiest node that does not lead. The shard is pinned:
+    /// rebalancing leaves it where it is.
+    pub(crate) async fn place_replica(&self, shard: u32, node: &str) -> Result<(), ApiError> {
+        let _one = self.moves.lock().await;
+        let repl = self.repl()?;
+        let meta = self.snapshot()?;
+        let current = meta.shards[shard as usize].replicas.clone();
+        if !current.iter().any(|n| n == node) {
+            if current.is_empty() {
+                return Err(ApiError::unavailable(
+                    "shard_unassigned",
+                    format!("shard {shard} has no replicas yet; its group is being created"),
+                ));
+            }
+            let mut desired = current.clone();
+            if current.len() >= repl.factor as usize {
+                let load: HashMap<String, usize> = loads(self, &meta).into_iter().collect();
+                let leader = repl.leader(shard);
+                let out = current
+                    .iter()
+                    .max_by_key(|n| {
+                        let healthy = self.status_of(n) == Status::Healthy;
+                        (!healthy, leader.as_ref() != Some(*n), load.get(*n).copied())
+                    })
+                    .cloned()
+                    .unwrap_or_default();
+                desired.retain(|n| *n != out);
+            }
+            desired.push(node.to_owned());
+            change_members(self, &meta, shard, &current, desired).await?;
+        }
+        if let Ok(mut p) = self.pinned.lock() {
+            p.insert(shard);
+        }
+        Ok(())
+    }
 }
 
 /// Moves `shard`'s group from `current` to `desired` voters through its
@@ -382,11 +472,7 @@ async fn change_members(
         bootstrap: false,
     };
     for node in desired.iter().filter(|n| !current.contains(n)) {
-        let addr = meta
-            .nodes
-            .get(node)
-            .map(|n| n.addr.clone())
-            .unwrap_or_default();
+        let addr = addr_of(meta, node);
         c.nodes
             .open_group(&addr, shard, &req)
             .await
@@ -407,11 +493,7 @@ async fn change_members(
         if c.status_of(node) != Status::Healthy {
             continue;
         }
-        let addr = meta
-            .nodes
-            .get(node)
-            .map(|n| n.addr.clone())
-            .unwrap_or_default();
+        let addr = addr_of(meta, node);
         if let Err(e) = c.nodes.drop_group(&addr, shard).await {
             tracing::warn!(shard, node = %node, error = %e, "deleting a removed replica failed");
         }

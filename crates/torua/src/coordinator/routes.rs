@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::cluster::{Cluster, Status};
-use super::meta::NodeMeta;
+use super::meta::{NodeMeta, ShardMeta};
 use super::mover;
 use crate::config::{parse_node_id, parse_url};
 use crate::http::extract::{empty_key, Key};
@@ -256,25 +256,35 @@ async fn drain_and_remove(c: &Cluster, id: &str, force: bool) -> Result<Response
     if !meta.nodes.contains_key(&id) {
         return Err(ApiError::not_found(format!("node {id} is not registered")));
     }
+    // Shards it owns (single copy) or holds a replica of, and of those the
+    // ones no other node has a copy of.
     let owned: Vec<u32> = (0..c.num_shards())
-        .filter(|s| meta.shards[*s as usize].owner.as_ref() == Some(&id))
+        .filter(|s| meta.shards[*s as usize].holds(&id))
+        .collect();
+    let sole: Vec<u32> = owned
+        .iter()
+        .copied()
+        .filter(|s| {
+            let s = &meta.shards[*s as usize];
+            s.owner.as_ref() == Some(&id) || s.replicas == [id.clone()]
+        })
         .collect();
     let others = c.eligible(&meta).into_iter().any(|n| n != id);
-    if !owned.is_empty() && !q.force {
+    if !sole.is_empty() && !q.force {
         if !others {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "no_destination",
                 format!(
-                    "node {id} holds {} shards and no other healthy node can take them",
-                    owned.len()
+                    "node {id} holds the only copy of {} shards and no other healthy node can take them",
+                    sole.len()
                 ),
             ));
         }
         if c.status_of(&id) != Status::Healthy {
             return Err(ApiError::new(StatusCode::CONFLICT, "node_unavailable", format!(
                 "node {id} is not healthy, so its {} shards cannot be copied; retry when it is back, \
-                 or pass ?force=true to remove it and restart its shards empty (their data is lost)", owned.len())));
+                 or pass ?force=true to remove it and restart its shards empty (their data is lost)", sole.len())));
         }
     }
     if q.force {
@@ -283,6 +293,11 @@ async fn drain_and_remove(c: &Cluster, id: &str, force: bool) -> Result<Response
             for s in m.shards.iter_mut() {
                 if s.owner.as_ref() == Some(&id) {
                     s.owner = None;
+                }
+                // A group whose only replica goes starts again, empty;
+                // others are re-replicated from their remaining replicas.
+                if s.replicas == [id.clone()] {
+                    s.replicas.clear();
                 }
                 if s.moving_to.as_ref() == Some(&id) {
                     s.moving_to = None;
@@ -293,8 +308,8 @@ async fn drain_and_remove(c: &Cluster, id: &str, force: bool) -> Result<Response
             Ok(())
         })
         .await?;
-        if !owned.is_empty() {
-            tracing::error!(node = %id, shards = ?owned, "node removed by force; its shards restart empty");
+        if !sole.is_empty() {
+            tracing::error!(node = %id, shards = ?sole, "node removed by force; its shards restart empty");
         }
         c.forget_health(&id);
         c.wake.notify_one();
@@ -315,7 +330,7 @@ async fn drain_and_remove(c: &Cluster, id: &str, force: bool) -> Result<Response
         let busy = meta
             .shards
             .iter()
-            .any(|s| s.owner.as_ref() == Some(&id) || s.moving_to.as_ref() == Some(&id));
+            .any(|s| s.holds(&id) || s.moving_to.as_ref() == Some(&id));
         if !busy {
             c.update(|m| {
                 m.nodes.remove(&id);
@@ -341,43 +356,49 @@ async fn shards(State(c): S) -> Result<Json<ShardsResponse>, ApiError> {
         .shards
         .iter()
         .enumerate()
-        .map(|(id, s)| match &c.replication {
-            Some(r) => {
-                let views = r.views(id as u32);
-                let role_of = |n: &String| {
-                    views
-                        .iter()
-                        .find(|(v, _)| v == n)
-                        .map_or("unknown".to_owned(), |(_, g)| g.role.clone())
-                };
-                ShardAssignment {
-                    shard_id: id as u32,
-                    node_id: r.shown_leader(id as u32).unwrap_or_default(),
-                    is_primary: true,
-                    moving_to: None,
-                    replicas: s
-                        .replicas
-                        .iter()
-                        .map(|n| ReplicaView {
-                            node_id: n.clone(),
-                            role: role_of(n),
-                        })
-                        .collect(),
-                }
-            }
-            None => ShardAssignment {
-                shard_id: id as u32,
-                node_id: s.owner.clone().unwrap_or_default(),
-                is_primary: true,
-                moving_to: s.moving_to.clone(),
-                replicas: Vec::new(),
-            },
-        })
+        .map(|(id, s)| assignment(&c, id as u32, s))
         .collect();
     Ok(Json(ShardsResponse {
         num_shards: meta.num_shards,
         shards,
     }))
+}
+
+/// A shard as `/shards` shows it: `NodeID` is the owner, or the leader of
+/// a replicated shard, whose replicas are listed with their roles.
+fn assignment(c: &Cluster, id: u32, s: &ShardMeta) -> ShardAssignment {
+    match &c.replication {
+        Some(r) => {
+            let views = r.views(id);
+            let role_of = |n: &String| {
+                views
+                    .iter()
+                    .find(|(v, _)| v == n)
+                    .map_or("unknown".to_owned(), |(_, g)| g.role.clone())
+            };
+            ShardAssignment {
+                shard_id: id,
+                node_id: r.shown_leader(id).unwrap_or_default(),
+                is_primary: true,
+                moving_to: None,
+                replicas: s
+                    .replicas
+                    .iter()
+                    .map(|n| ReplicaView {
+                        node_id: n.clone(),
+                        role: role_of(n),
+                    })
+                    .collect(),
+            }
+        }
+        None => ShardAssignment {
+            shard_id: id,
+            node_id: s.owner.clone().unwrap_or_default(),
+            is_primary: true,
+            moving_to: s.moving_to.clone(),
+            replicas: Vec::new(),
+        },
+    }
 }
 
 async fn assign(
@@ -416,7 +437,9 @@ async fn assign(
             format!("node {} is not healthy", req.node_id),
         ));
     }
-    {
+    if c.replication.is_some() {
+        c.place_replica(req.shard_id, &req.node_id).await?;
+    } else {
         let _one = c.moves.lock().await;
         let owner = c.snapshot()?.shards[req.shard_id as usize].owner.clone();
         match owner {
@@ -437,13 +460,7 @@ async fn assign(
         )
         .await;
     let s = c.snapshot()?.shards[req.shard_id as usize].clone();
-    Ok(Json(ShardAssignment {
-        shard_id: req.shard_id,
-        node_id: s.owner.unwrap_or_default(),
-        is_primary: true,
-        moving_to: s.moving_to,
-        replicas: Vec::new(),
-    }))
+    Ok(Json(assignment(&c, req.shard_id, &s)))
 }
 
 async fn broadcast(

@@ -188,7 +188,7 @@ impl Client {
 
 async fn run(setup: Setup, nemesis: Nemesis) {
     let mut c = match setup {
-        Setup::Single => TestCluster::start(3, 6).await,
+        Setup::Single => TestCluster::start_single(3, 6).await,
         // Replicas are not replaced during a run: faults are short.
         Setup::Replicated => crate::replication::start_in(3, 6, true, "60s").await,
     };

@@ -43,6 +43,10 @@ pub struct Options<'a> {
     pub lab: bool,
 }
 
+/// Coordinator environment for single-copy mode (no Raft; shards moved
+/// whole). Without it a cluster is replicated, factor 3 (the default).
+pub const SINGLE_COPY: (&str, &str) = ("TORUA_REPLICATION_FACTOR", "off");
+
 fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
     env.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -77,6 +81,18 @@ impl TestCluster {
     /// encryption at rest.
     pub async fn start(n: usize, shards: u32) -> TestCluster {
         Self::start_with(n, shards, &[]).await
+    }
+
+    /// Like `start`, in single-copy mode.
+    pub async fn start_single(n: usize, shards: u32) -> TestCluster {
+        Self::start_with(n, shards, &[SINGLE_COPY]).await
+    }
+
+    /// Whether the cluster runs in single-copy mode.
+    pub fn single_copy(&self) -> bool {
+        self.coord_env
+            .iter()
+            .any(|(k, v)| (k.as_str(), v.as_str()) == SINGLE_COPY)
     }
 
     /// Like `start`, with extra environment for the coordinator.
@@ -118,10 +134,42 @@ impl TestCluster {
             c.add_node(&format!("n{i}"));
         }
         if n > 0 {
-            c.wait_ready().await;
-            c.wait_balanced(n).await;
+            if c.single_copy() {
+                c.wait_ready().await;
+                c.wait_balanced(n).await;
+            } else {
+                c.wait_settled(n.min(3), None).await;
+                c.wait_ready().await;
+            }
         }
         c
+    }
+
+    /// Waits until every shard has `replicas` voters (none on `without`),
+    /// a leader, and only leaders and followers.
+    pub async fn wait_settled(&self, replicas: usize, without: Option<&str>) {
+        eventually(
+            &format!("every shard led, with {replicas} replicas"),
+            WAIT,
+            || async {
+                let map = self.shard_map().await;
+                map.shards
+                    .iter()
+                    .all(|s| {
+                        let roles: Vec<&str> = s.replicas.iter().map(|r| r.role.as_str()).collect();
+                        s.replicas.len() == replicas
+                            && !s.node_id.is_empty()
+                            && Some(s.node_id.as_str()) != without
+                            && s.replicas
+                                .iter()
+                                .all(|r| Some(r.node_id.as_str()) != without)
+                            && roles.iter().filter(|r| **r == "leader").count() == 1
+                            && roles.iter().all(|r| *r == "leader" || *r == "follower")
+                    })
+                    .then_some(())
+            },
+        )
+        .await
     }
 
     /// The test CA's directory.

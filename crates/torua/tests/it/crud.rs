@@ -368,7 +368,11 @@ async fn broadcast_metrics_and_info() {
     let info = c.node_info("n1").await;
     assert_eq!(info.node_id, "n1");
     assert_eq!(info.shard_count, info.shards.len());
-    assert!(info.shards.iter().all(|s| s.primary && s.state == "active"));
+    // Every shard a Raft group's replica (the default mode).
+    assert!(info
+        .shards
+        .iter()
+        .all(|s| s.primary && s.state == "replicated"));
 }
 
 #[tokio::test]

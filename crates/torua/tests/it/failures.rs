@@ -8,7 +8,7 @@ use crate::cluster::{error_code, TestCluster, WAIT};
 
 #[tokio::test]
 async fn node_sigkill_loses_no_acknowledged_write() {
-    let mut c = TestCluster::start(2, 8).await;
+    let mut c = TestCluster::start_single(2, 8).await;
     // Concurrent writers, so acknowledged writes share group commits.
     let mut tasks = Vec::new();
     for w in 0..8 {
@@ -89,7 +89,7 @@ async fn node_sigkill_loses_no_acknowledged_write() {
 
 #[tokio::test]
 async fn coordinator_restart_loses_nothing() {
-    let mut c = TestCluster::start(3, 16).await;
+    let mut c = TestCluster::start_single(3, 16).await;
     for i in 0..100 {
         assert_eq!(
             c.put(&format!("r/{i}"), format!("{i}")).await,
@@ -116,7 +116,7 @@ async fn coordinator_restart_loses_nothing() {
 
 #[tokio::test]
 async fn coordinator_without_metadata_relearns_placement_from_nodes() {
-    let mut c = TestCluster::start(2, 8).await;
+    let mut c = TestCluster::start_single(2, 8).await;
     for i in 0..40 {
         c.put(&format!("m/{i}"), "x").await;
     }

@@ -51,7 +51,7 @@ async fn assert_all_readable(c: &TestCluster, pairs: &[(String, String)]) {
 
 #[tokio::test]
 async fn spread_is_even() {
-    let c = TestCluster::start(3, 64).await;
+    let c = TestCluster::start_single(3, 64).await;
     let counts: Vec<usize> = c
         .nodes()
         .await
@@ -86,7 +86,7 @@ async fn spread_is_even() {
 
 #[tokio::test]
 async fn join_rebalances_with_data_and_live_writes() {
-    let mut c = TestCluster::start(2, 24).await;
+    let mut c = TestCluster::start_single(2, 24).await;
     let initial: Vec<(String, String)> = (0..300)
         .map(|i| (format!("pre/{i}"), format!("v{i}")))
         .collect();
@@ -156,7 +156,7 @@ async fn join_rebalances_with_data_and_live_writes() {
 
 #[tokio::test]
 async fn decommission_moves_everything_off() {
-    let c = TestCluster::start(3, 12).await;
+    let c = TestCluster::start_single(3, 12).await;
     let pairs: Vec<(String, String)> = (0..150)
         .map(|i| (format!("d/{i}"), format!("v{i}")))
         .collect();
@@ -202,7 +202,7 @@ async fn decommission_moves_everything_off() {
 
 #[tokio::test]
 async fn manual_assign_moves_data() {
-    let c = TestCluster::start(2, 8).await;
+    let c = TestCluster::start_single(2, 8).await;
     let key = "assign/me";
     c.put(key, "payload").await;
     let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_owned();

@@ -46,28 +46,7 @@ pub async fn start_in(n: usize, shards: u32, lab: bool, replica_timeout: &str) -
 /// Waits until every shard has `replicas` voters (none on `without`), a
 /// leader, and only leaders and followers.
 pub async fn settled(c: &TestCluster, replicas: usize, without: Option<&str>) {
-    eventually(
-        &format!("every shard led, with {replicas} replicas"),
-        WAIT,
-        || async {
-            let map = c.shard_map().await;
-            map.shards
-                .iter()
-                .all(|s| {
-                    let roles: Vec<&str> = s.replicas.iter().map(|r| r.role.as_str()).collect();
-                    s.replicas.len() == replicas
-                        && !s.node_id.is_empty()
-                        && Some(s.node_id.as_str()) != without
-                        && s.replicas
-                            .iter()
-                            .all(|r| Some(r.node_id.as_str()) != without)
-                        && roles.iter().filter(|r| **r == "leader").count() == 1
-                        && roles.iter().all(|r| *r == "leader" || *r == "follower")
-                })
-                .then_some(())
-        },
-    )
-    .await
+    c.wait_settled(replicas, without).await
 }
 
 /// Keys held by node `id` over all its shards.
@@ -288,4 +267,130 @@ async fn a_partitioned_minority_refuses_writes_and_loses_nothing() {
     let (status, body) = c.get(key).await;
     assert_eq!((status, body), (StatusCode::OK, "after".into()));
     eprintln!("minority refused with 503 {refused}; {led_by} took over from {old}");
+}
+
+/// How many replicas each node holds, by node.
+async fn replica_counts(c: &TestCluster) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for s in c.shard_map().await.shards {
+        for r in s.replicas {
+            *counts.entry(r.node_id).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_joining_node_takes_replicas_while_writes_go_on() {
+    let mut c = start(3, 6).await;
+    // A writer that runs throughout: every write must succeed.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (http, url, stop) = (c.http.clone(), c.data_url("live/"), stop.clone());
+        tokio::spawn(async move {
+            let (mut written, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let res = http
+                    .put(format!("{url}{written}"))
+                    .body(format!("v{written}"))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == StatusCode::NO_CONTENT => {}
+                    Ok(r) => {
+                        failed.push(format!("{written}: {}", r.text().await.unwrap_or_default()))
+                    }
+                    Err(e) => failed.push(format!("{written}: {e}")),
+                }
+                written += 1;
+            }
+            (written, failed)
+        })
+    };
+    c.add_node("n4");
+    c.wait_node_ready("n4").await;
+    // 18 replicas over 4 nodes: 4 or 5 each, moved by membership changes.
+    eventually("replicas spread over four nodes", WAIT, || async {
+        let counts = replica_counts(&c).await;
+        let spread = counts.len() == 4 && counts.values().all(|n| *n == 4 || *n == 5);
+        spread.then_some(())
+    })
+    .await;
+    settled(&c, 3, None).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (written, failed) = writer.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "writes failed while replicas moved: {failed:?}"
+    );
+    assert!(written > 10, "only {written} writes");
+    for i in 0..written {
+        let (status, body) = c.get(&format!("live/{i}")).await;
+        assert_eq!((status, body), (StatusCode::OK, format!("v{i}").into()));
+    }
+    eprintln!("{written} writes while n4 joined, none failed");
+}
+
+#[tokio::test]
+async fn assign_places_a_replica_and_decommission_moves_them_all_off() {
+    let mut c = start(4, 4).await;
+    for i in 0..12 {
+        assert_eq!(c.put(&format!("d{i}"), "v").await, StatusCode::NO_CONTENT);
+    }
+    // A replica by hand: onto a node the shard is not on.
+    let map = c.shard_map().await;
+    let shard = &map.shards[0];
+    let target = ["n1", "n2", "n3", "n4"]
+        .into_iter()
+        .find(|n| shard.replicas.iter().all(|r| r.node_id != *n))
+        .unwrap();
+    let res = c
+        .http
+        .post(format!("{}/shards/assign", c.url()))
+        .json(&serde_json::json!({"shard_id": 0, "node_id": target}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let holders: Vec<&str> = body["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node_id"].as_str().unwrap())
+        .collect();
+    assert!(holders.contains(&target), "{body}");
+    assert_eq!(holders.len(), 3, "{body}");
+
+    // Decommission a node that is not the one just placed: its replicas
+    // go elsewhere first (the call waits), then it is removed.
+    let victim = ["n1", "n2", "n3", "n4"]
+        .into_iter()
+        .find(|n| *n != target)
+        .unwrap();
+    let res = c
+        .http
+        .delete(format!("{}/nodes/{victim}", c.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let map = c.shard_map().await;
+    assert!(
+        map.shards
+            .iter()
+            .all(|s| s.replicas.len() == 3 && s.replicas.iter().all(|r| r.node_id != victim)),
+        "{map:?}"
+    );
+    assert!(c.nodes().await.nodes.iter().all(|n| n.id != victim));
+    assert!(
+        map.shards[0].replicas.iter().any(|r| r.node_id == target),
+        "the placed replica stayed"
+    );
+    c.stop_node(victim);
+    settled(&c, 3, Some(victim)).await;
+    for i in 0..12 {
+        let (status, body) = c.get(&format!("d{i}")).await;
+        assert_eq!((status, body), (StatusCode::OK, "v".into()));
+    }
 }

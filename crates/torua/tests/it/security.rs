@@ -759,8 +759,8 @@ async fn cli_manages_keys_and_policy() {
 async fn nodes_check_forwarded_credentials_against_their_copy_and_refuse_when_stale() {
     let mut c = TestCluster::start(0, 1).await;
     c.add_node_with("n1", &[("TORUA_POLICY_STALE_AFTER", "1s")]);
+    c.wait_settled(1, None).await;
     c.wait_node_ready("n1").await;
-    c.wait_balanced(1).await;
     set_policy(&c, &policy(1)).await;
     let reader = c.create_key("reader", &["reader"]).await;
     assert_eq!(c.put("pub/doc", "v").await, StatusCode::NO_CONTENT);
