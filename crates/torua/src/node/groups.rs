@@ -18,7 +18,7 @@ use openraft::{ChangeMembers, ServerState};
 use torua_raft::{raft_id, typ, Change, LogStore, Member, Raft, Request, StateMachine};
 use torua_store::{Record, Shard, ShardState, ShardStore};
 
-use super::raft_net::Net;
+use super::raft_net::{Batcher, Net};
 use crate::http::ApiError;
 use crate::tls::HttpClient;
 
@@ -49,6 +49,8 @@ pub(crate) struct Groups {
     me: String,
     store: Arc<ShardStore>,
     client: HttpClient,
+    /// Appends and votes of every group, batched per peer node.
+    batcher: Arc<Batcher>,
     config: Arc<openraft::Config>,
     groups: RwLock<BTreeMap<u32, Group>>,
     /// Serializes opening and dropping, which await.
@@ -127,6 +129,7 @@ impl Groups {
         Ok(Groups {
             me,
             store,
+            batcher: Batcher::new(client.clone()),
             client,
             config: Arc::new(config),
             groups: RwLock::default(),
@@ -180,7 +183,7 @@ impl Groups {
                 let sm = StateMachine::open(shard.clone())
                     .await
                     .map_err(ApiError::internal)?;
-                let net = Net::new(self.client.clone(), id);
+                let net = Net::new(self.client.clone(), self.batcher.clone(), id);
                 let raft = Raft::new(raft_id(&self.me), self.config.clone(), net, log.clone(), sm)
                     .await
                     .map_err(ApiError::internal)?;

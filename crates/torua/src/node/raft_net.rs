@@ -1,5 +1,16 @@
 //! Raft RPCs between nodes: postcard bodies over the cluster's mutual-TLS
-//! HTTP client, to `POST {peer}/raft/{shard}/{append|vote|snapshot}`.
+//! HTTP client.
+//!
+//! Appends and votes of every group bound for the same peer node travel
+//! together (as TiKV batches Raft messages per store): one task per peer
+//! takes everything queued for it into one `POST {peer}/raft/batch`, with
+//! at most [`IN_FLIGHT`] batches outstanding, so a node with many shards
+//! sends a few large requests instead of one small request per group and
+//! heartbeat. Snapshots go on their own: `POST {peer}/raft/{shard}/snapshot`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -8,7 +19,8 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use torua_raft::{decode, encode, typ, Member, TypeConfig};
 
 use crate::tls::HttpClient;
@@ -16,22 +28,203 @@ use crate::tls::HttpClient;
 /// Content type of Raft RPC bodies.
 pub(crate) const RAFT_CONTENT_TYPE: &str = "application/x-torua-raft";
 
+/// Batches outstanding per peer; more RPCs wait and join the next batch.
+const IN_FLIGHT: usize = 4;
+/// Most RPCs in one batch.
+const MAX_ITEMS: usize = 512;
+/// A batch stops growing past this many body bytes (one larger RPC still
+/// goes, alone).
+pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// Which RPC a batched body is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) enum BatchOp {
+    Append,
+    Vote,
+}
+
+/// One RPC in a batch: its group, kind and postcard body.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct BatchItem {
+    pub group: u32,
+    pub op: BatchOp,
+    pub body: Vec<u8>,
+}
+
+/// The answer to one batched RPC: the postcard-encoded response, or why
+/// the receiving node could not hand it to the group.
+pub(crate) type BatchAnswer = Result<Vec<u8>, String>;
+
+/// Why a batched RPC got no answer.
+enum Failed {
+    /// The peer could not be reached: nothing was delivered.
+    Unreachable(String),
+    /// Sent, but no usable answer.
+    Network(String),
+}
+
+struct Queued {
+    item: BatchItem,
+    ttl: Duration,
+    reply: oneshot::Sender<Result<Vec<u8>, Failed>>,
+}
+
+/// The node's outgoing batches, one queue per peer address.
+pub(crate) struct Batcher {
+    client: HttpClient,
+    peers: Mutex<HashMap<String, mpsc::UnboundedSender<Queued>>>,
+}
+
+impl Batcher {
+    pub(crate) fn new(client: HttpClient) -> Arc<Batcher> {
+        Arc::new(Batcher {
+            client,
+            peers: Mutex::default(),
+        })
+    }
+
+    /// Sends `item` to the peer at `addr` in the next batch; waits for its answer.
+    async fn call(&self, addr: &str, item: BatchItem, ttl: Duration) -> Result<Vec<u8>, Failed> {
+        let (reply, answer) = oneshot::channel();
+        let mut job = Queued { item, ttl, reply };
+        for _ in 0..2 {
+            let tx = {
+                let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                peers
+                    .entry(addr.to_owned())
+                    .or_insert_with(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        let url = format!("{}/raft/batch", addr.trim_end_matches('/'));
+                        tokio::spawn(run_peer(self.client.clone(), url, rx));
+                        tx
+                    })
+                    .clone()
+            };
+            match tx.send(job) {
+                Ok(()) => {
+                    return answer
+                        .await
+                        .unwrap_or_else(|_| Err(Failed::Network("batch dropped".into())))
+                }
+                // The peer's task ended (its runtime is shutting down):
+                // start another once.
+                Err(mpsc::error::SendError(j)) => {
+                    job = j;
+                    self.peers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(addr);
+                }
+            }
+        }
+        Err(Failed::Network("no sender for the peer".into()))
+    }
+}
+
+/// Takes everything queued for one peer into batches, [`IN_FLIGHT`] at a time.
+async fn run_peer(client: HttpClient, url: String, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = first.item.body.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_ITEMS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(q) => {
+                    bytes += q.item.body.len();
+                    batch.push(q);
+                }
+                Err(_) => break,
+            }
+        }
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            send_batch(&client, &url, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn send_batch(client: &HttpClient, url: &str, batch: Vec<Queued>) {
+    let ttl = batch.iter().map(|q| q.ttl).max().unwrap_or_default();
+    let (items, replies): (Vec<BatchItem>, Vec<_>) =
+        batch.into_iter().map(|q| (q.item, q.reply)).unzip();
+    let answers = async {
+        let body = encode(&items).map_err(|e| Failed::Network(e.to_string()))?;
+        let res = client
+            .get()
+            .post(url)
+            .timeout(ttl)
+            .header(reqwest::header::CONTENT_TYPE, RAFT_CONTENT_TYPE)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    Failed::Unreachable(e.to_string())
+                } else {
+                    Failed::Network(e.to_string())
+                }
+            })?;
+        let status = res.status();
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| Failed::Network(e.to_string()))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+            return Err(Failed::Network(format!("batch answered {status}: {text}")));
+        }
+        let answers: Vec<BatchAnswer> =
+            decode(&bytes).map_err(|e| Failed::Network(e.to_string()))?;
+        if answers.len() != replies.len() {
+            return Err(Failed::Network("batch answer has the wrong length".into()));
+        }
+        Ok(answers)
+    }
+    .await;
+    match answers {
+        Ok(answers) => {
+            for (reply, a) in replies.into_iter().zip(answers) {
+                let _ = reply.send(a.map_err(Failed::Network));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(match &e {
+                    Failed::Unreachable(m) => Failed::Unreachable(m.clone()),
+                    Failed::Network(m) => Failed::Network(m.clone()),
+                }));
+            }
+        }
+    }
+}
+
 /// Connects one group's replica to its peers.
 pub(crate) struct Net {
     client: HttpClient,
+    batcher: Arc<Batcher>,
     group: u32,
 }
 
 impl Net {
-    pub(crate) fn new(client: HttpClient, group: u32) -> Net {
-        Net { client, group }
+    pub(crate) fn new(client: HttpClient, batcher: Arc<Batcher>, group: u32) -> Net {
+        Net {
+            client,
+            batcher,
+            group,
+        }
     }
 }
 
 /// A connection to one peer of one group.
 pub(crate) struct Peer {
     client: HttpClient,
-    url: String,
+    batcher: Arc<Batcher>,
+    addr: String,
+    group: u32,
     target: u64,
 }
 
@@ -45,13 +238,51 @@ impl RaftNetworkFactory<TypeConfig> for Net {
     async fn new_client(&mut self, target: u64, node: &Member) -> Peer {
         Peer {
             client: self.client.clone(),
-            url: format!("{}/raft/{}", node.addr.trim_end_matches('/'), self.group),
+            batcher: self.batcher.clone(),
+            addr: node.addr.trim_end_matches('/').to_owned(),
+            group: self.group,
             target,
         }
     }
 }
 
+fn network<E: std::error::Error>(e: &dyn std::fmt::Display) -> typ::RPCError<E> {
+    openraft::error::RPCError::Network(NetworkError::new(&RpcFailure(e.to_string())))
+}
+
 impl Peer {
+    /// An append or vote, in the peer's next batch.
+    async fn batched<Req, Resp>(
+        &self,
+        op: BatchOp,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, typ::RPCError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let body = encode(req).map_err(|e| network(&e))?;
+        let item = BatchItem {
+            group: self.group,
+            op,
+            body,
+        };
+        let bytes = match self.batcher.call(&self.addr, item, option.hard_ttl()).await {
+            Ok(b) => b,
+            // Not retried at once: the peer is down.
+            Err(Failed::Unreachable(m)) => {
+                return Err(openraft::error::RPCError::Unreachable(Unreachable::new(
+                    &RpcFailure(m),
+                )))
+            }
+            Err(Failed::Network(m)) => return Err(network(&m)),
+        };
+        let answer: Result<Resp, typ::RaftError> = decode(&bytes).map_err(|e| network(&e))?;
+        answer.map_err(|e| openraft::error::RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// A snapshot chunk, on its own request.
     async fn call<Req, Resp, E>(
         &self,
         op: &str,
@@ -63,14 +294,11 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let network = |e: &dyn std::fmt::Display| {
-            openraft::error::RPCError::Network(NetworkError::new(&RpcFailure(e.to_string())))
-        };
         let body = encode(req).map_err(|e| network(&e))?;
         let res = self
             .client
             .get()
-            .post(format!("{}/{op}", self.url))
+            .post(format!("{}/raft/{}/{op}", self.addr, self.group))
             .timeout(option.hard_ttl())
             .header(reqwest::header::CONTENT_TYPE, RAFT_CONTENT_TYPE)
             .body(body)
@@ -101,7 +329,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, typ::RPCError> {
-        self.call("append", &req, &option).await
+        self.batched(BatchOp::Append, &req, &option).await
     }
 
     async fn install_snapshot(
@@ -117,6 +345,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         req: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, typ::RPCError> {
-        self.call("vote", &req, &option).await
+        self.batched(BatchOp::Vote, &req, &option).await
     }
 }

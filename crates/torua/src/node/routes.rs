@@ -45,6 +45,8 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
     // An append carries at most 64 entries (see `groups.rs`), a snapshot
     // chunk at most openraft's chunk size.
     let raft_limit = 64 * (node.max_value + 8192) + IMPORT_OVERHEAD;
+    // A batch holds one RPC of any size, or many up to a bound.
+    let batch_limit = raft_limit + super::raft_net::MAX_BATCH_BYTES;
     let metrics = node.metrics.clone();
     let tls = node.cluster_tls;
     let r = Router::new()
@@ -74,10 +76,12 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(tls, only_coordinator))
         .merge(
             Router::new()
-                .route("/raft/{id}/append", post(raft_append))
-                .route("/raft/{id}/vote", post(raft_vote))
                 .route("/raft/{id}/snapshot", post(raft_snapshot))
                 .layer(DefaultBodyLimit::max(raft_limit))
+                .route(
+                    "/raft/batch",
+                    post(raft_batch).layer(DefaultBodyLimit::max(batch_limit)),
+                )
                 .with_state(node.clone())
                 .route_layer(axum::middleware::from_fn_with_state(tls, only_nodes)),
         )
@@ -595,39 +599,52 @@ fn hosted(n: &Node, id: u32) -> Result<Group, ApiError> {
 async fn raft_rpc<Req, Resp, Fut>(
     n: &Node,
     id: u32,
-    body: Result<Bytes, BytesRejection>,
+    body: &[u8],
     call: impl FnOnce(Group, Req) -> Fut,
-) -> Result<Response, ApiError>
+) -> Result<Vec<u8>, ApiError>
 where
     Req: serde::de::DeserializeOwned,
     Resp: serde::Serialize,
     Fut: std::future::Future<Output = Resp>,
 {
-    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
     let g = hosted(n, id)?;
-    let req: Req = torua_raft::decode(&body)
+    let req: Req = torua_raft::decode(body)
         .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
-    let answer = torua_raft::encode(&call(g, req).await).map_err(ApiError::internal)?;
+    torua_raft::encode(&call(g, req).await).map_err(ApiError::internal)
+}
+
+/// Appends and votes of many groups in one request (`raft_net.rs`); each
+/// is handed to its group at once, and the answers come back in order.
+async fn raft_batch(
+    State(n): S,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    use super::raft_net::{BatchAnswer, BatchItem, BatchOp};
+    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let items: Vec<BatchItem> = torua_raft::decode(&body)
+        .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
+    let n = &n;
+    let answers: Vec<BatchAnswer> =
+        futures::future::join_all(items.into_iter().map(|it| async move {
+            let res = match it.op {
+                BatchOp::Append => {
+                    raft_rpc(n, it.group, &it.body, |g, req| async move {
+                        g.raft.append_entries(req).await
+                    })
+                    .await
+                }
+                BatchOp::Vote => {
+                    raft_rpc(n, it.group, &it.body, |g, req| async move {
+                        g.raft.vote(req).await
+                    })
+                    .await
+                }
+            };
+            res.map_err(|e| format!("{}: {}", e.code, e.message))
+        }))
+        .await;
+    let answer = torua_raft::encode(&answers).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], answer).into_response())
-}
-
-async fn raft_append(
-    State(n): S,
-    ShardId(id): ShardId,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    raft_rpc(&n, id, body, |g, req| async move {
-        g.raft.append_entries(req).await
-    })
-    .await
-}
-
-async fn raft_vote(
-    State(n): S,
-    ShardId(id): ShardId,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    raft_rpc(&n, id, body, |g, req| async move { g.raft.vote(req).await }).await
 }
 
 async fn raft_snapshot(
@@ -635,8 +652,10 @@ async fn raft_snapshot(
     ShardId(id): ShardId,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    raft_rpc(&n, id, body, |g, req| async move {
+    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let answer = raft_rpc(&n, id, &body, |g, req| async move {
         g.raft.install_snapshot(req).await
     })
-    .await
+    .await?;
+    Ok(([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], answer).into_response())
 }
