@@ -116,8 +116,12 @@ impl Groups {
         let config = openraft::Config {
             cluster_name: "torua".into(),
             heartbeat_interval: timing.heartbeat.as_millis() as u64,
+            // openraft's followers refuse votes for `election_timeout_max`
+            // after the last heartbeat (leader lease), so a first
+            // candidacy before then fails and the second one wins: a
+            // narrow range keeps failover near two timeouts, not four.
             election_timeout_min: election,
-            election_timeout_max: election * 2,
+            election_timeout_max: election + election / 4,
             // Bounded append RPCs: at most this many values per request.
             max_payload_entries: 64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
