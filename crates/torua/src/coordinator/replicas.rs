@@ -322,14 +322,25 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
     let repl = c.repl()?;
     let factor = repl.factor as usize;
     let meta = c.snapshot()?;
+    // Leaders per node, as known, plus the groups bootstrapped this pass:
+    // a new group is bootstrapped (and so, at first, led) by whichever of
+    // its replicas leads fewest, so leaders start out spread.
+    let mut leading: HashMap<String, usize> = HashMap::new();
+    for l in repl.leaders.read().unwrap_or_else(|p| p.into_inner()).values() {
+        *leading.entry(l.clone()).or_default() += 1;
+    }
     for shard in 0..meta.num_shards {
         let meta = c.snapshot()?;
         let current = meta.shards[shard as usize].replicas.clone();
         if current.is_empty() {
-            let chosen: Vec<String> = by_load(c, &meta).into_iter().take(factor).collect();
+            let mut chosen: Vec<String> = by_load(c, &meta).into_iter().take(factor).collect();
             if chosen.is_empty() {
                 return Ok(false); // no healthy node yet
             }
+            if let Some(i) = (0..chosen.len()).min_by_key(|i| leading.get(&chosen[*i]).copied().unwrap_or(0)) {
+                chosen.swap(0, i);
+            }
+            *leading.entry(chosen[0].clone()).or_default() += 1;
             c.update(|m| {
                 m.shards[shard as usize].replicas = chosen.clone();
                 Ok(())
