@@ -170,13 +170,14 @@ pub async fn ls(api: &Api, prefix: &str, limit: usize) -> anyhow::Result<ExitCod
 pub async fn status(api: &Api) -> anyhow::Result<ExitCode> {
     let nodes: NodesResponse = api.get_json("/nodes").await?;
     let shards: ShardsResponse = api.get_json("/shards").await?;
-    let ready = api
-        .http
-        .get(format!("{}/ready", api.base))
-        .send()
-        .await?
-        .status()
-        .is_success();
+    let res = api.http.get(format!("{}/ready", api.base)).send().await?;
+    let ready = res.status().is_success();
+    // `/ready` says why not, and how replication stands.
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    let said = body["message"]
+        .as_str()
+        .or(body["error"]["message"].as_str())
+        .unwrap_or_default();
     use std::fmt::Write as _;
     let mut o = String::new();
     writeln!(
@@ -186,6 +187,13 @@ pub async fn status(api: &Api) -> anyhow::Result<ExitCode> {
         shards.num_shards,
         if ready { "ready" } else { "NOT ready" }
     )?;
+    if let Some(f) = body["replication_factor"].as_u64() {
+        let under = body["under_replicated"].as_u64().unwrap_or(0);
+        writeln!(o, "replication factor {f}: {under} shards under-replicated")?;
+    }
+    if !said.is_empty() {
+        writeln!(o, "{said}")?;
+    }
     writeln!(
         o,
         "\n{:<16} {:<10} {:<9} {:>6}  ADDR",
@@ -198,20 +206,26 @@ pub async fn status(api: &Api) -> anyhow::Result<ExitCode> {
             n.id, n.status, n.state, n.shard_count, n.addr
         )?;
     }
-    writeln!(o, "\n{:<6} {:<16} MOVING TO", "SHARD", "NODE")?;
+    let replicated = shards.shards.iter().any(|s| !s.replicas.is_empty());
+    let last = if replicated { "REPLICAS" } else { "MOVING TO" };
+    let head = if replicated { "LEADER" } else { "NODE" };
+    writeln!(o, "\n{:<6} {:<16} {last}", "SHARD", head)?;
     for s in &shards.shards {
         let node = if s.node_id.is_empty() {
             "-"
         } else {
             &s.node_id
         };
-        writeln!(
-            o,
-            "{:<6} {:<16} {}",
-            s.shard_id,
-            node,
-            s.moving_to.as_deref().unwrap_or("")
-        )?;
+        let tail = if replicated {
+            s.replicas
+                .iter()
+                .map(|r| format!("{}({})", r.node_id, r.role))
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            s.moving_to.clone().unwrap_or_default()
+        };
+        writeln!(o, "{:<6} {:<16} {tail}", s.shard_id, node)?;
     }
     stdout(o.as_bytes())?;
     Ok(if ready {

@@ -326,7 +326,12 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
     // a new group is bootstrapped (and so, at first, led) by whichever of
     // its replicas leads fewest, so leaders start out spread.
     let mut leading: HashMap<String, usize> = HashMap::new();
-    for l in repl.leaders.read().unwrap_or_else(|p| p.into_inner()).values() {
+    for l in repl
+        .leaders
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+    {
         *leading.entry(l.clone()).or_default() += 1;
     }
     for shard in 0..meta.num_shards {
@@ -337,7 +342,9 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
             if chosen.is_empty() {
                 return Ok(false); // no healthy node yet
             }
-            if let Some(i) = (0..chosen.len()).min_by_key(|i| leading.get(&chosen[*i]).copied().unwrap_or(0)) {
+            if let Some(i) =
+                (0..chosen.len()).min_by_key(|i| leading.get(&chosen[*i]).copied().unwrap_or(0))
+            {
                 chosen.swap(0, i);
             }
             *leading.entry(chosen[0].clone()).or_default() += 1;

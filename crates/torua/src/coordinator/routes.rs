@@ -210,11 +210,7 @@ async fn nodes(State(c): S) -> Result<Json<NodesResponse>, ApiError> {
                 status: h.status.as_str().into(),
                 last_health_check: rfc3339(h.last_check),
                 state: if n.draining { "draining" } else { "active" }.into(),
-                shard_count: meta
-                    .shards
-                    .iter()
-                    .filter(|s| s.owner.as_ref() == Some(id))
-                    .count(),
+                shard_count: meta.shards.iter().filter(|s| s.holds(id)).count(),
             }
         })
         .collect();

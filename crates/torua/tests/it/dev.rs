@@ -108,7 +108,11 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         .unwrap();
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(
-        status.status.success() && table.contains("n3") && table.contains("healthy"),
+        status.status.success()
+            && table.contains("n3")
+            && table.contains("healthy")
+            && table.contains("replication factor 3: 0 shards under-replicated")
+            && table.contains("(leader)"),
         "{table}"
     );
     assert_eq!(
