@@ -121,6 +121,51 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         Ok(out.into_values().collect())
     }
+
+    /// A prefix of about [`MAX_APPEND_BYTES`] (at least one entry):
+    /// openraft gives an append one heartbeat interval to complete, so its
+    /// size must not grow with the number of entries it could carry.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut entries = self.try_get_log_entries(start..end).await?;
+        entries.truncate(within(&entries, MAX_APPEND_BYTES));
+        Ok(entries)
+    }
+}
+
+/// Data bytes an append of several entries stops at (one larger entry
+/// still goes alone).
+pub const MAX_APPEND_BYTES: usize = 1 << 20;
+
+/// How many of `entries`, from the first, fit in `budget` data bytes;
+/// at least one.
+pub(crate) fn within(entries: &[Entry], budget: usize) -> usize {
+    let mut bytes = 0usize;
+    entries
+        .iter()
+        .position(|e| {
+            bytes += payload_bytes(e);
+            bytes > budget
+        })
+        .map_or(entries.len(), |i| i.max(1))
+}
+
+/// The keys and values an entry carries.
+fn payload_bytes(e: &Entry) -> usize {
+    match &e.payload {
+        openraft::EntryPayload::Normal(r) => r
+            .changes
+            .iter()
+            .map(|c| match c {
+                crate::Change::Put { key, value, .. } => key.len() + value.len(),
+                crate::Change::Delete { key, .. } => key.len(),
+            })
+            .sum(),
+        _ => 0,
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {

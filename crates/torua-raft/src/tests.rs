@@ -83,3 +83,30 @@ async fn mixed_batches_apply_in_order() {
     assert_eq!(out[4], crate::Response::Applied { versions: vec![2] });
     assert_eq!(shard.get("b").await.unwrap().map(|r| r.version), Some(2));
 }
+
+#[test]
+fn appends_are_bounded_in_bytes_but_never_empty() {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    let entry = |i, size: usize| crate::typ::Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 7), i),
+        payload: EntryPayload::Normal(crate::Request {
+            changes: vec![crate::Change::Put {
+                key: "k".into(),
+                content_type: "t".into(),
+                value: vec![0; size],
+                expect: crate::Condition::Any,
+            }],
+        }),
+    };
+    let small: Vec<_> = (1..=64).map(|i| entry(i, 100)).collect();
+    assert_eq!(crate::log::within(&small, 1 << 20), 64);
+    let big: Vec<_> = (1..=3).map(|i| entry(i, 600 << 10)).collect();
+    assert_eq!(crate::log::within(&big, 1 << 20), 1);
+    let huge = vec![entry(1, 4 << 20), entry(2, 10)];
+    assert_eq!(
+        crate::log::within(&huge, 1 << 20),
+        1,
+        "one entry goes alone"
+    );
+    assert_eq!(crate::log::within(&[], 1 << 20), 0);
+}

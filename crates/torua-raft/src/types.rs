@@ -55,7 +55,9 @@ pub enum Change {
         key: String,
         /// Its content type.
         content_type: String,
-        /// Its bytes.
+        /// Its bytes (encoded as one byte string: the same postcard bytes
+        /// as a sequence of `u8`, without a call per byte).
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         /// What must hold first.
         expect: Condition,

@@ -145,6 +145,16 @@ async fn heartbeat(
                 .map(|g| g.status())
                 .collect(),
         };
+        // The policy copy first: once the coordinator counts this node
+        // healthy, it forwards client calls the node must be able to check.
+        match node.replica.sync_from_source().await {
+            Ok(()) => sync_failing = false,
+            Err(e) if !sync_failing && node.registered.load(Ordering::Relaxed) => {
+                sync_failing = true;
+                tracing::warn!(error = %e, "cannot refresh the access policy copy; retrying");
+            }
+            Err(_) => {}
+        }
         let mut req = client.get().post(&url).json(&body);
         if let Some(key) = &credential {
             req = req.bearer_auth(key.expose());
@@ -157,14 +167,6 @@ async fn heartbeat(
                 }
                 node.registered.store(true, Ordering::Relaxed);
                 failing = false;
-                match node.replica.sync_from_source().await {
-                    Ok(()) => sync_failing = false,
-                    Err(e) if !sync_failing => {
-                        sync_failing = true;
-                        tracing::warn!(error = %e, "cannot refresh the access policy copy; retrying");
-                    }
-                    Err(_) => {}
-                }
             }
             other => {
                 let why = match other {

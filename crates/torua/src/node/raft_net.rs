@@ -48,12 +48,13 @@ pub(crate) enum BatchOp {
 pub(crate) struct BatchItem {
     pub group: u32,
     pub op: BatchOp,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
 /// The answer to one batched RPC: the postcard-encoded response, or why
 /// the receiving node could not hand it to the group.
-pub(crate) type BatchAnswer = Result<Vec<u8>, String>;
+pub(crate) type BatchAnswer = Result<serde_bytes::ByteBuf, String>;
 
 /// Why a batched RPC got no answer.
 enum Failed {
@@ -188,7 +189,7 @@ async fn send_batch(client: &HttpClient, url: &str, batch: Vec<Queued>) {
     match answers {
         Ok(answers) => {
             for (reply, a) in replies.into_iter().zip(answers) {
-                let _ = reply.send(a.map_err(Failed::Network));
+                let _ = reply.send(a.map(|b| b.into_vec()).map_err(Failed::Network));
             }
         }
         Err(e) => {

@@ -640,7 +640,8 @@ async fn raft_batch(
                     .await
                 }
             };
-            res.map_err(|e| format!("{}: {}", e.code, e.message))
+            res.map(serde_bytes::ByteBuf::from)
+                .map_err(|e| format!("{}: {}", e.code, e.message))
         }))
         .await;
     let answer = torua_raft::encode(&answers).map_err(ApiError::internal)?;
