@@ -318,6 +318,12 @@ fn rebalance_step(c: &Cluster, meta: &Meta) -> Option<(u32, Vec<String>, Vec<Str
 
 /// One pass; returns whether it changed a group (more may be pending).
 async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
+    // Relearning lost metadata from the nodes' groups: wait for the rest
+    // of them, rather than create a second group for a shard or replace a
+    // replica whose node has not reported yet.
+    if c.is_relearning() {
+        return Ok(false);
+    }
     let _one = c.moves.lock().await;
     let repl = c.repl()?;
     let factor = repl.factor as usize;

@@ -113,14 +113,19 @@ async fn register(
         parse_node_id(&req.node.id).map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
     let addr =
         parse_url(&req.node.addr).map_err(|m| ApiError::bad_request("invalid_node_addr", m))?;
-    // Replicated shards are placed by the replica reconciler, not relearned
-    // from what nodes hold.
+    // Single copy: the shards a node holds. Replicated: the groups it
+    // hosts, whose voters say where each shard's replicas are.
     let reported: Option<BTreeSet<u32>> = match &c.replication {
         Some(r) => {
             r.report(&req.node.id, req.groups.clone());
             None
         }
         None => req.shards.map(|v| v.into_iter().collect()),
+    };
+    let groups = if c.replication.is_some() {
+        req.groups.clone()
+    } else {
+        Vec::new()
     };
     let (is_new, to_open, to_drop, relearned) = c
         .update(|m| {
@@ -138,6 +143,16 @@ async fn register(
             });
             entry.addr = addr.clone();
             let (mut to_open, mut to_drop, mut relearned) = (Vec::new(), Vec::new(), false);
+            // A coordinator that lost its metadata learns each group's
+            // members from the replicas, rather than create a second group.
+            for g in groups.iter().filter(|g| !g.voters.is_empty()) {
+                if let Some(s) = m.shards.get_mut(g.shard as usize) {
+                    if s.replicas.is_empty() {
+                        s.replicas = g.voters.clone();
+                        relearned = true;
+                    }
+                }
+            }
             if let Some(held) = &reported {
                 for (sid, s) in m.shards.iter_mut().enumerate() {
                     let sid = sid as u32;

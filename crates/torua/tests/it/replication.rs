@@ -394,3 +394,60 @@ async fn assign_places_a_replica_and_decommission_moves_them_all_off() {
         assert_eq!((status, body), (StatusCode::OK, "v".into()));
     }
 }
+
+#[tokio::test]
+async fn a_coordinator_without_metadata_relearns_every_group_from_the_nodes() {
+    // 4 nodes, 3 replicas per shard: some shard has no replica on n1.
+    let mut c = start(4, 4).await;
+    for i in 0..12 {
+        assert_eq!(c.put(&format!("m{i}"), "v").await, StatusCode::NO_CONTENT);
+    }
+    let replica_sets = |m: &torua::wire::ShardsResponse| -> Vec<Vec<String>> {
+        m.shards
+            .iter()
+            .map(|s| {
+                let mut v: Vec<String> = s.replicas.iter().map(|r| r.node_id.clone()).collect();
+                v.sort();
+                v
+            })
+            .collect()
+    };
+    let before = replica_sets(&c.shard_map().await);
+    let held: Vec<u64> = {
+        let mut v = Vec::new();
+        for id in ["n1", "n2", "n3", "n4"] {
+            v.push(keys_on(&c, id).await);
+        }
+        v
+    };
+    c.kill_coordinator();
+    std::fs::remove_file(c.dir.path().join("coordinator/cluster.json")).unwrap();
+    // n1 reports first, alone: a shard it has no replica of must not get a
+    // new, empty group on it; the others' groups are learned as they report.
+    for id in ["n2", "n3", "n4"] {
+        c.stop_node(id);
+    }
+    c.start_coordinator();
+    testkit::wait_ok_with(&c.anon(), &format!("{}/health", c.url()), WAIT).await;
+    eventually("n1 registered again", WAIT, || async {
+        let nodes = c.nodes().await;
+        nodes.nodes.iter().any(|n| n.id == "n1").then_some(())
+    })
+    .await;
+    for id in ["n2", "n3", "n4"] {
+        c.add_node(id);
+    }
+    for id in ["n2", "n3", "n4"] {
+        c.wait_node_ready(id).await;
+    }
+    settled(&c, 3, None).await;
+    assert_eq!(replica_sets(&c.shard_map().await), before);
+    for i in 0..12 {
+        let (status, body) = c.get(&format!("m{i}")).await;
+        assert_eq!((status, body), (StatusCode::OK, "v".into()), "m{i}");
+    }
+    // No replica was rebuilt empty or added.
+    for (id, n) in ["n1", "n2", "n3", "n4"].into_iter().zip(held) {
+        assert_eq!(keys_on(&c, id).await, n, "{id}");
+    }
+}
