@@ -56,7 +56,8 @@ pub(crate) struct BatchItem {
 /// the receiving node could not hand it to the group.
 pub(crate) type BatchAnswer = Result<serde_bytes::ByteBuf, String>;
 
-/// Why a batched RPC got no answer.
+/// Why an RPC got no answer.
+#[derive(Clone)]
 enum Failed {
     /// The peer could not be reached: nothing was delivered.
     Unreachable(String),
@@ -148,36 +149,58 @@ async fn run_peer(client: HttpClient, url: String, mut rx: mpsc::UnboundedReceiv
     }
 }
 
+/// POSTs a postcard body to a peer; the answer's bytes on a 2xx.
+async fn post(
+    client: &HttpClient,
+    url: &str,
+    body: Vec<u8>,
+    ttl: Duration,
+) -> Result<bytes::Bytes, Failed> {
+    let res = client
+        .get()
+        .post(url)
+        .timeout(ttl)
+        .header(reqwest::header::CONTENT_TYPE, RAFT_CONTENT_TYPE)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_connect() {
+                Failed::Unreachable(e.to_string())
+            } else {
+                Failed::Network(e.to_string())
+            }
+        })?;
+    let status = res.status();
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| Failed::Network(e.to_string()))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+        return Err(Failed::Network(format!("{url} answered {status}: {text}")));
+    }
+    Ok(bytes)
+}
+
+/// An RPC failure as openraft takes it: a peer that could not be reached
+/// is not retried at once.
+fn rpc_error<E: std::error::Error>(f: Failed) -> typ::RPCError<E> {
+    match f {
+        Failed::Unreachable(m) => {
+            openraft::error::RPCError::Unreachable(Unreachable::new(&RpcFailure(m)))
+        }
+        Failed::Network(m) => network(&m),
+    }
+}
+
 async fn send_batch(client: &HttpClient, url: &str, batch: Vec<Queued>) {
     let ttl = batch.iter().map(|q| q.ttl).max().unwrap_or_default();
     let (items, replies): (Vec<BatchItem>, Vec<_>) =
         batch.into_iter().map(|q| (q.item, q.reply)).unzip();
     let answers = async {
         let body = encode(&items).map_err(|e| Failed::Network(e.to_string()))?;
-        let res = client
-            .get()
-            .post(url)
-            .timeout(ttl)
-            .header(reqwest::header::CONTENT_TYPE, RAFT_CONTENT_TYPE)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    Failed::Unreachable(e.to_string())
-                } else {
-                    Failed::Network(e.to_string())
-                }
-            })?;
-        let status = res.status();
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| Failed::Network(e.to_string()))?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
-            return Err(Failed::Network(format!("batch answered {status}: {text}")));
-        }
+        let bytes = post(client, url, body, ttl).await?;
         let answers: Vec<BatchAnswer> =
             decode(&bytes).map_err(|e| Failed::Network(e.to_string()))?;
         if answers.len() != replies.len() {
@@ -194,10 +217,7 @@ async fn send_batch(client: &HttpClient, url: &str, batch: Vec<Queued>) {
         }
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(match &e {
-                    Failed::Unreachable(m) => Failed::Unreachable(m.clone()),
-                    Failed::Network(m) => Failed::Network(m.clone()),
-                }));
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }
@@ -269,16 +289,11 @@ impl Peer {
             op,
             body,
         };
-        let bytes = match self.batcher.call(&self.addr, item, option.hard_ttl()).await {
-            Ok(b) => b,
-            // Not retried at once: the peer is down.
-            Err(Failed::Unreachable(m)) => {
-                return Err(openraft::error::RPCError::Unreachable(Unreachable::new(
-                    &RpcFailure(m),
-                )))
-            }
-            Err(Failed::Network(m)) => return Err(network(&m)),
-        };
+        let bytes = self
+            .batcher
+            .call(&self.addr, item, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?;
         let answer: Result<Resp, typ::RaftError> = decode(&bytes).map_err(|e| network(&e))?;
         answer.map_err(|e| openraft::error::RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -296,29 +311,10 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let body = encode(req).map_err(|e| network(&e))?;
-        let res = self
-            .client
-            .get()
-            .post(format!("{}/raft/{}/{op}", self.addr, self.group))
-            .timeout(option.hard_ttl())
-            .header(reqwest::header::CONTENT_TYPE, RAFT_CONTENT_TYPE)
-            .body(body)
-            .send()
+        let url = format!("{}/raft/{}/{op}", self.addr, self.group);
+        let bytes = post(&self.client, &url, body, option.hard_ttl())
             .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    // Not retried at once: the peer is down.
-                    openraft::error::RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    network(&e)
-                }
-            })?;
-        let status = res.status();
-        let bytes = res.bytes().await.map_err(|e| network(&e))?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
-            return Err(network(&format!("{op} answered {status}: {text}")));
-        }
+            .map_err(rpc_error)?;
         let answer: Result<Resp, typ::RaftError<E>> = decode(&bytes).map_err(|e| network(&e))?;
         answer.map_err(|e| openraft::error::RPCError::RemoteError(RemoteError::new(self.target, e)))
     }

@@ -161,6 +161,30 @@ fn no_certificate() -> Response {
     .into_response()
 }
 
+/// With TLS on, lets a call through only with a certificate `allowed`
+/// accepts; otherwise the refusal (naming `who` may call the `api`).
+fn refusal(
+    tls: bool,
+    identity: Option<&str>,
+    allowed: impl Fn(&str) -> bool,
+    who: &str,
+    api: &str,
+) -> Option<Response> {
+    match (tls, identity) {
+        (false, _) => None,
+        (true, None) => Some(no_certificate()),
+        (true, Some(id)) if allowed(id) => None,
+        (true, Some(other)) => Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("only {who} may call the {api}; this certificate is `{other}`"),
+            )
+            .into_response(),
+        ),
+    }
+}
+
 /// With TLS on, the node API answers only the coordinator's certificate.
 async fn only_coordinator(
     State(tls): State<bool>,
@@ -168,15 +192,16 @@ async fn only_coordinator(
     req: Request,
     next: Next,
 ) -> Response {
-    match (tls, peer.identity.as_deref()) {
-        (false, _) | (true, Some(COORDINATOR_IDENTITY)) => next.run(req).await,
-        (true, None) => no_certificate(),
-        (true, Some(other)) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("only the coordinator may call the node API; this certificate is `{other}`"),
-        )
-        .into_response(),
+    let allowed = |id: &str| id == COORDINATOR_IDENTITY;
+    match refusal(
+        tls,
+        peer.identity.as_deref(),
+        allowed,
+        "the coordinator",
+        "node API",
+    ) {
+        Some(refused) => refused,
+        None => next.run(req).await,
     }
 }
 
@@ -187,16 +212,10 @@ async fn only_nodes(
     req: Request,
     next: Next,
 ) -> Response {
-    match (tls, peer.identity.as_deref()) {
-        (false, _) => next.run(req).await,
-        (true, Some(id)) if id.starts_with(NODE_IDENTITY_PREFIX) => next.run(req).await,
-        (true, None) => no_certificate(),
-        (true, Some(other)) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("only nodes may call the Raft API; this certificate is `{other}`"),
-        )
-        .into_response(),
+    let allowed = |id: &str| id.starts_with(NODE_IDENTITY_PREFIX);
+    match refusal(tls, peer.identity.as_deref(), allowed, "nodes", "Raft API") {
+        Some(refused) => refused,
+        None => next.run(req).await,
     }
 }
 

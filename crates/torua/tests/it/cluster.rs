@@ -365,6 +365,17 @@ impl TestCluster {
         self.wait_ready().await;
     }
 
+    /// Waits until the coordinator answers and lists node `id` (after a
+    /// coordinator restart, when the node registers again).
+    pub async fn wait_registered(&self, id: &str) {
+        wait_ok_with(&self.anon(), &format!("{}/health", self.url()), WAIT).await;
+        eventually(&format!("{id} registered"), WAIT, || async {
+            let nodes = self.nodes().await;
+            nodes.nodes.iter().any(|n| n.id == id).then_some(())
+        })
+        .await
+    }
+
     /// The process id of node `id`, while it runs.
     pub fn node_pid(&self, id: &str) -> Option<u32> {
         self.nodes

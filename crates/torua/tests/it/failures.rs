@@ -127,12 +127,7 @@ async fn coordinator_without_metadata_relearns_placement_from_nodes() {
     // holds must wait for it, not be given to n1 empty.
     c.stop_node("n2");
     c.start_coordinator();
-    testkit::wait_ok_with(&c.anon(), &format!("{}/health", c.url()), WAIT).await;
-    eventually("n1 registered again", WAIT, || async {
-        let nodes = c.nodes().await;
-        nodes.nodes.iter().any(|n| n.id == "n1").then_some(())
-    })
-    .await;
+    c.wait_registered("n1").await;
     c.add_node("n2");
     c.wait_node_ready("n2").await;
     for i in 0..40 {

@@ -428,12 +428,7 @@ async fn a_coordinator_without_metadata_relearns_every_group_from_the_nodes() {
         c.stop_node(id);
     }
     c.start_coordinator();
-    testkit::wait_ok_with(&c.anon(), &format!("{}/health", c.url()), WAIT).await;
-    eventually("n1 registered again", WAIT, || async {
-        let nodes = c.nodes().await;
-        nodes.nodes.iter().any(|n| n.id == "n1").then_some(())
-    })
-    .await;
+    c.wait_registered("n1").await;
     for id in ["n2", "n3", "n4"] {
         c.add_node(id);
     }
