@@ -25,7 +25,9 @@ declare -A NODE_PID
 COORD_PID=""
 cleanup() {
   for p in "${NODE_PID[@]}" $COORD_PID; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${NODE_PID[@]}" $COORD_PID; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+  done
   rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -41,6 +43,7 @@ RUST_LOG=warn COORDINATOR_ADDR="127.0.0.1:$PORT" TORUA_DATA_DIR="$DIR/coordinato
   TORUA_TLS_CERT="$DIR/certs/coordinator.pem" TORUA_TLS_KEY="$DIR/certs/coordinator.key" TORUA_TLS_CA="$CA" \
   "$REL/torua-coordinator" > "$DIR/coordinator.log" 2>&1 &
 COORD_PID=$!
+disown "$COORD_PID"
 
 start_node() {
   local id=$1 port=$((PORT + ${1#n}))
@@ -49,6 +52,7 @@ start_node() {
     TORUA_TLS_CERT="$DIR/certs/node-$id.pem" TORUA_TLS_KEY="$DIR/certs/node-$id.key" TORUA_TLS_CA="$CA" \
     "$REL/torua-node" >> "$DIR/$id.log" 2>&1 &
   NODE_PID[$id]=$!
+  disown "${NODE_PID[$id]}"  # killed on purpose: no job report from bash
 }
 
 # deadline_loop SECONDS CMD...: runs CMD until it succeeds or time runs out.
@@ -118,7 +122,7 @@ for r in $(seq 1 "$ROUNDS"); do
   ms=$(((t1 - t0) / 1000000))
   TIMES+=("$ms")
   echo "round $r: killed $victim (leader of $led of $SHARDS shards); every shard written again after $ms ms"
-  { wait "${NODE_PID[$victim]}"; } 2>/dev/null || true
+  deadline_loop 10 bash -c "! kill -0 ${NODE_PID[$victim]} 2>/dev/null"
   start_node "$victim"
   deadline_loop 120 settled
 done
