@@ -110,10 +110,13 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener,
 }
 
 /// Installs the log subscriber: human-readable, or JSON lines with `json`.
-/// `RUST_LOG` overrides the default level (`info`).
+/// `RUST_LOG` overrides the default: `info`, with openraft at `warn` (at
+/// `info` it logs every vote and group start, dozens of lines per shard;
+/// Torua logs the group events that matter itself).
 pub fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

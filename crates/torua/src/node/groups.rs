@@ -197,6 +197,7 @@ impl Groups {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id, g.clone());
                 tracing::info!(shard = id, node = %self.me, "raft group opened");
+                tokio::spawn(log_roles(id, g.raft.metrics()));
                 g
             }
         };
@@ -384,14 +385,7 @@ impl Group {
         };
         crate::wire::GroupStatus {
             shard: self.shard.id(),
-            role: match m.state {
-                ServerState::Leader => "leader",
-                ServerState::Follower => "follower",
-                ServerState::Candidate => "candidate",
-                ServerState::Learner => "learner",
-                ServerState::Shutdown => "stopped",
-            }
-            .into(),
+            role: role_name(m.state).into(),
             term: m.current_term,
             leader: m.current_leader.as_ref().and_then(name_of),
             voters: m
@@ -401,6 +395,49 @@ impl Group {
                 .filter_map(|id| name_of(&id))
                 .collect(),
             last_applied: m.last_applied.map(|l| l.index),
+        }
+    }
+}
+
+/// A replica's role as `/shards` and the logs name it.
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "stopped",
+    }
+}
+
+/// Logs this replica's role and known leader as they change (openraft's
+/// own logs are kept at `warn`); ends with the group.
+async fn log_roles(shard: u32, mut metrics: tokio::sync::watch::Receiver<typ::RaftMetrics>) {
+    let mut last = None;
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            let leader = m.current_leader.and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.name.clone())
+            });
+            (m.state, leader, m.current_term)
+        };
+        if last.as_ref().map(|(s, l, _)| (s, l)) != Some((&now.0, &now.1)) {
+            let leader = now.1.as_deref().unwrap_or("none");
+            tracing::info!(
+                shard,
+                role = role_name(now.0),
+                leader,
+                term = now.2,
+                "raft role"
+            );
+            last = Some(now);
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }
