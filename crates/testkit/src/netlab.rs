@@ -171,11 +171,6 @@ impl NetLab {
         }
     }
 
-    /// The cuts in force.
-    pub fn cuts(&self) -> Vec<(String, String)> {
-        self.cuts.iter().cloned().collect()
-    }
-
     /// Adds or deletes, in `from`'s routing table, a blackhole route to `to`.
     fn route(&self, verb: &str, from: &str, to: &str) {
         let dest = if to == GATEWAY {

@@ -227,23 +227,31 @@ impl Cluster {
             .collect()
     }
 
+    /// Ids of the shards `pick` selects.
+    pub(crate) fn shards_where(
+        &self,
+        pick: impl Fn(&super::meta::ShardMeta) -> bool,
+    ) -> Result<Vec<u32>, ApiError> {
+        self.meta.read(|m| {
+            m.shards
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| pick(s))
+                .map(|(i, _)| i as u32)
+                .collect()
+        })
+    }
+
     /// Shards whose owner is missing or not healthy.
     pub fn shards_without_live_owner(&self) -> Result<Vec<u32>, ApiError> {
         if self.replication.is_some() {
             return self.shards_without_quorum();
         }
-        let meta = self.snapshot()?;
-        Ok(meta
-            .shards
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                s.owner
-                    .as_deref()
-                    .is_none_or(|o| self.status_of(o) != Status::Healthy)
-            })
-            .map(|(i, _)| i as u32)
-            .collect())
+        self.shards_where(|s| {
+            s.owner
+                .as_deref()
+                .is_none_or(|o| self.status_of(o) != Status::Healthy)
+        })
     }
 
     pub(crate) fn route(&self, shard: u32) -> Result<Route, ApiError> {

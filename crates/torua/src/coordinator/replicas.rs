@@ -126,34 +126,20 @@ impl Cluster {
     /// Shards that cannot serve: no replicas yet, or fewer healthy
     /// replicas than a quorum of their group.
     pub(crate) fn shards_without_quorum(&self) -> Result<Vec<u32>, ApiError> {
-        let meta = self.snapshot()?;
-        Ok(meta
-            .shards
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                let healthy = s
-                    .replicas
-                    .iter()
-                    .filter(|n| self.status_of(n) == Status::Healthy)
-                    .count();
-                s.replicas.is_empty() || healthy <= s.replicas.len() / 2
-            })
-            .map(|(i, _)| i as u32)
-            .collect())
+        self.shards_where(|s| {
+            let healthy = s
+                .replicas
+                .iter()
+                .filter(|n| self.status_of(n) == Status::Healthy)
+                .count();
+            s.replicas.is_empty() || healthy <= s.replicas.len() / 2
+        })
     }
 
     /// Shards with fewer replicas than the replication factor.
     pub(crate) fn under_replicated(&self) -> Result<Vec<u32>, ApiError> {
         let factor = self.repl()?.factor as usize;
-        let meta = self.snapshot()?;
-        Ok(meta
-            .shards
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.replicas.len() < factor)
-            .map(|(i, _)| i as u32)
-            .collect())
+        self.shards_where(|s| s.replicas.len() < factor)
     }
 
     /// Runs `call` against the shard's leader (any replica with `any`),

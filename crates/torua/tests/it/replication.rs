@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use testkit::eventually;
 
-use super::cluster::{Options, TestCluster};
+use super::cluster::{error_code, Options, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Fast elections for tests (production defaults: 200ms / 1s).
@@ -182,27 +182,8 @@ async fn a_dead_nodes_replicas_are_recreated_elsewhere() {
         let (status, body) = c.get(&format!("r{i}")).await;
         assert_eq!((status, body), (StatusCode::OK, "v".into()));
     }
-    let ready: serde_json::Value = c
-        .http
-        .get(format!("{}/ready", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = testkit::get_json(&c.http, &format!("{}/ready", c.url())).await;
     assert_eq!(ready["under_replicated"], 0, "{ready}");
-}
-
-/// The status and error code of a response.
-async fn status_code(res: reqwest::Response) -> (StatusCode, String) {
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    let code = body["error"]["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    (status, code)
 }
 
 #[tokio::test]
@@ -224,7 +205,7 @@ async fn a_partitioned_minority_refuses_writes_and_loses_nothing() {
     c.lab().isolate(&old, false);
     let refused = eventually("the cut-off leader refuses writes", WAIT, || async {
         let res = c.http.put(&direct).body("minority").send().await.unwrap();
-        let (status, code) = status_code(res).await;
+        let (status, code, _) = error_code(res).await;
         assert_ne!(
             status,
             StatusCode::NO_CONTENT,
@@ -235,7 +216,7 @@ async fn a_partitioned_minority_refuses_writes_and_loses_nothing() {
     })
     .await;
     // Nor does it serve a linearizable read.
-    let (status, code) = status_code(c.http.get(&direct).send().await.unwrap()).await;
+    let (status, code, _) = error_code(c.http.get(&direct).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{code}");
 
     // The majority elects a new leader; through the coordinator, writes
