@@ -57,6 +57,20 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "TORUA_REPLICA_TIMEOUT", value_name = "TORUA_REPLICA_TIMEOUT",
           default_value = "30s", value_parser = parse_interval)]
     pub replica_timeout: Duration,
+    /// This coordinator's name among its peers (with
+    /// `TORUA_COORDINATOR_PEERS`).
+    #[arg(long = "coordinator-id", env = "TORUA_COORDINATOR_ID", value_name = "TORUA_COORDINATOR_ID",
+          value_parser = parse_node_id)]
+    pub coordinator_id: Option<String>,
+    /// Every coordinator of a highly available cluster, this one included:
+    /// `c1=https://10.0.0.1:8080,c2=…,c3=…`. They keep the metadata in a
+    /// Raft group; unset, this coordinator runs alone with it in files.
+    #[arg(long = "coordinator-peers", env = "TORUA_COORDINATOR_PEERS", value_name = "TORUA_COORDINATOR_PEERS",
+          value_parser = parse_peers)]
+    pub peers: Option<Peers>,
+    /// Raft timing of the coordinators' group.
+    #[command(flatten)]
+    pub raft: RaftTiming,
     /// Authentication, authorization, rate limits and audit.
     #[command(flatten)]
     pub security: SecurityConfig,
@@ -143,9 +157,10 @@ pub struct NodeConfig {
     /// `http://` with TLS off).
     #[arg(long = "addr", env = "NODE_ADDR", value_name = "NODE_ADDR", value_parser = parse_url)]
     pub advertise: Option<String>,
-    /// The coordinator's URL, e.g. `http://127.0.0.1:8080`.
-    #[arg(long = "coordinator", env = "COORDINATOR_ADDR", value_name = "COORDINATOR_ADDR", value_parser = parse_url)]
-    pub coordinator: String,
+    /// The coordinator's URL, e.g. `https://127.0.0.1:8080`; with several
+    /// coordinators, all of them, comma-separated.
+    #[arg(long = "coordinator", env = "COORDINATOR_ADDR", value_name = "COORDINATOR_ADDR", value_parser = parse_urls)]
+    pub coordinator: Urls,
     /// Where this node's shards live (default `torua-data/<NODE_ID>`).
     #[arg(long, env = "DATA_DIR", value_name = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -171,22 +186,95 @@ pub struct NodeConfig {
     #[arg(long, env = "TORUA_POLICY_STALE_AFTER", value_name = "TORUA_POLICY_STALE_AFTER",
           default_value = "30s", value_parser = parse_interval)]
     pub policy_stale_after: Duration,
-    /// How often a shard group's leader sends heartbeats to its followers.
-    #[arg(long, env = "TORUA_RAFT_HEARTBEAT", value_name = "TORUA_RAFT_HEARTBEAT",
-          default_value = "200ms", value_parser = parse_interval)]
-    pub raft_heartbeat: Duration,
-    /// How long a follower waits without hearing from its leader before it
-    /// stands for election (randomized up to twice this). Must exceed the
-    /// heartbeat; failover takes about this long.
-    #[arg(long, env = "TORUA_RAFT_ELECTION_TIMEOUT", value_name = "TORUA_RAFT_ELECTION_TIMEOUT",
-          default_value = "1s", value_parser = parse_interval)]
-    pub raft_election_timeout: Duration,
+    /// Raft timing of the shard groups.
+    #[command(flatten)]
+    pub raft: RaftTiming,
     /// Encryption at rest.
     #[command(flatten)]
     pub encryption: EncryptionConfig,
     /// TLS on the listener and towards the coordinator.
     #[command(flatten)]
     pub tls: TlsConfig,
+}
+
+/// Raft timing, the same for shard groups and the coordinators' group.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RaftTiming {
+    /// How often a group's leader sends heartbeats to its followers.
+    #[arg(long = "raft-heartbeat", env = "TORUA_RAFT_HEARTBEAT", value_name = "TORUA_RAFT_HEARTBEAT",
+          default_value = "200ms", value_parser = parse_interval)]
+    pub heartbeat: Duration,
+    /// How long a follower waits without hearing from its leader before it
+    /// stands for election (randomized up to 1.25 times this). Must exceed
+    /// the heartbeat; failover takes about twice this long.
+    #[arg(long = "raft-election-timeout", env = "TORUA_RAFT_ELECTION_TIMEOUT", value_name = "TORUA_RAFT_ELECTION_TIMEOUT",
+          default_value = "1s", value_parser = parse_interval)]
+    pub election: Duration,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat: Duration::from_millis(200),
+            election: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The coordinators of a highly available cluster, by name, with URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peers(pub std::collections::BTreeMap<String, String>);
+
+/// Parses `TORUA_COORDINATOR_PEERS`: `name=url` pairs, comma-separated.
+pub fn parse_peers(s: &str) -> Result<Peers, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, url) = part.split_once('=').ok_or_else(|| {
+            format!("`{part}` is not `name=url`, e.g. `c1=https://10.0.0.1:8080`")
+        })?;
+        let name = parse_node_id(name.trim())?;
+        let url = parse_url(url.trim())?;
+        if peers.insert(name.clone(), url).is_some() {
+            return Err(format!("coordinator `{name}` is named twice"));
+        }
+    }
+    match peers.len() {
+        0 => Err("no coordinators given; expected `c1=https://10.0.0.1:8080,c2=…`".into()),
+        n if n > 7 => Err(format!("{n} coordinators: at most 7 are supported")),
+        _ => Ok(Peers(peers)),
+    }
+}
+
+/// The coordinators a node or client talks to: one URL or several,
+/// comma-separated; any of them will do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Urls(pub Vec<String>);
+
+impl Urls {
+    /// The first URL (the one tried first).
+    pub fn first(&self) -> &str {
+        &self.0[0]
+    }
+}
+
+impl std::fmt::Display for Urls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+/// Parses one URL or a comma-separated list of them.
+pub fn parse_urls(s: &str) -> Result<Urls, String> {
+    let urls = s
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(parse_url)
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err("no URL given; expected e.g. `https://127.0.0.1:8080`".into());
+    }
+    Ok(Urls(urls))
 }
 
 /// Encryption-at-rest settings of a node.
@@ -430,6 +518,32 @@ mod tests {
         Coordinator::command().debug_assert();
         Node::command().debug_assert();
         crate::cli::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn coordinator_lists() {
+        let p = parse_peers(" c1=https://10.0.0.1:8080/, c2=https://10.0.0.2:8080 ").unwrap();
+        assert_eq!(p.0["c1"], "https://10.0.0.1:8080");
+        assert_eq!(p.0.len(), 2);
+        for bad in [
+            "",
+            ",",
+            "c1",
+            "c1=",
+            "c1=ftp://x",
+            "c1=http://a,c1=http://b",
+            "bad name=http://a",
+        ] {
+            assert!(parse_peers(bad).is_err(), "{bad} should fail");
+        }
+        let eight: Vec<String> = (1..=8).map(|i| format!("c{i}=http://h:{i}")).collect();
+        assert!(parse_peers(&eight.join(",")).is_err());
+        let u = parse_urls("https://a:1,https://b:2").unwrap();
+        assert_eq!((u.first(), u.0.len()), ("https://a:1", 2));
+        assert_eq!(u.to_string(), "https://a:1,https://b:2");
+        for bad in ["", " , ", "https://a:1,x"] {
+            assert!(parse_urls(bad).is_err(), "{bad} should fail");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod http;
 pub mod node;
 pub mod persist;
 pub mod placement;
+pub(crate) mod raft;
 pub mod security;
 pub mod shutdown;
 pub mod tls;

@@ -1,15 +1,20 @@
-//! State the coordinator must not forget, kept as one JSON file per
-//! concern (placement, security) and replaced atomically: write a temp
-//! file, fsync it, rename it over the old one, fsync the directory. A
-//! change is on disk *before* anyone can see it in memory.
+//! State the coordinator must not forget, kept as one JSON document per
+//! concern (placement, security). A lone coordinator keeps each in a file
+//! replaced atomically: write a temp file, fsync it, rename it over the
+//! old one, fsync the directory. Coordinators of a highly available
+//! cluster keep them in their Raft group ([`crate::raft::docs`]). Either
+//! way a change is durable *before* anyone can see it in memory.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use torua_raft::Condition;
 
 use crate::http::ApiError;
+use crate::raft::docs::{Docs, Proposed};
 
 /// Replaces `path` with `bytes` atomically and durably; `private` makes
 /// the file readable by its owner only.
@@ -31,13 +36,27 @@ pub fn replace_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// A value mirrored in a JSON file: readers see only what is on disk.
+/// The value as this process holds it.
+struct Held<T> {
+    value: T,
+    /// Counts the updates seen here (for derived caches).
+    generation: u64,
+    /// The document's version in the coordinators' group (0 for files).
+    version: u64,
+}
+
+/// Where a value is kept.
+enum Backend {
+    File { path: PathBuf, private: bool },
+    Replicated { docs: Arc<Docs>, key: &'static str },
+}
+
+/// A value mirrored in durable storage: readers see only what is stored.
 pub struct Persisted<T> {
-    /// The value and how many updates it has seen (for derived caches).
-    value: RwLock<(T, u64)>,
-    path: PathBuf,
-    private: bool,
-    /// Serializes writers, so each update starts from the last saved value.
+    held: Arc<RwLock<Held<T>>>,
+    backend: Backend,
+    /// Serializes this process's writers, so each update starts from the
+    /// last value it saved.
     writer: tokio::sync::Mutex<()>,
 }
 
@@ -45,13 +64,24 @@ fn poisoned() -> ApiError {
     ApiError::internal("coordinator state lock poisoned")
 }
 
-impl<T: Serialize + Clone + Send + Sync + 'static> Persisted<T> {
+/// How many times an update is computed again after losing a race with
+/// another coordinator's update.
+const CONFLICT_RETRIES: usize = 8;
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Persisted<T> {
     /// Wraps `value`, already saved at `path` (or about to be, by `save_now`).
     pub fn new(path: PathBuf, value: T, private: bool) -> Self {
+        Self::with(Backend::File { path, private }, value, 0)
+    }
+
+    fn with(backend: Backend, value: T, version: u64) -> Self {
         Persisted {
-            value: RwLock::new((value, 0)),
-            path,
-            private,
+            held: Arc::new(RwLock::new(Held {
+                value,
+                generation: 0,
+                version,
+            })),
+            backend,
             writer: tokio::sync::Mutex::new(()),
         }
     }
@@ -62,18 +92,76 @@ impl<T: Serialize + Clone + Send + Sync + 'static> Persisted<T> {
         replace_file(path, &bytes, private)
     }
 
+    /// Document `key` of the coordinators' group, created from `init` when
+    /// the group has none yet. Also says whether this call created it (a
+    /// coordinator that raced another one and lost did not). Keeps the
+    /// local copy current as the group applies changes.
+    pub(crate) async fn replicated(
+        docs: Arc<Docs>,
+        key: &'static str,
+        init: impl FnOnce() -> Result<T, crate::Error>,
+    ) -> Result<(Self, bool), crate::Error> {
+        let meta_err = |e: &dyn std::fmt::Display| crate::Error::Meta {
+            path: format!("coordinator group document `{key}`"),
+            message: e.to_string(),
+        };
+        docs.catch_up().await.map_err(|e| meta_err(&e.message))?;
+        let mut created = false;
+        let (value, version) = match docs.read(key).await.map_err(|e| meta_err(&e.message))? {
+            Some((json, v)) => (serde_json::from_slice(&json).map_err(|e| meta_err(&e))?, v),
+            None => {
+                let value = init()?;
+                let json = serde_json::to_vec(&value).map_err(|e| meta_err(&e))?;
+                match docs
+                    .put(key, json, Condition::Absent)
+                    .await
+                    .map_err(|e| meta_err(&e.message))?
+                {
+                    Proposed::Applied(v) => {
+                        created = true;
+                        (value, v)
+                    }
+                    Proposed::Conflict => {
+                        docs.catch_up().await.map_err(|e| meta_err(&e.message))?;
+                        let (json, v) = docs
+                            .read(key)
+                            .await
+                            .map_err(|e| meta_err(&e.message))?
+                            .ok_or_else(|| {
+                                meta_err(&"created by another coordinator, yet absent")
+                            })?;
+                        (serde_json::from_slice(&json).map_err(|e| meta_err(&e))?, v)
+                    }
+                }
+            }
+        };
+        let me = Self::with(
+            Backend::Replicated {
+                docs: docs.clone(),
+                key,
+            },
+            value,
+            version,
+        );
+        tokio::spawn(follow(docs, key, Arc::downgrade(&me.held)));
+        Ok((me, created))
+    }
+
     /// Reads the current value.
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, ApiError> {
-        self.value.read().map(|v| f(&v.0)).map_err(|_| poisoned())
+        self.held
+            .read()
+            .map(|h| f(&h.value))
+            .map_err(|_| poisoned())
     }
 
     /// Reads the current value with its generation, which changes with
     /// every update: what is derived from a value is valid while the
     /// generation is the same.
     pub fn read_versioned<R>(&self, f: impl FnOnce(&T) -> R) -> Result<(R, u64), ApiError> {
-        self.value
+        self.held
             .read()
-            .map(|v| (f(&v.0), v.1))
+            .map(|h| (f(&h.value), h.generation))
             .map_err(|_| poisoned())
     }
 
@@ -82,24 +170,136 @@ impl<T: Serialize + Clone + Send + Sync + 'static> Persisted<T> {
         self.read(T::clone)
     }
 
-    /// Applies `f` to a copy, saves the copy, then publishes it. When `f`
-    /// fails nothing changes.
+    /// Applies `f` to a copy, stores the copy, then publishes it. When `f`
+    /// fails nothing changes; when it changes nothing, nothing is written.
+    /// Replicated, `f` may run again: when another coordinator changed the
+    /// document first, this one catches up and recomputes.
     pub async fn update<R>(
         &self,
-        f: impl FnOnce(&mut T) -> Result<R, ApiError>,
+        mut f: impl FnMut(&mut T) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
         let _one = self.writer.lock().await;
-        let mut next = self.snapshot()?;
-        let out = f(&mut next)?;
-        let saved = next.clone();
-        let (path, private) = (self.path.clone(), self.private);
-        tokio::task::spawn_blocking(move || Self::save_now(&path, &saved, private))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| ApiError::internal(format!("saving {}: {e}", self.path.display())))?;
-        let mut v = self.value.write().map_err(|_| poisoned())?;
-        v.1 += 1;
-        v.0 = next;
-        Ok(out)
+        for _ in 0..CONFLICT_RETRIES {
+            let (current, version) = self.read_held()?;
+            let mut next = current.clone();
+            let out = f(&mut next)?;
+            let bytes = serde_json::to_vec(&next).map_err(ApiError::internal)?;
+            if bytes == serde_json::to_vec(&current).map_err(ApiError::internal)? {
+                return Ok(out);
+            }
+            match &self.backend {
+                Backend::File { path, private } => {
+                    let (path, private, saved) = (path.clone(), *private, next.clone());
+                    tokio::task::spawn_blocking(move || Self::save_now(&path, &saved, private))
+                        .await
+                        .map_err(ApiError::internal)?
+                        .map_err(|e| {
+                            ApiError::internal(format!("saving {}: {e}", path_of(&self.backend)))
+                        })?;
+                    self.publish(next, 0);
+                    return Ok(out);
+                }
+                Backend::Replicated { docs, key } => {
+                    match docs.put(key, bytes, Condition::Version(version)).await? {
+                        Proposed::Applied(v) => {
+                            self.publish(next, v);
+                            return Ok(out);
+                        }
+                        Proposed::Conflict => {
+                            docs.catch_up().await?;
+                            reload(docs, key, &self.held).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Err(ApiError::unavailable(
+            "metadata_contended",
+            "other coordinators kept changing the same metadata; nothing was changed, retry",
+        ))
+    }
+
+    /// Makes sure the value held is the latest committed one (replicated:
+    /// ReadIndex, then load it; a file is always current).
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        if let Backend::Replicated { docs, key } = &self.backend {
+            docs.catch_up().await?;
+            reload(docs, key, &self.held).await?;
+        }
+        Ok(())
+    }
+
+    fn read_held(&self) -> Result<(T, u64), ApiError> {
+        self.held
+            .read()
+            .map(|h| (h.value.clone(), h.version))
+            .map_err(|_| poisoned())
+    }
+
+    /// Makes `value` current unless a newer version is already held (the
+    /// follower task may have loaded it first).
+    fn publish(&self, value: T, version: u64) {
+        let mut h = self.held.write().unwrap_or_else(|p| p.into_inner());
+        if version == 0 || version > h.version {
+            h.value = value;
+            h.version = version;
+            h.generation += 1;
+        }
+    }
+}
+
+fn path_of(b: &Backend) -> String {
+    match b {
+        Backend::File { path, .. } => path.display().to_string(),
+        Backend::Replicated { key, .. } => format!("document {key}"),
+    }
+}
+
+/// Loads the group's version of document `key` into `held` when it is
+/// newer than the one held.
+async fn reload<T: DeserializeOwned>(
+    docs: &Docs,
+    key: &str,
+    held: &RwLock<Held<T>>,
+) -> Result<(), ApiError> {
+    let Some((json, version)) = docs.read(key).await? else {
+        return Ok(());
+    };
+    let newer = held.read().map(|h| version > h.version).unwrap_or(false);
+    if newer {
+        let value: T = serde_json::from_slice(&json).map_err(ApiError::internal)?;
+        let mut h = held.write().unwrap_or_else(|p| p.into_inner());
+        if version > h.version {
+            h.value = value;
+            h.version = version;
+            h.generation += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a replicated document's local copy current: reloads it whenever
+/// the group applies entries. Ends with the `Persisted`.
+async fn follow<T: DeserializeOwned>(
+    docs: Arc<Docs>,
+    key: &'static str,
+    held: std::sync::Weak<RwLock<Held<T>>>,
+) {
+    let mut metrics = docs.metrics();
+    let mut seen = None;
+    loop {
+        let applied = metrics.borrow_and_update().last_applied;
+        if applied != seen {
+            let Some(h) = held.upgrade() else { return };
+            match reload(&docs, key, &h).await {
+                Ok(()) => seen = applied,
+                Err(e) => {
+                    tracing::warn!(document = key, error = %e.message, "cannot reload coordinator metadata")
+                }
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }

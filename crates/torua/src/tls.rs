@@ -28,8 +28,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
 use crate::config::TlsConfig;
-use crate::http::Metrics;
+use crate::http::{ApiError, Metrics};
 use crate::shutdown::Shutdown;
 use crate::Error;
 
@@ -422,5 +425,38 @@ impl HttpClient {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+}
+
+pub(crate) fn no_certificate() -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing_client_certificate",
+        "this API needs a client certificate from the cluster CA",
+    )
+    .into_response()
+}
+
+/// With TLS on, lets a call through only with a certificate `allowed`
+/// accepts; otherwise the refusal (naming `who` may call the `api`).
+pub(crate) fn refusal(
+    tls: bool,
+    identity: Option<&str>,
+    allowed: impl Fn(&str) -> bool,
+    who: &str,
+    api: &str,
+) -> Option<Response> {
+    match (tls, identity) {
+        (false, _) => None,
+        (true, None) => Some(no_certificate()),
+        (true, Some(id)) if allowed(id) => None,
+        (true, Some(other)) => Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("only {who} may call the {api}; this certificate is `{other}`"),
+            )
+            .into_response(),
+        ),
     }
 }

@@ -60,6 +60,24 @@ impl Api {
     }
 }
 
+/// The first of `urls` whose coordinator answers `/health` (any will do:
+/// they share their metadata); the first when none answers, so the
+/// command's own error names it.
+pub async fn first_live(api: &Api, urls: &[String]) -> String {
+    for url in urls {
+        let probe = api
+            .http
+            .get(format!("{url}/health"))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await;
+        if probe.is_ok_and(|r| r.status().is_success()) {
+            return url.clone();
+        }
+    }
+    urls[0].clone()
+}
+
 /// Passes a 2xx answer through; turns an error answer into its message.
 pub async fn check(res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
     if res.status().is_success() {
@@ -190,6 +208,20 @@ pub async fn status(api: &Api) -> anyhow::Result<ExitCode> {
     if let Some(f) = body["replication_factor"].as_u64() {
         let under = body["under_replicated"].as_u64().unwrap_or(0);
         writeln!(o, "replication factor {f}: {under} shards under-replicated")?;
+    }
+    if let Some(c) = body["coordinators"].as_object() {
+        let members: Vec<&str> = c["members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        writeln!(
+            o,
+            "coordinators: {} (leader {}, term {}; the one asked is {})",
+            members.join(" "),
+            c["leader"].as_str().unwrap_or("none"),
+            c["term"],
+            c["role"].as_str().unwrap_or("?"),
+        )?;
     }
     if !said.is_empty() {
         writeln!(o, "{said}")?;

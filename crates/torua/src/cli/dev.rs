@@ -10,8 +10,8 @@ use anyhow::{bail, Context};
 
 use super::certs;
 use crate::config::{
-    CoordinatorConfig, EncryptionConfig, NodeConfig, SecurityConfig, TlsConfig,
-    DEFAULT_MAX_VALUE_BYTES,
+    CoordinatorConfig, EncryptionConfig, NodeConfig, Peers, RaftTiming, SecurityConfig, TlsConfig,
+    Urls, DEFAULT_MAX_VALUE_BYTES,
 };
 
 /// Flags of `torua dev`.
@@ -23,7 +23,12 @@ pub struct DevArgs {
     /// Number of storage nodes.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
     nodes: u16,
-    /// Coordinator port; nodes use the following ports.
+    /// Coordinators: 1, or 3 (or 5, 7) sharing the metadata through their
+    /// own Raft group, so that losing one stops nothing.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=7))]
+    coordinators: u16,
+    /// The first coordinator's port; the other coordinators, then the
+    /// nodes, use the following ports.
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// Shards of a new cluster (ignored when the cluster exists).
@@ -254,9 +259,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         let _ = signalled.send(());
     });
     let (trigger, shutdown) = crate::shutdown::channel();
-    let coord_addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let scheme = if args.tls { "https" } else { "http" };
-    let coord_url = format!("{scheme}://{coord_addr}");
+    // One coordinator is `coordinator`; several are `c1`, `c2`, …
+    let coordinators: Vec<(String, SocketAddr)> = (0..args.coordinators)
+        .map(|i| {
+            let name = match args.coordinators {
+                1 => "coordinator".to_owned(),
+                _ => format!("c{}", i + 1),
+            };
+            let port = args.port.checked_add(i).context("port range overflows")?;
+            anyhow::Ok((name, SocketAddr::from(([127, 0, 0, 1], port))))
+        })
+        .collect::<Result<_, _>>()?;
+    let coord_urls: Vec<String> = coordinators
+        .iter()
+        .map(|(_, a)| format!("{scheme}://{a}"))
+        .collect();
+    let coord_url = coord_urls[0].clone();
+    let coord_dir_of = |name: &str| args.dir.join(name);
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
     let certs = if args.tls {
         Some(certs::CertDir::ensure(
@@ -285,19 +305,33 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         security.jwks_url = Some(format!("{truxe_url}/.well-known/jwks.json"));
         security.jwt_issuer = Some(truxe_url.clone());
     }
-    let coord_dir = args.dir.join("coordinator");
-    let coord_cfg = CoordinatorConfig {
-        listen: coord_addr,
-        health_check_interval: interval,
-        shards: args.shards,
-        data_dir: coord_dir.clone(),
-        max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
-        health_failures: 3,
-        replication_factor: args.replication_factor,
-        replica_timeout: Duration::from_secs(30),
-        security,
-        tls: tls_for("coordinator"),
-    };
+    let peers = (coordinators.len() > 1).then(|| {
+        Peers(
+            coordinators
+                .iter()
+                .zip(&coord_urls)
+                .map(|((name, _), url)| (name.clone(), url.clone()))
+                .collect(),
+        )
+    });
+    let coord_cfgs: Vec<CoordinatorConfig> = coordinators
+        .iter()
+        .map(|(name, addr)| CoordinatorConfig {
+            listen: *addr,
+            health_check_interval: interval,
+            shards: args.shards,
+            data_dir: coord_dir_of(name),
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            health_failures: 3,
+            replication_factor: args.replication_factor,
+            replica_timeout: Duration::from_secs(30),
+            coordinator_id: peers.as_ref().map(|_| name.clone()),
+            peers: peers.clone(),
+            raft: RaftTiming::default(),
+            security: security.clone(),
+            tls: tls_for("coordinator"),
+        })
+        .collect();
     // Truxe first: the cluster trusts its keys from the first request on.
     let truxe_dir = args.dir.join("truxe");
     let truxe_child = match &truxe_bin {
@@ -307,14 +341,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
-    let listener = crate::bind(coord_addr)
-        .await
-        .context("starting the coordinator")?;
-    let mut tasks = vec![tokio::spawn(crate::coordinator::run(
-        coord_cfg,
-        listener,
-        shutdown.clone(),
-    ))];
+    let mut tasks = Vec::new();
+    for cfg in coord_cfgs {
+        let listener = crate::bind(cfg.listen)
+            .await
+            .context("starting the coordinator")?;
+        tasks.push(tokio::spawn(crate::coordinator::run(
+            cfg,
+            listener,
+            shutdown.clone(),
+        )));
+    }
     // Trusts the dev CA; authenticates with the admin key per request.
     let http = match &certs {
         Some(c) => reqwest::Client::builder()
@@ -324,20 +361,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     };
     let creds = DevCredentials::open(&args.dir)?;
     let boot = async {
-        wait_ok(
-            &http,
-            &format!("{coord_url}/health"),
-            Duration::from_secs(60),
-        )
-        .await?;
-        // The coordinator wrote its bootstrap key before it began serving.
-        let key_file = coord_dir.join(crate::security::state::BOOTSTRAP_KEY_FILE);
-        let admin = std::fs::read_to_string(&key_file)
-            .map(|s| s.trim().to_owned())
+        for url in &coord_urls {
+            wait_ok(&http, &format!("{url}/health"), Duration::from_secs(60)).await?;
+        }
+        // The coordinator that created the cluster wrote its bootstrap key
+        // before it began serving the API (several agree on one first).
+        let admin = bootstrap_key(&http, &coordinators, &coord_urls, &coord_dir_of)
+            .await
             .with_context(|| {
                 format!(
-                    "reading the admin key {} (torua dev needs it; delete {} to start a new dev cluster)",
-                    key_file.display(),
+                    "reading the admin key (torua dev needs it; delete {} to start a new dev cluster)",
                     args.dir.display()
                 )
             })?;
@@ -368,20 +401,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     }
     let mut nodes = Vec::new();
     for (i, name) in (1..=args.nodes).zip(&names) {
-        let port = args.port.checked_add(i).context("port range overflows")?;
+        let port = args
+            .port
+            .checked_add(args.coordinators - 1 + i)
+            .context("port range overflows")?;
         let listen = SocketAddr::from(([127, 0, 0, 1], port));
         let cfg = NodeConfig {
             node_id: name.clone(),
             listen,
             advertise: Some(format!("{scheme}://{listen}")),
-            coordinator: coord_url.clone(),
+            coordinator: Urls(coord_urls.clone()),
             data_dir: Some(args.dir.join(name)),
             health_check_interval: interval,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             key_file: node_key.clone(),
             policy_stale_after: Duration::from_secs(30),
-            raft_heartbeat: Duration::from_millis(200),
-            raft_election_timeout: Duration::from_secs(1),
+            raft: RaftTiming::default(),
             encryption: encryption.clone(),
             tls: tls_for(&format!("node-{name}")),
         };
@@ -421,7 +456,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     };
     println!("\nTorua dev cluster is ready ({} nodes).", args.nodes);
-    println!("  coordinator  {coord_url}   data: {}", coord_dir.display());
+    for ((name, _), url) in coordinators.iter().zip(&coord_urls) {
+        println!(
+            "  {name:<12} {url}   data: {}",
+            coord_dir_of(name).display()
+        );
+    }
     for (id, url, dir) in &nodes {
         println!("  node {id:<7} {url}   data: {}", dir.display());
     }
@@ -466,8 +506,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|_| "torua".into());
     println!("  {me} --coordinator {coord_url} status        # uses $TORUA_TOKEN and $TORUA_CA");
     println!(
-        "\nAudit log: {}. Ctrl-C stops the cluster; data stays in {}.\n",
-        coord_dir.join("audit.jsonl").display(),
+        "\nAudit log: audit.jsonl in each coordinator's data directory. Ctrl-C stops the cluster; data stays in {}.\n",
         args.dir.display()
     );
     let mut failed = false;
@@ -493,6 +532,45 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The bootstrap admin key, from whichever coordinator wrote it, once
+/// every coordinator's API accepts it.
+async fn bootstrap_key(
+    http: &reqwest::Client,
+    coordinators: &[(String, SocketAddr)],
+    urls: &[String],
+    dir_of: &impl Fn(&str) -> PathBuf,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let key = coordinators
+            .iter()
+            .map(|(name, _)| dir_of(name).join(crate::security::state::BOOTSTRAP_KEY_FILE))
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty());
+        if let Some(key) = key {
+            let mut all = true;
+            for url in urls {
+                let res = http
+                    .get(format!("{url}/shards"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await;
+                all &= res.is_ok_and(|r| r.status().is_success());
+            }
+            if all {
+                return Ok(key);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no coordinator wrote a bootstrap key, or the coordinators did not start serving"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Polls `url` until it answers 2xx.

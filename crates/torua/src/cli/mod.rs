@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand};
     about = "Torua: a durable sharded key-value store"
 )]
 pub struct Cli {
-    /// Coordinator URL used by data and status commands.
+    /// Coordinator URL used by data and status commands; several,
+    /// comma-separated, to use the first that answers.
     #[arg(
         long,
         global = true,
@@ -102,10 +103,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let base = crate::config::parse_url(&cli.coordinator).map_err(anyhow::Error::msg)?;
-    let api = data::Api::new(base, cli.token.as_deref(), cli.ca.as_deref())?;
-    let api = &api;
+    let urls = crate::config::parse_urls(&cli.coordinator).map_err(anyhow::Error::msg)?;
+    let mut api = data::Api::new(
+        urls.first().to_owned(),
+        cli.token.as_deref(),
+        cli.ca.as_deref(),
+    )?;
     rt.block_on(async move {
+        if urls.0.len() > 1 && !matches!(cli.command, Command::Dev(_) | Command::Certs(_)) {
+            api.base = data::first_live(&api, &urls.0).await;
+        }
+        let api = &api;
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Put {

@@ -92,7 +92,9 @@ pub(crate) struct Route {
 
 /// Shared coordinator state.
 pub struct Cluster {
-    meta: Persisted<Meta>,
+    pub(super) meta: Persisted<Meta>,
+    /// The coordinators' group, when there are several coordinators.
+    pub(crate) docs: Option<Arc<crate::raft::docs::Docs>>,
     health: RwLock<HashMap<String, Health>>,
     pub(crate) gates: Vec<Gate>,
     pub(crate) nodes: NodeClient,
@@ -100,8 +102,6 @@ pub struct Cluster {
     pub(crate) wake: Notify,
     /// One move at a time (rebalancer and manual assignment alike).
     pub(crate) moves: tokio::sync::Mutex<()>,
-    /// Shards placed by hand; the rebalancer prefers not to move them.
-    pub(crate) pinned: Mutex<BTreeSet<u32>>,
     pub(crate) metrics: ClusterMetrics,
     pub(crate) max_value: usize,
     pub(crate) failure_threshold: u32,
@@ -121,24 +121,32 @@ impl Cluster {
         max_value: usize,
         failure_threshold: u32,
         replication: Option<super::replicas::Replication>,
+        docs: Option<Arc<crate::raft::docs::Docs>>,
     ) -> Self {
         let gates = (0..meta.read(|m| m.num_shards).unwrap_or(0))
             .map(|_| Gate::default())
             .collect();
         Cluster {
             meta,
+            docs,
             health: RwLock::new(HashMap::new()),
             gates,
             nodes,
             wake: Notify::new(),
             moves: tokio::sync::Mutex::new(()),
-            pinned: Mutex::new(BTreeSet::new()),
             metrics,
             max_value,
             failure_threshold,
             replication,
             relearning_until: Mutex::new(None),
         }
+    }
+
+    /// Whether this coordinator acts on the cluster (health-driven repairs,
+    /// rebalancing): a lone coordinator always, one of several while it
+    /// leads their group, so two never act at once.
+    pub fn leads(&self) -> bool {
+        self.docs.as_ref().is_none_or(|d| d.leads())
     }
 
     /// A copy of the metadata.
@@ -155,9 +163,18 @@ impl Cluster {
     /// publishes it: readers never see state that is not on disk.
     pub(crate) async fn update<T>(
         &self,
-        f: impl FnOnce(&mut Meta) -> Result<T, ApiError>,
+        f: impl FnMut(&mut Meta) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         self.meta.update(f).await
+    }
+
+    /// Marks `shard` placed by hand: rebalancing leaves it where it is.
+    pub(crate) async fn pin(&self, shard: u32) -> Result<(), ApiError> {
+        self.update(|m| {
+            m.pinned.insert(shard);
+            Ok(())
+        })
+        .await
     }
 
     /// Health of every known node.
@@ -475,18 +492,31 @@ pub(crate) fn merge_pages(pages: Vec<KeyPage>, limit: usize) -> KeyPage {
     KeyPage { keys, next_after }
 }
 
-/// Builds the cluster state from the data directory.
-pub(crate) fn open(
+/// Builds the cluster state: from the data directory, or from the
+/// coordinators' group when there is one.
+pub(crate) async fn open(
     cfg: &crate::config::CoordinatorConfig,
     metrics: ClusterMetrics,
     tls: Option<Arc<crate::tls::Tls>>,
+    docs: Option<Arc<crate::raft::docs::Docs>>,
 ) -> Result<Arc<Cluster>, Error> {
-    let meta = super::meta::load_or_create(&cfg.data_dir, cfg.shards, cfg.replication_factor)?;
+    let meta = match &docs {
+        Some(d) => {
+            super::meta::load_replicated(
+                d.clone(),
+                &cfg.data_dir,
+                cfg.shards,
+                cfg.replication_factor,
+            )
+            .await?
+        }
+        None => super::meta::load_or_create(&cfg.data_dir, cfg.shards, cfg.replication_factor)?,
+    };
     let nodes = NodeClient::new(std::time::Duration::from_secs(30), tls);
     let replication = meta
         .read(|m| m.replication)
         .map_err(|e| Error::Config(e.to_string()))?
-        .map(|factor| super::replicas::Replication::new(factor, cfg.replica_timeout));
+        .map(|_| super::replicas::Replication::new(cfg.replica_timeout));
     Ok(Arc::new(Cluster::new(
         meta,
         nodes,
@@ -494,5 +524,6 @@ pub(crate) fn open(
         cfg.max_value_bytes,
         cfg.health_failures,
         replication,
+        docs,
     )))
 }

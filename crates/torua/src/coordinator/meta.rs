@@ -35,6 +35,10 @@ pub struct Meta {
     /// node left running after removal does not slip back in.
     #[serde(default)]
     pub removed: BTreeSet<String>,
+    /// Shards placed by hand (`/shards/assign`): rebalancing prefers to
+    /// leave them where they are.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub pinned: BTreeSet<u32>,
     /// Replicas per shard when shards are Raft groups (`None`: one copy,
     /// moved whole). Whether it is set is fixed at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +77,77 @@ impl ShardMeta {
     }
 }
 
+/// The name of the placement document in the coordinators' group.
+const DOC: &str = "cluster";
+
+/// A new cluster's metadata.
+fn new_meta(shards: Option<u32>, replication: Option<Replication>) -> Meta {
+    let n = shards.unwrap_or(crate::config::DEFAULT_SHARDS);
+    Meta {
+        format: FORMAT,
+        num_shards: n,
+        nodes: BTreeMap::new(),
+        shards: vec![ShardMeta::default(); n as usize],
+        pending_drops: BTreeSet::new(),
+        removed: BTreeSet::new(),
+        pinned: BTreeSet::new(),
+        replication: match replication {
+            Some(Replication::Off) => None,
+            Some(Replication::Factor(n)) => Some(n),
+            None => Some(DEFAULT_REPLICATION_FACTOR),
+        },
+    }
+}
+
+/// Checks stored metadata against the settings (`place` names where it
+/// is kept), and takes a new replication factor.
+fn check(
+    m: &mut Meta,
+    place: &str,
+    shards: Option<u32>,
+    replication: Option<Replication>,
+) -> Result<(), Error> {
+    if m.format != FORMAT || m.shards.len() != m.num_shards as usize {
+        return Err(Error::Meta {
+            path: place.to_owned(),
+            message: "unsupported format or inconsistent shard table".into(),
+        });
+    }
+    if let Some(n) = shards.filter(|n| *n != m.num_shards) {
+        return Err(Error::Config(format!(
+            "TORUA_SHARDS is {n} but the cluster in {place} was created with {} shards; the shard count cannot change",
+            m.num_shards
+        )));
+    }
+    // The factor of a replicated cluster may change (groups grow or
+    // shrink); single-copy and replicated cannot turn into each other.
+    match (m.replication, replication) {
+        (_, None) => Ok(()),
+        (Some(_), Some(Replication::Factor(n))) => {
+            m.replication = Some(n);
+            Ok(())
+        }
+        (None, Some(Replication::Off)) => Ok(()),
+        (was, Some(_)) => Err(Error::Config(format!(
+            "the cluster in {place} was created {}; TORUA_REPLICATION_FACTOR must be {} or unset (changing the mode needs a new cluster)",
+            if was.is_some() { "replicated" } else { "in single-copy mode" },
+            if was.is_some() { "a factor from 1 to 7" } else { "`off`" },
+        ))),
+    }
+}
+
+/// Reads the metadata file in `dir`, if there is one.
+fn read_file(dir: &Path) -> Result<Option<Meta>, Error> {
+    let path = dir.join(FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| meta_err(&path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(meta_err(&path, e)),
+    }
+}
+
 /// Loads the metadata, or creates it for a new cluster. A moving shard
 /// found at start-up belongs to a move that died with the previous process:
 /// the move is abandoned and its partial copy queued for deletion.
@@ -83,37 +158,9 @@ pub fn load_or_create(
 ) -> Result<Persisted<Meta>, Error> {
     std::fs::create_dir_all(dir).map_err(|e| meta_err(dir, e))?;
     let path = dir.join(FILE);
-    let meta = match std::fs::read(&path) {
-        Ok(bytes) => {
-            let mut m: Meta = serde_json::from_slice(&bytes).map_err(|e| meta_err(&path, e))?;
-            if m.format != FORMAT || m.shards.len() != m.num_shards as usize {
-                return Err(meta_err(
-                    &path,
-                    "unsupported format or inconsistent shard table",
-                ));
-            }
-            if let Some(n) = shards.filter(|n| *n != m.num_shards) {
-                return Err(Error::Config(format!(
-                    "TORUA_SHARDS is {n} but the cluster in {} was created with {} shards; the shard count cannot change",
-                    dir.display(),
-                    m.num_shards
-                )));
-            }
-            // The factor of a replicated cluster may change (groups grow or
-            // shrink); single-copy and replicated cannot turn into each other.
-            match (m.replication, replication) {
-                (_, None) => {}
-                (Some(_), Some(Replication::Factor(n))) => m.replication = Some(n),
-                (None, Some(Replication::Off)) => {}
-                (was, Some(_)) => {
-                    return Err(Error::Config(format!(
-                        "the cluster in {} was created {}; TORUA_REPLICATION_FACTOR must be {} or unset (changing the mode needs a new cluster)",
-                        dir.display(),
-                        if was.is_some() { "replicated" } else { "in single-copy mode" },
-                        if was.is_some() { "a factor from 1 to 7" } else { "`off`" },
-                    )));
-                }
-            }
+    let meta = match read_file(dir)? {
+        Some(mut m) => {
+            check(&mut m, &dir.display().to_string(), shards, replication)?;
             for (id, s) in m.shards.iter_mut().enumerate() {
                 if let Some(target) = s.moving_to.take() {
                     m.pending_drops.insert((target, id as u32));
@@ -121,27 +168,46 @@ pub fn load_or_create(
             }
             m
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let n = shards.unwrap_or(crate::config::DEFAULT_SHARDS);
-            let m = Meta {
-                format: FORMAT,
-                num_shards: n,
-                nodes: BTreeMap::new(),
-                shards: vec![ShardMeta::default(); n as usize],
-                pending_drops: BTreeSet::new(),
-                removed: BTreeSet::new(),
-                replication: match replication {
-                    Some(Replication::Off) => None,
-                    Some(Replication::Factor(n)) => Some(n),
-                    None => Some(DEFAULT_REPLICATION_FACTOR),
-                },
-            };
+        None => {
+            let m = new_meta(shards, replication);
             Persisted::save_now(&path, &m, false).map_err(|e| meta_err(&path, e))?;
             m
         }
-        Err(e) => return Err(meta_err(&path, e)),
     };
     Ok(Persisted::new(path, meta, false))
+}
+
+/// The metadata of a cluster with several coordinators, from their group.
+/// The group's first coordinator seeds it from `dir`'s file when it has
+/// one (a lone coordinator turned into several), else creates it.
+pub(crate) async fn load_replicated(
+    docs: std::sync::Arc<crate::raft::docs::Docs>,
+    dir: &Path,
+    shards: Option<u32>,
+    replication: Option<Replication>,
+) -> Result<Persisted<Meta>, Error> {
+    let (meta, _) = Persisted::replicated(docs, DOC, || {
+        Ok(match read_file(dir)? {
+            Some(m) => m,
+            None => new_meta(shards, replication),
+        })
+    })
+    .await?;
+    let mut m = meta.snapshot().map_err(|e| Error::Config(e.message))?;
+    check(&mut m, "the coordinators' group", shards, replication)?;
+    if m.replication.is_none() {
+        return Err(Error::Config(
+            "TORUA_COORDINATOR_PEERS needs a replicated cluster; this one runs in single-copy mode (TORUA_REPLICATION_FACTOR=off)".into(),
+        ));
+    }
+    let factor = m.replication;
+    meta.update(|x| {
+        x.replication = factor;
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Config(e.message))?;
+    Ok(meta)
 }
 
 fn meta_err(path: &Path, e: impl std::fmt::Display) -> Error {

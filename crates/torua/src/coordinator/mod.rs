@@ -1,9 +1,15 @@
 //! The coordinator: membership, placement and the client-facing API.
 //!
 //! Requests for `/data/{key}` are routed to the shard's owner (`cluster`);
-//! failure detection runs in `health`; shard moves and rebalancing in
-//! `mover`; placement decisions come from [`crate::placement`]. Metadata is
-//! persisted in `meta` before it is acted on.
+//! failure detection runs in `health`; replica placement and repair in
+//! `replicas` (shard moves in single-copy mode in `mover`); placement
+//! decisions come from [`crate::placement`]. Metadata is persisted in
+//! `meta` before it is acted on.
+//!
+//! Several coordinators keep the metadata in their Raft group
+//! ([`crate::raft::docs`]): each serves clients and nodes from its copy
+//! and proposes changes through the leader, and only the leader repairs
+//! and rebalances, so they never act twice.
 
 mod admin;
 mod cluster;
@@ -15,19 +21,28 @@ pub(crate) mod node_client;
 mod replicas;
 mod routes;
 
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 pub use cluster::{Cluster, Health, Status};
 pub use meta::{Meta, NodeMeta, ShardMeta};
 
 use secure::tls::ClientAuth;
 
-use crate::config::CoordinatorConfig;
-use crate::http::Metrics;
+use crate::config::{CoordinatorConfig, Peers};
+use crate::http::{ApiError, Metrics};
+use crate::raft::docs::{self, Docs};
+use crate::security::Security;
 use crate::shutdown::Shutdown;
-use crate::tls::{Incoming, Tls};
+use crate::tls::{HttpClient, Incoming, Peer, Tls, COORDINATOR_IDENTITY};
 use crate::Error;
 
 /// Runs the coordinator until `shutdown`; `listener` is already bound.
@@ -41,17 +56,40 @@ pub async fn run(
     if let Ok(mut reg) = http_metrics.registry.lock() {
         cluster_metrics.register(&mut reg);
     }
-    let security = crate::security::Security::open(&cfg.security, &cfg.data_dir)?;
+    // Settings are checked before anything is opened or written.
+    let issuer = Security::check_settings(&cfg.security)?;
+    let name = group_name(&cfg)?;
     let tls = Tls::open(&cfg.tls, ClientAuth::Optional, "coordinator")?;
     if let Some(t) = &tls {
         t.watch(&http_metrics, shutdown.clone());
     }
-    let cluster = cluster::open(&cfg, cluster_metrics, tls.clone())?;
+    let docs = match (&name, &cfg.peers) {
+        (Some(me), Some(peers)) => Some(open_group(&cfg, me, peers, tls.clone()).await?),
+        _ => None,
+    };
+    // Serve at once: the coordinators' group needs its peers' Raft calls
+    // answered before any of them can load the metadata. Until this one
+    // has it, the API answers 503.
+    let api = Arc::new(OnceLock::<Router>::new());
+    let incoming = Incoming::new(listener, tls.clone()).map_err(Error::Serve)?;
+    let server = tokio::spawn(crate::http::serve(
+        incoming,
+        outer_router(docs.clone(), tls.is_some(), api.clone()),
+        shutdown.clone().wait(),
+    ));
+    let server = AbortOnDrop(server);
+    if let Some(d) = &docs {
+        if !wait_for_quorum(d, &shutdown).await {
+            return Ok(());
+        }
+    }
+    let security = Security::open(&cfg.security, issuer, &cfg.data_dir, docs.clone()).await?;
+    let cluster = cluster::open(&cfg, cluster_metrics, tls.clone(), docs.clone()).await?;
     security.warm_up();
     tracing::info!(
-        listen = %listener.local_addr().map_err(Error::Serve)?,
         shards = cluster.num_shards(),
         data_dir = %cfg.data_dir.display(),
+        coordinators = cfg.peers.as_ref().map_or(1, |p| p.0.len()),
         "coordinator started"
     );
     tokio::spawn(health::monitor(
@@ -69,11 +107,127 @@ pub async fn run(
     } else {
         tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
     }
-    crate::http::serve(
-        Incoming::new(listener, tls).map_err(Error::Serve)?,
-        routes::router(cluster, security, http_metrics),
-        shutdown.wait(),
-    )
-    .await
-    .map_err(Error::Serve)
+    let _ = api.set(routes::router(cluster, security, http_metrics));
+    let mut server = server;
+    match (&mut server.0).await {
+        Ok(res) => res.map_err(Error::Serve),
+        Err(e) => Err(Error::Serve(std::io::Error::other(e))),
+    }
+}
+
+/// Stops the listener when start-up fails after it began serving.
+struct AbortOnDrop(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// This coordinator's name among its peers, when there are several:
+/// checked before anything is opened.
+fn group_name(cfg: &CoordinatorConfig) -> Result<Option<String>, Error> {
+    let Some(peers) = &cfg.peers else {
+        return Ok(None);
+    };
+    let me = cfg.coordinator_id.clone().ok_or_else(|| {
+        Error::Config(
+            "TORUA_COORDINATOR_PEERS is set but TORUA_COORDINATOR_ID is not: name this coordinator"
+                .into(),
+        )
+    })?;
+    if !peers.0.contains_key(&me) {
+        return Err(Error::Config(format!(
+            "TORUA_COORDINATOR_ID `{me}` is not among TORUA_COORDINATOR_PEERS ({})",
+            peers.0.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if peers.0.len() % 2 == 0 {
+        tracing::warn!(
+            coordinators = peers.0.len(),
+            "an even number of coordinators tolerates no more failures than one fewer"
+        );
+    }
+    Ok(Some(me))
+}
+
+/// Opens this coordinator's replica of the coordinators' group.
+async fn open_group(
+    cfg: &CoordinatorConfig,
+    me: &str,
+    peers: &Peers,
+    tls: Option<Arc<Tls>>,
+) -> Result<Arc<Docs>, Error> {
+    let client = HttpClient::new(tls, |b| b.connect_timeout(Duration::from_secs(2)));
+    Docs::open(me, &peers.0, &cfg.data_dir.join("raft"), client, cfg.raft).await
+}
+
+/// Waits until the coordinators' group has a leader this one has caught
+/// up with; false when shut down first.
+async fn wait_for_quorum(docs: &Docs, shutdown: &Shutdown) -> bool {
+    let mut told = false;
+    loop {
+        let attempt = tokio::select! {
+            r = docs.catch_up() => r,
+            _ = shutdown.clone().wait() => return false,
+        };
+        match attempt {
+            Ok(()) => return true,
+            Err(e) if !told => {
+                told = true;
+                tracing::warn!(error = %e.message, "waiting for a quorum of coordinators");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// What answers before the API is ready: `/health`, the coordinators'
+/// Raft calls (from other coordinators only), and 503 for the rest.
+fn outer_router(docs: Option<Arc<Docs>>, tls: bool, api: Arc<OnceLock<Router>>) -> Router {
+    let mut r = Router::new().route(
+        "/health",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+    );
+    if let Some(d) = docs {
+        r = r.merge(
+            crate::raft::rpc::router(d.groups(), docs::MAX_DOC)
+                .merge(docs::router(d))
+                .route_layer(axum::middleware::from_fn_with_state(tls, only_coordinators)),
+        );
+    }
+    r.fallback_service(tower::service_fn(move |req: Request| {
+        let api = api.get().cloned();
+        async move {
+            Ok::<_, Infallible>(match api {
+                Some(router) => router.oneshot(req).await.into_response(),
+                None => ApiError::unavailable(
+                    "starting",
+                    "the coordinator is starting (waiting for a quorum of coordinators); retry shortly",
+                )
+                .into_response(),
+            })
+        }
+    }))
+}
+
+/// With TLS on, the coordinators' Raft calls answer only a coordinator's
+/// certificate.
+async fn only_coordinators(
+    State(tls): State<bool>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let allowed = |id: &str| id == COORDINATOR_IDENTITY;
+    match crate::tls::refusal(
+        tls,
+        peer.identity.as_deref(),
+        allowed,
+        "coordinators",
+        "coordinators' Raft API",
+    ) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
 }

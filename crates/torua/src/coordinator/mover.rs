@@ -58,8 +58,7 @@ async fn rebalance_once(cluster: &Cluster) -> Result<usize, ApiError> {
             owner: s.owner.clone(),
         })
         .collect();
-    let pinned = cluster.pinned.lock().map(|p| p.clone()).unwrap_or_default();
-    let steps = plan(&views, &eligible, &draining, &pinned);
+    let steps = plan(&views, &eligible, &draining, &meta.pinned);
     // Skip moves whose source cannot serve a copy right now, and empty
     // assignments while other nodes may still report what they hold.
     let relearning = cluster.is_relearning();

@@ -202,7 +202,7 @@ impl NodeClient {
         let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let leader = res
             .headers()
-            .get(crate::node::groups::LEADER_HEADER)
+            .get(crate::raft::groups::LEADER_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body: serde_json::Value = res.json().await.unwrap_or_default();

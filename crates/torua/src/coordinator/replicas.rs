@@ -29,7 +29,6 @@ const FIND_LEADER_FOR: Duration = Duration::from_secs(8);
 
 /// Runtime state of replication on the coordinator.
 pub(crate) struct Replication {
-    pub factor: u32,
     timeout: Duration,
     /// Leader of each shard, as last reported or learned from a 421.
     leaders: RwLock<HashMap<u32, String>>,
@@ -38,9 +37,8 @@ pub(crate) struct Replication {
 }
 
 impl Replication {
-    pub(crate) fn new(factor: u32, timeout: Duration) -> Replication {
+    pub(crate) fn new(timeout: Duration) -> Replication {
         Replication {
-            factor,
             timeout,
             leaders: RwLock::default(),
             reports: RwLock::default(),
@@ -136,9 +134,16 @@ impl Cluster {
         })
     }
 
+    /// Replicas per shard (the metadata's: another coordinator may change it).
+    pub(crate) fn factor(&self) -> Result<u32, ApiError> {
+        self.meta
+            .read(|m| m.replication)?
+            .ok_or_else(|| ApiError::internal("replicated path on an unreplicated cluster"))
+    }
+
     /// Shards with fewer replicas than the replication factor.
     pub(crate) fn under_replicated(&self) -> Result<Vec<u32>, ApiError> {
-        let factor = self.repl()?.factor as usize;
+        let factor = self.factor()? as usize;
         self.shards_where(|s| s.replicas.len() < factor)
     }
 
@@ -222,7 +227,16 @@ impl Cluster {
 /// time.
 pub(crate) async fn reconciler(cluster: Arc<Cluster>, period: Duration, shutdown: Shutdown) {
     loop {
-        let changed = match reconcile(&cluster).await {
+        // Of several coordinators only the leader acts, on metadata it has
+        // confirmed is current.
+        let pass = async {
+            if !cluster.leads() {
+                return Ok(false);
+            }
+            cluster.meta.refresh().await?;
+            reconcile(&cluster).await
+        };
+        let changed = match pass.await {
             Ok(changed) => changed,
             Err(e) => {
                 tracing::warn!(error = %e, "replica reconciliation failed; will retry");
@@ -284,9 +298,8 @@ fn rebalance_step(c: &Cluster, meta: &Meta) -> Option<(u32, Vec<String>, Vec<Str
         return None;
     }
     let repl = c.replication.as_ref()?;
-    let pinned = c.pinned.lock().map(|p| p.clone()).unwrap_or_default();
     let movable = meta.shards.iter().enumerate().filter(|(id, s)| {
-        !pinned.contains(&(*id as u32))
+        !meta.pinned.contains(&(*id as u32))
             && s.replicas.contains(heavy)
             && !s.replicas.contains(light)
             && s.replicas.iter().all(|n| c.status_of(n) == Status::Healthy)
@@ -312,7 +325,7 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
     }
     let _one = c.moves.lock().await;
     let repl = c.repl()?;
-    let factor = repl.factor as usize;
+    let factor = c.factor()? as usize;
     let meta = c.snapshot()?;
     // Leaders per node, as known, plus the groups bootstrapped this pass:
     // a new group is bootstrapped (and so, at first, led) by whichever of
@@ -445,7 +458,7 @@ impl Cluster {
                 ));
             }
             let mut desired = current.clone();
-            if current.len() >= repl.factor as usize {
+            if current.len() >= self.factor()? as usize {
                 let load: HashMap<String, usize> = loads(self, &meta).into_iter().collect();
                 let leader = repl.leader(shard);
                 let out = current
@@ -461,10 +474,7 @@ impl Cluster {
             desired.push(node.to_owned());
             change_members(self, &meta, shard, &current, desired).await?;
         }
-        if let Ok(mut p) = self.pinned.lock() {
-            p.insert(shard);
-        }
-        Ok(())
+        self.pin(shard).await
     }
 }
 

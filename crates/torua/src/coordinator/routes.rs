@@ -71,19 +71,28 @@ fn json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 async fn ready(State(c): S) -> Result<Json<serde_json::Value>, ApiError> {
     let missing = c.shards_without_live_owner()?;
     if missing.is_empty() {
-        if let Some(r) = &c.replication {
+        if c.replication.is_some() {
+            let factor = c.factor()?;
             // Serving, but say so when a shard has fewer replicas than asked.
             let under = c.under_replicated()?;
-            return Ok(Json(serde_json::json!({
+            let mut body = serde_json::json!({
                 "status": "ready",
-                "replication_factor": r.factor,
+                "replication_factor": factor,
                 "under_replicated": under.len(),
                 "message": if under.is_empty() {
-                    format!("every shard has {} replicas", r.factor)
+                    format!("every shard has {factor} replicas")
                 } else {
-                    format!("{} of {} shards have fewer than {} replicas (the cluster has too few healthy nodes, or replicas are being re-created)", under.len(), c.num_shards(), r.factor)
+                    format!("{} of {} shards have fewer than {} replicas (the cluster has too few healthy nodes, or replicas are being re-created)", under.len(), c.num_shards(), factor)
                 },
-            })));
+            });
+            if let Some(d) = &c.docs {
+                let mut g = d.status();
+                g.voters.sort();
+                body["coordinators"] = serde_json::json!({
+                    "role": g.role, "leader": g.leader, "term": g.term, "members": g.voters,
+                });
+            }
+            return Ok(Json(body));
         }
         return Ok(Json(serde_json::json!({"status": "ready"})));
     }
@@ -458,9 +467,7 @@ async fn assign(
             Some(o) => mover::move_shard(&c, req.shard_id, &o, &req.node_id).await?,
             None => mover::assign_empty(&c, req.shard_id, &req.node_id).await?,
         }
-        if let Ok(mut p) = c.pinned.lock() {
-            p.insert(req.shard_id);
-        }
+        c.pin(req.shard_id).await?;
     }
     c.wake.notify_one();
     caller

@@ -5,8 +5,6 @@
 //! shards when the coordinator says so, and refuses requests for shards it
 //! does not hold.
 
-pub(crate) mod groups;
-mod raft_net;
 mod replica;
 pub(crate) mod routes;
 
@@ -21,6 +19,7 @@ use secure::tls::ClientAuth;
 
 use crate::config::{EncryptionConfig, NodeConfig};
 use crate::http::Metrics;
+use crate::raft::groups::Groups;
 use crate::shutdown::Shutdown;
 use crate::tls::{HttpClient, Tls};
 use crate::wire::{NodeInfo, RegisterRequest};
@@ -38,7 +37,7 @@ pub(crate) struct Node {
     /// Copy of the coordinator's policy, for forwarded client credentials.
     pub replica: replica::Replica,
     /// The Raft groups of the replicated shards held here.
-    pub groups: groups::Groups,
+    pub groups: Arc<Groups>,
 }
 
 /// Runs a node until `shutdown`; `listener` is already bound.
@@ -64,15 +63,12 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
     }
     let store = Arc::new(store);
     let client = HttpClient::new(tls.clone(), |b| b.connect_timeout(Duration::from_secs(2)));
-    let groups = groups::Groups::new(
+    let groups = Arc::new(Groups::new(
         cfg.node_id.clone(),
         store.clone(),
         client.clone(),
-        groups::Timing {
-            heartbeat: cfg.raft_heartbeat,
-            election: cfg.raft_election_timeout,
-        },
-    )?;
+        cfg.raft,
+    )?);
     let node = Arc::new(Node {
         id: cfg.node_id.clone(),
         store,
@@ -102,7 +98,13 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         .map_err(|e| Error::Config(format!("reopening raft groups: {}", e.message)))?;
     node.replica.set_source(replica::Source {
         client: client.clone(),
-        url: format!("{}/cluster/security", cfg.coordinator),
+        urls: cfg
+            .coordinator
+            .0
+            .iter()
+            .map(|c| format!("{c}/cluster/security"))
+            .collect(),
+        last_good: Default::default(),
         bearer: credential.clone(),
     });
     tokio::spawn(heartbeat(
@@ -118,8 +120,10 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         .map_err(Error::Serve)
 }
 
-/// Registers at start and then every interval, reporting held shards, so a
-/// restarted coordinator relearns the node and its data.
+/// Registers at start and then every interval, with every coordinator
+/// (each routes requests by the leaders the nodes report to it),
+/// reporting held shards, so a restarted coordinator relearns the node and
+/// its data.
 async fn heartbeat(
     cfg: NodeConfig,
     credential: Option<secure::Secret<String>>,
@@ -127,9 +131,8 @@ async fn heartbeat(
     node: Arc<Node>,
     shutdown: Shutdown,
 ) {
-    let url = format!("{}/register", cfg.coordinator);
     let mut sync_failing = false;
-    let mut failing = false;
+    let mut failing = vec![false; cfg.coordinator.0.len()];
     loop {
         let body = RegisterRequest {
             node: NodeInfo {
@@ -155,33 +158,43 @@ async fn heartbeat(
             }
             Err(_) => {}
         }
-        let mut req = client.get().post(&url).json(&body);
-        if let Some(key) = &credential {
-            req = req.bearer_auth(key.expose());
-        }
-        let res = req.timeout(Duration::from_secs(3)).send().await;
-        match res {
-            Ok(r) if r.status().is_success() => {
-                if failing || !node.registered.load(Ordering::Relaxed) {
-                    tracing::info!(coordinator = %cfg.coordinator, "registered with coordinator");
-                }
-                node.registered.store(true, Ordering::Relaxed);
-                failing = false;
+        let sends = cfg.coordinator.0.iter().map(|coordinator| {
+            let mut req = client
+                .get()
+                .post(format!("{coordinator}/register"))
+                .json(&body);
+            if let Some(key) = &credential {
+                req = req.bearer_auth(key.expose());
             }
-            other => {
-                let why = match other {
-                    Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => format!(
-                        "status {}: the coordinator requires credentials; give this node a certificate from the cluster CA \
-                         with common name node:{} (TORUA_TLS_CERT), or an API key with the `node` role (TORUA_NODE_KEY_FILE)",
-                        r.status(), cfg.node_id
-                    ),
-                    Ok(r) => format!("status {}", r.status()),
-                    Err(e) => e.to_string(),
-                };
-                if !failing {
-                    tracing::warn!(coordinator = %cfg.coordinator, error = %why, "cannot register with coordinator; retrying");
+            req.timeout(Duration::from_secs(3)).send()
+        });
+        let results = futures::future::join_all(sends).await;
+        let was_registered = node.registered.load(Ordering::Relaxed);
+        for ((coordinator, res), failing) in cfg.coordinator.0.iter().zip(results).zip(&mut failing)
+        {
+            match res {
+                Ok(r) if r.status().is_success() => {
+                    if *failing || !was_registered {
+                        tracing::info!(%coordinator, "registered with coordinator");
+                    }
+                    node.registered.store(true, Ordering::Relaxed);
+                    *failing = false;
                 }
-                failing = true;
+                other => {
+                    let why = match other {
+                        Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => format!(
+                            "status {}: the coordinator requires credentials; give this node a certificate from the cluster CA \
+                             with common name node:{} (TORUA_TLS_CERT), or an API key with the `node` role (TORUA_NODE_KEY_FILE)",
+                            r.status(), cfg.node_id
+                        ),
+                        Ok(r) => format!("status {}", r.status()),
+                        Err(e) => e.to_string(),
+                    };
+                    if !*failing {
+                        tracing::warn!(%coordinator, error = %why, "cannot register with coordinator; retrying");
+                    }
+                    *failing = true;
+                }
             }
         }
         // Retry quickly until the first registration succeeds.

@@ -32,8 +32,10 @@ struct Sync {
 pub(crate) struct Source {
     /// Client with the node's certificate.
     pub client: HttpClient,
-    /// `{coordinator}/cluster/security`.
-    pub url: String,
+    /// `{coordinator}/cluster/security`, of every coordinator.
+    pub urls: Vec<String>,
+    /// The one that answered last, tried first.
+    pub last_good: std::sync::atomic::AtomicUsize,
     /// The node's API key, when it registers with one.
     pub bearer: Option<secure::Secret<String>>,
 }
@@ -78,7 +80,18 @@ impl Replica {
             return Err("no coordinator configured".into());
         };
         let bearer = src.bearer.as_ref().map(|b| b.expose().as_str());
-        self.sync(&src.client.get(), &src.url, bearer).await
+        let first = src.last_good.load(std::sync::atomic::Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for i in (0..src.urls.len()).map(|k| (first + k) % src.urls.len()) {
+            match self.sync(&src.client.get(), &src.urls[i], bearer).await {
+                Ok(()) => {
+                    src.last_good.store(i, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => failures.push(format!("{}: {e}", src.urls[i])),
+            }
+        }
+        Err(failures.join("; "))
     }
 
     /// A credential or permission the copy refused may be newer than the

@@ -17,16 +17,15 @@ use torua_store::{Op, Record, Shard, ShardState};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::groups::{Group, Refusal};
-use super::raft_net::RAFT_CONTENT_TYPE;
 use super::Node;
 use crate::http::extract::{empty_key, Key, ShardId};
 use crate::http::{
     self, content_type_of, expect_of, value_body, value_response, written, ApiError, ListQuery,
     KEEP_VERSION,
 };
+use crate::raft::groups::{Group, Refusal};
 use crate::security::policy::Action;
-use crate::tls::{Peer, COORDINATOR_IDENTITY, NODE_IDENTITY_PREFIX};
+use crate::tls::{no_certificate, refusal, Peer, COORDINATOR_IDENTITY, NODE_IDENTITY_PREFIX};
 use crate::wire::{
     decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, NodeInfoResponse,
     OpenShardRequest, ShardInfo,
@@ -42,11 +41,6 @@ use crate::http::MAX_LIMIT;
 pub(crate) fn router(node: Arc<Node>) -> Router {
     let value_limit = DefaultBodyLimit::max(node.max_value);
     let import_limit = DefaultBodyLimit::max(node.max_value + IMPORT_OVERHEAD);
-    // An append carries at most 64 entries (see `groups.rs`), a snapshot
-    // chunk at most openraft's chunk size.
-    let raft_limit = 64 * (node.max_value + 8192) + IMPORT_OVERHEAD;
-    // A batch holds one RPC of any size, or many up to a bound.
-    let batch_limit = raft_limit + super::raft_net::MAX_BATCH_BYTES;
     let metrics = node.metrics.clone();
     let tls = node.cluster_tls;
     let r = Router::new()
@@ -75,14 +69,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .with_state(node.clone())
         .route_layer(axum::middleware::from_fn_with_state(tls, only_coordinator))
         .merge(
-            Router::new()
-                .route("/raft/{id}/snapshot", post(raft_snapshot))
-                .layer(DefaultBodyLimit::max(raft_limit))
-                .route(
-                    "/raft/batch",
-                    post(raft_batch).layer(DefaultBodyLimit::max(batch_limit)),
-                )
-                .with_state(node.clone())
+            crate::raft::rpc::router(node.groups.clone(), node.max_value)
                 .route_layer(axum::middleware::from_fn_with_state(tls, only_nodes)),
         )
         .merge(
@@ -150,39 +137,6 @@ async fn check(n: &Node, auth: &HeaderMap, action: Action, key: &str) -> Result<
         return Ok(());
     }
     Err(p.forbidden(action, &format!("key `{key}`")))
-}
-
-fn no_certificate() -> Response {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "missing_client_certificate",
-        "the node API needs a client certificate from the cluster CA",
-    )
-    .into_response()
-}
-
-/// With TLS on, lets a call through only with a certificate `allowed`
-/// accepts; otherwise the refusal (naming `who` may call the `api`).
-fn refusal(
-    tls: bool,
-    identity: Option<&str>,
-    allowed: impl Fn(&str) -> bool,
-    who: &str,
-    api: &str,
-) -> Option<Response> {
-    match (tls, identity) {
-        (false, _) => None,
-        (true, None) => Some(no_certificate()),
-        (true, Some(id)) if allowed(id) => None,
-        (true, Some(other)) => Some(
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("only {who} may call the {api}; this certificate is `{other}`"),
-            )
-            .into_response(),
-        ),
-    }
 }
 
 /// With TLS on, the node API answers only the coordinator's certificate.
@@ -599,83 +553,7 @@ async fn set_members(
 ) -> Result<Json<GroupStatus>, Refusal> {
     let Json(req) = body.map_err(ApiError::from)?;
     let members = members_of(&req)?;
-    let g = hosted(&n, id)?;
+    let g = n.groups.hosted(id)?;
     g.set_members(members).await?;
     Ok(Json(g.status()))
-}
-
-fn hosted(n: &Node, id: u32) -> Result<Group, ApiError> {
-    n.groups.get(id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "group_not_hosted",
-            format!("node {} hosts no replica of shard {id}", n.id),
-        )
-    })
-}
-
-/// Decodes a Raft RPC, hands it to the group, encodes the answer.
-async fn raft_rpc<Req, Resp, Fut>(
-    n: &Node,
-    id: u32,
-    body: &[u8],
-    call: impl FnOnce(Group, Req) -> Fut,
-) -> Result<Vec<u8>, ApiError>
-where
-    Req: serde::de::DeserializeOwned,
-    Resp: serde::Serialize,
-    Fut: std::future::Future<Output = Resp>,
-{
-    let g = hosted(n, id)?;
-    let req: Req = torua_raft::decode(body)
-        .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
-    torua_raft::encode(&call(g, req).await).map_err(ApiError::internal)
-}
-
-/// Appends and votes of many groups in one request (`raft_net.rs`); each
-/// is handed to its group at once, and the answers come back in order.
-async fn raft_batch(
-    State(n): S,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    use super::raft_net::{BatchAnswer, BatchItem, BatchOp};
-    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
-    let items: Vec<BatchItem> = torua_raft::decode(&body)
-        .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
-    let n = &n;
-    let answers: Vec<BatchAnswer> =
-        futures::future::join_all(items.into_iter().map(|it| async move {
-            let res = match it.op {
-                BatchOp::Append => {
-                    raft_rpc(n, it.group, &it.body, |g, req| async move {
-                        g.raft.append_entries(req).await
-                    })
-                    .await
-                }
-                BatchOp::Vote => {
-                    raft_rpc(n, it.group, &it.body, |g, req| async move {
-                        g.raft.vote(req).await
-                    })
-                    .await
-                }
-            };
-            res.map(serde_bytes::ByteBuf::from)
-                .map_err(|e| format!("{}: {}", e.code, e.message))
-        }))
-        .await;
-    let answer = torua_raft::encode(&answers).map_err(ApiError::internal)?;
-    Ok(([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], answer).into_response())
-}
-
-async fn raft_snapshot(
-    State(n): S,
-    ShardId(id): ShardId,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
-    let answer = raft_rpc(&n, id, &body, |g, req| async move {
-        g.raft.install_snapshot(req).await
-    })
-    .await?;
-    Ok(([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], answer).into_response())
 }

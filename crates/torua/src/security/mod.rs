@@ -106,9 +106,9 @@ impl std::fmt::Debug for Security {
 }
 
 impl Security {
-    /// Opens the security state in `data_dir` and the audit log, and checks
-    /// the settings. Logs the bootstrap key's path for a new cluster.
-    pub fn open(cfg: &SecurityConfig, data_dir: &std::path::Path) -> Result<Arc<Self>, Error> {
+    /// Checks the settings, before anything is opened or written; returns
+    /// the pinned token issuer, if any.
+    pub(crate) fn check_settings(cfg: &SecurityConfig) -> Result<Option<TokenIssuer>, Error> {
         if let Some(url) = cfg.jwks_url.as_deref().filter(|u| u.starts_with("http://")) {
             let host = url["http://".len()..]
                 .split(['/', ':'])
@@ -118,7 +118,7 @@ impl Security {
                 tracing::warn!(url, "TORUA_JWKS_URL is plain http to another host: whoever can change that traffic can mint tokens Torua accepts; use https");
             }
         }
-        let token_issuer = match (&cfg.jwks_url, &cfg.jwt_issuer) {
+        let issuer = match (&cfg.jwks_url, &cfg.jwt_issuer) {
             (Some(url), Some(issuer)) => Some(TokenIssuer {
                 jwks_url: url.clone(),
                 issuer: issuer.clone(),
@@ -136,8 +136,22 @@ impl Security {
             }
             (None, None) => None,
         };
-        // Settings are checked before anything is written.
-        let (state, bootstrap) = SecurityState::open(data_dir, unix_now())?;
+        Ok(issuer)
+    }
+
+    /// Opens the security state (in `data_dir`, or in the coordinators'
+    /// group) and the audit log, with settings [`Security::check_settings`]
+    /// passed. Logs the bootstrap key's path for a new cluster.
+    pub(crate) async fn open(
+        cfg: &SecurityConfig,
+        token_issuer: Option<TokenIssuer>,
+        data_dir: &std::path::Path,
+        docs: Option<Arc<crate::raft::docs::Docs>>,
+    ) -> Result<Arc<Self>, Error> {
+        let (state, bootstrap) = match docs {
+            Some(d) => SecurityState::open_replicated(d, data_dir, unix_now()).await?,
+            None => SecurityState::open(data_dir, unix_now())?,
+        };
         if let Some(path) = bootstrap {
             tracing::warn!(path = %path.display(), "new cluster: the first admin API key was written to this file; keep it safe and delete it once you have made other keys");
         }

@@ -18,6 +18,8 @@ use crate::persist::Persisted;
 use crate::Error;
 
 const FILE: &str = "security.json";
+/// The name of the security document in the coordinators' group.
+const DOC: &str = "security";
 /// Written once, when a cluster is created: the first admin key.
 pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-admin.key";
 const FORMAT: u32 = 1;
@@ -95,6 +97,47 @@ impl KeyRefusal {
     }
 }
 
+fn state_err(p: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::Meta {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Reads and checks the state file at `path`, if there is one.
+fn read_file(path: &Path) -> Result<Option<Doc>, Error> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(state_err(path, &e)),
+    };
+    let doc: Doc = serde_json::from_slice(&bytes).map_err(|e| state_err(path, &e))?;
+    if doc.format != FORMAT {
+        return Err(state_err(path, &"unsupported format"));
+    }
+    doc.policy.validate().map_err(|e| state_err(path, &e))?;
+    Ok(Some(doc))
+}
+
+/// A new cluster's state: an empty policy and one admin key, whose secret
+/// goes to [`BOOTSTRAP_KEY_FILE`] in `dir` (first: a crash before the
+/// state is saved leaves no cluster whose only admin key is lost).
+fn bootstrap(dir: &Path, now: u64) -> Result<(Doc, PathBuf), Error> {
+    let (key, secret) = new_key("bootstrap-admin", vec![ADMIN_ROLE.into()], None, now);
+    let doc = Doc {
+        format: FORMAT,
+        policy: Policy {
+            version: 1,
+            ..Policy::default()
+        },
+        api_keys: [(key.id.clone(), key)].into(),
+    };
+    let key_path = dir.join(BOOTSTRAP_KEY_FILE);
+    crate::persist::replace_file(&key_path, format!("{}\n", secret.expose()).as_bytes(), true)
+        .map_err(|e| state_err(&key_path, &e))?;
+    Ok((doc, key_path))
+}
+
 /// Policy and API keys, persisted.
 pub struct SecurityState {
     doc: Persisted<Doc>,
@@ -105,55 +148,57 @@ impl SecurityState {
     /// admin key, written to [`BOOTSTRAP_KEY_FILE`] (0600) whose path is
     /// returned: the only way in until more keys or a token issuer exist.
     pub fn open(dir: &Path, now: u64) -> Result<(Self, Option<PathBuf>), Error> {
-        let err = |p: &Path, e: &dyn std::fmt::Display| Error::Meta {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
+        std::fs::create_dir_all(dir).map_err(|e| state_err(dir, &e))?;
         let path = dir.join(FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let doc: Doc = serde_json::from_slice(&bytes).map_err(|e| err(&path, &e))?;
-                if doc.format != FORMAT {
-                    return Err(err(&path, &"unsupported format"));
-                }
-                doc.policy.validate().map_err(|e| err(&path, &e))?;
-                Ok((
-                    SecurityState {
-                        doc: Persisted::new(path, doc, true),
-                    },
-                    None,
-                ))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let (key, secret) = new_key("bootstrap-admin", vec![ADMIN_ROLE.into()], None, now);
-                let doc = Doc {
-                    format: FORMAT,
-                    policy: Policy {
-                        version: 1,
-                        ..Policy::default()
-                    },
-                    api_keys: [(key.id.clone(), key)].into(),
-                };
-                let key_path = dir.join(BOOTSTRAP_KEY_FILE);
-                // The key file first: a crash between the two leaves no
-                // cluster whose only admin key is lost.
-                crate::persist::replace_file(
-                    &key_path,
-                    format!("{}\n", secret.expose()).as_bytes(),
-                    true,
-                )
-                .map_err(|e| err(&key_path, &e))?;
-                Persisted::save_now(&path, &doc, true).map_err(|e| err(&path, &e))?;
-                Ok((
-                    SecurityState {
-                        doc: Persisted::new(path, doc, true),
-                    },
-                    Some(key_path),
-                ))
-            }
-            Err(e) => Err(err(&path, &e)),
+        if let Some(doc) = read_file(&path)? {
+            return Ok((
+                SecurityState {
+                    doc: Persisted::new(path, doc, true),
+                },
+                None,
+            ));
         }
+        let (doc, key_path) = bootstrap(dir, now)?;
+        Persisted::save_now(&path, &doc, true).map_err(|e| state_err(&path, &e))?;
+        Ok((
+            SecurityState {
+                doc: Persisted::new(path, doc, true),
+            },
+            Some(key_path),
+        ))
+    }
+
+    /// Opens the state kept in the coordinators' group. The coordinator
+    /// that creates it seeds it from `dir`'s file when it has one (a lone
+    /// coordinator turned into several), else makes the bootstrap key in
+    /// `dir` as [`SecurityState::open`] does.
+    pub(crate) async fn open_replicated(
+        docs: std::sync::Arc<crate::raft::docs::Docs>,
+        dir: &Path,
+        now: u64,
+    ) -> Result<(Self, Option<PathBuf>), Error> {
+        std::fs::create_dir_all(dir).map_err(|e| state_err(dir, &e))?;
+        let mut made_key = None;
+        let (doc, created) = Persisted::replicated(docs, DOC, || {
+            if let Some(doc) = read_file(&dir.join(FILE))? {
+                return Ok(doc);
+            }
+            let (doc, key_path) = bootstrap(dir, now)?;
+            made_key = Some(key_path);
+            Ok(doc)
+        })
+        .await?;
+        let bootstrap = match (made_key, created) {
+            (Some(path), true) => Some(path),
+            // Another coordinator created the state first: this key is in
+            // no state, so its file must not suggest otherwise.
+            (Some(path), false) => {
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+            (None, _) => None,
+        };
+        Ok((SecurityState { doc }, bootstrap))
     }
 
     /// A state that mirrors a coordinator's (a node's copy), kept at
@@ -191,7 +236,7 @@ impl SecurityState {
             .map_err(|m| ApiError::bad_request("invalid_snapshot", m))?;
         self.doc
             .update(|d| {
-                *d = doc;
+                *d = doc.clone();
                 Ok(())
             })
             .await
@@ -218,7 +263,7 @@ impl SecurityState {
 
     /// Replaces the policy if `proposed.version` is the current version;
     /// returns the stored policy with its new version.
-    pub async fn set_policy(&self, mut proposed: Policy) -> Result<Policy, ApiError> {
+    pub async fn set_policy(&self, proposed: Policy) -> Result<Policy, ApiError> {
         proposed
             .validate()
             .map_err(|m| ApiError::bad_request("invalid_policy", m))?;
@@ -234,9 +279,10 @@ impl SecurityState {
                         ),
                     ));
                 }
-                proposed.version += 1;
-                d.policy = proposed.clone();
-                Ok(proposed)
+                let mut stored = proposed.clone();
+                stored.version += 1;
+                d.policy = stored.clone();
+                Ok(stored)
             })
             .await
     }

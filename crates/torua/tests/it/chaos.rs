@@ -2,7 +2,8 @@
 //! compare-and-set a few keys through the coordinator while a nemesis kills
 //! (SIGKILL) and restarts, or pauses (SIGSTOP/SIGCONT), storage nodes, or
 //! (replicated clusters, nodes in network namespaces) cuts a node off from
-//! its peers, or from everyone, and heals. Every
+//! its peers, or from everyone, and heals; with three coordinators, the
+//! clients spread over them while the nemesis kills and restarts them. Every
 //! operation is recorded (invoke, completion, outcome: ok, fail or
 //! unknown); after healing, a final read of every key is added, and
 //! `lincheck` must find the history linearizable with no acknowledged write
@@ -11,6 +12,7 @@
 //! `TORUA_CHAOS_SECONDS` (default 6) sets how long each run injects faults;
 //! `scripts/chaos` runs long ones.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,8 @@ enum Nemesis {
     Pause,
     /// Cut a node off (from its peers, or from everyone) and heal.
     Partition,
+    /// SIGKILL a coordinator and restart it.
+    KillCoordinator,
 }
 
 /// The cluster under test.
@@ -39,6 +43,8 @@ enum Setup {
     Single,
     /// Replication factor 3 on three nodes, each in a network namespace.
     Replicated,
+    /// Replication factor 3, three coordinators sharing the metadata.
+    Coordinators,
 }
 
 fn seconds() -> u64 {
@@ -66,7 +72,10 @@ impl Dice {
 struct Client {
     process: u32,
     http: reqwest::Client,
-    urls: Arc<Vec<(String, String)>>,
+    /// Each key's name and URL, at every coordinator.
+    urls: Arc<Vec<Vec<(String, String)>>>,
+    /// The coordinator the next request goes to.
+    via: std::sync::atomic::AtomicUsize,
     start: Instant,
 }
 
@@ -77,7 +86,7 @@ impl Client {
 
     /// GET: `Ok(Some((value, etag)))`, `Ok(None)` when absent, `Err(())` without an answer.
     async fn read(&self, key: usize, log: &mut Vec<Entry>) -> Result<Option<(String, String)>, ()> {
-        let (name, url) = &self.urls[key];
+        let (name, url) = &self.urls[self.via.load(Relaxed)][key];
         let invoke = self.now();
         let res = self.http.get(url).timeout(TIMEOUT).send().await;
         let (outcome, seen) = match res {
@@ -109,7 +118,7 @@ impl Client {
     async fn put(&self, key: usize, value: &str, if_match: Option<&str>) -> Outcome {
         let mut req = self
             .http
-            .put(&self.urls[key].1)
+            .put(&self.urls[self.via.load(Relaxed)][key].1)
             .timeout(TIMEOUT)
             .body(value.to_owned());
         if let Some(tag) = if_match {
@@ -148,7 +157,7 @@ impl Client {
         };
         let invoke = self.now();
         let outcome = self.put(key, &value, if_match).await;
-        let name = &self.urls[key].0;
+        let name = &self.urls[0][key].0;
         log.push(Entry::new(
             self.process,
             name,
@@ -164,6 +173,8 @@ impl Client {
         let mut log = Vec::new();
         let mut n = 0u64;
         while Instant::now() < until {
+            self.via
+                .store(dice.below(self.urls.len() as u64) as usize, Relaxed);
             let key = dice.below(KEYS as u64) as usize;
             n += 1;
             let value = format!("p{}-{n}", self.process);
@@ -191,13 +202,21 @@ async fn run(setup: Setup, nemesis: Nemesis) {
         Setup::Single => TestCluster::start_single(3, 6).await,
         // Replicas are not replaced during a run: faults are short.
         Setup::Replicated => crate::replication::start_in(3, 6, true, "60s").await,
+        Setup::Coordinators => crate::coordinators::start(3, 6).await,
     };
-    let urls: Arc<Vec<(String, String)>> = Arc::new(
-        (0..KEYS)
-            .map(|i| {
-                let key = format!("chaos/{i}");
-                let url = c.data_url(&key);
-                (key, url)
+    let coordinators = c.coordinator_names();
+    let urls: Arc<Vec<Vec<(String, String)>>> = Arc::new(
+        coordinators
+            .iter()
+            .map(|name| {
+                let base = c.coordinator_url(name);
+                (0..KEYS)
+                    .map(|i| {
+                        let key = format!("chaos/{i}");
+                        let url = format!("{base}/data/{}", torua::http::extract::encode_key(&key));
+                        (key, url)
+                    })
+                    .collect()
             })
             .collect(),
     );
@@ -209,6 +228,7 @@ async fn run(setup: Setup, nemesis: Nemesis) {
                 process,
                 http: c.http.clone(),
                 urls: urls.clone(),
+                via: Default::default(),
                 start,
             };
             tokio::spawn(client.run(until))
@@ -241,6 +261,14 @@ async fn run(setup: Setup, nemesis: Nemesis) {
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 c.lab().heal();
             }
+            Nemesis::KillCoordinator => {
+                let name = &coordinators[dice.below(coordinators.len() as u64) as usize];
+                c.kill_coordinator_named(name);
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                c.start_coordinator_named(name);
+                let url = format!("{}/shards", c.coordinator_url(name));
+                testkit::wait_ok_with(&c.http, &url, Duration::from_secs(60)).await;
+            }
         }
         faults += 1;
     }
@@ -254,6 +282,7 @@ async fn run(setup: Setup, nemesis: Nemesis) {
         process: CLIENTS,
         http: c.http.clone(),
         urls: urls.clone(),
+        via: Default::default(),
         start,
     };
     for key in 0..KEYS {
@@ -325,4 +354,9 @@ async fn replicated_linearizable_while_nodes_are_paused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicated_linearizable_while_nodes_are_partitioned() {
     run(Setup::Replicated, Nemesis::Partition).await;
+}
+
+#[tokio::test]
+async fn linearizable_while_coordinators_are_killed_and_restarted() {
+    run(Setup::Coordinators, Nemesis::KillCoordinator).await;
 }

@@ -18,9 +18,12 @@ pub const MAX_VALUE: usize = 2 * 1024 * 1024;
 
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
+    /// Port of the coordinator `url()` names.
     pub coord_port: u16,
     pub shards: u32,
-    coordinator: Option<ChildGuard>,
+    /// Coordinators by name (`coordinator` alone, else `c1`…), with their
+    /// ports; each keeps its data in the directory of its name.
+    coordinators: BTreeMap<String, (u16, Option<ChildGuard>)>,
     nodes: BTreeMap<String, (u16, Option<ChildGuard>)>,
     pub http: reqwest::Client,
     /// The coordinator's bootstrap admin key.
@@ -41,6 +44,9 @@ pub struct Options<'a> {
     pub node_env: &'a [(&'a str, &'a str)],
     /// Nodes in network namespaces (see [`TestCluster::net`]).
     pub lab: bool,
+    /// How many coordinators (0 counts as 1); several share their
+    /// metadata through their Raft group.
+    pub coordinators: usize,
 }
 
 /// Coordinator environment for single-copy mode (no Raft; shards moved
@@ -106,11 +112,19 @@ impl TestCluster {
 
     /// Like `start`, set up by `opts`.
     pub async fn launch(n: usize, shards: u32, opts: Options<'_>) -> TestCluster {
+        let names: Vec<String> = match opts.coordinators {
+            0 | 1 => vec!["coordinator".into()],
+            n => (1..=n).map(|i| format!("c{i}")).collect(),
+        };
+        let coordinators: BTreeMap<String, (u16, Option<ChildGuard>)> = names
+            .iter()
+            .map(|n| (n.clone(), (free_port(), None)))
+            .collect();
         let mut c = TestCluster {
             dir: testkit::tempdir(),
-            coord_port: free_port(),
+            coord_port: coordinators[&names[0]].0,
             shards,
-            coordinator: None,
+            coordinators,
             nodes: BTreeMap::new(),
             http: reqwest::Client::new(),
             admin_key: String::new(),
@@ -121,14 +135,30 @@ impl TestCluster {
         let host = c.host();
         c.issue_for("coordinator", "coordinator", &host);
         c.issue("client-test", "client:test");
-        c.start_coordinator();
-        wait_ok_with(&c.anon(), &format!("{}/health", c.url()), WAIT).await;
-        let path = c.dir.path().join("coordinator/bootstrap-admin.key");
-        c.admin_key = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-            .trim()
-            .to_owned();
+        for name in &names {
+            c.start_coordinator_named(name);
+        }
+        for name in &names {
+            let url = c.coordinator_url(name);
+            wait_ok_with(&c.anon(), &format!("{url}/health"), WAIT).await;
+        }
+        // The coordinator that created the cluster wrote the first key.
+        let dir = c.dir.path().to_owned();
+        c.admin_key = eventually("the bootstrap admin key", WAIT, || async {
+            names
+                .iter()
+                .map(|n| dir.join(n).join("bootstrap-admin.key"))
+                .find_map(|p| std::fs::read_to_string(p).ok())
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| k.trim().to_owned())
+        })
+        .await;
         c.http = c.client(Some("coordinator"), Some(&c.admin_key));
+        // Several coordinators answer 503 until they have the metadata.
+        for name in &names {
+            let url = format!("{}/shards", c.coordinator_url(name));
+            wait_ok_with(&c.http, &url, WAIT).await;
+        }
         write_private(&c.master_key_file(), &"ab".repeat(32));
         for i in 1..=n {
             c.add_node(&format!("n{i}"));
@@ -260,6 +290,30 @@ impl TestCluster {
         format!("https://{}:{}", self.host(), self.coord_port)
     }
 
+    /// Names of the coordinators.
+    pub fn coordinator_names(&self) -> Vec<String> {
+        self.coordinators.keys().cloned().collect()
+    }
+
+    /// The URL of coordinator `name`.
+    pub fn coordinator_url(&self, name: &str) -> String {
+        format!("https://{}:{}", self.host(), self.coordinators[name].0)
+    }
+
+    /// Makes `url()` (and so every helper) name coordinator `name`.
+    pub fn use_coordinator(&mut self, name: &str) {
+        self.coord_port = self.coordinators[name].0;
+    }
+
+    /// Every coordinator's URL, comma-separated, as nodes take them.
+    fn coordinator_urls(&self) -> String {
+        self.coordinators
+            .keys()
+            .map(|n| self.coordinator_url(n))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn data_url(&self, key: &str) -> String {
         format!(
             "{}/data/{}",
@@ -272,24 +326,58 @@ impl TestCluster {
         format!("https://{}:{}", self.node_host(id), self.nodes[id].0)
     }
 
+    /// (Re)starts the coordinator `url()` names.
     pub fn start_coordinator(&mut self) {
-        let mut cmd = Command::new(COORD);
-        cmd.env(
-            "COORDINATOR_ADDR",
-            format!("{}:{}", self.host(), self.coord_port),
-        )
-        .env("HEALTH_CHECK_INTERVAL", "200ms")
-        .env("TORUA_SHARDS", self.shards.to_string())
-        .env("TORUA_DATA_DIR", self.dir.path().join("coordinator"))
-        .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
-        .env("TORUA_HEALTH_FAILURES", "3")
-        .envs(self.tls_env("coordinator"))
-        .envs(self.coord_env.iter().map(|(k, v)| (k, v)));
-        self.coordinator = Some(ChildGuard::spawn("coordinator", cmd, self.dir.path()));
+        let name = self.current_coordinator();
+        self.start_coordinator_named(&name);
     }
 
+    fn current_coordinator(&self) -> String {
+        let port = self.coord_port;
+        self.coordinators
+            .iter()
+            .find(|(_, (p, _))| *p == port)
+            .map(|(n, _)| n.clone())
+            .expect("url() names a coordinator")
+    }
+
+    /// (Re)starts coordinator `name` on its port and data directory.
+    pub fn start_coordinator_named(&mut self, name: &str) {
+        let port = self.coordinators[name].0;
+        let mut cmd = Command::new(COORD);
+        cmd.env("COORDINATOR_ADDR", format!("{}:{port}", self.host()))
+            .env("HEALTH_CHECK_INTERVAL", "200ms")
+            .env("TORUA_SHARDS", self.shards.to_string())
+            .env("TORUA_DATA_DIR", self.dir.path().join(name))
+            .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
+            .env("TORUA_HEALTH_FAILURES", "3")
+            .envs(self.tls_env("coordinator"))
+            .envs(self.coord_env.iter().map(|(k, v)| (k, v)));
+        if self.coordinators.len() > 1 {
+            let peers: Vec<String> = self
+                .coordinators
+                .keys()
+                .map(|n| format!("{n}={}", self.coordinator_url(n)))
+                .collect();
+            cmd.env("TORUA_COORDINATOR_ID", name)
+                .env("TORUA_COORDINATOR_PEERS", peers.join(","));
+        }
+        let child = ChildGuard::spawn(name, cmd, self.dir.path());
+        self.coordinators
+            .get_mut(name)
+            .expect("known coordinator")
+            .1 = Some(child);
+    }
+
+    /// SIGKILL the coordinator `url()` names.
     pub fn kill_coordinator(&mut self) {
-        if let Some(mut c) = self.coordinator.take() {
+        let name = self.current_coordinator();
+        self.kill_coordinator_named(&name);
+    }
+
+    /// SIGKILL coordinator `name`; `start_coordinator_named` restarts it.
+    pub fn kill_coordinator_named(&mut self, name: &str) {
+        if let Some(mut c) = self.coordinators.get_mut(name).and_then(|(_, c)| c.take()) {
             c.kill();
         }
     }
@@ -334,7 +422,7 @@ impl TestCluster {
         cmd.env("NODE_ID", id)
             .env("NODE_LISTEN", format!("{host}:{port}"))
             .env("NODE_ADDR", format!("https://{host}:{port}"))
-            .env("COORDINATOR_ADDR", self.url())
+            .env("COORDINATOR_ADDR", self.coordinator_urls())
             .env("DATA_DIR", self.dir.path().join(id))
             .env("HEALTH_CHECK_INTERVAL", "200ms")
             .env("TORUA_MAX_VALUE_BYTES", MAX_VALUE.to_string())
@@ -394,8 +482,10 @@ impl TestCluster {
     pub async fn wait_ready(&mut self) {
         wait_ok_with(&self.http, &format!("{}/ready", self.url()), WAIT).await;
         let dir = self.dir.path().to_owned();
-        if let Some(c) = self.coordinator.as_mut() {
-            c.assert_running(&dir);
+        for (_, child) in self.coordinators.values_mut() {
+            if let Some(c) = child.as_mut() {
+                c.assert_running(&dir);
+            }
         }
         for (_, child) in self.nodes.values_mut() {
             if let Some(c) = child.as_mut() {

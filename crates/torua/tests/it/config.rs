@@ -48,6 +48,35 @@ fn invalid_values_are_refused_naming_the_variable() {
         &[("COORDINATOR_ADDR", "http://127.0.0.1:1")],
         "NODE_ID",
     );
+    refused(
+        NODE,
+        &[("COORDINATOR_ADDR", "http://127.0.0.1:1,nonsense")],
+        "COORDINATOR_ADDR",
+    );
+    // Several coordinators: every one named, this one among them.
+    let coord = ("COORDINATOR_ADDR", ":0");
+    refused(
+        COORD,
+        &[
+            coord,
+            ("TORUA_COORDINATOR_PEERS", "c1=http://127.0.0.1:1,c2"),
+        ],
+        "TORUA_COORDINATOR_PEERS",
+    );
+    refused(
+        COORD,
+        &[coord, ("TORUA_COORDINATOR_PEERS", "c1=http://127.0.0.1:1")],
+        "TORUA_COORDINATOR_ID",
+    );
+    refused(
+        COORD,
+        &[
+            coord,
+            ("TORUA_COORDINATOR_PEERS", "c1=http://127.0.0.1:1"),
+            ("TORUA_COORDINATOR_ID", "c9"),
+        ],
+        "TORUA_COORDINATOR_ID",
+    );
     // Security settings: refused, never guessed.
     let node = [
         ("COORDINATOR_ADDR", "http://127.0.0.1:1"),

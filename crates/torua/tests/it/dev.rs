@@ -176,3 +176,65 @@ fn printed(out: &str, label: &str) -> Option<String> {
         .map(|rest| rest.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
+
+#[tokio::test]
+async fn dev_cluster_with_three_coordinators_answers_at_each() {
+    let dir = testkit::tempdir();
+    let port = free_port_range(6);
+    let mut cmd = Command::new(TORUA);
+    cmd.args(["dev", "--coordinators", "3", "--no-truxe", "--port"])
+        .arg(port.to_string())
+        .arg("--dir")
+        .arg(dir.path().join("data"));
+    let mut dev = ChildGuard::spawn("dev", cmd, dir.path());
+    let ca = dir.path().join("data/certs/ca.pem");
+    testkit::eventually_sync("dev makes its CA", Duration::from_secs(60), || ca.exists());
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(secure::tls::client_trusting(&ca).unwrap())
+        .build()
+        .unwrap();
+    let log = dir.path().join("dev.log");
+    testkit::eventually_sync("dev prints credentials", Duration::from_secs(90), || {
+        std::fs::read_to_string(&log).is_ok_and(|out| out.contains("export TORUA_TOKEN="))
+    });
+    let out = std::fs::read_to_string(&log).unwrap();
+    let admin_key = printed(&out, "admin API key").expect("admin key printed");
+    let urls: Vec<String> = (0..3)
+        .map(|i| format!("https://127.0.0.1:{}", port + i))
+        .collect();
+    for (i, url) in urls.iter().enumerate() {
+        assert!(out.contains(&format!("c{} ", i + 1)), "{out}");
+        wait_ok_with(&http, &format!("{url}/ready"), Duration::from_secs(60)).await;
+    }
+    // Written at one coordinator, read at another.
+    let r = http
+        .put(format!("{}/data/shared", urls[0]))
+        .bearer_auth(&admin_key)
+        .body("one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = http
+        .get(format!("{}/data/shared", urls[2]))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "one");
+    // The CLI takes several coordinators and uses the first that answers.
+    let dead = format!("https://127.0.0.1:{}", testkit::free_port());
+    let status = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
+        .args(["--coordinator", &format!("{dead},{}", urls[1]), "status"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success() && table.contains("coordinators: c1 c2 c3 (leader c"),
+        "{table}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(dev.interrupt(Duration::from_secs(30)), Some(0));
+}

@@ -6,6 +6,7 @@ mod cluster;
 
 mod chaos;
 mod config;
+mod coordinators;
 mod crud;
 mod dev;
 mod encryption;

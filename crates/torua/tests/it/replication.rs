@@ -33,6 +33,7 @@ pub async fn start_in(n: usize, shards: u32, lab: bool, replica_timeout: &str) -
         ],
         node_env: RAFT,
         lab,
+        ..Options::default()
     };
     let mut c = TestCluster::launch(0, shards, opts).await;
     for i in 1..=n {

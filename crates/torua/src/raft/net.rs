@@ -58,7 +58,7 @@ pub(crate) type BatchAnswer = Result<serde_bytes::ByteBuf, String>;
 
 /// Why an RPC got no answer.
 #[derive(Clone)]
-enum Failed {
+pub(super) enum Failed {
     /// The peer could not be reached: nothing was delivered.
     Unreachable(String),
     /// Sent, but no usable answer.
@@ -149,8 +149,22 @@ async fn run_peer(client: HttpClient, url: String, mut rx: mpsc::UnboundedReceiv
     }
 }
 
+impl Failed {
+    /// Whether the request certainly did not arrive.
+    pub(super) fn undelivered(&self) -> bool {
+        matches!(self, Failed::Unreachable(_))
+    }
+
+    /// What went wrong, for an error message.
+    pub(super) fn message(&self) -> &str {
+        match self {
+            Failed::Unreachable(m) | Failed::Network(m) => m,
+        }
+    }
+}
+
 /// POSTs a postcard body to a peer; the answer's bytes on a 2xx.
-async fn post(
+pub(super) async fn post(
     client: &HttpClient,
     url: &str,
     body: Vec<u8>,

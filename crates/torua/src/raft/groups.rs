@@ -1,11 +1,12 @@
-//! The Raft groups this node hosts: one per replicated shard.
+//! The Raft groups a process hosts: on a node, one per replicated shard
+//! it holds; on a coordinator of several, their one group (`docs.rs`).
 //!
 //! A replicated shard is a [`torua_store::Shard`] in state `replicated`,
-//! written only by its group's state machine; its log lives in the node's
-//! shared WAL. Groups are opened when the coordinator says so (and again at
-//! start for every replicated shard on disk); the node answers the Raft
-//! RPCs of its peers at `/raft/{shard}/…` (`routes.rs`) and sends its own
-//! through [`super::raft_net::Net`].
+//! written only by its group's state machine; its log lives in the
+//! process's shared WAL. A node opens groups when the coordinator says so
+//! (and again at start for every replicated shard on disk); peers' Raft
+//! RPCs arrive through `rpc.rs`, and this process sends its own through
+//! [`super::net::Net`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -18,7 +19,7 @@ use openraft::{ChangeMembers, ServerState};
 use torua_raft::{raft_id, typ, Change, LogStore, Member, Raft, Request, StateMachine};
 use torua_store::{Record, Shard, ShardState, ShardStore};
 
-use super::raft_net::{Batcher, Net};
+use super::net::{Batcher, Net};
 use crate::http::ApiError;
 use crate::tls::HttpClient;
 
@@ -35,13 +36,6 @@ pub(crate) struct Group {
     pub raft: Raft,
     pub shard: Arc<Shard>,
     log: LogStore,
-}
-
-/// Timing of every group on the node.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timing {
-    pub heartbeat: Duration,
-    pub election: Duration,
 }
 
 /// Every group this node hosts.
@@ -110,7 +104,7 @@ impl Groups {
         me: String,
         store: Arc<ShardStore>,
         client: HttpClient,
-        timing: Timing,
+        timing: crate::config::RaftTiming,
     ) -> Result<Groups, crate::Error> {
         let election = timing.election.as_millis() as u64;
         let config = openraft::Config {
@@ -148,6 +142,17 @@ impl Groups {
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .cloned()
+    }
+
+    /// The group of shard `id`, or 404 when this process hosts none.
+    pub(crate) fn hosted(&self, id: u32) -> Result<Group, ApiError> {
+        self.get(id).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "group_not_hosted",
+                format!("{} hosts no replica of group {id}", self.me),
+            )
+        })
     }
 
     /// Ids of the hosted groups.
