@@ -90,6 +90,7 @@ async fn ready(State(c): S) -> Result<Json<serde_json::Value>, ApiError> {
                 g.voters.sort();
                 body["coordinators"] = serde_json::json!({
                     "role": g.role, "leader": g.leader, "term": g.term, "members": g.voters,
+                    "applied": g.last_applied,
                 });
             }
             return Ok(Json(body));

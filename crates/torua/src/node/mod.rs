@@ -64,6 +64,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
     let store = Arc::new(store);
     let client = HttpClient::new(tls.clone(), |b| b.connect_timeout(Duration::from_secs(2)));
     let groups = Arc::new(Groups::new(
+        "shard",
         cfg.node_id.clone(),
         store.clone(),
         client.clone(),

@@ -106,6 +106,7 @@ impl Docs {
             .map_err(|e| Error::Config(e.to_string()))??
         };
         let groups = Arc::new(Groups::new(
+            "coordinators",
             me.to_owned(),
             Arc::new(store),
             client.clone(),

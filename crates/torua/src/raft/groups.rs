@@ -41,6 +41,8 @@ pub(crate) struct Group {
 /// Every group this node hosts.
 pub(crate) struct Groups {
     me: String,
+    /// What the groups are, for logs: `shard` (a node's) or `coordinators`.
+    kind: &'static str,
     store: Arc<ShardStore>,
     client: HttpClient,
     /// Appends and votes of every group, batched per peer node.
@@ -101,6 +103,7 @@ fn leader_of(f: &typ::ForwardToLeader) -> Option<String> {
 
 impl Groups {
     pub(crate) fn new(
+        kind: &'static str,
         me: String,
         store: Arc<ShardStore>,
         client: HttpClient,
@@ -126,6 +129,7 @@ impl Groups {
         .map_err(|e| crate::Error::Config(format!("raft timing: {e}")))?;
         Ok(Groups {
             me,
+            kind,
             store,
             batcher: Batcher::new(client.clone()),
             client,
@@ -201,8 +205,8 @@ impl Groups {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id, g.clone());
-                tracing::info!(shard = id, node = %self.me, "raft group opened");
-                tokio::spawn(log_roles(id, g.raft.metrics()));
+                tracing::info!(kind = self.kind, group = id, node = %self.me, "raft group opened");
+                tokio::spawn(log_roles(self.kind, id, g.raft.metrics()));
                 g
             }
         };
@@ -216,7 +220,9 @@ impl Groups {
                 let map: BTreeMap<u64, Member> =
                     members.into_iter().map(|m| (raft_id(&m.name), m)).collect();
                 match group.raft.initialize(map).await {
-                    Ok(()) => tracing::info!(shard = id, "raft group bootstrapped"),
+                    Ok(()) => {
+                        tracing::info!(kind = self.kind, group = id, "raft group bootstrapped")
+                    }
                     // Another call initialized it meanwhile: fine.
                     Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
                     Err(e) => return Err(ApiError::internal(e)),
@@ -238,12 +244,12 @@ impl Groups {
             return Ok(false);
         };
         if let Err(e) = g.raft.shutdown().await {
-            tracing::warn!(shard = id, error = %e, "raft group did not stop cleanly");
+            tracing::warn!(kind = self.kind, group = id, error = %e, "raft group did not stop cleanly");
         }
         g.log.destroy().await.map_err(ApiError::internal)?;
         drop(g);
         self.store.drop_shard(id).await?;
-        tracing::info!(shard = id, node = %self.me, "raft group dropped");
+        tracing::info!(kind = self.kind, group = id, node = %self.me, "raft group dropped");
         Ok(true)
     }
 }
@@ -417,7 +423,11 @@ fn role_name(state: ServerState) -> &'static str {
 
 /// Logs this replica's role and known leader as they change (openraft's
 /// own logs are kept at `warn`); ends with the group.
-async fn log_roles(shard: u32, mut metrics: tokio::sync::watch::Receiver<typ::RaftMetrics>) {
+async fn log_roles(
+    kind: &'static str,
+    group: u32,
+    mut metrics: tokio::sync::watch::Receiver<typ::RaftMetrics>,
+) {
     let mut last = None;
     loop {
         let now = {
@@ -433,7 +443,8 @@ async fn log_roles(shard: u32, mut metrics: tokio::sync::watch::Receiver<typ::Ra
         if last.as_ref().map(|(s, l, _)| (s, l)) != Some((&now.0, &now.1)) {
             let leader = now.1.as_deref().unwrap_or("none");
             tracing::info!(
-                shard,
+                kind,
+                group,
                 role = role_name(now.0),
                 leader,
                 term = now.2,
