@@ -24,6 +24,10 @@ pub struct RegisterRequest {
     /// The Raft groups the node hosts, with its role in each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupStatus>,
+    /// Made when the node's data directory was created: a node that
+    /// comes back with a new one lost its data (and its Raft votes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
 
 /// A node's view of one shard group it hosts.
@@ -54,6 +58,11 @@ pub struct GroupRequest {
     /// Start a new group of `members` here if it has none yet.
     #[serde(default)]
     pub bootstrap: bool,
+    /// Reopening a replica the node should already hold: the node's
+    /// incarnation it must still have (one that lost its data refuses, so
+    /// it never votes in a group it has forgotten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
 
 /// One entry of `GET /nodes`.

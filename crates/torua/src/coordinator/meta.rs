@@ -35,6 +35,13 @@ pub struct Meta {
     /// node left running after removal does not slip back in.
     #[serde(default)]
     pub removed: BTreeSet<String>,
+    /// Replicas `(node, shard)` whose node came back without its data (a
+    /// new incarnation) while still a voter of the shard's group: removed
+    /// from the group before the node may join it again as a new member,
+    /// since a voter that forgot its votes and log could help elect a
+    /// leader missing committed writes.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub rejoining: BTreeSet<(String, u32)>,
     /// Shards placed by hand (`/shards/assign`): rebalancing prefers to
     /// leave them where they are.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -54,6 +61,9 @@ pub struct NodeMeta {
     /// Being decommissioned: its shards move away, it receives none.
     #[serde(default)]
     pub draining: bool,
+    /// The incarnation it last registered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
 
 /// Placement of one shard.
@@ -90,6 +100,7 @@ fn new_meta(shards: Option<u32>, replication: Option<Replication>) -> Meta {
         shards: vec![ShardMeta::default(); n as usize],
         pending_drops: BTreeSet::new(),
         removed: BTreeSet::new(),
+        rejoining: BTreeSet::new(),
         pinned: BTreeSet::new(),
         replication: match replication {
             Some(Replication::Off) => None,

@@ -327,6 +327,31 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
     let repl = c.repl()?;
     let factor = c.factor()? as usize;
     let meta = c.snapshot()?;
+    // A node that came back without its data may join a group again once
+    // it is out of it.
+    let rejoined: Vec<(String, u32)> = meta
+        .rejoining
+        .iter()
+        .filter(|(n, s)| {
+            meta.shards
+                .get(*s as usize)
+                .is_none_or(|s| !s.replicas.contains(n))
+        })
+        .cloned()
+        .collect();
+    if !rejoined.is_empty() {
+        c.update(|m| {
+            for r in &rejoined {
+                m.rejoining.remove(r);
+            }
+            Ok(())
+        })
+        .await?;
+        for (node, shard) in &rejoined {
+            tracing::info!(node = %node, shard, "a replica whose node lost its data is out of its group");
+        }
+    }
+    let meta = c.snapshot()?;
     // Leaders per node, as known, plus the groups bootstrapped this pass:
     // a new group is bootstrapped (and so, at first, led) by whichever of
     // its replicas leads fewest, so leaders start out spread.
@@ -362,6 +387,7 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
             let req = GroupRequest {
                 members: members(&meta, &chosen),
                 bootstrap: false,
+                incarnation: None,
             };
             // Followers first, so the bootstrapping replica's first
             // election finds them.
@@ -378,14 +404,18 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
             tracing::info!(shard, replicas = ?chosen, "shard group created");
             continue;
         }
-        // A healthy replica that reports no group (lost, or opened before
-        // a crash) gets it opened again; the leader catches it up.
+        // A healthy replica that reports no group (its node was down when
+        // the group was made, or crashed before opening it) gets it opened
+        // again; the leader catches it up. Not one that lost its data: it
+        // leaves the group first (below).
+        let amnesiac = |n: &String| meta.rejoining.contains(&(n.clone(), shard));
         for node in &current {
-            if c.status_of(node) == Status::Healthy && !repl.hosts(node, shard) {
+            if c.status_of(node) == Status::Healthy && !repl.hosts(node, shard) && !amnesiac(node) {
                 let addr = addr_of(&meta, node);
                 let req = GroupRequest {
                     members: members(&meta, &current),
                     bootstrap: false,
+                    incarnation: meta.nodes.get(node).and_then(|m| m.incarnation.clone()),
                 };
                 if let Err(e) = c.nodes.open_group(&addr, shard, &req).await {
                     tracing::debug!(shard, node = %node, error = %e, "reopening replica failed");
@@ -394,7 +424,8 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
         }
         let health = c.health();
         let gone = |n: &String| {
-            meta.removed.contains(n)
+            amnesiac(n)
+                || meta.removed.contains(n)
                 || meta.nodes.get(n).is_none_or(|m| m.draining)
                 || health
                     .get(n)
@@ -407,7 +438,9 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
             if desired.len() >= factor {
                 break;
             }
-            if !desired.contains(&n) {
+            // A node that lost its data leaves the group before it joins again.
+            let leaving = amnesiac(&n) && current.contains(&n);
+            if !desired.contains(&n) && !leaving {
                 desired.push(n);
             }
         }
@@ -418,9 +451,9 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
         }
         // A replica that is only down is replaced, never just dropped: a
         // smaller group tolerates no more failures, and the node may return.
-        let decommissioned = current
-            .iter()
-            .any(|n| meta.removed.contains(n) || meta.nodes.get(n).is_none_or(|m| m.draining));
+        let decommissioned = current.iter().any(|n| {
+            amnesiac(n) || meta.removed.contains(n) || meta.nodes.get(n).is_none_or(|m| m.draining)
+        });
         if desired.len() == kept && kept < current.len() && !decommissioned {
             continue;
         }
@@ -490,6 +523,7 @@ async fn change_members(
     let req = GroupRequest {
         members: members(meta, &desired),
         bootstrap: false,
+        incarnation: None,
     };
     for node in desired.iter().filter(|n| !current.contains(n)) {
         let addr = addr_of(meta, node);
@@ -505,6 +539,9 @@ async fn change_members(
     .await?;
     c.update(|m| {
         m.shards[shard as usize].replicas = desired.clone();
+        // Out of the group: a node that lost its data may join it anew.
+        m.rejoining
+            .retain(|(n, s)| *s != shard || desired.contains(n));
         Ok(())
     })
     .await?;

@@ -137,7 +137,9 @@ async fn register(
     } else {
         Vec::new()
     };
-    let (is_new, to_open, to_drop, relearned) = c
+    let incarnation = req.incarnation.clone();
+    let replicated = c.replication.is_some();
+    let (is_new, to_open, to_drop, relearned, rejoins) = c
         .update(|m| {
             if m.removed.contains(&id) {
                 return Err(ApiError::new(
@@ -150,8 +152,24 @@ async fn register(
             let entry = m.nodes.entry(id.clone()).or_insert_with(|| NodeMeta {
                 addr: addr.clone(),
                 draining: false,
+                incarnation: None,
             });
             entry.addr = addr.clone();
+            let amnesiac = matches!(
+                (&entry.incarnation, &incarnation),
+                (Some(was), Some(now)) if was != now
+            );
+            if incarnation.is_some() {
+                entry.incarnation = incarnation.clone();
+            }
+            let mut rejoins = false;
+            if amnesiac && replicated {
+                for (sid, s) in m.shards.iter().enumerate() {
+                    if s.replicas.contains(&id) {
+                        rejoins |= m.rejoining.insert((id.clone(), sid as u32));
+                    }
+                }
+            }
             let (mut to_open, mut to_drop, mut relearned) = (Vec::new(), Vec::new(), false);
             // A coordinator that lost its metadata learns each group's
             // members from the replicas, rather than create a second group.
@@ -185,9 +203,12 @@ async fn register(
                     }
                 }
             }
-            Ok((is_new, to_open, to_drop, relearned))
+            Ok((is_new, to_open, to_drop, relearned, rejoins))
         })
         .await?;
+    if rejoins {
+        tracing::error!(node = %id, "node came back without its data (new incarnation); its replicas are removed from their groups and re-created from the others");
+    }
     if relearned {
         c.relearning(RELEARN_GRACE);
     }
@@ -234,7 +255,14 @@ async fn nodes(State(c): S) -> Result<Json<NodesResponse>, ApiError> {
                 addr: n.addr.clone(),
                 status: h.status.as_str().into(),
                 last_health_check: rfc3339(h.last_check),
-                state: if n.draining { "draining" } else { "active" }.into(),
+                state: if n.draining {
+                    "draining"
+                } else if meta.rejoining.iter().any(|(n, _)| n == id) {
+                    "rejoining"
+                } else {
+                    "active"
+                }
+                .into(),
                 shard_count: meta.shards.iter().filter(|s| s.holds(id)).count(),
             }
         })

@@ -38,6 +38,8 @@ pub(crate) struct Node {
     pub replica: replica::Replica,
     /// The Raft groups of the replicated shards held here.
     pub groups: Arc<Groups>,
+    /// Made with the data directory (see `incarnation`).
+    pub incarnation: String,
 }
 
 /// Runs a node until `shutdown`; `listener` is already bound.
@@ -55,6 +57,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         .await
         .map_err(|e| Error::Config(e.to_string()))??
     };
+    let incarnation = incarnation(&data_dir)?;
     let metrics = Metrics::new();
     if let Some(t) = &tls {
         t.watch(&metrics, shutdown.clone());
@@ -79,6 +82,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         replica: replica::Replica::new(&data_dir, cfg.policy_stale_after),
         max_value: cfg.max_value_bytes,
         registered: AtomicBool::new(false),
+        incarnation: incarnation.clone(),
     });
     tracing::info!(
         node = %cfg.node_id,
@@ -110,6 +114,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
     });
     tokio::spawn(heartbeat(
         cfg,
+        incarnation,
         credential,
         client,
         node.clone(),
@@ -127,6 +132,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
 /// its data.
 async fn heartbeat(
     cfg: NodeConfig,
+    incarnation: String,
     credential: Option<secure::Secret<String>>,
     client: HttpClient,
     node: Arc<Node>,
@@ -148,6 +154,7 @@ async fn heartbeat(
                 .filter_map(|id| node.groups.get(id))
                 .map(|g| g.status())
                 .collect(),
+            incarnation: Some(incarnation.clone()),
         };
         // The policy copy first: once the coordinator counts this node
         // healthy, it forwards client calls the node must be able to check.
@@ -208,6 +215,24 @@ async fn heartbeat(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.clone().wait() => return,
         }
+    }
+}
+
+/// This data directory's incarnation: made with it, so a node whose
+/// directory was lost or replaced registers with a new one.
+fn incarnation(data_dir: &std::path::Path) -> Result<String, Error> {
+    let path = data_dir.join("incarnation");
+    let err = |e: std::io::Error| Error::Config(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Ok(_) => Err(err(std::io::Error::other("is empty"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = secure::token::random_uuid();
+            crate::persist::replace_file(&path, format!("{id}\n").as_bytes(), false)
+                .map_err(err)?;
+            Ok(id)
+        }
+        Err(e) => Err(err(e)),
     }
 }
 

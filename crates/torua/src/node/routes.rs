@@ -526,6 +526,20 @@ async fn open_group(
 ) -> Result<Json<GroupStatus>, ApiError> {
     let Json(req) = body?;
     let members = members_of(&req)?;
+    if req
+        .incarnation
+        .as_ref()
+        .is_some_and(|i| *i != n.incarnation)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "incarnation_mismatch",
+            format!(
+                "node {} lost its data since it held this replica of shard {id}; it must rejoin the group as a new member",
+                n.id
+            ),
+        ));
+    }
     let g = n.groups.open(id, req.bootstrap.then_some(members)).await?;
     Ok(Json(g.status()))
 }

@@ -428,3 +428,69 @@ async fn a_coordinator_without_metadata_relearns_every_group_from_the_nodes() {
         assert_eq!(keys_on(&c, id).await, n, "{id}");
     }
 }
+
+#[tokio::test]
+async fn a_node_that_lost_its_data_rejoins_as_a_new_member() {
+    // Replicas are not replaced for being down during this test.
+    let mut c = start_in(3, 4, false, "60s").await;
+    for i in 0..20 {
+        assert_eq!(c.put(&format!("k{i}"), "v").await, StatusCode::NO_CONTENT);
+    }
+    // n3 loses its disk and comes back empty while n1 is down: one intact
+    // copy of each shard is left.
+    c.stop_node("n3");
+    std::fs::remove_dir_all(c.dir.path().join("n3")).unwrap();
+    c.stop_node("n1");
+    c.add_node("n3");
+    eventually("n3 rejoining", WAIT, || async {
+        let nodes = c.nodes().await;
+        nodes
+            .nodes
+            .iter()
+            .any(|n| n.id == "n3" && n.state == "rejoining" && n.status == "healthy")
+            .then_some(())
+    })
+    .await;
+    // A voter that forgot its log and votes must not make a quorum with
+    // n2: no write is acknowledged until n1 is back.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut tries = 0;
+    while Instant::now() < deadline {
+        let res = c
+            .http
+            .put(c.data_url(&format!("refused-{tries}")))
+            .timeout(Duration::from_secs(2))
+            .body("x")
+            .send()
+            .await;
+        if let Ok(r) = res {
+            assert_ne!(
+                r.status(),
+                StatusCode::NO_CONTENT,
+                "acknowledged without a quorum of intact replicas"
+            );
+        }
+        tries += 1;
+    }
+    // n1 returns: each group drops n3, then takes it back as a new member
+    // that catches up from the others.
+    c.add_node("n1");
+    c.wait_node_ready("n1").await;
+    eventually("n3 active again", WAIT, || async {
+        let nodes = c.nodes().await;
+        nodes
+            .nodes
+            .iter()
+            .any(|n| n.id == "n3" && n.state == "active")
+            .then_some(())
+    })
+    .await;
+    settled(&c, 3, None).await;
+    eventually("n3 has every key again", WAIT, || async {
+        (keys_on(&c, "n3").await >= 20).then_some(())
+    })
+    .await;
+    for i in 0..20 {
+        assert_eq!(c.get(&format!("k{i}")).await.0, StatusCode::OK);
+    }
+}
