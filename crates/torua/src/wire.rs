@@ -65,6 +65,13 @@ pub struct GroupRequest {
     pub incarnation: Option<String>,
 }
 
+/// `POST /shard/{id}/group/transfer`: hand the leadership over to `to`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// A voter of the group.
+    pub to: NodeInfo,
+}
+
 /// One entry of `GET /nodes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {

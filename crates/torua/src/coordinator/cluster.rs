@@ -516,7 +516,7 @@ pub(crate) async fn open(
     let replication = meta
         .read(|m| m.replication)
         .map_err(|e| Error::Config(e.to_string()))?
-        .map(|_| super::replicas::Replication::new(cfg.replica_timeout));
+        .map(|_| super::replicas::Replication::new(cfg.replica_timeout, cfg.health_check_interval));
     Ok(Arc::new(Cluster::new(
         meta,
         nodes,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::http::{etag, parse_etag, ApiError, KEEP_VERSION};
 use crate::tls::{HttpClient, Tls};
 use crate::wire::{
-    decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, OpenShardRequest,
+    decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, NodeInfo, OpenShardRequest,
 };
 
 /// Why a node call failed.
@@ -355,6 +355,21 @@ impl NodeClient {
                     .put(format!("{addr}/shard/{shard}/group"))
                     .json(req),
                 self.timeout,
+            )
+            .await?;
+        res.json()
+            .await
+            .map_err(|e| CallError::Unreachable(short(&e)))
+    }
+
+    /// Hands a group's leadership over to the voter `to`; sent to its leader.
+    pub async fn transfer_leader(&self, addr: &str, shard: u32, to: &NodeInfo) -> R<GroupStatus> {
+        let res = self
+            .send(
+                self.http()
+                    .post(format!("{addr}/shard/{shard}/group/transfer"))
+                    .json(&serde_json::json!({ "to": to })),
+                Duration::from_secs(10),
             )
             .await?;
         res.json()

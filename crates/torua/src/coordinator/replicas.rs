@@ -30,6 +30,10 @@ const FIND_LEADER_FOR: Duration = Duration::from_secs(8);
 /// Runtime state of replication on the coordinator.
 pub(crate) struct Replication {
     timeout: Duration,
+    /// How long reports may lag (the nodes' heartbeat interval).
+    report_interval: Duration,
+    /// When leadership was last moved.
+    last_leader_move: std::sync::Mutex<Option<Instant>>,
     /// Leader of each shard, as last reported or learned from a 421.
     leaders: RwLock<HashMap<u32, String>>,
     /// Each node's last report of the groups it hosts.
@@ -37,9 +41,11 @@ pub(crate) struct Replication {
 }
 
 impl Replication {
-    pub(crate) fn new(timeout: Duration) -> Replication {
+    pub(crate) fn new(timeout: Duration, report_interval: Duration) -> Replication {
         Replication {
             timeout,
+            report_interval,
+            last_leader_move: Default::default(),
             leaders: RwLock::default(),
             reports: RwLock::default(),
         }
@@ -286,6 +292,92 @@ fn addr_of(meta: &Meta, n: &str) -> String {
         .unwrap_or_default()
 }
 
+/// One step towards leaders spread evenly over the nodes, once every node
+/// is healthy and every group settled: when one node leads two shards more
+/// than another, it hands one of them over to a follower that leads fewer
+/// (Raft's leadership transfer: the leader stops taking requests, waits
+/// until the follower has its whole log, and tells it to stand for
+/// election at once; requests wait for it, briefly).
+async fn balance_leaders(c: &Cluster, meta: &Meta) -> Result<bool, ApiError> {
+    let repl = c.repl()?;
+    let gap = Duration::from_secs(2) + repl.report_interval * 2;
+    let recent = repl
+        .last_leader_move
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some_and(|t| t.elapsed() < gap);
+    if recent {
+        return Ok(false);
+    }
+    let mut led: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &meta.shards {
+        for n in &s.replicas {
+            if c.status_of(n) != Status::Healthy {
+                return Ok(false);
+            }
+            led.entry(n.clone()).or_default();
+        }
+    }
+    let mut leader_of = Vec::with_capacity(meta.shards.len());
+    for (id, s) in meta.shards.iter().enumerate() {
+        let views = repl.views(id as u32);
+        let settled = views.len() == s.replicas.len()
+            && views.iter().all(|(n, g)| {
+                s.replicas.contains(n) && (g.role == "leader" || g.role == "follower")
+            })
+            && views.iter().filter(|(_, g)| g.role == "leader").count() == 1;
+        if !settled || s.replicas.len() < 2 {
+            return Ok(false);
+        }
+        let Some((leader, _)) = views.into_iter().find(|(_, g)| g.role == "leader") else {
+            return Ok(false);
+        };
+        *led.entry(leader.clone()).or_default() += 1;
+        leader_of.push(leader);
+    }
+    let Some((busiest, most)) = led.iter().max_by_key(|(n, k)| (**k, std::cmp::Reverse(*n))) else {
+        return Ok(false);
+    };
+    let fewest = led.values().min().copied().unwrap_or(0);
+    if *most <= fewest + 1 {
+        return Ok(false);
+    }
+    // A shard of the busiest node with a follower that leads at least two
+    // fewer: the one leading fewest takes it.
+    let pick = leader_of.iter().enumerate().find_map(|(id, l)| {
+        if l != busiest {
+            return None;
+        }
+        meta.shards[id]
+            .replicas
+            .iter()
+            .filter(|n| *n != busiest)
+            .map(|n| (led.get(n).copied().unwrap_or(0), n))
+            .filter(|(k, _)| k + 1 < *most)
+            .min()
+            .map(|(_, n)| (id as u32, n.clone()))
+    });
+    let Some((shard, to)) = pick else {
+        return Ok(false);
+    };
+    let busiest = busiest.clone();
+    *repl
+        .last_leader_move
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    tracing::info!(shard, from = %busiest, to = %to, leads = most, "handing a shard's leadership over to even out leaders");
+    let target = NodeInfo {
+        id: to.clone(),
+        addr: addr_of(meta, &to),
+    };
+    c.nodes
+        .transfer_leader(&addr_of(meta, &busiest), shard, &target)
+        .await
+        .map_err(|e| e.into_api(&busiest, shard))?;
+    repl.note_leader(shard, &to);
+    Ok(true)
+}
+
 /// One step towards even load: a replica moves from the node holding the
 /// most to the node holding the fewest, when they differ by more than
 /// one. Only shards whose replicas are all healthy and that were not
@@ -461,16 +553,14 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
         // One membership change per pass keeps each pass short.
         return Ok(true);
     }
-    // Every group as it should be: even out the load.
+    // Every group as it should be: even out the load, then the leaders.
     let meta = c.snapshot()?;
-    match rebalance_step(c, &meta) {
-        Some((shard, current, desired)) => {
-            tracing::info!(shard, from = ?current, to = ?desired, "rebalancing a replica");
-            change_members(c, &meta, shard, &current, desired).await?;
-            Ok(true)
-        }
-        None => Ok(false),
+    if let Some((shard, current, desired)) = rebalance_step(c, &meta) {
+        tracing::info!(shard, from = ?current, to = ?desired, "rebalancing a replica");
+        change_members(c, &meta, shard, &current, desired).await?;
+        return Ok(true);
     }
+    balance_leaders(c, &meta).await
 }
 
 impl Cluster {

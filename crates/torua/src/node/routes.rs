@@ -28,7 +28,7 @@ use crate::security::policy::Action;
 use crate::tls::{no_certificate, refusal, Peer, COORDINATOR_IDENTITY, NODE_IDENTITY_PREFIX};
 use crate::wire::{
     decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, NodeInfoResponse,
-    OpenShardRequest, ShardInfo,
+    OpenShardRequest, ShardInfo, TransferRequest,
 };
 use torua_raft::{Change, Condition, Member};
 
@@ -64,6 +64,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
             put(open_group).delete(drop_group).get(group_status),
         )
         .route("/shard/{id}/group/members", post(set_members))
+        .route("/shard/{id}/group/transfer", post(transfer_leader))
         .route("/shard/{id}/export", get(export))
         .route("/shard/{id}/import", post(import).layer(import_limit))
         .with_state(node.clone())
@@ -557,6 +558,22 @@ async fn group_status(State(n): S, ShardId(id): ShardId) -> Result<Json<GroupSta
             n.id
         ))),
     }
+}
+
+/// Hands the group's leadership over to one of its voters (at the leader).
+async fn transfer_leader(
+    State(n): S,
+    ShardId(id): ShardId,
+    body: Result<Json<TransferRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<GroupStatus>, Refusal> {
+    let Json(req) = body.map_err(ApiError::from)?;
+    let g = n.groups.hosted(id)?;
+    g.transfer(&Member {
+        name: req.to.id,
+        addr: req.to.addr,
+    })
+    .await?;
+    Ok(Json(g.status()))
 }
 
 /// Makes the group's voters exactly the given members (at the leader).

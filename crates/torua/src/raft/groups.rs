@@ -9,8 +9,9 @@
 //! [`super::net::Net`].
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +37,12 @@ pub(crate) struct Group {
     pub raft: Raft,
     pub shard: Arc<Shard>,
     log: LogStore,
+    batcher: Arc<Batcher>,
+    /// Set while this leader hands its leadership over: it takes no
+    /// requests, so the target's log can catch up with it.
+    handing_over: Arc<AtomicBool>,
+    /// When this replica last became leader (by `log_roles`).
+    leader_since: Arc<Mutex<Option<Instant>>>,
 }
 
 /// Every group this node hosts.
@@ -200,13 +207,25 @@ impl Groups {
                 let raft = Raft::new(raft_id(&self.me), self.config.clone(), net, log.clone(), sm)
                     .await
                     .map_err(ApiError::internal)?;
-                let g = Group { raft, shard, log };
+                let g = Group {
+                    raft,
+                    shard,
+                    log,
+                    batcher: self.batcher.clone(),
+                    handing_over: Arc::default(),
+                    leader_since: Arc::default(),
+                };
                 self.groups
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id, g.clone());
                 tracing::info!(kind = self.kind, group = id, node = %self.me, "raft group opened");
-                tokio::spawn(log_roles(self.kind, id, g.raft.metrics()));
+                tokio::spawn(log_roles(
+                    self.kind,
+                    id,
+                    g.raft.metrics(),
+                    g.leader_since.clone(),
+                ));
                 g
             }
         };
@@ -322,6 +341,9 @@ impl Group {
     /// timeout (the minority side of a partition): such a write cannot
     /// commit, so it is certainly not applied.
     fn lead_with_quorum(&self) -> Result<(), Refusal> {
+        if self.handing_over.load(Ordering::Acquire) {
+            return Err(Refusal::NotLeader(None));
+        }
         let m = self.raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
             let leader = m.current_leader.and_then(|id| {
@@ -338,6 +360,84 @@ impl Group {
             // A group of one acknowledges itself.
             _ if m.membership_config.membership().voter_ids().count() <= 1 => Ok(()),
             _ => Err(no_quorum(self.shard.id()).into()),
+        }
+    }
+
+    /// Hands the leadership over to the voter `to` (Raft's leadership
+    /// transfer): stop taking requests, wait until `to` has the whole log,
+    /// tell it to stand for election now; this leader's vote goes to it
+    /// (openraft's followers would refuse it for a while after the last
+    /// heartbeat, but a leader's own lease runs from its election). Requests
+    /// meanwhile answer `no_leader` and are retried by the coordinator.
+    pub(crate) async fn transfer(&self, to: &Member) -> Result<(), Refusal> {
+        self.lead_with_quorum()?;
+        let target = raft_id(&to.name);
+        let m = self.raft.metrics().borrow().clone();
+        if m.id == target {
+            return Ok(());
+        }
+        if !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == target)
+        {
+            return Err(ApiError::bad_request(
+                "not_a_voter",
+                format!(
+                    "{} is not a voter of shard {}'s group",
+                    to.name,
+                    self.shard.id()
+                ),
+            )
+            .into());
+        }
+        // A leader elected less than a lease ago would refuse the vote.
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        let since = *self.leader_since.lock().unwrap_or_else(|p| p.into_inner());
+        if since.is_none_or(|t| t.elapsed() <= lease) {
+            return Err(transfer_failed(
+                self.shard.id(),
+                "this replica became leader too recently; retry",
+            ));
+        }
+        self.handing_over.store(true, Ordering::Release);
+        let res = self.hand_over(target, to, lease).await;
+        self.handing_over.store(false, Ordering::Release);
+        res
+    }
+
+    async fn hand_over(&self, target: u64, to: &Member, lease: Duration) -> Result<(), Refusal> {
+        let id = self.shard.id();
+        let mut metrics = self.raft.metrics();
+        let caught_up = |m: &typ::RaftMetrics| {
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&target).cloned().flatten())
+                .map(|l| l.index);
+            m.state != ServerState::Leader || matched >= m.last_log_index
+        };
+        let waited = tokio::time::timeout(lease, metrics.wait_for(caught_up))
+            .await
+            .is_ok_and(|r| r.is_ok_and(|m| m.state == ServerState::Leader));
+        if !waited {
+            return Err(transfer_failed(id, "the target did not catch up in time"));
+        }
+        self.batcher
+            .timeout_now(&to.addr, id)
+            .await
+            .map_err(|e| transfer_failed(id, &e))?;
+        let stepped_down = |m: &typ::RaftMetrics| m.state != ServerState::Leader;
+        let done = tokio::time::timeout(lease * 2, metrics.wait_for(stepped_down))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match done {
+            true => Ok(()),
+            false => Err(transfer_failed(
+                id,
+                "the target did not win its election; this replica still leads",
+            )),
         }
     }
 
@@ -427,6 +527,7 @@ async fn log_roles(
     kind: &'static str,
     group: u32,
     mut metrics: tokio::sync::watch::Receiver<typ::RaftMetrics>,
+    leader_since: Arc<Mutex<Option<Instant>>>,
 ) {
     let mut last = None;
     loop {
@@ -441,6 +542,14 @@ async fn log_roles(
             (m.state, leader, m.current_term)
         };
         if last.as_ref().map(|(s, l, _)| (s, l)) != Some((&now.0, &now.1)) {
+            let became_leader = now.0 == ServerState::Leader
+                && last
+                    .as_ref()
+                    .is_none_or(|(s, _, _)| *s != ServerState::Leader);
+            if became_leader || now.0 != ServerState::Leader {
+                *leader_since.lock().unwrap_or_else(|p| p.into_inner()) =
+                    became_leader.then(Instant::now);
+            }
             let leader = now.1.as_deref().unwrap_or("none");
             tracing::info!(
                 kind,
@@ -456,6 +565,14 @@ async fn log_roles(
             return;
         }
     }
+}
+
+fn transfer_failed(shard: u32, why: &str) -> Refusal {
+    ApiError::unavailable(
+        "transfer_failed",
+        format!("shard {shard}: leadership not handed over: {why}"),
+    )
+    .into()
 }
 
 fn no_quorum(shard: u32) -> ApiError {

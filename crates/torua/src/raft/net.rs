@@ -41,6 +41,9 @@ pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
 pub(crate) enum BatchOp {
     Append,
     Vote,
+    /// Raft's TimeoutNow: stand for election at once (a leadership
+    /// transfer; the body is empty).
+    TimeoutNow,
 }
 
 /// One RPC in a batch: its group, kind and postcard body.
@@ -120,6 +123,23 @@ impl Batcher {
             }
         }
         Err(Failed::Network("no sender for the peer".into()))
+    }
+}
+
+impl Batcher {
+    /// Tells the replica of `group` at `addr` to stand for election now.
+    pub(crate) async fn timeout_now(&self, addr: &str, group: u32) -> Result<(), String> {
+        let item = BatchItem {
+            group,
+            op: BatchOp::TimeoutNow,
+            body: encode(&()).map_err(|e| e.to_string())?,
+        };
+        let addr = addr.trim_end_matches('/');
+        let bytes = self
+            .call(addr, item, Duration::from_secs(2))
+            .await
+            .map_err(|f| f.message().to_owned())?;
+        decode::<Result<(), String>>(&bytes).map_err(|e| e.to_string())?
     }
 }
 

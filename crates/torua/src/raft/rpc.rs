@@ -82,6 +82,12 @@ async fn raft_batch(
                     })
                     .await
                 }
+                BatchOp::TimeoutNow => {
+                    raft_rpc(groups, it.group, &it.body, |g, ()| async move {
+                        g.raft.trigger().elect().await.map_err(|e| e.to_string())
+                    })
+                    .await
+                }
             };
             res.map(serde_bytes::ByteBuf::from)
                 .map_err(|e| format!("{}: {}", e.code, e.message))

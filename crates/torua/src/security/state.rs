@@ -22,6 +22,9 @@ const FILE: &str = "security.json";
 const DOC: &str = "security";
 /// Written once, when a cluster is created: the first admin key.
 pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-admin.key";
+/// Where a coordinator of several keeps the key it proposed until its
+/// state wins (then renamed to [`BOOTSTRAP_KEY_FILE`]).
+const PENDING_KEY_FILE: &str = "bootstrap-admin.key.pending";
 const FORMAT: u32 = 1;
 /// Every Torua API key starts with this.
 pub const KEY_PREFIX: &str = "torua_";
@@ -120,9 +123,9 @@ fn read_file(path: &Path) -> Result<Option<Doc>, Error> {
 }
 
 /// A new cluster's state: an empty policy and one admin key, whose secret
-/// goes to [`BOOTSTRAP_KEY_FILE`] in `dir` (first: a crash before the
-/// state is saved leaves no cluster whose only admin key is lost).
-fn bootstrap(dir: &Path, now: u64) -> Result<(Doc, PathBuf), Error> {
+/// goes to `file` in `dir` (first: a crash before the state is saved
+/// leaves no cluster whose only admin key is lost).
+fn bootstrap(dir: &Path, file: &str, now: u64) -> Result<(Doc, PathBuf), Error> {
     let (key, secret) = new_key("bootstrap-admin", vec![ADMIN_ROLE.into()], None, now);
     let doc = Doc {
         format: FORMAT,
@@ -132,7 +135,7 @@ fn bootstrap(dir: &Path, now: u64) -> Result<(Doc, PathBuf), Error> {
         },
         api_keys: [(key.id.clone(), key)].into(),
     };
-    let key_path = dir.join(BOOTSTRAP_KEY_FILE);
+    let key_path = dir.join(file);
     crate::persist::replace_file(&key_path, format!("{}\n", secret.expose()).as_bytes(), true)
         .map_err(|e| state_err(&key_path, &e))?;
     Ok((doc, key_path))
@@ -158,7 +161,7 @@ impl SecurityState {
                 None,
             ));
         }
-        let (doc, key_path) = bootstrap(dir, now)?;
+        let (doc, key_path) = bootstrap(dir, BOOTSTRAP_KEY_FILE, now)?;
         Persisted::save_now(&path, &doc, true).map_err(|e| state_err(&path, &e))?;
         Ok((
             SecurityState {
@@ -183,17 +186,23 @@ impl SecurityState {
             if let Some(doc) = read_file(&dir.join(FILE))? {
                 return Ok(doc);
             }
-            let (doc, key_path) = bootstrap(dir, now)?;
+            // Under a name of its own until this coordinator's state wins:
+            // several may try at once, and only one key may be the key.
+            let (doc, key_path) = bootstrap(dir, PENDING_KEY_FILE, now)?;
             made_key = Some(key_path);
             Ok(doc)
         })
         .await?;
         let bootstrap = match (made_key, created) {
-            (Some(path), true) => Some(path),
+            (Some(pending), true) => {
+                let path = dir.join(BOOTSTRAP_KEY_FILE);
+                std::fs::rename(&pending, &path).map_err(|e| state_err(&path, &e))?;
+                Some(path)
+            }
             // Another coordinator created the state first: this key is in
-            // no state, so its file must not suggest otherwise.
-            (Some(path), false) => {
-                let _ = std::fs::remove_file(&path);
+            // no state.
+            (Some(pending), false) => {
+                let _ = std::fs::remove_file(&pending);
                 None
             }
             (None, _) => None,

@@ -494,3 +494,38 @@ async fn a_node_that_lost_its_data_rejoins_as_a_new_member() {
         assert_eq!(c.get(&format!("k{i}")).await.0, StatusCode::OK);
     }
 }
+
+/// How many shards each node leads, as `/shards` shows.
+async fn leaders_per_node(c: &TestCluster) -> std::collections::BTreeMap<String, usize> {
+    let mut led = std::collections::BTreeMap::new();
+    for s in c.shard_map().await.shards {
+        *led.entry(s.node_id).or_insert(0) += 1;
+    }
+    led
+}
+
+#[tokio::test]
+async fn leaders_spread_out_again_after_a_node_returns() {
+    let mut c = start(3, 6).await;
+    c.stop_node("n1");
+    eventually("n1's shards led elsewhere", WAIT, || async {
+        let led = leaders_per_node(&c).await;
+        (!led.contains_key("n1") && !led.contains_key("")).then_some(())
+    })
+    .await;
+    c.add_node("n1");
+    c.wait_node_ready("n1").await;
+    // n1 came back leading nothing; leaders move until each node leads two.
+    eventually("two shards led by each node", WAIT, || async {
+        let led = leaders_per_node(&c).await;
+        (led.len() == 3 && led.values().all(|k| *k == 2)).then_some(())
+    })
+    .await;
+    settled(&c, 3, None).await;
+    for i in 0..12 {
+        assert_eq!(
+            c.put(&format!("after-{i}"), "v").await,
+            StatusCode::NO_CONTENT
+        );
+    }
+}
