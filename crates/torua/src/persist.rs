@@ -106,31 +106,33 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Persisted<
             message: e.to_string(),
         };
         docs.catch_up().await.map_err(|e| meta_err(&e.message))?;
+        let load = || async {
+            match docs.read(key).await.map_err(|e| meta_err(&e.message))? {
+                Some((json, v)) => Ok(Some((
+                    serde_json::from_slice::<T>(&json).map_err(|e| meta_err(&e))?,
+                    v,
+                ))),
+                None => Ok::<_, crate::Error>(None),
+            }
+        };
         let mut created = false;
-        let (value, version) = match docs.read(key).await.map_err(|e| meta_err(&e.message))? {
-            Some((json, v)) => (serde_json::from_slice(&json).map_err(|e| meta_err(&e))?, v),
+        let (value, version) = match load().await? {
+            Some(found) => found,
             None => {
                 let value = init()?;
                 let json = serde_json::to_vec(&value).map_err(|e| meta_err(&e))?;
-                match docs
-                    .put(key, json, Condition::Absent)
-                    .await
-                    .map_err(|e| meta_err(&e.message))?
-                {
+                let put = docs.put(key, json, Condition::Absent).await;
+                match put.map_err(|e| meta_err(&e.message))? {
                     Proposed::Applied(v) => {
                         created = true;
                         (value, v)
                     }
+                    // Another coordinator created it first: take theirs.
                     Proposed::Conflict => {
                         docs.catch_up().await.map_err(|e| meta_err(&e.message))?;
-                        let (json, v) = docs
-                            .read(key)
-                            .await
-                            .map_err(|e| meta_err(&e.message))?
-                            .ok_or_else(|| {
-                                meta_err(&"created by another coordinator, yet absent")
-                            })?;
-                        (serde_json::from_slice(&json).map_err(|e| meta_err(&e))?, v)
+                        load().await?.ok_or_else(|| {
+                            meta_err(&"created by another coordinator, yet absent")
+                        })?
                     }
                 }
             }

@@ -428,7 +428,7 @@ impl HttpClient {
     }
 }
 
-pub(crate) fn no_certificate() -> Response {
+fn no_certificate() -> Response {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "missing_client_certificate",
@@ -437,26 +437,78 @@ pub(crate) fn no_certificate() -> Response {
     .into_response()
 }
 
-/// With TLS on, lets a call through only with a certificate `allowed`
-/// accepts; otherwise the refusal (naming `who` may call the `api`).
-pub(crate) fn refusal(
-    tls: bool,
-    identity: Option<&str>,
-    allowed: impl Fn(&str) -> bool,
-    who: &str,
-    api: &str,
-) -> Option<Response> {
-    match (tls, identity) {
-        (false, _) => None,
-        (true, None) => Some(no_certificate()),
-        (true, Some(id)) if allowed(id) => None,
-        (true, Some(other)) => Some(
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("only {who} may call the {api}; this certificate is `{other}`"),
-            )
-            .into_response(),
-        ),
+/// Who may call a set of routes when TLS is on: certificates of the
+/// cluster CA that `allowed` accepts (`who` and `api` name them in the
+/// refusal). With TLS off it lets everything through.
+#[derive(Clone, Copy)]
+pub(crate) struct CertGate {
+    pub tls: bool,
+    pub allowed: fn(&str) -> bool,
+    pub who: &'static str,
+    pub api: &'static str,
+}
+
+impl CertGate {
+    /// Only the coordinator's certificate (every coordinator has it).
+    pub(crate) fn coordinators(tls: bool, api: &'static str) -> CertGate {
+        CertGate {
+            tls,
+            allowed: |id| id == COORDINATOR_IDENTITY,
+            who: "coordinators",
+            api,
+        }
+    }
+
+    /// Only nodes' certificates.
+    pub(crate) fn nodes(tls: bool, api: &'static str) -> CertGate {
+        CertGate {
+            tls,
+            allowed: |id| id.starts_with(NODE_IDENTITY_PREFIX),
+            who: "nodes",
+            api,
+        }
+    }
+
+    /// Any certificate of the cluster CA.
+    pub(crate) fn cluster(tls: bool, api: &'static str) -> CertGate {
+        CertGate {
+            tls,
+            allowed: |_| true,
+            who: "members of the cluster",
+            api,
+        }
+    }
+
+    /// The refusal of a call from `identity`, if it is refused.
+    fn refusal(&self, identity: Option<&str>) -> Option<Response> {
+        match (self.tls, identity) {
+            (false, _) => None,
+            (true, None) => Some(no_certificate()),
+            (true, Some(id)) if (self.allowed)(id) => None,
+            (true, Some(other)) => Some(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "only {} may call the {}; this certificate is `{other}`",
+                        self.who, self.api
+                    ),
+                )
+                .into_response(),
+            ),
+        }
+    }
+}
+
+/// Middleware: lets a call through only past the [`CertGate`].
+pub(crate) async fn require_cert(
+    axum::extract::State(gate): axum::extract::State<CertGate>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Peer>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match gate.refusal(peer.identity.as_deref()) {
+        Some(refused) => refused,
+        None => next.run(req).await,
     }
 }

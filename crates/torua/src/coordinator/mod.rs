@@ -25,9 +25,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::response::IntoResponse;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -42,7 +41,7 @@ use crate::http::{ApiError, Metrics};
 use crate::raft::docs::{self, Docs};
 use crate::security::Security;
 use crate::shutdown::Shutdown;
-use crate::tls::{HttpClient, Incoming, Peer, Tls, COORDINATOR_IDENTITY};
+use crate::tls::{CertGate, HttpClient, Incoming, Tls};
 use crate::Error;
 
 /// Runs the coordinator until `shutdown`; `listener` is already bound.
@@ -71,6 +70,7 @@ pub async fn run(
     // answered before any of them can load the metadata. Until this one
     // has it, the API answers 503.
     let api = Arc::new(OnceLock::<Router>::new());
+    let listen = listener.local_addr().map_err(Error::Serve)?;
     let incoming = Incoming::new(listener, tls.clone()).map_err(Error::Serve)?;
     let server = tokio::spawn(crate::http::serve(
         incoming,
@@ -87,6 +87,7 @@ pub async fn run(
     let cluster = cluster::open(&cfg, cluster_metrics, tls.clone(), docs.clone()).await?;
     security.warm_up();
     tracing::info!(
+        %listen,
         shards = cluster.num_shards(),
         data_dir = %cfg.data_dir.display(),
         coordinators = cfg.peers.as_ref().map_or(1, |p| p.0.len()),
@@ -108,15 +109,21 @@ pub async fn run(
         tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
     }
     let _ = api.set(routes::router(cluster, security, http_metrics));
-    let mut server = server;
-    match (&mut server.0).await {
-        Ok(res) => res.map_err(Error::Serve),
-        Err(e) => Err(Error::Serve(std::io::Error::other(e))),
-    }
+    server.join().await
 }
 
 /// Stops the listener when start-up fails after it began serving.
 struct AbortOnDrop(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl AbortOnDrop {
+    /// Waits for the server to stop.
+    async fn join(mut self) -> Result<(), Error> {
+        match (&mut self.0).await {
+            Ok(res) => res.map_err(Error::Serve),
+            Err(e) => Err(Error::Serve(std::io::Error::other(e))),
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -193,7 +200,10 @@ fn outer_router(docs: Option<Arc<Docs>>, tls: bool, api: Arc<OnceLock<Router>>) 
         r = r.merge(
             crate::raft::rpc::router(d.groups(), docs::MAX_DOC)
                 .merge(docs::router(d))
-                .route_layer(axum::middleware::from_fn_with_state(tls, only_coordinators)),
+                .route_layer(axum::middleware::from_fn_with_state(
+                    CertGate::coordinators(tls, "coordinators' Raft API"),
+                    crate::tls::require_cert,
+                )),
         );
     }
     r.fallback_service(tower::service_fn(move |req: Request| {
@@ -209,25 +219,4 @@ fn outer_router(docs: Option<Arc<Docs>>, tls: bool, api: Arc<OnceLock<Router>>) 
             })
         }
     }))
-}
-
-/// With TLS on, the coordinators' Raft calls answer only a coordinator's
-/// certificate.
-async fn only_coordinators(
-    State(tls): State<bool>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let allowed = |id: &str| id == COORDINATOR_IDENTITY;
-    match crate::tls::refusal(
-        tls,
-        peer.identity.as_deref(),
-        allowed,
-        "coordinators",
-        "coordinators' Raft API",
-    ) {
-        Some(refused) => refused,
-        None => next.run(req).await,
-    }
 }

@@ -300,7 +300,8 @@ fn addr_of(meta: &Meta, n: &str) -> String {
 /// election at once; requests wait for it, briefly).
 async fn balance_leaders(c: &Cluster, meta: &Meta) -> Result<bool, ApiError> {
     let repl = c.repl()?;
-    let gap = Duration::from_secs(2) + repl.report_interval * 2;
+    // Reports lag by up to an interval: give them one to catch up.
+    let gap = Duration::from_secs(1) + repl.report_interval;
     let recent = repl
         .last_leader_move
         .lock()
@@ -326,10 +327,10 @@ async fn balance_leaders(c: &Cluster, meta: &Meta) -> Result<bool, ApiError> {
                 s.replicas.contains(n) && (g.role == "leader" || g.role == "follower")
             })
             && views.iter().filter(|(_, g)| g.role == "leader").count() == 1;
-        if !settled || s.replicas.len() < 2 {
-            return Ok(false);
-        }
-        let Some((leader, _)) = views.into_iter().find(|(_, g)| g.role == "leader") else {
+        // The leader as last learned (a transfer updates it at once; the
+        // reports follow within an interval).
+        let leader = repl.leader(id as u32).filter(|l| s.replicas.contains(l));
+        let (true, Some(leader)) = (settled && s.replicas.len() >= 2, leader) else {
             return Ok(false);
         };
         *led.entry(leader.clone()).or_default() += 1;
@@ -365,16 +366,19 @@ async fn balance_leaders(c: &Cluster, meta: &Meta) -> Result<bool, ApiError> {
         .last_leader_move
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-    tracing::info!(shard, from = %busiest, to = %to, leads = most, "handing a shard's leadership over to even out leaders");
     let target = NodeInfo {
         id: to.clone(),
         addr: addr_of(meta, &to),
     };
+    let started = Instant::now();
     c.nodes
         .transfer_leader(&addr_of(meta, &busiest), shard, &target)
         .await
         .map_err(|e| e.into_api(&busiest, shard))?;
     repl.note_leader(shard, &to);
+    // How long the shard's requests waited (the old leader took none).
+    let took_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(shard, from = %busiest, to = %to, leads = most, took_ms, "shard leadership handed over to even out leaders");
     Ok(true)
 }
 

@@ -47,16 +47,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
     let data_dir = cfg.data_dir();
     let master = master_keys(&cfg.encryption)?;
     let tls = Tls::open(&cfg.tls, ClientAuth::Optional, "node")?;
-    let store = {
-        let dir = data_dir.clone();
-        let rt = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let _g = rt.enter();
-            ShardStore::open(&dir, master)
-        })
-        .await
-        .map_err(|e| Error::Config(e.to_string()))??
-    };
+    let store = crate::raft::groups::open_store(&data_dir, master).await?;
     let incarnation = incarnation(&data_dir)?;
     let metrics = Metrics::new();
     if let Some(t) = &tls {
@@ -82,7 +73,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         replica: replica::Replica::new(&data_dir, cfg.policy_stale_after),
         max_value: cfg.max_value_bytes,
         registered: AtomicBool::new(false),
-        incarnation: incarnation.clone(),
+        incarnation,
     });
     tracing::info!(
         node = %cfg.node_id,
@@ -114,7 +105,6 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
     });
     tokio::spawn(heartbeat(
         cfg,
-        incarnation,
         credential,
         client,
         node.clone(),
@@ -132,7 +122,6 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
 /// its data.
 async fn heartbeat(
     cfg: NodeConfig,
-    incarnation: String,
     credential: Option<secure::Secret<String>>,
     client: HttpClient,
     node: Arc<Node>,
@@ -154,7 +143,7 @@ async fn heartbeat(
                 .filter_map(|id| node.groups.get(id))
                 .map(|g| g.status())
                 .collect(),
-            incarnation: Some(incarnation.clone()),
+            incarnation: Some(node.incarnation.clone()),
         };
         // The policy copy first: once the coordinator counts this node
         // healthy, it forwards client calls the node must be able to check.

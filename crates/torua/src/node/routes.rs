@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
@@ -25,7 +24,7 @@ use crate::http::{
 };
 use crate::raft::groups::{Group, Refusal};
 use crate::security::policy::Action;
-use crate::tls::{no_certificate, refusal, Peer, COORDINATOR_IDENTITY, NODE_IDENTITY_PREFIX};
+use crate::tls::{require_cert, CertGate};
 use crate::wire::{
     decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, NodeInfoResponse,
     OpenShardRequest, ShardInfo, TransferRequest,
@@ -68,15 +67,21 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/shard/{id}/export", get(export))
         .route("/shard/{id}/import", post(import).layer(import_limit))
         .with_state(node.clone())
-        .route_layer(axum::middleware::from_fn_with_state(tls, only_coordinator))
+        .route_layer(axum::middleware::from_fn_with_state(
+            CertGate::coordinators(tls, "node API"),
+            require_cert,
+        ))
         .merge(
-            crate::raft::rpc::router(node.groups.clone(), node.max_value)
-                .route_layer(axum::middleware::from_fn_with_state(tls, only_nodes)),
+            crate::raft::rpc::router(node.groups.clone(), node.max_value).route_layer(
+                axum::middleware::from_fn_with_state(
+                    CertGate::nodes(tls, "Raft API"),
+                    require_cert,
+                ),
+            ),
         )
-        .merge(
-            http::metrics_route(metrics.clone())
-                .route_layer(axum::middleware::from_fn_with_state(tls, any_cluster_cert)),
-        )
+        .merge(http::metrics_route(metrics.clone()).route_layer(
+            axum::middleware::from_fn_with_state(CertGate::cluster(tls, "metrics"), require_cert),
+        ))
         .route("/ready", get(ready).with_state(node));
     http::finish(r, metrics)
 }
@@ -138,53 +143,6 @@ async fn check(n: &Node, auth: &HeaderMap, action: Action, key: &str) -> Result<
         return Ok(());
     }
     Err(p.forbidden(action, &format!("key `{key}`")))
-}
-
-/// With TLS on, the node API answers only the coordinator's certificate.
-async fn only_coordinator(
-    State(tls): State<bool>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let allowed = |id: &str| id == COORDINATOR_IDENTITY;
-    match refusal(
-        tls,
-        peer.identity.as_deref(),
-        allowed,
-        "the coordinator",
-        "node API",
-    ) {
-        Some(refused) => refused,
-        None => next.run(req).await,
-    }
-}
-
-/// With TLS on, Raft RPCs answer only other nodes' certificates.
-async fn only_nodes(
-    State(tls): State<bool>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let allowed = |id: &str| id.starts_with(NODE_IDENTITY_PREFIX);
-    match refusal(tls, peer.identity.as_deref(), allowed, "nodes", "Raft API") {
-        Some(refused) => refused,
-        None => next.run(req).await,
-    }
-}
-
-/// With TLS on, `/metrics` answers any certificate of the cluster CA.
-async fn any_cluster_cert(
-    State(tls): State<bool>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if tls && peer.identity.is_none() {
-        return no_certificate();
-    }
-    next.run(req).await
 }
 
 async fn ready(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {

@@ -25,7 +25,6 @@ use axum::Router;
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use torua_raft::{typ, Change, Condition, Member, Request};
-use torua_store::ShardStore;
 
 use super::groups::{Group, Groups, Refusal};
 use super::net::{post as post_rpc, RAFT_CONTENT_TYPE};
@@ -95,16 +94,7 @@ impl Docs {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
         }
-        let store = {
-            let dir = dir.to_owned();
-            let rt = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                let _g = rt.enter();
-                ShardStore::open(&dir, None)
-            })
-            .await
-            .map_err(|e| Error::Config(e.to_string()))??
-        };
+        let store = super::groups::open_store(dir, None).await?;
         let groups = Arc::new(Groups::new(
             "coordinators",
             me.to_owned(),
@@ -123,6 +113,21 @@ impl Docs {
             .open(GROUP, Some(members))
             .await
             .map_err(|e| Error::Config(format!("coordinator group: {}", e.message)))?;
+        // An existing group keeps its members whatever the settings say now.
+        let m = group.raft.metrics().borrow().clone();
+        let current: BTreeMap<String, String> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(_, n)| (n.name.clone(), n.addr.clone()))
+            .collect();
+        if !current.is_empty() && current != *peers {
+            tracing::warn!(
+                group = ?current,
+                settings = ?peers,
+                "TORUA_COORDINATOR_PEERS differs from the coordinators' group; the group's members stay (changing the set of coordinators is not supported)"
+            );
+        }
         Ok(Arc::new(Docs {
             groups,
             group,
@@ -235,6 +240,11 @@ impl Docs {
             } else {
                 Answer::NotLeader
             };
+            // A leader cut off from its quorum wrote nothing either.
+            let answer = match answer {
+                Answer::Failed { code, .. } if code == "no_quorum" => Answer::NotLeader,
+                other => other,
+            };
             match answer {
                 Answer::NotLeader if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -244,6 +254,9 @@ impl Docs {
                         "no_leader",
                         "the coordinators have no leader (fewer than a quorum of them are up, or an election is under way); nothing was changed",
                     ))
+                }
+                Answer::Failed { code, message } if code == "outcome_unknown" => {
+                    return Err(ApiError::unavailable("outcome_unknown", message))
                 }
                 Answer::Failed { code, message } => {
                     return Err(ApiError::unavailable(

@@ -60,6 +60,23 @@ pub(crate) struct Groups {
     opening: tokio::sync::Mutex<()>,
 }
 
+/// Opens the shard store in `dir` off the runtime (it reads and checks
+/// every shard file; its writer tasks start on the runtime).
+pub(crate) async fn open_store(
+    dir: &std::path::Path,
+    master: Option<torua_store::MasterKeys>,
+) -> Result<ShardStore, crate::Error> {
+    let dir = dir.to_owned();
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let _g = rt.enter();
+        ShardStore::open(&dir, master)
+    })
+    .await
+    .map_err(|e| crate::Error::Config(e.to_string()))?
+    .map_err(crate::Error::from)
+}
+
 /// A refusal from a group, as the HTTP answer it becomes.
 pub(crate) enum Refusal {
     /// Another replica leads: 421 with its name; none is known: 503.
@@ -418,11 +435,27 @@ impl Group {
                 .map(|l| l.index);
             m.state != ServerState::Leader || matched >= m.last_log_index
         };
-        let waited = tokio::time::timeout(lease, metrics.wait_for(caught_up))
-            .await
-            .is_ok_and(|r| r.is_ok_and(|m| m.state == ServerState::Leader));
-        if !waited {
-            return Err(transfer_failed(id, "the target did not catch up in time"));
+        // Writes let in just before requests stopped may still be on their
+        // way into the log: the target must have those too, or this
+        // leader refuses it its vote.
+        let deadline = Instant::now() + lease;
+        let mut last_seen = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let last = tokio::time::timeout(left, metrics.wait_for(caught_up))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .filter(|m| m.state == ServerState::Leader)
+                .map(|m| m.last_log_index);
+            let Some(last) = last else {
+                return Err(transfer_failed(id, "the target did not catch up in time"));
+            };
+            if last_seen == Some(last) {
+                break;
+            }
+            last_seen = Some(last);
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.batcher
             .timeout_now(&to.addr, id)
