@@ -50,6 +50,13 @@ async fn leader(c: &TestCluster, live: &[String], not: Option<&str>) -> String {
     .await
 }
 
+/// `POST /admin/apikeys` for an admin key named `name`, at `c.url()`.
+fn make_key(c: &TestCluster, name: &str) -> reqwest::RequestBuilder {
+    c.http
+        .post(format!("{}/admin/apikeys", c.url()))
+        .json(&serde_json::json!({"name": name, "roles": ["admin"]}))
+}
+
 #[tokio::test]
 async fn three_coordinators_share_the_metadata_and_losing_one_stops_nothing() {
     let mut c = start(3, 8).await;
@@ -164,26 +171,14 @@ async fn a_coordinator_without_a_quorum_serves_data_but_changes_nothing() {
     assert_eq!(c.put("k", "after").await, StatusCode::NO_CONTENT);
     assert_eq!(c.get("k").await, (StatusCode::OK, "after".into()));
     // A metadata change cannot commit: a clear 503, and nothing changed.
-    let res = c
-        .http
-        .post(format!("{}/admin/apikeys", c.url()))
-        .json(&serde_json::json!({"name": "lost", "roles": ["admin"]}))
-        .send()
-        .await
-        .unwrap();
+    let res = make_key(&c, "lost").send().await.unwrap();
     let (status, code, _) = error_code(res).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(code, "no_leader");
     // With a quorum back, changes go through again.
     c.start_coordinator_named(&gone[0]);
     eventually("a key can be made again", WAIT, || async {
-        let res = c
-            .http
-            .post(format!("{}/admin/apikeys", c.url()))
-            .json(&serde_json::json!({"name": "back", "roles": ["admin"]}))
-            .send()
-            .await
-            .ok()?;
+        let res = make_key(&c, "back").send().await.ok()?;
         (res.status() == StatusCode::CREATED).then_some(())
     })
     .await;

@@ -23,6 +23,18 @@ fn start(dir: &std::path::Path, port: u16, truxe_port: u16, name: &str) -> Child
     ChildGuard::spawn(name, cmd, dir)
 }
 
+/// The development CA `torua dev` makes under `dir/data` (once it exists),
+/// and a client trusting it.
+fn dev_client(dir: &std::path::Path) -> (std::path::PathBuf, reqwest::Client) {
+    let ca = dir.join("data/certs/ca.pem");
+    testkit::eventually_sync("dev makes its CA", Duration::from_secs(60), || ca.exists());
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(secure::tls::client_trusting(&ca).unwrap())
+        .build()
+        .unwrap();
+    (ca, http)
+}
+
 /// `torua dev` starts Truxe when the workspace built it next to `torua`.
 fn truxe_built() -> bool {
     std::path::Path::new(TORUA)
@@ -39,12 +51,7 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     let truxe_port = testkit::free_port();
     let mut dev = start(dir.path(), port, truxe_port, "dev-1");
     // TLS by default, with a development CA under the data directory.
-    let ca = dir.path().join("data/certs/ca.pem");
-    testkit::eventually_sync("dev makes its CA", Duration::from_secs(60), || ca.exists());
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(secure::tls::client_trusting(&ca).unwrap())
-        .build()
-        .unwrap();
+    let (ca, http) = dev_client(dir.path());
     wait_ok_with(&http, &format!("{url}/ready"), Duration::from_secs(60)).await;
     let log = dir.path().join("dev-1.log");
     testkit::eventually_sync("dev prints a first curl", Duration::from_secs(30), || {
@@ -187,12 +194,7 @@ async fn dev_cluster_with_three_coordinators_answers_at_each() {
         .arg("--dir")
         .arg(dir.path().join("data"));
     let mut dev = ChildGuard::spawn("dev", cmd, dir.path());
-    let ca = dir.path().join("data/certs/ca.pem");
-    testkit::eventually_sync("dev makes its CA", Duration::from_secs(60), || ca.exists());
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(secure::tls::client_trusting(&ca).unwrap())
-        .build()
-        .unwrap();
+    let (ca, http) = dev_client(dir.path());
     let log = dir.path().join("dev.log");
     testkit::eventually_sync("dev prints credentials", Duration::from_secs(90), || {
         std::fs::read_to_string(&log).is_ok_and(|out| out.contains("export TORUA_TOKEN="))

@@ -528,4 +528,22 @@ async fn leaders_spread_out_again_after_a_node_returns() {
             StatusCode::NO_CONTENT
         );
     }
+    // A transfer asked of the leader for a node outside the group, or with
+    // a body that is not one, is refused and changes nothing.
+    let map = c.shard_map().await;
+    let leader = map.shards[0].node_id.clone();
+    let transfer = format!("{}/shard/0/group/transfer", c.node_url(&leader));
+    let stranger = serde_json::json!({"to": {"id": "n9", "addr": "https://127.0.0.1:1"}});
+    let res = c.http.post(&transfer).json(&stranger).send().await.unwrap();
+    assert_eq!(error_code(res).await.1, "not_a_voter");
+    let res = c
+        .http
+        .post(&transfer)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(c.shard_map().await.shards[0].node_id, leader);
 }
