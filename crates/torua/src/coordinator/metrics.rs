@@ -21,6 +21,10 @@ pub(crate) struct ClusterMetrics {
     pub nodes: Family<StatusLabel, Gauge>,
     pub shards_without_live_owner: Gauge,
     pub moves: Family<ResultLabel, Counter>,
+    /// 1 while this coordinator acts on the cluster (alone, or leading the
+    /// coordinators' group).
+    pub acting: Gauge,
+    pub leader_transfers: Family<ResultLabel, Counter>,
 }
 
 impl ClusterMetrics {
@@ -36,6 +40,24 @@ impl ClusterMetrics {
             self.shards_without_live_owner.clone(),
         );
         reg.register("shard_moves", "Shard moves by result", self.moves.clone());
+        reg.register(
+            "coordinator_acting",
+            "1 while this coordinator repairs and rebalances the cluster (it leads the coordinators)",
+            self.acting.clone(),
+        );
+        reg.register(
+            "leader_transfers",
+            "Shard leaderships handed over to even out leaders, by result",
+            self.leader_transfers.clone(),
+        );
+    }
+
+    pub fn transferred(&self, result: &str) {
+        self.leader_transfers
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn moved(&self, result: &str) {

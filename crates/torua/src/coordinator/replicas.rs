@@ -236,7 +236,9 @@ pub(crate) async fn reconciler(cluster: Arc<Cluster>, period: Duration, shutdown
         // Of several coordinators only the leader acts, on metadata it has
         // confirmed is current.
         let pass = async {
-            if !cluster.leads() {
+            let acting = cluster.leads();
+            cluster.metrics.acting.set(i64::from(acting));
+            if !acting {
                 return Ok(false);
             }
             cluster.meta.refresh().await?;
@@ -371,10 +373,13 @@ async fn balance_leaders(c: &Cluster, meta: &Meta) -> Result<bool, ApiError> {
         addr: addr_of(meta, &to),
     };
     let started = Instant::now();
-    c.nodes
+    let handed = c
+        .nodes
         .transfer_leader(&addr_of(meta, &busiest), shard, &target)
-        .await
-        .map_err(|e| e.into_api(&busiest, shard))?;
+        .await;
+    c.metrics
+        .transferred(if handed.is_ok() { "ok" } else { "failed" });
+    handed.map_err(|e| e.into_api(&busiest, shard))?;
     repl.note_leader(shard, &to);
     // How long the shard's requests waited (the old leader took none).
     let took_ms = started.elapsed().as_millis() as u64;

@@ -93,8 +93,17 @@ async fn three_coordinators_share_the_metadata_and_losing_one_stops_nothing() {
         );
     }
 
-    // SIGKILL the leader of the coordinators.
+    // SIGKILL the leader of the coordinators (the one that acts).
     let old = leader(&c, &names, None).await;
+    for name in &names {
+        c.use_coordinator(name);
+        let acting = if *name == old { 1 } else { 0 };
+        let line = format!("torua_coordinator_acting {acting}");
+        eventually(&format!("{name} says `{line}`"), WAIT, || async {
+            c.metrics().await.lines().any(|l| l == line).then_some(())
+        })
+        .await;
+    }
     c.kill_coordinator_named(&old);
     let live: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
     c.use_coordinator(&live[0]);

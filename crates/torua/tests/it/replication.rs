@@ -522,6 +522,13 @@ async fn leaders_spread_out_again_after_a_node_returns() {
     })
     .await;
     settled(&c, 3, None).await;
+    // Transfers are counted (a restarted replica may also win an election
+    // by itself, so how many is not fixed).
+    let metrics = c.metrics().await;
+    assert!(
+        metrics.contains("# TYPE torua_leader_transfers counter"),
+        "{metrics}"
+    );
     for i in 0..12 {
         assert_eq!(
             c.put(&format!("after-{i}"), "v").await,
