@@ -66,18 +66,19 @@ pub async fn run(
         (Some(me), Some(peers)) => Some(open_group(&cfg, me, peers, tls.clone()).await?),
         _ => None,
     };
-    // Serve at once: the coordinators' group needs its peers' Raft calls
-    // answered before any of them can load the metadata. Until this one
-    // has it, the API answers 503.
     let api = Arc::new(OnceLock::<Router>::new());
     let listen = listener.local_addr().map_err(Error::Serve)?;
     let incoming = Incoming::new(listener, tls.clone()).map_err(Error::Serve)?;
-    let server = tokio::spawn(crate::http::serve(
-        incoming,
-        outer_router(docs.clone(), tls.is_some(), api.clone()),
-        shutdown.clone().wait(),
-    ));
-    let server = AbortOnDrop(server);
+    let router = outer_router(docs.clone(), tls.is_some(), api.clone());
+    // Several coordinators serve at once: their group needs its peers'
+    // Raft calls answered before any of them can load the metadata; until
+    // this one has it, the API answers 503. A lone coordinator serves once
+    // it is ready, so `/health` answering means the API does too.
+    let mut pending = Some((incoming, router));
+    let mut server = None;
+    if docs.is_some() {
+        server = pending.take().map(|(i, r)| spawn_server(i, r, &shutdown));
+    }
     if let Some(d) = &docs {
         if !wait_for_quorum(d, &shutdown).await {
             return Ok(());
@@ -109,7 +110,22 @@ pub async fn run(
         tokio::spawn(mover::rebalancer(cluster.clone(), period, shutdown.clone()));
     }
     let _ = api.set(routes::router(cluster, security, http_metrics));
-    server.join().await
+    if let Some((i, r)) = pending.take() {
+        server = Some(spawn_server(i, r, &shutdown));
+    }
+    match server {
+        Some(s) => s.join().await,
+        None => Ok(()),
+    }
+}
+
+/// Serves `router` until `shutdown`, in a task stopped with its handle.
+fn spawn_server(incoming: Incoming, router: Router, shutdown: &Shutdown) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(crate::http::serve(
+        incoming,
+        router,
+        shutdown.clone().wait(),
+    )))
 }
 
 /// Stops the listener when start-up fails after it began serving.
