@@ -53,18 +53,19 @@ impl ClusterMetrics {
     }
 
     pub fn transferred(&self, result: &str) {
-        self.leader_transfers
-            .get_or_create(&ResultLabel {
-                result: result.into(),
-            })
-            .inc();
+        count(&self.leader_transfers, result);
     }
 
     pub fn moved(&self, result: &str) {
-        self.moves
-            .get_or_create(&ResultLabel {
-                result: result.into(),
-            })
-            .inc();
+        count(&self.moves, result);
     }
+}
+
+/// Counts one outcome `result` in `family`.
+fn count(family: &Family<ResultLabel, Counter>, result: &str) {
+    family
+        .get_or_create(&ResultLabel {
+            result: result.into(),
+        })
+        .inc();
 }
