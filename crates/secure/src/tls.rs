@@ -74,6 +74,8 @@ pub struct Loaded {
     pub ca_not_after: SystemTime,
     /// The stamp of the files that were read.
     pub stamp: Stamp,
+    /// The CAs trusted (for [`Loaded::pinned_client`]).
+    roots: Arc<RootCertStore>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -93,17 +95,42 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Parses a DER certificate: `(subject common name, not after)`.
+/// Parses a DER certificate: `(identity, not after)`. The identity is the
+/// subject's one common name, found by its OID (2.5.4.3), never by reading
+/// the subject as text: an organization named `x,CN=coordinator` is not a
+/// common name. A subject with several common names is refused, so no
+/// reader can pick a different one than another.
 pub fn inspect(cert: &CertificateDer<'_>) -> Result<(Option<String>, SystemTime), Error> {
+    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
     use x509_cert::der::Decode;
     let c = x509_cert::Certificate::from_der(cert.as_ref())
         .map_err(|e| Error::Config(format!("certificate does not parse: {e}")))?;
     let tbs = &c.tbs_certificate;
-    let subject = tbs.subject.to_string();
-    let cn = subject
-        .split(',')
-        .find_map(|part| part.trim().strip_prefix("CN="))
-        .map(str::to_owned);
+    let mut names = tbs
+        .subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter(|atv| atv.oid == x509_cert::der::oid::db::rfc4519::CN);
+    let cn = match (names.next(), names.next()) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(
+                "certificate subject has several common names".into(),
+            ))
+        }
+        (Some(atv), None) => {
+            let v = &atv.value;
+            let text = Utf8StringRef::try_from(v)
+                .map(|s| s.as_str().to_owned())
+                .or_else(|_| PrintableStringRef::try_from(v).map(|s| s.as_str().to_owned()))
+                .or_else(|_| Ia5StringRef::try_from(v).map(|s| s.as_str().to_owned()))
+                .map_err(|_| {
+                    Error::Config("certificate common name is not a text string".into())
+                })?;
+            Some(text)
+        }
+    };
     Ok((cn, tbs.validity.not_after.to_system_time()))
 }
 
@@ -155,10 +182,11 @@ pub fn load(files: &TlsFiles, client_auth: ClientAuth) -> Result<Loaded, Error> 
     let client = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Crypto(e.to_string()))?
-        .with_root_certificates(roots)
+        .with_root_certificates(roots.clone())
         .with_client_auth_cert(certs, key)
         .map_err(|e| file_err("private key", &files.key, e))?;
     Ok(Loaded {
+        roots,
         server: Arc::new(server),
         client: Arc::new(client),
         identity: identity.unwrap_or_default(),
@@ -166,6 +194,99 @@ pub fn load(files: &TlsFiles, client_auth: ClientAuth) -> Result<Loaded, Error> 
         ca_not_after,
         stamp,
     })
+}
+
+impl Loaded {
+    /// Like [`Loaded::client`], but a server is accepted only when its
+    /// certificate, besides chaining to the CA and naming the host, has the
+    /// identity `expected`: a process holding another certificate of the
+    /// same CA cannot stand in for it at its address.
+    pub fn pinned_client(&self, expected: &str) -> Result<Arc<ClientConfig>, Error> {
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            self.roots.clone(),
+            provider(),
+        )
+        .build()
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+        let mut config = (*self.client).clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(PinnedIdentity {
+                inner,
+                expected: expected.to_owned(),
+            }));
+        Ok(Arc::new(config))
+    }
+}
+
+/// Web PKI verification plus one required certificate identity.
+#[derive(Debug)]
+struct PinnedIdentity {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    expected: String,
+}
+
+#[derive(Debug)]
+struct WrongIdentity(String);
+
+impl std::fmt::Display for WrongIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WrongIdentity {}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedIdentity {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let found = inspect(end_entity).ok().and_then(|(cn, _)| cn);
+        if found.as_deref() == Some(self.expected.as_str()) {
+            return Ok(verified);
+        }
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Other(rustls::OtherError(Arc::new(WrongIdentity(format!(
+                "the server's certificate is `{}`, not the expected `{}`",
+                found.unwrap_or_default(),
+                self.expected
+            ))))),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A client config trusting only the CA bundle at `ca` (no client
@@ -275,6 +396,15 @@ pub mod dev {
             let mut dn = DistinguishedName::new();
             dn.push(DnType::CommonName, identity);
             p.distinguished_name = dn;
+            p.not_before = not_before.into();
+            p.not_after = not_after.into();
+            self.sign(p)
+        }
+
+        /// Issues a leaf certificate of `params` (subject, names, validity
+        /// as given), for both server and client authentication, with a new
+        /// key.
+        pub fn sign(&self, mut p: CertificateParams) -> Result<Issued, Error> {
             p.is_ca = IsCa::ExplicitNoCa;
             p.key_usages = vec![
                 KeyUsagePurpose::DigitalSignature,
@@ -284,8 +414,6 @@ pub mod dev {
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
             ];
-            p.not_before = not_before.into();
-            p.not_after = not_after.into();
             p.use_authority_key_identifier_extension = true;
             let key = KeyPair::generate().map_err(err)?;
             let issuer = Issuer::from_params(&self.params, &self.key);
@@ -356,6 +484,59 @@ mod tests {
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("ca.pem")));
         assert!(client_trusting(&dir.path().join("missing.pem")).is_err());
+        Ok(())
+    }
+
+    fn der(issued: &dev::Issued) -> Result<CertificateDer<'static>, Error> {
+        CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+            .map_err(|e| Error::Crypto(e.to_string()))
+    }
+
+    #[test]
+    fn identity_is_the_one_common_name_read_by_its_oid() -> Result<(), Error> {
+        use rcgen::{CertificateParams, DistinguishedName, DnType};
+        let year = SystemTime::now() + Duration::from_secs(365 * 86_400);
+        let ca = dev::DevCa::new("Torua dev CA", year)?;
+        let with = |entries: &[(DnType, &str)]| -> Result<Option<String>, Error> {
+            let mut p = CertificateParams::new(vec!["localhost".to_string()])
+                .map_err(|e| Error::Crypto(e.to_string()))?;
+            let mut dn = DistinguishedName::new();
+            for (t, v) in entries {
+                dn.push(t.clone(), *v);
+            }
+            p.distinguished_name = dn;
+            inspect(&der(&ca.sign(p)?)?).map(|(cn, _)| cn)
+        };
+        // Control: one common name, beside other attributes.
+        assert_eq!(
+            with(&[
+                (DnType::OrganizationName, "Example"),
+                (DnType::CommonName, "node:n1")
+            ])?,
+            Some("node:n1".into())
+        );
+        // A comma in another attribute is not a common name.
+        assert_eq!(
+            with(&[(DnType::OrganizationName, "x,CN=coordinator")])?,
+            None
+        );
+        assert_eq!(
+            with(&[
+                (DnType::CommonName, "client:evil"),
+                (DnType::OrganizationName, "x,CN=coordinator"),
+            ])?,
+            Some("client:evil".into())
+        );
+        // Two common names: refused, whichever comes first.
+        let two = with(&[
+            (DnType::CommonName, "client:evil"),
+            (DnType::CustomDnType(vec![2, 5, 4, 3]), "coordinator"),
+        ]);
+        assert!(
+            two.as_ref()
+                .is_err_and(|e| e.to_string().contains("several common names")),
+            "{two:?}"
+        );
         Ok(())
     }
 }

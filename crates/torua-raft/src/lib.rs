@@ -76,6 +76,12 @@ pub mod typ {
     pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
     /// A group's metrics.
     pub type RaftMetrics = openraft::RaftMetrics<NodeId, Member>;
+    /// Raft's AppendEntries.
+    pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+    /// Raft's RequestVote.
+    pub type VoteRequest = openraft::raft::VoteRequest<NodeId>;
+    /// Raft's InstallSnapshot.
+    pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
     /// Membership as recorded with its log id.
     pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
 }

@@ -180,12 +180,6 @@ pub struct NodeConfig {
         value_name = "TORUA_NODE_KEY_FILE"
     )]
     pub key_file: Option<PathBuf>,
-    /// How old the node's copy of the access policy may grow (while the
-    /// coordinator cannot be reached) before data calls carrying a client
-    /// credential are refused.
-    #[arg(long, env = "TORUA_POLICY_STALE_AFTER", value_name = "TORUA_POLICY_STALE_AFTER",
-          default_value = "30s", value_parser = parse_interval)]
-    pub policy_stale_after: Duration,
     /// Raft timing of the shard groups.
     #[command(flatten)]
     pub raft: RaftTiming,

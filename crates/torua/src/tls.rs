@@ -365,10 +365,13 @@ impl Connected<IncomingStream<'_, Incoming>> for Peer {
 }
 
 /// reqwest clients for cluster-internal calls: present this process's
-/// certificate, trust only the cluster CA, and follow reloads.
+/// certificate, trust only the cluster CA (and, pinned, only one identity
+/// of it), and follow reloads.
 #[derive(Clone)]
 pub struct HttpClient {
     tls: Option<Arc<Tls>>,
+    /// The certificate identity a server must present, if pinned.
+    pin: Option<Arc<str>>,
     configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     built: Arc<RwLock<(u64, reqwest::Client)>>,
 }
@@ -379,10 +382,29 @@ impl HttpClient {
         tls: Option<Arc<Tls>>,
         configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> Self {
+        Self::with_pin(tls, configure, None)
+    }
+
+    /// Like [`HttpClient::new`], accepting only servers whose certificate
+    /// has the identity `identity`.
+    pub fn pinned(
+        tls: Arc<Tls>,
+        configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+        identity: String,
+    ) -> Self {
+        Self::with_pin(Some(tls), configure, Some(identity.into()))
+    }
+
+    fn with_pin(
+        tls: Option<Arc<Tls>>,
+        configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+        pin: Option<Arc<str>>,
+    ) -> Self {
         let generation = tls.as_ref().map_or(0, |t| t.generation());
-        let client = Self::build(tls.as_deref(), configure);
+        let client = Self::build(tls.as_deref(), pin.as_deref(), configure);
         HttpClient {
             tls,
+            pin,
             configure,
             built: Arc::new(RwLock::new((generation, client))),
         }
@@ -390,12 +412,25 @@ impl HttpClient {
 
     fn build(
         tls: Option<&Tls>,
+        pin: Option<&str>,
         configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> reqwest::Client {
         let builder = configure(reqwest::Client::builder());
-        let builder = match tls {
-            Some(t) => builder.use_preconfigured_tls((*t.loaded().client).clone()),
+        let config = tls.map(|t| {
+            let loaded = t.loaded();
+            match pin {
+                None => Ok(loaded.client),
+                Some(id) => loaded.pinned_client(id),
+            }
+        });
+        let builder = match config {
             None => builder,
+            Some(Ok(c)) => builder.use_preconfigured_tls((*c).clone()),
+            // Never unpinned: a client without the cluster CA reaches no node.
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "pinned TLS client could not be built");
+                builder
+            }
         };
         builder.build().unwrap_or_else(|e| {
             tracing::error!(error = %e, "HTTP client could not be built; using defaults");
@@ -413,7 +448,7 @@ impl HttpClient {
         if built_at == generation {
             return client;
         }
-        let fresh = Self::build(Some(tls), self.configure);
+        let fresh = Self::build(Some(tls), self.pin.as_deref(), self.configure);
         if let Ok(mut g) = self.built.write() {
             *g = (generation, fresh.clone());
         }

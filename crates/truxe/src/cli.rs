@@ -198,9 +198,9 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-/// SMTP when `SMTP_HOST` is set; otherwise development keeps mail in a
-/// local mailbox readable at `/dev/mailbox`, and production sends none.
-/// The mailer, and the development mailbox when mail is kept locally.
+/// SMTP when `SMTP_HOST` is set; the development mailbox (readable at
+/// `/dev/mailbox` from loopback) when `TRUXE_DEV_MAILBOX` is on; otherwise
+/// no mail. The mailer, and the mailbox when mail is kept locally.
 type Outgoing = (Arc<dyn Mailer>, Option<Arc<DevMailbox>>);
 
 fn mailer(cfg: &Config) -> anyhow::Result<Outgoing> {
@@ -210,13 +210,13 @@ fn mailer(cfg: &Config) -> anyhow::Result<Outgoing> {
             None,
         ));
     }
-    if cfg.production {
-        tracing::warn!("SMTP_HOST is not set: emailed flows (reset, verification, magic links) are unavailable");
-        Ok((Arc::new(NoMailer), None))
-    } else {
+    if cfg.dev_mailbox {
+        tracing::warn!("TRUXE_DEV_MAILBOX is on: mail is kept locally and shown at /dev/mailbox to loopback clients; development only");
         let mailbox = Arc::new(DevMailbox::new(cfg.data_dir.join("mailbox.jsonl")));
-        Ok((mailbox.clone(), Some(mailbox)))
+        return Ok((mailbox.clone(), Some(mailbox)));
     }
+    tracing::warn!("SMTP_HOST is not set: emailed flows (reset, verification, magic links) are unavailable (TRUXE_DEV_MAILBOX=on keeps mail locally in development)");
+    Ok((Arc::new(NoMailer), None))
 }
 
 async fn service(cfg: &Config, mailer: Arc<dyn Mailer>) -> anyhow::Result<AuthService> {

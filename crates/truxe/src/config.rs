@@ -244,6 +244,11 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Keep outgoing mail in a local mailbox readable at `GET /dev/mailbox`
+    /// by loopback clients, when SMTP is not set (development only; `torua
+    /// dev` switches it on for its Truxe).
+    #[arg(long, env = "TRUXE_DEV_MAILBOX", value_name = "TRUXE_DEV_MAILBOX", default_value = "false", value_parser = flag)]
+    pub dev_mailbox: bool,
     /// Webhooks may reach loopback receivers (development only).
     #[arg(long, env = "TRUXE_WEBHOOK_ALLOW_LOOPBACK", value_name = "TRUXE_WEBHOOK_ALLOW_LOOPBACK", default_value = "false", value_parser = flag)]
     pub webhook_allow_loopback: bool,
@@ -522,6 +527,8 @@ pub struct Config {
     pub metrics_token: Option<secure::Secret<String>>,
     /// Production checks on.
     pub production: bool,
+    /// Mail kept in the development mailbox (`TRUXE_DEV_MAILBOX`).
+    pub dev_mailbox: bool,
     /// JSON logs.
     pub log_json: bool,
 }
@@ -612,6 +619,14 @@ impl Config {
             &raw.webhook_allowed_networks,
             &mut problems,
         );
+        if production && raw.dev_mailbox {
+            problems.push(
+                "TRUXE_DEV_MAILBOX: not allowed in production; it shows every emailed link".into(),
+            );
+        }
+        if raw.dev_mailbox && raw.smtp_host.is_some() {
+            problems.push("TRUXE_DEV_MAILBOX: SMTP_HOST is set too; choose one".into());
+        }
         if production && raw.webhook_allow_loopback {
             problems.push("TRUXE_WEBHOOK_ALLOW_LOOPBACK: not allowed in production; list internal receivers in TRUXE_WEBHOOK_ALLOWED_NETWORKS".into());
         }
@@ -824,6 +839,7 @@ impl Config {
                 account: raw.rate_account,
             },
             production,
+            dev_mailbox: raw.dev_mailbox,
             log_json: raw.log_json,
         })
     }

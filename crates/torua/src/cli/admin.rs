@@ -18,9 +18,13 @@ pub enum ApiKeyCommand {
         /// A label for the key.
         #[arg(long)]
         name: String,
-        /// Role to bind (repeat for several): `admin`, `node`, or a policy role.
+        /// Role to bind (repeat for several): `admin`, `monitor`, `node`, or
+        /// a policy role.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// The one node a key with the `node` role may register as.
+        #[arg(long = "node", value_name = "NODE_ID")]
+        node: Option<String>,
         /// Lifetime such as `30d` or `12h` (default: no expiry).
         #[arg(long)]
         expires_in: Option<String>,
@@ -86,9 +90,11 @@ pub async fn apikey(api: &Api, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
         ApiKeyCommand::Create {
             name,
             roles,
+            node,
             expires_in,
         } => {
-            let body = json!({"name": name, "roles": roles, "expires_in": expires_in});
+            let body =
+                json!({"name": name, "roles": roles, "node_id": node, "expires_in": expires_in});
             let key = send_json(api.http.post(&url).json(&body)).await?;
             eprintln!("Store this key now; it is not shown again.");
             print_json(&key)

@@ -83,6 +83,8 @@ async fn start_truxe(
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("TRUXE_DATA_DIR", dir)
+        // Emailed links (verification, reset) readable from this machine.
+        .env("TRUXE_DEV_MAILBOX", "on")
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
@@ -159,25 +161,28 @@ async fn admin_call(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<
     Ok(body)
 }
 
-/// The node key: made once with the admin key, then reused.
+/// Node `node`'s key (bound to it): made once with the admin key, then
+/// reused.
 async fn ensure_node_key(
     http: &reqwest::Client,
     coord: &str,
     admin: &str,
     creds: &DevCredentials,
+    node: &str,
 ) -> anyhow::Result<PathBuf> {
-    if creds.read("node.key").is_none() {
+    let file = format!("node-{node}.key");
+    if creds.read(&file).is_none() {
         let body = admin_call(
             http.post(format!("{coord}/admin/apikeys"))
                 .bearer_auth(admin)
-                .json(&serde_json::json!({"name": "dev-nodes", "roles": ["node"]})),
-            "creating the nodes' API key",
+                .json(&serde_json::json!({"name": format!("dev-{node}"), "roles": ["node"], "node_id": node})),
+            "creating a node's API key",
         )
         .await?;
         let key = body["key"].as_str().context("no key in the answer")?;
-        creds.write("node.key", key)?;
+        creds.write(&file, key)?;
     }
-    Ok(creds.path("node.key"))
+    Ok(creds.path(&file))
 }
 
 /// Maps Truxe's `admin` role to Torua's, once.
@@ -374,14 +379,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
                     args.dir.display()
                 )
             })?;
-        // With TLS, nodes register by their certificates; without, by a key.
-        let node_key = match &certs {
-            Some(_) => None,
-            None => Some(ensure_node_key(&http, &coord_url, &admin, &creds).await?),
-        };
-        anyhow::Ok((admin, node_key))
+        // With TLS, nodes register by their certificates; without, each by
+        // a key bound to it.
+        let mut node_keys = Vec::new();
+        if certs.is_none() {
+            for name in &names {
+                node_keys.push(ensure_node_key(&http, &coord_url, &admin, &creds, name).await?);
+            }
+        }
+        anyhow::Ok((admin, node_keys))
     };
-    let (admin_key, node_key) = tokio::select! {
+    let (admin_key, node_keys) = tokio::select! {
         r = boot => r?,
         _ = &mut signal => {
             trigger.fire();
@@ -414,8 +422,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             data_dir: Some(args.dir.join(name)),
             health_check_interval: interval,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
-            key_file: node_key.clone(),
-            policy_stale_after: Duration::from_secs(30),
+            key_file: node_keys.get(usize::from(i - 1)).cloned(),
             raft: RaftTiming::default(),
             encryption: encryption.clone(),
             tls: tls_for(&format!("node-{name}")),
@@ -466,7 +473,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         println!("  node {id:<7} {url}   data: {}", dir.display());
     }
     match &truxe {
-        Some((_, url, _)) => println!("  truxe        {url}   data: {}  (identity: /api/auth/register, /.well-known/jwks.json)", truxe_dir.display()),
+        Some((_, url, _)) => println!("  truxe        {url}   data: {}  (identity: /api/auth/register, /.well-known/jwks.json; mail: /dev/mailbox)", truxe_dir.display()),
         None if args.no_truxe => {}
         None => println!("  truxe        not started: build it with `cargo build --workspace` to run it here"),
     }

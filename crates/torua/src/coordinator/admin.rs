@@ -30,7 +30,6 @@ pub(crate) fn router(sec: Arc<Security>, cluster: Arc<Cluster>) -> Router {
     Router::new()
         .merge(keys)
         .route("/whoami", get(whoami))
-        .route("/cluster/security", get(security_snapshot))
         .route("/admin/policy", get(get_policy).put(put_policy))
         .route("/admin/apikeys", get(list_keys).post(create_key))
         .route("/admin/apikeys/{id}", delete(revoke_key))
@@ -40,29 +39,6 @@ pub(crate) fn router(sec: Arc<Security>, cluster: Arc<Cluster>) -> Router {
 async fn whoami(caller: Caller) -> Json<Value> {
     let p = &caller.principal;
     Json(json!({"principal": p.id, "kind": p.kind, "roles": p.roles}))
-}
-
-/// The policy, API-key digests and token issuer, for nodes' copies.
-/// `If-None-Match` with the last `ETag` answers 304 while nothing changed.
-async fn security_snapshot(
-    State(sec): S,
-    caller: Caller,
-    headers: axum::http::HeaderMap,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::http::header::{ETAG, IF_NONE_MATCH};
-    use axum::response::IntoResponse;
-    let p = &caller.principal;
-    if !(p.access.node || p.node_id.is_some()) {
-        caller.require_admin().await?;
-    }
-    let (state, generation) = sec.authn.state.snapshot()?;
-    let etag = format!("\"{}-{generation}\"", sec.snapshot_epoch);
-    let tag = [(ETAG, etag.clone())];
-    if headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return Ok((StatusCode::NOT_MODIFIED, tag).into_response());
-    }
-    let body = json!({"state": state, "token_issuer": sec.token_issuer});
-    Ok((tag, Json(body)).into_response())
 }
 
 async fn get_policy(State(sec): S, caller: Caller) -> Result<Json<Policy>, ApiError> {
@@ -105,6 +81,9 @@ async fn list_keys(State(sec): S, caller: Caller) -> Result<Json<Value>, ApiErro
 struct CreateKey {
     name: String,
     roles: Vec<String>,
+    /// The node a `node` key registers as.
+    #[serde(default)]
+    node_id: Option<String>,
     /// Lifetime such as `30d` or `12h`.
     #[serde(default)]
     expires_in: Option<String>,
@@ -136,13 +115,13 @@ async fn create_key(
     let (key, secret) = sec
         .authn
         .state
-        .create_key(&req.name, req.roles, expires_at, now)
+        .create_key(&req.name, req.roles, req.node_id, expires_at, now)
         .await?;
     caller
         .audit_admin(
             "apikey.create",
             &key.id,
-            json!({"name": key.name, "roles": key.roles, "expires_at": key.expires_at}),
+            json!({"name": key.name, "roles": key.roles, "node_id": key.node_id, "expires_at": key.expires_at}),
         )
         .await;
     let mut view = key.view(now);
@@ -176,15 +155,15 @@ async fn on_every_node(
     let meta = c.snapshot()?;
     let calls = meta
         .nodes
-        .iter()
-        .filter(|(id, _)| c.status_of(id) == Status::Healthy)
-        .map(|(id, n)| {
-            let url = format!("{}{path}", n.addr);
+        .keys()
+        .filter(|id| c.status_of(id) == Status::Healthy)
+        .filter_map(|id| meta.node_info(id))
+        .map(|n| {
             let method = method.clone();
             async move {
-                match c.nodes.call_json(method, &url, FAN_OUT).await {
+                match c.nodes.call_json(&n, method, path, FAN_OUT).await {
                     Ok(v) => v,
-                    Err(e) => json!({"node_id": id, "error": e.to_string()}),
+                    Err(e) => json!({"node_id": n.id, "error": e.to_string()}),
                 }
             }
         });

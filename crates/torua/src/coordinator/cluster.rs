@@ -22,11 +22,11 @@ use torua_store::{Expect, Record};
 
 use super::meta::Meta;
 use super::metrics::ClusterMetrics;
-use super::node_client::{Conditional, Cred, NodeClient};
+use super::node_client::{Conditional, NodeClient};
 use crate::http::ApiError;
 use crate::persist::Persisted;
 use crate::placement::shard_for_key;
-use crate::wire::KeyPage;
+use crate::wire::{KeyPage, NodeInfo};
 use crate::Error;
 
 /// Health as shown in `/nodes`.
@@ -85,9 +85,8 @@ pub(crate) struct Gate {
 /// Where requests for a shard go.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
-    pub owner: String,
-    pub owner_addr: String,
-    pub target: Option<(String, String)>,
+    pub owner: NodeInfo,
+    pub target: Option<NodeInfo>,
 }
 
 /// Shared coordinator state.
@@ -291,16 +290,15 @@ impl Cluster {
                 format!("shard {shard} is on node {owner}, which is unhealthy"),
             ));
         }
-        let addr_of = |id: &str| {
-            meta.nodes
-                .get(id)
-                .map(|n| n.addr.clone())
-                .unwrap_or_default()
+        let info = |id: &str| {
+            meta.node_info(id).unwrap_or_else(|| NodeInfo {
+                id: id.to_owned(),
+                addr: String::new(),
+            })
         };
         Ok(Route {
-            owner_addr: addr_of(&owner),
-            target: s.moving_to.as_ref().map(|t| (t.clone(), addr_of(t))),
-            owner,
+            owner: info(&owner),
+            target: s.moving_to.as_deref().map(info),
         })
     }
 
@@ -310,26 +308,21 @@ impl Cluster {
 
     /// Reads a key from its owner (or, replicated, its group's leader;
     /// any replica with `stale`). Retries once if the shard moved meanwhile.
-    pub async fn get(
-        &self,
-        key: &str,
-        stale: bool,
-        cred: Cred<'_>,
-    ) -> Result<Option<Record>, ApiError> {
+    pub async fn get(&self, key: &str, stale: bool) -> Result<Option<Record>, ApiError> {
         let shard = self.shard_of(key);
         if self.replication.is_some() {
             return self
-                .on_replicas(shard, stale, |addr| async move {
-                    self.nodes.get(&addr, shard, key, stale, cred).await
+                .on_replicas(shard, stale, |node| async move {
+                    self.nodes.get(&node, shard, key, stale).await
                 })
                 .await;
         }
         let mut retried = false;
         loop {
             let r = self.route(shard)?;
-            match self.nodes.get(&r.owner_addr, shard, key, false, cred).await {
+            match self.nodes.get(&r.owner, shard, key, false).await {
                 Err(e) if e.is_not_owned() && !retried => retried = true,
-                other => return other.map_err(|e| e.into_api(&r.owner, shard)),
+                other => return other.map_err(|e| e.into_api(&r.owner.id, shard)),
             }
         }
     }
@@ -343,23 +336,22 @@ impl Cluster {
         key: &str,
         value: Option<(&str, Bytes)>,
         expect: Expect,
-        cred: Cred<'_>,
     ) -> Result<Option<u64>, ApiError> {
         let shard = self.shard_of(key);
         if self.replication.is_some() {
             return self
-                .on_replicas(shard, false, |addr| {
+                .on_replicas(shard, false, |node| {
                     let value = value.clone();
                     async move {
                         match value {
                             Some((ct, v)) => self
                                 .nodes
-                                .put(&addr, shard, key, ct, v, Conditional::If(expect), cred)
+                                .put(&node, shard, key, ct, v, Conditional::If(expect))
                                 .await
                                 .map(Some),
                             None => self
                                 .nodes
-                                .delete(&addr, shard, key, expect, cred)
+                                .delete(&node, shard, key, expect)
                                 .await
                                 .map(|()| None),
                         }
@@ -370,75 +362,53 @@ impl Cluster {
         let gate = &self.gates[shard as usize];
         let _shared = gate.rw.read().await;
         let r = self.route(shard)?;
-        let Some((target, target_addr)) = &r.target else {
+        let Some(target) = &r.target else {
             return self
-                .write_to(
-                    &r.owner,
-                    &r.owner_addr,
-                    shard,
-                    key,
-                    value,
-                    Conditional::If(expect),
-                    cred,
-                )
+                .write_to(&r.owner, shard, key, value, Conditional::If(expect))
                 .await;
         };
         let _serial = gate.copy.lock().await;
         let version = self
-            .write_to(
-                &r.owner,
-                &r.owner_addr,
-                shard,
-                key,
-                value.clone(),
-                Conditional::If(expect),
-                cred,
-            )
+            .write_to(&r.owner, shard, key, value.clone(), Conditional::If(expect))
             .await?;
         let mirror = match version {
             Some(v) => Conditional::Keep(v),
             None => Conditional::If(Expect::Any),
         };
-        if let Err(e) = self
-            .write_to(target, target_addr, shard, key, value, mirror, cred)
-            .await
-        {
+        if let Err(e) = self.write_to(target, shard, key, value, mirror).await {
             // The owner has the write; the copy does not. Abort the move.
-            tracing::warn!(shard, target = %target, error = %e, "write to move target failed; aborting move");
+            tracing::warn!(shard, target = %target.id, error = %e, "write to move target failed; aborting move");
             gate.poisoned.store(true, Ordering::SeqCst);
         }
         Ok(version)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn write_to(
         &self,
-        node: &str,
-        addr: &str,
+        node: &NodeInfo,
         shard: u32,
         key: &str,
         value: Option<(&str, Bytes)>,
         cond: Conditional,
-        cred: Cred<'_>,
     ) -> Result<Option<u64>, ApiError> {
         let res = match (value, cond) {
             (Some((ct, v)), _) => self
                 .nodes
-                .put(addr, shard, key, ct, v, cond, cred)
+                .put(node, shard, key, ct, v, cond)
                 .await
                 .map(Some),
             (None, Conditional::If(expect)) => self
                 .nodes
-                .delete(addr, shard, key, expect, cred)
+                .delete(node, shard, key, expect)
                 .await
                 .map(|()| None),
             (None, Conditional::Keep(_)) => self
                 .nodes
-                .delete(addr, shard, key, Expect::Any, cred)
+                .delete(node, shard, key, Expect::Any)
                 .await
                 .map(|()| None),
         };
-        res.map_err(|e| e.into_api(node, shard))
+        res.map_err(|e| e.into_api(&node.id, shard))
     }
 
     /// Keys across all shards in order: each shard's first `limit` keys
@@ -449,25 +419,22 @@ impl Cluster {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-        cred: Cred<'_>,
     ) -> Result<KeyPage, ApiError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
         let pages: Vec<KeyPage> = stream::iter(0..self.num_shards())
             .map(|shard| async move {
                 if self.replication.is_some() {
                     return self
-                        .on_replicas(shard, false, |addr| async move {
-                            self.nodes
-                                .list(&addr, shard, prefix, after, limit, cred)
-                                .await
+                        .on_replicas(shard, false, |node| async move {
+                            self.nodes.list(&node, shard, prefix, after, limit).await
                         })
                         .await;
                 }
                 let r = self.route(shard)?;
                 self.nodes
-                    .list(&r.owner_addr, shard, prefix, after, limit, cred)
+                    .list(&r.owner, shard, prefix, after, limit)
                     .await
-                    .map_err(|e| e.into_api(&r.owner, shard))
+                    .map_err(|e| e.into_api(&r.owner.id, shard))
             })
             .buffer_unordered(16)
             .try_collect()

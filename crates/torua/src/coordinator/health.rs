@@ -25,10 +25,14 @@ pub(crate) async fn monitor(cluster: Arc<Cluster>, interval: Duration, shutdown:
 
 async fn check_all(cluster: &Cluster, timeout: Duration) {
     let Ok(meta) = cluster.snapshot() else { return };
-    let checks = meta.nodes.iter().map(|(id, n)| async move {
-        let ok = cluster.nodes.health(&n.addr, timeout).await.is_ok();
-        (id.clone(), ok)
-    });
+    let checks = meta
+        .nodes
+        .keys()
+        .filter_map(|id| meta.node_info(id))
+        .map(|n| async move {
+            let ok = cluster.nodes.health(&n, timeout).await.is_ok();
+            (n.id, ok)
+        });
     let mut woke = false;
     for (id, ok) in join_all(checks).await {
         let (before, after) = cluster.observe(&id, ok);

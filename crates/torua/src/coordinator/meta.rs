@@ -80,6 +80,16 @@ pub struct ShardMeta {
     pub replicas: Vec<String>,
 }
 
+impl Meta {
+    /// Node `id` with its registered address, to call it.
+    pub fn node_info(&self, id: &str) -> Option<crate::wire::NodeInfo> {
+        self.nodes.get(id).map(|n| crate::wire::NodeInfo {
+            id: id.to_owned(),
+            addr: n.addr.clone(),
+        })
+    }
+}
+
 impl ShardMeta {
     /// Whether `node` serves this shard: owns it, or holds a replica.
     pub fn holds(&self, node: &str) -> bool {

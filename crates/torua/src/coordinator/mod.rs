@@ -69,7 +69,8 @@ pub async fn run(
     let api = Arc::new(OnceLock::<Router>::new());
     let listen = listener.local_addr().map_err(Error::Serve)?;
     let incoming = Incoming::new(listener, tls.clone()).map_err(Error::Serve)?;
-    let router = outer_router(docs.clone(), tls.is_some(), api.clone());
+    let senders = crate::raft::rpc::Senders::new(&http_metrics, |_| None);
+    let router = outer_router(docs.clone(), tls.is_some(), api.clone(), senders);
     // Several coordinators serve at once: their group needs its peers'
     // Raft calls answered before any of them can load the metadata; until
     // this one has it, the API answers 503. A lone coordinator serves once
@@ -207,14 +208,21 @@ async fn wait_for_quorum(docs: &Docs, shutdown: &Shutdown) -> bool {
 
 /// What answers before the API is ready: `/health`, the coordinators'
 /// Raft calls (from other coordinators only), and 503 for the rest.
-fn outer_router(docs: Option<Arc<Docs>>, tls: bool, api: Arc<OnceLock<Router>>) -> Router {
+/// Coordinators share one certificate identity, so their Raft messages are
+/// checked against the group's membership only (`senders`).
+fn outer_router(
+    docs: Option<Arc<Docs>>,
+    tls: bool,
+    api: Arc<OnceLock<Router>>,
+    senders: crate::raft::rpc::Senders,
+) -> Router {
     let mut r = Router::new().route(
         "/health",
         axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
     );
     if let Some(d) = docs {
         r = r.merge(
-            crate::raft::rpc::router(d.groups(), docs::MAX_DOC)
+            crate::raft::rpc::router(d.groups(), docs::MAX_DOC, senders)
                 .merge(docs::router(d))
                 .route_layer(axum::middleware::from_fn_with_state(
                     CertGate::coordinators(tls, "coordinators' Raft API"),

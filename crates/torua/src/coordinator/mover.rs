@@ -10,6 +10,7 @@ use super::cluster::{Cluster, Status};
 use crate::http::ApiError;
 use crate::placement::{plan, ShardView, Step};
 use crate::shutdown::Shutdown;
+use crate::wire::NodeInfo;
 
 /// Runs until shutdown: on every wake-up (membership or health change) and
 /// periodically, deletes leftover copies and executes a balancing plan.
@@ -98,15 +99,10 @@ pub(crate) async fn assign_empty(cluster: &Cluster, shard: u32, to: &str) -> Res
     Ok(())
 }
 
-fn node_addr(cluster: &Cluster, id: &str) -> Result<String, ApiError> {
-    cluster
-        .snapshot()?
-        .nodes
-        .get(id)
-        .map(|n| n.addr.clone())
-        .ok_or_else(|| {
-            ApiError::bad_request("unknown_node", format!("node {id} is not registered"))
-        })
+fn node_addr(cluster: &Cluster, id: &str) -> Result<NodeInfo, ApiError> {
+    cluster.snapshot()?.node_info(id).ok_or_else(|| {
+        ApiError::bad_request("unknown_node", format!("node {id} is not registered"))
+    })
 }
 
 /// Moves `shard` from `from` to `to` with its data: open an empty copy on
@@ -195,9 +191,9 @@ async fn copy_pages(
     cluster: &Cluster,
     shard: u32,
     from: &str,
-    from_addr: &str,
+    from_addr: &NodeInfo,
     to: &str,
-    to_addr: &str,
+    to_addr: &NodeInfo,
 ) -> Result<u64, ApiError> {
     let gate = &cluster.gates[shard as usize];
     let mut after: Option<String> = None;
@@ -234,7 +230,7 @@ async fn finish_move(
     shard: u32,
     from: &str,
     to: &str,
-    to_addr: &str,
+    to_addr: &NodeInfo,
 ) -> Result<(), ApiError> {
     let gate = &cluster.gates[shard as usize];
     let _excl = gate.rw.write().await;
@@ -269,7 +265,7 @@ pub(crate) async fn drop_leftovers(cluster: &Cluster) {
         let in_use = s.owner.as_ref() == Some(node) || s.moving_to.as_ref() == Some(node);
         let gone = !meta.nodes.contains_key(node);
         if !in_use && !gone {
-            let Some(addr) = meta.nodes.get(node).map(|n| n.addr.clone()) else {
+            let Some(addr) = meta.node_info(node) else {
                 continue;
             };
             if cluster.status_of(node) == Status::Unhealthy {

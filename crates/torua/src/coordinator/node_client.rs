@@ -7,11 +7,13 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use torua_store::{Expect, Record};
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use crate::http::extract::encode_key;
-use std::sync::Arc;
 
 use crate::http::{etag, parse_etag, ApiError, KEEP_VERSION};
-use crate::tls::{HttpClient, Tls};
+use crate::tls::{HttpClient, Tls, NODE_IDENTITY_PREFIX};
 use crate::wire::{
     decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, NodeInfo, OpenShardRequest,
 };
@@ -158,32 +160,73 @@ fn version_of(res: &reqwest::Response) -> R<u64> {
         .ok_or_else(|| CallError::Unreachable("the node's answer has no ETag".into()))
 }
 
-/// A client credential to forward to the node, if any.
-pub type Cred<'a> = Option<&'a reqwest::header::HeaderValue>;
-
-/// HTTP client for node APIs with pooled connections; over mutual TLS,
-/// presenting the coordinator's certificate, when TLS is on.
+/// HTTP client for node APIs with pooled connections. With TLS on, over
+/// mutual TLS, presenting the coordinator's certificate and accepting only
+/// the certificate of the node called (`node:<id>`), one client per node.
+///
+/// Client credentials never travel to nodes: the coordinator has
+/// authenticated and authorized the request, and the node API answers only
+/// the coordinator's certificate, so a node has nothing it could replay.
 #[derive(Clone)]
 pub struct NodeClient {
-    client: HttpClient,
+    tls: Option<Arc<Tls>>,
+    /// With TLS off, one client for every node.
+    shared: HttpClient,
+    /// With TLS on, by node id.
+    pinned: Arc<RwLock<HashMap<String, HttpClient>>>,
     timeout: Duration,
 }
 
 type R<T> = Result<T, CallError>;
 
+fn configure(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    b.connect_timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+}
+
 impl NodeClient {
     /// A client whose data calls time out after `timeout`.
     pub fn new(timeout: Duration, tls: Option<Arc<Tls>>) -> Self {
-        let client = HttpClient::new(tls, |b| {
-            b.connect_timeout(Duration::from_secs(2))
-                .pool_max_idle_per_host(256)
-                .tcp_nodelay(true)
-        });
-        NodeClient { client, timeout }
+        NodeClient {
+            shared: HttpClient::new(None, configure),
+            tls,
+            pinned: Arc::default(),
+            timeout,
+        }
     }
 
-    fn http(&self) -> reqwest::Client {
-        self.client.get()
+    /// Whether node calls go over TLS (and nodes must advertise `https`).
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The client for calls to `node`.
+    fn http(&self, node: &NodeInfo) -> reqwest::Client {
+        let Some(tls) = &self.tls else {
+            return self.shared.get();
+        };
+        let found = self
+            .pinned
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&node.id)
+            .cloned();
+        let client = found.unwrap_or_else(|| {
+            let identity = format!("{NODE_IDENTITY_PREFIX}{}", node.id);
+            let c = HttpClient::pinned(tls.clone(), configure, identity);
+            // Bounded by the number of node ids the cluster has known.
+            self.pinned
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(node.id.clone(), c.clone());
+            c
+        });
+        client.get()
+    }
+
+    fn url(node: &NodeInfo, path: &str) -> String {
+        format!("{}{path}", node.addr)
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> R<reqwest::Response> {
@@ -219,33 +262,23 @@ impl NodeClient {
         })
     }
 
-    /// Adds the client's credential, forwarded so the node checks it too.
-    fn forward(req: reqwest::RequestBuilder, cred: Cred<'_>) -> reqwest::RequestBuilder {
-        match cred {
-            Some(v) => req.header(reqwest::header::AUTHORIZATION, v.clone()),
-            None => req,
-        }
-    }
-
-    fn key_url(addr: &str, shard: u32, key: &str) -> String {
-        format!("{addr}/shard/{shard}/store/{}", encode_key(key))
+    fn key_url(node: &NodeInfo, shard: u32, key: &str) -> String {
+        Self::url(node, &format!("/shard/{shard}/store/{}", encode_key(key)))
     }
 
     /// Reads a key: `Ok(None)` when absent. `stale` lets a replicated
     /// shard's replica answer from its own state.
     pub async fn get(
         &self,
-        addr: &str,
+        node: &NodeInfo,
         shard: u32,
         key: &str,
         stale: bool,
-        cred: Cred<'_>,
     ) -> R<Option<Record>> {
-        let mut req = self.http().get(Self::key_url(addr, shard, key));
+        let mut req = self.http(node).get(Self::key_url(node, shard, key));
         if stale {
             req = req.query(&[("consistency", "stale")]);
         }
-        let req = Self::forward(req, cred);
         match self.send(req, self.timeout).await {
             Ok(res) => {
                 let ct = res
@@ -275,18 +308,18 @@ impl NodeClient {
 
     /// Writes a key if `expect` holds there — or, with `keep`, stores it
     /// with exactly that version (a move target) — and returns its version.
-    #[allow(clippy::too_many_arguments)]
     pub async fn put(
         &self,
-        addr: &str,
+        node: &NodeInfo,
         shard: u32,
         key: &str,
         content_type: &str,
         value: Bytes,
         write: Conditional,
-        cred: Cred<'_>,
     ) -> R<u64> {
-        let req = Self::forward(self.http().put(Self::key_url(addr, shard, key)), cred)
+        let req = self
+            .http(node)
+            .put(Self::key_url(node, shard, key))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(value);
         let res = self.send(write.headers(req), self.timeout).await?;
@@ -294,15 +327,8 @@ impl NodeClient {
     }
 
     /// Deletes a key if `expect` holds (absent is fine with `Expect::Any`).
-    pub async fn delete(
-        &self,
-        addr: &str,
-        shard: u32,
-        key: &str,
-        expect: Expect,
-        cred: Cred<'_>,
-    ) -> R<()> {
-        let req = Self::forward(self.http().delete(Self::key_url(addr, shard, key)), cred);
+    pub async fn delete(&self, node: &NodeInfo, shard: u32, key: &str, expect: Expect) -> R<()> {
+        let req = self.http(node).delete(Self::key_url(node, shard, key));
         self.send(Conditional::If(expect).headers(req), self.timeout)
             .await
             .map(drop)
@@ -311,35 +337,36 @@ impl NodeClient {
     /// Lists keys of one shard.
     pub async fn list(
         &self,
-        addr: &str,
+        node: &NodeInfo,
         shard: u32,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-        cred: Cred<'_>,
     ) -> R<KeyPage> {
         let mut q = vec![("prefix", prefix.to_owned()), ("limit", limit.to_string())];
         if let Some(a) = after {
             q.push(("after", a.to_owned()));
         }
         let req = self
-            .http()
-            .get(format!("{addr}/shard/{shard}/store"))
+            .http(node)
+            .get(Self::url(node, &format!("/shard/{shard}/store")))
             .query(&q);
-        let res = self.send(Self::forward(req, cred), self.timeout).await?;
+        let res = self.send(req, self.timeout).await?;
         res.json()
             .await
             .map_err(|e| CallError::Unreachable(short(&e)))
     }
 
     /// Opens (creates) a shard on a node.
-    pub async fn open_shard(&self, addr: &str, shard: u32, state: &str, reset: bool) -> R<()> {
+    pub async fn open_shard(&self, node: &NodeInfo, shard: u32, state: &str, reset: bool) -> R<()> {
         let body = OpenShardRequest {
             state: state.into(),
             reset,
         };
         self.send(
-            self.http().put(format!("{addr}/shard/{shard}")).json(&body),
+            self.http(node)
+                .put(Self::url(node, &format!("/shard/{shard}")))
+                .json(&body),
             self.timeout,
         )
         .await
@@ -348,11 +375,16 @@ impl NodeClient {
 
     /// Hosts a replica of a shard's group on a node (bootstrapping the
     /// group there when asked).
-    pub async fn open_group(&self, addr: &str, shard: u32, req: &GroupRequest) -> R<GroupStatus> {
+    pub async fn open_group(
+        &self,
+        node: &NodeInfo,
+        shard: u32,
+        req: &GroupRequest,
+    ) -> R<GroupStatus> {
         let res = self
             .send(
-                self.http()
-                    .put(format!("{addr}/shard/{shard}/group"))
+                self.http(node)
+                    .put(Self::url(node, &format!("/shard/{shard}/group")))
                     .json(req),
                 self.timeout,
             )
@@ -363,11 +395,16 @@ impl NodeClient {
     }
 
     /// Hands a group's leadership over to the voter `to`; sent to its leader.
-    pub async fn transfer_leader(&self, addr: &str, shard: u32, to: &NodeInfo) -> R<GroupStatus> {
+    pub async fn transfer_leader(
+        &self,
+        node: &NodeInfo,
+        shard: u32,
+        to: &NodeInfo,
+    ) -> R<GroupStatus> {
         let res = self
             .send(
-                self.http()
-                    .post(format!("{addr}/shard/{shard}/group/transfer"))
+                self.http(node)
+                    .post(Self::url(node, &format!("/shard/{shard}/group/transfer")))
                     .json(&serde_json::json!({ "to": to })),
                 Duration::from_secs(10),
             )
@@ -379,11 +416,16 @@ impl NodeClient {
 
     /// Changes a group's voters; sent to its leader, which adds new members
     /// as learners, lets them catch up, then switches.
-    pub async fn set_members(&self, addr: &str, shard: u32, req: &GroupRequest) -> R<GroupStatus> {
+    pub async fn set_members(
+        &self,
+        node: &NodeInfo,
+        shard: u32,
+        req: &GroupRequest,
+    ) -> R<GroupStatus> {
         let res = self
             .send(
-                self.http()
-                    .post(format!("{addr}/shard/{shard}/group/members"))
+                self.http(node)
+                    .post(Self::url(node, &format!("/shard/{shard}/group/members")))
                     .json(req),
                 Duration::from_secs(120),
             )
@@ -394,9 +436,10 @@ impl NodeClient {
     }
 
     /// Stops a node's replica of a group and deletes it.
-    pub async fn drop_group(&self, addr: &str, shard: u32) -> R<()> {
+    pub async fn drop_group(&self, node: &NodeInfo, shard: u32) -> R<()> {
         self.send(
-            self.http().delete(format!("{addr}/shard/{shard}/group")),
+            self.http(node)
+                .delete(Self::url(node, &format!("/shard/{shard}/group"))),
             self.timeout,
         )
         .await
@@ -404,9 +447,10 @@ impl NodeClient {
     }
 
     /// Drops a shard and its data on a node.
-    pub async fn drop_shard(&self, addr: &str, shard: u32) -> R<()> {
+    pub async fn drop_shard(&self, node: &NodeInfo, shard: u32) -> R<()> {
         self.send(
-            self.http().delete(format!("{addr}/shard/{shard}")),
+            self.http(node)
+                .delete(Self::url(node, &format!("/shard/{shard}"))),
             self.timeout,
         )
         .await
@@ -416,7 +460,7 @@ impl NodeClient {
     /// One page of a shard's entries after `after`; empty at the end.
     pub async fn export(
         &self,
-        addr: &str,
+        node: &NodeInfo,
         shard: u32,
         after: Option<&str>,
     ) -> R<Vec<(String, Record)>> {
@@ -426,8 +470,8 @@ impl NodeClient {
         }
         let res = self
             .send(
-                self.http()
-                    .get(format!("{addr}/shard/{shard}/export"))
+                self.http(node)
+                    .get(Self::url(node, &format!("/shard/{shard}/export")))
                     .query(&q),
                 Duration::from_secs(120),
             )
@@ -445,44 +489,46 @@ impl NodeClient {
     }
 
     /// Writes a page of entries into a shard.
-    pub async fn import(&self, addr: &str, shard: u32, entries: &[(String, Record)]) -> R<()> {
+    pub async fn import(&self, node: &NodeInfo, shard: u32, entries: &[(String, Record)]) -> R<()> {
         let req = self
-            .http()
-            .post(format!("{addr}/shard/{shard}/import"))
+            .http(node)
+            .post(Self::url(node, &format!("/shard/{shard}/import")))
             .body(encode_entries(entries));
         self.send(req, Duration::from_secs(120)).await.map(drop)
     }
 
     /// `GET /health` with a short timeout.
-    pub async fn health(&self, addr: &str, timeout: Duration) -> R<()> {
-        self.send(self.http().get(format!("{addr}/health")), timeout)
+    pub async fn health(&self, node: &NodeInfo, timeout: Duration) -> R<()> {
+        self.send(self.http(node).get(Self::url(node, "/health")), timeout)
             .await
             .map(drop)
     }
 
-    /// `GET` or `POST` (empty body) a node URL and decode its JSON answer.
+    /// `GET` or `POST` (empty body) a node's `path` and decode its JSON answer.
     pub async fn call_json(
         &self,
+        node: &NodeInfo,
         method: reqwest::Method,
-        url: &str,
+        path: &str,
         timeout: Duration,
     ) -> R<serde_json::Value> {
-        let res = self.send(self.http().request(method, url), timeout).await?;
+        let req = self.http(node).request(method, Self::url(node, path));
+        let res = self.send(req, timeout).await?;
         res.json()
             .await
             .map_err(|e| CallError::Unreachable(short(&e)))
     }
 
-    /// POSTs JSON to an arbitrary node path (broadcast).
+    /// POSTs JSON to a node's `path` (broadcast).
     pub async fn post_json(
         &self,
-        url: &str,
+        node: &NodeInfo,
+        path: &str,
         payload: &serde_json::Value,
         timeout: Duration,
     ) -> R<()> {
-        self.send(self.http().post(url).json(payload), timeout)
-            .await
-            .map(drop)
+        let req = self.http(node).post(Self::url(node, path)).json(payload);
+        self.send(req, timeout).await.map(drop)
     }
 }
 

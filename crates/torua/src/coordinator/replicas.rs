@@ -51,13 +51,27 @@ impl Replication {
         }
     }
 
-    /// Records a node's heartbeat report; a replica that leads (in the
-    /// highest term seen) becomes the shard's known leader.
-    pub(crate) fn report(&self, node: &str, groups: Vec<GroupStatus>) {
+    /// Records a node's heartbeat report; a replica that leads becomes the
+    /// shard's known leader, if `member(shard)` says the node is one of the
+    /// group's replicas (a node cannot draw another group's traffic).
+    pub(crate) fn report(
+        &self,
+        node: &str,
+        groups: Vec<GroupStatus>,
+        member: impl Fn(u32) -> bool,
+    ) {
         {
             let mut leaders = self.leaders.write().unwrap_or_else(|p| p.into_inner());
             for g in groups.iter().filter(|g| g.role == "leader") {
-                leaders.insert(g.shard, node.to_owned());
+                if member(g.shard) {
+                    leaders.insert(g.shard, node.to_owned());
+                } else {
+                    tracing::warn!(
+                        node,
+                        shard = g.shard,
+                        "ignored a claim to lead a group the node is not a replica of"
+                    );
+                }
             }
         }
         self.reports
@@ -111,13 +125,7 @@ impl Replication {
 }
 
 fn members(meta: &Meta, nodes: &[String]) -> Vec<NodeInfo> {
-    nodes
-        .iter()
-        .map(|n| NodeInfo {
-            id: n.clone(),
-            addr: addr_of(meta, n),
-        })
-        .collect()
+    nodes.iter().map(|n| node_info(meta, n)).collect()
 }
 
 impl Cluster {
@@ -164,7 +172,7 @@ impl Cluster {
         call: F,
     ) -> Result<T, ApiError>
     where
-        F: Fn(String) -> Fut,
+        F: Fn(NodeInfo) -> Fut,
         Fut: Future<Output = Result<T, CallError>>,
     {
         let repl = self.repl()?;
@@ -182,11 +190,15 @@ impl Cluster {
         // then healthy replicas, then the rest.
         let mut order: Vec<String> = s.replicas.clone();
         order.sort_by_key(|n| self.status_of(n) != Status::Healthy);
-        if let Some(l) = repl.leader(shard).filter(|_| !any) {
+        // Only a member of the group is ever called, whoever claimed to lead it.
+        if let Some(l) = repl
+            .leader(shard)
+            .filter(|l| !any && s.replicas.contains(l))
+        {
             order.retain(|n| *n != l);
             order.insert(0, l);
         }
-        let known_addr = |n: &str| meta.nodes.get(n).map(|m| m.addr.clone());
+        let known_addr = |n: &str| meta.node_info(n);
         let deadline = Instant::now() + FIND_LEADER_FOR;
         let mut next = 0usize;
         let mut pause = Duration::from_millis(50);
@@ -286,12 +298,12 @@ fn loads(cluster: &Cluster, meta: &Meta) -> Vec<(String, usize)> {
     nodes
 }
 
-/// The node `n`'s address, as registered.
-fn addr_of(meta: &Meta, n: &str) -> String {
-    meta.nodes
-        .get(n)
-        .map(|m| m.addr.clone())
-        .unwrap_or_default()
+/// Node `n` with its address, as registered (none: calls fail as not sent).
+fn node_info(meta: &Meta, n: &str) -> NodeInfo {
+    meta.node_info(n).unwrap_or_else(|| NodeInfo {
+        id: n.to_owned(),
+        addr: String::new(),
+    })
 }
 
 /// One step towards leaders spread evenly over the nodes, once every node
@@ -368,14 +380,11 @@ async fn balance_leaders(c: &Cluster, meta: &Meta) -> Result<bool, ApiError> {
         .last_leader_move
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-    let target = NodeInfo {
-        id: to.clone(),
-        addr: addr_of(meta, &to),
-    };
+    let target = node_info(meta, &to);
     let started = Instant::now();
     let handed = c
         .nodes
-        .transfer_leader(&addr_of(meta, &busiest), shard, &target)
+        .transfer_leader(&node_info(meta, &busiest), shard, &target)
         .await;
     c.metrics
         .transferred(if handed.is_ok() { "ok" } else { "failed" });
@@ -493,7 +502,7 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
             // Followers first, so the bootstrapping replica's first
             // election finds them.
             for (i, node) in chosen.iter().enumerate().rev() {
-                let addr = addr_of(&meta, node);
+                let addr = node_info(&meta, node);
                 let req = GroupRequest {
                     bootstrap: i == 0,
                     ..req.clone()
@@ -512,7 +521,7 @@ async fn reconcile(c: &Cluster) -> Result<bool, ApiError> {
         let amnesiac = |n: &String| meta.rejoining.contains(&(n.clone(), shard));
         for node in &current {
             if c.status_of(node) == Status::Healthy && !repl.hosts(node, shard) && !amnesiac(node) {
-                let addr = addr_of(&meta, node);
+                let addr = node_info(&meta, node);
                 let req = GroupRequest {
                     members: members(&meta, &current),
                     bootstrap: false,
@@ -624,16 +633,24 @@ async fn change_members(
         bootstrap: false,
         incarnation: None,
     };
+    // A new replica is told every member, old and new, so it accepts
+    // the messages of whichever leads the group while it joins.
+    let mut everyone = current.to_vec();
+    everyone.extend(desired.iter().filter(|n| !current.contains(n)).cloned());
+    let open = GroupRequest {
+        members: members(meta, &everyone),
+        ..req.clone()
+    };
     for node in desired.iter().filter(|n| !current.contains(n)) {
-        let addr = addr_of(meta, node);
+        let addr = node_info(meta, node);
         c.nodes
-            .open_group(&addr, shard, &req)
+            .open_group(&addr, shard, &open)
             .await
             .map_err(|e| e.into_api(node, shard))?;
     }
-    c.on_replicas(shard, false, |addr| {
+    c.on_replicas(shard, false, |node| {
         let req = req.clone();
-        async move { c.nodes.set_members(&addr, shard, &req).await }
+        async move { c.nodes.set_members(&node, shard, &req).await }
     })
     .await?;
     c.update(|m| {
@@ -649,7 +666,7 @@ async fn change_members(
         if c.status_of(node) != Status::Healthy {
             continue;
         }
-        let addr = addr_of(meta, node);
+        let addr = node_info(meta, node);
         if let Err(e) = c.nodes.drop_group(&addr, shard).await {
             tracing::warn!(shard, node = %node, error = %e, "deleting a removed replica failed");
         }

@@ -54,7 +54,10 @@ pub(crate) fn router(cluster: Arc<Cluster>, sec: Arc<Security>, metrics: Arc<Met
         )
         .with_state(cluster.clone())
         .merge(super::admin::router(sec.clone(), cluster.clone()))
-        .merge(http::metrics_route(metrics.clone()))
+        .merge(
+            http::metrics_route(metrics.clone())
+                .route_layer(axum::middleware::from_fn(security::require_monitor)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             sec,
             security::authenticate,
@@ -123,11 +126,26 @@ async fn register(
         parse_node_id(&req.node.id).map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
     let addr =
         parse_url(&req.node.addr).map_err(|m| ApiError::bad_request("invalid_node_addr", m))?;
+    // Client calls go to this address: over TLS only, when the cluster has it.
+    if c.nodes.tls() && !addr.starts_with("https://") {
+        return Err(ApiError::bad_request(
+            "invalid_node_addr",
+            format!(
+                "the cluster uses TLS: node {id} must advertise an https:// address, not `{addr}`"
+            ),
+        ));
+    }
     // Single copy: the shards a node holds. Replicated: the groups it
-    // hosts, whose voters say where each shard's replicas are.
+    // hosts, whose voters say where each shard's replicas are; a claim to
+    // lead counts only from a member of the shard's group.
     let reported: Option<BTreeSet<u32>> = match &c.replication {
         Some(r) => {
-            r.report(&req.node.id, req.groups.clone());
+            let meta = c.snapshot()?;
+            r.report(&req.node.id, req.groups.clone(), |shard| {
+                meta.shards
+                    .get(shard as usize)
+                    .is_some_and(|s| s.replicas.contains(&id))
+            });
             None
         }
         None => req.shards.map(|v| v.into_iter().collect()),
@@ -172,8 +190,12 @@ async fn register(
             }
             let (mut to_open, mut to_drop, mut relearned) = (Vec::new(), Vec::new(), false);
             // A coordinator that lost its metadata learns each group's
-            // members from the replicas, rather than create a second group.
-            for g in groups.iter().filter(|g| !g.voters.is_empty()) {
+            // members from the replicas, rather than create a second group;
+            // a node vouches only for groups it is a voter of.
+            for g in groups
+                .iter()
+                .filter(|g| !g.voters.is_empty() && g.voters.contains(&id))
+            {
                 if let Some(s) = m.shards.get_mut(g.shard as usize) {
                     if s.replicas.is_empty() {
                         s.replicas = g.voters.clone();
@@ -221,7 +243,11 @@ async fn register(
     }
     for sid in to_open {
         tracing::error!(node = %id, shard = sid, "node no longer holds a shard it owns; reopening it empty");
-        if let Err(e) = c.nodes.open_shard(&addr, sid, "active", false).await {
+        let node = NodeInfo {
+            id: id.clone(),
+            addr: addr.clone(),
+        };
+        if let Err(e) = c.nodes.open_shard(&node, sid, "active", false).await {
             tracing::warn!(node = %id, shard = sid, error = %e, "reopen failed");
         }
     }
@@ -242,7 +268,8 @@ fn rfc3339(t: Option<std::time::SystemTime>) -> Option<String> {
     t.map(|t| humantime::format_rfc3339_millis(t).to_string())
 }
 
-async fn nodes(State(c): S) -> Result<Json<NodesResponse>, ApiError> {
+async fn nodes(State(c): S, caller: Caller) -> Result<Json<NodesResponse>, ApiError> {
+    caller.require_monitor().await?;
     let meta = c.snapshot()?;
     let health = c.health();
     let nodes = meta
@@ -399,7 +426,8 @@ async fn drain_and_remove(c: &Cluster, id: &str, force: bool) -> Result<Response
     }
 }
 
-async fn shards(State(c): S) -> Result<Json<ShardsResponse>, ApiError> {
+async fn shards(State(c): S, caller: Caller) -> Result<Json<ShardsResponse>, ApiError> {
+    caller.require_monitor().await?;
     let meta = c.snapshot()?;
     let shards = meta
         .shards
@@ -528,24 +556,27 @@ async fn broadcast(
         ));
     }
     let meta = c.snapshot()?;
-    let targets: Vec<(String, String)> = meta
+    let targets: Vec<NodeInfo> = meta
         .nodes
-        .iter()
-        .filter(|(id, _)| c.status_of(id) == Status::Healthy)
-        .map(|(id, n)| (id.clone(), format!("{}{}", n.addr, req.path)))
+        .keys()
+        .filter(|id| c.status_of(id) == Status::Healthy)
+        .filter_map(|id| meta.node_info(id))
         .collect();
     let deadline = tokio::time::Instant::now() + BROADCAST_DEADLINE;
-    let calls = targets.into_iter().map(|(id, url)| {
-        let (c, payload) = (c.clone(), req.payload.clone());
+    let calls = targets.into_iter().map(|node| {
+        let (c, payload, path) = (c.clone(), req.payload.clone(), req.path.clone());
         async move {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let err = c
                 .nodes
-                .post_json(&url, &payload, left)
+                .post_json(&node, &path, &payload, left)
                 .await
                 .err()
                 .map(|e| e.to_string());
-            BroadcastResult { node_id: id, err }
+            BroadcastResult {
+                node_id: node.id,
+                err,
+            }
         }
     });
     let results = futures::future::join_all(calls).await;
@@ -574,10 +605,7 @@ async fn list(
     let scopes = caller.list_scopes(&q.prefix).await?;
     let mut pages = Vec::with_capacity(scopes.len());
     for scope in &scopes {
-        pages.push(
-            c.list(scope, q.after.as_deref(), limit, caller.credential())
-                .await?,
-        );
+        pages.push(c.list(scope, q.after.as_deref(), limit).await?);
     }
     Ok(Json(super::cluster::merge_pages(pages, limit)))
 }
@@ -600,7 +628,7 @@ async fn get_value(
     let stale = crate::http::stale_read(q.consistency.as_deref())?;
     caller.require(Action::Read, &key).await?;
     let rec = c
-        .get(&key, stale, caller.credential())
+        .get(&key, stale)
         .await?
         .ok_or_else(|| ApiError::not_found("key not found"))?;
     let mut res = value_response(rec);
@@ -626,9 +654,7 @@ async fn put_value(
     let expect = expect_of(&headers)?;
     let value = value_body(body, c.max_value)?;
     let ct = content_type_of(&headers)?;
-    let version = c
-        .write(&key, Some((&ct, value)), expect, caller.credential())
-        .await?;
+    let version = c.write(&key, Some((&ct, value)), expect).await?;
     Ok(match version {
         Some(v) => written(v),
         None => StatusCode::NO_CONTENT.into_response(),
@@ -643,6 +669,6 @@ async fn delete_value(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Action::Delete, &key).await?;
     let expect = expect_of(&headers)?;
-    c.write(&key, None, expect, caller.credential()).await?;
+    c.write(&key, None, expect).await?;
     Ok(StatusCode::NO_CONTENT)
 }

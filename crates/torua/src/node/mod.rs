@@ -5,7 +5,6 @@
 //! shards when the coordinator says so, and refuses requests for shards it
 //! does not hold.
 
-mod replica;
 pub(crate) mod routes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,9 +32,9 @@ pub(crate) struct Node {
     pub max_value: usize,
     pub registered: AtomicBool,
     /// TLS is on: the node API answers only the coordinator's certificate.
+    /// The coordinator authenticates and authorizes each client request;
+    /// no client credential reaches a node.
     pub cluster_tls: bool,
-    /// Copy of the coordinator's policy, for forwarded client credentials.
-    pub replica: replica::Replica,
     /// The Raft groups of the replicated shards held here.
     pub groups: Arc<Groups>,
     /// Made with the data directory (see `incarnation`).
@@ -70,7 +69,6 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         groups,
         metrics,
         cluster_tls: tls.is_some(),
-        replica: replica::Replica::new(&data_dir, cfg.policy_stale_after),
         max_value: cfg.max_value_bytes,
         registered: AtomicBool::new(false),
         incarnation,
@@ -92,17 +90,6 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         .open_existing()
         .await
         .map_err(|e| Error::Config(format!("reopening raft groups: {}", e.message)))?;
-    node.replica.set_source(replica::Source {
-        client: client.clone(),
-        urls: cfg
-            .coordinator
-            .0
-            .iter()
-            .map(|c| format!("{c}/cluster/security"))
-            .collect(),
-        last_good: Default::default(),
-        bearer: credential.clone(),
-    });
     tokio::spawn(heartbeat(
         cfg,
         credential,
@@ -127,7 +114,6 @@ async fn heartbeat(
     node: Arc<Node>,
     shutdown: Shutdown,
 ) {
-    let mut sync_failing = false;
     let mut failing = vec![false; cfg.coordinator.0.len()];
     loop {
         let body = RegisterRequest {
@@ -145,16 +131,6 @@ async fn heartbeat(
                 .collect(),
             incarnation: Some(node.incarnation.clone()),
         };
-        // The policy copy first: once the coordinator counts this node
-        // healthy, it forwards client calls the node must be able to check.
-        match node.replica.sync_from_source().await {
-            Ok(()) => sync_failing = false,
-            Err(e) if !sync_failing && node.registered.load(Ordering::Relaxed) => {
-                sync_failing = true;
-                tracing::warn!(error = %e, "cannot refresh the access policy copy; retrying");
-            }
-            Err(_) => {}
-        }
         let sends = cfg.coordinator.0.iter().map(|coordinator| {
             let mut req = client
                 .get()
@@ -180,9 +156,10 @@ async fn heartbeat(
                 other => {
                     let why = match other {
                         Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => format!(
-                            "status {}: the coordinator requires credentials; give this node a certificate from the cluster CA \
-                             with common name node:{} (TORUA_TLS_CERT), or an API key with the `node` role (TORUA_NODE_KEY_FILE)",
-                            r.status(), cfg.node_id
+                            "status {1}: the coordinator requires credentials; give this node a certificate from the cluster CA \
+                             with common name node:{0} (TORUA_TLS_CERT), or an API key with the `node` role bound to it \
+                             (`torua apikey create --role node --node {0}`, TORUA_NODE_KEY_FILE)",
+                            cfg.node_id, r.status()
                         ),
                         Ok(r) => format!("status {}", r.status()),
                         Err(e) => e.to_string(),

@@ -13,9 +13,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use torua_store::{Op, Record, Shard, ShardState};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-
 use super::Node;
 use crate::http::extract::{empty_key, Key, ShardId};
 use crate::http::{
@@ -23,7 +20,7 @@ use crate::http::{
     KEEP_VERSION,
 };
 use crate::raft::groups::{Group, Refusal};
-use crate::security::policy::Action;
+use crate::raft::rpc::Senders;
 use crate::tls::{require_cert, CertGate};
 use crate::wire::{
     decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, NodeInfoResponse,
@@ -72,77 +69,23 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
             require_cert,
         ))
         .merge(
-            crate::raft::rpc::router(node.groups.clone(), node.max_value).route_layer(
-                axum::middleware::from_fn_with_state(
-                    CertGate::nodes(tls, "Raft API"),
-                    require_cert,
-                ),
-            ),
+            crate::raft::rpc::router(
+                node.groups.clone(),
+                node.max_value,
+                Senders::new(&metrics, |identity| {
+                    identity.strip_prefix(crate::tls::NODE_IDENTITY_PREFIX)
+                }),
+            )
+            .route_layer(axum::middleware::from_fn_with_state(
+                CertGate::nodes(tls, "Raft API"),
+                require_cert,
+            )),
         )
         .merge(http::metrics_route(metrics.clone()).route_layer(
             axum::middleware::from_fn_with_state(CertGate::cluster(tls, "metrics"), require_cert),
         ))
         .route("/ready", get(ready).with_state(node));
     http::finish(r, metrics)
-}
-
-/// The client credential the coordinator forwarded with a data call,
-/// checked against this node's copy of the policy. Calls without one are
-/// the coordinator's own (moves, copies) or come from a coordinator with
-/// authentication off.
-pub(crate) struct Forwarded {
-    auth: Option<HeaderMap>,
-    asked_at: std::time::Instant,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Forwarded {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let auth = parts.headers.get(header::AUTHORIZATION).map(|v| {
-            let mut h = HeaderMap::new();
-            h.insert(header::AUTHORIZATION, v.clone());
-            h
-        });
-        Ok(Forwarded {
-            auth,
-            asked_at: std::time::Instant::now(),
-        })
-    }
-}
-
-impl Forwarded {
-    /// Allows `action` on `key` (or, for lists, the prefix) for the
-    /// forwarded principal: 401 or 403 naming what is missing, 503 when the
-    /// copy is stale. A refusal is checked once more after refreshing the
-    /// copy, which may lag a key or policy made a moment ago.
-    async fn require(&self, n: &Node, action: Action, key: &str) -> Result<(), ApiError> {
-        let Some(auth) = &self.auth else {
-            return Ok(());
-        };
-        n.replica.fresh()?;
-        match check(n, auth, action, key).await {
-            Err(e)
-                if matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
-                    && n.replica.refresh_after(self.asked_at).await =>
-            {
-                check(n, auth, action, key).await
-            }
-            other => other,
-        }
-    }
-}
-
-async fn check(n: &Node, auth: &HeaderMap, action: Action, key: &str) -> Result<(), ApiError> {
-    let p = n
-        .replica
-        .authn()
-        .authenticate(auth, None)
-        .await
-        .map_err(|r| r.into_api_error())?;
-    if p.access.allows(action, key) {
-        return Ok(());
-    }
-    Err(p.forbidden(action, &format!("key `{key}`")))
 }
 
 async fn ready(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {
@@ -280,13 +223,11 @@ pub(crate) const CONSISTENCY_HEADER: &str = "x-torua-consistency";
 
 async fn get_value(
     State(n): S,
-    caller: Forwarded,
     ShardId(id): ShardId,
     Key(key): Key,
     q: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     let Query(q) = q.map_err(ApiError::from)?;
-    caller.require(&n, Action::Read, &key).await?;
     let stale = http::stale_read(q.consistency.as_deref())?;
     let rec = match n.groups.get(id) {
         Some(g) => {
@@ -327,13 +268,11 @@ async fn replicate(g: &Group, change: Change) -> Result<u64, Refusal> {
 
 async fn put_value(
     State(n): S,
-    caller: Forwarded,
     ShardId(id): ShardId,
     Key(key): Key,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
-    caller.require(&n, Action::Write, &key).await?;
     let value = value_body(body, n.max_value)?;
     let record = Record::new(content_type_of(&headers)?, value.to_vec());
     if let Some(g) = n.groups.get(id) {
@@ -375,12 +314,10 @@ fn keep_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 
 async fn delete_value(
     State(n): S,
-    caller: Forwarded,
     ShardId(id): ShardId,
     Key(key): Key,
     headers: HeaderMap,
 ) -> Result<StatusCode, Refusal> {
-    caller.require(&n, Action::Delete, &key).await?;
     let expect = expect_of(&headers)?;
     match n.groups.get(id) {
         Some(g) => {
@@ -397,12 +334,10 @@ async fn delete_value(
 
 async fn list(
     State(n): S,
-    caller: Forwarded,
     ShardId(id): ShardId,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<KeyPage>, Refusal> {
     let Query(q) = q.map_err(ApiError::from)?;
-    caller.require(&n, Action::List, &q.prefix).await?;
     let limit = q.limit()?;
     if let Some(g) = n.groups.get(id) {
         g.linearize().await?;
@@ -499,7 +434,7 @@ async fn open_group(
             ),
         ));
     }
-    let g = n.groups.open(id, req.bootstrap.then_some(members)).await?;
+    let g = n.groups.open(id, Some(members), req.bootstrap).await?;
     Ok(Json(g.status()))
 }
 

@@ -110,7 +110,7 @@ impl Docs {
             })
             .collect();
         let group = groups
-            .open(GROUP, Some(members))
+            .open(GROUP, Some(members), true)
             .await
             .map_err(|e| Error::Config(format!("coordinator group: {}", e.message)))?;
         // An existing group keeps its members whatever the settings say now.

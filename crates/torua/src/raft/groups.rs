@@ -8,7 +8,7 @@
 //! RPCs arrive through `rpc.rs`, and this process sends its own through
 //! [`super::net::Net`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -43,6 +43,10 @@ pub(crate) struct Group {
     handing_over: Arc<AtomicBool>,
     /// When this replica last became leader (by `log_roles`).
     leader_since: Arc<Mutex<Option<Instant>>>,
+    /// Raft ids of the members the coordinator named when it opened this
+    /// replica: a new replica has no membership until the leader's first
+    /// messages bring it, and must accept those.
+    announced: Arc<RwLock<BTreeSet<u64>>>,
 }
 
 /// Every group this node hosts.
@@ -197,19 +201,20 @@ impl Groups {
     pub(crate) async fn open_existing(&self) -> Result<(), ApiError> {
         for shard in self.store.shards() {
             if shard.state() == ShardState::Replicated {
-                self.open(shard.id(), None).await?;
+                self.open(shard.id(), None, false).await?;
             }
         }
         Ok(())
     }
 
-    /// Opens shard `id`'s group (creating the replica), and with `bootstrap`
-    /// makes it a new group of `bootstrap`'s members, unless it already has
-    /// a membership.
+    /// Opens shard `id`'s group (creating the replica) whose members, as
+    /// the coordinator knows them, are `members`; with `bootstrap` makes it
+    /// a new group of those members, unless it already has a membership.
     pub(crate) async fn open(
         &self,
         id: u32,
-        bootstrap: Option<Vec<Member>>,
+        members: Option<Vec<Member>>,
+        bootstrap: bool,
     ) -> Result<Group, ApiError> {
         let _serial = self.opening.lock().await;
         let group = match self.get(id) {
@@ -231,6 +236,7 @@ impl Groups {
                     batcher: self.batcher.clone(),
                     handing_over: Arc::default(),
                     leader_since: Arc::default(),
+                    announced: Arc::default(),
                 };
                 self.groups
                     .write()
@@ -246,7 +252,14 @@ impl Groups {
                 g
             }
         };
-        if let Some(members) = bootstrap {
+        if let Some(members) = &members {
+            group
+                .announced
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(members.iter().map(|m| raft_id(&m.name)));
+        }
+        if let Some(members) = members.filter(|_| bootstrap) {
             let initialized = group
                 .raft
                 .is_initialized()
@@ -291,6 +304,31 @@ impl Groups {
 }
 
 impl Group {
+    /// Whether the replica with Raft id `id` may send this one Raft
+    /// messages: a voter or learner of the group's membership, or a member
+    /// the coordinator named when it opened this replica.
+    pub(crate) fn knows(&self, id: u64) -> bool {
+        let in_membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some();
+        in_membership
+            || self
+                .announced
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&id)
+    }
+
+    /// The Raft id of the leader this replica knows of.
+    pub(crate) fn current_leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
     /// Replicates `changes` through the log; answers once a quorum has the
     /// entry durably and it is applied here, with each change's version.
     pub(crate) async fn write(&self, changes: Vec<Change>) -> Result<Vec<u64>, Refusal> {
@@ -427,6 +465,7 @@ impl Group {
     async fn hand_over(&self, target: u64, to: &Member, lease: Duration) -> Result<(), Refusal> {
         let id = self.shard.id();
         let mut metrics = self.raft.metrics();
+        let me = metrics.borrow().id;
         let caught_up = |m: &typ::RaftMetrics| {
             let matched = m
                 .replication
@@ -458,7 +497,7 @@ impl Group {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.batcher
-            .timeout_now(&to.addr, id)
+            .timeout_now(&to.addr, id, me)
             .await
             .map_err(|e| transfer_failed(id, &e))?;
         let stepped_down = |m: &typ::RaftMetrics| m.state != ServerState::Leader;

@@ -42,7 +42,7 @@ pub(crate) enum BatchOp {
     Append,
     Vote,
     /// Raft's TimeoutNow: stand for election at once (a leadership
-    /// transfer; the body is empty).
+    /// transfer; the body is the sending leader's Raft id).
     TimeoutNow,
 }
 
@@ -128,11 +128,16 @@ impl Batcher {
 
 impl Batcher {
     /// Tells the replica of `group` at `addr` to stand for election now.
-    pub(crate) async fn timeout_now(&self, addr: &str, group: u32) -> Result<(), String> {
+    pub(crate) async fn timeout_now(
+        &self,
+        addr: &str,
+        group: u32,
+        from: u64,
+    ) -> Result<(), String> {
         let item = BatchItem {
             group,
             op: BatchOp::TimeoutNow,
-            body: encode(&()).map_err(|e| e.to_string())?,
+            body: encode(&from).map_err(|e| e.to_string())?,
         };
         let addr = addr.trim_end_matches('/');
         let bytes = self

@@ -1,29 +1,103 @@
 //! The receiving end of [`super::net`]: Raft RPCs from peer replicas,
 //! handed to the hosted group they name. The caller mounts the router
-//! behind its own check of who may send them (nodes accept nodes,
-//! coordinators accept coordinators).
+//! behind its own check of which certificates may send them (nodes accept
+//! nodes, coordinators accept coordinators); here each RPC is checked
+//! against its group: its sender (the vote it carries, or a TimeoutNow's
+//! leader) must be the member the certificate names, and a member or
+//! learner of the group. Refusals are counted in
+//! `torua_raft_rpc_refused_total{reason}`.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use torua_raft::{raft_id, typ};
+
 use super::groups::{Group, Groups};
 use super::net::{BatchAnswer, BatchItem, BatchOp, MAX_BATCH_BYTES, RAFT_CONTENT_TYPE};
 use crate::http::extract::ShardId;
-use crate::http::ApiError;
+use crate::http::{ApiError, Metrics};
+use crate::tls::Peer;
 
 /// Extra room for framing around the largest values in one append.
 const OVERHEAD: usize = 8 << 20;
 
+/// Labels of `torua_raft_rpc_refused_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    /// `wrong_sender`, `not_member` or `not_leader`.
+    reason: &'static str,
+}
+
+/// Who may send a hosted group Raft messages.
+#[derive(Clone)]
+pub(crate) struct Senders {
+    /// The member a certificate identity stands for (`node:n1` → `n1`);
+    /// `None` when identities name no member (coordinators share one
+    /// certificate), and then only membership is checked.
+    member_of: fn(&str) -> Option<&str>,
+    refused: Family<RefusedLabels, Counter>,
+}
+
+impl Senders {
+    /// Checks senders with `member_of`, counting refusals in `metrics`.
+    pub(crate) fn new(metrics: &Metrics, member_of: fn(&str) -> Option<&str>) -> Senders {
+        let refused = Family::<RefusedLabels, Counter>::default();
+        if let Ok(mut r) = metrics.registry.lock() {
+            r.register(
+                "raft_rpc_refused",
+                "Raft messages refused because of their sender",
+                refused.clone(),
+            );
+        }
+        Senders { member_of, refused }
+    }
+
+    fn refuse(&self, reason: &'static str, message: String) -> ApiError {
+        self.refused.get_or_create(&RefusedLabels { reason }).inc();
+        tracing::warn!(reason, "{message}");
+        ApiError::new(StatusCode::FORBIDDEN, "sender_refused", message)
+    }
+
+    /// Allows a message to `g` from the replica `from` over a connection
+    /// whose certificate identity is `identity`.
+    fn check(&self, g: &Group, from: u64, identity: Option<&str>) -> Result<(), ApiError> {
+        if let Some((who, name)) = identity.and_then(|i| Some((i, (self.member_of)(i)?))) {
+            if raft_id(name) != from {
+                return Err(self.refuse(
+                    "wrong_sender",
+                    format!(
+                        "group {}: a Raft message from certificate `{who}` names another sender",
+                        g.shard.id()
+                    ),
+                ));
+            }
+        }
+        if !g.knows(from) {
+            return Err(self.refuse(
+                "not_member",
+                format!(
+                    "group {}: a Raft message from a replica that is not a member",
+                    g.shard.id()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `POST /raft/batch` and `POST /raft/{id}/snapshot` for `groups`, whose
-/// values are at most `max_value` bytes.
-pub(crate) fn router(groups: Arc<Groups>, max_value: usize) -> Router {
+/// values are at most `max_value` bytes, from `senders`.
+pub(crate) fn router(groups: Arc<Groups>, max_value: usize, senders: Senders) -> Router {
     // An append carries at most 64 entries (see `groups.rs`), a snapshot
     // chunk at most openraft's chunk size.
     let raft_limit = 64 * (max_value + 8192) + OVERHEAD;
@@ -36,58 +110,111 @@ pub(crate) fn router(groups: Arc<Groups>, max_value: usize) -> Router {
             "/raft/batch",
             post(raft_batch).layer(DefaultBodyLimit::max(batch_limit)),
         )
-        .with_state(groups)
+        .with_state(Rpc { groups, senders })
 }
 
-/// Decodes a Raft RPC, hands it to the group, encodes the answer.
+#[derive(Clone)]
+struct Rpc {
+    groups: Arc<Groups>,
+    senders: Senders,
+}
+
+/// The sender a Raft request names (the vote it carries).
+trait Sent {
+    fn sender(&self) -> Option<u64>;
+}
+
+impl Sent for typ::AppendEntriesRequest {
+    fn sender(&self) -> Option<u64> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
+impl Sent for typ::VoteRequest {
+    fn sender(&self) -> Option<u64> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
+impl Sent for typ::InstallSnapshotRequest {
+    fn sender(&self) -> Option<u64> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
+/// Decodes a Raft RPC, checks its sender, hands it to the group, encodes
+/// the answer.
 async fn raft_rpc<Req, Resp, Fut>(
-    groups: &Groups,
+    rpc: &Rpc,
+    identity: Option<&str>,
     id: u32,
     body: &[u8],
     call: impl FnOnce(Group, Req) -> Fut,
 ) -> Result<Vec<u8>, ApiError>
 where
-    Req: serde::de::DeserializeOwned,
+    Req: serde::de::DeserializeOwned + Sent,
     Resp: serde::Serialize,
     Fut: std::future::Future<Output = Resp>,
 {
-    let g = groups.hosted(id)?;
+    let g = rpc.groups.hosted(id)?;
     let req: Req = torua_raft::decode(body)
         .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
+    let from = req.sender().ok_or_else(|| {
+        ApiError::bad_request("invalid_raft_message", "the message names no sender")
+    })?;
+    rpc.senders.check(&g, from, identity)?;
     torua_raft::encode(&call(g, req).await).map_err(ApiError::internal)
+}
+
+/// A TimeoutNow: only the group's leader, as this replica knows it, may
+/// hand it the leadership.
+async fn timeout_now(
+    rpc: &Rpc,
+    identity: Option<&str>,
+    id: u32,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let g = rpc.groups.hosted(id)?;
+    let from: u64 = torua_raft::decode(body)
+        .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
+    rpc.senders.check(&g, from, identity)?;
+    if g.current_leader() != Some(from) {
+        return Err(rpc.senders.refuse(
+            "not_leader",
+            format!("group {id}: a leadership hand-over from a replica that does not lead it"),
+        ));
+    }
+    let elected = g.raft.trigger().elect().await.map_err(|e| e.to_string());
+    torua_raft::encode(&elected).map_err(ApiError::internal)
 }
 
 /// Appends and votes of many groups in one request (`net.rs`); each is
 /// handed to its group at once, and the answers come back in order.
 async fn raft_batch(
-    State(groups): State<Arc<Groups>>,
+    State(rpc): State<Rpc>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
     let items: Vec<BatchItem> = torua_raft::decode(&body)
         .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
-    let groups = &groups;
+    let (rpc, identity) = (&rpc, peer.identity.as_deref());
     let answers: Vec<BatchAnswer> =
         futures::future::join_all(items.into_iter().map(|it| async move {
             let res = match it.op {
                 BatchOp::Append => {
-                    raft_rpc(groups, it.group, &it.body, |g, req| async move {
+                    raft_rpc(rpc, identity, it.group, &it.body, |g, req| async move {
                         g.raft.append_entries(req).await
                     })
                     .await
                 }
                 BatchOp::Vote => {
-                    raft_rpc(groups, it.group, &it.body, |g, req| async move {
+                    raft_rpc(rpc, identity, it.group, &it.body, |g, req| async move {
                         g.raft.vote(req).await
                     })
                     .await
                 }
-                BatchOp::TimeoutNow => {
-                    raft_rpc(groups, it.group, &it.body, |g, ()| async move {
-                        g.raft.trigger().elect().await.map_err(|e| e.to_string())
-                    })
-                    .await
-                }
+                BatchOp::TimeoutNow => timeout_now(rpc, identity, it.group, &it.body).await,
             };
             res.map(serde_bytes::ByteBuf::from)
                 .map_err(|e| format!("{}: {}", e.code, e.message))
@@ -98,14 +225,19 @@ async fn raft_batch(
 }
 
 async fn raft_snapshot(
-    State(groups): State<Arc<Groups>>,
+    State(rpc): State<Rpc>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     ShardId(id): ShardId,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
-    let answer = raft_rpc(&groups, id, &body, |g, req| async move {
-        g.raft.install_snapshot(req).await
-    })
+    let answer = raft_rpc(
+        &rpc,
+        peer.identity.as_deref(),
+        id,
+        &body,
+        |g, req| async move { g.raft.install_snapshot(req).await },
+    )
     .await?;
     Ok(([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], answer).into_response())
 }

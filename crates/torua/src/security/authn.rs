@@ -26,12 +26,13 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 /// An authenticated client.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// `key:<id>`, `user:<sub>`, a certificate's common name, or
-    /// `anonymous` when authentication is off.
+    /// `key:<id>`, `user:<sub>`, `service:<sub>`, a certificate's common
+    /// name, or `anonymous` when authentication is off.
     pub id: String,
     /// `api_key`, `token`, `certificate` or `anonymous`.
     pub kind: &'static str,
-    /// For a node's certificate (`node:<id>`), the node id it may register as.
+    /// The one node id it may register as: a node's certificate
+    /// (`node:<id>`), or a `node` key bound to that node.
     pub node_id: Option<String>,
     /// Roles held.
     pub roles: Vec<String>,
@@ -62,8 +63,34 @@ struct TokenClaims {
     sub: String,
     #[serde(default)]
     email: Option<String>,
+    /// Only a proven address may stand for its owner.
+    #[serde(default)]
+    email_verified: bool,
+    /// `service` on client-credentials tokens of service accounts.
+    #[serde(default)]
+    token_use: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
+}
+
+impl TokenClaims {
+    fn is_service(&self) -> bool {
+        self.token_use.as_deref() == Some("service")
+    }
+
+    /// The `subjects` names this token holder is known by: `sub:` for a
+    /// user, plus `email:` only when the address is verified; `service:`
+    /// for a service account, which no address stands for.
+    fn subject_names(&self) -> Vec<String> {
+        if self.is_service() {
+            return vec![format!("service:{}", self.sub)];
+        }
+        let mut names = vec![format!("sub:{}", self.sub)];
+        if let Some(email) = self.email.as_deref().filter(|_| self.email_verified) {
+            names.push(format!("email:{}", email.to_lowercase()));
+        }
+        names
+    }
 }
 
 /// Fetches Truxe's JWKS over HTTP.
@@ -125,11 +152,6 @@ impl Refusal {
         }
     }
 
-    /// The refusal as an API error (the challenge header is dropped).
-    pub(crate) fn into_api_error(self) -> ApiError {
-        ApiError::new(self.status, self.code, self.message)
-    }
-
     pub(crate) fn into_response(self) -> Response {
         let mut res = ApiError::new(self.status, self.code, self.message).into_response();
         if let Ok(v) = HeaderValue::from_str(&self.challenge) {
@@ -184,7 +206,10 @@ impl Authenticator {
         // certificate is the credential (nodes; and clients the policy
         // names in `subjects`).
         if let (None, Some(cn)) = (headers.get(header::AUTHORIZATION), identity) {
-            let (roles, access) = self.state.token_access(cn, None, &[]).map_err(internal)?;
+            let (roles, access) = self
+                .state
+                .subject_access(&[format!("cert:{cn}")], &[])
+                .map_err(internal)?;
             return Ok(Arc::new(Principal {
                 id: cn.to_owned(),
                 kind: "certificate",
@@ -255,10 +280,15 @@ impl Authenticator {
         })?;
         let (roles, access) = self
             .state
-            .token_access(&claims.sub, claims.email.as_deref(), &claims.roles)
+            .subject_access(&claims.subject_names(), &claims.roles)
             .map_err(internal)?;
+        let kind = if claims.is_service() {
+            "service"
+        } else {
+            "user"
+        };
         Ok(Arc::new(Principal {
-            id: format!("user:{}", claims.sub),
+            id: format!("{kind}:{}", claims.sub),
             kind: "token",
             node_id: None,
             roles,
@@ -279,11 +309,11 @@ impl Authenticator {
                 return Ok(p);
             }
         }
-        let ((roles, access), built) = self.state.key_access(&id)?;
+        let ((roles, access, node_id), built) = self.state.key_access(&id)?;
         let principal = Arc::new(Principal {
             id: format!("key:{id}"),
             kind: "api_key",
-            node_id: None,
+            node_id: node_id.filter(|_| access.node),
             roles,
             access,
         });
@@ -292,5 +322,36 @@ impl Authenticator {
             m.insert(id, (built, principal.clone()));
         }
         Ok(principal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(v: serde_json::Value) -> TokenClaims {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_address_names_its_holder_only_when_verified_and_never_a_service() {
+        let user = |verified: bool| {
+            claims(serde_json::json!({
+                "sub": "u1", "email": "Ann@Example.com", "email_verified": verified
+            }))
+        };
+        assert_eq!(user(false).subject_names(), vec!["sub:u1"]);
+        assert_eq!(
+            user(true).subject_names(),
+            vec!["sub:u1", "email:ann@example.com"]
+        );
+        // Absent means unproven.
+        let bare = claims(serde_json::json!({"sub": "u1", "email": "a@x.com"}));
+        assert_eq!(bare.subject_names(), vec!["sub:u1"]);
+        // A service token is its service account, whatever else it says.
+        let service = claims(serde_json::json!({
+            "sub": "svc1", "token_use": "service", "email": "a@x.com", "email_verified": true
+        }));
+        assert_eq!(service.subject_names(), vec!["service:svc1"]);
     }
 }

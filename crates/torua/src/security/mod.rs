@@ -85,9 +85,6 @@ pub struct Security {
     pub authn: Authenticator,
     /// The token issuer nodes verify against (`{jwks_url, issuer, audience}`).
     pub token_issuer: Option<TokenIssuer>,
-    /// Random per process: with the state generation it tags snapshots, so
-    /// a restarted coordinator never matches an old tag.
-    pub snapshot_epoch: String,
     limits: MemoryStore,
     ip_quota: Quota,
     principal_quota: Quota,
@@ -175,7 +172,6 @@ impl Security {
             enforce: cfg.auth,
             authn: Authenticator::new(state, jwks),
             token_issuer,
-            snapshot_epoch: secure::token::random_uuid()[..8].to_owned(),
             limits: MemoryStore::default(),
             ip_quota: cfg.rate_limit_ip,
             principal_quota: cfg.rate_limit_principal,
@@ -249,17 +245,10 @@ pub struct Caller {
     /// `X-Request-ID`.
     pub request_id: String,
     user_agent: Option<String>,
-    /// The `Authorization` header as sent, forwarded to nodes on data calls.
-    credential: Option<HeaderValue>,
     sec: Arc<Security>,
 }
 
 impl Caller {
-    /// The client's credential, for nodes to check again.
-    pub fn credential(&self) -> Option<&HeaderValue> {
-        self.credential.as_ref()
-    }
-
     fn event(&self, action: &str, outcome: Outcome, target: Option<&str>) -> AuditEvent {
         let mut e = AuditEvent::new(action, outcome, (unix_nanos() / 1_000_000) as i64)
             .actor(self.principal.id.clone());
@@ -324,13 +313,37 @@ impl Caller {
         Err(self.deny(Action::Admin, "", "the cluster").await)
     }
 
-    /// Allows registering as node `id`: that node's certificate, a key with
-    /// the built-in `node` role, or `admin`.
-    pub async fn require_node(&self, id: &str) -> Result<(), ApiError> {
-        if self.principal.access.node || self.principal.node_id.as_deref() == Some(id) {
+    /// Requires `monitor` (or `admin`): reading the cluster's layout.
+    pub async fn require_monitor(&self) -> Result<(), ApiError> {
+        if self.principal.access.allows(Action::Monitor, "") {
             return Ok(());
         }
-        self.require_admin().await
+        Err(self.deny(Action::Monitor, "", "the cluster").await)
+    }
+
+    /// Allows registering as node `id`: that node's certificate, a `node`
+    /// key bound to that node, or `admin`. A node's credential never
+    /// registers another node, so a node cannot take over another's
+    /// address.
+    pub async fn require_node(&self, id: &str) -> Result<(), ApiError> {
+        match self.principal.node_id.as_deref() {
+            Some(own) if own == id => Ok(()),
+            Some(own) => Err(self
+                .deny(
+                    Action::Admin,
+                    id,
+                    &format!("node `{id}` (this credential belongs to node `{own}`)"),
+                )
+                .await),
+            None if self.principal.access.node => Err(self
+                .deny(
+                    Action::Admin,
+                    id,
+                    &format!("node `{id}` (this `node` key names no node; create one with `torua apikey create --role node --node {id}`)"),
+                )
+                .await),
+            None => self.require_admin().await,
+        }
     }
 
     /// Audits an administrative action that succeeded.
@@ -371,6 +384,15 @@ fn with_limit_headers(res: &mut Response, d: &Decision) {
         if let Ok(v) = HeaderValue::from_str(&value) {
             res.headers_mut().insert(name, v);
         }
+    }
+}
+
+/// Middleware for routes that show the cluster's layout (`/metrics`):
+/// `monitor` or `admin`, after [`authenticate`].
+pub async fn require_monitor(caller: Caller, req: Request, next: Next) -> Response {
+    match caller.require_monitor().await {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -421,16 +443,7 @@ pub async fn authenticate(
     if !by_principal.allowed {
         return too_many(&by_principal, &principal.id);
     }
-    let credential = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .cloned()
-        .map(|mut v| {
-            v.set_sensitive(true);
-            v
-        });
     req.extensions_mut().insert(Caller {
-        credential,
         principal,
         ip,
         request_id,

@@ -1,7 +1,9 @@
 //! Role-based access on key prefixes. A role grants actions on prefixes;
-//! a principal's roles come from its API key, or, for a Truxe token, from
-//! the token's `roles` claim and `sub`/`email` through the policy's maps.
-//! Everything here is pure: the caller supplies the roles, this decides.
+//! a principal's roles come from its API key, its certificate, or, for a
+//! Truxe token, from the token's `roles` claim, and from the policy's
+//! `subjects`, whose names carry their kind (`email:`, `sub:`, `service:`,
+//! `key:`, `cert:`) so that one kind of name cannot pose as another.
+//! Everything here is pure: the caller supplies the names, this decides.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +24,9 @@ pub enum Action {
     List,
     /// Cluster administration; only meaningful on the empty prefix.
     Admin,
+    /// Reading the cluster's layout and metrics (`/nodes`, `/shards`,
+    /// `/metrics`); only meaningful on the empty prefix.
+    Monitor,
 }
 
 impl Action {
@@ -33,11 +38,18 @@ impl Action {
             Action::Delete => "delete",
             Action::List => "list",
             Action::Admin => "admin",
+            Action::Monitor => "monitor",
         }
     }
 }
 
-/// Actions on every key starting with `prefix` (`""`: every key).
+/// Actions on every key under `prefix` (`""`: every key).
+///
+/// A prefix ends at a separator (`tenant1/`, `app:`) so that a grant on
+/// one tenant never covers another whose name merely starts the same way
+/// (`tenant1` would also match `tenant10/`). A prefix that does not end at
+/// a separator is accepted only with `raw: true`, which matches the bytes
+/// as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
@@ -45,6 +57,49 @@ pub struct Grant {
     pub prefix: String,
     /// Actions allowed under it.
     pub actions: BTreeSet<Action>,
+    /// Match `prefix` as raw bytes even though it does not end at a separator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
+}
+
+/// Characters a (non-raw) grant prefix must end with.
+const SEPARATORS: [char; 2] = ['/', ':'];
+
+impl Grant {
+    fn at_boundary(&self) -> bool {
+        self.prefix.is_empty() || self.prefix.ends_with(SEPARATORS)
+    }
+
+    /// Whether `key` is under this grant's prefix. A grant stored before
+    /// prefixes had to end at a separator is read at a boundary: the key
+    /// itself, or the prefix followed by a separator.
+    fn covers(&self, key: &str) -> bool {
+        match key.strip_prefix(self.prefix.as_str()) {
+            None => false,
+            Some(rest) => {
+                self.raw || self.at_boundary() || rest.is_empty() || rest.starts_with(SEPARATORS)
+            }
+        }
+    }
+
+    /// Whether every key starting with `prefix` is under this grant.
+    fn covers_all(&self, prefix: &str) -> bool {
+        match prefix.strip_prefix(self.prefix.as_str()) {
+            None => false,
+            Some(rest) => self.raw || self.at_boundary() || rest.starts_with(SEPARATORS),
+        }
+    }
+
+    /// The prefixes whose keys are all under this grant.
+    fn scopes(&self) -> Vec<String> {
+        if self.raw || self.at_boundary() {
+            return vec![self.prefix.clone()];
+        }
+        SEPARATORS
+            .iter()
+            .map(|s| format!("{}{s}", self.prefix))
+            .collect()
+    }
 }
 
 /// A named set of grants, with an optional request quota.
@@ -62,8 +117,15 @@ pub struct Role {
 
 /// Built-in role: every action on every key.
 pub const ADMIN_ROLE: &str = "admin";
-/// Built-in role of storage nodes: may register with the coordinator, nothing else.
+/// Built-in role of storage nodes: may register with the coordinator as
+/// the one node its key or certificate names, nothing else.
 pub const NODE_ROLE: &str = "node";
+/// Built-in role of monitoring: may read `/nodes`, `/shards` and
+/// `/metrics`, no data.
+pub const MONITOR_ROLE: &str = "monitor";
+
+/// The kinds of name `subjects` maps, each written `kind:value`.
+pub const SUBJECT_KINDS: [&str; 5] = ["email", "sub", "service", "key", "cert"];
 
 /// The access policy, versioned: every accepted change bumps `version`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -78,7 +140,11 @@ pub struct Policy {
     /// Truxe role (the token's `roles` claim) → Torua roles.
     #[serde(default)]
     pub token_roles: BTreeMap<String, Vec<String>>,
-    /// Token subject (`sub`) or email → Torua roles.
+    /// A named principal → Torua roles. Names carry their kind:
+    /// `email:<address>` (a Truxe user token whose `email_verified` is
+    /// true; never a service token), `sub:<user id>` (a Truxe user token),
+    /// `service:<service account id>` (a Truxe client-credentials token),
+    /// `key:<API key id>`, `cert:<certificate common name>`.
     #[serde(default)]
     pub subjects: BTreeMap<String, Vec<String>>,
 }
@@ -87,7 +153,32 @@ pub struct Policy {
 const MAX_NAME: usize = 4096;
 
 fn builtin(name: &str) -> bool {
-    name == ADMIN_ROLE || name == NODE_ROLE
+    name == ADMIN_ROLE || name == NODE_ROLE || name == MONITOR_ROLE
+}
+
+/// Checks a `subjects` name: a known kind, a value, and addresses in lower
+/// case (tokens' addresses are compared in lower case).
+fn check_subject(name: &str) -> Result<(), String> {
+    let Some((kind, value)) = name.split_once(':') else {
+        return Err(format!(
+            "subjects: `{name}` has no kind; write `email:…` (honoured only for verified addresses), `sub:…`, `service:…`, `key:…` or `cert:…`"
+        ));
+    };
+    if !SUBJECT_KINDS.contains(&kind) {
+        return Err(format!(
+            "subjects: `{name}` has the unknown kind `{kind}`; kinds are {}",
+            SUBJECT_KINDS.join(", ")
+        ));
+    }
+    if value.is_empty() {
+        return Err(format!("subjects: `{name}` names nobody"));
+    }
+    if kind == "email" && value.chars().any(char::is_uppercase) {
+        return Err(format!(
+            "subjects: write `{name}` in lower case (addresses are compared in lower case)"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `name` is a role a key or mapping may name.
@@ -123,9 +214,18 @@ impl Policy {
                         g.prefix
                     ));
                 }
-                if g.actions.contains(&Action::Admin) && !g.prefix.is_empty() {
+                for whole in [Action::Admin, Action::Monitor] {
+                    if g.actions.contains(&whole) && !g.prefix.is_empty() {
+                        return Err(format!(
+                            "role `{name}`: `{}` applies to the whole cluster; grant it on the prefix \"\"",
+                            whole.as_str()
+                        ));
+                    }
+                }
+                if !g.raw && !g.at_boundary() {
                     return Err(format!(
-                        "role `{name}`: `admin` applies to the whole cluster; grant it on the prefix \"\""
+                        "role `{name}`: the prefix `{p}` does not end at a separator, so it would also cover keys such as `{p}0/…`; write `{p}/` (or `{p}:`), or mark the grant `\"raw\": true` to match the bytes as written",
+                        p = g.prefix
                     ));
                 }
             }
@@ -143,18 +243,25 @@ impl Policy {
                 }
             }
         }
-        Ok(())
+        self.subjects.keys().try_for_each(|s| check_subject(s))
     }
 
-    /// The roles a Truxe token holder has.
-    pub fn token_holder_roles(
-        &self,
-        sub: &str,
-        email: Option<&str>,
-        claimed: &[String],
-    ) -> Vec<String> {
-        let mut out = BTreeSet::new();
-        for name in std::iter::once(sub).chain(email) {
+    /// Subject names written before names carried a kind; they match
+    /// nobody (listed at start-up so the operator can rewrite them).
+    pub fn unkinded_subjects(&self) -> Vec<&str> {
+        self.subjects
+            .keys()
+            .filter(|s| check_subject(s).is_err())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The roles of a principal known by the subject `names` (kind
+    /// included, see [`Policy::subjects`]) and holding the Truxe roles
+    /// `claimed` (mapped through `token_roles`), plus `own` (an API key's).
+    pub fn roles_of(&self, names: &[String], claimed: &[String], own: &[String]) -> Vec<String> {
+        let mut out: BTreeSet<String> = own.iter().cloned().collect();
+        for name in names {
             out.extend(self.subjects.get(name).into_iter().flatten().cloned());
         }
         for c in claimed {
@@ -178,8 +285,15 @@ impl Policy {
                         Action::Delete,
                         Action::List,
                         Action::Admin,
+                        Action::Monitor,
                     ]
                     .into(),
+                    raw: false,
+                }),
+                MONITOR_ROLE => grants.push(Grant {
+                    prefix: String::new(),
+                    actions: [Action::Monitor].into(),
+                    raw: false,
                 }),
                 NODE_ROLE => node = true,
                 _ => {
@@ -228,7 +342,7 @@ impl Access {
     pub fn allows(&self, action: Action, key: &str) -> bool {
         self.grants
             .iter()
-            .any(|g| g.actions.contains(&action) && key.starts_with(&g.prefix))
+            .any(|g| g.actions.contains(&action) && g.covers(key))
     }
 
     /// The prefixes to list so that a listing under `prefix` returns
@@ -236,14 +350,17 @@ impl Access {
     /// covers it, otherwise the granted prefixes that extend it. Empty when
     /// nothing under `prefix` may be listed.
     pub fn list_scopes(&self, prefix: &str) -> Vec<String> {
-        if self.allows(Action::List, prefix) {
+        let listable = || {
+            self.grants
+                .iter()
+                .filter(|g| g.actions.contains(&Action::List))
+        };
+        if listable().any(|g| g.covers_all(prefix)) {
             return vec![prefix.to_owned()];
         }
-        let mut scopes: Vec<String> = self
-            .grants
-            .iter()
-            .filter(|g| g.actions.contains(&Action::List) && g.prefix.starts_with(prefix))
-            .map(|g| g.prefix.clone())
+        let mut scopes: Vec<String> = listable()
+            .flat_map(|g| g.scopes())
+            .filter(|s| s.starts_with(prefix))
             .collect();
         scopes.sort();
         scopes.dedup();
@@ -274,7 +391,7 @@ mod tests {
                 "fast": {"quota": "1000/1s"}
             },
             "token_roles": {"user": ["reader"], "admin": ["admin"]},
-            "subjects": {"u-1": ["app"], "ops@example.com": ["fast"]}
+            "subjects": {"sub:u-1": ["app"], "email:ops@example.com": ["fast"]}
         }))
         .unwrap()
     }
@@ -297,16 +414,61 @@ mod tests {
     #[test]
     fn token_roles_come_from_claims_and_subjects() {
         let p = policy();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            p.token_holder_roles("u-1", Some("ops@example.com"), &["user".into()]),
+            p.roles_of(
+                &names(&["sub:u-1", "email:ops@example.com"]),
+                &["user".into()],
+                &[]
+            ),
             vec!["app", "fast", "reader"]
         );
         assert!(p
-            .token_holder_roles("u-2", None, &["nobody".into()])
+            .roles_of(&names(&["sub:u-2"]), &["nobody".into()], &[])
             .is_empty());
+        // A name of one kind never matches another kind's entry.
+        assert!(p
+            .roles_of(&names(&["cert:u-1", "key:u-1", "service:u-1"]), &[], &[])
+            .is_empty());
+        assert_eq!(p.roles_of(&[], &[], &["admin".into()]), vec!["admin"]);
         // The most generous quota of the roles applies.
         let a = p.access(&["reader".into(), "fast".into()]);
         assert_eq!(a.quota.map(|q| q.limit), Some(1000));
+    }
+
+    #[test]
+    fn prefixes_end_at_a_separator_unless_raw() {
+        let grant = |prefix: &str, raw: bool| Role {
+            grants: vec![Grant {
+                prefix: prefix.into(),
+                actions: [Action::Write, Action::List].into(),
+                raw,
+            }],
+            quota: None,
+        };
+        let mut p = policy();
+        p.roles.insert("t".into(), grant("tenant1", false));
+        assert!(p.validate().unwrap_err().contains("tenant1/"));
+        for ok in ["tenant1/", "tenant1:", ""] {
+            p.roles.insert("t".into(), grant(ok, false));
+            assert_eq!(p.validate(), Ok(()), "{ok}");
+        }
+        p.roles.insert("t".into(), grant("tenant1/", false));
+        let a = p.access(&["t".into()]);
+        assert!(a.allows(Action::Write, "tenant1/x"));
+        assert!(!a.allows(Action::Write, "tenant10/x"));
+        // Raw, on request: the bytes as written.
+        p.roles.insert("t".into(), grant("tenant1", true));
+        assert_eq!(p.validate(), Ok(()));
+        assert!(p.access(&["t".into()]).allows(Action::Write, "tenant10/x"));
+        // A grant stored before the rule is read at a boundary.
+        p.roles.insert("t".into(), grant("tenant1", false));
+        let legacy = p.access(&["t".into()]);
+        assert!(legacy.allows(Action::Write, "tenant1/x"));
+        assert!(legacy.allows(Action::Write, "tenant1:x"));
+        assert!(!legacy.allows(Action::Write, "tenant10/x"));
+        assert_eq!(legacy.list_scopes("tenant1"), vec!["tenant1/", "tenant1:"]);
+        assert_eq!(legacy.list_scopes("tenant1/a"), vec!["tenant1/a"]);
     }
 
     #[test]
@@ -333,11 +495,23 @@ mod tests {
                 grants: vec![Grant {
                     prefix: "a/".into(),
                     actions: [Action::Admin].into(),
+                    raw: false,
                 }],
                 quota: None,
             },
         );
         assert!(p.validate().unwrap_err().contains("whole cluster"));
+        let mut p = policy();
+        p.subjects
+            .insert("victim@example.com".into(), vec!["app".into()]);
+        assert!(p.validate().unwrap_err().contains("no kind"));
+        let mut p = policy();
+        p.subjects.insert("mail:x".into(), vec!["app".into()]);
+        assert!(p.validate().unwrap_err().contains("unknown kind"));
+        let mut p = policy();
+        p.subjects
+            .insert("email:Ops@x.com".into(), vec!["app".into()]);
+        assert!(p.validate().unwrap_err().contains("lower case"));
         let mut p = policy();
         p.roles.get_mut("app").unwrap().quota = Some("lots".into());
         assert!(p.validate().unwrap_err().contains("app"));

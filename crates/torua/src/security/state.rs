@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use secure::Secret;
 use serde::{Deserialize, Serialize};
 
-use super::policy::{role_exists, Access, Policy, ADMIN_ROLE};
+use super::policy::{role_exists, Access, Policy, ADMIN_ROLE, NODE_ROLE};
 use crate::http::ApiError;
 use crate::persist::Persisted;
 use crate::Error;
@@ -42,6 +42,9 @@ pub struct ApiKey {
     digest: String,
     /// Roles bound to the key.
     pub roles: Vec<String>,
+    /// The one node a key with the `node` role may register as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
     /// Unix seconds.
     pub created_at: u64,
     /// Unix seconds after which the key is refused.
@@ -63,7 +66,7 @@ impl ApiKey {
             "active"
         };
         serde_json::json!({
-            "id": self.id, "name": self.name, "roles": self.roles, "state": state,
+            "id": self.id, "name": self.name, "roles": self.roles, "node_id": self.node_id, "state": state,
             "created_at": self.created_at, "expires_at": self.expires_at,
             "revoked_at": self.revoked_at,
         })
@@ -210,61 +213,20 @@ impl SecurityState {
         Ok((SecurityState { doc }, bootstrap))
     }
 
-    /// A state that mirrors a coordinator's (a node's copy), kept at
-    /// `path`; empty until the first [`SecurityState::install`].
-    pub fn replica(path: &Path) -> Self {
-        let doc = Doc {
-            format: FORMAT,
-            policy: Policy::default(),
-            api_keys: BTreeMap::new(),
-        };
-        SecurityState {
-            doc: Persisted::new(path.to_owned(), doc, true),
-        }
-    }
-
-    /// The whole state (policy and key digests) for replicas, with its
-    /// generation.
-    pub fn snapshot(&self) -> Result<(serde_json::Value, u64), ApiError> {
-        let (doc, generation) = self.doc.read_versioned(|d| serde_json::to_value(d))?;
-        Ok((doc.map_err(ApiError::internal)?, generation))
-    }
-
-    /// Replaces the state with a coordinator's [`SecurityState::snapshot`].
-    pub async fn install(&self, snapshot: serde_json::Value) -> Result<(), ApiError> {
-        let doc: Doc = serde_json::from_value(snapshot)
-            .map_err(|e| ApiError::bad_request("invalid_snapshot", e.to_string()))?;
-        if doc.format != FORMAT {
-            return Err(ApiError::bad_request(
-                "invalid_snapshot",
-                "unsupported format",
-            ));
-        }
-        doc.policy
-            .validate()
-            .map_err(|m| ApiError::bad_request("invalid_snapshot", m))?;
-        self.doc
-            .update(|d| {
-                *d = doc.clone();
-                Ok(())
-            })
-            .await
-    }
-
     /// The current policy.
     pub fn policy(&self) -> Result<Policy, ApiError> {
         self.doc.read(|d| d.policy.clone())
     }
 
-    /// Access of a Truxe token holder: its roles, and what they allow.
-    pub fn token_access(
+    /// Access of a principal known by the subject `names` (kind included)
+    /// and holding the Truxe roles `claimed`: its roles, and what they allow.
+    pub fn subject_access(
         &self,
-        sub: &str,
-        email: Option<&str>,
+        names: &[String],
         claimed: &[String],
     ) -> Result<(Vec<String>, Access), ApiError> {
         self.doc.read(|d| {
-            let roles = d.policy.token_holder_roles(sub, email, claimed);
+            let roles = d.policy.roles_of(names, claimed, &[]);
             let access = d.policy.access(&roles);
             (roles, access)
         })
@@ -318,27 +280,53 @@ impl SecurityState {
         checked.map(|()| (id.to_owned(), generation))
     }
 
-    /// Roles of key `id` and what they allow, with the state's generation.
-    pub fn key_access(&self, id: &str) -> Result<((Vec<String>, Access), u64), ApiError> {
+    /// Key `id`'s access: its roles (its own and those `subjects` gives
+    /// `key:<id>`), what they allow, and the node it is bound to; with the
+    /// state's generation.
+    #[allow(clippy::type_complexity)]
+    pub fn key_access(
+        &self,
+        id: &str,
+    ) -> Result<((Vec<String>, Access, Option<String>), u64), ApiError> {
         self.doc.read_versioned(|d| {
-            let roles = d
-                .api_keys
-                .get(id)
-                .map(|k| k.roles.clone())
-                .unwrap_or_default();
+            let key = d.api_keys.get(id);
+            let own = key.map(|k| k.roles.as_slice()).unwrap_or_default();
+            let roles = d.policy.roles_of(&[format!("key:{id}")], &[], own);
             let access = d.policy.access(&roles);
-            (roles, access)
+            (roles, access, key.and_then(|k| k.node_id.clone()))
         })
     }
 
-    /// Creates a key bound to `roles`; the secret is returned once.
+    /// Creates a key bound to `roles` (and, with the `node` role, to the
+    /// one node `node_id`); the secret is returned once.
     pub async fn create_key(
         &self,
         name: &str,
         roles: Vec<String>,
+        node_id: Option<String>,
         expires_at: Option<u64>,
         now: u64,
     ) -> Result<(ApiKey, Secret<String>), ApiError> {
+        let node_role = roles.iter().any(|r| r == NODE_ROLE);
+        match (&node_id, node_role) {
+            (None, true) => {
+                return Err(ApiError::bad_request(
+                    "node_id_required",
+                    "a key with the `node` role may register only as one node: name it (`node_id`, `torua apikey create --node <id>`)",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(ApiError::bad_request(
+                    "invalid_node_id",
+                    "`node_id` binds a key with the `node` role; this key has none",
+                ))
+            }
+            (Some(n), true) => {
+                crate::config::parse_node_id(n)
+                    .map_err(|m| ApiError::bad_request("invalid_node_id", m))?;
+            }
+            (None, false) => {}
+        }
         if name.trim().is_empty() || name.len() > 128 {
             return Err(ApiError::bad_request(
                 "invalid_name",
@@ -366,6 +354,10 @@ impl SecurityState {
                     ));
                 }
                 let (key, secret) = new_key(name, roles.clone(), expires_at, now);
+                let key = ApiKey {
+                    node_id: node_id.clone(),
+                    ..key
+                };
                 d.api_keys.insert(key.id.clone(), key.clone());
                 Ok((key, secret))
             })
@@ -407,6 +399,7 @@ fn new_key(
         name: name.trim().to_owned(),
         digest: t.digest,
         roles,
+        node_id: None,
         created_at: now,
         expires_at,
         revoked_at: None,
@@ -434,10 +427,22 @@ mod tests {
         let (admin, _) = state.authenticate_key(boot.trim(), 100).unwrap();
         assert_eq!(state.key_access(&admin).unwrap().0 .0, vec!["admin"]);
 
+        // A node key names its node; other keys name none.
+        for (roles, node) in [
+            (vec!["node".to_string()], None),
+            (vec!["admin".into()], Some("n1")),
+        ] {
+            let e = state
+                .create_key("x", roles, node.map(str::to_owned), None, 100)
+                .await
+                .unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{}", e.message);
+        }
         let (k, secret) = state
-            .create_key("ci", vec!["node".into()], Some(200), 100)
+            .create_key("ci", vec!["node".into()], Some("n1".into()), Some(200), 100)
             .await
             .unwrap();
+        assert_eq!(state.key_access(&k.id).unwrap().0 .2.as_deref(), Some("n1"));
         assert!(secret.expose().starts_with(&format!("torua_{}_", k.id)));
         assert_eq!(
             state.authenticate_key(secret.expose(), 150).unwrap().0,
@@ -463,7 +468,7 @@ mod tests {
             Err(KeyRefusal::Revoked)
         );
         assert!(state
-            .create_key("x", vec!["ghost".into()], None, 100)
+            .create_key("x", vec!["ghost".into()], None, None, 100)
             .await
             .is_err());
 

@@ -240,3 +240,39 @@ async fn dev_cluster_with_three_coordinators_answers_at_each() {
     );
     assert_eq!(dev.interrupt(Duration::from_secs(30)), Some(0));
 }
+
+#[tokio::test]
+async fn dev_cluster_without_tls_registers_each_node_by_its_own_key() {
+    let dir = testkit::tempdir();
+    let port = free_port_range(4);
+    let mut cmd = Command::new(TORUA);
+    cmd.args(["dev", "--tls", "off", "--no-truxe", "--port"])
+        .arg(port.to_string())
+        .arg("--dir")
+        .arg(dir.path().join("data"));
+    let mut dev = ChildGuard::spawn("dev-plain", cmd, dir.path());
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(90)).await;
+    // One key per node, each bound to its node.
+    let admin_key =
+        std::fs::read_to_string(dir.path().join("data/coordinator/bootstrap-admin.key")).unwrap();
+    let keys: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/admin/apikeys"))
+        .bearer_auth(admin_key.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut bound: Vec<String> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["roles"] == serde_json::json!(["node"]))
+        .map(|k| k["node_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    bound.sort();
+    assert_eq!(bound, ["n1", "n2", "n3"]);
+    assert_eq!(dev.interrupt(Duration::from_secs(30)), Some(0));
+}

@@ -15,3 +15,4 @@ mod placement;
 mod replication;
 mod security;
 mod tls;
+mod trust;

@@ -86,7 +86,8 @@ pub struct ClientAddr(pub Option<IpAddr>);
 
 /// The client address: the TCP peer, unless the peer is a trusted proxy;
 /// then the right-most `X-Forwarded-For` entry that is not a trusted proxy
-/// (entries further left are whatever the client claimed).
+/// (entries further left are whatever the client claimed, so nothing left
+/// of the first untrusted or malformed entry is read).
 pub fn resolve_client(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
@@ -97,21 +98,25 @@ pub fn resolve_client(
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let chain: Vec<IpAddr> = headers
+    // From the right: each trusted hop vouches for the entry to its left.
+    // The first entry that is not a trusted proxy is the client; an entry
+    // that is not an address ends the walk at the last hop that vouched.
+    let mut client = peer;
+    let entries = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|s| s.trim().parse().ok())
-        .collect();
-    Some(
-        chain
-            .iter()
-            .rev()
-            .find(|ip| !is_trusted(ip))
-            .copied()
-            .unwrap_or(peer),
-    )
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect::<Vec<_>>();
+    for entry in entries.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    Some(client)
 }
 
 /// Middleware: resolves the client address once for every later consumer

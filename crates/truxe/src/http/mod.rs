@@ -239,11 +239,23 @@ pub fn router(app: App) -> Router {
         )
         .route("/auth/oauth/identities", get(social::identities))
         .route("/auth/oauth/identities/{id}", delete(social::unlink))
-        .route("/auth/mfa/setup", post(routes::mfa_setup))
-        .route("/auth/mfa/enable", post(routes::mfa_enable))
+        .route(
+            "/auth/mfa/setup",
+            post(routes::mfa_setup).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/auth/mfa/enable",
+            post(routes::mfa_enable).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
         .route("/auth/mfa/status", get(routes::mfa_status))
-        .route("/auth/mfa/disable", post(routes::mfa_disable))
-        .route("/auth/mfa/backup/regenerate", post(routes::mfa_regenerate))
+        .route(
+            "/auth/mfa/disable",
+            post(routes::mfa_disable).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/auth/mfa/backup/regenerate",
+            post(routes::mfa_regenerate).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
         .route(
             "/auth/mfa/challenge/verify",
             post(routes::mfa_challenge).layer(per_ip("mfa_ip", limits.mfa_ip)),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::cookies;
-use super::extract::{Auth, Client, ValidJson};
+use super::extract::{Auth, Client, ClientAddr, ValidJson};
 use super::{now, ApiError, App};
 use crate::model::{SessionView, UserView};
 use crate::service::{LoginOutcome, SecondFactor, Tokens};
@@ -329,12 +329,16 @@ pub(crate) struct MailboxQuery {
     to: Option<String>,
 }
 
-/// Development only: the local mailbox (404 in production).
+/// Development only: the local mailbox, when `TRUXE_DEV_MAILBOX` is on and
+/// the client (after forwarded-address resolution) is on loopback; 404
+/// otherwise, as if the route did not exist.
 pub(crate) async fn dev_mailbox(
     State(app): State<App>,
+    axum::Extension(ClientAddr(client)): axum::Extension<ClientAddr>,
     axum::extract::Query(q): axum::extract::Query<MailboxQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(mailbox) = &app.mailbox else {
+    let local = client.is_some_and(|ip| ip.is_loopback());
+    let Some(mailbox) = app.mailbox.as_ref().filter(|_| local) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -387,6 +391,7 @@ pub(crate) async fn mfa_setup(
     Client(c): Client,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    per_account(&app, "mfa_manage", &p.user.id).await?;
     let b: MfaBody = optional_json(&body)?;
     let setup = app
         .auth
@@ -401,6 +406,7 @@ pub(crate) async fn mfa_enable(
     Client(c): Client,
     ValidJson(b): ValidJson<MfaBody>,
 ) -> Result<Json<Value>, ApiError> {
+    per_account(&app, "mfa_manage", &p.user.id).await?;
     let codes = app
         .auth
         .mfa_enable(&p, &required(b.token, "token")?, &c, now())
@@ -424,6 +430,7 @@ pub(crate) async fn mfa_disable(
     Client(c): Client,
     ValidJson(b): ValidJson<MfaBody>,
 ) -> Result<Json<Value>, ApiError> {
+    per_account(&app, "mfa_manage", &p.user.id).await?;
     app.auth
         .mfa_disable(
             &p,
@@ -442,6 +449,7 @@ pub(crate) async fn mfa_regenerate(
     Client(c): Client,
     ValidJson(b): ValidJson<MfaBody>,
 ) -> Result<Json<Value>, ApiError> {
+    per_account(&app, "mfa_manage", &p.user.id).await?;
     let codes = app
         .auth
         .mfa_regenerate_backup(&p, &required(b.token, "token")?, &c, now())

@@ -285,6 +285,36 @@ impl AuthService {
         Ok((user, tokens))
     }
 
+    /// Counts a failed proof of a credential (a password, a second-factor
+    /// code) toward the account's lockout, and locks it at the threshold.
+    pub(super) async fn count_failure(
+        &self,
+        user_id: &str,
+        client: &ClientInfo,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let window = self.cfg.lockout_duration.as_secs() as i64;
+        let count = self
+            .store
+            .record_failure(
+                user_id,
+                now,
+                now - window,
+                self.cfg.lockout_threshold,
+                now + window,
+            )
+            .await?;
+        if count >= self.cfg.lockout_threshold {
+            tracing::warn!(user_id = %user_id, "account locked after repeated failed attempts");
+            let e = self
+                .event("account_locked", Outcome::Success, client, now)
+                .target(user_id);
+            self.record(e.details(serde_json::json!({"until": now + window})))
+                .await;
+        }
+        Ok(())
+    }
+
     /// `POST /api/auth/login`. The password is always checked first (against
     /// a dummy hash for unknown emails), so a lock is revealed only to whoever
     /// knows the password, and failures are counted only after a real check.
@@ -323,25 +353,7 @@ impl AuthService {
             self.record(e.details(serde_json::json!({"reason": "wrong_password"})))
                 .await;
             if locked.is_none() {
-                let window = self.cfg.lockout_duration.as_secs() as i64;
-                let count = self
-                    .store
-                    .record_failure(
-                        &user.id,
-                        now,
-                        now - window,
-                        self.cfg.lockout_threshold,
-                        now + window,
-                    )
-                    .await?;
-                if count >= self.cfg.lockout_threshold {
-                    tracing::warn!(user_id = %user.id, "account locked after repeated failed logins");
-                    let e = self
-                        .event("account_locked", Outcome::Success, &client, now)
-                        .target(&user.id);
-                    self.record(e.details(serde_json::json!({"until": now + window})))
-                        .await;
-                }
+                self.count_failure(&user.id, &client, now).await?;
             }
             return Err(AuthError::InvalidCredentials);
         }

@@ -90,6 +90,44 @@ fn qr_svg(uri: &str) -> Result<String, AuthError> {
 }
 
 impl AuthService {
+    /// Proves the caller still holds the account's credentials before an MFA
+    /// change: `check` runs only while the account is not locked, and a
+    /// failed proof counts toward the lockout, as a wrong password at login
+    /// does, so guesses through these endpoints are bounded as well.
+    async fn prove<F, Fut>(
+        &self,
+        p: &Principal,
+        action: &str,
+        ctx: &ClientInfo,
+        now: i64,
+        check: F,
+    ) -> Result<(), AuthError>
+    where
+        F: FnOnce(User) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, AuthError>>,
+    {
+        let user = self
+            .store
+            .user_by_id(&p.user.id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound("no such user".into()))?;
+        if let Some(unlock_at) = user.locked_until.filter(|t| *t > now) {
+            return Err(AuthError::Locked { unlock_at });
+        }
+        if check(user).await? {
+            return Ok(());
+        }
+        self.record(
+            self.event(action, Outcome::Failure, ctx, now)
+                .actor(&p.user.id),
+        )
+        .await;
+        self.count_failure(&p.user.id, ctx, now).await?;
+        Err(AuthError::Unauthenticated(
+            "the code or password is wrong".into(),
+        ))
+    }
+
     /// Checks a TOTP code against the user's active secret and spends its
     /// time step (atomically, so a code works once even under concurrency).
     async fn check_totp(&self, user: &User, code: &str, now: i64) -> Result<bool, AuthError> {
@@ -121,15 +159,15 @@ impl AuthService {
         now: i64,
     ) -> Result<MfaSetup, AuthError> {
         if p.user.mfa_enabled {
-            let ok = match code {
-                Some(c) => self.check_totp(&p.user, c, now).await?,
-                None => false,
-            };
-            if !ok {
+            let Some(c) = code else {
                 return Err(AuthError::Unauthenticated(
                     "MFA is on: a current code is required to set it up again".into(),
                 ));
-            }
+            };
+            self.prove(p, "mfa_setup", ctx, now, |u| async move {
+                self.check_totp(&u, c, now).await
+            })
+            .await?;
         }
         let secret = totp::generate_secret();
         self.store
@@ -214,30 +252,19 @@ impl AuthService {
         if !p.user.mfa_enabled {
             return Err(AuthError::Invalid("MFA is not enabled".into()));
         }
-        let ok = match (code, password) {
-            (Some(c), _) => self.check_totp(&p.user, c, now).await?,
-            (None, Some(pw)) => {
-                self.hasher
-                    .verify(pw, Some(p.user.password_hash.clone()))
-                    .await?
-                    .ok
-            }
-            (None, None) => {
-                return Err(AuthError::Invalid(
-                    "give a current code (`token`) or the `password`".into(),
-                ))
-            }
-        };
-        if !ok {
-            self.record(
-                self.event("mfa_disable", Outcome::Failure, ctx, now)
-                    .actor(&p.user.id),
-            )
-            .await;
-            return Err(AuthError::Unauthenticated(
-                "the code or password is wrong".into(),
+        if code.is_none() && password.is_none() {
+            return Err(AuthError::Invalid(
+                "give a current code (`token`) or the `password`".into(),
             ));
         }
+        self.prove(p, "mfa_disable", ctx, now, |u| async move {
+            match (code, password) {
+                (Some(c), _) => self.check_totp(&u, c, now).await,
+                (None, Some(pw)) => Ok(self.hasher.verify(pw, Some(u.password_hash)).await?.ok),
+                (None, None) => Ok(false),
+            }
+        })
+        .await?;
         self.store.disable_mfa(&p.user.id, now).await?;
         self.record(
             self.event("mfa_disabled", Outcome::Success, ctx, now)
@@ -258,11 +285,10 @@ impl AuthService {
         if !p.user.mfa_enabled {
             return Err(AuthError::Invalid("MFA is not enabled".into()));
         }
-        if !self.check_totp(&p.user, code, now).await? {
-            return Err(AuthError::Unauthenticated(
-                "the code is wrong or already used".into(),
-            ));
-        }
+        self.prove(p, "mfa_backup_codes_regenerate", ctx, now, |u| async move {
+            self.check_totp(&u, code, now).await
+        })
+        .await?;
         let (codes, hashes) = self.new_backup_codes().await;
         self.store.replace_backup_codes(&p.user.id, &hashes).await?;
         self.record(

@@ -219,9 +219,16 @@ fn page(limit: Option<u32>) -> Result<u32, AuthError> {
 }
 
 impl AuthService {
-    /// The roles of an organization.
+    /// The roles of an organization, resolved on the blocking pool (an
+    /// organization may define up to `MAX_CUSTOM_ROLES` nested roles).
     async fn roles_of(&self, org_id: &str) -> Result<RoleSet, AuthError> {
-        Ok(RoleSet::new(self.store.custom_roles(org_id).await?))
+        let custom = self.store.custom_roles(org_id).await?;
+        if custom.is_empty() {
+            return Ok(RoleSet::default());
+        }
+        tokio::task::spawn_blocking(move || RoleSet::new(custom))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))
     }
 
     /// The policy gate of every organization-scoped call. A user's current

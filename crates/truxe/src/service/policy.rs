@@ -8,6 +8,7 @@
 //! define more.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Permissions Truxe itself checks. Custom roles may hold others too:
 /// applications read them from the token's `permissions` claim.
@@ -51,6 +52,8 @@ pub const VIEWER: &str = "viewer";
 
 /// How deep inheritance may go (and how long an ancestor chain may be).
 pub const MAX_DEPTH: usize = 16;
+/// Custom roles one organization may define.
+pub const MAX_CUSTOM_ROLES: usize = 100;
 
 /// A role definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,18 +172,95 @@ pub enum PolicyError {
     Cycle(String),
 }
 
-/// The roles of one organization: the built-in four plus its custom roles.
-#[derive(Debug, Clone, Default)]
+/// A role's permissions with its ancestors', and the length of its
+/// longest ancestor chain; or why it does not resolve.
+type Resolved = Result<(Arc<BTreeSet<String>>, usize), PolicyError>;
+
+/// The roles of one organization: the built-in four plus its custom roles,
+/// each resolved once when the set is made (every role is visited once,
+/// however many paths lead to it, so nested roles cost no more than flat
+/// ones).
+#[derive(Debug, Clone)]
 pub struct RoleSet {
     custom: BTreeMap<String, RoleDef>,
+    resolved: BTreeMap<String, Resolved>,
+}
+
+impl Default for RoleSet {
+    fn default() -> Self {
+        RoleSet::new([])
+    }
 }
 
 impl RoleSet {
-    /// The built-in roles plus `custom`.
+    /// The built-in roles plus `custom`, resolved.
     pub fn new(custom: impl IntoIterator<Item = RoleDef>) -> Self {
-        RoleSet {
-            custom: custom.into_iter().map(|r| (r.name.clone(), r)).collect(),
+        let custom: BTreeMap<String, RoleDef> =
+            custom.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let mut set = RoleSet {
+            custom,
+            resolved: BTreeMap::new(),
+        };
+        let names: Vec<String> = BUILTIN
+            .iter()
+            .map(|n| (*n).to_owned())
+            .chain(set.custom.keys().cloned())
+            .collect();
+        let mut memo = BTreeMap::new();
+        for name in &names {
+            // Each outcome, success or error, lands in `memo`.
+            let _ = set.resolve(name, &mut Vec::new(), &mut memo);
         }
+        set.resolved = memo;
+        set
+    }
+
+    /// Resolves `role` into `memo` (depth first; `path` is the chain that
+    /// led here, to tell a cycle).
+    fn resolve(
+        &self,
+        role: &str,
+        path: &mut Vec<String>,
+        memo: &mut BTreeMap<String, Resolved>,
+    ) -> Resolved {
+        if let Some(done) = memo.get(role) {
+            return done.clone();
+        }
+        if path.iter().any(|p| p == role) {
+            return Err(PolicyError::Cycle(role.to_owned()));
+        }
+        let deeper =
+            || PolicyError::Invalid(format!("inheritance is deeper than {MAX_DEPTH} roles"));
+        if path.len() >= MAX_DEPTH {
+            return Err(deeper());
+        }
+        let Some(def) = self.get(role) else {
+            return Err(PolicyError::UnknownRole(role.to_owned()));
+        };
+        path.push(role.to_owned());
+        let mut held: BTreeSet<String> = def.permissions.iter().cloned().collect();
+        let mut depth = 1;
+        let mut outcome = Ok(());
+        for parent in &def.inherits {
+            match self.resolve(parent, path, memo) {
+                Ok((perms, d)) => {
+                    held.extend(perms.iter().cloned());
+                    depth = depth.max(d + 1);
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        path.pop();
+        let result = match outcome {
+            Err(e) => Err(e),
+            Ok(()) if depth > MAX_DEPTH => Err(deeper()),
+            Ok(()) => Ok((Arc::new(held), depth)),
+        };
+        memo.insert(role.to_owned(), result.clone());
+        result
     }
 
     /// A role by name.
@@ -199,35 +279,10 @@ impl RoleSet {
 
     /// Every permission `role` holds, inherited ones included.
     pub fn effective(&self, role: &str) -> Result<BTreeSet<String>, PolicyError> {
-        let mut out = BTreeSet::new();
-        self.collect(role, &mut Vec::new(), &mut out)?;
-        Ok(out)
-    }
-
-    fn collect(
-        &self,
-        role: &str,
-        path: &mut Vec<String>,
-        out: &mut BTreeSet<String>,
-    ) -> Result<(), PolicyError> {
-        if path.iter().any(|p| p == role) {
-            return Err(PolicyError::Cycle(role.to_owned()));
+        match self.resolved.get(role) {
+            Some(r) => r.clone().map(|(held, _)| (*held).clone()),
+            None => Err(PolicyError::UnknownRole(role.to_owned())),
         }
-        if path.len() >= MAX_DEPTH {
-            return Err(PolicyError::Invalid(format!(
-                "inheritance is deeper than {MAX_DEPTH} roles"
-            )));
-        }
-        let def = self
-            .get(role)
-            .ok_or_else(|| PolicyError::UnknownRole(role.to_owned()))?;
-        out.extend(def.permissions.iter().cloned());
-        path.push(role.to_owned());
-        for parent in &def.inherits {
-            self.collect(parent, path, out)?;
-        }
-        path.pop();
-        Ok(())
     }
 
     /// Whether `role` grants `wanted`. Unknown roles grant nothing.
@@ -252,9 +307,9 @@ impl RoleSet {
 
     /// This set with `def` added or replaced.
     pub fn with(&self, def: RoleDef) -> RoleSet {
-        let mut next = self.clone();
-        next.custom.insert(def.name.clone(), def);
-        next
+        let mut custom = self.custom.clone();
+        custom.insert(def.name.clone(), def);
+        RoleSet::new(custom.into_values())
     }
 
     /// Checks a new or changed custom role against this set: a free,
@@ -275,6 +330,11 @@ impl RoleSet {
             return Err(PolicyError::Invalid(
                 "description is at most 200 characters".into(),
             ));
+        }
+        if !self.custom.contains_key(&def.name) && self.custom.len() >= MAX_CUSTOM_ROLES {
+            return Err(PolicyError::Invalid(format!(
+                "an organization defines at most {MAX_CUSTOM_ROLES} custom roles; delete one first"
+            )));
         }
         if def.permissions.len() > 100 || def.inherits.len() > 10 {
             return Err(PolicyError::Invalid(
@@ -372,6 +432,62 @@ mod tests {
         assert!(set
             .validate(&role("ok", &["a:b", "c:*", "*"], &[ADMIN]))
             .is_ok());
+    }
+
+    #[test]
+    fn nested_roles_resolve_once_each_and_are_capped() {
+        // 12 layers of 8, each role inheriting the whole layer below:
+        // 8^12 paths, 96 roles.
+        let mut defs = Vec::new();
+        for layer in 0..12 {
+            for i in 0..8 {
+                let below: Vec<String> = if layer == 0 {
+                    vec![]
+                } else {
+                    (0..8).map(|j| format!("l{}r{j}", layer - 1)).collect()
+                };
+                let below: Vec<&str> = below.iter().map(String::as_str).collect();
+                defs.push(role(
+                    &format!("l{layer}r{i}"),
+                    &[&format!("p{layer}:x{i}")],
+                    &below,
+                ));
+            }
+        }
+        let set = RoleSet::new(defs.clone());
+        assert_eq!(set.effective("l11r0").map(|p| p.len()), Ok(89));
+        assert!(set.allows("l11r3", "p0:x7"));
+        // Capped: the 101st custom role, and chains deeper than MAX_DEPTH.
+        let mut more = defs.clone();
+        more.extend((0..4).map(|i| role(&format!("extra{i}"), &["a:b"], &[])));
+        let full = RoleSet::new(more);
+        let e = full.validate(&role("onemore", &["a:b"], &[]));
+        assert!(
+            matches!(&e, Err(PolicyError::Invalid(m)) if m.contains("at most 100")),
+            "{e:?}"
+        );
+        assert!(
+            full.validate(&role("extra0", &["a:c"], &[])).is_ok(),
+            "changing one is fine"
+        );
+        let chain: Vec<RoleDef> = (0..MAX_DEPTH)
+            .map(|i| {
+                let parent = if i == 0 {
+                    vec![]
+                } else {
+                    vec![format!("c{}", i - 1)]
+                };
+                let parent: Vec<&str> = parent.iter().map(String::as_str).collect();
+                role(&format!("c{i}"), &[], &parent)
+            })
+            .collect();
+        let set = RoleSet::new(chain);
+        assert!(set.effective(&format!("c{}", MAX_DEPTH - 1)).is_ok());
+        let e = set.validate(&role("too-deep", &[], &[&format!("c{}", MAX_DEPTH - 1)]));
+        assert!(
+            matches!(&e, Err(PolicyError::Invalid(m)) if m.contains("deeper")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     let proxied = Truxe::start(&[
         ("TRUXE_TRUSTED_PROXIES", "127.0.0.1/32"),
         ("TRUXE_RATE_LIMIT_LOGIN_IP", "2/1m"),
+        ("TRUXE_RATE_LIMIT_LOGIN_ACCOUNT", "100/1m"),
     ])
     .await;
     let body = register(&proxied, "ada@example.com")
@@ -91,11 +92,11 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         .unwrap();
     assert_eq!(session_ip(&proxied, body).await, "203.0.113.9");
     // Rate limits follow the forwarded address.
-    let login = |xff: &'static str| {
+    let login = |xff: &str| {
         proxied
             .http
             .post(format!("{}/api/auth/login", proxied.url()))
-            .header("x-forwarded-for", xff)
+            .header("x-forwarded-for", xff.to_owned())
             .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
             .send()
     };
@@ -111,6 +112,22 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         StatusCode::OK,
         "another client's budget"
     );
+    // Issue 18: what the client writes left of a malformed entry is never
+    // read, so a new spoofed address per request buys no new budget.
+    for i in 0..2 {
+        let xff = format!("10.9.9.{i}, junk, 192.0.2.3");
+        assert_eq!(login(&xff).await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        login("10.9.9.7, junk, 192.0.2.3").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "spoofed entries left of junk are not the client"
+    );
+    assert_eq!(
+        login("10.9.9.8, junk, 192.0.2.4").await.unwrap().status(),
+        StatusCode::OK,
+        "control: the real address right of the junk has its own budget"
+    );
     // Not configured: the header is the client's claim and is ignored.
     let direct = Truxe::start(&[]).await;
     let body = register(&direct, "bob@example.com")
@@ -120,6 +137,59 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         .await
         .unwrap();
     assert_eq!(session_ip(&direct, body).await, "127.0.0.1");
+}
+
+#[tokio::test]
+async fn issue_18_dev_mailbox_only_when_switched_on_and_only_to_loopback() {
+    let mailbox = |t: &Truxe, xff: Option<&str>| {
+        let mut req = t.http.get(format!("{}/dev/mailbox", t.url()));
+        if let Some(x) = xff {
+            req = req.header("x-forwarded-for", x.to_owned());
+        }
+        req.send()
+    };
+    // Switched on, behind a trusted proxy: a loopback client reads it
+    // (control), a client the proxy forwards from elsewhere does not.
+    let proxied = Truxe::start(&[
+        ("TRUXE_DEV_MAILBOX", "on"),
+        ("TRUXE_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ])
+    .await;
+    assert_eq!(
+        mailbox(&proxied, None).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = mailbox(&proxied, Some("203.0.113.5")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Not switched on: there is no mailbox, and no mail is kept.
+    let off = Truxe::start(&[("TRUXE_DEV_MAILBOX", "off")]).await;
+    assert_eq!(
+        mailbox(&off, None).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    off.register("x@example.com").await;
+    let (s, _) = off
+        .post(
+            "/api/auth/password/forgot",
+            json!({"email": "x@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!off.dir.path().join("data/mailbox.jsonl").exists());
+    // Never in production.
+    let out = off
+        .command()
+        .env("TRUXE_ENV", "production")
+        .env("TRUXE_DEV_MAILBOX", "on")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TRUXE_DEV_MAILBOX"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]

@@ -284,3 +284,90 @@ async fn totp_secrets_are_encrypted_at_rest() {
         );
     }
 }
+
+/// Issue 18: guesses at the MFA management endpoints are limited per
+/// address and per user, and count toward the account's lockout.
+#[tokio::test]
+async fn issue_18_mfa_management_guesses_are_limited_and_lock_the_account() {
+    let t = Truxe::start(&[("TRUXE_RATE_LIMIT_MFA_IP", "100/1m")]).await;
+    let (access, secret, _, _) = user_with_mfa(&t, "guess@example.com").await;
+    let disable = |body: Value| t.authed(Method::POST, "/auth/mfa/disable", &access, Some(body));
+    // Wrong passwords and wrong codes both count; at the lockout threshold
+    // (5) the account locks, and even the right password is refused.
+    for i in 0..5 {
+        let guess = if i % 2 == 0 {
+            json!({"password": format!("Wrong-Pass-{i}")})
+        } else {
+            json!({"token": "000000"})
+        };
+        let (s, b) = disable(guess).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    }
+    let (s, b) = disable(json!({"password": PASSWORD})).await;
+    assert_eq!((s, code(&b)), (StatusCode::LOCKED, "account_locked"), "{b}");
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/backup/regenerate",
+            &access,
+            Some(json!({"token": totp(&secret, now())})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::LOCKED, "{b}");
+    // The lock applies to sign-in too.
+    let (s, b) = t.login("guess@example.com", PASSWORD).await;
+    assert_eq!(s, StatusCode::LOCKED, "{b}");
+
+    // Per address: a tight limit refuses the next guess with 429.
+    let t = Truxe::start(&[("TRUXE_RATE_LIMIT_MFA_IP", "3/1m")]).await;
+    let (access, _, _, _) = user_with_mfa(&t, "fast@example.com").await;
+    // user_with_mfa spent two requests of the address's budget (setup, enable).
+    let (s, _) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/backup/regenerate",
+            &access,
+            Some(json!({"token": "000000"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/backup/regenerate",
+            &access,
+            Some(json!({"token": "000000"})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "{b}"
+    );
+}
+
+/// Control for the test above: the right code still works.
+#[tokio::test]
+async fn issue_18_mfa_management_with_the_right_code_still_works() {
+    let t = Truxe::start(&[]).await;
+    let (access, secret, _, t0) = user_with_mfa(&t, "right@example.com").await;
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/backup/regenerate",
+            &access,
+            Some(json!({"token": totp(&secret, t0 + 30)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["backup_codes"].as_array().unwrap().len(), 10);
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/disable",
+            &access,
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

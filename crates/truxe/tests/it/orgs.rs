@@ -1077,3 +1077,86 @@ async fn concurrent_demotions_keep_an_owner() {
         }
     }
 }
+
+/// Issue 18: nested custom roles are resolved once each (a role reachable
+/// by many paths is not expanded on every path), and capped.
+#[tokio::test]
+async fn issue_18_nested_roles_do_not_stall_the_server() {
+    let t = Truxe::start(&[]).await;
+    let alice = user(&t, "nest@example.com").await;
+    let bob = user(&t, "deep@example.com").await;
+    let org = create_org(&t, &alice, "Nested").await;
+    let roles = format!("{}/organizations/{org}/roles", t.url());
+    // A generous deadline: the old expansion took hours here; resolving
+    // once takes milliseconds.
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let post = |body: Value| {
+        http.post(&roles)
+            .bearer_auth(&alice.access)
+            .json(&body)
+            .send()
+    };
+    // 12 layers of 8, each role inheriting the whole layer below: 8^12
+    // inheritance paths over 96 roles.
+    for layer in 0..12 {
+        for i in 0..8 {
+            let inherits: Vec<String> = if layer == 0 {
+                vec!["viewer".into()]
+            } else {
+                (0..8).map(|j| format!("l{}r{j}", layer - 1)).collect()
+            };
+            let body = json!({"name": format!("l{layer}r{i}"), "permissions": [format!("p{layer}:x{i}")], "inherits": inherits});
+            let r = post(body).await.expect("answered within the deadline");
+            assert_eq!(r.status(), StatusCode::CREATED);
+        }
+    }
+    // Held by a member, the deepest role still answers and grants.
+    join(&t, &alice, &org, &bob, "l11r0", 1).await;
+    let r = http
+        .get(format!("{}/organizations/{org}", t.url()))
+        .bearer_auth(&bob.access)
+        .send()
+        .await
+        .expect("answered within the deadline");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http
+        .get(&roles)
+        .bearer_auth(&alice.access)
+        .send()
+        .await
+        .expect("answered within the deadline");
+    let b: Value = r.json().await.unwrap();
+    let top = b["data"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "l11r0")
+        .unwrap()
+        .clone();
+    assert!(top["effectivePermissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("p0:x7")));
+    // Capped at 100 custom roles, with a clear 400.
+    for i in 0..4 {
+        let r = post(json!({"name": format!("extra{i}"), "permissions": ["a:b"]}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = post(json!({"name": "onemore", "permissions": ["a:b"]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let b: Value = r.json().await.unwrap();
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100"),
+        "{b}"
+    );
+}

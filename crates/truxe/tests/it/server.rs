@@ -66,6 +66,11 @@ impl Truxe {
             c.terminate(Duration::from_secs(10));
         }
         let mut cmd = self.command();
+        // Mail for the tests to read, unless a test sets up mail itself.
+        let set = |name: &str| self.env.iter().any(|(k, _)| k == name);
+        if !set("TRUXE_ENV") && !set("SMTP_HOST") && !set("TRUXE_DEV_MAILBOX") {
+            cmd.env("TRUXE_DEV_MAILBOX", "on");
+        }
         cmd.arg("serve");
         let mut child = ChildGuard::spawn("truxe", cmd, self.dir.path());
         wait_http_ok(&format!("{}/ready", self.url()), Duration::from_secs(60)).await;
