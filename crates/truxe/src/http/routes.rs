@@ -37,6 +37,10 @@ pub(crate) fn ok(data: Value) -> Json<Value> {
     Json(json!({"success": true, "data": data}))
 }
 
+/// How many registrations a refused one (`email_taken`) counts as against
+/// the address's registration limit.
+const TAKEN_WEIGHT: u32 = 5;
+
 pub(crate) async fn register(
     State(app): State<App>,
     Client(c): Client,
@@ -44,10 +48,27 @@ pub(crate) async fn register(
     ValidJson(b): ValidJson<Credentials>,
 ) -> Result<Response, ApiError> {
     per_account(&app, "register_account", &b.email).await?;
-    let (user, tokens) = app
+    let ip = c.ip.clone().unwrap_or_default();
+    let registered = app
         .auth
         .register(&b.email, Secret::new(b.password), b.metadata, c, now())
-        .await?;
+        .await;
+    let (user, tokens) = match registered {
+        Err(crate::service::AuthError::EmailTaken) => {
+            // `409 email_taken` is the original's contract, and it tells
+            // which addresses have accounts: each such answer costs the
+            // address several registrations' worth of its budget, so
+            // probing addresses runs out fast.
+            for _ in 1..TAKEN_WEIGHT {
+                let _ = app
+                    .limiter
+                    .check("register_ip", &ip, &app.limits.register_ip)
+                    .await;
+            }
+            return Err(crate::service::AuthError::EmailTaken.into());
+        }
+        other => other?,
+    };
     app.metrics.event("register");
     Ok(session_response(
         &app,

@@ -14,6 +14,28 @@ use super::mail::Mail;
 use super::AuthError;
 use crate::model::User;
 
+/// How an address was proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Proof {
+    /// The verification link a signed-in registrant asked for: the
+    /// registrant keeps the password and signs in again.
+    VerificationLink,
+    /// A password reset: the password is replaced anyway.
+    Reset,
+    /// A magic link or a social sign-in: no password was involved.
+    WithoutPassword,
+}
+
+impl Proof {
+    fn as_str(self) -> &'static str {
+        match self {
+            Proof::VerificationLink => "verification_link",
+            Proof::Reset => "password_reset",
+            Proof::WithoutPassword => "without_password",
+        }
+    }
+}
+
 const RESET_TTL: i64 = 3600;
 const VERIFY_TTL: i64 = 24 * 3600;
 const MAGIC_TTL: i64 = 15 * 60;
@@ -143,6 +165,57 @@ impl AuthService {
             .ok_or_else(invalid)
     }
 
+    /// Marks `user`'s address proven, unless it already is. Whoever
+    /// registered an address may not own it (account pre-hijacking), so
+    /// every session issued while it was unproven ends; and a proof that
+    /// used no password also voids the password and second factor set
+    /// before it (the owner sets a new password through a reset). Returns
+    /// the user as it now is.
+    pub(super) async fn prove_address(
+        &self,
+        user: User,
+        proof: Proof,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<User, AuthError> {
+        if user.email_verified {
+            return Ok(user);
+        }
+        self.store.set_email_verified(&user.id, now).await?;
+        let ended = self
+            .store
+            .revoke_user_sessions(&user.id, "address_proven", now)
+            .await?;
+        let voided = proof == Proof::WithoutPassword;
+        if voided {
+            let unusable = self.hasher.hash(token::generate("").plaintext).await?;
+            self.store
+                .set_password_hash(&user.id, &unusable, now)
+                .await?;
+            if user.mfa_enabled {
+                self.store.disable_mfa(&user.id, now).await?;
+            }
+        }
+        let e = self
+            .event("email_verified", Outcome::Success, ctx, now)
+            .actor(&user.id);
+        self.record(e.details(serde_json::json!({
+            "method": proof.as_str(), "sessions_ended": ended, "credentials_voided": voided,
+        })))
+        .await;
+        self.store
+            .user_by_id(&user.id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound("no such user".into()))
+    }
+
+    /// The user an emailed link was issued to.
+    async fn link_user(&self, user_id: &str, noun: &str) -> Result<User, AuthError> {
+        self.store.user_by_id(user_id).await?.ok_or_else(|| {
+            AuthError::Unauthenticated(format!("the {noun} is invalid, expired or already used"))
+        })
+    }
+
     async fn user_for_email(&self, email: &str) -> Result<Option<User>, AuthError> {
         Ok(self
             .store
@@ -177,6 +250,9 @@ impl AuthService {
             return Err(AuthError::WeakPassword(problems));
         }
         let (user_id, _) = self.consume_link(&RESET, reset_token, now).await?;
+        // Following the emailed link proves control of the address.
+        let user = self.link_user(&user_id, RESET.noun).await?;
+        self.prove_address(user, Proof::Reset, ctx, now).await?;
         let hash = self.hasher.hash(password).await?;
         self.store.set_password_hash(&user_id, &hash, now).await?;
         self.store.clear_failures(&user_id, now).await?;
@@ -255,13 +331,10 @@ impl AuthService {
         now: i64,
     ) -> Result<(), AuthError> {
         let (user_id, _) = self.consume_link(&VERIFY, verify_token, now).await?;
-        self.store.set_email_verified(&user_id, now).await?;
-        self.record(
-            self.event("email_verified", Outcome::Success, ctx, now)
-                .actor(&user_id),
-        )
-        .await;
-        Ok(())
+        let user = self.link_user(&user_id, VERIFY.noun).await?;
+        self.prove_address(user, Proof::VerificationLink, ctx, now)
+            .await
+            .map(drop)
     }
 
     /// Checks a magic link's redirect against the allow-list (exact match).
@@ -300,18 +373,14 @@ impl AuthService {
         now: i64,
     ) -> Result<(LoginOutcome, Option<String>), AuthError> {
         let (user_id, redirect) = self.consume_link(&MAGIC, link_token, now).await?;
-        let user = self.store.user_by_id(&user_id).await?.ok_or_else(|| {
-            AuthError::Unauthenticated(
-                "the sign-in link is invalid, expired or already used".into(),
-            )
-        })?;
+        let user = self.link_user(&user_id, MAGIC.noun).await?;
         if user.status != "active" {
             return Err(AuthError::Disabled);
         }
         // Following the emailed link proves control of the address.
-        if !user.email_verified {
-            self.store.set_email_verified(&user.id, now).await?;
-        }
+        let user = self
+            .prove_address(user, Proof::WithoutPassword, &ctx, now)
+            .await?;
         if user.mfa_enabled {
             let challenge_id = self.start_challenge(&user, &ctx, now).await?;
             return Ok((LoginOutcome::MfaRequired { challenge_id }, redirect));

@@ -343,13 +343,22 @@ impl AuthService {
         let email = super::auth::normalize_email(&ext.email)?;
         let (user, created) = match self.store.user_by_email(&email).await? {
             Some(u) if ext.email_verified && u.email_verified => (u, false),
+            // The provider vouches for an address the account never proved:
+            // its owner takes the account over, and whatever the registrant
+            // set before (password, sessions, second factor) is void.
+            Some(u) if ext.email_verified => {
+                let u = self
+                    .prove_address(u, super::account::Proof::WithoutPassword, ctx, now)
+                    .await?;
+                (u, false)
+            }
             Some(_) => {
                 let e = self.event("login", Outcome::Denied, ctx, now);
                 self.record(e.details(serde_json::json!({"method": "oauth", "provider": provider, "reason": "unverified_email_match"})))
                     .await;
                 return Err(AuthError::Conflict {
                     code: "account_exists",
-                    message: "an account with this email address exists, and the address is not verified on both sides; sign in with the password, verify the address, then use this provider again".into(),
+                    message: "an account with this email address exists, and the provider does not vouch for the address; verify it there, or sign in with the password, then use this provider again".into(),
                 });
             }
             None if !self.cfg.enable_signup => return Err(AuthError::SignupDisabled),

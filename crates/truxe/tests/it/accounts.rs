@@ -355,3 +355,40 @@ async fn older_hash_parameters_are_upgraded_at_login() {
         "the new hash verifies"
     );
 }
+
+/// Issue 18: `409 email_taken` stays (the original's contract) but each one
+/// costs the address several registrations of its budget, so probing which
+/// addresses have accounts runs out fast.
+#[tokio::test]
+async fn issue_18_probing_taken_addresses_spends_the_registration_budget() {
+    let env = [("TRUXE_RATE_LIMIT_REGISTER_IP", "10/1h")];
+    let t = Truxe::start(&env).await;
+    t.register("taken@example.com").await;
+    let register = |email: &str| {
+        t.post(
+            "/api/auth/register",
+            json!({"email": email, "password": PASSWORD}),
+        )
+    };
+    for _ in 0..2 {
+        let (s, b) = register("taken@example.com").await;
+        assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "email_taken"), "{b}");
+    }
+    let (s, b) = register("free@example.com").await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "{b}"
+    );
+    // Control: the same budget takes ten registrations of free addresses.
+    let t = Truxe::start(&env).await;
+    for i in 0..10 {
+        let (s, b) = t
+            .post(
+                "/api/auth/register",
+                json!({"email": format!("u{i}@example.com"), "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+}

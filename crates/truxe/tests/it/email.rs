@@ -166,6 +166,10 @@ async fn email_verification() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Sessions from before the proof end; the registrant signs in again.
+    assert_eq!(t.me(&access).await, StatusCode::UNAUTHORIZED);
+    let (_, body) = t.login("yuri@example.com", PASSWORD).await;
+    let (access, _) = tokens(&body);
     let (_, me) = t.authed(Method::GET, "/auth/me", &access, None).await;
     assert_eq!(me["user"]["emailVerified"], true);
     let (_, body) = t
@@ -240,6 +244,61 @@ async fn magic_links_sign_in_once_and_redirect_only_where_allowed() {
     let token = mailed_token(&t, "zoe@example.com", 2).await;
     let body: Value =
         testkit::get_json(&t.http, &format!("{}/auth/verify?token={token}", t.url())).await;
+    let (access, _) = tokens(&body);
+    let (_, me) = t.authed(Method::GET, "/auth/me", &access, None).await;
+    assert_eq!(me["user"]["emailVerified"], true);
+}
+
+/// Issue 18, account pre-hijacking: whoever registered an address may not
+/// own it. When the owner proves it without the password (a magic link),
+/// the registrant's sessions, password and second factor are void; a
+/// registrant who verifies their own address keeps the password.
+#[tokio::test]
+async fn issue_18_proving_an_address_ends_what_its_registrant_set() {
+    let t = Truxe::start(&[]).await;
+    let (squat_access, _, _, _) = crate::mfa::user_with_mfa(&t, "victim@example.com").await;
+    assert_eq!(t.me(&squat_access).await, StatusCode::OK);
+    // The owner signs in with an emailed link: no second factor is asked
+    // (the registrant's is void), and the link's session works.
+    t.post("/auth/magic-link", json!({"email": "victim@example.com"}))
+        .await;
+    let token = mailed_token(&t, "victim@example.com", 1).await;
+    let body: Value =
+        testkit::get_json(&t.http, &format!("{}/auth/verify?token={token}", t.url())).await;
+    assert!(body["data"].get("mfa_required").is_none(), "{body}");
+    let (owner, _) = tokens(&body);
+    assert_eq!(t.me(&owner).await, StatusCode::OK);
+    // The registrant's session and password are void.
+    assert_eq!(t.me(&squat_access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.login("victim@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Control: a registrant verifying their own address keeps the
+    // password, and signs in again (sessions from before the proof end).
+    let (access, refresh) = t.register("own@example.com").await;
+    let (s, _) = t
+        .authed(
+            Method::POST,
+            "/api/auth/email/send-verification",
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let token = mailed_token(&t, "own@example.com", 1).await;
+    let r = t
+        .http
+        .get(format!("{}/api/auth/email/verify", t.url()))
+        .query(&[("token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(t.refresh(&refresh).await.0, StatusCode::UNAUTHORIZED);
+    let (s, body) = t.login("own@example.com", PASSWORD).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
     let (access, _) = tokens(&body);
     let (_, me) = t.authed(Method::GET, "/auth/me", &access, None).await;
     assert_eq!(me["user"]["emailVerified"], true);

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use testkit::{free_port, wait_http_ok, ChildGuard};
 
 use crate::mfa::{now, totp, user_with_mfa};
-use crate::server::{code, mailed_token, Truxe};
+use crate::server::{code, mailed_token, Truxe, PASSWORD};
 
 const CLIENT_ID: &str = "truxe-test";
 const CLIENT_SECRET: &str = "a-client-secret-for-the-test-provider";
@@ -445,8 +445,22 @@ async fn redirects_carry_tokens_errors_or_cookies() {
 async fn linking_needs_both_sides_to_vouch_and_mfa_still_applies() {
     let (_p, t) = setup(&[]).await;
     // bob has a password account with a verified address and MFA on.
-    let (bob, secret, _, _) = user_with_mfa(&t, "bob@example.test").await;
+    let (bob, secret, backup, _) = user_with_mfa(&t, "bob@example.test").await;
     verified_user(&t, "bob@example.test", &bob).await;
+    // Proving the address ended the sessions from before; sign in again.
+    let (s, body) = t.login("bob@example.test", PASSWORD).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = t
+        .post(
+            "/auth/mfa/challenge/verify",
+            json!({"challenge_id": body["data"]["challenge_id"], "backup_code": backup[0]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let bob = body["data"]["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (s, body) = json_of(sign_in(&browser(), &t, "login_hint=bob").await).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["mfa_required"], true, "{body}");
@@ -468,14 +482,29 @@ async fn linking_needs_both_sides_to_vouch_and_mfa_still_applies() {
         "linked, not a new account"
     );
 
-    // carol registered the address but never verified it: no linking.
-    t.register("carol@example.test").await;
+    // Issue 18: someone registered carol's address and never proved it (a
+    // pre-hijack). The provider vouches for it, so its owner takes the
+    // account over, and what the registrant set is void: sessions end, the
+    // password no longer signs in.
+    let (squat_access, squat_refresh) = t.register("carol@example.test").await;
     let (s, body) = json_of(sign_in(&browser(), &t, "login_hint=carol").await).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, _) = t.authed(Method::GET, "/auth/me", &squat_access, None).await;
     assert_eq!(
-        (s, code(&body)),
-        (StatusCode::CONFLICT, "account_exists"),
-        "{body}"
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the registrant's session ended"
     );
+    assert_eq!(t.refresh(&squat_refresh).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.login("carol@example.test", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED,
+        "the registrant's password is void"
+    );
+    let owner = body["data"]["tokens"]["access_token"].as_str().unwrap();
+    let (s, me) = t.authed(Method::GET, "/auth/me", owner, None).await;
+    assert_eq!(s, StatusCode::OK, "control: the owner is signed in");
+    assert_eq!(me["user"]["emailVerified"], true, "{me}");
 
     // The provider does not vouch for dave's address: no account is made
     // from it (its real owner could later share it with the provider
