@@ -50,6 +50,20 @@ pub fn derive_key(secret: &str) -> Result<[u8; 32], Error> {
     Ok(Sha256::digest(secret.as_bytes()).into())
 }
 
+/// A key derived from `key` for one purpose, named by `context`
+/// (HMAC-SHA256 as a PRF: `key` is uniformly random already). Different
+/// contexts give independent keys; nothing needs storing.
+pub fn subkey(key: &[u8; 32], context: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC accepts keys of any length, so this cannot fail.
+    let Ok(mut mac) = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(b"torua-subkey:");
+    mac.update(context);
+    mac.finalize().into_bytes().into()
+}
+
 /// A new random 256-bit key.
 pub fn generate_key() -> [u8; 32] {
     let mut k = [0u8; 32];

@@ -128,34 +128,90 @@ pub trait RateLimitStore: Send + Sync {
     async fn check(&self, key: &str, quota: &Quota, now: u64) -> Result<Decision, Error>;
 }
 
-/// Most keys kept in memory before expired ones are swept.
-const SWEEP_AT: usize = 100_000;
+/// Keys one generation of [`MemoryStore`] holds (the store keeps two).
+const GENERATION: usize = 100_000;
 
-/// In-process store: one map behind a mutex (each check is a few hundred
-/// nanoseconds of work, so the lock is never held long).
+/// The rate-limit key of a client address: IPv4 addresses as they are
+/// (IPv4-mapped IPv6 too), IPv6 addresses by their /64, since one host
+/// (one customer line) usually holds a whole /64 and could otherwise take
+/// a fresh budget per address.
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// In-process store with bounded memory: two generations of keys. A key is
+/// looked up in the current generation, then in the previous one (and
+/// moved forward); when the current one is full it becomes the previous
+/// one and the oldest is dropped whole. Memory stays within
+/// 2 × [`GENERATION`] keys, every check is O(1) (amortized), and a key in
+/// use within the last generation is never forgotten; a flood of new keys
+/// can only push out keys that have been idle that long.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    tats: Mutex<HashMap<String, u64>>,
+    tats: Mutex<Generations>,
+}
+
+#[derive(Debug, Default)]
+struct Generations {
+    current: HashMap<String, u64>,
+    previous: HashMap<String, u64>,
+}
+
+impl MemoryStore {
+    /// Keys held now (both generations).
+    pub fn len(&self) -> usize {
+        self.tats
+            .lock()
+            .map(|g| g.current.len() + g.previous.len())
+            .unwrap_or(0)
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[async_trait]
 impl RateLimitStore for MemoryStore {
     async fn check(&self, key: &str, quota: &Quota, now: u64) -> Result<Decision, Error> {
-        let mut map = self
-            .tats
-            .lock()
-            .map_err(|_| Error::Crypto("rate limiter lock poisoned".into()))?;
-        if map.len() >= SWEEP_AT {
-            // A key whose TAT is in the past is back to a full quota: forget it.
-            map.retain(|_, tat| *tat > now);
-        }
-        let (decision, tat) = gcra(map.get(key).copied(), quota, now);
-        match map.get_mut(key) {
-            Some(t) => *t = tat,
-            None => {
-                map.insert(key.to_owned(), tat);
+        let retired;
+        let decision = {
+            let mut g = self
+                .tats
+                .lock()
+                .map_err(|_| Error::Crypto("rate limiter lock poisoned".into()))?;
+            let stored = match g.current.get(key) {
+                Some(t) => Some(*t),
+                None => g.previous.remove(key),
+            };
+            let (decision, tat) = gcra(stored, quota, now);
+            match g.current.get_mut(key) {
+                Some(t) => *t = tat,
+                None => {
+                    g.current.insert(key.to_owned(), tat);
+                }
             }
-        }
+            retired = if g.current.len() >= GENERATION {
+                let full = std::mem::take(&mut g.current);
+                Some(std::mem::replace(&mut g.previous, full))
+            } else {
+                None
+            };
+            decision
+        };
+        // Freed outside the lock: other checks do not wait for it.
+        drop(retired);
         Ok(decision)
     }
 }
@@ -214,6 +270,45 @@ mod tests {
         for bad in ["", "10", "0/1m", "10/0s", "x/1m", "10/1w", "-1/1m"] {
             assert!(bad.parse::<Quota>().is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_and_recent_keys_are_kept() -> Result<(), Error> {
+        let store = MemoryStore::default();
+        let q = Quota {
+            limit: 1,
+            window: Duration::from_secs(3600),
+        };
+        // The key under watch is spent...
+        assert!(store.check("victim", &q, SEC).await?.allowed);
+        assert!(!store.check("victim", &q, SEC).await?.allowed);
+        // ...and a flood of new keys, five generations' worth, passes
+        // while the watched key keeps being used.
+        for i in 0..(5 * GENERATION) {
+            store.check(&format!("k{i}"), &q, SEC).await?;
+            if i % 1000 == 0 {
+                assert!(
+                    !store.check("victim", &q, SEC).await?.allowed,
+                    "a key in use is never forgotten (at {i})"
+                );
+            }
+            assert!(store.len() <= 2 * GENERATION + 1);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let key = |s: &str| address_key(s.parse().unwrap());
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:eeee:dddd:cccc")
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
     }
 
     #[tokio::test]

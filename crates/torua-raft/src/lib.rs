@@ -26,7 +26,7 @@ mod log;
 mod sm;
 mod types;
 
-pub use log::LogStore;
+pub use log::{LogStore, MAX_APPEND_BYTES};
 pub use sm::StateMachine;
 pub use types::{raft_id, Change, Condition, Member, Request, Response};
 

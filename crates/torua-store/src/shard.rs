@@ -171,7 +171,7 @@ impl DataKeys {
             .map(|(_, k)| *k)
             .collect();
         match self.keys.get(&self.current) {
-            Some(current) => Codec::sealed(shard, *current, &older),
+            Some(current) => Codec::sealed(shard, *current, &older, self.master.is_migrating()),
             None => Codec::Plain,
         }
     }
@@ -237,8 +237,13 @@ impl Shard {
 
     /// Opens (or creates) the file and starts the writer. Blocking: call it
     /// from a blocking context; it needs a tokio runtime for the writer.
-    /// With `master`, a new or plaintext shard gets a data key and its
-    /// plaintext values are re-sealed in the background.
+    /// With `master`, a new shard gets a data key; a shard holding
+    /// plaintext values is refused unless the node migrates them
+    /// (`MasterKeys::migrating`), which seals them in the background. A
+    /// shard whose data keys were wrapped by a previous master key gets a
+    /// new data key too, and its values are sealed again under it, so the
+    /// previous master key with an old copy of the file opens nothing
+    /// written or re-sealed since.
     pub(crate) fn open(
         id: u32,
         path: &std::path::Path,
@@ -274,9 +279,25 @@ impl Shard {
             let data_keys = match master {
                 None => None,
                 Some(master) => {
+                    // Master-key rotation: every data key is re-wrapped under
+                    // the current master key, and a new one replaces them.
+                    let mut rewrap = Vec::new();
+                    for entry in wrapped.iter()? {
+                        let (kid, w) = entry?;
+                        if crypto::needs_rewrap(&master, w.value()) {
+                            rewrap.push(kid.value());
+                        }
+                    }
+                    for kid in &rewrap {
+                        if let Some(k) = keys.get(kid) {
+                            wrapped.insert(*kid, crypto::rewrap(&master, id, k)?.as_slice())?;
+                        }
+                    }
                     let current = match current {
-                        Some(c) if keys.contains_key(&c) => c,
+                        Some(c) if keys.contains_key(&c) && rewrap.is_empty() => c,
                         _ => {
+                            // (Plaintext without migration was refused by
+                            // `read_data_keys`, before any write.)
                             stale_possible |= has_data;
                             let (kid, w) = crypto::new_data_key(&master, id)?;
                             keys.insert(kid, crypto::unwrap_data_key(&master, id, &w)?);
@@ -285,19 +306,6 @@ impl Shard {
                             kid
                         }
                     };
-                    // Master-key rotation: re-wrap under the current master key.
-                    let mut rewrap = Vec::new();
-                    for entry in wrapped.iter()? {
-                        let (kid, w) = entry?;
-                        if crypto::needs_rewrap(&master, w.value()) {
-                            rewrap.push(kid.value());
-                        }
-                    }
-                    for kid in rewrap {
-                        if let Some(k) = keys.get(&kid) {
-                            wrapped.insert(kid, crypto::rewrap(&master, id, k)?.as_slice())?;
-                        }
-                    }
                     Some(DataKeys {
                         master,
                         current,
@@ -710,11 +718,30 @@ fn read_data_keys(
     master: Option<&MasterKeys>,
 ) -> Result<(UnwrappedKeys, Option<u32>), StoreError> {
     let txn = db.begin_read()?;
-    let wrapped = match txn.open_table(KEYS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((BTreeMap::new(), None)),
+    // Plaintext values under a master key, without a data key yet: a shard
+    // from before encryption, sealed only when the node migrates.
+    let has_data = match txn.open_table(DATA) {
+        Ok(t) => !t.is_empty()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => false,
         Err(e) => return Err(e.into()),
     };
+    let plaintext = |keys: bool| {
+        if master.is_some_and(|m| !keys && has_data && !m.is_migrating()) {
+            return Err(StoreError::Crypto(format!(
+                "shard {id} holds plaintext values although encryption is on; to seal data written before encryption was turned on, start the node once with TORUA_MIGRATE_PLAINTEXT=on"
+            )));
+        }
+        Ok(())
+    };
+    let wrapped = match txn.open_table(KEYS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            plaintext(false)?;
+            return Ok((BTreeMap::new(), None));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    plaintext(!wrapped.is_empty()?)?;
     let current = match txn.open_table(META) {
         Ok(m) => m
             .get(META_DATA_KEY)?

@@ -312,6 +312,16 @@ mod tests {
             assert_eq!(s.key_status().await?.current, None);
         }
         let key = secure::envelope::generate_key();
+        // Plaintext under a master key is refused, unless the node migrates.
+        let plain_file = std::fs::read(dir.path().join("shards/0.redb"))?;
+        let refused = ShardStore::open(dir.path(), Some(MasterKeys::new(key, &[])));
+        assert!(refused.is_err_and(|e| e.to_string().contains("TORUA_MIGRATE_PLAINTEXT")));
+        assert!(std::fs::read(dir.path().join("shards/0.redb"))? == plain_file);
+        {
+            let store =
+                ShardStore::open(dir.path(), Some(MasterKeys::new(key, &[]).migrating(true)))?;
+            settled(&store).await?;
+        }
         {
             let store = ShardStore::open(dir.path(), Some(MasterKeys::new(key, &[])))?;
             settled(&store).await?;
@@ -345,6 +355,47 @@ mod tests {
             }
             assert_eq!(s.scan("", None, 1000, usize::MAX).await?.len(), 400);
         }
+        // A plaintext value written into the encrypted file is refused on
+        // read, never sealed.
+        {
+            let db = redb::Database::create(dir.path().join("shards/0.redb"))
+                .map_err(redb::Error::from)?;
+            let txn = db.begin_write().map_err(redb::Error::from)?;
+            txn.open_table(crate::tables::DATA)
+                .map_err(redb::Error::from)?
+                .insert("injected", rec(1).encode().as_slice())
+                .map_err(redb::Error::from)?;
+            txn.commit().map_err(redb::Error::from)?;
+        }
+        {
+            let store = ShardStore::open(dir.path(), Some(MasterKeys::new(key, &[])))?;
+            let s = store.shard(0).ok_or(StoreError::Closed(0))?;
+            let injected = s.get("injected").await;
+            assert!(
+                injected.is_err_and(|e| e.to_string().contains("plaintext")),
+                "an injected plaintext value is refused"
+            );
+            assert!(
+                s.get("k007").await?.is_some(),
+                "control: sealed values read"
+            );
+        }
+        // Master-key rotation replaces the data key, not only its wrapping.
+        let next = secure::envelope::generate_key();
+        let before = {
+            let store = ShardStore::open(dir.path(), Some(MasterKeys::new(key, &[])))?;
+            let s = store.shard(0).ok_or(StoreError::Closed(0))?;
+            s.key_status().await?.current
+        };
+        {
+            let store = ShardStore::open(dir.path(), Some(MasterKeys::new(next, &[key])))?;
+            let s = store.shard(0).ok_or(StoreError::Closed(0))?;
+            assert_ne!(s.key_status().await?.current, before, "a new data key");
+            settled(&store).await?;
+            assert_eq!(s.get("k007").await?.map(|r| r.value), Some(rec(7).value));
+        }
+        let old_master = ShardStore::open(dir.path(), Some(MasterKeys::new(key, &[])));
+        assert!(old_master.is_err_and(|e| e.to_string().contains("not configured")));
         let file = std::fs::read(dir.path().join("shards/0.redb"))?;
         let wrong = ShardStore::open(
             dir.path(),

@@ -101,10 +101,11 @@ fn entry_aad(group: u32, index: u64) -> Vec<u8> {
 }
 
 /// Seals again, under the current master key, every entry sealed under a
-/// previous one (master-key rotation) or stored in plaintext (encryption
-/// turned on), so the previous key can be retired once every shard and
-/// log has opened with the new one. Fails at once when an entry needs a
-/// master key that is not configured.
+/// previous one (master-key rotation), in the older form, or in plaintext
+/// while migrating (`MasterKeys::migrating`), so the previous key can be
+/// retired once every shard and log has opened with the new one. Fails at
+/// once when an entry needs a master key that is not configured, or is
+/// plaintext under a master key and the node is not migrating.
 fn reseal(
     log: &mut redb::Table<(u32, u64), &[u8]>,
     master: Option<&MasterKeys>,
@@ -112,7 +113,7 @@ fn reseal(
     let mut stale = Vec::new();
     for row in log.iter()? {
         let (k, v) = row?;
-        if crypto::needs_reseal(master, v.value(), "the raft log")? {
+        if crypto::entry_needs_reseal(master, v.value())? {
             stale.push(k.value());
         }
     }
@@ -125,9 +126,9 @@ fn reseal(
             let v = log
                 .get((*group, *index))?
                 .ok_or(StoreError::Corrupt("raft log entry vanished"))?;
-            crypto::open_tagged(master, v.value(), &aad)?
+            crypto::open_entry(master, *group, *index, v.value(), &aad)?
         };
-        let sealed = crypto::seal_tagged(master, &plain, &aad)?;
+        let sealed = crypto::seal_entry(master, *group, *index, &plain, &aad)?;
         log.insert((*group, *index), sealed.as_slice())?;
     }
     tracing::info!(
@@ -220,8 +221,13 @@ impl Wal {
                 }
                 let (k, v) = e?;
                 let (_, index) = k.value();
-                let plain =
-                    crypto::open_tagged(master.as_deref(), v.value(), &entry_aad(group, index))?;
+                let plain = crypto::open_entry(
+                    master.as_deref(),
+                    group,
+                    index,
+                    v.value(),
+                    &entry_aad(group, index),
+                )?;
                 out.push((index, plain));
             }
             Ok(out)
@@ -243,8 +249,10 @@ impl Wal {
                 None => Ok(None),
                 Some((k, v)) => {
                     let (_, index) = k.value();
-                    let plain = crypto::open_tagged(
+                    let plain = crypto::open_entry(
                         master.as_deref(),
+                        group,
+                        index,
                         v.value(),
                         &entry_aad(group, index),
                     )?;
@@ -331,7 +339,13 @@ fn commit(
             match w {
                 WalWrite::Append { group, entries } => {
                     for (index, entry) in entries {
-                        let stored = crypto::seal_tagged(master, &entry, &entry_aad(group, index))?;
+                        let stored = crypto::seal_entry(
+                            master,
+                            group,
+                            index,
+                            &entry,
+                            &entry_aad(group, index),
+                        )?;
                         log.insert((group, index), stored.as_slice())?;
                     }
                 }

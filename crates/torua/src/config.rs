@@ -77,6 +77,39 @@ pub struct CoordinatorConfig {
     /// TLS on the listener and towards nodes.
     #[command(flatten)]
     pub tls: TlsConfig,
+    /// What the listener allows its clients.
+    #[command(flatten)]
+    pub listener: ListenerConfig,
+}
+
+/// Listener bounds, the same for coordinator and nodes (see `edge`):
+/// requests' headers within 10 s (also the keep-alive idle timeout), whole
+/// requests within [`crate::http::REQUEST_DEADLINE`].
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ListenerConfig {
+    /// Open connections at most; more are answered `503` with `Retry-After`.
+    #[arg(long = "max-connections", env = "TORUA_MAX_CONNECTIONS", value_name = "TORUA_MAX_CONNECTIONS",
+          default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            max_connections: 4096,
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// The edge's limits.
+    pub fn limits(&self) -> edge::Limits {
+        edge::Limits {
+            request: crate::http::REQUEST_DEADLINE,
+            max_connections: self.max_connections as usize,
+            ..edge::Limits::default()
+        }
+    }
 }
 
 /// TLS settings, the same for coordinator and nodes.
@@ -137,6 +170,23 @@ pub struct SecurityConfig {
     /// The audit log (default `TORUA_DATA_DIR/audit.jsonl`).
     #[arg(long, env = "TORUA_AUDIT_LOG", value_name = "TORUA_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+    /// The key of the audit log's MACs: a file of 64 hex digits, kept apart
+    /// from the log (default `audit.key` beside the log, made if missing).
+    #[arg(
+        long,
+        env = "TORUA_AUDIT_KEY_FILE",
+        value_name = "TORUA_AUDIT_KEY_FILE"
+    )]
+    pub audit_key_file: Option<PathBuf>,
+    /// Where the audit log's checkpoint (its newest entry, MAC'd) is kept,
+    /// to tell a cut-off tail (default `audit.checkpoint` beside the log;
+    /// put it on another volume).
+    #[arg(
+        long,
+        env = "TORUA_AUDIT_CHECKPOINT",
+        value_name = "TORUA_AUDIT_CHECKPOINT"
+    )]
+    pub audit_checkpoint: Option<PathBuf>,
     /// `on`: also audit every data access (reads, writes, deletes, lists).
     #[arg(long, env = "TORUA_AUDIT_DATA", value_name = "TORUA_AUDIT_DATA",
           default_value = "off", value_parser = parse_switch, action = clap::ArgAction::Set)]
@@ -189,6 +239,9 @@ pub struct NodeConfig {
     /// TLS on the listener and towards the coordinator.
     #[command(flatten)]
     pub tls: TlsConfig,
+    /// What the listener allows its clients.
+    #[command(flatten)]
+    pub listener: ListenerConfig,
 }
 
 /// Raft timing, the same for shard groups and the coordinators' group.
@@ -304,6 +357,13 @@ pub struct EncryptionConfig {
         value_name = "TORUA_PREVIOUS_MASTER_KEY_FILE"
     )]
     pub previous_master_key_file: Option<PathBuf>,
+    /// `on`: seal the plaintext that a node run without encryption left
+    /// (shard values, Raft log entries), once. Off (default), plaintext met
+    /// under a master key is refused: whoever can write the data files
+    /// cannot inject values.
+    #[arg(long = "migrate-plaintext", env = "TORUA_MIGRATE_PLAINTEXT", value_name = "TORUA_MIGRATE_PLAINTEXT",
+          default_value = "off", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub migrate_plaintext: bool,
 }
 
 impl NodeConfig {

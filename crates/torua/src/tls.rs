@@ -3,30 +3,24 @@
 //! * [`Tls`] holds a process's certificate, key and CA bundle, reloads them
 //!   when the files change (checked every [`RELOAD_EVERY`]) and exports
 //!   `torua_tls_expiry_seconds`; a certificate close to expiry is logged.
-//! * [`Incoming`] is the listener every server uses: it accepts TCP, runs
-//!   TLS handshakes off the accept path (a slow client cannot hold up
-//!   others), and gives each connection a [`Peer`]: its address and, when it
-//!   presented a certificate from the cluster CA, its identity.
+//! * [`incoming`] is the listener every server uses ([`edge::Incoming`]):
+//!   it accepts TCP, runs TLS handshakes off the accept path, capped (a
+//!   slow client cannot hold up others), and gives each connection a
+//!   [`Peer`]: its address and, when it presented a certificate from the
+//!   cluster CA, its identity.
 //! * [`HttpClient`] builds reqwest clients that present this process's
 //!   certificate and trust only the cluster CA, rebuilt after a reload.
 
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use secure::tls::{ClientAuth, Loaded, TlsFiles};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -43,8 +37,6 @@ pub const NODE_IDENTITY_PREFIX: &str = "node:";
 
 /// How often certificate files are checked for replacement.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
-/// Longest a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Certificates expiring within this are logged as warnings.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 /// How often an approaching expiry is logged again.
@@ -197,171 +189,22 @@ impl Tls {
     }
 }
 
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// Source address.
-    pub addr: SocketAddr,
-    /// Common name of the verified client certificate, if one was presented.
-    pub identity: Option<String>,
-}
+pub use edge::Peer;
 
-/// An accepted connection: plain TCP, or TLS over it.
-pub enum Conn {
-    /// TLS off.
-    Plain(TcpStream),
-    /// TLS on.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+impl edge::TlsSource for Tls {
+    fn server_config(&self) -> Arc<tokio_rustls::rustls::ServerConfig> {
+        self.loaded().server
     }
 }
 
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s) => s.is_write_vectored(),
-        }
-    }
-}
-
-/// The listener of every Torua server (see the module doc).
-pub struct Incoming {
-    rx: mpsc::Receiver<(Conn, Peer)>,
-    local: SocketAddr,
-}
-
-impl Incoming {
-    /// Starts accepting on `tcp`, with TLS when `tls` is given.
-    pub fn new(tcp: TcpListener, tls: Option<Arc<Tls>>) -> io::Result<Incoming> {
-        let local = tcp.local_addr()?;
-        let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(accept_loop(tcp, tls, tx));
-        Ok(Incoming { rx, local })
-    }
-}
-
-async fn accept_loop(tcp: TcpListener, tls: Option<Arc<Tls>>, tx: mpsc::Sender<(Conn, Peer)>) {
-    loop {
-        let (stream, addr) = tokio::select! {
-            r = tcp.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = tx.closed() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let Some(tls) = &tls else {
-            if tx
-                .send((
-                    Conn::Plain(stream),
-                    Peer {
-                        addr,
-                        identity: None,
-                    },
-                ))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            continue;
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls.loaded().server);
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => {
-                    let identity = s
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|c| secure::tls::inspect(c).ok())
-                        .and_then(|(cn, _)| cn);
-                    let _ = tx
-                        .send((Conn::Tls(Box::new(s)), Peer { addr, identity }))
-                        .await;
-                }
-                Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "TLS handshake refused"),
-                Err(_) => tracing::info!(peer = %addr, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for Incoming {
-    type Io = Conn;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Conn, Peer) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // The accept loop ended: nothing more will arrive.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Peer> {
-        Ok(Peer {
-            addr: self.local,
-            identity: None,
-        })
-    }
-}
-
-impl Connected<IncomingStream<'_, Incoming>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, Incoming>) -> Self {
-        stream.remote_addr().clone()
-    }
+/// The listener of every Torua server: [`edge::Incoming`] under `limits`,
+/// with this process's TLS identity when TLS is on.
+pub fn incoming(
+    tcp: TcpListener,
+    tls: Option<Arc<Tls>>,
+    limits: edge::Limits,
+) -> io::Result<edge::Incoming> {
+    edge::Incoming::new(tcp, tls.map(|t| t as Arc<dyn edge::TlsSource>), limits)
 }
 
 /// reqwest clients for cluster-internal calls: present this process's

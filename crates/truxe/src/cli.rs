@@ -358,7 +358,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             refresh_ttl: cfg.refresh_ttl.as_secs(),
         }),
     };
-    crate::http::serve(listener, app, shutdown_signal()).await?;
+    crate::http::serve(listener, app, cfg.max_connections, shutdown_signal()).await?;
     tracing::info!("truxe stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -244,6 +244,9 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Open connections at most; more are answered `503` with `Retry-After`.
+    #[arg(long, env = "TRUXE_MAX_CONNECTIONS", value_name = "TRUXE_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Keep outgoing mail in a local mailbox readable at `GET /dev/mailbox`
     /// by loopback clients, when SMTP is not set (development only; `torua
     /// dev` switches it on for its Truxe).
@@ -529,6 +532,8 @@ pub struct Config {
     pub production: bool,
     /// Mail kept in the development mailbox (`TRUXE_DEV_MAILBOX`).
     pub dev_mailbox: bool,
+    /// Open connections at most.
+    pub max_connections: usize,
     /// JSON logs.
     pub log_json: bool,
 }
@@ -840,6 +845,7 @@ impl Config {
             },
             production,
             dev_mailbox: raw.dev_mailbox,
+            max_connections: raw.max_connections as usize,
             log_json: raw.log_json,
         })
     }

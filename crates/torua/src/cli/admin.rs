@@ -66,11 +66,19 @@ pub enum KeysCommand {
 /// `torua audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check a log's hash chain; report the first altered, inserted or
-    /// removed entry (exit 1), or the number of entries and the last hash.
+    /// Check a log's MAC chain, and that it reaches its checkpoint; report
+    /// the first altered, inserted or removed entry, or a cut-off tail
+    /// (exit 1), or the number of entries and the last MAC.
     Verify {
         /// The log file (the coordinator's `audit.jsonl`).
         file: std::path::PathBuf,
+        /// The log's key (default: `audit.key` beside the log).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<std::path::PathBuf>,
+        /// The log's checkpoint (default: `audit.checkpoint` beside the log,
+        /// when there is one).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<std::path::PathBuf>,
     },
 }
 
@@ -195,17 +203,43 @@ pub async fn keys(api: &Api, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs `torua audit …` (offline: reads the file, talks to nobody).
+/// Runs `torua audit …` (offline: reads the files, talks to nobody).
 pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
-    let AuditCommand::Verify { file } = cmd;
+    let AuditCommand::Verify {
+        file,
+        key_file,
+        checkpoint,
+    } = cmd;
+    let key_file = key_file.unwrap_or_else(|| file.with_file_name(crate::security::AUDIT_KEY_FILE));
+    let key = secure::audit::chain::read_key(&key_file)?;
+    let checkpoint = match checkpoint {
+        Some(p) => Some(p),
+        None => {
+            Some(file.with_file_name(crate::security::AUDIT_CHECKPOINT_FILE)).filter(|p| p.exists())
+        }
+    };
+    let checkpoint = match &checkpoint {
+        Some(p) => match secure::audit::chain::Checkpoint::read(p, &key) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                println!("{}: TAMPERED: {e}", file.display());
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => None,
+    };
     let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-    match secure::audit::chain::verify(std::io::BufReader::new(f)) {
+    match secure::audit::chain::verify(std::io::BufReader::new(f), &key, checkpoint.as_ref()) {
         Ok(head) => {
+            let reached = match &checkpoint {
+                Some(c) => format!(", reaches its checkpoint (entry {})", c.seq),
+                None => ", no checkpoint to check its tail against".into(),
+            };
             println!(
-                "{}: chain intact, {} entries, last hash {}",
+                "{}: chain intact, {} entries, last MAC {}{reached}",
                 file.display(),
                 head.entries,
-                head.hash
+                head.mac
             );
             Ok(ExitCode::SUCCESS)
         }

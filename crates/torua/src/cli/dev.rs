@@ -10,8 +10,8 @@ use anyhow::{bail, Context};
 
 use super::certs;
 use crate::config::{
-    CoordinatorConfig, EncryptionConfig, NodeConfig, Peers, RaftTiming, SecurityConfig, TlsConfig,
-    Urls, DEFAULT_MAX_VALUE_BYTES,
+    CoordinatorConfig, EncryptionConfig, ListenerConfig, NodeConfig, Peers, RaftTiming,
+    SecurityConfig, TlsConfig, Urls, DEFAULT_MAX_VALUE_BYTES,
 };
 
 /// Flags of `torua dev`.
@@ -335,6 +335,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             raft: RaftTiming::default(),
             security: security.clone(),
             tls: tls_for("coordinator"),
+            listener: ListenerConfig::default(),
         })
         .collect();
     // Truxe first: the cluster trusts its keys from the first request on.
@@ -426,6 +427,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             raft: RaftTiming::default(),
             encryption: encryption.clone(),
             tls: tls_for(&format!("node-{name}")),
+            listener: ListenerConfig::default(),
         };
         nodes.push((
             cfg.node_id.clone(),

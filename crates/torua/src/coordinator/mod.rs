@@ -41,7 +41,7 @@ use crate::http::{ApiError, Metrics};
 use crate::raft::docs::{self, Docs};
 use crate::security::Security;
 use crate::shutdown::Shutdown;
-use crate::tls::{CertGate, HttpClient, Incoming, Tls};
+use crate::tls::{CertGate, HttpClient, Tls};
 use crate::Error;
 
 /// Runs the coordinator until `shutdown`; `listener` is already bound.
@@ -68,7 +68,8 @@ pub async fn run(
     };
     let api = Arc::new(OnceLock::<Router>::new());
     let listen = listener.local_addr().map_err(Error::Serve)?;
-    let incoming = Incoming::new(listener, tls.clone()).map_err(Error::Serve)?;
+    let limits = cfg.listener.limits();
+    let incoming = crate::tls::incoming(listener, tls.clone(), limits).map_err(Error::Serve)?;
     let senders = crate::raft::rpc::Senders::new(&http_metrics, |_| None);
     let router = outer_router(docs.clone(), tls.is_some(), api.clone(), senders);
     // Several coordinators serve at once: their group needs its peers'
@@ -78,7 +79,9 @@ pub async fn run(
     let mut pending = Some((incoming, router));
     let mut server = None;
     if docs.is_some() {
-        server = pending.take().map(|(i, r)| spawn_server(i, r, &shutdown));
+        server = pending
+            .take()
+            .map(|(i, r)| spawn_server(i, r, limits, &shutdown));
     }
     if let Some(d) = &docs {
         if !wait_for_quorum(d, &shutdown).await {
@@ -112,7 +115,7 @@ pub async fn run(
     }
     let _ = api.set(routes::router(cluster, security, http_metrics));
     if let Some((i, r)) = pending.take() {
-        server = Some(spawn_server(i, r, &shutdown));
+        server = Some(spawn_server(i, r, limits, &shutdown));
     }
     match server {
         Some(s) => s.join().await,
@@ -121,10 +124,16 @@ pub async fn run(
 }
 
 /// Serves `router` until `shutdown`, in a task stopped with its handle.
-fn spawn_server(incoming: Incoming, router: Router, shutdown: &Shutdown) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(crate::http::serve(
+fn spawn_server(
+    incoming: edge::Incoming,
+    router: Router,
+    limits: edge::Limits,
+    shutdown: &Shutdown,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(edge::serve(
         incoming,
         router,
+        limits,
         shutdown.clone().wait(),
     )))
 }

@@ -5,7 +5,6 @@ mod body;
 mod error;
 pub mod extract;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -180,20 +179,9 @@ pub fn finish(router: Router, metrics: Arc<Metrics>) -> Router {
         .layer(axum::middleware::from_fn(request_id))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains.
-/// Handlers see the [`crate::tls::Peer`] as `ConnectInfo`.
-pub async fn serve(
-    listener: crate::tls::Incoming,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<crate::tls::Peer>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
+/// Longest a request may take: above the longest wait a handler makes
+/// (draining a node, 120 s).
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(150);
 
 /// Parses `?consistency=`: `linearizable` (the default) or `stale`;
 /// returns whether a stale read is allowed.

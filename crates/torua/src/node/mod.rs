@@ -82,14 +82,17 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         encrypted = node.store.encrypted(),
         "node started"
     );
+    let limits = cfg.listener.limits();
     let credential = match &cfg.key_file {
         Some(path) => Some(read_secret_file("TORUA_NODE_KEY_FILE", path)?),
         None => None,
     };
-    node.groups
-        .open_existing()
-        .await
-        .map_err(|e| Error::Config(format!("reopening raft groups: {}", e.message)))?;
+    node.groups.open_existing().await.map_err(|e| {
+        Error::Config(format!(
+            "reopening raft groups: {} (the cause is logged above)",
+            e.message
+        ))
+    })?;
     tokio::spawn(heartbeat(
         cfg,
         credential,
@@ -97,8 +100,8 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         node.clone(),
         shutdown.clone(),
     ));
-    let incoming = crate::tls::Incoming::new(listener, tls).map_err(Error::Serve)?;
-    crate::http::serve(incoming, routes::router(node), shutdown.wait())
+    let incoming = crate::tls::incoming(listener, tls, limits).map_err(Error::Serve)?;
+    edge::serve(incoming, routes::router(node), limits, shutdown.wait())
         .await
         .map_err(Error::Serve)
 }
@@ -238,7 +241,12 @@ fn master_keys(cfg: &EncryptionConfig) -> Result<Option<MasterKeys>, Error> {
         }
         None => Vec::new(),
     };
-    Ok(Some(MasterKeys::new(current, &previous)))
+    if cfg.migrate_plaintext {
+        tracing::warn!("TORUA_MIGRATE_PLAINTEXT=on: plaintext values and log entries are sealed rather than refused; turn it off once the node has started");
+    }
+    Ok(Some(
+        MasterKeys::new(current, &previous).migrating(cfg.migrate_plaintext),
+    ))
 }
 
 /// Reads a one-line secret file named by `var`, refusing an empty one or

@@ -137,7 +137,7 @@ async fn stats(State(n): S, ShardId(id): ShardId) -> Result<Json<ShardInfo>, Api
 }
 
 async fn control(State(n): S, body: Result<Bytes, BytesRejection>) -> Result<StatusCode, ApiError> {
-    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let body = body?;
     // The payload is the operator's; log its size, not its content.
     tracing::info!(node = %n.id, bytes = body.len(), "control message received");
     Ok(StatusCode::NO_CONTENT)

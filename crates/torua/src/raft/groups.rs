@@ -24,6 +24,10 @@ use super::net::{Batcher, Net};
 use crate::http::ApiError;
 use crate::tls::HttpClient;
 
+/// Bytes of one snapshot chunk: snapshots travel in requests this large
+/// (the receiving end refuses larger bodies).
+pub(crate) const SNAPSHOT_CHUNK: u64 = 4 << 20;
+
 /// Header naming the node that leads a shard's group, on a 421 answer.
 pub const LEADER_HEADER: &str = "x-torua-leader";
 
@@ -149,6 +153,7 @@ impl Groups {
             election_timeout_max: election + election / 4,
             // Bounded append RPCs: at most this many values per request.
             max_payload_entries: 64,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
             max_in_snapshot_log_to_keep: 1_000,
             ..Default::default()

@@ -22,7 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use torua_raft::{raft_id, typ};
 
-use super::groups::{Group, Groups};
+use super::groups::{Group, Groups, SNAPSHOT_CHUNK};
 use super::net::{BatchAnswer, BatchItem, BatchOp, MAX_BATCH_BYTES, RAFT_CONTENT_TYPE};
 use crate::http::extract::ShardId;
 use crate::http::{ApiError, Metrics};
@@ -98,14 +98,17 @@ impl Senders {
 /// `POST /raft/batch` and `POST /raft/{id}/snapshot` for `groups`, whose
 /// values are at most `max_value` bytes, from `senders`.
 pub(crate) fn router(groups: Arc<Groups>, max_value: usize, senders: Senders) -> Router {
-    // An append carries at most 64 entries (see `groups.rs`), a snapshot
-    // chunk at most openraft's chunk size.
-    let raft_limit = 64 * (max_value + 8192) + OVERHEAD;
-    // A batch holds one RPC of any size, or many up to a bound.
-    let batch_limit = raft_limit + MAX_BATCH_BYTES;
+    // A snapshot travels in chunks of SNAPSHOT_CHUNK bytes; an append
+    // carries about MAX_APPEND_BYTES, or one entry (one value) when that is
+    // larger; a batch holds RPCs up to MAX_BATCH_BYTES plus one more.
+    let snapshot_limit = SNAPSHOT_CHUNK as usize + OVERHEAD;
+    let append_limit = torua_raft::MAX_APPEND_BYTES.max(max_value + 8192);
+    let batch_limit = append_limit + MAX_BATCH_BYTES + OVERHEAD;
     Router::new()
-        .route("/raft/{id}/snapshot", post(raft_snapshot))
-        .layer(DefaultBodyLimit::max(raft_limit))
+        .route(
+            "/raft/{id}/snapshot",
+            post(raft_snapshot).layer(DefaultBodyLimit::max(snapshot_limit)),
+        )
         .route(
             "/raft/batch",
             post(raft_batch).layer(DefaultBodyLimit::max(batch_limit)),
@@ -195,7 +198,7 @@ async fn raft_batch(
     ConnectInfo(peer): ConnectInfo<Peer>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let body = body?;
     let items: Vec<BatchItem> = torua_raft::decode(&body)
         .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
     let (rpc, identity) = (&rpc, peer.identity.as_deref());
@@ -230,7 +233,7 @@ async fn raft_snapshot(
     ShardId(id): ShardId,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let body = body?;
     let answer = raft_rpc(
         &rpc,
         peer.identity.as_deref(),

@@ -37,6 +37,11 @@ pub use authn::{Authenticator, Principal};
 use policy::{Access, Action};
 use state::SecurityState;
 
+/// Default name of the audit log's key file, beside the log.
+pub const AUDIT_KEY_FILE: &str = "audit.key";
+/// Default name of the audit log's checkpoint, beside the log.
+pub const AUDIT_CHECKPOINT_FILE: &str = "audit.checkpoint";
+
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -156,7 +161,19 @@ impl Security {
             .audit_log
             .clone()
             .unwrap_or_else(|| data_dir.join("audit.jsonl"));
-        let audit = ChainedLog::open(&audit_path).map_err(|e| Error::Config(e.to_string()))?;
+        let beside = |name: &str| audit_path.with_file_name(name);
+        let key_path = cfg
+            .audit_key_file
+            .clone()
+            .unwrap_or_else(|| beside(AUDIT_KEY_FILE));
+        let key = secure::audit::chain::ensure_key(&key_path)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let checkpoint = cfg
+            .audit_checkpoint
+            .clone()
+            .unwrap_or_else(|| beside(AUDIT_CHECKPOINT_FILE));
+        let audit = ChainedLog::open(&audit_path, key, checkpoint)
+            .map_err(|e| Error::Config(e.to_string()))?;
         if !cfg.auth {
             tracing::warn!("TORUA_AUTH=off: authentication and authorization are OFF; every client acts as admin. Use this only for benchmarks and trusted test rigs");
         }
@@ -415,7 +432,12 @@ pub async fn authenticate(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect());
-    let by_ip = sec.limit(&format!("ip:{ip}"), &sec.ip_quota).await;
+    let by_ip = sec
+        .limit(
+            &format!("ip:{}", secure::ratelimit::address_key(ip)),
+            &sec.ip_quota,
+        )
+        .await;
     if !by_ip.allowed {
         return too_many(&by_ip, &format!("address {ip}"));
     }

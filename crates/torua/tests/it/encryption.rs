@@ -228,3 +228,44 @@ async fn wrong_or_missing_master_key_stops_the_node_and_master_keys_rotate() {
     let log = start_and_fail(&mut c, "n1", &[("TORUA_MASTER_KEY_FILE", &old)], &[]);
     assert!(log.contains("not configured"), "{log}");
 }
+
+/// Issue 18: whoever can write a node's files cannot inject a value. A
+/// plaintext record planted in an encrypted shard's file is refused, never
+/// sealed into a value: the node holding it stops naming the shard, and
+/// the shard's other replicas serve on without it.
+#[tokio::test]
+async fn issue_18_plaintext_planted_in_an_encrypted_shard_is_refused() {
+    let mut c = TestCluster::start(3, 1).await;
+    assert_eq!(c.put("real", "v").await, StatusCode::NO_CONTENT);
+    c.stop_node("n1");
+    let file = c.dir.path().join("n1/shards/0.redb");
+    {
+        let db = redb::Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("data");
+            let mut t = txn.open_table(def).unwrap();
+            let rec = torua_store::Record::new("text/plain", b"planted-value".to_vec());
+            t.insert("planted", rec.encode().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let log = start_and_fail(&mut c, "n1", &[], &[]);
+    assert!(
+        log.contains("shard 0 holds plaintext") && log.contains("TORUA_MIGRATE_PLAINTEXT"),
+        "{log}"
+    );
+    {
+        let db = redb::Database::create(&file).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("data");
+        let t = txn.open_table(def).unwrap();
+        let stored = t.get("planted").unwrap().unwrap().value().to_vec();
+        let rec = torua_store::Record::new("text/plain", b"planted-value".to_vec());
+        assert_eq!(stored, rec.encode(), "the planted value was not sealed");
+    }
+    // Control: the other replicas serve the shard, without the planted key.
+    let (status, body) = c.get("real").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"v"[..]));
+    assert_eq!(c.get("planted").await.0, StatusCode::NOT_FOUND);
+}

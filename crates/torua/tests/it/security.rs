@@ -446,14 +446,28 @@ async fn audit_log_records_with_context_and_detects_tampering() {
         "no key secret in the log"
     );
 
-    let verify = |path: &std::path::Path| {
+    // The MAC key lives beside the log here, never in it.
+    let key_file = c.dir.path().join("coordinator/audit.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(!text.contains(key.trim()), "no key in the log");
+    let checkpoint = c.dir.path().join("coordinator/audit.checkpoint");
+    let verify_with = |path: &std::path::Path, extra: &[&std::ffi::OsStr]| {
         Command::new(TORUA)
             .args(["audit", "verify"])
             .arg(path)
+            .arg("--key-file")
+            .arg(&key_file)
+            .args(extra)
             .output()
             .unwrap()
     };
-    let ok = verify(&log);
+    let verify = |path: &std::path::Path| verify_with(path, &[]);
+    // As the README runs it: key and checkpoint found beside the log.
+    let ok = Command::new(TORUA)
+        .args(["audit", "verify"])
+        .arg(&log)
+        .output()
+        .unwrap();
     assert!(
         ok.status.success(),
         "{}",
@@ -485,6 +499,32 @@ async fn audit_log_records_with_context_and_detects_tampering() {
     let bad = verify(&copy);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stdout).contains("line 2"));
+    // Issue 18: a tail cut off leaves a valid chain, which the checkpoint
+    // (kept apart from the log) still catches.
+    let cp = eventually(
+        "the checkpoint reaches the end of the log",
+        WAIT,
+        || async {
+            let c: Value = serde_json::from_slice(&std::fs::read(&checkpoint).ok()?).ok()?;
+            (c["seq"].as_u64()? == lines.len() as u64).then_some(c)
+        },
+    )
+    .await;
+    assert!(cp["sig"].is_string());
+    std::fs::write(&copy, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    assert!(
+        verify(&copy).status.success(),
+        "control: a shorter chain is still a chain"
+    );
+    let bad = verify_with(&copy, &["--checkpoint".as_ref(), checkpoint.as_os_str()]);
+    assert_eq!(bad.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&bad.stdout);
+    assert!(report.contains("cut off"), "{report}");
+    // And whoever rewrites an entry cannot make its MAC without the key.
+    let mut rehashed: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    rehashed[at] = rehashed[at].replace("\"denied\"", "\"success\"");
+    std::fs::write(&copy, rehashed.join("\n") + "\n").unwrap();
+    assert_eq!(verify(&copy).status.code(), Some(1));
 }
 
 /// A real `truxe serve` for the token tests.

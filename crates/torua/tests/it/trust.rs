@@ -399,6 +399,20 @@ async fn issue_18_raft_messages_are_accepted_only_from_their_members() {
         "{answer:?}"
     );
     assert_eq!(refused(&c, &target, "not_leader").await, usurper + 1);
+    // A snapshot body is a chunk, not a shard: far more is refused before
+    // it is read (the answer may reach the client, or the server may stop
+    // reading first and the upload breaks off).
+    let r = c
+        .client(Some(&cert(&other)), None)
+        .post(format!("{}/raft/0/snapshot", c.node_url(&target)))
+        .header("content-type", "application/x-torua-raft")
+        .body(vec![0u8; 64 << 20])
+        .send()
+        .await;
+    match r {
+        Ok(r) => assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
     // The group kept its leader and still serves.
     assert_eq!(c.put("after", "v").await, StatusCode::NO_CONTENT);
 }
@@ -550,4 +564,89 @@ async fn issue_18_grants_end_at_a_separator_and_layout_needs_monitor() {
     // `monitor` reads no data.
     let r = monitor.get(c.data_url("tenant1/x")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+/// Reads until the server closes (or `limit` passes); what it said.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    limit: Duration,
+) -> Option<String> {
+    let mut out = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut out))
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
+    let c = TestCluster::start_with(1, 1, &[("TORUA_MAX_CONNECTIONS", "200")]).await;
+    let port: u16 = c.url().rsplit(':').next().unwrap().parse().unwrap();
+    let tls = std::sync::Arc::new(secure::tls::client_trusting(&c.certs().join("ca.pem")).unwrap());
+    let connect = || {
+        let tls = tls.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .unwrap()
+        }
+    };
+    // 150 clients finish the handshake, send half a request line, stall.
+    let mut slow = Vec::new();
+    for _ in 0..150 {
+        let mut s = connect().await;
+        s.write_all(b"GET /data/x HT").await.unwrap();
+        slow.push(s);
+    }
+    // Control: others are still served meanwhile.
+    let r = c
+        .anon()
+        .get(format!("{}/health", c.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Each stalled connection is closed by the server (the header deadline
+    // is 10 s; the test allows far more).
+    let closed = futures::future::join_all(
+        slow.iter_mut()
+            .map(|s| closed_within(s, Duration::from_secs(60))),
+    )
+    .await;
+    assert!(
+        closed.iter().all(Option::is_some),
+        "every stalled client was cut off"
+    );
+
+    // Over the cap, a connection is answered 503 with Retry-After.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        held.push(connect().await);
+    }
+    let mut over = connect().await;
+    let said = closed_within(&mut over, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(said.starts_with("HTTP/1.1 503"), "{said}");
+    assert!(
+        said.contains("retry-after: 1") && said.contains("overloaded"),
+        "{said}"
+    );
+    drop(held);
+    // Control: with the held connections gone, requests are served again.
+    eventually("served again", WAIT, || async {
+        let r = c
+            .anon()
+            .get(format!("{}/health", c.url()))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
 }

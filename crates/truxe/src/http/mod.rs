@@ -379,16 +379,24 @@ fn cors_layer(cors: &crate::config::Cors) -> Option<tower_http::cors::CorsLayer>
     }
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Longest a request may take, body upload included.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves until `shutdown` resolves, then drains in-flight requests, under
+/// the edge's bounds (`edge`): headers within 10 s (also the keep-alive
+/// idle timeout), whole requests within [`REQUEST_DEADLINE`], at most
+/// `max_connections` open (more are answered `503` with `Retry-After`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = edge::Limits {
+        request: REQUEST_DEADLINE,
+        max_connections,
+        ..edge::Limits::default()
+    };
+    let incoming = edge::Incoming::new(listener, None, limits)?;
+    edge::serve(incoming, router(app), limits, shutdown).await
 }

@@ -72,16 +72,19 @@ pub struct PerIp {
 
 /// Middleware: applies a [`PerIp`] rule.
 pub async fn per_ip(State(rule): State<PerIp>, req: Request, next: Next) -> Response {
-    let ip = req
-        .extensions()
-        .get::<ClientAddr>()
-        .and_then(|c| c.0)
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
+    let ip = client_key(req.extensions().get::<ClientAddr>());
     match rule.limiter.check(rule.rule, &ip, &rule.quota).await {
         Ok(d) => with_headers(next.run(req).await, &d),
         Err(e) => e.into_response(),
     }
+}
+
+/// The per-address key of a client (IPv6 by its /64, see
+/// `secure::ratelimit::address_key`).
+pub fn client_key(addr: Option<&ClientAddr>) -> String {
+    addr.and_then(|c| c.0)
+        .map(secure::ratelimit::address_key)
+        .unwrap_or_default()
 }
 
 /// Adds the `RateLimit-*` headers of `d` to a response.

@@ -43,12 +43,13 @@ const TAKEN_WEIGHT: u32 = 5;
 
 pub(crate) async fn register(
     State(app): State<App>,
+    axum::Extension(addr): axum::Extension<ClientAddr>,
     Client(c): Client,
     Mode(cookie): Mode,
     ValidJson(b): ValidJson<Credentials>,
 ) -> Result<Response, ApiError> {
     per_account(&app, "register_account", &b.email).await?;
-    let ip = c.ip.clone().unwrap_or_default();
+    let ip = super::ratelimit::client_key(Some(&addr));
     let registered = app
         .auth
         .register(&b.email, Secret::new(b.password), b.metadata, c, now())

@@ -128,6 +128,24 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         StatusCode::OK,
         "control: the real address right of the junk has its own budget"
     );
+    // Issue 18: an IPv6 client is one /64; a new address in it buys nothing.
+    for host in ["2001:db8:1:2::1", "2001:db8:1:2::2"] {
+        assert_eq!(
+            login(host).await.unwrap().status(),
+            StatusCode::OK,
+            "{host}"
+        );
+    }
+    assert_eq!(
+        login("2001:db8:1:2:ffff::3").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the same /64"
+    );
+    assert_eq!(
+        login("2001:db8:1:3::1").await.unwrap().status(),
+        StatusCode::OK,
+        "control: another /64"
+    );
     // Not configured: the header is the client's claim and is ignored.
     let direct = Truxe::start(&[]).await;
     let body = register(&direct, "bob@example.com")
@@ -255,4 +273,73 @@ async fn production_sends_hsts_and_hides_the_dev_mailbox() {
         (s, body["error"]["code"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
     );
+}
+
+/// Reads until the server closes (or `limit` passes); what it said.
+async fn closed_within(
+    s: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut out))
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
+    use tokio::io::AsyncWriteExt;
+    let t = Truxe::start(&[("TRUXE_MAX_CONNECTIONS", "200")]).await;
+    let addr = ("127.0.0.1", t.port);
+    let mut slow = Vec::new();
+    for _ in 0..150 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /api/auth/lo").await.unwrap();
+        slow.push(s);
+    }
+    // Control: others are served meanwhile.
+    let r = t
+        .http
+        .get(format!("{}/health", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let limit = std::time::Duration::from_secs(60);
+    let closed = futures::future::join_all(slow.iter_mut().map(|s| closed_within(s, limit))).await;
+    assert!(
+        closed.iter().all(Option::is_some),
+        "every stalled client was cut off"
+    );
+    // A body sent slowly is cut off by the request deadline too: here the
+    // client never finishes it.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /api/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"em")
+        .await
+        .unwrap();
+    let said = closed_within(&mut s, limit).await.expect("cut off");
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+
+    // Over the cap: 503 with Retry-After, not a hang.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let said = closed_within(&mut over, limit).await.unwrap();
+    assert!(said.starts_with("HTTP/1.1 503"), "{said}");
+    assert!(said.contains("retry-after: 1"), "{said}");
+    drop(held);
+    testkit::eventually("served again", limit, || async {
+        let r = t
+            .http
+            .get(format!("{}/health", t.url()))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
 }
