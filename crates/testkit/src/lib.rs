@@ -220,3 +220,17 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, 
         .await
         .unwrap_or_else(|e| panic!("GET {url}: body is not the expected JSON: {e}"))
 }
+
+/// Reads from `s` until the other end closes the connection, for at most
+/// `limit`: what it said, or `None` if it was still open at the deadline.
+pub async fn read_until_closed<S>(s: &mut S, limit: Duration) -> Option<String>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut out))
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&out).into_owned())
+}

@@ -138,6 +138,16 @@ fn reseal(
     Ok(())
 }
 
+/// Opens stored entry `index` of `group`.
+fn open_row(
+    master: Option<&MasterKeys>,
+    group: u32,
+    index: u64,
+    stored: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    crypto::open_entry(master, group, index, stored, &entry_aad(group, index))
+}
+
 impl Wal {
     /// Opens (creating) the log at `path` and starts its writer. Must run
     /// inside a tokio runtime.
@@ -221,14 +231,7 @@ impl Wal {
                 }
                 let (k, v) = e?;
                 let (_, index) = k.value();
-                let plain = crypto::open_entry(
-                    master.as_deref(),
-                    group,
-                    index,
-                    v.value(),
-                    &entry_aad(group, index),
-                )?;
-                out.push((index, plain));
+                out.push((index, open_row(master.as_deref(), group, index, v.value())?));
             }
             Ok(out)
         })
@@ -249,14 +252,10 @@ impl Wal {
                 None => Ok(None),
                 Some((k, v)) => {
                     let (_, index) = k.value();
-                    let plain = crypto::open_entry(
-                        master.as_deref(),
-                        group,
+                    Ok(Some((
                         index,
-                        v.value(),
-                        &entry_aad(group, index),
-                    )?;
-                    Ok(Some((index, plain)))
+                        open_row(master.as_deref(), group, index, v.value())?,
+                    )))
                 }
             }
         })

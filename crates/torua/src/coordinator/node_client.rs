@@ -114,7 +114,6 @@ fn known_code(code: &str) -> &'static str {
         "precondition_failed" => "precondition_failed",
         "invalid_precondition" => "invalid_precondition",
         "shard_not_owned" => "shard_not_owned",
-        "policy_stale" => "policy_stale",
         "forbidden" => "forbidden",
         "not_leader" => "not_leader",
         "no_quorum" => "no_quorum",

@@ -115,14 +115,12 @@ async fn issue_18_node_credentials_register_only_their_own_node_over_https() {
     let n1_addr = c.node_url("n1");
     let register = format!("{}/register", c.url());
     let n1 = c.client(Some("node-n1"), None);
+    let send = |client: &reqwest::Client, id: &str, addr: &str| {
+        client.post(&register).json(&register_body(id, addr)).send()
+    };
 
     // n1's certificate may not register another node, nor move it.
-    let r = n1
-        .post(&register)
-        .json(&register_body("n2", "https://127.0.0.1:9"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(&n1, "n2", "https://127.0.0.1:9").await.unwrap();
     let (status, code, message) = error_code(r).await;
     assert_eq!(
         (status, code.as_str()),
@@ -130,22 +128,12 @@ async fn issue_18_node_credentials_register_only_their_own_node_over_https() {
     );
     assert!(message.contains("belongs to node `n1`"), "{message}");
     // Control: n1 registers itself.
-    let r = n1
-        .post(&register)
-        .json(&register_body("n1", &n1_addr))
-        .send()
-        .await
-        .unwrap();
+    let r = send(&n1, "n1", &n1_addr).await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     // With TLS on, a node's address must be https.
     let plain = n1_addr.replacen("https://", "http://", 1);
-    let r = n1
-        .post(&register)
-        .json(&register_body("n1", &plain))
-        .send()
-        .await
-        .unwrap();
+    let r = send(&n1, "n1", &plain).await.unwrap();
     let (status, code, message) = error_code(r).await;
     assert_eq!(
         (status, code.as_str()),
@@ -171,19 +159,9 @@ async fn issue_18_node_credentials_register_only_their_own_node_over_https() {
         .await;
     assert_eq!(key["node_id"], "n1");
     let by_key = c.client_with(key["key"].as_str().unwrap());
-    let r = by_key
-        .post(&register)
-        .json(&register_body("n2", "https://127.0.0.1:9"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(&by_key, "n2", "https://127.0.0.1:9").await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = by_key
-        .post(&register)
-        .json(&register_body("n1", &n1_addr))
-        .send()
-        .await
-        .unwrap();
+    let r = send(&by_key, "n1", &n1_addr).await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "control: its own node");
     let nodes = c.nodes().await.nodes;
     assert_eq!(nodes.len(), 1, "{nodes:?}");
@@ -566,18 +544,6 @@ async fn issue_18_grants_end_at_a_separator_and_layout_needs_monitor() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
-/// Reads until the server closes (or `limit` passes); what it said.
-async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
-    s: &mut S,
-    limit: Duration,
-) -> Option<String> {
-    let mut out = Vec::new();
-    tokio::time::timeout(limit, s.read_to_end(&mut out))
-        .await
-        .ok()
-        .map(|_| String::from_utf8_lossy(&out).into_owned())
-}
-
 #[tokio::test]
 async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
     let c = TestCluster::start_with(1, 1, &[("TORUA_MAX_CONNECTIONS", "200")]).await;
@@ -615,7 +581,7 @@ async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
     // is 10 s; the test allows far more).
     let closed = futures::future::join_all(
         slow.iter_mut()
-            .map(|s| closed_within(s, Duration::from_secs(60))),
+            .map(|s| testkit::read_until_closed(s, Duration::from_secs(60))),
     )
     .await;
     assert!(
@@ -629,7 +595,7 @@ async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
         held.push(connect().await);
     }
     let mut over = connect().await;
-    let said = closed_within(&mut over, Duration::from_secs(60))
+    let said = testkit::read_until_closed(&mut over, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(said.starts_with("HTTP/1.1 503"), "{said}");

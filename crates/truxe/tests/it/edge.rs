@@ -275,19 +275,6 @@ async fn production_sends_hsts_and_hides_the_dev_mailbox() {
     );
 }
 
-/// Reads until the server closes (or `limit` passes); what it said.
-async fn closed_within(
-    s: &mut tokio::net::TcpStream,
-    limit: std::time::Duration,
-) -> Option<String> {
-    use tokio::io::AsyncReadExt;
-    let mut out = Vec::new();
-    tokio::time::timeout(limit, s.read_to_end(&mut out))
-        .await
-        .ok()
-        .map(|_| String::from_utf8_lossy(&out).into_owned())
-}
-
 #[tokio::test]
 async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
     use tokio::io::AsyncWriteExt;
@@ -308,7 +295,11 @@ async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let limit = std::time::Duration::from_secs(60);
-    let closed = futures::future::join_all(slow.iter_mut().map(|s| closed_within(s, limit))).await;
+    let closed = futures::future::join_all(
+        slow.iter_mut()
+            .map(|s| testkit::read_until_closed(s, limit)),
+    )
+    .await;
     assert!(
         closed.iter().all(Option::is_some),
         "every stalled client was cut off"
@@ -319,7 +310,9 @@ async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
     s.write_all(b"POST /api/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"em")
         .await
         .unwrap();
-    let said = closed_within(&mut s, limit).await.expect("cut off");
+    let said = testkit::read_until_closed(&mut s, limit)
+        .await
+        .expect("cut off");
     assert!(said.starts_with("HTTP/1.1 408"), "{said}");
 
     // Over the cap: 503 with Retry-After, not a hang.
@@ -328,7 +321,7 @@ async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
     let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let said = closed_within(&mut over, limit).await.unwrap();
+    let said = testkit::read_until_closed(&mut over, limit).await.unwrap();
     assert!(said.starts_with("HTTP/1.1 503"), "{said}");
     assert!(said.contains("retry-after: 1"), "{said}");
     drop(held);

@@ -278,24 +278,7 @@ async fn issue_18_proving_an_address_ends_what_its_registrant_set() {
     // Control: a registrant verifying their own address keeps the
     // password, and signs in again (sessions from before the proof end).
     let (access, refresh) = t.register("own@example.com").await;
-    let (s, _) = t
-        .authed(
-            Method::POST,
-            "/api/auth/email/send-verification",
-            &access,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let token = mailed_token(&t, "own@example.com", 1).await;
-    let r = t
-        .http
-        .get(format!("{}/api/auth/email/verify", t.url()))
-        .query(&[("token", &token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    t.verify_address("own@example.com", &access).await;
     assert_eq!(t.refresh(&refresh).await.0, StatusCode::UNAUTHORIZED);
     let (s, body) = t.login("own@example.com", PASSWORD).await;
     assert_eq!(s, StatusCode::OK, "{body}");

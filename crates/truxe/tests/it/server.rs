@@ -239,6 +239,29 @@ pub fn jwt_part(token: &str, part: usize) -> Value {
 }
 
 impl Truxe {
+    /// Proves `email`'s address (its first mail) with a session's `access`
+    /// token: asks for the verification mail and follows its link.
+    pub async fn verify_address(&self, email: &str, access: &str) {
+        let (s, _) = self
+            .authed(
+                reqwest::Method::POST,
+                "/api/auth/email/send-verification",
+                access,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let token = mailed_token(self, email, 1).await;
+        let r = self
+            .http
+            .get(format!("{}/api/auth/email/verify", self.url()))
+            .query(&[("token", &token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
     /// Creates a system administrator with the CLI and signs in: (id, access token).
     pub async fn admin(&self, email: &str) -> (String, String) {
         let out = self.cli(

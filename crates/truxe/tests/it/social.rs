@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use testkit::{free_port, wait_http_ok, ChildGuard};
 
 use crate::mfa::{now, totp, user_with_mfa};
-use crate::server::{code, mailed_token, Truxe, PASSWORD};
+use crate::server::{code, Truxe, PASSWORD};
 
 const CLIENT_ID: &str = "truxe-test";
 const CLIENT_SECRET: &str = "a-client-secret-for-the-test-provider";
@@ -161,28 +161,6 @@ fn fragment(loc: &str) -> std::collections::HashMap<String, String> {
     url::form_urlencoded::parse(frag.as_bytes())
         .into_owned()
         .collect()
-}
-
-/// Registers `email` and verifies the address by the mailed link.
-async fn verified_user(t: &Truxe, email: &str, access: &str) {
-    let (s, _) = t
-        .authed(
-            Method::POST,
-            "/api/auth/email/send-verification",
-            access,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let token = mailed_token(t, email, 1).await;
-    let r = t
-        .http
-        .get(format!("{}/api/auth/email/verify", t.url()))
-        .query(&[("token", &token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
 }
 
 /// The sealed provider tokens as stored, straight from the database.
@@ -446,7 +424,7 @@ async fn linking_needs_both_sides_to_vouch_and_mfa_still_applies() {
     let (_p, t) = setup(&[]).await;
     // bob has a password account with a verified address and MFA on.
     let (bob, secret, backup, _) = user_with_mfa(&t, "bob@example.test").await;
-    verified_user(&t, "bob@example.test", &bob).await;
+    t.verify_address("bob@example.test", &bob).await;
     // Proving the address ended the sessions from before; sign in again.
     let (s, body) = t.login("bob@example.test", PASSWORD).await;
     assert_eq!(s, StatusCode::OK, "{body}");
