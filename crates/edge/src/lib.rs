@@ -70,6 +70,100 @@ pub trait TlsSource: Send + Sync + 'static {
     fn server_config(&self) -> Arc<tokio_rustls::rustls::ServerConfig>;
 }
 
+/// A server certificate and key from files, reloaded when the files change
+/// (checked every [`FileTls::RELOAD_EVERY`]); clients present no
+/// certificate. A reload that fails keeps the previous configuration.
+pub struct FileTls {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    current: std::sync::RwLock<(Arc<tokio_rustls::rustls::ServerConfig>, Stamp)>,
+}
+
+/// Modification times and sizes of the certificate and key files.
+type Stamp = Vec<Option<(std::time::SystemTime, u64)>>;
+
+fn stamp(paths: &[&std::path::Path]) -> Stamp {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+impl FileTls {
+    /// How often the files are checked.
+    pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+    /// Loads the files (failing, naming the file, if they do not load) and
+    /// watches them for replacement until the process ends.
+    pub fn open(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Arc<FileTls>, secure::Error> {
+        let (config, not_after) = secure::tls::load_server(cert, key)?;
+        let tls = Arc::new(FileTls {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: std::sync::RwLock::new((config, stamp(&[cert, key]))),
+        });
+        log_expiry(cert, not_after);
+        let weak = Arc::downgrade(&tls);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Self::RELOAD_EVERY).await;
+                match weak.upgrade() {
+                    Some(t) => t.reload_if_changed(),
+                    None => return,
+                }
+            }
+        });
+        Ok(tls)
+    }
+
+    fn reload_if_changed(&self) {
+        let now = stamp(&[&self.cert, &self.key]);
+        let seen = self.current.read().map(|c| c.1.clone()).unwrap_or_default();
+        if now == seen {
+            return;
+        }
+        let next = secure::tls::load_server(&self.cert, &self.key);
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        match next {
+            Ok((config, not_after)) => {
+                tracing::info!(cert = %self.cert.display(), "TLS certificate or key reloaded");
+                log_expiry(&self.cert, not_after);
+                *current = (config, now);
+            }
+            Err(e) => {
+                // Files are often replaced one at a time: retried on change.
+                tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous ones");
+                current.1 = now;
+            }
+        }
+    }
+}
+
+fn log_expiry(cert: &std::path::Path, not_after: std::time::SystemTime) {
+    let left = not_after
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    if left < Duration::from_secs(30 * 86_400) {
+        tracing::warn!(cert = %cert.display(), days_left = left.as_secs() / 86_400, "TLS certificate expires soon (or has expired); replace the file, it is reloaded without a restart");
+    }
+}
+
+impl TlsSource for FileTls {
+    fn server_config(&self) -> Arc<tokio_rustls::rustls::ServerConfig> {
+        match self.current.read() {
+            Ok(c) => c.0.clone(),
+            Err(p) => p.into_inner().0.clone(),
+        }
+    }
+}
+
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
 pub struct Peer {

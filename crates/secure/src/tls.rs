@@ -134,21 +134,48 @@ pub fn inspect(cert: &CertificateDer<'_>) -> Result<(Option<String>, SystemTime)
     Ok((cn, tbs.validity.not_after.to_system_time()))
 }
 
+/// A certificate chain and its key, read from PEM files: `(chain, key,
+/// identity, not after)`.
+type Identity = (
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    Option<String>,
+    SystemTime,
+);
+
+fn read_identity(cert: &Path, key: &Path) -> Result<Identity, Error> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_err("certificate", cert, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err("certificate", cert, e))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| file_err("certificate", cert, "holds no certificate"))?;
+    let (identity, not_after) = inspect(leaf).map_err(|e| file_err("certificate", cert, e))?;
+    let pkey = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err("private key", key, e))?;
+    Ok((certs, pkey, identity, not_after))
+}
+
+/// A server config from a certificate chain and key alone, asking clients
+/// for no certificate (a public listener, such as Truxe's): the config and
+/// when the certificate expires. Fails naming the file.
+pub fn load_server(cert: &Path, key: &Path) -> Result<(Arc<ServerConfig>, SystemTime), Error> {
+    let (certs, pkey, _, not_after) = read_identity(cert, key)?;
+    let mut server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Crypto(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, pkey)
+        .map_err(|e| file_err("private key", key, e))?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(server), not_after))
+}
+
 /// Reads the files and builds both configs. Fails, naming the file, when a
 /// file is missing, empty, malformed, or the key does not match.
 pub fn load(files: &TlsFiles, client_auth: ClientAuth) -> Result<Loaded, Error> {
     let stamp = files.stamp();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| file_err("certificate", &files.cert, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err("certificate", &files.cert, e))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| file_err("certificate", &files.cert, "holds no certificate"))?;
-    let (identity, cert_not_after) =
-        inspect(leaf).map_err(|e| file_err("certificate", &files.cert, e))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| file_err("private key", &files.key, e))?;
+    let (certs, key, identity, cert_not_after) = read_identity(&files.cert, &files.key)?;
     let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.ca)
         .map_err(|e| file_err("CA bundle", &files.ca, e))?
         .collect::<Result<_, _>>()

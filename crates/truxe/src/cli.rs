@@ -322,7 +322,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    tracing::info!(listen = %cfg.listen, issuer = %cfg.issuer, database = %redact_url(&cfg.database_url),
+    tracing::info!(listen = %cfg.listen, https = cfg.tls.is_some(), issuer = %cfg.issuer, database = %redact_url(&cfg.database_url),
         production = cfg.production, "truxe started");
     if !cfg.production {
         tracing::warn!("development mode: set TRUXE_ENV=production to enforce strong secrets");
@@ -358,7 +358,11 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             refresh_ttl: cfg.refresh_ttl.as_secs(),
         }),
     };
-    crate::http::serve(listener, app, cfg.max_connections, shutdown_signal()).await?;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(edge::FileTls::open(cert, key).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    crate::http::serve(listener, app, tls, cfg.max_connections, shutdown_signal()).await?;
     tracing::info!("truxe stopped");
     Ok(ExitCode::SUCCESS)
 }

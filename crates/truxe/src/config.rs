@@ -52,7 +52,7 @@ pub struct RawConfig {
     /// Listen port.
     #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 3001)]
     pub port: u16,
-    /// `iss` of issued tokens (default `http://HOST:PORT`).
+    /// `iss` of issued tokens (default `http://HOST:PORT`, `https://` with TLS).
     #[arg(long, env = "JWT_ISSUER", value_name = "JWT_ISSUER")]
     pub issuer: Option<String>,
     /// `aud` of issued tokens.
@@ -244,6 +244,17 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// PEM certificate chain: Truxe serves HTTPS itself (reloaded when the
+    /// file changes). With `TRUXE_TLS_KEY`.
+    #[arg(long, env = "TRUXE_TLS_CERT", value_name = "TRUXE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `TRUXE_TLS_CERT`.
+    #[arg(long, env = "TRUXE_TLS_KEY", value_name = "TRUXE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// A TLS-terminating proxy stands in front: production may then serve
+    /// plain HTTP to it.
+    #[arg(long, env = "TRUXE_BEHIND_TLS_PROXY", value_name = "TRUXE_BEHIND_TLS_PROXY", default_value = "false", value_parser = flag)]
+    pub behind_tls_proxy: bool,
     /// Open connections at most; more are answered `503` with `Retry-After`.
     #[arg(long, env = "TRUXE_MAX_CONNECTIONS", value_name = "TRUXE_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
@@ -534,6 +545,8 @@ pub struct Config {
     pub dev_mailbox: bool,
     /// Open connections at most.
     pub max_connections: usize,
+    /// The certificate and key Truxe serves HTTPS with, if it does.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// JSON logs.
     pub log_json: bool,
 }
@@ -584,10 +597,14 @@ impl Config {
                 "TRUXE_HASH_CONCURRENCY and TRUXE_LOCKOUT_THRESHOLD must be at least 1".into(),
             );
         }
-        let issuer = raw
-            .issuer
-            .clone()
-            .unwrap_or_else(|| format!("http://{}:{}", raw.host, raw.port));
+        let issuer = raw.issuer.clone().unwrap_or_else(|| {
+            let scheme = if raw.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}:{}", raw.host, raw.port)
+        });
         let origins: Vec<String> = raw
             .cors_origin
             .iter()
@@ -624,6 +641,22 @@ impl Config {
             &raw.webhook_allowed_networks,
             &mut problems,
         );
+        let tls = match (&raw.tls_cert, &raw.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => {
+                problems.push("TRUXE_TLS_CERT and TRUXE_TLS_KEY: set both, or neither".into());
+                None
+            }
+        };
+        if production
+            && tls.is_none()
+            && !raw.behind_tls_proxy
+            && raw.tls_cert.is_none()
+            && raw.tls_key.is_none()
+        {
+            problems.push("TRUXE_TLS_CERT: production serves HTTPS; set TRUXE_TLS_CERT and TRUXE_TLS_KEY, or TRUXE_BEHIND_TLS_PROXY=true when a TLS-terminating proxy stands in front".into());
+        }
         if production && raw.dev_mailbox {
             problems.push(
                 "TRUXE_DEV_MAILBOX: not allowed in production; it shows every emailed link".into(),
@@ -846,6 +879,7 @@ impl Config {
             production,
             dev_mailbox: raw.dev_mailbox,
             max_connections: raw.max_connections as usize,
+            tls,
             log_json: raw.log_json,
         })
     }

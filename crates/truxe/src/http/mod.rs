@@ -389,6 +389,7 @@ pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
+    tls: Option<Arc<edge::FileTls>>,
     max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -397,6 +398,7 @@ pub async fn serve(
         max_connections,
         ..edge::Limits::default()
     };
-    let incoming = edge::Incoming::new(listener, None, limits)?;
+    let tls = tls.map(|t| t as Arc<dyn edge::TlsSource>);
+    let incoming = edge::Incoming::new(listener, tls, limits)?;
     edge::serve(incoming, router(app), limits, shutdown).await
 }

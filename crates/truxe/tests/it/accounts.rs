@@ -295,12 +295,15 @@ async fn signup_can_be_disabled_and_production_refuses_weak_secrets() {
         "MFA_ENCRYPTION_KEY",
         "TRUXE_ARGON2_MEMORY_KIB",
         "JWT_ISSUER",
+        // Issue 18: plain HTTP only behind a declared TLS proxy.
+        "TRUXE_TLS_CERT",
     ] {
         assert!(err.contains(name), "should name {name}: {err}");
     }
     assert!(!err.contains("changeme"), "secrets are not echoed: {err}");
     let mut cmd = t.command();
     cmd.env("TRUXE_ENV", "production")
+        .env("TRUXE_BEHIND_TLS_PROXY", "true")
         .env("COOKIE_SECRET", "8fJ2kq9ZxP0wLm3Tn7Vb4Rc6Yd1Hs5Ge")
         .env("MFA_ENCRYPTION_KEY", "Qw7eR2tY9uI4oP1aS6dF3gH8jK5lZ0xC")
         .env("TRUXE_ARGON2_MEMORY_KIB", "19456")

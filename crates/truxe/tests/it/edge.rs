@@ -214,6 +214,7 @@ async fn issue_18_dev_mailbox_only_when_switched_on_and_only_to_loopback() {
 async fn production_sends_hsts_and_hides_the_dev_mailbox() {
     let t = Truxe::start(&[
         ("TRUXE_ENV", "production"),
+        ("TRUXE_BEHIND_TLS_PROXY", "true"),
         ("COOKIE_SECRET", "8fJ2kq9ZxP0wLm3Tn7Vb4Rc6Yd1Hs5Ge"),
         ("MFA_ENCRYPTION_KEY", "Qw7eR2tY9uI4oP1aS6dF3gH8jK5lZ0xC"),
         ("TRUXE_ARGON2_MEMORY_KIB", "19456"),
@@ -335,4 +336,116 @@ async fn issue_18_slow_clients_are_cut_off_and_connections_are_capped() {
         (r.status() == StatusCode::OK).then_some(())
     })
     .await;
+}
+
+/// The identity (common name) of the certificate `addr` serves.
+async fn served_identity(addr: (&str, u16), ca: &std::path::Path) -> Option<String> {
+    let tls = std::sync::Arc::new(secure::tls::client_trusting(ca).ok()?);
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
+    let s = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    let cert = s.get_ref().1.peer_certificates()?.first()?.clone();
+    secure::tls::inspect(&cert).ok()?.0
+}
+
+/// Issue 18: Truxe serves TLS itself, reloads its certificate without a
+/// restart, and in production refuses plain HTTP unless a TLS proxy is
+/// declared.
+#[tokio::test]
+async fn issue_18_truxe_serves_https_and_reloads_its_certificate() {
+    let dir = testkit::tempdir();
+    let year = std::time::SystemTime::now() + std::time::Duration::from_secs(365 * 86_400);
+    let ca = secure::tls::dev::DevCa::new("Test CA", year).unwrap();
+    let (cert, key, ca_pem) = (
+        dir.path().join("t.pem"),
+        dir.path().join("t.key"),
+        dir.path().join("ca.pem"),
+    );
+    let issue = |cn: &str| {
+        let leaf = ca
+            .issue(cn, &["127.0.0.1"], std::time::SystemTime::now(), year)
+            .unwrap();
+        std::fs::write(&key, leaf.key_pem.expose()).unwrap();
+        std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    };
+    issue("truxe-one");
+    std::fs::write(&ca_pem, &ca.cert_pem).unwrap();
+    let port = testkit::free_port();
+    let mut cmd = std::process::Command::new(crate::server::TRUXE);
+    cmd.arg("serve")
+        .env("PORT", port.to_string())
+        .env("TRUXE_DATA_DIR", dir.path().join("data"))
+        .env("TRUXE_TLS_CERT", &cert)
+        .env("TRUXE_TLS_KEY", &key);
+    let _child = testkit::ChildGuard::spawn("truxe-tls", cmd, dir.path());
+    let https = reqwest::Client::builder()
+        .use_preconfigured_tls(secure::tls::client_trusting(&ca_pem).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}");
+    testkit::wait_ok_with(
+        &https,
+        &format!("{url}/ready"),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    // The issuer follows the scheme.
+    let config: serde_json::Value =
+        testkit::get_json(&https, &format!("{url}/.well-known/openid-configuration")).await;
+    assert!(
+        config["issuer"].as_str().unwrap().starts_with("https://"),
+        "{config}"
+    );
+    // Plain HTTP gets nowhere.
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await
+        .is_err());
+    // A replaced certificate is served without a restart.
+    assert_eq!(
+        served_identity(("127.0.0.1", port), &ca_pem)
+            .await
+            .as_deref(),
+        Some("truxe-one")
+    );
+    issue("truxe-two");
+    testkit::eventually(
+        "the new certificate is served",
+        std::time::Duration::from_secs(30),
+        || async {
+            (served_identity(("127.0.0.1", port), &ca_pem)
+                .await
+                .as_deref()
+                == Some("truxe-two"))
+            .then_some(())
+        },
+    )
+    .await;
+    // Production: plain HTTP only behind a declared TLS proxy.
+    let production = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(crate::server::TRUXE);
+        cmd.arg("check-config")
+            .env("TRUXE_DATA_DIR", dir.path().join("data"))
+            .env("TRUXE_ENV", "production")
+            .env("COOKIE_SECRET", "8fJ2kq9ZxP0wLm3Tn7Vb4Rc6Yd1Hs5Ge")
+            .env("MFA_ENCRYPTION_KEY", "Qw7eR2tY9uI4oP1aS6dF3gH8jK5lZ0xC")
+            .env("TRUXE_ARGON2_MEMORY_KIB", "19456")
+            .env("TRUXE_ARGON2_ITERATIONS", "2")
+            .env("JWT_ISSUER", "https://id.example.com")
+            .envs(extra.iter().copied());
+        cmd.output().unwrap()
+    };
+    let out = production(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TRUXE_BEHIND_TLS_PROXY"));
+    assert!(production(&[("TRUXE_BEHIND_TLS_PROXY", "true")])
+        .status
+        .success());
+    let c = cert.to_str().unwrap();
+    let k = key.to_str().unwrap();
+    assert!(production(&[("TRUXE_TLS_CERT", c), ("TRUXE_TLS_KEY", k)])
+        .status
+        .success());
 }
