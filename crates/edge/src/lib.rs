@@ -76,21 +76,7 @@ pub trait TlsSource: Send + Sync + 'static {
 pub struct FileTls {
     cert: std::path::PathBuf,
     key: std::path::PathBuf,
-    current: std::sync::RwLock<(Arc<tokio_rustls::rustls::ServerConfig>, Stamp)>,
-}
-
-/// Modification times and sizes of the certificate and key files.
-type Stamp = Vec<Option<(std::time::SystemTime, u64)>>;
-
-fn stamp(paths: &[&std::path::Path]) -> Stamp {
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
-        .collect()
+    current: std::sync::RwLock<(Arc<tokio_rustls::rustls::ServerConfig>, secure::tls::Stamp)>,
 }
 
 impl FileTls {
@@ -107,7 +93,7 @@ impl FileTls {
         let tls = Arc::new(FileTls {
             cert: cert.to_owned(),
             key: key.to_owned(),
-            current: std::sync::RwLock::new((config, stamp(&[cert, key]))),
+            current: std::sync::RwLock::new((config, secure::tls::stamp(&[cert, key]))),
         });
         log_expiry(cert, not_after);
         let weak = Arc::downgrade(&tls);
@@ -124,7 +110,7 @@ impl FileTls {
     }
 
     fn reload_if_changed(&self) {
-        let now = stamp(&[&self.cert, &self.key]);
+        let now = secure::tls::stamp(&[&self.cert, &self.key]);
         let seen = self.current.read().map(|c| c.1.clone()).unwrap_or_default();
         if now == seen {
             return;

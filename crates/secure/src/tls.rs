@@ -45,17 +45,22 @@ pub struct TlsFiles {
 /// Modification stamp of the files, to notice a replacement.
 pub type Stamp = Vec<Option<(SystemTime, u64)>>;
 
+/// The current modification times and sizes of `paths`.
+pub fn stamp(paths: &[&Path]) -> Stamp {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
 impl TlsFiles {
     /// The files' current modification times and sizes.
     pub fn stamp(&self) -> Stamp {
-        [&self.cert, &self.key, &self.ca]
-            .iter()
-            .map(|p| {
-                std::fs::metadata(p)
-                    .ok()
-                    .and_then(|m| Some((m.modified().ok()?, m.len())))
-            })
-            .collect()
+        stamp(&[&self.cert, &self.key, &self.ca])
     }
 }
 
