@@ -335,7 +335,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         algorithm: cfg.algorithm.as_str(),
         limiter: match &cfg.redis_url {
             Some(url) => crate::http::ratelimit::Limiter::shared(Arc::new(
-                crate::repo::RedisRateLimitStore::connect(url.expose())
+                crate::repo::RedisRateLimitStore::connect(url.expose(), cfg.redis_ca.as_deref())
                     .await
                     .map_err(anyhow::Error::msg)?,
             )),

@@ -24,6 +24,53 @@ fn quota(s: &str) -> Result<Quota, String> {
     s.parse().map_err(|e: secure::Error| e.to_string())
 }
 
+/// Whether `url` names PostgreSQL on another host than this one without
+/// `sslmode=verify-full` (a password and data would cross the network
+/// unverified, or in clear).
+fn postgres_without_verified_tls(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return false;
+    };
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    !is_local_host(url_host(rest)) && !query.split('&').any(|kv| kv == "sslmode=verify-full")
+}
+
+/// The host of a `scheme://[user[:password]@]host[:port][/…]` URL.
+fn url_host(rest: &str) -> &str {
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    }
+}
+
+/// Whether `host` is this machine (or a Unix socket path).
+fn is_local_host(host: &str) -> bool {
+    host.is_empty()
+        || host == "localhost"
+        || host.starts_with('/')
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `url` names Redis on another host without TLS and a password.
+fn redis_without_tls(url: &str) -> bool {
+    match url.strip_prefix("rediss://") {
+        Some(rest) => {
+            let authority = rest.split(['/', '?']).next().unwrap_or_default();
+            !authority.contains('@') && !is_local_host(url_host(rest))
+        }
+        None => url
+            .strip_prefix("redis://")
+            .is_some_and(|rest| !is_local_host(url_host(rest))),
+    }
+}
+
 fn flag(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -296,6 +343,10 @@ pub struct RawConfig {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+    /// PEM bundle of the CA a `rediss://` server's certificate must chain to
+    /// (default: the system's roots).
+    #[arg(long, env = "TRUXE_REDIS_CA", value_name = "TRUXE_REDIS_CA")]
+    pub redis_ca: Option<PathBuf>,
     /// SMTP server for outgoing mail (unset: development mailbox, or no mail in production).
     #[arg(long, env = "SMTP_HOST", value_name = "SMTP_HOST")]
     pub smtp_host: Option<String>,
@@ -505,6 +556,8 @@ pub struct Config {
     pub limits: Limits,
     /// Redis URL for shared rate limits.
     pub redis_url: Option<secure::Secret<String>>,
+    /// The CA a `rediss://` server's certificate chains to.
+    pub redis_ca: Option<PathBuf>,
     /// SMTP delivery, when configured.
     pub smtp: Option<Smtp>,
     /// Automatic rotation period of the signing key.
@@ -570,6 +623,12 @@ impl Config {
                 "DATABASE_URL: use sqlite://PATH or postgres://USER@HOST/DB (got a URL starting `{}`)",
                 database_url.split("://").next().unwrap_or("")
             ));
+        }
+        if production && raw.redis_url.as_deref().is_some_and(redis_without_tls) {
+            problems.push("REDIS_URL: production reaches Redis on another host only over TLS with a password: `rediss://:PASSWORD@HOST:PORT` (and TRUXE_REDIS_CA for a private CA)".into());
+        }
+        if production && postgres_without_verified_tls(&database_url) {
+            problems.push("DATABASE_URL: production reaches PostgreSQL on another host only over verified TLS; add `sslmode=verify-full&sslrootcert=/path/to/ca.pem`".into());
         }
         let cost = PasswordCost {
             memory_kib: raw.argon2_memory_kib,
@@ -859,6 +918,7 @@ impl Config {
             key_rotation_period: raw.key_rotation_period,
             smtp,
             redis_url: raw.redis_url.clone().map(secure::Secret::new),
+            redis_ca: raw.redis_ca.clone(),
             invitation_ttl: raw.invitation_ttl,
             api_key_rotation_grace: raw.api_key_rotation_grace,
             magic_link_redirects: raw
@@ -1142,6 +1202,45 @@ fn is_weak(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_redis_needs_tls_and_a_password() {
+        for bad in [
+            "redis://cache.example.com:6379",
+            "redis://:pw@10.0.0.7:6379",
+            "rediss://cache.example.com:6380",
+        ] {
+            assert!(redis_without_tls(bad), "{bad}");
+        }
+        for ok in [
+            "rediss://:pw@cache.example.com:6380",
+            "redis://127.0.0.1:6379",
+            "redis://localhost",
+            "rediss://[::1]:6380",
+        ] {
+            assert!(!redis_without_tls(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn remote_postgres_needs_verified_tls() {
+        for bad in [
+            "postgres://u:p@db.example.com/truxe",
+            "postgres://u:p@10.0.0.5:5432/truxe?sslmode=require",
+            "postgresql://u@[2001:db8::1]/t?sslmode=prefer",
+        ] {
+            assert!(postgres_without_verified_tls(bad), "{bad}");
+        }
+        for ok in [
+            "postgres://u:p@db.example.com/truxe?sslmode=verify-full&sslrootcert=/ca.pem",
+            "postgres://u:p@127.0.0.1:5432/truxe",
+            "postgres://u@localhost/truxe",
+            "postgresql://u@[::1]/t",
+            "sqlite:///var/lib/truxe/truxe.db",
+        ] {
+            assert!(!postgres_without_verified_tls(ok), "{ok}");
+        }
+    }
 
     #[test]
     fn policy_lists_every_unmet_rule() {

@@ -28,17 +28,49 @@ pub struct RedisRateLimitStore {
     cas: redis::Script,
 }
 
+/// How long start-up waits for Redis to answer.
+const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl RedisRateLimitStore {
-    /// Connects (and pings) so a bad `REDIS_URL` stops start-up.
-    pub async fn connect(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
-        let mut conn = ConnectionManager::new(client)
+    /// Connects (and pings) so a bad `REDIS_URL` stops start-up. With `ca`
+    /// (a PEM bundle), a `rediss://` server's certificate must chain to it
+    /// instead of to the system's roots.
+    pub async fn connect(url: &str, ca: Option<&std::path::Path>) -> Result<Self, String> {
+        let client = match ca {
+            None => redis::Client::open(url),
+            Some(path) => {
+                let root = std::fs::read(path)
+                    .map_err(|e| format!("TRUXE_REDIS_CA {}: {e}", path.display()))?;
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root),
+                    },
+                )
+            }
+        }
+        .map_err(|e| format!("REDIS_URL: {e}"))?;
+        // Bounded: a server speaking TLS to a plain client (or the reverse)
+        // never answers, and start-up must say so rather than hang.
+        let ready = async {
+            let mut conn = ConnectionManager::new(client)
+                .await
+                .map_err(|e| format!("REDIS_URL: cannot connect: {e}"))?;
+            let _: String = redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| format!("REDIS_URL: {e}"))?;
+            Ok::<_, String>(conn)
+        };
+        let conn = tokio::time::timeout(CONNECT_WITHIN, ready)
             .await
-            .map_err(|e| format!("REDIS_URL: cannot connect: {e}"))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| format!("REDIS_URL: {e}"))?;
+            .map_err(|_| {
+                format!(
+                    "REDIS_URL: no answer within {}s (a TLS server needs rediss://, a plain one redis://)",
+                    CONNECT_WITHIN.as_secs()
+                )
+            })??;
         Ok(RedisRateLimitStore {
             conn,
             cas: redis::Script::new(CAS),

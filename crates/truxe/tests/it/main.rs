@@ -14,6 +14,7 @@ mod limits;
 mod machines;
 mod mfa;
 mod orgs;
+mod postgres;
 mod sessions;
 mod shared_limits;
 mod smtp;

@@ -191,8 +191,17 @@ async fn postgres_database() -> Option<String> {
     conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await
         .expect("create a test database");
-    let (prefix, _) = base.rsplit_once('/').expect("URL has a database name");
-    Some(format!("{prefix}/{name}"))
+    Some(with_database(&base, &name))
+}
+
+/// `url` naming database `name` instead, its query (TLS settings) kept.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let (prefix, _) = path.rsplit_once('/').expect("URL has a database name");
+    match query {
+        "" => format!("{prefix}/{name}"),
+        q => format!("{prefix}/{name}?{q}"),
+    }
 }
 
 pub fn tokens(body: &Value) -> (String, String) {

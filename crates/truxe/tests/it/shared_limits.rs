@@ -9,21 +9,11 @@ use testkit::{free_port, wait_http_ok, ChildGuard};
 
 use crate::server::{Truxe, PASSWORD};
 
-/// A throwaway redis-server on a free loopback port (scripts/test installs it).
-fn start_redis(dir: &std::path::Path) -> (ChildGuard, String) {
-    let port = free_port();
-    let mut cmd = Command::new("redis-server");
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ])
-    .current_dir(dir);
+/// A throwaway redis-server on a free loopback port (scripts/test installs
+/// it), as a production one should be: TLS only (a test CA made here) and a
+/// password. Returns the guard, the `rediss://` URL with the password, the
+/// password and the CA file.
+fn start_redis(dir: &std::path::Path) -> (ChildGuard, String, String, std::path::PathBuf) {
     let which = Command::new("sh")
         .args(["-c", "command -v redis-server"])
         .output();
@@ -31,16 +21,60 @@ fn start_redis(dir: &std::path::Path) -> (ChildGuard, String) {
         which.is_ok_and(|o| o.status.success()),
         "redis-server is required: run ./scripts/test, which installs it"
     );
+    let year = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    let ca = secure::tls::dev::DevCa::new("Truxe test Redis CA", year).unwrap();
+    let leaf = ca
+        .issue(
+            "127.0.0.1",
+            &["127.0.0.1"],
+            std::time::SystemTime::now(),
+            year,
+        )
+        .unwrap();
+    let (ca_file, cert, key) = (
+        dir.join("redis-ca.pem"),
+        dir.join("redis.pem"),
+        dir.join("redis.key"),
+    );
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, leaf.key_pem.expose()).unwrap();
+    let password = secure::token::random_uuid().replace('-', "");
+    let port = free_port();
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+        .args(["--tls-auth-clients", "no", "--requirepass", &password])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca_file)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .current_dir(dir);
     (
         ChildGuard::spawn("redis", cmd, dir),
-        format!("redis://127.0.0.1:{port}"),
+        format!("rediss://:{password}@127.0.0.1:{port}"),
+        password,
+        ca_file,
     )
+}
+
+/// `truxe serve` with `env` fails to start, saying why.
+fn refuses_to_start(t: &Truxe, env: &[(&str, &str)]) -> String {
+    let mut cmd = t.command();
+    cmd.env("PORT", free_port().to_string())
+        .envs(env.iter().copied())
+        .arg("serve");
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "started with {env:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[tokio::test]
 async fn instances_share_limits_through_redis() {
     let scratch = testkit::tempdir();
-    let (_redis, url) = start_redis(scratch.path());
+    let (_redis, url, password, ca) = start_redis(scratch.path());
     testkit::eventually(
         "redis to accept connections",
         Duration::from_secs(30),
@@ -53,11 +87,26 @@ async fn instances_share_limits_through_redis() {
         },
     )
     .await;
+    let ca = ca.to_str().unwrap();
     let env = [
         ("REDIS_URL", url.as_str()),
+        ("TRUXE_REDIS_CA", ca),
         ("TRUXE_RATE_LIMIT_LOGIN_ACCOUNT", "3/1m"),
     ];
     let a = Truxe::start(&env).await;
+    // Issue 18: the server takes only TLS with the password, and Truxe
+    // checks its certificate.
+    let plain = url.replacen("rediss://", "redis://", 1);
+    let wrong = url.replacen(&password, "not-the-password", 1);
+    let err = refuses_to_start(&a, &[("REDIS_URL", &plain)]);
+    assert!(err.contains("REDIS_URL"), "{err}");
+    let err = refuses_to_start(&a, &[("REDIS_URL", &wrong), ("TRUXE_REDIS_CA", ca)]);
+    assert!(err.contains("REDIS_URL"), "{err}");
+    let err = refuses_to_start(&a, &[("REDIS_URL", &url), ("TRUXE_REDIS_CA", "/dev/null")]);
+    assert!(
+        err.contains("REDIS_URL") || err.contains("TRUXE_REDIS_CA"),
+        "{err}"
+    );
     a.register("flood@example.com").await;
     a.register("calm@example.com").await;
     // A second instance: same database and keys, another port, same Redis.
