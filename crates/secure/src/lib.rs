@@ -8,7 +8,7 @@
 //! * [`password`] — Argon2id on a bounded blocking pool, dummy verification
 //!   for unknown users, rehash detection.
 //! * [`token`] — opaque secrets (refresh tokens, API keys) stored as SHA-256.
-//! * [`audit`] — the audit event type, the sink trait, and a hash-chained
+//! * [`audit`] — the audit event type, the sink trait, and a MAC-chained
 //!   JSON-lines log with its verifier.
 //! * [`envelope`] — AES-256-GCM envelope encryption with key ids.
 //! * [`totp`] — RFC 6238 codes with a replay guard.

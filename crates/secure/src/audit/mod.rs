@@ -1,6 +1,6 @@
 //! Audit events: one type for every security-relevant action in both
 //! products, and one sink trait to record them. Truxe stores events in its
-//! database; Torua writes hash-chained JSON lines ([`chain`]). Events never
+//! database; Torua writes MAC-chained JSON lines ([`chain`]). Events never
 //! carry passwords, tokens or key material.
 
 use async_trait::async_trait;
