@@ -71,6 +71,16 @@ fn sibling_truxe() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// A `truxe` command with the dev Truxe's settings: its data under `dir`,
+/// emailed links kept in the development mailbox.
+fn truxe_command(bin: &std::path::Path, dir: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.env("TRUXE_DATA_DIR", dir)
+        // Emailed links (verification, reset) readable from this machine.
+        .env("TRUXE_DEV_MAILBOX", "on");
+    cmd
+}
+
 /// Starts `truxe serve` on loopback with its data under `dir`.
 async fn start_truxe(
     bin: &std::path::Path,
@@ -78,13 +88,10 @@ async fn start_truxe(
     port: u16,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
     let url = format!("http://127.0.0.1:{port}");
-    let child = tokio::process::Command::new(bin)
+    let child = truxe_command(bin, dir)
         .arg("serve")
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
-        .env("TRUXE_DATA_DIR", dir)
-        // Emailed links (verification, reset) readable from this machine.
-        .env("TRUXE_DEV_MAILBOX", "on")
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
@@ -225,9 +232,8 @@ async fn truxe_admin_token(
         Some(p) => p,
         None => {
             let p = format!("Dev-1{}", secure::token::generate("").plaintext.expose());
-            let mut child = tokio::process::Command::new(bin)
+            let mut child = truxe_command(bin, truxe_dir)
                 .args(["user", "create", "--admin", "--email", DEV_ADMIN_EMAIL])
-                .env("TRUXE_DATA_DIR", truxe_dir)
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::null())
                 .spawn()
