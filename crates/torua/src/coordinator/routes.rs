@@ -140,11 +140,17 @@ async fn register(
     // lead counts only from a member of the shard's group.
     let reported: Option<BTreeSet<u32>> = match &c.replication {
         Some(r) => {
-            let meta = c.snapshot()?;
+            // The shards it is a replica of, not a copy of all the metadata:
+            // this runs on every heartbeat of every node.
+            let member_of: BTreeSet<u32> = c.meta.read(|m| {
+                (0u32..)
+                    .zip(&m.shards)
+                    .filter(|(_, s)| s.replicas.contains(&id))
+                    .map(|(sid, _)| sid)
+                    .collect()
+            })?;
             r.report(&req.node.id, req.groups.clone(), |shard| {
-                meta.shards
-                    .get(shard as usize)
-                    .is_some_and(|s| s.replicas.contains(&id))
+                member_of.contains(&shard)
             });
             None
         }
