@@ -11,6 +11,8 @@
 //! * [`audit`] — the audit event type, the sink trait, and a MAC-chained
 //!   JSON-lines log with its verifier.
 //! * [`envelope`] — AES-256-GCM envelope encryption with key ids.
+//! * [`scratch`] — a keystream that lives only in memory, to encrypt
+//!   scratch files (Raft snapshots in transit) at any offset.
 //! * [`totp`] — RFC 6238 codes with a replay guard.
 //! * [`tls`] — rustls (ring) server and client configs with mutual TLS,
 //!   reload on file change, certificate identities and expiry, a dev CA.
@@ -46,6 +48,7 @@ pub mod mac;
 pub mod oauth;
 pub mod password;
 pub mod ratelimit;
+pub mod scratch;
 pub mod tls;
 pub mod token;
 pub mod totp;

@@ -14,7 +14,7 @@
 //! made durable by one fsync per batch; [`StateMachine`] applies committed
 //! entries to the group's [`torua_store::Shard`], recording the applied
 //! position in the same transaction, and builds or installs snapshots of
-//! the whole shard.
+//! the whole shard, streamed through a file ([`torua_store::SnapshotFile`]).
 //!
 //! This crate knows nothing of HTTP: the network between replicas, and
 //! which nodes hold which groups, belong to the `torua` crate.
@@ -30,8 +30,6 @@ pub use log::{LogStore, MAX_APPEND_BYTES};
 pub use sm::StateMachine;
 pub use types::{raft_id, Change, Condition, Member, Request, Response};
 
-use std::io::Cursor;
-
 openraft::declare_raft_types!(
     /// openraft's types for a Torua shard group.
     pub TypeConfig:
@@ -40,7 +38,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = torua_store::SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -6,13 +6,12 @@
 //! them); a snapshot is built only after a flush, because the log up to
 //! it may then be purged.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use serde::{Deserialize, Serialize};
-use torua_store::{Record, Shard};
+use torua_store::{Shard, SnapshotFile};
 
 use crate::typ::{Entry, LogId, NodeId, StorageError, StoredMembership};
 use crate::{decode, encode, Member, Response, TypeConfig};
@@ -22,14 +21,6 @@ use crate::{decode, encode, Member, Response, TypeConfig};
 struct Marker {
     last: Option<LogId>,
     membership: StoredMembership,
-}
-
-/// A snapshot's bytes: the shard's revision and every record.
-#[derive(Serialize, Deserialize)]
-struct Body {
-    revision: u64,
-    /// `(key, content type, value, version)`.
-    records: Vec<(String, String, Vec<u8>, u64)>,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> StorageError {
@@ -73,19 +64,11 @@ impl StateMachine {
 
     /// A snapshot of the shard as it is now, with the position it is at.
     async fn current(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let (records, revision, marker) = self.shard.snapshot().await.map_err(sm_read)?;
+        let (file, marker) = self.shard.snapshot().await.map_err(sm_read)?;
         let marker: Marker = match marker {
             Some(bytes) => decode(&bytes).map_err(sm_read)?,
             None => return Ok(None),
         };
-        let body = Body {
-            revision,
-            records: records
-                .into_iter()
-                .map(|(k, r)| (k, r.content_type, r.value, r.version))
-                .collect(),
-        };
-        let data = encode(&body).map_err(sm_read)?;
         let id = match marker.last {
             Some(l) => format!("{}-{}-{}", self.shard.id(), l.leader_id, l.index),
             None => format!("{}-empty", self.shard.id()),
@@ -96,7 +79,7 @@ impl StateMachine {
                 last_membership: marker.membership,
                 snapshot_id: id,
             },
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         }))
     }
 }
@@ -114,13 +97,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                     last_membership: StoredMembership::default(),
                     snapshot_id: format!("{}-empty", self.shard.id()),
                 },
-                snapshot: Box::new(Cursor::new(
-                    encode(&Body {
-                        revision: 0,
-                        records: vec![],
-                    })
-                    .map_err(sm_read)?,
-                )),
+                snapshot: Box::new(self.shard.empty_snapshot().await.map_err(sm_read)?),
             }),
         }
     }
@@ -186,34 +163,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        Ok(Box::new(
+            self.shard.receive_snapshot().await.map_err(sm_write)?,
+        ))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
         let sig = Some(meta.signature());
-        let body: Body = decode(snapshot.get_ref())
-            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(sig.clone(), &e)))?;
         let marker = Marker {
             last: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        let records = body
-            .records
-            .into_iter()
-            .map(|(k, ct, value, version)| {
-                let mut r = Record::new(ct, value);
-                r.version = version;
-                (k, r)
-            })
-            .collect();
         let bytes = encode(&marker).map_err(sm_write)?;
         self.shard
-            .restore(records, body.revision, bytes)
+            .restore(*snapshot, bytes)
             .await
             .map_err(|e| StorageError::from(StorageIOError::write_snapshot(sig, &e)))?;
         self.marker = marker;

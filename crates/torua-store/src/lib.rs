@@ -18,7 +18,8 @@
 //! shard's Raft group (one fsync for all groups' appends), and a shard
 //! doubles as its group's state machine: [`Shard::apply_replicated`]
 //! records the applied position with the data, [`Shard::snapshot`] and
-//! [`Shard::restore`] move whole shards. The Raft logic itself lives in
+//! [`Shard::restore`] move whole shards through a [`SnapshotFile`] (streamed,
+//! encrypted, never whole in memory). The Raft logic itself lives in
 //! `torua-raft`.
 //!
 //! This crate knows nothing about HTTP, placement or the cluster: it must not
@@ -42,6 +43,7 @@ mod crypto;
 mod error;
 mod record;
 mod shard;
+mod snapshot;
 mod store;
 mod tables;
 mod wal;
@@ -50,8 +52,17 @@ pub use crypto::MasterKeys;
 pub use error::StoreError;
 pub use record::Record;
 pub use shard::{Expect, KeyStatus, Op, Outcome, Shard, ShardState, ShardStats};
+pub use snapshot::SnapshotFile;
 pub use store::ShardStore;
 pub use wal::{Wal, WalDone, WalWrite};
+
+/// Memory redb may use to cache one shard file's pages. redb's own
+/// default is 1 GiB per file, which a node with dozens of shards could
+/// reach many times over; reads still hit the kernel's page cache.
+pub(crate) const SHARD_CACHE_BYTES: usize = 32 << 20;
+/// The same for the node's log, whose recent entries are read back to
+/// send to followers.
+pub(crate) const WAL_CACHE_BYTES: usize = 64 << 20;
 
 /// Longest key accepted, in bytes (UTF-8).
 pub const MAX_KEY_LEN: usize = 4096;

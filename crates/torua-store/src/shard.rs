@@ -7,6 +7,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::{self, Codec, MasterKeys};
+use crate::snapshot::{SnapshotFile, SnapshotReader};
 use crate::tables::{
     DATA, FORMAT_PLAINTEXT, FORMAT_VERSION, KEYS, META, META_BYTES, META_DATA_KEY, META_FORMAT,
     META_REVISION, META_STATE, RAFT, RAFT_APPLIED,
@@ -145,10 +146,10 @@ enum Command {
     },
     /// Make every earlier commit durable.
     Flush,
-    /// Replace all data, the revision and the marker (a Raft snapshot).
+    /// Replace all data, the revision and the marker (a Raft snapshot),
+    /// read from the file as it is applied.
     Restore {
-        records: Vec<(String, Record)>,
-        revision: u64,
+        from: SnapshotReader,
         applied: Vec<u8>,
     },
 }
@@ -201,6 +202,8 @@ struct Request {
 /// One shard: a redb file and the task that commits its writes.
 pub struct Shard {
     id: u32,
+    /// Where snapshot files are made (the shard file's directory).
+    dir: std::path::PathBuf,
     db: Arc<Database>,
     state: Arc<AtomicU8>,
     /// How values are read; replaced by the writer when data keys change.
@@ -229,7 +232,7 @@ impl Shard {
         match redb::ReadOnlyDatabase::open(path) {
             Ok(db) => read_data_keys(&db, id, master).map(drop),
             Err(redb::DatabaseError::RepairAborted) => {
-                read_data_keys(&Database::create(path)?, id, master).map(drop)
+                read_data_keys(&create(path)?, id, master).map(drop)
             }
             Err(e) => Err(e.into()),
         }
@@ -250,7 +253,7 @@ impl Shard {
         initial: Option<ShardState>,
         master: Option<Arc<MasterKeys>>,
     ) -> Result<Arc<Shard>, StoreError> {
-        let db = Database::create(path)?;
+        let db = create(path)?;
         // Unwrap every data key before writing anything: a wrong master key
         // must leave the file as it was.
         let (mut keys, current) = read_data_keys(&db, id, master.as_deref())?;
@@ -332,6 +335,9 @@ impl Shard {
         ));
         let shard = Arc::new(Shard {
             id,
+            dir: path
+                .parent()
+                .map_or_else(|| std::path::PathBuf::from("."), |d| d.to_path_buf()),
             db,
             state,
             codec,
@@ -540,21 +546,22 @@ impl Shard {
         self.send(Command::Flush).await.map(drop)
     }
 
-    /// Replaces the shard's data with `records` at `revision` and records
-    /// `applied`, durably (installing a Raft snapshot).
-    pub async fn restore(
-        &self,
-        records: Vec<(String, Record)>,
-        revision: u64,
-        applied: Vec<u8>,
-    ) -> Result<(), StoreError> {
-        self.send(Command::Restore {
-            records,
-            revision,
-            applied,
-        })
-        .await
-        .map(drop)
+    /// Replaces the shard's data with the snapshot in `file` (from
+    /// [`Shard::snapshot`] here or on another replica) and records
+    /// `applied`, durably, in one transaction: installing a Raft snapshot.
+    /// Records are read from the file as they are written; a malformed or
+    /// truncated file changes nothing.
+    pub async fn restore(&self, file: SnapshotFile, applied: Vec<u8>) -> Result<(), StoreError> {
+        let from = file.reader().await?;
+        self.send(Command::Restore { from, applied })
+            .await
+            .map(drop)
+    }
+
+    /// An empty file to receive a snapshot into (see [`SnapshotFile`]).
+    pub async fn receive_snapshot(&self) -> Result<SnapshotFile, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || SnapshotFile::create(&dir)).await
     }
 
     /// The marker last recorded by [`Shard::apply_replicated`] or
@@ -572,33 +579,41 @@ impl Shard {
         .await
     }
 
-    /// Every record, the revision and the marker, read in one transaction
-    /// (a consistent Raft snapshot).
-    pub async fn snapshot(
-        &self,
-    ) -> Result<(Vec<(String, Record)>, u64, Option<Vec<u8>>), StoreError> {
-        let (db, codec) = (self.db.clone(), self.codec());
+    /// A consistent snapshot: every record and the revision, written to a
+    /// [`SnapshotFile`] from one read transaction, with the marker read in
+    /// that transaction (`None`: never replicated). Streams: memory stays
+    /// bounded whatever the shard's size.
+    pub async fn snapshot(&self) -> Result<(SnapshotFile, Option<Vec<u8>>), StoreError> {
+        let (db, codec, dir) = (self.db.clone(), self.codec(), self.dir.clone());
         blocking(move || {
             let txn = db.begin_read()?;
-            let data = txn.open_table(DATA)?;
-            let mut records = Vec::new();
-            for entry in data.iter()? {
-                let (k, v) = entry?;
-                records.push((k.value().to_owned(), codec.decode(k.value(), v.value())?));
-            }
-            let revision = txn
-                .open_table(META)?
-                .get(META_REVISION)?
-                .map(|g| g.value())
-                .unwrap_or(0);
-            let applied = match txn.open_table(RAFT) {
-                Ok(t) => t.get(RAFT_APPLIED)?.map(|v| v.value().to_vec()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(e.into()),
-            };
-            Ok((records, revision, applied))
+            SnapshotFile::write_with(&dir, |out| {
+                out.revision(
+                    txn.open_table(META)?
+                        .get(META_REVISION)?
+                        .map(|g| g.value())
+                        .unwrap_or(0),
+                )?;
+                for entry in txn.open_table(DATA)?.iter()? {
+                    let (k, v) = entry?;
+                    out.record(k.value(), &codec.decode(k.value(), v.value())?)?;
+                }
+                match txn.open_table(RAFT) {
+                    Ok(t) => Ok(t.get(RAFT_APPLIED)?.map(|v| v.value().to_vec())),
+                    Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            })
         })
         .await
+    }
+
+    /// A snapshot of an empty shard at revision 0 (what a group that never
+    /// applied anything sends).
+    pub async fn empty_snapshot(&self) -> Result<SnapshotFile, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || SnapshotFile::write_with(&dir, |out| out.revision(0)).map(|(f, ())| f))
+            .await
     }
 
     /// Changes the shard's state durably.
@@ -699,6 +714,13 @@ fn check_key(key: &str) -> Result<(), StoreError> {
 }
 
 /// Runs storage work on the blocking pool (redb calls block).
+/// Opens (creating) a shard file with its bounded cache.
+fn create(path: &std::path::Path) -> Result<Database, StoreError> {
+    Ok(redb::Builder::new()
+        .set_cache_size(crate::SHARD_CACHE_BYTES)
+        .create(path)?)
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -1020,19 +1042,16 @@ fn commit(
                         .insert(RAFT_APPLIED, applied.as_slice())?;
                 }
                 Command::Flush => {}
-                Command::Restore {
-                    records,
-                    revision,
-                    applied,
-                } => {
+                Command::Restore { from, applied } => {
                     w.data.retain(|_, _| false)?;
                     w.bytes = 0;
-                    for (key, record) in records {
+                    w.revision = from.revision();
+                    for r in from {
+                        let (key, record) = r?;
                         check_key(&key)?;
                         let enc = codec.encode(&key, &record)?;
                         w.store(&key, Some(&enc))?;
                     }
-                    w.revision = revision;
                     txn.open_table(RAFT)?
                         .insert(RAFT_APPLIED, applied.as_slice())?;
                 }

@@ -462,20 +462,19 @@ mod tests {
         let store = ShardStore::open(dir.path(), Some(MasterKeys::new([3; 32], &[])))?;
         let s = store.shard(4).ok_or(StoreError::Closed(4))?;
         assert_eq!(s.raft_applied().await?, Some(b"m1".to_vec()));
-        let (records, revision, marker) = s.snapshot().await?;
-        assert_eq!(
-            (records.len(), revision, marker),
-            (1, 3, Some(b"m1".to_vec()))
-        );
+        let (snap, marker) = s.snapshot().await?;
+        assert_eq!(marker, Some(b"m1".to_vec()));
         // A snapshot installs over whatever was there, revision included.
-        let mut r = Record::new("t", b"x".to_vec());
-        r.version = 40;
-        s.restore(vec![("z".into(), r)], 42, b"m2".to_vec()).await?;
-        assert_eq!(s.get("b").await?, None);
-        assert_eq!(s.get("z").await?.map(|r| r.version), Some(40));
-        let v = s.put("y".into(), Record::new("t", vec![])).await?;
-        assert_eq!(v, 43);
-        assert_eq!(s.raft_applied().await?, Some(b"m2".to_vec()));
+        let other = store.create_shard(5, ShardState::Replicated).await?;
+        other
+            .put("z".into(), Record::new("t", b"x".to_vec()))
+            .await?;
+        other.restore(snap, b"m2".to_vec()).await?;
+        assert_eq!(other.get("z").await?, None);
+        assert_eq!(other.get("b").await?.map(|r| r.version), Some(2));
+        let v = other.put("y".into(), Record::new("t", vec![])).await?;
+        assert_eq!(v, 4, "the revision came with the snapshot");
+        assert_eq!(other.raft_applied().await?, Some(b"m2".to_vec()));
         Ok(())
     }
 }

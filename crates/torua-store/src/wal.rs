@@ -155,7 +155,9 @@ impl Wal {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let db = Database::create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(crate::WAL_CACHE_BYTES)
+            .create(path)?;
         let txn = db.begin_write()?;
         reseal(&mut txn.open_table(WAL_LOG)?, master.as_deref())?;
         txn.open_table(WAL_STATE)?;

@@ -244,7 +244,8 @@ pub struct NodeConfig {
     pub listener: ListenerConfig,
 }
 
-/// Raft timing, the same for shard groups and the coordinators' group.
+/// Raft timing and log compaction, the same for shard groups and the
+/// coordinators' group.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct RaftTiming {
     /// How often a group's leader sends heartbeats to its followers.
@@ -257,6 +258,20 @@ pub struct RaftTiming {
     #[arg(long = "raft-election-timeout", env = "TORUA_RAFT_ELECTION_TIMEOUT", value_name = "TORUA_RAFT_ELECTION_TIMEOUT",
           default_value = "1s", value_parser = parse_interval)]
     pub election: Duration,
+    /// Log entries after which a group takes a snapshot of its state and
+    /// purges the log before it (keeping a tenth, at most 1,000, for
+    /// followers a little behind); a follower further behind is sent the
+    /// snapshot.
+    #[arg(long = "raft-snapshot-logs", env = "TORUA_RAFT_SNAPSHOT_LOGS", value_name = "TORUA_RAFT_SNAPSHOT_LOGS",
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+    pub snapshot_logs: u64,
+}
+
+impl RaftTiming {
+    /// Entries kept in the log after a snapshot.
+    pub fn logs_kept(&self) -> u64 {
+        (self.snapshot_logs / 10).min(1_000)
+    }
 }
 
 impl Default for RaftTiming {
@@ -264,6 +279,7 @@ impl Default for RaftTiming {
         RaftTiming {
             heartbeat: Duration::from_millis(200),
             election: Duration::from_secs(1),
+            snapshot_logs: 10_000,
         }
     }
 }

@@ -25,8 +25,15 @@ use crate::http::ApiError;
 use crate::tls::HttpClient;
 
 /// Bytes of one snapshot chunk: snapshots travel in requests this large
-/// (the receiving end refuses larger bodies).
-pub(crate) const SNAPSHOT_CHUNK: u64 = 4 << 20;
+/// (the receiving end refuses larger bodies). Small enough that each
+/// arrives well within an election timeout on a slow link.
+pub(crate) const SNAPSHOT_CHUNK: u64 = 1 << 20;
+
+/// How long a snapshot chunk may take, sent and answered. The answer to
+/// the last one waits until the whole shard is installed, so this is long;
+/// it stays under the nodes' request deadline (`http::REQUEST_DEADLINE`).
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
+const _: () = assert!(SNAPSHOT_TIMEOUT.as_secs() < crate::http::REQUEST_DEADLINE.as_secs());
 
 /// Header naming the node that leads a shard's group, on a 421 answer.
 pub const LEADER_HEADER: &str = "x-torua-leader";
@@ -154,8 +161,9 @@ impl Groups {
             // Bounded append RPCs: at most this many values per request.
             max_payload_entries: 64,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            install_snapshot_timeout: SNAPSHOT_TIMEOUT.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(timing.snapshot_logs),
+            max_in_snapshot_log_to_keep: timing.logs_kept(),
             ..Default::default()
         }
         .validate()

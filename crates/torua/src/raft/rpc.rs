@@ -38,7 +38,8 @@ struct RefusedLabels {
     reason: &'static str,
 }
 
-/// Who may send a hosted group Raft messages.
+/// Who may send a hosted group Raft messages, and the count of snapshot
+/// chunks they sent.
 #[derive(Clone)]
 pub(crate) struct Senders {
     /// The member a certificate identity stands for (`node:n1` → `n1`);
@@ -46,20 +47,32 @@ pub(crate) struct Senders {
     /// certificate), and then only membership is checked.
     member_of: fn(&str) -> Option<&str>,
     refused: Family<RefusedLabels, Counter>,
+    /// `torua_raft_snapshot_chunks_received_total`: chunks accepted.
+    chunks: Counter,
 }
 
 impl Senders {
     /// Checks senders with `member_of`, counting refusals in `metrics`.
     pub(crate) fn new(metrics: &Metrics, member_of: fn(&str) -> Option<&str>) -> Senders {
         let refused = Family::<RefusedLabels, Counter>::default();
+        let chunks = Counter::default();
         if let Ok(mut r) = metrics.registry.lock() {
             r.register(
                 "raft_rpc_refused",
                 "Raft messages refused because of their sender",
                 refused.clone(),
             );
+            r.register(
+                "raft_snapshot_chunks_received",
+                "Chunks of Raft snapshots received and accepted from leaders",
+                chunks.clone(),
+            );
         }
-        Senders { member_of, refused }
+        Senders {
+            member_of,
+            refused,
+            chunks,
+        }
     }
 
     fn refuse(&self, reason: &'static str, message: String) -> ApiError {
@@ -234,12 +247,19 @@ async fn raft_snapshot(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
+    let chunks = rpc.senders.chunks.clone();
     let answer = raft_rpc(
         &rpc,
         peer.identity.as_deref(),
         id,
         &body,
-        |g, req| async move { g.raft.install_snapshot(req).await },
+        |g, req| async move {
+            let res = g.raft.install_snapshot(req).await;
+            if res.is_ok() {
+                chunks.inc();
+            }
+            res
+        },
     )
     .await?;
     Ok(([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], answer).into_response())

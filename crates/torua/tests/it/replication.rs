@@ -554,3 +554,100 @@ async fn leaders_spread_out_again_after_a_node_returns() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(c.shard_map().await.shards[0].node_id, leader);
 }
+
+/// Chunks of snapshots node `id` received and accepted.
+async fn snapshot_chunks_on(c: &TestCluster, id: &str) -> u64 {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.node_url(id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("torua_raft_snapshot_chunks_received_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A replica that missed more than the leader's log still holds is sent
+/// the whole shard as a snapshot, streamed through files in chunks over
+/// the nodes' TLS, and then holds every key, large values byte for byte.
+#[tokio::test]
+async fn a_replica_far_behind_is_sent_the_shard_as_a_snapshot_in_chunks() {
+    let opts = Options {
+        coordinator_env: &[
+            ("TORUA_REPLICATION_FACTOR", "3"),
+            ("TORUA_REPLICA_TIMEOUT", "120s"),
+        ],
+        // A snapshot every 10 entries, and the log before it purged.
+        node_env: &[RAFT[0], RAFT[1], ("TORUA_RAFT_SNAPSHOT_LOGS", "10")],
+        ..Options::default()
+    };
+    let mut c = TestCluster::launch(0, 1, opts).await;
+    for i in 1..=3 {
+        c.add_node(&format!("n{i}"));
+    }
+    settled(&c, 3, None).await;
+    c.wait_ready().await;
+    let map = c.shard_map().await;
+    let leader = map.shards[0].node_id.clone();
+    let victim = map.shards[0]
+        .replicas
+        .iter()
+        .map(|r| r.node_id.clone())
+        .find(|n| *n != leader)
+        .unwrap();
+    assert_eq!(snapshot_chunks_on(&c, &victim).await, 0);
+    c.stop_node(&victim);
+
+    // Six values just under the test's 2 MiB limit: 12 MiB, three chunks
+    // or more; and small ones, far past the log the leader keeps.
+    let big = |i: u8| -> Vec<u8> {
+        (0..(2 << 20) - 64)
+            .map(|j: u32| (j as u8) ^ i.wrapping_mul(37))
+            .collect()
+    };
+    for i in 0..6u8 {
+        assert_eq!(
+            c.put(&format!("big{i}"), big(i)).await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    for i in 0..40 {
+        assert_eq!(
+            c.put(&format!("small{i}"), format!("s{i}")).await,
+            StatusCode::NO_CONTENT
+        );
+    }
+
+    c.add_node(&victim);
+    c.wait_node_ready(&victim).await;
+    eventually(&format!("{victim} caught up"), WAIT, || async {
+        (keys_on(&c, &victim).await == 46).then_some(())
+    })
+    .await;
+    let chunks = snapshot_chunks_on(&c, &victim).await;
+    assert!(
+        chunks >= 3,
+        "{victim} caught up with {chunks} snapshot chunks"
+    );
+    // Its own copy, read from it alone, is the data that was written.
+    for (key, want) in [
+        ("big5".to_owned(), big(5)),
+        ("small39".into(), b"s39".to_vec()),
+    ] {
+        let url = format!(
+            "{}/shard/0/store/{key}?consistency=stale",
+            c.node_url(&victim)
+        );
+        let res = c.http.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{key}");
+        assert!(
+            res.bytes().await.unwrap() == want,
+            "{key} differs on {victim}"
+        );
+    }
+}
