@@ -4,6 +4,7 @@
 #   bench/side-by-side.sh                      # every system, 10 s per run
 #   D=20s SHARDS=16 bench/side-by-side.sh etcd rf3 rf3sec
 #   ORIG=/path/to/go/binaries bench/side-by-side.sh orig
+#   TORUA_BIN=/tmp/torua-before bench/side-by-side.sh rf3   # another build
 #
 # Systems (in this order unless named):
 #   floor   the HTTP floor: `GET /health` on Torua's coordinator
@@ -36,8 +37,11 @@ export WRK_LUA_DIR="$PWD/bench/wrk"
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 ensure_packages wrk:wrk etcd:etcd-server etcdctl:etcd-client curl:curl || exit 1
-cargo build --release -q -p torua --bin torua || exit 1
-BIN="${CARGO_TARGET_DIR:-target}/release/torua"
+# TORUA_BIN: measure this binary instead of building (to compare two builds).
+if [ -z "${TORUA_BIN:-}" ]; then
+  cargo build --release -q -p torua --bin torua || exit 1
+fi
+BIN="${TORUA_BIN:-${CARGO_TARGET_DIR:-target}/release/torua}"
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/side-by-side.XXXXXX")"
 echo "# raw outputs: $OUT"
 PIDS=()
@@ -135,6 +139,7 @@ for s in ${*:-floor etcd rf3 rf3sec rf1 orig}; do
       ;;
     etcd)
       E="$OUT/etcd"
+      mkdir -p "$E"
       cluster="m1=http://127.0.0.1:12380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380"
       epids=()
       for m in 1 2 3; do

@@ -58,6 +58,8 @@ pub(crate) struct Group {
     /// replica: a new replica has no membership until the leader's first
     /// messages bring it, and must accept those.
     announced: Arc<RwLock<BTreeSet<u64>>>,
+    /// Linearizable reads, sharing quorum rounds.
+    reads: Arc<super::reads::Rounds<Result<(), Refusal>>>,
 }
 
 /// Every group this node hosts.
@@ -93,6 +95,7 @@ pub(crate) async fn open_store(
 }
 
 /// A refusal from a group, as the HTTP answer it becomes.
+#[derive(Clone)]
 pub(crate) enum Refusal {
     /// Another replica leads: 421 with its name; none is known: 503.
     NotLeader(Option<String>),
@@ -250,6 +253,7 @@ impl Groups {
                     handing_over: Arc::default(),
                     leader_since: Arc::default(),
                     announced: Arc::default(),
+                    reads: Arc::default(),
                 };
                 self.groups
                     .write()
@@ -388,20 +392,19 @@ impl Group {
 
     /// Waits until a read here sees every write acknowledged before the
     /// call (ReadIndex: the leader confirms its leadership with a quorum
-    /// and this replica applies up to the commit index).
+    /// and this replica applies up to the commit index). Concurrent reads
+    /// share the round (`reads.rs`).
     pub(crate) async fn linearize(&self) -> Result<(), Refusal> {
         self.lead_with_quorum()?;
-        match tokio::time::timeout(QUORUM_WAIT, self.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                f,
-            )))) => Err(Refusal::NotLeader(leader_of(&f))),
-            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(
-                _,
-            ))))
-            | Err(_) => Err(no_quorum(self.shard.id()).into()),
-            Ok(Err(RaftError::Fatal(e))) => Err(ApiError::internal(e).into()),
-        }
+        let (raft, id) = (self.raft.clone(), self.shard.id());
+        let round = move || {
+            let raft = raft.clone();
+            async move { read_index(&raft, id).await }
+        };
+        self.reads
+            .join(round)
+            .await
+            .unwrap_or_else(|| Err(no_quorum(id).into()))
     }
 
     /// Refuses at once, rather than waiting, when this replica is not the
@@ -658,6 +661,19 @@ fn transfer_failed(shard: u32, why: &str) -> Refusal {
         format!("shard {shard}: leadership not handed over: {why}"),
     )
     .into()
+}
+
+/// One ReadIndex round of `raft` (the group of shard `id`).
+async fn read_index(raft: &Raft, id: u32) -> Result<(), Refusal> {
+    match tokio::time::timeout(QUORUM_WAIT, raft.ensure_linearizable()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Err(Refusal::NotLeader(leader_of(&f)))
+        }
+        Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))))
+        | Err(_) => Err(no_quorum(id).into()),
+        Ok(Err(RaftError::Fatal(e))) => Err(ApiError::internal(e).into()),
+    }
 }
 
 fn no_quorum(shard: u32) -> ApiError {

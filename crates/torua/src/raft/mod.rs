@@ -6,4 +6,5 @@
 pub(crate) mod docs;
 pub(crate) mod groups;
 mod net;
+mod reads;
 pub(crate) mod rpc;
