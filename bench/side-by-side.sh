@@ -149,6 +149,7 @@ for s in ${*:-floor etcd rf3 rf3sec rf1 orig}; do
           --initial-cluster "$cluster" --initial-cluster-token bench --initial-cluster-state new > /dev/null 2>&1 &
         PIDS+=($!)
         epids+=($!)
+        disown $!  # stopped on purpose: no job report from bash
       done
       up http://127.0.0.1:12379/health
       leader=""

@@ -415,7 +415,10 @@ impl Group {
         if self.handing_over.load(Ordering::Acquire) {
             return Err(Refusal::NotLeader(None));
         }
-        let m = self.raft.metrics().borrow().clone();
+        // Read in place: every request passes here, and a clone of the
+        // metrics copies the membership and replication maps.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         if m.state != ServerState::Leader {
             let leader = m.current_leader.and_then(|id| {
                 m.membership_config
