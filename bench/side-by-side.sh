@@ -160,8 +160,8 @@ for s in ${*:-floor etcd rf3 rf3sec rf1 orig}; do
         sleep 0.2
       done
       echo "  etcd leader: $leader"
-      puts etcd etcd-put.lua "http://$leader" "${epids[@]}"
-      run "etcd GET" 64 etcd-range.lua "http://$leader"
+      ETCD_OP=put puts etcd etcd.lua "http://$leader" "${epids[@]}"
+      ETCD_OP=range run "etcd GET" 64 etcd.lua "http://$leader"
       stop_all
       ;;
     rf3) torua rf3 http://127.0.0.1:19080 --tls off --auth off --encryption off --replication-factor 3 ;;

@@ -520,6 +520,24 @@ impl TestCluster {
             .unwrap()
     }
 
+    /// The value of one series (name with its labels, as printed) of node
+    /// `id`'s `/metrics`; 0 when the series is not there yet.
+    pub async fn node_metric(&self, id: &str, series: &str) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.node_url(id)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub async fn nodes(&self) -> NodesResponse {
         get_json(&self.http, &format!("{}/nodes", self.url())).await
     }

@@ -107,21 +107,28 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.text().await.unwrap(), "kept");
     }
-    let status = Command::new(TORUA)
-        .env("TORUA_TOKEN", &admin_key)
-        .env("TORUA_CA", &ca)
-        .args(["--coordinator", &url, "status"])
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        status.status.success()
-            && table.contains("n3")
-            && table.contains("healthy")
-            && table.contains("replication factor 3: 0 shards under-replicated")
-            && table.contains("(leader)"),
-        "{table}"
-    );
+    // Replicas report their roles with their heartbeats, so the table
+    // may first show them unknown.
+    testkit::eventually(
+        "`torua status` shows three healthy nodes and the groups' leaders",
+        Duration::from_secs(30),
+        || async {
+            let status = Command::new(TORUA)
+                .env("TORUA_TOKEN", &admin_key)
+                .env("TORUA_CA", &ca)
+                .args(["--coordinator", &url, "status"])
+                .output()
+                .unwrap();
+            let table = String::from_utf8_lossy(&status.stdout);
+            (status.status.success()
+                && table.contains("n3")
+                && table.contains("healthy")
+                && table.contains("replication factor 3: 0 shards under-replicated")
+                && table.contains("(leader)"))
+            .then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         dev.interrupt(Duration::from_secs(30)),
         Some(0),

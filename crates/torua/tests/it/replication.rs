@@ -557,19 +557,8 @@ async fn leaders_spread_out_again_after_a_node_returns() {
 
 /// Chunks of snapshots node `id` received and accepted.
 async fn snapshot_chunks_on(c: &TestCluster, id: &str) -> u64 {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.node_url(id)))
-        .send()
+    c.node_metric(id, "torua_raft_snapshot_chunks_received_total")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("torua_raft_snapshot_chunks_received_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// A replica that missed more than the leader's log still holds is sent

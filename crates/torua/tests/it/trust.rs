@@ -292,24 +292,8 @@ fn vote_from(name: &str) -> Vec<u8> {
 }
 
 async fn refused(c: &TestCluster, node: &str, reason: &str) -> u64 {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.node_url(node)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| {
-            l.starts_with(&format!(
-                "torua_raft_rpc_refused_total{{reason=\"{reason}\"}}"
-            ))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    let series = format!("torua_raft_rpc_refused_total{{reason=\"{reason}\"}}");
+    c.node_metric(node, &series).await
 }
 
 #[derive(Deserialize)]
