@@ -116,7 +116,7 @@ torua() {
     TORUA_TOKEN=$(cat "$dir/coordinator/bootstrap-admin.key")
   fi
   puts "$key" torua-put.lua "$url" "$pid"
-  timeout 120 wrk -t2 -c16 -d60s -s bench/wrk/torua-preload.lua "$url" > "$OUT/$key-preload.txt" 2>&1
+  timeout 120 wrk -t2 -c16 -d20s -s bench/wrk/torua-preload.lua "$url" > "$OUT/$key-preload.txt" 2>&1
   run "$key GET" 64 torua-get.lua "$url"
   unset TORUA_TOKEN
   stop_all
@@ -181,7 +181,7 @@ for s in ${*:-floor etcd rf3 rf3sec rf1 orig}; do
       done
       sleep 3
       puts orig torua-put.lua http://127.0.0.1:18080 "${opids[@]}"
-      timeout 120 wrk -t2 -c16 -d60s -s bench/wrk/torua-preload.lua http://127.0.0.1:18080 > "$OUT/orig-preload.txt" 2>&1
+      timeout 120 wrk -t2 -c16 -d20s -s bench/wrk/torua-preload.lua http://127.0.0.1:18080 > "$OUT/orig-preload.txt" 2>&1
       run "orig GET" 64 torua-get.lua http://127.0.0.1:18080
       stop_all
       ;;
