@@ -215,16 +215,8 @@ async fn certificates_and_cas_rotate_without_restart_and_expired_ones_are_refuse
         &ca.issue("coordinator", &["127.0.0.1"], now, now + 30 * DAY)
             .unwrap(),
     );
-    eventually("a valid certificate serves again", WAIT, || async {
-        let r = c
-            .anon()
-            .get(format!("{}/health", c.url()))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    // A valid certificate serves again.
+    testkit::wait_ok_with(&c.anon(), &format!("{}/health", c.url()), WAIT).await;
 
     // CA rotation: certificates of a new CA are trusted once the bundle
     // holds both CAs, while those of the old one keep working.
