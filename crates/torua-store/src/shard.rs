@@ -1,7 +1,8 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::{mpsc, oneshot};
@@ -21,6 +22,13 @@ const RESEAL_BATCH: usize = 256;
 const MAX_GROUP: usize = 512;
 /// Depth of a shard's write queue; senders wait when it is full (back-pressure).
 const QUEUE_DEPTH: usize = 4096;
+
+/// Replicated applies stay in memory (see [`Overlay`]) until this many
+/// keys, this many bytes or this long after the first of them, then go to
+/// the file in one transaction: etcd's backend batch limit and interval.
+const CHECKPOINT_KEYS: usize = 4096;
+const CHECKPOINT_BYTES: usize = 8 << 20;
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Lifecycle of a shard on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +154,9 @@ enum Command {
     },
     /// Make every earlier commit durable.
     Flush,
+    /// Write the overlay's applies to the file (not fsync'd), so reads of
+    /// the file alone see them.
+    Checkpoint,
     /// Replace all data, the revision and the marker (a Raft snapshot),
     /// read from the file as it is applied.
     Restore {
@@ -199,6 +210,57 @@ struct Request {
     done: oneshot::Sender<Reply>,
 }
 
+/// Changes by key: stored (encoded) bytes, or `None` for a deletion.
+type Changes = HashMap<String, Option<Vec<u8>>>;
+
+/// Applies kept in memory since a checkpoint, with the marker of the last.
+#[derive(Default, Clone)]
+struct Generation {
+    changes: Changes,
+    applied: Option<Vec<u8>>,
+    /// Bytes of keys and values inserted (a trigger, not an exact size).
+    bytes: usize,
+}
+
+/// Replicated applies not yet in the file. A transaction per apply buys
+/// nothing (the Raft log is their durable record, and a restart applies
+/// again from the marker in the file), so the writer applies them here and
+/// writes them out in batches. Point reads look here first; everything
+/// else that reads the file has the writer checkpoint first.
+#[derive(Default)]
+struct Overlay {
+    /// Written by the writer as it applies.
+    active: Generation,
+    /// Being written to the file; dropped once committed there.
+    frozen: Option<Arc<Generation>>,
+}
+
+impl Overlay {
+    /// What the overlay holds for `key`: `Some(None)` if deleted, `None`
+    /// if the file decides.
+    fn lookup(&self, key: &str) -> Option<Option<&[u8]>> {
+        if let Some(v) = self.active.changes.get(key) {
+            return Some(v.as_deref());
+        }
+        let frozen = self.frozen.as_ref()?;
+        frozen.changes.get(key).map(Option::as_deref)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.active.applied.is_none() && self.frozen.is_none()
+    }
+}
+
+/// Shared access that survives a panicked holder (the data is only ever
+/// replaced whole under the lock).
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One shard: a redb file and the task that commits its writes.
 pub struct Shard {
     id: u32,
@@ -208,6 +270,7 @@ pub struct Shard {
     state: Arc<AtomicU8>,
     /// How values are read; replaced by the writer when data keys change.
     codec: Arc<RwLock<Arc<Codec>>>,
+    overlay: Arc<RwLock<Overlay>>,
     tx: mpsc::Sender<Request>,
     resealing: AtomicBool,
     reseal_wanted: AtomicBool,
@@ -261,6 +324,7 @@ impl Shard {
         // than one data key) or when a plaintext shard gains its first key.
         let mut stale_possible = keys.len() > 1;
         let txn = db.begin_write()?;
+        let counters;
         let (state, data_keys) = {
             let mut meta = txn.open_table(META)?;
             let format = meta.get(META_FORMAT)?.map(|g| g.value());
@@ -277,6 +341,10 @@ impl Shard {
                 (None, None) => ShardState::Active,
             };
             meta.insert(META_STATE, u64::from(state.code()))?;
+            counters = Counters {
+                bytes: meta.get(META_BYTES)?.map(|g| g.value()).unwrap_or(0),
+                revision: meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0),
+            };
             let has_data = !txn.open_table(DATA)?.is_empty()?;
             let mut wrapped = txn.open_table(KEYS)?;
             let data_keys = match master {
@@ -324,15 +392,20 @@ impl Shard {
         let db = Arc::new(db);
         let state = Arc::new(AtomicU8::new(state.code()));
         let codec = Arc::new(RwLock::new(Arc::new(codec)));
+        let overlay = Arc::new(RwLock::new(Overlay::default()));
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer(
-            id,
-            Arc::downgrade(&db),
-            state.clone(),
-            codec.clone(),
-            data_keys,
-            rx,
-        ));
+        tokio::spawn(
+            Writer {
+                id,
+                db: Arc::downgrade(&db),
+                state: state.clone(),
+                codec: codec.clone(),
+                keys: data_keys,
+                overlay: overlay.clone(),
+                counters,
+            }
+            .run(rx),
+        );
         let shard = Arc::new(Shard {
             id,
             dir: path
@@ -341,6 +414,7 @@ impl Shard {
             db,
             state,
             codec,
+            overlay,
             tx,
             resealing: AtomicBool::new(false),
             reseal_wanted: AtomicBool::new(false),
@@ -352,10 +426,16 @@ impl Shard {
     }
 
     fn codec(&self) -> Arc<Codec> {
-        match self.codec.read() {
-            Ok(c) => c.clone(),
-            Err(p) => p.into_inner().clone(),
+        read(&self.codec).clone()
+    }
+
+    /// Has the writer put every apply so far into the file, for reads that
+    /// see only the file (ranges, counts, snapshots).
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        if read(&self.overlay).is_empty() {
+            return Ok(());
         }
+        self.send(Command::Checkpoint).await.map(drop)
     }
 
     /// Starts a new data key: writes from now on use it, and older values
@@ -448,7 +528,14 @@ impl Shard {
     pub async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         // A point read touches a few pages, nearly always cached (redb's
         // cache, then the kernel's): done in place it costs less than the
-        // hand-off to a blocking thread and back.
+        // hand-off to a blocking thread and back. The overlay first: the
+        // file holds an apply only once the overlay has let go of it.
+        let held = read(&self.overlay)
+            .lookup(key)
+            .map(|v| v.map(<[u8]>::to_vec));
+        if let Some(held) = held {
+            return held.map(|v| self.codec().decode(key, &v)).transpose();
+        }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(DATA)?;
         let value = table.get(key)?;
@@ -567,6 +654,7 @@ impl Shard {
     /// The marker last recorded by [`Shard::apply_replicated`] or
     /// [`Shard::restore`] (`None` for a shard never replicated).
     pub async fn raft_applied(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.checkpoint().await?;
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_read()?;
@@ -584,6 +672,7 @@ impl Shard {
     /// that transaction (`None`: never replicated). Streams: memory stays
     /// bounded whatever the shard's size.
     pub async fn snapshot(&self) -> Result<(SnapshotFile, Option<Vec<u8>>), StoreError> {
+        self.checkpoint().await?;
         let (db, codec, dir) = (self.db.clone(), self.codec(), self.dir.clone());
         blocking(move || {
             let txn = db.begin_read()?;
@@ -655,6 +744,7 @@ impl Shard {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<(String, Record)>, StoreError> {
+        self.checkpoint().await?;
         let (db, codec) = (self.db.clone(), self.codec());
         let prefix = prefix.to_owned();
         let after = after.map(str::to_owned);
@@ -686,6 +776,7 @@ impl Shard {
 
     /// Key count and byte size.
     pub async fn stats(&self) -> Result<ShardStats, StoreError> {
+        self.checkpoint().await?;
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_read()?;
@@ -822,77 +913,277 @@ async fn reseal_loop(shard: Weak<Shard>) {
     }
 }
 
-/// Group commit: take everything queued, apply it in one transaction, fsync
-/// once, then answer every request with the shared outcome.
-async fn writer(
+/// The shard's byte size and revision, kept by the writer (invariants of
+/// `META_BYTES` and `META_REVISION`, which hold them as of the last commit).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    bytes: u64,
+    revision: u64,
+}
+
+/// The task that makes every change to a shard.
+struct Writer {
     id: u32,
     // Weak: the file closes as soon as the last `Shard` handle is dropped.
     db: Weak<Database>,
     state: Arc<AtomicU8>,
     codec: Arc<RwLock<Arc<Codec>>>,
-    mut keys: Option<DataKeys>,
-    mut rx: mpsc::Receiver<Request>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
+    keys: Option<DataKeys>,
+    overlay: Arc<RwLock<Overlay>>,
+    counters: Counters,
+}
+
+impl Writer {
+    /// Group commit: takes everything queued and applies it together.
+    /// Replicated applies go to the overlay; anything else, or an overlay
+    /// past its bounds, goes to the file with the overlay in one
+    /// transaction (fsync'd unless it is only applies).
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        // When the overlay's oldest apply was made.
+        let mut since: Option<tokio::time::Instant> = None;
+        loop {
+            let first = match since {
+                None => rx.recv().await,
+                Some(t) => tokio::select! {
+                    r = rx.recv() => r,
+                    () = tokio::time::sleep_until(t + CHECKPOINT_INTERVAL) => {
+                        self.commit(Vec::new()).await;
+                        since = self.retry_at();
+                        continue;
+                    }
+                },
+            };
+            let Some(first) = first else {
+                // Every handle is gone: write out what the overlay holds
+                // (the log has it anyway; this only shortens the replay).
+                if since.is_some() {
+                    self.commit(Vec::new()).await;
+                }
+                return;
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            let in_bounds = {
+                let o = read(&self.overlay);
+                o.active.changes.len() < CHECKPOINT_KEYS && o.active.bytes < CHECKPOINT_BYTES
+            };
+            if in_bounds
+                && group
+                    .iter()
+                    .all(|r| matches!(r.cmd, Command::Replicated { .. }))
+            {
+                self.apply_in_memory(group);
+                since.get_or_insert_with(tokio::time::Instant::now);
+            } else {
+                self.commit(group).await;
+                since = self.retry_at();
             }
         }
+    }
+
+    /// After a commit: when to try again to write out what a failed one
+    /// left in the overlay (nothing once it succeeded).
+    fn retry_at(&self) -> Option<tokio::time::Instant> {
+        (!read(&self.overlay).is_empty()).then(tokio::time::Instant::now)
+    }
+
+    fn current_codec(&self) -> Arc<Codec> {
+        read(&self.codec).clone()
+    }
+
+    /// Applies replicated entries to the overlay: each entry is checked
+    /// against the file and the overlay, and the group lands in the
+    /// overlay at once, or not at all.
+    fn apply_in_memory(&mut self, group: Vec<Request>) {
+        let codec = self.current_codec();
         let (cmds, dones): (Vec<Command>, Vec<_>) =
             group.into_iter().map(|r| (r.cmd, r.done)).unzip();
-        let Some(db) = db.upgrade() else {
+        let staged = (|| {
+            let db = self.db.upgrade().ok_or(StoreError::Closed(self.id))?;
+            let txn = db.begin_read()?;
+            let overlay = read(&self.overlay);
+            let mut w = DataWriter {
+                data: Staged {
+                    staged: Changes::new(),
+                    overlay: &overlay,
+                    file: txn.open_table(DATA)?,
+                },
+                counters: self.counters,
+            };
+            let mut replies = Vec::with_capacity(cmds.len());
+            let mut marker = None;
+            for cmd in cmds {
+                if let Command::Replicated { entries, applied } = cmd {
+                    let mut reply = Vec::with_capacity(entries.len());
+                    for ops in entries {
+                        reply.push(w.apply(&codec, ops)?);
+                    }
+                    replies.push(Ok(reply));
+                    marker = Some(applied);
+                }
+            }
+            Ok((w.data.staged, w.counters, marker, replies))
+        })();
+        match staged {
+            Ok((staged, counters, marker, replies)) => {
+                let mut o = write(&self.overlay);
+                for (k, v) in staged {
+                    o.active.bytes += k.len() + v.as_ref().map_or(0, Vec::len);
+                    o.active.changes.insert(k, v);
+                }
+                o.active.applied = marker.or(o.active.applied.take());
+                drop(o);
+                self.counters = counters;
+                for (d, r) in dones.into_iter().zip(replies) {
+                    let _ = d.send(r);
+                }
+            }
+            Err(e) => fail(self.id, dones, &e),
+        }
+    }
+
+    /// Writes the overlay and `group` to the file in one transaction.
+    async fn commit(&mut self, group: Vec<Request>) {
+        let (cmds, dones): (Vec<Command>, Vec<_>) =
+            group.into_iter().map(|r| (r.cmd, r.done)).unzip();
+        let Some(db) = self.db.upgrade() else {
             for d in dones {
-                let _ = d.send(Err(StoreError::Closed(id)));
+                let _ = d.send(Err(StoreError::Closed(self.id)));
             }
             return;
         };
-        let current = codec
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
-        let draft = keys.clone();
-        let outcome = blocking(move || commit(id, &db, cmds, current, draft)).await;
+        // Readers see the frozen generation until the file holds it.
+        let frozen = {
+            let mut o = write(&self.overlay);
+            let g = Arc::new(std::mem::take(&mut o.active));
+            o.frozen = Some(g.clone());
+            g
+        };
+        let (id, codec, draft, counters) = (
+            self.id,
+            self.current_codec(),
+            self.keys.clone(),
+            self.counters,
+        );
+        let held = frozen.clone();
+        let outcome = blocking(move || commit(id, &db, &held, cmds, codec, draft, counters)).await;
         match outcome {
             Ok((done, replies)) => {
+                write(&self.overlay).frozen = None;
+                self.counters = done.counters;
                 if let Some(s) = done.state {
-                    state.store(s.code(), Ordering::Release);
+                    self.state.store(s.code(), Ordering::Release);
                 }
                 if let Some((k, c)) = done.keys {
-                    keys = Some(k);
-                    match codec.write() {
-                        Ok(mut g) => *g = c,
-                        Err(p) => *p.into_inner() = c,
-                    }
+                    self.keys = Some(k);
+                    *write(&self.codec) = c;
                 }
                 for (d, r) in dones.into_iter().zip(replies) {
                     let _ = d.send(r);
                 }
             }
             Err(e) => {
-                tracing::error!(shard = id, error = %e, "shard commit failed");
-                let msg = e.to_string();
-                for d in dones {
-                    let _ = d.send(Err(StoreError::Io(std::io::Error::other(msg.clone()))));
-                }
+                // The applies are still only in memory: keep them there.
+                let mut o = write(&self.overlay);
+                o.frozen = None;
+                o.active = Arc::try_unwrap(frozen).unwrap_or_else(|g| (*g).clone());
+                drop(o);
+                fail(self.id, dones, &e);
             }
         }
     }
 }
 
+/// Answers every request of a failed group with the error.
+fn fail(id: u32, dones: Vec<oneshot::Sender<Reply>>, e: &StoreError) {
+    tracing::error!(shard = id, error = %e, "shard commit failed");
+    let msg = e.to_string();
+    for d in dones {
+        let _ = d.send(Err(StoreError::Io(std::io::Error::other(msg.clone()))));
+    }
+}
+
 /// What a committed group changed besides data.
 struct Committed {
+    counters: Counters,
     state: Option<ShardState>,
     /// New data keys and the codec built from them.
     keys: Option<(DataKeys, Arc<Codec>)>,
 }
 
+/// Rows a [`DataWriter`] reads and changes: the file's table in a write
+/// transaction, or [`Staged`] changes over the overlay and the file.
+trait Rows {
+    /// Calls `f` with the stored bytes of `key`, if any.
+    fn with_stored<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<&[u8]>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+    /// Stores (or, with `None`, removes) `key`; returns the length of
+    /// what it replaced.
+    fn set(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<Option<usize>, StoreError>;
+}
+
+impl Rows for redb::Table<'_, &'static str, &'static [u8]> {
+    fn with_stored<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<&[u8]>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let g = self.get(key)?;
+        f(g.as_ref().map(|g| g.value()))
+    }
+
+    fn set(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<Option<usize>, StoreError> {
+        let old = match value {
+            Some(v) => self.insert(key, v.as_slice())?,
+            None => self.remove(key)?,
+        };
+        Ok(old.map(|o| o.value().len()))
+    }
+}
+
+/// A group's changes, staged in front of the overlay and the file until
+/// the whole group has applied.
+struct Staged<'o> {
+    staged: Changes,
+    overlay: &'o Overlay,
+    file: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+}
+
+impl Rows for Staged<'_> {
+    fn with_stored<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<&[u8]>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(v) = self.staged.get(key) {
+            return f(v.as_deref());
+        }
+        if let Some(v) = self.overlay.lookup(key) {
+            return f(v);
+        }
+        let g = self.file.get(key)?;
+        f(g.as_ref().map(|g| g.value()))
+    }
+
+    fn set(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<Option<usize>, StoreError> {
+        let old = self.with_stored(key, |v| Ok(v.map(<[u8]>::len)))?;
+        self.staged.insert(key.to_owned(), value);
+        Ok(old)
+    }
+}
+
 /// The version `key` has now: as staged earlier in this request, else as
 /// stored (decoding the record, which for a sealed value means opening it).
 fn version_of(
-    data: &redb::Table<&str, &[u8]>,
+    data: &impl Rows,
     codec: &Codec,
     staged: &BTreeMap<String, Option<u64>>,
     key: &str,
@@ -900,19 +1191,16 @@ fn version_of(
     if let Some(v) = staged.get(key) {
         return Ok(*v);
     }
-    match data.get(key)? {
-        Some(stored) => Ok(Some(codec.decode(key, stored.value())?.version)),
-        None => Ok(None),
-    }
+    data.with_stored(key, |stored| {
+        stored
+            .map(|v| codec.decode(key, v).map(|r| r.version))
+            .transpose()
+    })
 }
 
 /// Checks every expectation of one request in order, each against the
 /// state the request's earlier ops leave; nothing is written.
-fn check_expectations(
-    data: &redb::Table<&str, &[u8]>,
-    codec: &Codec,
-    ops: &[Op],
-) -> Result<(), StoreError> {
+fn check_expectations(data: &impl Rows, codec: &Codec, ops: &[Op]) -> Result<(), StoreError> {
     if ops.iter().all(|op| {
         matches!(
             op,
@@ -943,27 +1231,20 @@ fn check_expectations(
     Ok(())
 }
 
-/// The data table with the counters every change to it keeps: the byte
-/// size and the revision (invariants of `META_BYTES` and `META_REVISION`).
-struct DataWriter<'t> {
-    data: redb::Table<'t, &'static str, &'static [u8]>,
-    bytes: u64,
-    revision: u64,
+/// The data rows with the counters every change to them keeps.
+struct DataWriter<R> {
+    data: R,
+    counters: Counters,
 }
 
-impl DataWriter<'_> {
-    fn store(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
-        let old = match value {
-            Some(v) => {
-                self.bytes += (key.len() + v.len()) as u64;
-                self.data.insert(key, v)?
-            }
-            None => self.data.remove(key)?,
-        };
-        if let Some(old) = old {
-            self.bytes = self
-                .bytes
-                .saturating_sub((key.len() + old.value().len()) as u64);
+impl<R: Rows> DataWriter<R> {
+    fn store(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let c = &mut self.counters;
+        if let Some(v) = &value {
+            c.bytes += (key.len() + v.len()) as u64;
+        }
+        if let Some(old) = self.data.set(key, value)? {
+            c.bytes = c.bytes.saturating_sub((key.len() + old) as u64);
         }
         Ok(())
     }
@@ -982,21 +1263,22 @@ impl DataWriter<'_> {
         for op in ops {
             match op {
                 Op::Put(key, mut record, _) => {
-                    self.revision += 1;
-                    record.version = self.revision;
+                    self.counters.revision += 1;
+                    record.version = self.counters.revision;
                     let enc = codec.encode(&key, &record)?;
-                    self.store(&key, Some(&enc))?;
-                    versions.push(self.revision);
+                    self.store(&key, Some(enc))?;
+                    versions.push(record.version);
                 }
                 Op::Delete(key, _) => {
-                    self.revision += 1;
+                    self.counters.revision += 1;
                     self.store(&key, None)?;
-                    versions.push(self.revision);
+                    versions.push(self.counters.revision);
                 }
                 Op::Import(key, record) => {
-                    self.revision = self.revision.max(record.version);
+                    let c = &mut self.counters;
+                    c.revision = c.revision.max(record.version);
                     let enc = codec.encode(&key, &record)?;
-                    self.store(&key, Some(&enc))?;
+                    self.store(&key, Some(enc))?;
                     versions.push(record.version);
                 }
             }
@@ -1005,17 +1287,23 @@ impl DataWriter<'_> {
     }
 }
 
+/// Writes `overlay` (what applies left in memory), then `cmds`, in one
+/// transaction.
 fn commit(
     id: u32,
     db: &Database,
+    overlay: &Generation,
     cmds: Vec<Command>,
     mut codec: Arc<Codec>,
     mut keys: Option<DataKeys>,
+    mut counters: Counters,
 ) -> Result<(Committed, Vec<Reply>), StoreError> {
     let mut txn = db.begin_write()?;
     // Only replicated applies may skip the fsync (their log has them);
     // any other command in the group makes the whole commit durable.
-    let durable = !cmds.iter().all(|c| matches!(c, Command::Replicated { .. }));
+    let durable = cmds
+        .iter()
+        .any(|c| !matches!(c, Command::Replicated { .. } | Command::Checkpoint));
     if !durable {
         txn.set_durability(redb::Durability::None)
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
@@ -1027,9 +1315,16 @@ fn commit(
         let mut meta = txn.open_table(META)?;
         let mut w = DataWriter {
             data: txn.open_table(DATA)?,
-            bytes: meta.get(META_BYTES)?.map(|g| g.value()).unwrap_or(0),
-            revision: meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0),
+            counters,
         };
+        // Already counted as they were applied.
+        for (key, value) in &overlay.changes {
+            w.data.set(key, value.clone())?;
+        }
+        if let Some(applied) = &overlay.applied {
+            txn.open_table(RAFT)?
+                .insert(RAFT_APPLIED, applied.as_slice())?;
+        }
         for cmd in cmds {
             let mut reply = Vec::new();
             match cmd {
@@ -1041,16 +1336,18 @@ fn commit(
                     txn.open_table(RAFT)?
                         .insert(RAFT_APPLIED, applied.as_slice())?;
                 }
-                Command::Flush => {}
+                Command::Flush | Command::Checkpoint => {}
                 Command::Restore { from, applied } => {
                     w.data.retain(|_, _| false)?;
-                    w.bytes = 0;
-                    w.revision = from.revision();
+                    w.counters = Counters {
+                        bytes: 0,
+                        revision: from.revision(),
+                    };
                     for r in from {
                         let (key, record) = r?;
                         check_key(&key)?;
                         let enc = codec.encode(&key, &record)?;
-                        w.store(&key, Some(&enc))?;
+                        w.store(&key, Some(enc))?;
                     }
                     txn.open_table(RAFT)?
                         .insert(RAFT_APPLIED, applied.as_slice())?;
@@ -1080,7 +1377,7 @@ fn commit(
                         };
                         if codec.is_stale(&stored) {
                             let enc = codec.encode(&key, &codec.decode(&key, &stored)?)?;
-                            w.store(&key, Some(&enc))?;
+                            w.store(&key, Some(enc))?;
                         }
                     }
                 }
@@ -1108,15 +1405,143 @@ fn commit(
             }
             replies.push(Ok(reply));
         }
-        meta.insert(META_BYTES, w.bytes)?;
-        meta.insert(META_REVISION, w.revision)?;
+        meta.insert(META_BYTES, w.counters.bytes)?;
+        meta.insert(META_REVISION, w.counters.revision)?;
+        counters = w.counters;
     }
     txn.commit()?;
     Ok((
         Committed {
+            counters,
             state: new_state,
             keys: keys.filter(|_| keys_changed).map(|k| (k, codec)),
         },
         replies,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MasterKeys, ShardStore};
+
+    fn put(k: &str, e: Expect) -> Op {
+        Op::Put(k.into(), Record::new("t", k.as_bytes().to_vec()), e)
+    }
+
+    /// Whether the shard's file itself (not the overlay) holds `key`.
+    fn in_file(s: &Shard, key: &str) -> Result<bool, StoreError> {
+        Ok(s.db.begin_read()?.open_table(DATA)?.get(key)?.is_some())
+    }
+
+    #[tokio::test]
+    async fn replicated_applies_are_read_from_memory_until_checkpointed() -> Result<(), StoreError>
+    {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::open(dir.path(), Some(MasterKeys::new([5; 32], &[])))?;
+        let s = store.create_shard(1, ShardState::Replicated).await?;
+        // "old" reaches the file through an ordinary durable write.
+        s.put("old".into(), Record::new("t", b"old".to_vec()))
+            .await?;
+        assert!(in_file(&s, "old")?);
+        let out = s
+            .apply_replicated(
+                vec![
+                    vec![put("a", Expect::Absent)],
+                    vec![Op::Delete("old".into(), Expect::Exists)],
+                ],
+                b"m1".to_vec(),
+            )
+            .await?;
+        assert!(matches!(out[0], Ok(ref v) if v == &[2]));
+        assert!(matches!(out[1], Ok(ref v) if v == &[3]));
+        // Held in memory: the file has neither change yet, reads see both.
+        assert!(!in_file(&s, "a")? && in_file(&s, "old")?);
+        assert_eq!(
+            s.get("a").await?.map(|r| (r.version, r.value)),
+            Some((2, b"a".to_vec()))
+        );
+        assert_eq!(
+            s.get("old").await?,
+            None,
+            "a deletion in memory hides the file's value"
+        );
+        // Expectations see the overlay as well.
+        let out = s
+            .apply_replicated(
+                vec![
+                    vec![put("a", Expect::Absent)],
+                    vec![put("a", Expect::Version(2))],
+                    vec![put("old", Expect::Exists)],
+                ],
+                b"m2".to_vec(),
+            )
+            .await?;
+        assert!(matches!(
+            out[0],
+            Err(StoreError::Precondition {
+                current: Some(2),
+                ..
+            })
+        ));
+        assert!(matches!(out[1], Ok(ref v) if v == &[4]));
+        assert!(matches!(
+            out[2],
+            Err(StoreError::Precondition { current: None, .. })
+        ));
+        assert!(!in_file(&s, "a")?, "still only in memory");
+        // Reads of the file alone (lists, counts, the marker) checkpoint first.
+        assert_eq!(s.list("", None, 10).await?, vec!["a"]);
+        assert!(in_file(&s, "a")? && !in_file(&s, "old")?);
+        // The same writes made durably, one transaction each, count alike.
+        let control = store.create_shard(9, ShardState::Active).await?;
+        control
+            .put("old".into(), Record::new("t", b"old".to_vec()))
+            .await?;
+        control.apply(vec![put("a", Expect::Any)]).await?;
+        control.delete("old".into()).await?;
+        control.apply(vec![put("a", Expect::Any)]).await?;
+        assert_eq!(s.stats().await?, control.stats().await?);
+        assert_eq!(s.raft_applied().await?, Some(b"m2".to_vec()));
+        // Left alone, applies reach the file by themselves.
+        s.apply_replicated(vec![vec![put("later", Expect::Any)]], b"m3".to_vec())
+            .await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !in_file(&s, "later")? {
+            assert!(std::time::Instant::now() < deadline, "never checkpointed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(read(&s.overlay).is_empty());
+        let marker = s.db.begin_read()?.open_table(RAFT)?.get(RAFT_APPLIED)?;
+        assert_eq!(marker.map(|m| m.value().to_vec()), Some(b"m3".to_vec()));
+        control.apply(vec![put("later", Expect::Any)]).await?;
+        // The revision and byte count carried across checkpoints survive a
+        // reopen.
+        drop((s, control, store));
+        let store = ShardStore::open(dir.path(), Some(MasterKeys::new([5; 32], &[])))?;
+        let s = store.shard(1).ok_or(StoreError::Closed(1))?;
+        assert_eq!(s.put("next".into(), Record::new("t", vec![])).await?, 6);
+        let control = store.shard(9).ok_or(StoreError::Closed(9))?;
+        control.put("next".into(), Record::new("t", vec![])).await?;
+        assert_eq!(s.stats().await?, control.stats().await?);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_overlay_is_bounded_by_key_count() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let store = ShardStore::open(dir.path(), None)?;
+        let s = store.create_shard(2, ShardState::Replicated).await?;
+        let batch = 1000;
+        for round in 0..8 {
+            let entries = (0..batch)
+                .map(|i| vec![put(&format!("k{round}-{i}"), Expect::Any)])
+                .collect();
+            s.apply_replicated(entries, vec![round]).await?;
+            let held = read(&s.overlay).active.changes.len();
+            assert!(held < CHECKPOINT_KEYS + batch, "{held} keys held in memory");
+        }
+        assert_eq!(s.stats().await?.key_count, 8 * batch as u64);
+        Ok(())
+    }
 }
