@@ -60,9 +60,6 @@ pub use wal::{Wal, WalDone, WalWrite};
 /// default is 1 GiB per file, which a node with dozens of shards could
 /// reach many times over; reads still hit the kernel's page cache.
 pub(crate) const SHARD_CACHE_BYTES: usize = 32 << 20;
-/// The same for the node's log, whose recent entries are read back to
-/// send to followers.
-pub(crate) const WAL_CACHE_BYTES: usize = 64 << 20;
 
 /// Longest key accepted, in bytes (UTF-8).
 pub const MAX_KEY_LEN: usize = 4096;

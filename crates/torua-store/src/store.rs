@@ -31,7 +31,7 @@ impl ShardStore {
                 paths.insert(id, path);
             }
         }
-        let wal = Wal::open(&data_dir.join("raft").join("log.redb"), master.clone())?;
+        let wal = Wal::open(&data_dir.join("raft").join("wal"), master.clone())?;
         let mut shards = BTreeMap::new();
         for (id, path) in paths {
             shards.insert(id, Shard::open(id, &path, None, master.clone())?);

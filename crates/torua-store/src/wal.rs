@@ -1,24 +1,45 @@
-//! The node's write-ahead log for all of its Raft groups: one redb file,
-//! `<data dir>/raft/log.redb`, shared by every shard replica on the node.
+//! The node's write-ahead log for all of its Raft groups, in
+//! `<data dir>/raft/wal/`, shared by every shard replica on the node.
 //!
-//! Writes from all groups go through one queue to one writer task, which
-//! folds everything queued into one write transaction and one fsync
-//! (TiKV's raft-engine does the same): a node with many shards does not pay
-//! one fsync per shard per batch. [`Wal::submit`] returns at once and calls
-//! back when the write is durable, so a Raft group can go on while its
-//! entries are flushed; writes are applied in submission order.
+//! A log made for appending, as etcd's WAL and TiKV's raft-engine are:
+//! segment files (`<seq>.wal`, 32 MiB, filled with zeros when made so an
+//! append changes no file size and `fdatasync` writes data only) hold
+//! checksummed frames, one per write. Writes from all groups go through
+//! one queue to one writer, which appends everything queued with one
+//! `pwrite` and one `fdatasync` (group commit): a node with many shards
+//! does not pay one fsync per shard per batch. [`Wal::submit`] returns at
+//! once and calls back when the write is durable, so a Raft group can go
+//! on while its entries are flushed; writes are applied in submission
+//! order.
+//!
+//! An in-memory index maps each group's entries to where they are in the
+//! files, and holds each group's named state values (vote, committed,
+//! purged); opening the log replays the frames to rebuild it. A frame cut
+//! short by a crash at the end of the newest segment was never
+//! acknowledged: it is dropped and zeroed. A bad frame anywhere else is
+//! corruption, and the log refuses to open.
+//!
+//! Space comes back by whole segments, oldest first: each segment starts
+//! with every group's state, so one whose entries are all gone (purged,
+//! truncated, replaced) is deleted once the ones before it are. When the
+//! files hold more than twice the live entries, the oldest segment's live
+//! entries are copied forward so it can go.
 //!
 //! Entries are opaque bytes to this module, keyed by `(group, index)`; with
 //! a master key they are sealed at rest (AAD `"torua-raft-log" | group |
-//! index`, see `crypto.rs`). Each group also has a few named state values
-//! (vote, committed, purged), stored as given.
+//! index`, see `crypto.rs`), so a copy moved between files stays valid.
+//! A log from before segment files (`raft/log.redb`) is moved into them
+//! the first time the node opens.
 
-use std::ops::RangeBounds;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::ops::{Bound, RangeBounds};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::{self, MasterKeys};
@@ -26,8 +47,26 @@ use crate::shard::blocking;
 use crate::tables::{WAL_LOG, WAL_STATE};
 use crate::StoreError;
 
-/// Most queued writes folded into one transaction.
+/// Most queued writes folded into one group commit.
 const MAX_GROUP: usize = 4096;
+/// Size a segment is made with; a larger write still goes whole into one.
+const SEGMENT_BYTES: u64 = 32 << 20;
+const MAGIC: &[u8; 8] = b"TORUAWAL";
+const VERSION: u32 = 1;
+/// Magic, version, sequence number.
+const HEADER_BYTES: u64 = 8 + 4 + 8;
+/// A frame: payload length (u32 LE), CRC-32C of the payload, payload.
+const FRAME_HEADER: usize = 8;
+/// Frames written when copying entries forward stop near this size.
+const COPY_FRAME_BYTES: usize = 4 << 20;
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+// Records in a frame's payload, each after its one-byte tag:
+const APPEND: u8 = 1; //   group u32, index u64, length u32, stored entry
+const TRUNCATE: u8 = 2; // group u32, from u64
+const PURGE: u8 = 3; //    group u32, upto u64
+const STATE: u8 = 4; //    group u32, name length u8, name, length u32, value
+const DROP: u8 = 5; //     group u32
 
 /// One change to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +96,7 @@ pub enum WalWrite {
     SetState {
         /// Raft group.
         group: u32,
-        /// Name (`vote`, `committed`, …).
+        /// Name (`vote`, `committed`, …; at most 255 bytes).
         name: &'static str,
         /// The value.
         value: Vec<u8>,
@@ -77,9 +116,547 @@ struct Job {
     done: WalDone,
 }
 
+/// Where a stored entry is.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    seg: u64,
+    off: u64,
+    len: u32,
+}
+
+#[derive(Default)]
+struct Group {
+    entries: BTreeMap<u64, Loc>,
+    state: BTreeMap<String, Vec<u8>>,
+}
+
+struct Segment {
+    /// Shared with readers, which may still read a deleted segment.
+    file: Arc<File>,
+    /// Entries the index points into it, and their bytes.
+    live: u64,
+    live_bytes: u64,
+    /// Bytes it holds (its frames; the zeros after them do not count).
+    used: u64,
+}
+
+/// What the log holds now, rebuilt from the frames on open.
+#[derive(Default)]
+struct Index {
+    groups: HashMap<u32, Group>,
+    segments: BTreeMap<u64, Segment>,
+}
+
+/// A record as it is in a frame (entries in their stored form).
+enum Rec {
+    Append {
+        group: u32,
+        entries: Vec<(u64, Vec<u8>)>,
+    },
+    Truncate {
+        group: u32,
+        from: u64,
+    },
+    Purge {
+        group: u32,
+        upto: u64,
+    },
+    State {
+        group: u32,
+        name: String,
+        value: Vec<u8>,
+    },
+    Drop {
+        group: u32,
+    },
+}
+
+/// A record read back, its entries replaced by where they are.
+enum Applied {
+    Append {
+        group: u32,
+        index: u64,
+        loc: Loc,
+    },
+    Truncate {
+        group: u32,
+        from: u64,
+    },
+    Purge {
+        group: u32,
+        upto: u64,
+    },
+    State {
+        group: u32,
+        name: String,
+        value: Vec<u8>,
+    },
+    Drop {
+        group: u32,
+    },
+}
+
+impl Index {
+    fn forget(&mut self, loc: Loc) {
+        if let Some(s) = self.segments.get_mut(&loc.seg) {
+            s.live = s.live.saturating_sub(1);
+            s.live_bytes = s.live_bytes.saturating_sub(u64::from(loc.len));
+        }
+    }
+
+    fn apply(&mut self, rec: Applied) {
+        let gone: Vec<Loc> = match rec {
+            Applied::Append { group, index, loc } => {
+                if let Some(s) = self.segments.get_mut(&loc.seg) {
+                    s.live += 1;
+                    s.live_bytes += u64::from(loc.len);
+                }
+                let g = self.groups.entry(group).or_default();
+                g.entries.insert(index, loc).into_iter().collect()
+            }
+            Applied::Truncate { group, from } => match self.groups.get_mut(&group) {
+                Some(g) => g.entries.split_off(&from).into_values().collect(),
+                None => Vec::new(),
+            },
+            Applied::Purge { group, upto } => match self.groups.get_mut(&group) {
+                Some(g) => {
+                    let kept = match upto.checked_add(1) {
+                        Some(next) => g.entries.split_off(&next),
+                        None => BTreeMap::new(),
+                    };
+                    std::mem::replace(&mut g.entries, kept)
+                        .into_values()
+                        .collect()
+                }
+                None => Vec::new(),
+            },
+            Applied::State { group, name, value } => {
+                self.groups
+                    .entry(group)
+                    .or_default()
+                    .state
+                    .insert(name, value);
+                Vec::new()
+            }
+            Applied::Drop { group } => match self.groups.remove(&group) {
+                Some(g) => g.entries.into_values().collect(),
+                None => Vec::new(),
+            },
+        };
+        for loc in gone {
+            self.forget(loc);
+        }
+    }
+
+    /// Every group's state, as records (what a new segment starts with).
+    fn state_records(&self) -> Vec<Rec> {
+        let mut out = Vec::new();
+        for (group, g) in &self.groups {
+            for (name, value) in &g.state {
+                out.push(Rec::State {
+                    group: *group,
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    fn read(&self, loc: Loc) -> Result<Vec<u8>, StoreError> {
+        let seg = self
+            .segments
+            .get(&loc.seg)
+            .ok_or(StoreError::Corrupt("raft log segment missing"))?;
+        read_at(&seg.file, loc)
+    }
+}
+
+fn read_at(file: &File, loc: Loc) -> Result<Vec<u8>, StoreError> {
+    let mut buf = vec![0; loc.len as usize];
+    file.read_exact_at(&mut buf, loc.off)?;
+    Ok(buf)
+}
+
+/// Appends `recs` to `buf` as one frame (none if they record nothing);
+/// notes in `placed`, for each entry, its group, index, and offset and
+/// length in `buf`.
+fn encode_frame(
+    buf: &mut Vec<u8>,
+    recs: &[Rec],
+    placed: &mut Vec<(u32, u64, usize, u32)>,
+) -> Result<(), StoreError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; FRAME_HEADER]);
+    let len32 = |n: usize| {
+        u32::try_from(n).map_err(|_| StoreError::Invalid("raft log entry over 4 GiB".into()))
+    };
+    for rec in recs {
+        match rec {
+            Rec::Append { group, entries } => {
+                for (index, stored) in entries {
+                    buf.push(APPEND);
+                    buf.extend_from_slice(&group.to_le_bytes());
+                    buf.extend_from_slice(&index.to_le_bytes());
+                    let len = len32(stored.len())?;
+                    buf.extend_from_slice(&len.to_le_bytes());
+                    placed.push((*group, *index, buf.len(), len));
+                    buf.extend_from_slice(stored);
+                }
+            }
+            Rec::Truncate { group, from } => {
+                buf.push(TRUNCATE);
+                buf.extend_from_slice(&group.to_le_bytes());
+                buf.extend_from_slice(&from.to_le_bytes());
+            }
+            Rec::Purge { group, upto } => {
+                buf.push(PURGE);
+                buf.extend_from_slice(&group.to_le_bytes());
+                buf.extend_from_slice(&upto.to_le_bytes());
+            }
+            Rec::State { group, name, value } => {
+                let n = u8::try_from(name.len()).map_err(|_| {
+                    StoreError::Invalid("raft log state name over 255 bytes".into())
+                })?;
+                buf.push(STATE);
+                buf.extend_from_slice(&group.to_le_bytes());
+                buf.push(n);
+                buf.extend_from_slice(name.as_bytes());
+                buf.extend_from_slice(&len32(value.len())?.to_le_bytes());
+                buf.extend_from_slice(value);
+            }
+            Rec::Drop { group } => {
+                buf.push(DROP);
+                buf.extend_from_slice(&group.to_le_bytes());
+            }
+        }
+    }
+    if buf.len() == start + FRAME_HEADER {
+        // Nothing to record; an empty frame would read as the end of data.
+        buf.truncate(start);
+        return Ok(());
+    }
+    let payload = len32(buf.len() - start - FRAME_HEADER)?;
+    let crc = CRC.checksum(&buf[start + FRAME_HEADER..]);
+    buf[start..start + 4].copy_from_slice(&payload.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Reads a frame's payload front to back.
+struct Reader<'a> {
+    payload: &'a [u8],
+    at: usize,
+}
+
+const BAD_FRAME: StoreError = StoreError::Corrupt("malformed raft log frame");
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        let end = self.at.checked_add(n).ok_or(BAD_FRAME)?;
+        let s = self.payload.get(self.at..end).ok_or(BAD_FRAME)?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        let b = self.take(8)?;
+        b.try_into().map(u64::from_le_bytes).map_err(|_| BAD_FRAME)
+    }
+}
+
+/// Reads a frame's records; `base` is the payload's offset in segment `seg`.
+fn decode_frame(payload: &[u8], seg: u64, base: u64) -> Result<Vec<Applied>, StoreError> {
+    let mut r = Reader { payload, at: 0 };
+    let mut out = Vec::new();
+    while r.at < payload.len() {
+        let tag = r.take(1)?[0];
+        let group = r.u32()?;
+        out.push(match tag {
+            APPEND => {
+                let index = r.u64()?;
+                let len = r.u32()?;
+                let off = base + r.at as u64;
+                r.take(len as usize)?;
+                Applied::Append {
+                    group,
+                    index,
+                    loc: Loc { seg, off, len },
+                }
+            }
+            TRUNCATE => Applied::Truncate {
+                group,
+                from: r.u64()?,
+            },
+            PURGE => Applied::Purge {
+                group,
+                upto: r.u64()?,
+            },
+            STATE => {
+                let n = r.take(1)?[0] as usize;
+                let name = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| BAD_FRAME)?;
+                let len = r.u32()? as usize;
+                Applied::State {
+                    group,
+                    name,
+                    value: r.take(len)?.to_vec(),
+                }
+            }
+            DROP => Applied::Drop { group },
+            _ => return Err(BAD_FRAME),
+        });
+    }
+    Ok(out)
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}.wal"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Makes segment `seq`: header, then zeros to `size`, durable before it
+/// gets its name (a crash leaves a `.tmp` file, removed on open).
+fn create_segment(dir: &Path, seq: u64, size: u64) -> Result<File, StoreError> {
+    let tmp = dir.join(format!("{seq:016x}.tmp"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    let mut header = Vec::with_capacity(HEADER_BYTES as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&seq.to_le_bytes());
+    file.write_all_at(&header, 0)?;
+    zero(&file, HEADER_BYTES, size)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, segment_path(dir, seq))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Writes zeros over `[from, to)`.
+fn zero(file: &File, from: u64, to: u64) -> Result<(), StoreError> {
+    let chunk = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(chunk.len() as u64) as usize;
+        file.write_all_at(&chunk[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// The writer's side: the active segment and where the next frame goes.
+struct Writer {
+    dir: PathBuf,
+    index: Arc<Mutex<Index>>,
+    master: Option<Arc<MasterKeys>>,
+    segment_bytes: u64,
+    active: u64,
+    file: Arc<File>,
+    off: u64,
+}
+
+impl Writer {
+    fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+
+    /// Starts segment `active + 1`, beginning with every group's state.
+    fn rotate(&mut self) -> Result<(), StoreError> {
+        let seq = self.active + 1;
+        let file = Arc::new(create_segment(&self.dir, seq, self.segment_bytes)?);
+        self.index().segments.insert(
+            seq,
+            Segment {
+                file: file.clone(),
+                live: 0,
+                live_bytes: 0,
+                used: HEADER_BYTES,
+            },
+        );
+        (self.active, self.file, self.off) = (seq, file, HEADER_BYTES);
+        let state = self.index().state_records();
+        self.write_frames(vec![state])
+    }
+
+    /// Appends one frame per list of records, with one write and one
+    /// `fdatasync`, then updates the index.
+    fn write_frames(&mut self, frames: Vec<Vec<Rec>>) -> Result<(), StoreError> {
+        let mut buf = Vec::new();
+        let mut placed = Vec::new();
+        for recs in &frames {
+            encode_frame(&mut buf, recs, &mut placed)?;
+        }
+        if self.off > HEADER_BYTES && self.off + buf.len() as u64 > self.segment_bytes {
+            self.rotate()?;
+        }
+        let at = self.off;
+        self.file.write_all_at(&buf, at)?;
+        self.file.sync_data()?;
+        self.off += buf.len() as u64;
+        let seg = self.active;
+        let mut placed = placed.into_iter();
+        let mut index = self.index();
+        if let Some(s) = index.segments.get_mut(&seg) {
+            s.used = self.off;
+        }
+        for recs in frames {
+            for rec in recs {
+                match rec {
+                    Rec::Append { entries, .. } => {
+                        for _ in entries {
+                            let (group, i, pos, len) =
+                                placed.next().ok_or(StoreError::Corrupt("raft log frame"))?;
+                            let loc = Loc {
+                                seg,
+                                off: at + pos as u64,
+                                len,
+                            };
+                            index.apply(Applied::Append {
+                                group,
+                                index: i,
+                                loc,
+                            });
+                        }
+                    }
+                    Rec::Truncate { group, from } => index.apply(Applied::Truncate { group, from }),
+                    Rec::Purge { group, upto } => index.apply(Applied::Purge { group, upto }),
+                    Rec::State { group, name, value } => {
+                        index.apply(Applied::State { group, name, value })
+                    }
+                    Rec::Drop { group } => index.apply(Applied::Drop { group }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals and writes `writes`, one frame each.
+    fn commit(&mut self, writes: Vec<WalWrite>) -> Result<(), StoreError> {
+        let master = self.master.clone();
+        let mut frames = Vec::with_capacity(writes.len());
+        for w in writes {
+            frames.push(vec![match w {
+                WalWrite::Append { group, entries } => {
+                    let mut sealed = Vec::with_capacity(entries.len());
+                    for (index, entry) in entries {
+                        let aad = entry_aad(group, index);
+                        let stored =
+                            crypto::seal_entry(master.as_deref(), group, index, &entry, &aad)?;
+                        sealed.push((index, stored));
+                    }
+                    Rec::Append {
+                        group,
+                        entries: sealed,
+                    }
+                }
+                WalWrite::Truncate { group, from } => Rec::Truncate { group, from },
+                WalWrite::Purge { group, upto } => Rec::Purge { group, upto },
+                WalWrite::SetState { group, name, value } => Rec::State {
+                    group,
+                    name: name.to_owned(),
+                    value,
+                },
+                WalWrite::DropGroup { group } => Rec::Drop { group },
+            }]);
+        }
+        self.write_frames(frames)?;
+        self.reclaim()
+    }
+
+    /// Deletes the oldest segments while nothing points into them; copies
+    /// the oldest's live entries forward first when the files hold more
+    /// than twice the live entries.
+    fn reclaim(&mut self) -> Result<(), StoreError> {
+        loop {
+            let (oldest, live, wasteful) = {
+                let index = self.index();
+                let Some((&oldest, seg)) = index.segments.first_key_value() else {
+                    return Ok(());
+                };
+                if oldest == self.active {
+                    return Ok(());
+                }
+                let used: u64 = index.segments.values().map(|s| s.used).sum();
+                let live: u64 = index.segments.values().map(|s| s.live_bytes).sum();
+                (oldest, seg.live, used > 2 * live + 2 * self.segment_bytes)
+            };
+            if live == 0 {
+                self.index().segments.remove(&oldest);
+                std::fs::remove_file(segment_path(&self.dir, oldest))?;
+                sync_dir(&self.dir)?;
+                continue;
+            }
+            if !wasteful {
+                return Ok(());
+            }
+            self.copy_forward(|seg| seg == oldest, |_, _, stored| Ok(stored))?;
+        }
+    }
+
+    /// Writes again, at the end of the log, every live entry in a segment
+    /// `pick` chooses, passed through `map`.
+    fn copy_forward(
+        &mut self,
+        pick: impl Fn(u64) -> bool,
+        map: impl Fn(u32, u64, Vec<u8>) -> Result<Vec<u8>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut moving = Vec::new();
+        {
+            let index = self.index();
+            for (group, g) in &index.groups {
+                for (i, loc) in &g.entries {
+                    if pick(loc.seg) {
+                        moving.push((*group, *i, *loc));
+                    }
+                }
+            }
+        }
+        let mut frames = Vec::new();
+        let mut frame: Vec<Rec> = Vec::new();
+        let mut bytes = 0;
+        for (group, index, loc) in moving {
+            let stored = map(group, index, self.index().read(loc)?)?;
+            bytes += stored.len();
+            match frame.last_mut() {
+                Some(Rec::Append { group: g, entries }) if *g == group => {
+                    entries.push((index, stored))
+                }
+                _ => frame.push(Rec::Append {
+                    group,
+                    entries: vec![(index, stored)],
+                }),
+            }
+            if bytes >= COPY_FRAME_BYTES {
+                frames.push(std::mem::take(&mut frame));
+                bytes = 0;
+            }
+        }
+        frames.push(frame);
+        self.write_frames(frames)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The index is consistent after every single call on it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The shared log. Cheap to share behind an `Arc`.
 pub struct Wal {
-    db: Arc<Database>,
+    /// Held locked while open: two writers would interleave frames.
+    _lock: File,
+    index: Arc<Mutex<Index>>,
     tx: mpsc::UnboundedSender<Job>,
     master: Option<Arc<MasterKeys>>,
     syncs: Arc<AtomicU64>,
@@ -100,44 +677,6 @@ fn entry_aad(group: u32, index: u64) -> Vec<u8> {
     .concat()
 }
 
-/// Seals again, under the current master key, every entry sealed under a
-/// previous one (master-key rotation), in the older form, or in plaintext
-/// while migrating (`MasterKeys::migrating`), so the previous key can be
-/// retired once every shard and log has opened with the new one. Fails at
-/// once when an entry needs a master key that is not configured, or is
-/// plaintext under a master key and the node is not migrating.
-fn reseal(
-    log: &mut redb::Table<(u32, u64), &[u8]>,
-    master: Option<&MasterKeys>,
-) -> Result<(), StoreError> {
-    let mut stale = Vec::new();
-    for row in log.iter()? {
-        let (k, v) = row?;
-        if crypto::entry_needs_reseal(master, v.value())? {
-            stale.push(k.value());
-        }
-    }
-    if stale.is_empty() {
-        return Ok(());
-    }
-    for (group, index) in &stale {
-        let aad = entry_aad(*group, *index);
-        let plain = {
-            let v = log
-                .get((*group, *index))?
-                .ok_or(StoreError::Corrupt("raft log entry vanished"))?;
-            crypto::open_entry(master, *group, *index, v.value(), &aad)?
-        };
-        let sealed = crypto::seal_entry(master, *group, *index, &plain, &aad)?;
-        log.insert((*group, *index), sealed.as_slice())?;
-    }
-    tracing::info!(
-        entries = stale.len(),
-        "raft log entries sealed again under the current master key"
-    );
-    Ok(())
-}
-
 /// Opens stored entry `index` of `group`.
 fn open_row(
     master: Option<&MasterKeys>,
@@ -148,31 +687,211 @@ fn open_row(
     crypto::open_entry(master, group, index, stored, &entry_aad(group, index))
 }
 
-impl Wal {
-    /// Opens (creating) the log at `path` and starts its writer. Must run
-    /// inside a tokio runtime.
-    pub fn open(path: &Path, master: Option<Arc<MasterKeys>>) -> Result<Arc<Wal>, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+/// Replays the segments in `dir` into an index; returns it with the
+/// newest segment and the end of its frames (none: the log is empty).
+fn replay(dir: &Path) -> Result<(Index, Option<(u64, u64)>), StoreError> {
+    let mut seqs = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(hex) = name.strip_suffix(".wal") {
+            let seq = u64::from_str_radix(hex, 16).map_err(|_| {
+                StoreError::Corrupt("unexpected .wal file in the raft log directory")
+            })?;
+            seqs.push(seq);
+        } else if name.ends_with(".tmp") {
+            // A segment whose making was cut short: never written to.
+            std::fs::remove_file(&path)?;
         }
-        let db = redb::Builder::new()
-            .set_cache_size(crate::WAL_CACHE_BYTES)
-            .create(path)?;
-        let txn = db.begin_write()?;
-        reseal(&mut txn.open_table(WAL_LOG)?, master.as_deref())?;
-        txn.open_table(WAL_STATE)?;
-        txn.commit()?;
-        let db = Arc::new(db);
+    }
+    seqs.sort_unstable();
+    let mut index = Index::default();
+    let mut end = None;
+    for (n, &seq) in seqs.iter().enumerate() {
+        let last = n + 1 == seqs.len();
+        let path = segment_path(dir, seq);
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let data = std::fs::read(&path)?;
+        let header_ok = data.len() >= HEADER_BYTES as usize
+            && &data[..8] == MAGIC
+            && data[8..12] == VERSION.to_le_bytes()
+            && data[12..20] == seq.to_le_bytes();
+        if !header_ok {
+            return Err(StoreError::Corrupt("raft log segment with a bad header"));
+        }
+        let mut off = HEADER_BYTES as usize;
+        let mut recs = Vec::new();
+        while let Some(h) = data.get(off..off + FRAME_HEADER) {
+            let (len, crc) = (
+                u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize,
+                u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+            );
+            if len == 0 && crc == 0 {
+                break;
+            }
+            let body = off + FRAME_HEADER;
+            match data.get(body..body + len) {
+                Some(p) if CRC.checksum(p) == crc => {
+                    recs.extend(decode_frame(p, seq, body as u64)?);
+                    off = body + len;
+                }
+                _ if last => {
+                    // Cut short by a crash before its fsync returned:
+                    // never acknowledged. Zeroed, so that nothing of it
+                    // can be read as a frame after later writes.
+                    tracing::warn!(
+                        segment = seq,
+                        offset = off,
+                        "dropping a torn raft log frame"
+                    );
+                    zero(&file, off as u64, data.len() as u64)?;
+                    file.sync_data()?;
+                    break;
+                }
+                _ => return Err(StoreError::Corrupt("raft log frame fails its checksum")),
+            }
+        }
+        index.segments.insert(
+            seq,
+            Segment {
+                file: Arc::new(file),
+                live: 0,
+                live_bytes: 0,
+                used: off as u64,
+            },
+        );
+        for r in recs {
+            index.apply(r);
+        }
+        if last {
+            end = Some((seq, off as u64));
+        }
+    }
+    Ok((index, end))
+}
+
+/// Reads a log kept in redb by earlier versions, as records.
+fn read_legacy(path: &Path) -> Result<Vec<Rec>, StoreError> {
+    let db = redb::Builder::new().set_cache_size(16 << 20).create(path)?;
+    let txn = db.begin_read()?;
+    let mut out = Vec::new();
+    match txn.open_table(WAL_STATE) {
+        Ok(t) => {
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let (group, name) = k.value();
+                out.push(Rec::State {
+                    group,
+                    name: name.to_owned(),
+                    value: v.value().to_vec(),
+                });
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match txn.open_table(WAL_LOG) {
+        Ok(t) => {
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let (group, index) = k.value();
+                out.push(Rec::Append {
+                    group,
+                    entries: vec![(index, v.value().to_vec())],
+                });
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(out)
+}
+
+impl Wal {
+    /// Opens (creating) the log in directory `dir` and starts its writer.
+    /// A log of an earlier version at `dir/../log.redb` is moved in.
+    /// Must run inside a tokio runtime.
+    pub fn open(dir: &Path, master: Option<Arc<MasterKeys>>) -> Result<Arc<Wal>, StoreError> {
+        Wal::open_with(dir, master, SEGMENT_BYTES)
+    }
+
+    fn open_with(
+        dir: &Path,
+        master: Option<Arc<MasterKeys>>,
+        segment_bytes: u64,
+    ) -> Result<Arc<Wal>, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let lock_file = File::create(dir.join("LOCK"))?;
+        lock_file.try_lock().map_err(|e| {
+            StoreError::Io(std::io::Error::other(format!(
+                "the raft log in {} is in use by another process: {e}",
+                dir.display()
+            )))
+        })?;
+        let legacy = dir.parent().map(|p| p.join("log.redb"));
+        let legacy = legacy.filter(|p| p.exists());
+        if legacy.is_some() {
+            // A move cut short earlier starts again from the old file,
+            // which is deleted only once the segments hold everything.
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "wal") {
+                    std::fs::remove_file(path)?;
+                }
+            }
+        }
+        let (index, end) = replay(dir)?;
+        let index = Arc::new(Mutex::new(index));
+        let (active, off) = match end {
+            Some(e) => e,
+            None => {
+                let file = Arc::new(create_segment(dir, 1, segment_bytes)?);
+                lock(&index).segments.insert(
+                    1,
+                    Segment {
+                        file,
+                        live: 0,
+                        live_bytes: 0,
+                        used: HEADER_BYTES,
+                    },
+                );
+                (1, HEADER_BYTES)
+            }
+        };
+        let file = lock(&index)
+            .segments
+            .get(&active)
+            .map(|s| s.file.clone())
+            .ok_or(StoreError::Corrupt("raft log segment missing"))?;
+        let mut writer = Writer {
+            dir: dir.to_path_buf(),
+            index: index.clone(),
+            master: master.clone(),
+            segment_bytes,
+            active,
+            file,
+            off,
+        };
+        if let Some(path) = &legacy {
+            let recs = read_legacy(path)?;
+            let mut frames = Vec::new();
+            for chunk in recs.chunks(1024) {
+                frames.push(chunk.iter().map(Rec::duplicate).collect());
+            }
+            writer.write_frames(frames)?;
+            std::fs::remove_file(path)?;
+            if let Some(parent) = path.parent() {
+                sync_dir(parent)?;
+            }
+            tracing::info!("raft log moved from log.redb into segment files");
+        }
+        reseal(&mut writer)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let syncs = Arc::new(AtomicU64::new(0));
-        tokio::spawn(writer(
-            Arc::downgrade(&db),
-            master.clone(),
-            rx,
-            syncs.clone(),
-        ));
+        tokio::spawn(run(writer, rx, syncs.clone()));
         Ok(Arc::new(Wal {
-            db,
+            _lock: lock_file,
+            index,
             tx,
             master,
             syncs,
@@ -199,69 +918,63 @@ impl Wal {
         rx.await.map_err(|_| StoreError::Closed(u32::MAX))?
     }
 
-    /// Number of write transactions committed (each one fsync) so far.
+    /// Number of group commits (each one fsync) so far.
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
 
     /// Durable entries of `group` with indexes in `range`, ascending, at
-    /// most `limit`.
+    /// most `limit`. Read in place: recent entries are in the page cache.
     pub async fn entries(
         &self,
         group: u32,
         range: impl RangeBounds<u64> + Send + 'static,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let (db, master) = (self.db.clone(), self.master.clone());
-        blocking(move || {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(WAL_LOG)?;
-            let start = match range.start_bound() {
-                std::ops::Bound::Included(s) => (group, *s),
-                std::ops::Bound::Excluded(s) => (group, s.saturating_add(1)),
-                std::ops::Bound::Unbounded => (group, 0),
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        if !non_empty(&bounds) {
+            return Ok(Vec::new());
+        }
+        let found: Vec<(u64, Loc, Arc<File>)> = {
+            let index = lock(&self.index);
+            let Some(g) = index.groups.get(&group) else {
+                return Ok(Vec::new());
             };
-            let end = match range.end_bound() {
-                std::ops::Bound::Included(e) => std::ops::Bound::Included((group, *e)),
-                std::ops::Bound::Excluded(e) => std::ops::Bound::Excluded((group, *e)),
-                std::ops::Bound::Unbounded => std::ops::Bound::Included((group, u64::MAX)),
-            };
-            let mut out = Vec::new();
-            for e in table.range::<(u32, u64)>((std::ops::Bound::Included(start), end))? {
-                if out.len() >= limit {
-                    break;
-                }
-                let (k, v) = e?;
-                let (_, index) = k.value();
-                out.push((index, open_row(master.as_deref(), group, index, v.value())?));
-            }
-            Ok(out)
-        })
-        .await
+            g.entries
+                .range(bounds)
+                .take(limit)
+                .filter_map(|(i, loc)| {
+                    let seg = index.segments.get(&loc.seg)?;
+                    Some((*i, *loc, seg.file.clone()))
+                })
+                .collect()
+        };
+        let mut out = Vec::with_capacity(found.len());
+        for (i, loc, file) in found {
+            let stored = read_at(&file, loc)?;
+            out.push((i, open_row(self.master.as_deref(), group, i, &stored)?));
+        }
+        Ok(out)
     }
 
     /// The durable entry of `group` with the highest index.
     pub async fn last(&self, group: u32) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let (db, master) = (self.db.clone(), self.master.clone());
-        blocking(move || {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(WAL_LOG)?;
-            let last = table
-                .range::<(u32, u64)>((group, 0)..=(group, u64::MAX))?
-                .next_back()
-                .transpose()?;
+        let found = {
+            let index = lock(&self.index);
+            let last = index
+                .groups
+                .get(&group)
+                .and_then(|g| g.entries.last_key_value());
             match last {
-                None => Ok(None),
-                Some((k, v)) => {
-                    let (_, index) = k.value();
-                    Ok(Some((
-                        index,
-                        open_row(master.as_deref(), group, index, v.value())?,
-                    )))
-                }
+                None => return Ok(None),
+                Some((i, loc)) => (*i, index.read(*loc)?),
             }
-        })
-        .await
+        };
+        let (i, stored) = found;
+        Ok(Some((
+            i,
+            open_row(self.master.as_deref(), group, i, &stored)?,
+        )))
     }
 
     /// A named state value of `group`.
@@ -270,25 +983,104 @@ impl Wal {
         group: u32,
         name: &'static str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let db = self.db.clone();
-        blocking(move || {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(WAL_STATE)?;
-            Ok(table.get((group, name))?.map(|v| v.value().to_vec()))
-        })
-        .await
+        let index = lock(&self.index);
+        Ok(index
+            .groups
+            .get(&group)
+            .and_then(|g| g.state.get(name).cloned()))
     }
 }
 
-/// Group commit across Raft groups: take everything queued, apply it in
-/// one transaction, fsync once, then call every job back in order.
-async fn writer(
-    // Weak: the file closes as soon as the `Wal` is dropped.
-    db: Weak<Database>,
-    master: Option<Arc<MasterKeys>>,
-    mut rx: mpsc::UnboundedReceiver<Job>,
-    syncs: Arc<AtomicU64>,
-) {
+impl Rec {
+    fn duplicate(&self) -> Rec {
+        match self {
+            Rec::Append { group, entries } => Rec::Append {
+                group: *group,
+                entries: entries.clone(),
+            },
+            Rec::Truncate { group, from } => Rec::Truncate {
+                group: *group,
+                from: *from,
+            },
+            Rec::Purge { group, upto } => Rec::Purge {
+                group: *group,
+                upto: *upto,
+            },
+            Rec::State { group, name, value } => Rec::State {
+                group: *group,
+                name: name.clone(),
+                value: value.clone(),
+            },
+            Rec::Drop { group } => Rec::Drop { group: *group },
+        }
+    }
+}
+
+/// Seals again, under the current master key, every entry sealed under a
+/// previous one (master-key rotation), in the older form, or in plaintext
+/// while migrating (`MasterKeys::migrating`), and writes the whole log
+/// anew so no segment keeps the old form: the previous key can be retired
+/// once every shard and log has opened with the new one. Fails at once
+/// when an entry needs a master key that is not configured, or is
+/// plaintext under a master key and the node is not migrating.
+fn reseal(w: &mut Writer) -> Result<(), StoreError> {
+    let master = w.master.clone();
+    let mut stale = 0usize;
+    {
+        let index = w.index();
+        for g in index.groups.values() {
+            for loc in g.entries.values() {
+                if crypto::entry_needs_reseal(master.as_deref(), &index.read(*loc)?)? {
+                    stale += 1;
+                }
+            }
+        }
+    }
+    if stale == 0 {
+        return Ok(());
+    }
+    let before = w.active;
+    w.rotate()?;
+    w.copy_forward(
+        |seg| seg <= before,
+        |group, index, stored| {
+            let m = master.as_deref();
+            if !crypto::entry_needs_reseal(m, &stored)? {
+                return Ok(stored);
+            }
+            let aad = entry_aad(group, index);
+            let plain = crypto::open_entry(m, group, index, &stored, &aad)?;
+            crypto::seal_entry(m, group, index, &plain, &aad)
+        },
+    )?;
+    w.reclaim()?;
+    tracing::info!(
+        entries = stale,
+        "raft log entries sealed again under the current master key"
+    );
+    Ok(())
+}
+
+/// Whether `bounds` contain any index (`BTreeMap::range` panics on an
+/// inverted range).
+fn non_empty(bounds: &(Bound<u64>, Bound<u64>)) -> bool {
+    let start = match bounds.0 {
+        Bound::Included(s) => Some(s),
+        Bound::Excluded(s) => s.checked_add(1),
+        Bound::Unbounded => Some(0),
+    };
+    let Some(start) = start else { return false };
+    match bounds.1 {
+        Bound::Included(e) => start <= e,
+        Bound::Excluded(e) => start < e,
+        Bound::Unbounded => true,
+    }
+}
+
+/// Group commit across Raft groups: take everything queued, append it with
+/// one fsync, then call every job back in order.
+async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>, syncs: Arc<AtomicU64>) {
+    let mut writer = Some(writer);
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -299,15 +1091,22 @@ async fn writer(
         }
         let (writes, dones): (Vec<WalWrite>, Vec<WalDone>) =
             jobs.into_iter().map(|j| (j.write, j.done)).unzip();
-        let Some(db) = db.upgrade() else {
-            for d in dones {
-                d(Err(StoreError::Closed(u32::MAX)));
-            }
+        let Some(mut w) = writer.take() else {
             return;
         };
-        let master = master.clone();
-        let outcome = blocking(move || commit(&db, master.as_deref(), writes)).await;
-        match outcome {
+        let outcome = blocking(move || {
+            let r = w.commit(writes);
+            Ok((w, r))
+        })
+        .await;
+        let result = match outcome {
+            Ok((w, r)) => {
+                writer = Some(w);
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => {
                 syncs.fetch_add(1, Ordering::Relaxed);
                 for d in dones {
@@ -325,66 +1124,29 @@ async fn writer(
     }
 }
 
-fn commit(
-    db: &Database,
-    master: Option<&MasterKeys>,
-    writes: Vec<WalWrite>,
-) -> Result<(), StoreError> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-    {
-        let mut log = txn.open_table(WAL_LOG)?;
-        let mut state = txn.open_table(WAL_STATE)?;
-        for w in writes {
-            match w {
-                WalWrite::Append { group, entries } => {
-                    for (index, entry) in entries {
-                        let stored = crypto::seal_entry(
-                            master,
-                            group,
-                            index,
-                            &entry,
-                            &entry_aad(group, index),
-                        )?;
-                        log.insert((group, index), stored.as_slice())?;
-                    }
-                }
-                WalWrite::Truncate { group, from } => {
-                    log.retain_in::<(u32, u64), _>((group, from)..=(group, u64::MAX), |_, _| {
-                        false
-                    })?;
-                }
-                WalWrite::Purge { group, upto } => {
-                    log.retain_in::<(u32, u64), _>((group, 0)..=(group, upto), |_, _| false)?;
-                }
-                WalWrite::SetState { group, name, value } => {
-                    state.insert((group, name), value.as_slice())?;
-                }
-                WalWrite::DropGroup { group } => {
-                    log.retain_in::<(u32, u64), _>((group, 0)..=(group, u64::MAX), |_, _| false)?;
-                    let names: Vec<String> = state
-                        .range::<(u32, &str)>((group, "")..)?
-                        .map_while(|e| e.ok())
-                        .take_while(|(k, _)| k.value().0 == group)
-                        .map(|(k, _)| k.value().1.to_owned())
-                        .collect();
-                    for n in names {
-                        state.remove((group, n.as_str()))?;
-                    }
-                }
-            }
-        }
-    }
-    txn.commit()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// The contents of every segment in `dir`, oldest first.
+    fn files(dir: &Path) -> Vec<Vec<u8>> {
+        segments(dir)
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    }
+
+    fn segments(dir: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        out.sort();
+        out
+    }
 
     fn append(group: u32, from: u64, n: u64) -> WalWrite {
         WalWrite::Append {
@@ -398,7 +1160,7 @@ mod tests {
     #[tokio::test]
     async fn appends_truncates_purges_per_group() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(&dir.path().join("log.redb"), None).unwrap();
+        let wal = Wal::open(&dir.path().join("wal"), None).unwrap();
         wal.write(append(1, 1, 10)).await.unwrap();
         wal.write(append(2, 1, 3)).await.unwrap();
         wal.write(WalWrite::Truncate { group: 1, from: 8 })
@@ -431,12 +1193,23 @@ mod tests {
         assert!(wal.last(2).await.unwrap().is_none());
         assert!(wal.state(2, "vote").await.unwrap().is_none());
         assert_eq!(wal.last(1).await.unwrap().unwrap().0, 7);
+        // An append of nothing records nothing, and what follows it stays.
+        let empty = WalWrite::Append {
+            group: 5,
+            entries: Vec::new(),
+        };
+        wal.write(empty).await.unwrap();
+        wal.write(append(5, 1, 1)).await.unwrap();
+        drop(wal);
+        let wal = Wal::open(&dir.path().join("wal"), None).unwrap();
+        assert_eq!(wal.last(5).await.unwrap().unwrap().0, 1);
+        assert_eq!(wal.last(1).await.unwrap().unwrap().0, 7);
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn writes_of_many_groups_share_one_fsync() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(&dir.path().join("log.redb"), None).unwrap();
+        let wal = Wal::open(&dir.path().join("wal"), None).unwrap();
         let before = wal.syncs();
         // Submitted before the writer task can run (single-threaded runtime),
         // so they are all queued together.
@@ -458,15 +1231,16 @@ mod tests {
     #[tokio::test]
     async fn sealed_entries_need_the_master_key_and_stay_in_place() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.redb");
+        let path = dir.path().join("wal");
         {
             let wal = Wal::open(&path, Some(Arc::new(MasterKeys::new([7; 32], &[])))).unwrap();
             wal.write(append(3, 1, 2)).await.unwrap();
             assert_eq!(wal.last(3).await.unwrap().unwrap().1, b"e3-2");
         }
-        // The file holds no plaintext.
-        let raw = std::fs::read(&path).unwrap();
-        assert!(!raw.windows(4).any(|w| w == b"e3-2"));
+        // The files hold no plaintext.
+        assert!(!files(&path)
+            .iter()
+            .any(|f| f.windows(4).any(|w| w == b"e3-2")));
         // Without the key, or with another, the log does not open.
         assert!(matches!(Wal::open(&path, None), Err(StoreError::Crypto(_))));
         let other = Some(Arc::new(MasterKeys::new([8; 32], &[])));
@@ -479,7 +1253,7 @@ mod tests {
     #[tokio::test]
     async fn master_key_rotation_reseals_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.redb");
+        let path = dir.path().join("wal");
         let (old, new) = ([7u8; 32], [9u8; 32]);
         {
             let wal = Wal::open(&path, Some(Arc::new(MasterKeys::new(old, &[])))).unwrap();
@@ -500,5 +1274,130 @@ mod tests {
             Wal::open(&path, stale),
             Err(StoreError::Crypto(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_frame_is_dropped_zeroed_and_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        {
+            let wal = Wal::open(&path, None).unwrap();
+            wal.write(append(1, 1, 5)).await.unwrap();
+            wal.write(append(1, 6, 1)).await.unwrap();
+        }
+        // A crash in the middle of the last write: its bytes half there.
+        let seg = segments(&path).pop().unwrap();
+        let mut data = std::fs::read(&seg).unwrap();
+        let at = data.windows(4).position(|w| w == b"e1-6").unwrap();
+        data[at] ^= 0xff;
+        std::fs::write(&seg, &data).unwrap();
+        {
+            let wal = Wal::open(&path, None).unwrap();
+            assert_eq!(wal.last(1).await.unwrap().unwrap().0, 5);
+            assert_eq!(wal.entries(1, .., 100).await.unwrap().len(), 5);
+            // Nothing of the torn frame is left to be read as one later.
+            let data = std::fs::read(&seg).unwrap();
+            assert_eq!(data[at], 0);
+            assert!(!data.windows(3).any(|w| w == b"1-6"));
+            wal.write(append(1, 6, 2)).await.unwrap();
+        }
+        let wal = Wal::open(&path, None).unwrap();
+        let got = wal.entries(1, .., 100).await.unwrap();
+        assert_eq!(got.len(), 7);
+        assert_eq!(got[6], (7, b"e1-7".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_bad_frame_before_the_end_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        {
+            let wal = Wal::open_with(&path, None, 4096).unwrap();
+            for i in 0..40 {
+                wal.write(append(1, i * 10 + 1, 10)).await.unwrap();
+            }
+        }
+        let segs = segments(&path);
+        assert!(segs.len() > 2, "{} segments", segs.len());
+        let mut data = std::fs::read(&segs[0]).unwrap();
+        let at = data.windows(3).position(|w| w == b"e1-").unwrap();
+        data[at] ^= 0xff;
+        std::fs::write(&segs[0], &data).unwrap();
+        assert!(matches!(
+            Wal::open_with(&path, None, 4096),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn segments_rotate_and_space_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let seg = 8192;
+        let wal = Wal::open_with(&path, None, seg).unwrap();
+        // Group 9 writes a little and stops, pinning the oldest segment.
+        wal.write(append(9, 1, 3)).await.unwrap();
+        wal.write(WalWrite::SetState {
+            group: 9,
+            name: "vote",
+            value: b"v9".to_vec(),
+        })
+        .await
+        .unwrap();
+        for round in 0..1000u64 {
+            wal.write(append(1, round * 10 + 1, 10)).await.unwrap();
+            if round % 10 == 9 {
+                wal.write(WalWrite::Purge {
+                    group: 1,
+                    upto: round * 10,
+                })
+                .await
+                .unwrap();
+            }
+            let n = segments(&path).len();
+            assert!(n <= 6, "{n} segments after round {round}");
+        }
+        let check = |wal: Arc<Wal>| async move {
+            assert_eq!(wal.entries(9, .., 100).await.unwrap().len(), 3);
+            assert_eq!(wal.state(9, "vote").await.unwrap(), Some(b"v9".to_vec()));
+            let live = wal.entries(1, .., 1000).await.unwrap();
+            assert_eq!(live.first().unwrap().0, 9991);
+            assert_eq!(live.last().unwrap(), &(10000, b"e1-10000".to_vec()));
+        };
+        check(wal.clone()).await;
+        drop(wal);
+        // What replay rebuilds from the files left is the same.
+        check(Wal::open_with(&path, None, seg).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_log_kept_in_redb_is_moved_into_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("log.redb");
+        let master = Some(Arc::new(MasterKeys::new([7; 32], &[])));
+        {
+            let db = redb::Database::create(&legacy).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut log = txn.open_table(WAL_LOG).unwrap();
+                for i in 1..=4u64 {
+                    let plain = format!("e2-{i}").into_bytes();
+                    let sealed =
+                        crypto::seal_entry(master.as_deref(), 2, i, &plain, &entry_aad(2, i))
+                            .unwrap();
+                    log.insert((2, i), sealed.as_slice()).unwrap();
+                }
+                let mut state = txn.open_table(WAL_STATE).unwrap();
+                state.insert((2, "vote"), b"v".as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let wal = Wal::open(&dir.path().join("wal"), master.clone()).unwrap();
+        assert!(!legacy.exists());
+        assert_eq!(wal.entries(2, .., 10).await.unwrap().len(), 4);
+        assert_eq!(wal.last(2).await.unwrap().unwrap(), (4, b"e2-4".to_vec()));
+        assert_eq!(wal.state(2, "vote").await.unwrap(), Some(b"v".to_vec()));
+        // A second process on the same log is refused.
+        assert!(Wal::open(&dir.path().join("wal"), master).is_err());
     }
 }
