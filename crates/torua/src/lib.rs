@@ -25,6 +25,12 @@
 //! ```
 #![deny(missing_docs)]
 
+// Every request allocates across threads (hyper, openraft, the log's
+// writer); glibc's allocator spent about a tenth of a write's CPU in
+// `malloc`, `free` and consolidating its arenas (benchmarks.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod cli;
 pub mod config;
 pub mod coordinator;
