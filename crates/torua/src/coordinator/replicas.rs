@@ -231,7 +231,7 @@ impl Cluster {
                 None => {
                     next += 1;
                     // Every replica tried: an election is under way.
-                    if next % order.len() == 0 {
+                    if next.is_multiple_of(order.len()) {
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(Duration::from_millis(500));
                     }
