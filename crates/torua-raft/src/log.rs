@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId, OptionalSend, RaftLogReader, StorageIOError, Vote};
-use torua_store::{Wal, WalWrite};
+use torua_store::{non_empty, Wal, WalWrite};
 
 use crate::typ::{Entry, NodeId, StorageError};
 use crate::{decode, encode, TypeConfig};
@@ -278,21 +278,5 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             upto: log_id.index,
         };
         self.wal.write(write).await.map_err(write_err)
-    }
-}
-
-/// Whether `bounds` contain any index (`BTreeMap::range` panics on an
-/// inverted range, and openraft may ask for an empty one).
-fn non_empty(bounds: &(Bound<u64>, Bound<u64>)) -> bool {
-    let start = match bounds.0 {
-        Bound::Included(s) => Some(s),
-        Bound::Excluded(s) => s.checked_add(1),
-        Bound::Unbounded => Some(0),
-    };
-    let Some(start) = start else { return false };
-    match bounds.1 {
-        Bound::Included(e) => start <= e,
-        Bound::Excluded(e) => start < e,
-        Bound::Unbounded => true,
     }
 }

@@ -61,6 +61,23 @@ pub use wal::{Wal, WalDone, WalWrite};
 /// reach many times over; reads still hit the kernel's page cache.
 pub(crate) const SHARD_CACHE_BYTES: usize = 32 << 20;
 
+/// Whether `bounds` contain any index. `BTreeMap::range` panics on an
+/// inverted range, and openraft may ask for an empty one.
+pub fn non_empty(bounds: &(std::ops::Bound<u64>, std::ops::Bound<u64>)) -> bool {
+    use std::ops::Bound;
+    let start = match bounds.0 {
+        Bound::Included(s) => Some(s),
+        Bound::Excluded(s) => s.checked_add(1),
+        Bound::Unbounded => Some(0),
+    };
+    let Some(start) = start else { return false };
+    match bounds.1 {
+        Bound::Included(e) => start <= e,
+        Bound::Excluded(e) => start < e,
+        Bound::Unbounded => true,
+    }
+}
+
 /// Longest key accepted, in bytes (UTF-8).
 pub const MAX_KEY_LEN: usize = 4096;
 /// Longest content type accepted, in bytes.

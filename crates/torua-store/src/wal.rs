@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::crypto::{self, MasterKeys};
 use crate::shard::blocking;
 use crate::tables::{WAL_LOG, WAL_STATE};
-use crate::StoreError;
+use crate::{non_empty, StoreError};
 
 /// Most queued writes folded into one group commit.
 const MAX_GROUP: usize = 4096;
@@ -152,11 +152,12 @@ struct Index {
     segments: BTreeMap<u64, Segment>,
 }
 
-/// A record as it is in a frame (entries in their stored form).
-enum Rec {
+/// A record of a frame. Entries are `E`: their stored form when written,
+/// where they are in the files ([`Loc`]) when read back or indexed.
+enum Rec<E = Vec<u8>> {
     Append {
         group: u32,
-        entries: Vec<(u64, Vec<u8>)>,
+        entries: Vec<(u64, E)>,
     },
     Truncate {
         group: u32,
@@ -176,29 +177,26 @@ enum Rec {
     },
 }
 
-/// A record read back, its entries replaced by where they are.
-enum Applied {
-    Append {
-        group: u32,
-        index: u64,
-        loc: Loc,
-    },
-    Truncate {
-        group: u32,
-        from: u64,
-    },
-    Purge {
-        group: u32,
-        upto: u64,
-    },
-    State {
-        group: u32,
-        name: String,
-        value: Vec<u8>,
-    },
-    Drop {
-        group: u32,
-    },
+impl<E> Rec<E> {
+    /// The same record with each entry replaced by `f(group, index, entry)`.
+    fn map<T>(
+        self,
+        mut f: impl FnMut(u32, u64, E) -> Result<T, StoreError>,
+    ) -> Result<Rec<T>, StoreError> {
+        Ok(match self {
+            Rec::Append { group, entries } => Rec::Append {
+                group,
+                entries: entries
+                    .into_iter()
+                    .map(|(i, e)| f(group, i, e).map(|t| (i, t)))
+                    .collect::<Result<_, _>>()?,
+            },
+            Rec::Truncate { group, from } => Rec::Truncate { group, from },
+            Rec::Purge { group, upto } => Rec::Purge { group, upto },
+            Rec::State { group, name, value } => Rec::State { group, name, value },
+            Rec::Drop { group } => Rec::Drop { group },
+        })
+    }
 }
 
 impl Index {
@@ -209,21 +207,25 @@ impl Index {
         }
     }
 
-    fn apply(&mut self, rec: Applied) {
+    fn apply(&mut self, rec: Rec<Loc>) {
         let gone: Vec<Loc> = match rec {
-            Applied::Append { group, index, loc } => {
-                if let Some(s) = self.segments.get_mut(&loc.seg) {
-                    s.live += 1;
-                    s.live_bytes += u64::from(loc.len);
+            Rec::Append { group, entries } => {
+                let mut gone = Vec::new();
+                for (index, loc) in entries {
+                    if let Some(s) = self.segments.get_mut(&loc.seg) {
+                        s.live += 1;
+                        s.live_bytes += u64::from(loc.len);
+                    }
+                    let g = self.groups.entry(group).or_default();
+                    gone.extend(g.entries.insert(index, loc));
                 }
-                let g = self.groups.entry(group).or_default();
-                g.entries.insert(index, loc).into_iter().collect()
+                gone
             }
-            Applied::Truncate { group, from } => match self.groups.get_mut(&group) {
+            Rec::Truncate { group, from } => match self.groups.get_mut(&group) {
                 Some(g) => g.entries.split_off(&from).into_values().collect(),
                 None => Vec::new(),
             },
-            Applied::Purge { group, upto } => match self.groups.get_mut(&group) {
+            Rec::Purge { group, upto } => match self.groups.get_mut(&group) {
                 Some(g) => {
                     let kept = match upto.checked_add(1) {
                         Some(next) => g.entries.split_off(&next),
@@ -235,7 +237,7 @@ impl Index {
                 }
                 None => Vec::new(),
             },
-            Applied::State { group, name, value } => {
+            Rec::State { group, name, value } => {
                 self.groups
                     .entry(group)
                     .or_default()
@@ -243,7 +245,7 @@ impl Index {
                     .insert(name, value);
                 Vec::new()
             }
-            Applied::Drop { group } => match self.groups.remove(&group) {
+            Rec::Drop { group } => match self.groups.remove(&group) {
                 Some(g) => g.entries.into_values().collect(),
                 None => Vec::new(),
             },
@@ -284,12 +286,11 @@ fn read_at(file: &File, loc: Loc) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Appends `recs` to `buf` as one frame (none if they record nothing);
-/// notes in `placed`, for each entry, its group, index, and offset and
-/// length in `buf`.
+/// notes in `placed` each entry's offset and length in `buf`, in order.
 fn encode_frame(
     buf: &mut Vec<u8>,
     recs: &[Rec],
-    placed: &mut Vec<(u32, u64, usize, u32)>,
+    placed: &mut Vec<(usize, u32)>,
 ) -> Result<(), StoreError> {
     let start = buf.len();
     buf.extend_from_slice(&[0; FRAME_HEADER]);
@@ -305,7 +306,7 @@ fn encode_frame(
                     buf.extend_from_slice(&index.to_le_bytes());
                     let len = len32(stored.len())?;
                     buf.extend_from_slice(&len.to_le_bytes());
-                    placed.push((*group, *index, buf.len(), len));
+                    placed.push((buf.len(), len));
                     buf.extend_from_slice(stored);
                 }
             }
@@ -374,7 +375,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads a frame's records; `base` is the payload's offset in segment `seg`.
-fn decode_frame(payload: &[u8], seg: u64, base: u64) -> Result<Vec<Applied>, StoreError> {
+fn decode_frame(payload: &[u8], seg: u64, base: u64) -> Result<Vec<Rec<Loc>>, StoreError> {
     let mut r = Reader { payload, at: 0 };
     let mut out = Vec::new();
     while r.at < payload.len() {
@@ -386,17 +387,16 @@ fn decode_frame(payload: &[u8], seg: u64, base: u64) -> Result<Vec<Applied>, Sto
                 let len = r.u32()?;
                 let off = base + r.at as u64;
                 r.take(len as usize)?;
-                Applied::Append {
+                Rec::Append {
                     group,
-                    index,
-                    loc: Loc { seg, off, len },
+                    entries: vec![(index, Loc { seg, off, len })],
                 }
             }
-            TRUNCATE => Applied::Truncate {
+            TRUNCATE => Rec::Truncate {
                 group,
                 from: r.u64()?,
             },
-            PURGE => Applied::Purge {
+            PURGE => Rec::Purge {
                 group,
                 upto: r.u64()?,
             },
@@ -404,13 +404,13 @@ fn decode_frame(payload: &[u8], seg: u64, base: u64) -> Result<Vec<Applied>, Sto
                 let n = r.take(1)?[0] as usize;
                 let name = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| BAD_FRAME)?;
                 let len = r.u32()? as usize;
-                Applied::State {
+                Rec::State {
                     group,
                     name,
                     value: r.take(len)?.to_vec(),
                 }
             }
-            DROP => Applied::Drop { group },
+            DROP => Rec::Drop { group },
             _ => return Err(BAD_FRAME),
         });
     }
@@ -523,33 +523,15 @@ impl Writer {
         if let Some(s) = index.segments.get_mut(&seg) {
             s.used = self.off;
         }
-        for recs in frames {
-            for rec in recs {
-                match rec {
-                    Rec::Append { entries, .. } => {
-                        for _ in entries {
-                            let (group, i, pos, len) =
-                                placed.next().ok_or(StoreError::Corrupt("raft log frame"))?;
-                            let loc = Loc {
-                                seg,
-                                off: at + pos as u64,
-                                len,
-                            };
-                            index.apply(Applied::Append {
-                                group,
-                                index: i,
-                                loc,
-                            });
-                        }
-                    }
-                    Rec::Truncate { group, from } => index.apply(Applied::Truncate { group, from }),
-                    Rec::Purge { group, upto } => index.apply(Applied::Purge { group, upto }),
-                    Rec::State { group, name, value } => {
-                        index.apply(Applied::State { group, name, value })
-                    }
-                    Rec::Drop { group } => index.apply(Applied::Drop { group }),
-                }
-            }
+        for rec in frames.into_iter().flatten() {
+            index.apply(rec.map(|_, _, _| {
+                let (pos, len) = placed.next().ok_or(StoreError::Corrupt("raft log frame"))?;
+                Ok(Loc {
+                    seg,
+                    off: at + pos as u64,
+                    len,
+                })
+            })?);
         }
         Ok(())
     }
@@ -890,10 +872,10 @@ impl Wal {
             zeroed,
         };
         if let Some(path) = &legacy {
-            let recs = read_legacy(path)?;
+            let mut recs = read_legacy(path)?.into_iter().peekable();
             let mut frames = Vec::new();
-            for chunk in recs.chunks(1024) {
-                frames.push(chunk.iter().map(Rec::duplicate).collect());
+            while recs.peek().is_some() {
+                frames.push(recs.by_ref().take(1024).collect());
             }
             writer.write_frames(frames)?;
             std::fs::remove_file(path)?;
@@ -1008,31 +990,6 @@ impl Wal {
     }
 }
 
-impl Rec {
-    fn duplicate(&self) -> Rec {
-        match self {
-            Rec::Append { group, entries } => Rec::Append {
-                group: *group,
-                entries: entries.clone(),
-            },
-            Rec::Truncate { group, from } => Rec::Truncate {
-                group: *group,
-                from: *from,
-            },
-            Rec::Purge { group, upto } => Rec::Purge {
-                group: *group,
-                upto: *upto,
-            },
-            Rec::State { group, name, value } => Rec::State {
-                group: *group,
-                name: name.clone(),
-                value: value.clone(),
-            },
-            Rec::Drop { group } => Rec::Drop { group: *group },
-        }
-    }
-}
-
 /// Seals again, under the current master key, every entry sealed under a
 /// previous one (master-key rotation), in the older form, or in plaintext
 /// while migrating (`MasterKeys::migrating`), and writes the whole log
@@ -1076,22 +1033,6 @@ fn reseal(w: &mut Writer) -> Result<(), StoreError> {
         "raft log entries sealed again under the current master key"
     );
     Ok(())
-}
-
-/// Whether `bounds` contain any index (`BTreeMap::range` panics on an
-/// inverted range).
-fn non_empty(bounds: &(Bound<u64>, Bound<u64>)) -> bool {
-    let start = match bounds.0 {
-        Bound::Included(s) => Some(s),
-        Bound::Excluded(s) => s.checked_add(1),
-        Bound::Unbounded => Some(0),
-    };
-    let Some(start) = start else { return false };
-    match bounds.1 {
-        Bound::Included(e) => start <= e,
-        Bound::Excluded(e) => start < e,
-        Bound::Unbounded => true,
-    }
 }
 
 /// Group commit across Raft groups: take everything queued, append it with
