@@ -884,6 +884,13 @@ impl Wal {
             }
             tracing::info!("raft log moved from log.redb into segment files");
         }
+        if writer.off == HEADER_BYTES {
+            // A segment made just before a crash, before the state it
+            // starts with was written: write it now, or the state would go
+            // with the segments before it.
+            let state = writer.index().state_records();
+            writer.write_frames(vec![state])?;
+        }
         reseal(&mut writer)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let syncs = Arc::new(AtomicU64::new(0));
@@ -1357,5 +1364,41 @@ mod tests {
         assert_eq!(wal.state(2, "vote").await.unwrap(), Some(b"v".to_vec()));
         // A second process on the same log is refused.
         assert!(Wal::open(&dir.path().join("wal"), master).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_segment_made_just_before_a_crash_still_gets_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let seg = 8192;
+        {
+            let wal = Wal::open_with(&path, None, seg).unwrap();
+            wal.write(WalWrite::SetState {
+                group: 4,
+                name: "vote",
+                value: b"v4".to_vec(),
+            })
+            .await
+            .unwrap();
+            wal.write(append(4, 1, 2)).await.unwrap();
+        }
+        // The crash: the next segment was made, nothing written to it yet.
+        let first = segments(&path).remove(0);
+        create_segment(&path, segments(&path).len() as u64 + 1).unwrap();
+        {
+            let wal = Wal::open_with(&path, None, seg).unwrap();
+            // Nothing points into the first segment any more: it goes,
+            // and the one made before the crash is all that is left.
+            wal.write(WalWrite::Purge { group: 4, upto: 2 })
+                .await
+                .unwrap();
+        }
+        assert_eq!(segments(&path).len(), 1);
+        assert!(
+            !first.exists(),
+            "the segments from before the crash are gone"
+        );
+        let wal = Wal::open_with(&path, None, seg).unwrap();
+        assert_eq!(wal.state(4, "vote").await.unwrap(), Some(b"v4".to_vec()));
     }
 }
