@@ -58,8 +58,10 @@ pub use wal::{Wal, WalDone, WalWrite};
 
 /// Memory redb may use to cache one shard file's pages. redb's own
 /// default is 1 GiB per file, which a node with dozens of shards could
-/// reach many times over; reads still hit the kernel's page cache.
-pub(crate) const SHARD_CACHE_BYTES: usize = 32 << 20;
+/// reach many times over; reads past it still hit the kernel's page
+/// cache. At 32 MiB a node with 8 shards and 1 M keys of 100 B held 3.3×
+/// the raw data resident (`bench/memory.sh`, benchmarks.md).
+pub(crate) const SHARD_CACHE_BYTES: usize = 8 << 20;
 
 /// Whether `bounds` contain any index. `BTreeMap::range` panics on an
 /// inverted range, and openraft may ask for an empty one.

@@ -25,8 +25,8 @@ async fn peak_during<T>(f: impl std::future::Future<Output = T>) -> (T, usize) {
 const MIB: usize = 1 << 20;
 /// The shard: 80 MiB of values.
 const VALUES: usize = 1280;
-/// What memory may grow by: redb's page cache of a shard file (32 MiB,
-/// `SHARD_CACHE_BYTES`) and the snapshot's buffers.
+/// What memory may grow by: redb's page cache of a shard file (8 MiB,
+/// `SHARD_CACHE_BYTES`), the snapshot's buffers, and a margin.
 const BOUND: usize = 40 << 20;
 const VALUE: usize = 64 << 10;
 
