@@ -56,6 +56,8 @@ const SEGMENT_BYTES: u64 = 32 << 20;
 /// size, so its `fdatasync` writes data only (measured: about a third
 /// less time per sync than appending at the end of the file).
 const ZERO_AHEAD: u64 = 4 << 20;
+/// Writes this large get no zeros ahead of them.
+const LARGE_WRITE: usize = 256 << 10;
 const MAGIC: &[u8; 8] = b"TORUAWAL";
 const VERSION: u32 = 1;
 /// Magic, version, sequence number.
@@ -511,8 +513,14 @@ impl Writer {
         let at = self.off;
         let end = at + buf.len() as u64;
         if end > self.zeroed {
-            zero(&self.file, end, end + ZERO_AHEAD)?;
-            self.zeroed = end + ZERO_AHEAD;
+            // Small appends gain from zeros ahead; a large one would only
+            // write (and flush) its size again in zeros.
+            self.zeroed = if buf.len() < LARGE_WRITE {
+                zero(&self.file, end, end + ZERO_AHEAD)?;
+                end + ZERO_AHEAD
+            } else {
+                end
+            };
         }
         self.file.write_all_at(&buf, at)?;
         self.file.sync_data()?;
@@ -1400,5 +1408,29 @@ mod tests {
         );
         let wal = Wal::open_with(&path, None, seg).unwrap();
         assert_eq!(wal.state(4, "vote").await.unwrap(), Some(b"v4".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn only_small_writes_get_zeros_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let wal = Wal::open(&path, None).unwrap();
+        let len = || {
+            std::fs::metadata(segments(&path).pop().unwrap())
+                .unwrap()
+                .len()
+        };
+        // A 6 MiB entry: the file ends with it, not 4 MiB of zeros later.
+        let big = WalWrite::Append {
+            group: 1,
+            entries: vec![(1, vec![7; 6 << 20])],
+        };
+        wal.write(big).await.unwrap();
+        let after_big = len();
+        assert!(after_big < (6 << 20) + 4096, "{after_big} bytes");
+        // A small one past the zeros gets zeros ahead of it again.
+        wal.write(append(1, 2, 1)).await.unwrap();
+        assert!(len() >= after_big + ZERO_AHEAD, "{} bytes", len());
+        assert_eq!(wal.entries(1, .., 10).await.unwrap()[0].1.len(), 6 << 20);
     }
 }

@@ -588,6 +588,21 @@ impl TestCluster {
             .status()
     }
 
+    /// Writes `key`, again while the cluster answers 503 (a group without
+    /// a leader or cut off from its quorum for a moment, as on a loaded
+    /// machine with short Raft timeouts: nothing was written), until
+    /// `limit`; returns the last status.
+    pub async fn put_retrying(&self, key: &str, value: &[u8], limit: Duration) -> StatusCode {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let status = self.put(key, value.to_vec()).await;
+            if status != StatusCode::SERVICE_UNAVAILABLE || std::time::Instant::now() >= deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn get(&self, key: &str) -> (StatusCode, bytes::Bytes) {
         let r = self.http.get(self.data_url(key)).send().await.unwrap();
         (r.status(), r.bytes().await.unwrap())

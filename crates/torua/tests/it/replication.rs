@@ -599,15 +599,19 @@ async fn a_replica_far_behind_is_sent_the_shard_as_a_snapshot_in_chunks() {
             .map(|j: u32| (j as u8) ^ i.wrapping_mul(37))
             .collect()
     };
+    // (A 2 MiB append can hold the only live follower's answer past the
+    // test's 500 ms election timeout on a loaded machine: the leader then
+    // refuses with 503 and writes nothing, and the write is made again.)
     for i in 0..6u8 {
         assert_eq!(
-            c.put(&format!("big{i}"), big(i)).await,
+            c.put_retrying(&format!("big{i}"), &big(i), WAIT).await,
             StatusCode::NO_CONTENT
         );
     }
     for i in 0..40 {
         assert_eq!(
-            c.put(&format!("small{i}"), format!("s{i}")).await,
+            c.put_retrying(&format!("small{i}"), format!("s{i}").as_bytes(), WAIT)
+                .await,
             StatusCode::NO_CONTENT
         );
     }
