@@ -263,8 +263,16 @@ async fn deliveries_are_signed_and_retried_with_the_same_bytes() {
     assert!(log.iter().all(|a| a["durationMs"].is_i64()));
     assert_eq!(d["delivery"]["endpointId"], ep.as_str());
     assert_eq!(d["payload"], body);
-    // Unsubscribed events are not sent.
-    let (_, _) = t
+    // Unsubscribed events are not sent: a role change goes to an endpoint
+    // subscribed to it (the control), and not to this one.
+    let (roles_ep, _) = endpoint(
+        &t,
+        &s,
+        &rx.url("/roles"),
+        json!(["organization.role_changed"]),
+    )
+    .await;
+    let (status, role) = t
         .authed(
             Method::POST,
             &format!("/organizations/{}/roles", s.org),
@@ -272,19 +280,38 @@ async fn deliveries_are_signed_and_retried_with_the_same_bytes() {
             Some(json!({"name": "x", "permissions": []})),
         )
         .await;
-    let (_, list) = t
-        .authed(
-            Method::GET,
-            &format!("/webhooks/deliveries?orgId={}", s.org),
-            &s.owner,
-            None,
-        )
-        .await;
+    assert_eq!(status, StatusCode::CREATED, "{role}");
+    let events_of = |list: &Value, endpoint: &str| -> Vec<String> {
+        list["data"]["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["endpointId"] == endpoint)
+            .map(|d| d["event"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = testkit::eventually(
+        "the role change's delivery",
+        Duration::from_secs(30),
+        || async {
+            let (_, list) = t
+                .authed(
+                    Method::GET,
+                    &format!("/webhooks/deliveries?orgId={}", s.org),
+                    &s.owner,
+                    None,
+                )
+                .await;
+            (!events_of(&list, &roles_ep).is_empty()).then_some(list)
+        },
+    )
+    .await;
     assert_eq!(
-        list["data"]["deliveries"].as_array().unwrap().len(),
-        1,
+        events_of(&list, &roles_ep),
+        ["organization.role_changed"],
         "{list}"
     );
+    assert_eq!(events_of(&list, &ep), ["organization.updated"], "{list}");
 }
 
 #[tokio::test]
