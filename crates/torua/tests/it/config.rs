@@ -189,4 +189,10 @@ async fn go_style_listen_address_binds_all_interfaces() {
         Duration::from_secs(30),
     )
     .await;
+    // Another local address answers too: 127.0.0.2 reaches a socket bound
+    // to every interface, not one bound to 127.0.0.1 alone.
+    let other = reqwest::get(format!("http://127.0.0.2:{port}/health"))
+        .await
+        .expect("127.0.0.2 is refused: the listener is not on every interface");
+    assert_eq!(other.status(), reqwest::StatusCode::OK);
 }
