@@ -189,22 +189,32 @@ async fn certificates_and_cas_rotate_without_restart_and_expired_ones_are_refuse
         .issue("coordinator", &["127.0.0.1"], now - 10 * DAY, now - DAY)
         .unwrap();
     let ca_pem = std::fs::read_to_string(c.certs().join("ca.pem")).unwrap();
-    assert!(client(&ca_pem, Some(&expired))
+    let refused = client(&ca_pem, Some(&expired))
         .get(&info)
         .send()
         .await
-        .is_err());
+        .expect_err("the node accepted an expired client certificate");
+    // Refused for its certificate (the node's alert), not for anything else.
+    assert!(
+        error_chain(&refused).contains("CertificateExpired"),
+        "{}",
+        error_chain(&refused)
+    );
     // ...and a server presenting one is refused by clients.
     install(&c, "coordinator", &expired);
     eventually(
         "clients refuse the expired server certificate",
         WAIT,
         || async {
-            c.anon()
+            let e = c
+                .anon()
                 .get(format!("{}/health", c.url()))
                 .send()
                 .await
-                .is_err()
+                .err()?;
+            // The certificate's expiry, not a refused connection.
+            error_chain(&e)
+                .contains("invalid peer certificate: certificate expired")
                 .then_some(())
         },
     )
@@ -239,4 +249,16 @@ async fn certificates_and_cas_rotate_without_restart_and_expired_ones_are_refuse
         StatusCode::OK
     );
     assert_eq!(c.get("after-rotation").await.1, "v");
+}
+
+/// An error and every error under it, as one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
