@@ -196,6 +196,17 @@ async fn delivery(t: &Truxe, s: &Setup, id: &str) -> Value {
     b["data"].clone()
 }
 
+/// The organization's deliveries (`GET /webhooks/deliveries?orgId=`).
+async fn deliveries(t: &Truxe, s: &Setup) -> (StatusCode, Value) {
+    t.authed(
+        Method::GET,
+        &format!("/webhooks/deliveries?orgId={}", s.org),
+        &s.owner,
+        None,
+    )
+    .await
+}
+
 async fn wait_status(t: &Truxe, s: &Setup, id: &str, status: &str) -> Value {
     testkit::eventually(
         &format!("delivery {id} to be {status}"),
@@ -294,14 +305,7 @@ async fn deliveries_are_signed_and_retried_with_the_same_bytes() {
         "the role change's delivery",
         Duration::from_secs(30),
         || async {
-            let (_, list) = t
-                .authed(
-                    Method::GET,
-                    &format!("/webhooks/deliveries?orgId={}", s.org),
-                    &s.owner,
-                    None,
-                )
-                .await;
+            let (_, list) = deliveries(&t, &s).await;
             (!events_of(&list, &roles_ep).is_empty()).then_some(list)
         },
     )
@@ -481,14 +485,7 @@ async fn member_events_reach_their_organizations() {
     t.register("stranger@example.com").await;
     t.login("stranger@example.com", crate::server::PASSWORD)
         .await;
-    let (_, list) = t
-        .authed(
-            Method::GET,
-            &format!("/webhooks/deliveries?orgId={}", s.org),
-            &s.owner,
-            None,
-        )
-        .await;
+    let (_, list) = deliveries(&t, &s).await;
     assert_eq!(
         list["data"]["deliveries"].as_array().unwrap().len(),
         2,
@@ -588,14 +585,7 @@ async fn redirects_are_not_followed_and_responses_are_bounded() {
         "three finished deliveries",
         Duration::from_secs(60),
         || async {
-            let (st, b) = t
-                .authed(
-                    Method::GET,
-                    &format!("/webhooks/deliveries?orgId={}", s.org),
-                    &s.owner,
-                    None,
-                )
-                .await;
+            let (st, b) = deliveries(&t, &s).await;
             let done = b["data"]["deliveries"].as_array().is_some_and(|a| {
                 a.len() == 3
                     && a.iter()
