@@ -775,6 +775,7 @@ async fn truxe_tokens_are_verified_against_its_jwks() {
 
     // Truxe rotates its signing key: tokens from the new key verify (the
     // JWKS is refetched on the unknown kid), and so do those of the old one.
+    let before_rotation = truxe.login("reader@example.com").await;
     let rotate = Command::new(truxe_bin())
         .args(["keys", "rotate"])
         .env("TRUXE_DATA_DIR", &truxe.dir)
@@ -812,6 +813,17 @@ async fn truxe_tokens_are_verified_against_its_jwks() {
         (r.status() == StatusCode::OK).then_some(())
     })
     .await;
+    // The keys Torua fetched for the new one still verify the old one's
+    // tokens. A token that outlived its 10 s since shows it too: its age is
+    // checked only after its signature (an unknown key is `invalid_token`).
+    assert_eq!(kid(&before_rotation), kid(&token));
+    let (status, code, message) =
+        outcome(c.client_with(&before_rotation).get(c.data_url("pub/doc"))).await;
+    assert!(
+        status == StatusCode::OK
+            || (status, code.as_str()) == (StatusCode::UNAUTHORIZED, "token_expired"),
+        "a token of the rotated key: {status} {code} {message}"
+    );
 
     // Expired: Truxe's access tokens here live 10 s (plus 5 s of leeway).
     eventually("the token expires", Duration::from_secs(40), || async {
