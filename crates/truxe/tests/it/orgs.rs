@@ -1050,13 +1050,17 @@ async fn concurrent_demotions_keep_an_owner() {
                 .status()
         })
     };
-    for _ in 0..5 {
-        let (x, y) = (demote(&a), demote(&b));
-        let (x, y) = (x.await.unwrap(), y.await.unwrap());
-        let owners = [role_of(&t, &a, &org).await, role_of(&t, &b, &org).await]
+    let owners = || async {
+        [role_of(&t, &a, &org).await, role_of(&t, &b, &org).await]
             .iter()
             .filter(|r| r.as_deref() == Some("owner"))
-            .count();
+            .count()
+    };
+    for round in 0..5 {
+        assert_eq!(owners().await, 2, "round {round} starts with two owners");
+        let (x, y) = (demote(&a), demote(&b));
+        let (x, y) = (x.await.unwrap(), y.await.unwrap());
+        let owners = owners().await;
         assert!(owners >= 1, "statuses {x} {y} left no owner");
         assert!(x == StatusCode::CONFLICT || y == StatusCode::CONFLICT || owners == 2);
         // Restore two owners for the next round.
@@ -1066,7 +1070,7 @@ async fn concurrent_demotions_keep_an_owner() {
             &b
         };
         for u in [&a, &b] {
-            call(
+            let (status, body) = call(
                 &t,
                 owner,
                 Method::PUT,
@@ -1074,6 +1078,7 @@ async fn concurrent_demotions_keep_an_owner() {
                 Some(json!({"role": "owner"})),
             )
             .await;
+            assert_eq!(status, StatusCode::OK, "restoring {}: {body}", u.id);
         }
     }
 }
