@@ -953,14 +953,9 @@ impl Writer {
                     }
                 },
             };
-            let Some(first) = first else {
-                // Every handle is gone: write out what the overlay holds
-                // (the log has it anyway; this only shortens the replay).
-                if since.is_some() {
-                    self.commit(Vec::new()).await;
-                }
-                return;
-            };
+            // Every handle is gone, and the file closed with them; what the
+            // overlay held is in the log, applied again on the next open.
+            let Some(first) = first else { return };
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -1130,14 +1125,23 @@ trait Rows {
     fn set(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<Option<usize>, StoreError>;
 }
 
+/// Calls `f` with the bytes `table` stores under `key`, if any.
+fn with_row<T>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    f: impl FnOnce(Option<&[u8]>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let g = table.get(key)?;
+    f(g.as_ref().map(|g| g.value()))
+}
+
 impl Rows for redb::Table<'_, &'static str, &'static [u8]> {
     fn with_stored<T>(
         &self,
         key: &str,
         f: impl FnOnce(Option<&[u8]>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let g = self.get(key)?;
-        f(g.as_ref().map(|g| g.value()))
+        with_row(self, key, f)
     }
 
     fn set(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<Option<usize>, StoreError> {
@@ -1169,8 +1173,7 @@ impl Rows for Staged<'_> {
         if let Some(v) = self.overlay.lookup(key) {
             return f(v);
         }
-        let g = self.file.get(key)?;
-        f(g.as_ref().map(|g| g.value()))
+        with_row(&self.file, key, f)
     }
 
     fn set(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<Option<usize>, StoreError> {
