@@ -58,6 +58,9 @@ pub struct Persisted<T> {
     /// Serializes this process's writers, so each update starts from the
     /// last value it saved.
     writer: tokio::sync::Mutex<()>,
+    /// Replicated: an update is answered only once every other
+    /// coordinator holds it (or did not say so in time).
+    everywhere: bool,
 }
 
 fn poisoned() -> ApiError {
@@ -83,7 +86,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Persisted<
             })),
             backend,
             writer: tokio::sync::Mutex::new(()),
+            everywhere: false,
         }
+    }
+
+    /// Makes every update wait until the other coordinators hold it: for
+    /// state whose changes take rights away, which must not linger at
+    /// another coordinator.
+    pub(crate) fn held_everywhere(mut self) -> Self {
+        self.everywhere = true;
+        self
     }
 
     /// Writes `value` to `path` (start-up, before serving).
@@ -145,6 +157,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Persisted<
             value,
             version,
         );
+        docs.holds(key, version);
         tokio::spawn(follow(docs, key, Arc::downgrade(&me.held)));
         Ok((me, created))
     }
@@ -205,6 +218,13 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Persisted<
                     match docs.put(key, bytes, Condition::Version(version)).await? {
                         Proposed::Applied(v) => {
                             self.publish(next, v);
+                            docs.holds(key, v);
+                            if self.everywhere {
+                                let late = docs.sync_everywhere(key, v).await;
+                                if !late.is_empty() {
+                                    tracing::warn!(document = key, coordinators = ?late, "coordinators did not confirm a change in time; each applies it when it hears of it, and serves its older copy until then");
+                                }
+                            }
                             return Ok(out);
                         }
                         Proposed::Conflict => {
@@ -277,6 +297,7 @@ async fn reload<T: DeserializeOwned>(
             h.generation += 1;
         }
     }
+    docs.holds(key, version);
     Ok(())
 }
 

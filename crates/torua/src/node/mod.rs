@@ -164,7 +164,16 @@ async fn heartbeat(
                              (`torua apikey create --role node --node {0}`, TORUA_NODE_KEY_FILE)",
                             cfg.node_id, r.status()
                         ),
-                        Ok(r) => format!("status {}", r.status()),
+                        // The coordinator's own sentence says what to do
+                        // (a decommissioned node must rejoin under a new id).
+                        Ok(r) => {
+                            let status = r.status();
+                            let body: serde_json::Value = r.json().await.unwrap_or_default();
+                            match body["error"]["message"].as_str() {
+                                Some(m) => format!("status {status}: {m}"),
+                                None => format!("status {status}"),
+                            }
+                        }
                         Err(e) => e.to_string(),
                     };
                     if !*failing {

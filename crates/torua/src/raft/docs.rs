@@ -9,6 +9,9 @@
 //! from a stale copy fail rather than overwrite a newer document, and the
 //! proposer catches up (`POST /raft/read-index`: ReadIndex through the
 //! leader) and computes it again ([`crate::persist::Persisted::update`]).
+//! A change that takes rights away (the security state) is not answered
+//! until every other coordinator holds it too (`POST /raft/sync`), so a
+//! revoked key is refused everywhere once the revocation is answered.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +45,10 @@ const FIND_LEADER_FOR: Duration = Duration::from_secs(10);
 pub(crate) const MAX_DOC: usize = 16 << 20;
 /// Time allowed for one forwarded call.
 const CALL_TTL: Duration = Duration::from_secs(8);
+/// How long a change waits for each other coordinator to hold it (one
+/// heartbeat normally; a coordinator down or cut off is not waited for
+/// longer).
+const SYNC_FOR: Duration = Duration::from_secs(3);
 
 /// How a proposal ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +78,8 @@ pub(crate) struct Docs {
     groups: Arc<Groups>,
     group: Group,
     client: HttpClient,
+    /// The version of each document this coordinator's copy holds.
+    held: tokio::sync::watch::Sender<BTreeMap<String, u64>>,
 }
 
 impl Docs {
@@ -132,6 +141,7 @@ impl Docs {
             groups,
             group,
             client,
+            held: tokio::sync::watch::Sender::new(BTreeMap::new()),
         }))
     }
 
@@ -213,6 +223,64 @@ impl Docs {
         }
     }
 
+    /// Records that this coordinator's copy of `key` is at `version`.
+    pub(crate) fn holds(&self, key: &str, version: u64) {
+        self.held.send_if_modified(|m| {
+            let held = m.entry(key.to_owned()).or_default();
+            let newer = version > *held;
+            *held = (*held).max(version);
+            newer
+        });
+    }
+
+    /// Waits until every other coordinator holds version `version` of
+    /// `key` or a newer one; names those that did not say so in time.
+    pub(crate) async fn sync_everywhere(&self, key: &str, version: u64) -> Vec<String> {
+        let m = self.group.raft.metrics().borrow().clone();
+        let others: Vec<(String, String)> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != m.id)
+            .map(|(_, n)| (n.name.clone(), n.addr.clone()))
+            .collect();
+        let Ok(bytes) = torua_raft::encode(&(key, version)) else {
+            return others.into_iter().map(|(name, _)| name).collect();
+        };
+        let calls = others.into_iter().map(|(name, addr)| {
+            let bytes = bytes.clone();
+            async move {
+                let url = format!("{addr}/raft/sync");
+                let answer = post_rpc(&self.client, &url, bytes, SYNC_FOR + Duration::from_secs(1))
+                    .await
+                    .ok()
+                    .and_then(|b| torua_raft::decode::<Answer>(&b).ok());
+                (!matches!(answer, Some(Answer::Index(_)))).then_some(name)
+            }
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The other side of [`Docs::sync_everywhere`].
+    async fn synced(&self, key: &str, version: u64) -> Answer {
+        let mut held = self.held.subscribe();
+        let reached = held.wait_for(|m| m.get(key).is_some_and(|v| *v >= version));
+        let reached = tokio::time::timeout(SYNC_FOR, reached)
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match reached {
+            true => Answer::Index(version),
+            false => failed(
+                "not_synced",
+                format!("document {key} is not at version {version} here yet"),
+            ),
+        }
+    }
+
     /// Runs `op` on the leader: here when this coordinator leads, else
     /// forwarded. Retried while no leader is known or the leader cannot be
     /// reached (the call was not delivered, so nothing happened).
@@ -286,7 +354,12 @@ impl Docs {
                     Err(e) => return failed("invalid_raft_message", e),
                 };
                 match self.group.write(req.changes).await {
-                    Ok(v) => Answer::Applied(v.first().copied().unwrap_or_default()),
+                    Ok(v) => {
+                        // Tell the followers of the commit now, not at the
+                        // next heartbeat: a change may be waiting for them.
+                        let _ = self.group.raft.trigger().heartbeat().await;
+                        Answer::Applied(v.first().copied().unwrap_or_default())
+                    }
                     Err(r) => refused(r),
                 }
             }
@@ -316,11 +389,13 @@ fn unexpected(a: Answer) -> ApiError {
 }
 
 /// `POST /raft/propose` and `POST /raft/read-index`: what followers
-/// forward to the leader. Mounted behind the coordinator-only check.
+/// forward to the leader; `POST /raft/sync`: what a coordinator asks the
+/// others after a change. Mounted behind the coordinator-only check.
 pub(crate) fn router(docs: Arc<Docs>) -> Router {
     Router::new()
         .route("/raft/propose", post(forwarded_propose))
         .route("/raft/read-index", post(forwarded_read_index))
+        .route("/raft/sync", post(sync))
         .layer(DefaultBodyLimit::max(MAX_DOC + 4096))
         .with_state(docs)
 }
@@ -334,7 +409,11 @@ async fn forwarded(
         Ok(b) => docs.answer(op, &b).await,
         Err(e) => failed("invalid_body", e.body_text()),
     };
-    let bytes = torua_raft::encode(&answer).unwrap_or_default();
+    reply(&answer)
+}
+
+fn reply(answer: &Answer) -> impl IntoResponse {
+    let bytes = torua_raft::encode(answer).unwrap_or_default();
     ([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], bytes)
 }
 
@@ -350,4 +429,18 @@ async fn forwarded_read_index(
     body: Result<Bytes, BytesRejection>,
 ) -> impl IntoResponse {
     forwarded(&docs, "read-index", body).await
+}
+
+async fn sync(
+    State(docs): State<Arc<Docs>>,
+    body: Result<Bytes, BytesRejection>,
+) -> impl IntoResponse {
+    let asked = body
+        .map_err(|e| e.body_text())
+        .and_then(|b| torua_raft::decode::<(String, u64)>(&b).map_err(|e| e.to_string()));
+    let answer = match asked {
+        Ok((key, version)) => docs.synced(&key, version).await,
+        Err(e) => failed("invalid_body", e),
+    };
+    reply(&answer)
 }

@@ -196,6 +196,9 @@ impl SecurityState {
             Ok(doc)
         })
         .await?;
+        // A revoked key or a narrowed role must not keep working at
+        // another coordinator once the change is answered.
+        let doc = doc.held_everywhere();
         let bootstrap = match (made_key, created) {
             (Some(pending), true) => {
                 let path = dir.join(BOOTSTRAP_KEY_FILE);

@@ -164,15 +164,22 @@ impl TestCluster {
             c.add_node(&format!("n{i}"));
         }
         if n > 0 {
-            if c.single_copy() {
-                c.wait_ready().await;
-                c.wait_balanced(n).await;
-            } else {
-                c.wait_settled(n.min(3), None).await;
-                c.wait_ready().await;
-            }
+            c.wait_placed(n).await;
         }
         c
+    }
+
+    /// Waits until the cluster of `n` nodes is ready with its shards
+    /// placed: spread over the nodes in single-copy mode, else every
+    /// shard led with its replicas.
+    pub async fn wait_placed(&mut self, n: usize) {
+        if self.single_copy() {
+            self.wait_ready().await;
+            self.wait_balanced(n).await;
+        } else {
+            self.wait_settled(n.min(3), None).await;
+            self.wait_ready().await;
+        }
     }
 
     /// Waits until every shard has `replicas` voters (none on `without`),
@@ -237,6 +244,15 @@ impl TestCluster {
     /// A client trusting the test CA, presenting certificate `cert` (a file
     /// name in the CA directory) and sending `credential`, when given.
     pub fn client(&self, cert: Option<&str>, credential: Option<&str>) -> reqwest::Client {
+        self.client_builder(cert, credential).build().unwrap()
+    }
+
+    /// Like `client`, left open for more settings.
+    pub fn client_builder(
+        &self,
+        cert: Option<&str>,
+        credential: Option<&str>,
+    ) -> reqwest::ClientBuilder {
         let ca = self.certs().join("ca.pem");
         let tls = match cert {
             Some(file) => {
@@ -262,8 +278,6 @@ impl TestCluster {
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .default_headers(h)
-            .build()
-            .unwrap()
     }
 
     /// A client sending `Authorization: Bearer <credential>`, no certificate.

@@ -62,8 +62,13 @@ async fn three_coordinators_share_the_metadata_and_losing_one_stops_nothing() {
     let mut c = start(3, 8).await;
     let names = c.coordinator_names();
     assert_eq!(names, ["c1", "c2", "c3"]);
-    let view = group_view(&c, "c2").await;
-    assert_eq!(view["members"], serde_json::json!(["c1", "c2", "c3"]));
+    // Every coordinator ready (c2 may still be catching up on placement).
+    let members = eventually("c2 ready, naming the group", WAIT, || async {
+        let view = group_view(&c, "c2").await;
+        (!view["members"].is_null()).then_some(view["members"].clone())
+    })
+    .await;
+    assert_eq!(members, serde_json::json!(["c1", "c2", "c3"]));
 
     // Data and placement through any coordinator.
     c.use_coordinator("c1");
@@ -91,6 +96,42 @@ async fn three_coordinators_share_the_metadata_and_losing_one_stops_nothing() {
             StatusCode::NO_CONTENT,
             "key refused at {name}"
         );
+    }
+
+    // A key revoked at one coordinator is refused at the others at once:
+    // the revocation is answered only when they hold it. Five rounds, each
+    // checked the moment the revocation is answered.
+    for round in 0..5 {
+        let made = make_key(&c, &format!("revoked-{round}")).send_json().await;
+        let (id, key) = (made["id"].as_str().unwrap(), made["key"].as_str().unwrap());
+        let doomed = c.client_with(key);
+        let at = |name: &str| format!("{}/data/k1", c.coordinator_url(name));
+        for name in ["c1", "c3"] {
+            let res = doomed.get(at(name)).send().await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::OK,
+                "control: {name}, round {round}"
+            );
+        }
+        let res = c
+            .http
+            .delete(format!("{}/admin/apikeys/{id}", c.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        for name in ["c1", "c3"] {
+            let (status, code, _) = error_code(doomed.get(at(name)).send().await.unwrap()).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::UNAUTHORIZED, "api_key_revoked"),
+                "revoked at c2, still accepted at {name} (round {round})"
+            );
+        }
+        // Control: another key still works there.
+        let res = writer.get(at("c1")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
     }
 
     // SIGKILL the leader of the coordinators (the one that acts).

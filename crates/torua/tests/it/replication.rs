@@ -60,6 +60,22 @@ async fn keys_on(c: &TestCluster, id: &str) -> u64 {
         .sum()
 }
 
+/// `key` as node `id`'s replica holds it (its own copy, not the leader's),
+/// or None when it has no such key or cannot answer.
+async fn stale_read(c: &TestCluster, id: &str, key: &str) -> Option<Vec<u8>> {
+    let shard = torua::placement::shard_for_key(key, c.shards);
+    let url = format!(
+        "{}/shard/{shard}/store/{}?consistency=stale",
+        c.node_url(id),
+        torua::http::extract::encode_key(key)
+    );
+    let res = c.http.get(url).send().await.ok()?;
+    if res.status() != StatusCode::OK {
+        return None;
+    }
+    Some(res.bytes().await.ok()?.to_vec())
+}
+
 #[tokio::test]
 async fn writes_survive_a_killed_leader_and_every_replica_has_them() {
     let mut c = start(3, 4).await;
@@ -109,13 +125,17 @@ async fn writes_survive_a_killed_leader_and_every_replica_has_them() {
     let victim = map.shards[0].node_id.clone();
     c.kill_node(&victim);
     let killed = Instant::now();
-    // Every shard it led gets a new leader; writes to all keys go through.
+    // Every shard it led gets a new leader; writes to all keys go through,
+    // and new keys are added while it is down.
     for i in 0..20 {
         let key = format!("k{i}");
         eventually(&format!("write {key} after the kill"), WAIT, || async {
             (c.put(&key, format!("w{i}")).await == StatusCode::NO_CONTENT).then_some(())
         })
         .await;
+    }
+    for i in 0..10 {
+        assert_eq!(c.put(&format!("new{i}"), "n").await, StatusCode::NO_CONTENT);
     }
     eprintln!(
         "failover: all 20 keys writable {:?} after SIGKILL of {victim}",
@@ -135,12 +155,22 @@ async fn writes_survive_a_killed_leader_and_every_replica_has_them() {
     c.wait_ready().await;
     assert!(map.shards.iter().all(|s| s.replicas.len() == 3));
 
-    // The killed node comes back and catches up on what it missed.
+    // The killed node comes back and catches up on what it missed: read
+    // from it alone (stale reads are served by the replica asked), it has
+    // every overwrite and every key added while it was down.
     c.add_node(&victim);
     c.wait_node_ready(&victim).await;
+    let missed: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("k{i}"), format!("w{i}")))
+        .chain((0..10).map(|i| (format!("new{i}"), "n".to_owned())))
+        .collect();
     eventually(&format!("{victim} caught up"), WAIT, || async {
-        let (status, body) = c.get("k7").await;
-        (status == StatusCode::OK && body == "w7" && keys_on(&c, &victim).await == 20).then_some(())
+        for (key, value) in &missed {
+            if stale_read(&c, &victim, key).await.as_deref() != Some(value.as_bytes()) {
+                return None;
+            }
+        }
+        (keys_on(&c, &victim).await == 30).then_some(())
     })
     .await;
     settled(&c, 3, None).await;
@@ -632,15 +662,8 @@ async fn a_replica_far_behind_is_sent_the_shard_as_a_snapshot_in_chunks() {
         ("big5".to_owned(), big(5)),
         ("small39".into(), b"s39".to_vec()),
     ] {
-        let url = format!(
-            "{}/shard/0/store/{key}?consistency=stale",
-            c.node_url(&victim)
-        );
-        let res = c.http.get(&url).send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "{key}");
-        assert!(
-            res.bytes().await.unwrap() == want,
-            "{key} differs on {victim}"
-        );
+        let held = stale_read(&c, &victim, &key).await;
+        assert!(held.is_some(), "{key} missing on {victim}");
+        assert!(held == Some(want), "{key} differs on {victim}");
     }
 }

@@ -380,6 +380,56 @@ async fn a_flood_from_one_principal_does_not_slow_another() {
 }
 
 #[tokio::test]
+async fn each_address_is_limited_and_failed_authentications_count() {
+    // Ten requests an hour per address: no token comes back during the
+    // test. No nodes, so nothing else calls the coordinator; the test's
+    // clients each send from an address of their own.
+    let c = TestCluster::start_with(0, 4, &[("TORUA_RATE_LIMIT_IP", "10/1h")]).await;
+    let from = |last: u8, key: &str| {
+        c.client_builder(None, Some(key))
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .unwrap()
+    };
+    let url = format!("{}/shards", c.url());
+
+    // A guesser at 127.0.0.3: ten wrong keys, each refused as such...
+    let guesser = from(3, "trx_wrong");
+    for i in 0..10 {
+        let r = guesser.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // ...and then even the right key is refused from that address.
+    let (status, code, message) = outcome(from(3, &c.admin_key).get(&url)).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(message.contains("127.0.0.3"), "{message}");
+
+    // A client at 127.0.0.4 with the right key: ten answers, then 429
+    // with the time to wait.
+    let busy = from(4, &c.admin_key);
+    for i in 0..10 {
+        let r = busy.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "request {i}");
+    }
+    let r = busy.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "retry after {retry} s");
+
+    // Control: the same key from another address is served; the limit is
+    // the address's, not the principal's.
+    let r = from(5, &c.admin_key).get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn audit_log_records_with_context_and_detects_tampering() {
     let c = TestCluster::start_with(1, 4, &[("TORUA_AUDIT_DATA", "on")]).await;
     set_policy(&c, &policy(1)).await;

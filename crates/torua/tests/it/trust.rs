@@ -168,6 +168,55 @@ async fn issue_18_node_credentials_register_only_their_own_node_over_https() {
 }
 
 #[tokio::test]
+async fn a_decommissioned_node_cannot_register_again() {
+    let mut c = TestCluster::start_single(2, 4).await;
+    let n2_addr = c.node_url("n2");
+    let res = c
+        .http
+        .delete(format!("{}/nodes/n2", c.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let register = |c: &TestCluster| {
+        // n2's own certificate, as the node itself would send it.
+        c.client(Some("node-n2"), None)
+            .post(format!("{}/register", c.url()))
+            .json(&register_body("n2", &n2_addr))
+            .send()
+    };
+    let (status, code, message) = error_code(register(&c).await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "node_decommissioned")
+    );
+    assert!(message.contains("new NODE_ID"), "{message}");
+
+    // The node process itself, restarted, keeps being refused and says why.
+    c.stop_node("n2");
+    c.add_node("n2");
+    let log = c.dir.path().join("n2.log");
+    eventually("n2 logs the refusal", WAIT, || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("was decommissioned").then_some(())
+    })
+    .await;
+    assert!(c.nodes().await.nodes.iter().all(|n| n.id != "n2"));
+
+    // The refusal is kept in the metadata: a restarted coordinator holds it.
+    c.kill_coordinator();
+    c.start_coordinator();
+    c.wait_ready().await;
+    let r = register(&c).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // Control: a node under a new id joins.
+    c.add_node("n3");
+    c.wait_registered("n3").await;
+    assert!(c.nodes().await.nodes.iter().all(|n| n.id != "n2"));
+}
+
+#[tokio::test]
 async fn issue_18_leader_claims_count_only_from_members_and_client_credentials_stay_at_the_coordinator(
 ) {
     // One shard on three nodes; n9 holds a real node certificate but is
