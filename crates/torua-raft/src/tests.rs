@@ -6,7 +6,11 @@ use torua_store::{ShardState, ShardStore};
 use crate::typ::StorageError;
 use crate::{LogStore, StateMachine, TypeConfig};
 
-struct Builder;
+/// Fresh stores for the suite; `sealed` turns encryption at rest on (log
+/// entries, vote and values sealed under a master key).
+struct Builder {
+    sealed: bool,
+}
 
 fn io(e: impl std::error::Error + 'static) -> StorageError {
     openraft::StorageIOError::write(&e).into()
@@ -17,7 +21,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, (tempfile::TempDir, ShardS
         &self,
     ) -> Result<((tempfile::TempDir, ShardStore), LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().map_err(io)?;
-        let store = ShardStore::open(dir.path(), None).map_err(io)?;
+        let master = self
+            .sealed
+            .then(|| torua_store::MasterKeys::new([7; 32], &[]));
+        let store = ShardStore::open(dir.path(), master).map_err(io)?;
         let shard = store
             .create_shard(5, ShardState::Active)
             .await
@@ -31,7 +38,13 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, (tempfile::TempDir, ShardS
 /// openraft's conformance suite for log stores and state machines.
 #[test]
 fn openraft_storage_suite() -> Result<(), StorageError> {
-    Suite::test_all(Builder)
+    Suite::test_all(Builder { sealed: false })
+}
+
+/// The same suite with encryption at rest, as nodes run by default.
+#[test]
+fn openraft_storage_suite_on_an_encrypted_store() -> Result<(), StorageError> {
+    Suite::test_all(Builder { sealed: true })
 }
 
 /// A replica that joins late applies a batch mixing membership, blank and

@@ -251,6 +251,53 @@ async fn certificates_and_cas_rotate_without_restart_and_expired_ones_are_refuse
     assert_eq!(c.get("after-rotation").await.1, "v");
 }
 
+/// When the certificate node `id` serves now ends: read from a fresh
+/// handshake, not from anything the node says of itself.
+async fn served_not_after(c: &TestCluster, id: &str) -> SystemTime {
+    let fresh = c
+        .client_builder(Some("coordinator"), None)
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let res = fresh
+        .get(format!("{}/health", c.node_url(id)))
+        .send()
+        .await
+        .unwrap();
+    let der = res
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|t| t.peer_certificate())
+        .expect("the node's certificate")
+        .to_vec();
+    let (name, not_after) = secure::tls::inspect(&der.into()).unwrap();
+    assert_eq!(name.as_deref(), Some(format!("node:{id}").as_str()));
+    not_after
+}
+
+#[tokio::test]
+async fn a_node_reloads_its_own_certificate_without_restart() {
+    let c = TestCluster::start(1, 4).await;
+    let pid = c.node_pid("n1");
+    let now = SystemTime::now();
+    assert!(served_not_after(&c, "n1").await > now + 29 * DAY);
+    let ca = test_ca(&c);
+    install(
+        &c,
+        "node-n1",
+        &ca.issue("node:n1", &["127.0.0.1"], now, now + 10 * DAY)
+            .unwrap(),
+    );
+    eventually("the node serves its new certificate", WAIT, || async {
+        (served_not_after(&c, "n1").await < now + 11 * DAY).then_some(())
+    })
+    .await;
+    assert_eq!(c.node_pid("n1"), pid, "the node was restarted");
+    // Control: it serves on.
+    assert_eq!(c.put("after-rotation", "v").await, StatusCode::NO_CONTENT);
+    assert_eq!(c.get("after-rotation").await.1, "v");
+}
+
 /// An error and every error under it, as one line.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
