@@ -29,20 +29,25 @@ fn cookie_header(jar: &HashMap<String, (String, String)>) -> String {
         .join("; ")
 }
 
-#[tokio::test]
-async fn cookie_sessions_need_the_csrf_token_to_change_anything() {
-    let t = Truxe::start(&[]).await;
-    t.register("quinn@example.com").await;
+/// Signs in in cookie mode: the cookies set, and the login's answer.
+async fn cookie_login(t: &Truxe, email: &str) -> (HashMap<String, (String, String)>, Value) {
     let res = t
         .http
         .post(format!("{}/api/auth/login?mode=cookie", t.url()))
-        .json(&json!({"email": "quinn@example.com", "password": PASSWORD}))
+        .json(&json!({"email": email, "password": PASSWORD}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let jar = set_cookies(&res);
-    let body: Value = res.json().await.unwrap();
+    (jar, res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn cookie_sessions_need_the_csrf_token_to_change_anything() {
+    let t = Truxe::start(&[]).await;
+    t.register("quinn@example.com").await;
+    let (jar, body) = cookie_login(&t, "quinn@example.com").await;
     assert!(
         body["data"].get("tokens").is_none(),
         "tokens stay out of reach of page scripts: {body}"
@@ -139,6 +144,44 @@ async fn cookie_sessions_need_the_csrf_token_to_change_anything() {
         .await
         .unwrap();
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "revoked");
+}
+
+#[tokio::test]
+async fn another_sessions_csrf_token_is_refused() {
+    let t = Truxe::start(&[]).await;
+    t.register("rita@example.com").await;
+    let (a, _) = cookie_login(&t, "rita@example.com").await;
+    let (b, _) = cookie_login(&t, "rita@example.com").await;
+    let (a_csrf, b_csrf) = (a["truxe_csrf"].0.clone(), b["truxe_csrf"].0.clone());
+    assert_ne!(a_csrf, b_csrf);
+    let revoke = |jar: &HashMap<String, (String, String)>, token: &str| {
+        t.http
+            .post(format!("{}/auth/revoke", t.url()))
+            .header("cookie", cookie_header(jar))
+            .header("x-csrf-token", token)
+            .send()
+    };
+    // Session A's cookies with B's token, in the header and in the CSRF
+    // cookie, as a page that can plant cookies would send them: the
+    // double submit matches, the token is not A's.
+    let mut forged = a.clone();
+    forged.insert("truxe_csrf".into(), (b_csrf.clone(), String::new()));
+    let r = revoke(&forged, &b_csrf).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "csrf_failed"
+    );
+    // Control: A's own token ends A, and B lives on.
+    assert_eq!(revoke(&a, &a_csrf).await.unwrap().status(), StatusCode::OK);
+    let me = |jar: &HashMap<String, (String, String)>| {
+        t.http
+            .get(format!("{}/auth/me", t.url()))
+            .header("cookie", cookie_header(jar))
+            .send()
+    };
+    assert_eq!(me(&a).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&b).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]

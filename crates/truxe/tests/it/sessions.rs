@@ -44,8 +44,39 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 }
 
 #[tokio::test]
-async fn concurrent_refreshes_with_one_token_have_one_winner() {
+async fn reuse_after_the_default_grace_revokes_the_family() {
     let t = Truxe::start(&[]).await;
+    let (_, refresh1) = t.register("late@example.com").await;
+    let spent = tokio::time::Instant::now();
+    let (s, body) = t.refresh(&refresh1).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, refresh2) = tokens(&body);
+    // At once, a second use is a retry that lost a race: refused, and
+    // the session lives on (its newest token still works).
+    let (s, body) = t.refresh(&refresh1).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert_ne!(code(&body), "refresh_token_reused", "{body}");
+    let (s, body) = t.refresh(&refresh2).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (access3, refresh3) = tokens(&body);
+    // Once the 2 s grace is over (kept in whole seconds: 3 s is past it
+    // whatever the rounding), the same spent token is theft: the whole
+    // family ends, the newest pair included.
+    tokio::time::sleep_until(spent + std::time::Duration::from_secs(3)).await;
+    let (s, body) = t.refresh(&refresh1).await;
+    assert_eq!(
+        (s, code(&body)),
+        (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
+        "{body}"
+    );
+    assert_eq!(t.refresh(&refresh3).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.me(&access3).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_have_one_winner() {
+    // A grace no loaded machine outlasts: all eight fall within it.
+    let t = Truxe::start(&[("TRUXE_REFRESH_REUSE_GRACE", "60s")]).await;
     let (_, refresh) = t.register("grace@example.com").await;
     let mut tasks = Vec::new();
     for _ in 0..8 {

@@ -3,13 +3,14 @@
 //! retries across a restart, dead letters and manual retries, secret
 //! rotation, the SSRF guard, limits, and tenant isolation.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::response::IntoResponse;
+use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -28,7 +29,16 @@ struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Bytes of `/big`'s endless answer the client took (as far as the
+    /// socket let them go).
+    big_sent: Arc<AtomicUsize>,
 }
+
+/// `/big` answers this much, in chunks sent only as the client reads.
+const BIG: usize = 256 << 20;
+const BIG_CHUNK: usize = 64 << 10;
+/// `/slow` answers after this; the client's timeout is far shorter.
+const SLOW: Duration = Duration::from_secs(30);
 
 impl Receiver {
     async fn start() -> Receiver {
@@ -38,6 +48,7 @@ impl Receiver {
             port,
             got: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
+            big_sent: Arc::default(),
         };
         let me = r.clone();
         let app = axum::Router::new().fallback(
@@ -57,10 +68,20 @@ impl Receiver {
                         )
                             .into_response(),
                         "/slow" => {
-                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            tokio::time::sleep(SLOW).await;
                             AxStatus::OK.into_response()
                         }
-                        "/big" => vec![b'x'; 8 * 1024 * 1024].into_response(),
+                        "/big" => {
+                            let sent = me.big_sent.clone();
+                            let chunks = futures::stream::iter(0..BIG / BIG_CHUNK).map(move |_| {
+                                sent.fetch_add(BIG_CHUNK, Ordering::SeqCst);
+                                Ok::<_, std::convert::Infallible>(Bytes::from(vec![
+                                    b'x';
+                                    BIG_CHUNK
+                                ]))
+                            });
+                            axum::body::Body::from_stream(chunks).into_response()
+                        }
                         _ => AxStatus::from_u16(me.status.load(Ordering::SeqCst))
                             .unwrap()
                             .into_response(),
@@ -618,9 +639,19 @@ async fn redirects_are_not_followed_and_responses_are_bounded() {
         slow["lastError"].as_str().unwrap().contains("timed out"),
         "{slow}"
     );
-    assert!(slow["lastDurationMs"].as_i64().unwrap() < 4000, "{slow}");
+    // Cut off at its timeout, long before the answer would have come.
+    let waited = slow["lastDurationMs"].as_i64().unwrap();
+    assert!(waited < SLOW.as_millis() as i64, "{slow}");
     let big = by_endpoint(&ids[2]);
     assert_eq!(big["status"], "succeeded", "{big}");
+    // Truxe read 64 KiB of the 256 MiB answer and hung up: the receiver
+    // got rid of no more than that plus what the sockets buffer (a few
+    // MiB on loopback), and could not send the rest.
+    let sent = rx.big_sent.load(Ordering::SeqCst);
+    assert!(
+        sent < 32 << 20,
+        "Truxe took {sent} bytes of a 256 MiB answer"
+    );
 }
 
 #[tokio::test]
