@@ -30,6 +30,10 @@ pub struct RedisRateLimitStore {
 
 /// How long start-up waits for Redis to answer.
 const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one check may take, reconnecting included. Redis down means
+/// refusals (fail closed): they must come at once, not after the
+/// client's default retries, with every request waiting meanwhile.
+const CHECK_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl RedisRateLimitStore {
     /// Connects (and pings) so a bad `REDIS_URL` stops start-up. With `ca`
@@ -54,7 +58,12 @@ impl RedisRateLimitStore {
         // Bounded: a server speaking TLS to a plain client (or the reverse)
         // never answers, and start-up must say so rather than hang.
         let ready = async {
-            let mut conn = ConnectionManager::new(client)
+            let bounded = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(std::time::Duration::from_secs(1))
+                .set_response_timeout(std::time::Duration::from_secs(1))
+                .set_number_of_retries(2)
+                .set_max_delay(500);
+            let mut conn = ConnectionManager::new_with_config(client, bounded)
                 .await
                 .map_err(|e| format!("REDIS_URL: cannot connect: {e}"))?;
             let _: String = redis::cmd("PING")
@@ -81,6 +90,24 @@ impl RedisRateLimitStore {
 #[async_trait]
 impl RateLimitStore for RedisRateLimitStore {
     async fn check(&self, key: &str, quota: &Quota, now: u64) -> Result<Decision, secure::Error> {
+        tokio::time::timeout(CHECK_WITHIN, self.check_now(key, quota, now))
+            .await
+            .map_err(|_| {
+                secure::Error::Io(format!(
+                    "redis: no answer within {}s",
+                    CHECK_WITHIN.as_secs()
+                ))
+            })?
+    }
+}
+
+impl RedisRateLimitStore {
+    async fn check_now(
+        &self,
+        key: &str,
+        quota: &Quota,
+        now: u64,
+    ) -> Result<Decision, secure::Error> {
         let key = format!("truxe:rl:{key}");
         let mut conn = self.conn.clone();
         let err = |e: redis::RedisError| secure::Error::Io(format!("redis: {e}"));

@@ -18,6 +18,9 @@ pub struct Truxe {
     pub env: Vec<(String, String)>,
     child: Option<ChildGuard>,
     pub http: reqwest::Client,
+    /// A file the server sees as its `/etc/hosts` (in a mount namespace of
+    /// its own), so a test decides what names resolve to.
+    hosts: Option<std::path::PathBuf>,
 }
 
 impl Truxe {
@@ -30,7 +33,23 @@ impl Truxe {
     /// As [`Truxe::start`], on a port chosen beforehand (for callers that
     /// must know Truxe's URL first, such as an identity provider).
     pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Truxe {
+        Truxe::launch(port, None, env).await
+    }
+
+    /// As [`Truxe::start`], resolving names by `hosts` (bind-mounted over
+    /// `/etc/hosts` in a mount namespace of the server's own; the test may
+    /// rewrite the file in place at any time). Needs root.
+    pub async fn start_resolving(hosts: &std::path::Path, env: &[(&str, &str)]) -> Truxe {
+        assert!(
+            is_root(),
+            "this test needs root (a mount namespace with its own /etc/hosts), as CI has"
+        );
+        Truxe::launch(free_port(), Some(hosts.to_owned()), env).await
+    }
+
+    async fn launch(port: u16, hosts: Option<std::path::PathBuf>, env: &[(&str, &str)]) -> Truxe {
         let mut t = Truxe {
+            hosts,
             database_url: postgres_database().await,
             dir: testkit::tempdir(),
             port,
@@ -46,7 +65,17 @@ impl Truxe {
     }
 
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(TRUXE);
+        let mut cmd = match &self.hosts {
+            Some(hosts) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+                    .arg(hosts)
+                    .arg(TRUXE);
+                c
+            }
+            None => Command::new(TRUXE),
+        };
         cmd.env("TRUXE_DATA_DIR", self.dir.path().join("data"))
             .env("PORT", self.port.to_string())
             .env("TRUXE_ARGON2_MEMORY_KIB", "1024")
@@ -287,4 +316,16 @@ impl Truxe {
         let id = body["data"]["user"]["id"].as_str().unwrap().to_owned();
         (id, tokens(&body).0)
     }
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|u| u.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
 }

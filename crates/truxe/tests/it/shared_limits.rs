@@ -74,7 +74,7 @@ fn refuses_to_start(t: &Truxe, env: &[(&str, &str)]) -> String {
 #[tokio::test]
 async fn instances_share_limits_through_redis() {
     let scratch = testkit::tempdir();
-    let (_redis, url, password, ca) = start_redis(scratch.path());
+    let (mut redis, url, password, ca) = start_redis(scratch.path());
     testkit::eventually(
         "redis to accept connections",
         Duration::from_secs(30),
@@ -141,4 +141,28 @@ async fn instances_share_limits_through_redis() {
         login_b("calm@example.com").await.unwrap().status(),
         StatusCode::OK
     );
+
+    // Redis gone: the limiter cannot count, so it refuses (fails closed)
+    // rather than let guesses through uncounted, even with the right
+    // password.
+    redis.kill();
+    for instance in [a.url(), b_url.clone()] {
+        let r = a
+            .http
+            .post(format!("{instance}/api/auth/login"))
+            .json(&serde_json::json!({"email": "calm@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("rate_limiter_unavailable")
+            ),
+            "{instance}: {body}"
+        );
+    }
 }

@@ -26,6 +26,7 @@ struct Received {
 /// A webhook receiver: records every request and answers `status`.
 #[derive(Clone)]
 struct Receiver {
+    ip: &'static str,
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
@@ -42,9 +43,15 @@ const SLOW: Duration = Duration::from_secs(30);
 
 impl Receiver {
     async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Receiver::start_on("127.0.0.1").await
+    }
+
+    /// A receiver on address `ip`, port chosen by the system.
+    async fn start_on(ip: &'static str) -> Receiver {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let r = Receiver {
+            ip,
             port,
             got: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
@@ -64,7 +71,7 @@ impl Receiver {
                     match path.as_str() {
                         "/redirect" => (
                             AxStatus::FOUND,
-                            [("location", format!("http://127.0.0.1:{}/target", me.port))],
+                            [("location", format!("http://{}:{}/target", me.ip, me.port))],
                         )
                             .into_response(),
                         "/slow" => {
@@ -94,7 +101,7 @@ impl Receiver {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.ip, self.port)
     }
 
     fn received(&self) -> Vec<Received> {
@@ -652,6 +659,69 @@ async fn redirects_are_not_followed_and_responses_are_bounded() {
         sent < 32 << 20,
         "Truxe took {sent} bytes of a 256 MiB answer"
     );
+}
+
+#[tokio::test]
+async fn a_name_rebound_to_a_refused_address_after_the_check_is_not_reached() {
+    // The target listens on loopback, which webhooks may not reach here;
+    // the control on 127.0.0.2, which this Truxe allows.
+    let target = Receiver::start_on("127.0.0.1").await;
+    let control = Receiver::start_on("127.0.0.2").await;
+    let dir = testkit::tempdir();
+    let hosts = dir.path().join("hosts");
+    // When the endpoint is made, the name resolves to a public address.
+    std::fs::write(
+        &hosts,
+        "93.184.216.34 rebind.test\n127.0.0.2 control.test\n",
+    )
+    .unwrap();
+    let t = Truxe::start_resolving(
+        &hosts,
+        &[
+            ("TRUXE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.2/32"),
+            ("TRUXE_WEBHOOK_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    let s = setup(&t, "rebind@example.com").await;
+    let events = json!(["organization.updated"]);
+    let url = |name: &str, rx: &Receiver| format!("http://{name}:{}/hook", rx.port);
+    let (rebound, _) = endpoint(&t, &s, &url("rebind.test", &target), events.clone()).await;
+    endpoint(&t, &s, &url("control.test", &control), events).await;
+    // Then it answers loopback: the same file, rewritten in place (the
+    // server sees it through a bind mount), a second, different answer.
+    std::fs::write(&hosts, "127.0.0.1 rebind.test\n127.0.0.2 control.test\n").unwrap();
+    rename(&t, &s, "Rebound").await;
+
+    // Control: a name resolved at delivery to an allowed address is reached.
+    control.wait_for(1).await;
+    let id = rebound_delivery(&t, &s, &rebound).await;
+    let done = testkit::eventually("the delivery to end", Duration::from_secs(60), || async {
+        let d = delivery(&t, &s, &id).await;
+        let status = d["delivery"]["status"].clone();
+        (status == "dead" || status == "succeeded").then_some(d)
+    })
+    .await;
+    assert!(
+        target.received().is_empty(),
+        "the rebound name was connected to: {done}"
+    );
+    assert_eq!(done["delivery"]["status"], "dead");
+    let why = done["delivery"]["lastError"].as_str().unwrap_or_default();
+    assert!(why.contains("loopback"), "{done}");
+}
+
+/// The id of the one delivery to endpoint `ep`, once it exists.
+async fn rebound_delivery(t: &Truxe, s: &Setup, ep: &str) -> String {
+    testkit::eventually("the delivery", Duration::from_secs(60), || async {
+        let (_, b) = deliveries(t, s).await;
+        b["data"]["deliveries"]
+            .as_array()?
+            .iter()
+            .find(|d| d["endpointId"] == ep)
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+    })
+    .await
 }
 
 #[tokio::test]
