@@ -122,6 +122,43 @@ impl Truxe {
         self.database_url.is_some()
     }
 
+    /// Whether the database holds `needle` in the clear anywhere: in the
+    /// SQLite files, or in PostgreSQL's rows as `pg_dump` prints them;
+    /// as it is, or merely encoded (hex, which is also how `pg_dump` shows
+    /// binary columns, or base64).
+    pub fn stores(&self, needle: &[u8]) -> bool {
+        let stored = match &self.database_url {
+            None => ["truxe.db", "truxe.db-wal"]
+                .iter()
+                .flat_map(|f| {
+                    std::fs::read(self.dir.path().join("data").join(f)).unwrap_or_default()
+                })
+                .collect::<Vec<u8>>(),
+            Some(url) => {
+                let out = Command::new(pg_tool("pg_dump"))
+                    .args(["--data-only", "--dbname", url])
+                    .output()
+                    .expect("pg_dump (Debian's postgresql, as scripts/test installs)");
+                assert!(
+                    out.status.success(),
+                    "pg_dump: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+        };
+        assert!(!stored.is_empty(), "nothing stored to search");
+        use base64::Engine;
+        let hex: Vec<u8> = needle
+            .iter()
+            .flat_map(|b| format!("{b:02x}").into_bytes())
+            .collect();
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(needle);
+        [needle, hex.as_slice(), b64.as_bytes()]
+            .iter()
+            .any(|n| stored.windows(n.len()).any(|w| w == *n))
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -328,4 +365,19 @@ fn is_root() -> bool {
                 .map(|u| u.split_whitespace().next() == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// A PostgreSQL program of the newest installed version.
+fn pg_tool(name: &str) -> std::path::PathBuf {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!("{name} not found under /usr/lib/postgresql (scripts/test installs PostgreSQL)")
+    })
 }
