@@ -367,6 +367,10 @@ pub struct RawConfig {
     /// Sender address, e.g. `Truxe <no-reply@example.com>`.
     #[arg(long, env = "SMTP_FROM", value_name = "SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// PEM bundle of the CA the SMTP server's certificate must chain to
+    /// (default: the system's roots).
+    #[arg(long, env = "SMTP_CA", value_name = "SMTP_CA")]
+    pub smtp_ca: Option<PathBuf>,
     /// `starttls` (default), `tls` (implicit) or `none` (loopback only).
     #[arg(
         long,
@@ -491,6 +495,8 @@ pub struct Smtp {
     pub credentials: Option<(String, secure::Secret<String>)>,
     /// Sender.
     pub from: String,
+    /// The CA certificates (PEM) to trust instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// SMTP transport security.
@@ -766,12 +772,32 @@ impl Config {
                         None
                     }
                 };
+                let ca_pem = raw
+                    .smtp_ca
+                    .as_ref()
+                    .and_then(|path| match std::fs::read(path) {
+                        Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                            Some(pem)
+                        }
+                        Ok(_) => {
+                            problems.push(format!(
+                                "SMTP_CA: {} holds no PEM certificate",
+                                path.display()
+                            ));
+                            None
+                        }
+                        Err(e) => {
+                            problems.push(format!("SMTP_CA: {}: {e}", path.display()));
+                            None
+                        }
+                    });
                 Some(Smtp {
                     host: host.clone(),
                     port: raw.smtp_port.unwrap_or(default_port),
                     tls,
                     credentials,
                     from,
+                    ca_pem,
                 })
             }
         };

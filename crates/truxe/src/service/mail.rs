@@ -102,11 +102,25 @@ impl SmtpMailer {
     pub fn new(cfg: &crate::config::Smtp) -> Result<Self, String> {
         use crate::config::SmtpTls;
         use lettre::transport::smtp::authentication::Credentials;
+        use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
         type T = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
+        // The server's certificate must name SMTP_HOST and chain to
+        // SMTP_CA when given (only to it), else to the system's roots.
+        let params = || -> Result<TlsParameters, String> {
+            let mut b = TlsParameters::builder(cfg.host.clone());
+            if let Some(pem) = &cfg.ca_pem {
+                let ca = Certificate::from_pem(pem).map_err(|e| format!("SMTP_CA: {e}"))?;
+                b = b
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(ca);
+            }
+            b.build_rustls().map_err(|e| e.to_string())
+        };
+        let builder = T::builder_dangerous(&cfg.host);
         let builder = match cfg.tls {
-            SmtpTls::StartTls => T::starttls_relay(&cfg.host).map_err(|e| e.to_string())?,
-            SmtpTls::Tls => T::relay(&cfg.host).map_err(|e| e.to_string())?,
-            SmtpTls::None => T::builder_dangerous(&cfg.host),
+            SmtpTls::StartTls => builder.tls(Tls::Required(params()?)),
+            SmtpTls::Tls => builder.tls(Tls::Wrapper(params()?)),
+            SmtpTls::None => builder,
         };
         let mut builder = builder
             .port(cfg.port)

@@ -1,4 +1,8 @@
-//! Mail over SMTP to a real (minimal) SMTP receiver on loopback.
+//! Mail over SMTP: to Debian's Exim, a real mail server, over STARTTLS and
+//! implicit TLS with authentication (and refused when its certificate is
+//! not trusted or the password is wrong); and, for what only a plain-text
+//! receiver shows (the message as sent, loopback-only plain text), to a
+//! minimal sink.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,6 +13,239 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use crate::server::Truxe;
+
+const EXIM: &str = "/usr/sbin/exim4";
+const SMTP_USER: &str = "truxe";
+const SMTP_PASSWORD: &str = "Smtp-Secret-7";
+
+/// Exim (scripts/test installs exim4-daemon-light) on two loopback ports:
+/// submission with STARTTLS, and implicit TLS; both with a certificate of
+/// a CA made here, and AUTH (PLAIN, LOGIN) offered only over TLS, for one
+/// user. Every message it accepts is appended to one mbox file. Its own
+/// spool, logs and configuration live in a temporary directory.
+struct Exim {
+    dir: tempfile::TempDir,
+    starttls: u16,
+    tls: u16,
+    _daemon: testkit::ChildGuard,
+}
+
+impl Exim {
+    async fn start() -> Exim {
+        assert!(
+            std::path::Path::new(EXIM).exists(),
+            "{EXIM} is needed: ./scripts/test installs Debian's exim4-daemon-light"
+        );
+        let dir = testkit::tempdir();
+        let d = dir.path();
+        let year = std::time::SystemTime::now() + Duration::from_secs(86_400);
+        let ca = secure::tls::dev::DevCa::new("Truxe test SMTP CA", year).unwrap();
+        let leaf = ca
+            .issue(
+                "127.0.0.1",
+                &["127.0.0.1"],
+                std::time::SystemTime::now(),
+                year,
+            )
+            .unwrap();
+        std::fs::write(d.join("ca.pem"), &ca.cert_pem).unwrap();
+        std::fs::write(d.join("cert.pem"), &leaf.cert_pem).unwrap();
+        std::fs::write(d.join("key.pem"), leaf.key_pem.expose()).unwrap();
+        let (starttls, tls) = (testkit::free_port(), testkit::free_port());
+        let p = d.display();
+        let config = format!(
+            r#"primary_hostname = smtp.test
+spool_directory = {p}/spool
+log_file_path = {p}/log/%slog
+pid_file_path = {p}/exim.pid
+log_selector = +received_recipients +tls_cipher
+daemon_smtp_ports = {starttls} : {tls}
+tls_on_connect_ports = {tls}
+local_interfaces = <; 127.0.0.1.{starttls} ; 127.0.0.1.{tls}
+tls_advertise_hosts = *
+tls_certificate = {p}/cert.pem
+tls_privatekey = {p}/key.pem
+auth_advertise_hosts = ${{if def:tls_in_cipher {{*}}{{}}}}
+acl_smtp_rcpt = acl_check_rcpt
+keep_environment =
+begin acl
+acl_check_rcpt:
+  accept authenticated = *
+  deny message = authentication required
+begin routers
+all:
+  driver = accept
+  transport = keep
+begin transports
+keep:
+  driver = appendfile
+  file = {p}/inbox
+  user = Debian-exim
+  envelope_to_add
+begin authenticators
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${{if and {{{{eq{{$auth2}}{{{SMTP_USER}}}}}{{eq{{$auth3}}{{{SMTP_PASSWORD}}}}}}}}}
+  server_set_id = $auth2
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = Username:: : Password::
+  server_condition = ${{if and {{{{eq{{$auth1}}{{{SMTP_USER}}}}}{{eq{{$auth2}}{{{SMTP_PASSWORD}}}}}}}}}
+  server_set_id = $auth1
+"#
+        );
+        std::fs::write(d.join("exim.conf"), config).unwrap();
+        for sub in ["spool", "log"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        // Exim gives up root for a configuration of its caller's: its own
+        // user must be able to read and write the rest; the configuration
+        // itself must stay root's (Exim checks).
+        let owned = std::process::Command::new("chown")
+            .args(["-R", "Debian-exim"])
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(owned.success(), "chown to Debian-exim");
+        std::os::unix::fs::chown(d.join("exim.conf"), Some(0), Some(0)).unwrap();
+        let mut cmd = std::process::Command::new(EXIM);
+        cmd.arg("-C").arg(d.join("exim.conf")).arg("-bdf");
+        let daemon = testkit::ChildGuard::spawn("exim", cmd, d);
+        for port in [starttls, tls] {
+            testkit::eventually("Exim to listen", Duration::from_secs(30), || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            })
+            .await;
+        }
+        Exim {
+            dir,
+            starttls,
+            tls,
+            _daemon: daemon,
+        }
+    }
+
+    /// Truxe's settings for mail through this server.
+    fn env(&self, tls: &str, password: &str, trusted: bool) -> Vec<(String, String)> {
+        let port = if tls == "tls" {
+            self.tls
+        } else {
+            self.starttls
+        };
+        let mut env = vec![
+            ("SMTP_HOST", "127.0.0.1".to_owned()),
+            ("SMTP_PORT", port.to_string()),
+            ("SMTP_TLS", tls.to_owned()),
+            ("SMTP_USER", SMTP_USER.to_owned()),
+            ("SMTP_PASSWORD", password.to_owned()),
+            ("SMTP_FROM", "Truxe <no-reply@example.com>".to_owned()),
+        ];
+        if trusted {
+            env.push((
+                "SMTP_CA",
+                self.dir.path().join("ca.pem").display().to_string(),
+            ));
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// The message delivered to `to`, if any (from the mbox).
+    fn message_to(&self, to: &str) -> Option<String> {
+        let inbox = std::fs::read_to_string(self.dir.path().join("inbox")).unwrap_or_default();
+        inbox
+            .split("\nFrom ")
+            .find(|m| m.contains(&format!("Envelope-to: {to}")))
+            .map(str::to_owned)
+    }
+
+    /// Exim's log line recording the reception of mail for `to`.
+    fn received_line(&self, to: &str) -> Option<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("log/mainlog")).unwrap_or_default();
+        log.lines()
+            .find(|l| l.contains(" <= ") && l.contains(&format!("for {to}")))
+            .map(str::to_owned)
+    }
+
+    /// Exim's rejections (failed authentications among them).
+    fn rejections(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log/rejectlog")).unwrap_or_default()
+    }
+}
+
+/// Starts Truxe with `env`, registers `to` and asks for a reset mail.
+async fn reset_mail(env: &[(String, String)], to: &str) -> Truxe {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = Truxe::start(&env).await;
+    t.register(to).await;
+    let (s, _) = t
+        .post("/api/auth/password/forgot", json!({"email": to}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    t
+}
+
+#[tokio::test]
+async fn mail_goes_to_a_real_server_over_starttls_and_implicit_tls_with_authentication() {
+    let exim = Exim::start().await;
+    for mode in ["starttls", "tls"] {
+        let to = format!("{mode}-user@example.com");
+        let _t = reset_mail(&exim.env(mode, SMTP_PASSWORD, true), &to).await;
+        let message = testkit::eventually(
+            &format!("the reset mail in Exim's mailbox ({mode})"),
+            Duration::from_secs(30),
+            || async { exim.message_to(&to) },
+        )
+        .await;
+        let body = decode_quoted_printable(message.split_once("\n\n").unwrap().1);
+        assert!(body.contains("/reset-password?token=prt_"), "{body}");
+        // Exim's record: received by ESMTP over TLS, authenticated
+        // (`P=esmtpsa`), as the configured user, with a TLS cipher.
+        let line = exim.received_line(&to).expect("Exim logged the reception");
+        assert!(line.contains("P=esmtpsa"), "{line}");
+        assert!(line.contains(&format!(":{SMTP_USER}")), "{line}");
+        assert!(line.contains(" X=TLS"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn mail_is_not_sent_to_an_untrusted_server_or_with_a_wrong_password() {
+    let exim = Exim::start().await;
+    // Without SMTP_CA, the test CA is not among the system's roots: the
+    // server could be anyone, and Truxe does not hand it the password.
+    let to = "untrusted@example.com";
+    let t = reset_mail(&exim.env("starttls", SMTP_PASSWORD, false), to).await;
+    let log = t.dir.path().join("truxe.log");
+    testkit::eventually(
+        "Truxe to refuse the certificate",
+        Duration::from_secs(30),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            (text.contains("mail not sent") && text.contains("certificate")).then_some(())
+        },
+    )
+    .await;
+    assert!(exim.message_to(to).is_none());
+    // A wrong password: Exim refuses it, nothing is delivered.
+    let to = "wrong-password@example.com";
+    let _t = reset_mail(&exim.env("tls", "Not-The-Password", true), to).await;
+    testkit::eventually(
+        "Exim to refuse the login",
+        Duration::from_secs(30),
+        || async {
+            exim.rejections()
+                .contains("Incorrect authentication data")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(exim.message_to(to).is_none());
+}
 
 /// Accepts SMTP sessions and keeps each message's DATA.
 async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -76,6 +313,7 @@ fn decode_quoted_printable(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What a plain-text receiver sees: the message as Truxe writes it.
 #[tokio::test]
 async fn mail_goes_out_by_smtp() {
     let (port, messages) = smtp_sink().await;
