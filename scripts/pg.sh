@@ -41,7 +41,23 @@ pg_start() {
   [ "$(id -u)" -eq 0 ] && chown postgres "$PGTMP/server.key" "$PGTMP/server.pem"
   # Only TLS from the network, with a password.
   printf 'local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n' > "$PGTMP/data/pg_hba.conf"
-  PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # A free port below the kernel's ephemeral range (as testkit::free_port
+  # chooses): no outgoing connection can take it before the server binds.
+  PGPORT=$(python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(10000, low), low - 10000):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+PY
+)
   # fsync off: a test database need not survive power loss, and it is faster.
   "${PG_RUNAS[@]}" "$PGBIN/pg_ctl" -D "$PGTMP/data" -l "$PGTMP/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGTMP -c fsync=off -c max_connections=500 -c ssl=on -c ssl_cert_file=$PGTMP/server.pem -c ssl_key_file=$PGTMP/server.key" start >/dev/null \

@@ -17,21 +17,53 @@ use std::time::{Duration, Instant};
 /// of them must never be given the same port.
 static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
 
-/// A port that was free a moment ago on 127.0.0.1 and that no other test of
-/// this process has been given.
+/// The kernel's ephemeral ports (`ip_local_port_range`): those it gives
+/// outgoing connections and `bind(…:0)`.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// A port free on 127.0.0.1 that no other test of this process has been
+/// given, for a child process to listen on.
+///
+/// It is chosen outside the kernel's ephemeral range, so nothing can take
+/// it between this check and the child's bind: no outgoing connection of
+/// any process is given it as its local port, and no `bind(…:0)` is. The
+/// same holds after the child exits, so a restarted child (a node keeps
+/// its address: Raft groups know it by it) gets its port back.
 pub fn free_port() -> u16 {
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
-        let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-        if !taken.contains(&port) {
+    let (low, high) = ephemeral_range();
+    let (first, last) = if low > 11_000 {
+        (10_000, low - 1)
+    } else {
+        (high.saturating_add(1).max(1024), u16::MAX)
+    };
+    let span = u32::from(last - first) + 1;
+    // Start somewhere else in each process, so test binaries run one after
+    // another do not queue on the same ports.
+    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ now_nanos();
+    let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for i in 0..span {
+        let port = first + ((seed.wrapping_add(i)) % span) as u16;
+        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             taken.push(port);
             return port;
         }
     }
-    panic!("no unused free port");
+    panic!("no free port in {first}..={last}");
+}
+
+fn now_nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped.
@@ -194,7 +226,11 @@ pub fn eventually_sync(what: &str, limit: Duration, mut check: impl FnMut() -> b
 pub fn free_port_range(n: u16) -> u16 {
     for _ in 0..100 {
         let base = free_port();
-        if base.checked_add(n).is_none() {
+        let (low, high) = ephemeral_range();
+        let Some(end) = base.checked_add(n - 1) else {
+            continue;
+        };
+        if end >= low && base <= high {
             continue;
         }
         let mut taken = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());

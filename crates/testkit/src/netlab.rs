@@ -10,7 +10,14 @@
 //! between the two are dropped in both directions while every other path
 //! keeps working: the kernel's own routing does the partitioning, not a
 //! proxy that could hide bugs. Cuts heal by deleting the routes.
-//! Everything is removed on drop; needs root (CAP_NET_ADMIN) and iproute2.
+//! Everything is removed on drop (also when a test panics), and what a
+//! killed test process left behind is swept by the next lab; needs root
+//! (CAP_NET_ADMIN) and iproute2.
+//!
+//! Each lab's /24 comes from 198.18.0.0/15, the range set aside for
+//! network benchmarks (RFC 2544), never routed: it is claimed with a lock
+//! file, so labs of concurrent processes never share one, and skipped when
+//! the host already routes any part of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -25,9 +32,13 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A bridge, its hosts, and the cuts in force.
 pub struct NetLab {
-    /// Unique per lab (process id and sequence): names of namespaces,
-    /// links, and the subnet derive from it.
+    /// Unique per lab (process id and sequence): names of namespaces and
+    /// links derive from it.
     tag: u32,
+    /// The lab's /24: 198.`subnet.0`.`subnet.1`.0.
+    subnet: (u8, u8),
+    /// Held for the lab's life: the subnet's claim.
+    _claim: std::fs::File,
     bridge: String,
     hosts: BTreeMap<String, u8>,
     cuts: BTreeSet<(String, String)>,
@@ -68,10 +79,16 @@ impl NetLab {
 
     /// An empty lab: the bridge, up, with the gateway address.
     pub fn create() -> NetLab {
+        if let Err(why) = Self::available() {
+            panic!("this test needs root with CAP_NET_ADMIN and iproute2, as CI has (scripts/test installs iproute2): {why}");
+        }
         sweep_stale();
         let tag = (std::process::id() % 100_000) * 100 + SEQ.fetch_add(1, Ordering::Relaxed) % 100;
+        let (subnet, claim) = claim_subnet();
         let lab = NetLab {
             tag,
+            subnet,
+            _claim: claim,
             bridge: format!("tkb{tag}"),
             hosts: BTreeMap::new(),
             cuts: BTreeSet::new(),
@@ -83,11 +100,9 @@ impl NetLab {
         lab
     }
 
-    /// The subnet's first two octets after 10: from the tag, so labs of
-    /// one machine do not overlap.
+    /// Address `host` of the lab's subnet.
     fn net(&self, host: u8) -> Ipv4Addr {
-        let t = self.tag;
-        Ipv4Addr::new(10, 64 + ((t >> 8) % 128) as u8, (t & 0xff) as u8, host)
+        Ipv4Addr::new(198, self.subnet.0, self.subnet.1, host)
     }
 
     /// The test's own address on the bridge.
@@ -211,6 +226,57 @@ impl Drop for NetLab {
 
 /// Deletes namespaces and bridges left by test processes that died
 /// without dropping their labs (a killed test run).
+/// Claims a /24 of 198.18.0.0/15 that no other lab holds and the host
+/// routes no part of.
+fn claim_subnet() -> ((u8, u8), std::fs::File) {
+    let dir = std::env::temp_dir().join("testkit-netlab");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let routes = Command::new("ip")
+        .args(["-4", "route", "show", "table", "all"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let routed: Vec<(u32, u32)> = routes
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.contains('.'))
+                .and_then(prefix)
+        })
+        .collect();
+    let start = std::process::id() as usize;
+    for i in 0..512 {
+        let n = (start + i * 7) % 512;
+        let subnet = (18 + (n / 256) as u8, (n % 256) as u8);
+        let net = u32::from(Ipv4Addr::new(198, subnet.0, subnet.1, 0));
+        if routed.iter().any(|r| overlaps(*r, (net, 24))) {
+            continue;
+        }
+        let path = dir.join(format!("198.{}.{}.0", subnet.0, subnet.1));
+        let Ok(file) = std::fs::File::create(&path) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            return (subnet, file);
+        }
+    }
+    panic!("no free /24 left in 198.18.0.0/15 for a network lab");
+}
+
+/// `a.b.c.d/len` (or a host address) as (network, length).
+fn prefix(s: &str) -> Option<(u32, u32)> {
+    let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
+    let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    Some((u32::from(addr), len))
+}
+
+fn overlaps(a: (u32, u32), b: (u32, u32)) -> bool {
+    let len = a.1.min(b.1);
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    a.0 & mask == b.0 & mask
+}
+
 fn sweep_stale() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
@@ -233,5 +299,21 @@ fn sweep_stale() {
     }
     for tag in dead_tags {
         let _ = ip(&["link", "del", &format!("tkb{tag}")]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_overlap_by_their_shorter_prefix() {
+        let lab = prefix("198.18.7.0/24").unwrap();
+        assert!(overlaps(prefix("198.18.0.0/15").unwrap(), lab));
+        assert!(overlaps(prefix("198.18.7.9").unwrap(), lab));
+        assert!(overlaps(prefix("0.0.0.0/0").unwrap(), lab));
+        assert!(!overlaps(prefix("198.18.8.0/24").unwrap(), lab));
+        assert!(!overlaps(prefix("10.0.0.0/8").unwrap(), lab));
+        assert_eq!(prefix("not-an-address"), None);
     }
 }

@@ -80,7 +80,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     // Behind a trusted proxy: the right-most address the proxy saw.
     let proxied = Truxe::start(&[
         ("TRUXE_TRUSTED_PROXIES", "127.0.0.1/32"),
-        ("TRUXE_RATE_LIMIT_LOGIN_IP", "2/1m"),
+        ("TRUXE_RATE_LIMIT_LOGIN_IP", "2/1h"),
         ("TRUXE_RATE_LIMIT_LOGIN_ACCOUNT", "100/1m"),
     ])
     .await;

@@ -310,7 +310,7 @@ async fn issue_18_mfa_management_guesses_are_limited_and_lock_the_account() {
     assert_eq!(s, StatusCode::LOCKED, "{b}");
 
     // Per address: a tight limit refuses the next guess with 429.
-    let t = Truxe::start(&[("TRUXE_RATE_LIMIT_MFA_IP", "3/1m")]).await;
+    let t = Truxe::start(&[("TRUXE_RATE_LIMIT_MFA_IP", "3/1h")]).await;
     let (access, _, _, _) = user_with_mfa(&t, "fast@example.com").await;
     // user_with_mfa spent two requests of the address's budget (setup, enable).
     let guess = || {

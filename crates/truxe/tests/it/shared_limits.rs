@@ -91,7 +91,7 @@ async fn instances_share_limits_through_redis() {
     let env = [
         ("REDIS_URL", url.as_str()),
         ("TRUXE_REDIS_CA", ca),
-        ("TRUXE_RATE_LIMIT_LOGIN_ACCOUNT", "3/1m"),
+        ("TRUXE_RATE_LIMIT_LOGIN_ACCOUNT", "3/1h"),
     ];
     let a = Truxe::start(&env).await;
     // Issue 18: the server takes only TLS with the password, and Truxe
