@@ -20,7 +20,7 @@ use openraft::{ChangeMembers, ServerState};
 use torua_raft::{raft_id, typ, Change, LogStore, Member, Raft, Request, StateMachine};
 use torua_store::{Record, Shard, ShardState, ShardStore};
 
-use super::net::{Batcher, Net};
+use super::net::{Batcher, Net, Timing};
 use crate::http::ApiError;
 use crate::tls::HttpClient;
 
@@ -241,7 +241,11 @@ impl Groups {
                 let sm = StateMachine::open(shard.clone())
                     .await
                     .map_err(ApiError::internal)?;
-                let net = Net::new(self.client.clone(), self.batcher.clone(), id);
+                let timing = Timing {
+                    heartbeat: Duration::from_millis(self.config.heartbeat_interval),
+                    election: Duration::from_millis(self.config.election_timeout_min),
+                };
+                let net = Net::new(self.client.clone(), self.batcher.clone(), id, timing);
                 let raft = Raft::new(raft_id(&self.me), self.config.clone(), net, log.clone(), sm)
                     .await
                     .map_err(ApiError::internal)?;

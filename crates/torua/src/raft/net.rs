@@ -10,10 +10,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -267,14 +267,31 @@ pub(crate) struct Net {
     client: HttpClient,
     batcher: Arc<Batcher>,
     group: u32,
+    timing: Timing,
+    /// When this replica's Raft core last sent anything to any peer.
+    core_sent: Arc<Clock>,
+}
+
+/// The group's heartbeat interval and election timeout.
+#[derive(Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) heartbeat: Duration,
+    pub(crate) election: Duration,
 }
 
 impl Net {
-    pub(crate) fn new(client: HttpClient, batcher: Arc<Batcher>, group: u32) -> Net {
+    pub(crate) fn new(
+        client: HttpClient,
+        batcher: Arc<Batcher>,
+        group: u32,
+        timing: Timing,
+    ) -> Net {
         Net {
             client,
             batcher,
             group,
+            timing,
+            core_sent: Arc::new(Clock::default()),
         }
     }
 }
@@ -286,6 +303,112 @@ pub(crate) struct Peer {
     addr: String,
     group: u32,
     target: u64,
+    timing: Timing,
+    core_sent: Arc<Clock>,
+    /// When the core last sent this peer anything.
+    sent: Arc<Clock>,
+    keep_alive: Option<KeepAlive>,
+}
+
+/// Milliseconds on a monotonic clock, shared between tasks.
+struct Clock {
+    base: Instant,
+    ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            base: Instant::now(),
+            ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Clock {
+    fn mark(&self) {
+        let now = self.base.elapsed().as_millis() as u64;
+        self.ms.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn since(&self) -> Duration {
+        let at = Duration::from_millis(self.ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(at)
+    }
+}
+
+/// Keeps a follower from standing for election while its leader's Raft
+/// core is busy on its behalf without sending it anything. openraft 0.9
+/// sends a follower that needs a snapshot nothing at all (no heartbeats)
+/// while the snapshot is made, sent, and installed — the last chunk is
+/// answered only once the follower has installed it. When that takes
+/// longer than the follower's election timeout (a large shard, a loaded
+/// machine), the follower stands for election, the leader steps down on
+/// seeing its term, and the transfer starts over: the follower never
+/// catches up. So while the core sends a peer nothing for a heartbeat
+/// interval, the peer gets an empty append: the leader's vote, no previous
+/// entry, no entries, no commit index. It changes nothing in its log or
+/// commit point; it renews the leader's lease, as a heartbeat does. Only
+/// while the core is seen sending to some peer within an election timeout:
+/// a leader whose core is stuck must lose its followers, not keep them.
+struct KeepAlive {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAlive {
+    fn start(peer: &Peer, vote: openraft::Vote<u64>) -> Option<KeepAlive> {
+        let body = encode(&AppendEntriesRequest::<TypeConfig> {
+            vote,
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        })
+        .ok()?;
+        let (batcher, addr, group, timing) = (
+            peer.batcher.clone(),
+            peer.addr.clone(),
+            peer.group,
+            peer.timing,
+        );
+        let (core_sent, sent) = (peer.core_sent.clone(), peer.sent.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(timing.heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if sent.since() < timing.heartbeat || core_sent.since() > timing.election {
+                    continue;
+                }
+                let item = BatchItem {
+                    group,
+                    op: BatchOp::Append,
+                    body: body.clone(),
+                };
+                // The answer tells the leader nothing it needs.
+                let _ = batcher.call(&addr, item, timing.heartbeat * 4).await;
+            }
+        });
+        Some(KeepAlive { task })
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Peer {
+    /// Notes that the core sends this peer something; a leader's first
+    /// message starts the [`KeepAlive`] of this stream (one per peer and
+    /// leadership: openraft makes a new client when it becomes leader).
+    fn sending(&mut self, leader_vote: Option<openraft::Vote<u64>>) {
+        self.core_sent.mark();
+        self.sent.mark();
+        if let (None, Some(vote)) = (&self.keep_alive, leader_vote) {
+            self.keep_alive = KeepAlive::start(self, vote);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -302,6 +425,10 @@ impl RaftNetworkFactory<TypeConfig> for Net {
             addr: node.addr.trim_end_matches('/').to_owned(),
             group: self.group,
             target,
+            timing: self.timing,
+            core_sent: self.core_sent.clone(),
+            sent: Arc::new(Clock::default()),
+            keep_alive: None,
         }
     }
 }
@@ -365,15 +492,28 @@ impl RaftNetwork<TypeConfig> for Peer {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, typ::RPCError> {
+        self.sending(Some(req.vote));
         self.batched(BatchOp::Append, &req, &option).await
     }
 
+    /// One chunk of a snapshot (see [`KeepAlive`] for what else the
+    /// follower gets meanwhile).
     async fn install_snapshot(
         &mut self,
         req: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, typ::RPCError<InstallSnapshotError>> {
+        self.sending(Some(req.vote));
         self.call("snapshot", &req, &option).await
+    }
+
+    /// How long to wait before calling an unreachable peer again: one
+    /// heartbeat, not openraft's fixed 500 ms. A replica that comes back
+    /// hears from its leader within its election timeout (which may be as
+    /// short as 500 ms) instead of standing for election and unseating the
+    /// leader with its higher term.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.timing.heartbeat))
     }
 
     async fn vote(
@@ -381,6 +521,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         req: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, typ::RPCError> {
+        self.sending(None);
         self.batched(BatchOp::Vote, &req, &option).await
     }
 }
