@@ -381,3 +381,31 @@ fn pg_tool(name: &str) -> std::path::PathBuf {
         panic!("{name} not found under /usr/lib/postgresql (scripts/test installs PostgreSQL)")
     })
 }
+
+/// A CA made for one test, and a certificate of it for 127.0.0.1 valid
+/// for a day: what a throwaway server speaking TLS (Redis, SMTP) needs.
+pub struct LoopbackTls {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl LoopbackTls {
+    /// Makes them, written into `dir` (`tls-ca.pem`, `tls-cert.pem`,
+    /// `tls-key.pem`), the CA named `ca_name`.
+    pub fn write(dir: &std::path::Path, ca_name: &str) -> LoopbackTls {
+        let now = std::time::SystemTime::now();
+        let day = now + Duration::from_secs(86_400);
+        let ca = secure::tls::dev::DevCa::new(ca_name, day).unwrap();
+        let leaf = ca.issue("127.0.0.1", &["127.0.0.1"], now, day).unwrap();
+        let tls = LoopbackTls {
+            ca: dir.join("tls-ca.pem"),
+            cert: dir.join("tls-cert.pem"),
+            key: dir.join("tls-key.pem"),
+        };
+        std::fs::write(&tls.ca, &ca.cert_pem).unwrap();
+        std::fs::write(&tls.cert, &leaf.cert_pem).unwrap();
+        std::fs::write(&tls.key, leaf.key_pem.expose()).unwrap();
+        tls
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use testkit::{free_port, wait_http_ok, ChildGuard};
 
-use crate::server::{Truxe, PASSWORD};
+use crate::server::{LoopbackTls, Truxe, PASSWORD};
 
 /// A throwaway redis-server on a free loopback port (scripts/test installs
 /// it), as a production one should be: TLS only (a test CA made here) and a
@@ -21,42 +21,25 @@ fn start_redis(dir: &std::path::Path) -> (ChildGuard, String, String, std::path:
         which.is_ok_and(|o| o.status.success()),
         "redis-server is required: run ./scripts/test, which installs it"
     );
-    let year = std::time::SystemTime::now() + Duration::from_secs(86_400);
-    let ca = secure::tls::dev::DevCa::new("Truxe test Redis CA", year).unwrap();
-    let leaf = ca
-        .issue(
-            "127.0.0.1",
-            &["127.0.0.1"],
-            std::time::SystemTime::now(),
-            year,
-        )
-        .unwrap();
-    let (ca_file, cert, key) = (
-        dir.join("redis-ca.pem"),
-        dir.join("redis.pem"),
-        dir.join("redis.key"),
-    );
-    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, leaf.key_pem.expose()).unwrap();
+    let tls = LoopbackTls::write(dir, "Truxe test Redis CA");
     let password = secure::token::random_uuid().replace('-', "");
     let port = free_port();
     let mut cmd = Command::new("redis-server");
     cmd.args(["--port", "0", "--tls-port", &port.to_string()])
         .args(["--tls-auth-clients", "no", "--requirepass", &password])
         .arg("--tls-cert-file")
-        .arg(&cert)
+        .arg(&tls.cert)
         .arg("--tls-key-file")
-        .arg(&key)
+        .arg(&tls.key)
         .arg("--tls-ca-cert-file")
-        .arg(&ca_file)
+        .arg(&tls.ca)
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .current_dir(dir);
     (
         ChildGuard::spawn("redis", cmd, dir),
         format!("rediss://:{password}@127.0.0.1:{port}"),
         password,
-        ca_file,
+        tls.ca,
     )
 }
 

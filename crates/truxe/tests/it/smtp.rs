@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::server::Truxe;
+use crate::server::{LoopbackTls, Truxe};
 
 const EXIM: &str = "/usr/sbin/exim4";
 const SMTP_USER: &str = "truxe";
@@ -25,6 +25,8 @@ const SMTP_PASSWORD: &str = "Smtp-Secret-7";
 /// spool, logs and configuration live in a temporary directory.
 struct Exim {
     dir: tempfile::TempDir,
+    /// The CA its certificate chains to.
+    ca: std::path::PathBuf,
     starttls: u16,
     tls: u16,
     _daemon: testkit::ChildGuard,
@@ -38,21 +40,10 @@ impl Exim {
         );
         let dir = testkit::tempdir();
         let d = dir.path();
-        let year = std::time::SystemTime::now() + Duration::from_secs(86_400);
-        let ca = secure::tls::dev::DevCa::new("Truxe test SMTP CA", year).unwrap();
-        let leaf = ca
-            .issue(
-                "127.0.0.1",
-                &["127.0.0.1"],
-                std::time::SystemTime::now(),
-                year,
-            )
-            .unwrap();
-        std::fs::write(d.join("ca.pem"), &ca.cert_pem).unwrap();
-        std::fs::write(d.join("cert.pem"), &leaf.cert_pem).unwrap();
-        std::fs::write(d.join("key.pem"), leaf.key_pem.expose()).unwrap();
+        let certs = LoopbackTls::write(d, "Truxe test SMTP CA");
         let (starttls, tls) = (testkit::free_port(), testkit::free_port());
         let p = d.display();
+        let (cert, key) = (certs.cert.display(), certs.key.display());
         let config = format!(
             r#"primary_hostname = smtp.test
 spool_directory = {p}/spool
@@ -63,8 +54,8 @@ daemon_smtp_ports = {starttls} : {tls}
 tls_on_connect_ports = {tls}
 local_interfaces = <; 127.0.0.1.{starttls} ; 127.0.0.1.{tls}
 tls_advertise_hosts = *
-tls_certificate = {p}/cert.pem
-tls_privatekey = {p}/key.pem
+tls_certificate = {cert}
+tls_privatekey = {key}
 auth_advertise_hosts = ${{if def:tls_in_cipher {{*}}{{}}}}
 acl_smtp_rcpt = acl_check_rcpt
 keep_environment =
@@ -124,6 +115,7 @@ login:
             .await;
         }
         Exim {
+            ca: certs.ca,
             dir,
             starttls,
             tls,
@@ -147,10 +139,7 @@ login:
             ("SMTP_FROM", "Truxe <no-reply@example.com>".to_owned()),
         ];
         if trusted {
-            env.push((
-                "SMTP_CA",
-                self.dir.path().join("ca.pem").display().to_string(),
-            ));
+            env.push(("SMTP_CA", self.ca.display().to_string()));
         }
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
