@@ -73,6 +73,14 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         std::fs::read_to_string(&log).is_ok_and(|out| out.contains("export TORUA_TOKEN="))
     });
     let out = std::fs::read_to_string(&log).unwrap();
+    // Captured without a terminal: plain text, no colour escapes.
+    assert!(
+        !out.contains('\u{1b}'),
+        "escape codes in output that is not a terminal: {}",
+        out.lines()
+            .find(|l| l.contains('\u{1b}'))
+            .unwrap_or_default()
+    );
     let admin_key = printed(&out, "admin API key").expect("admin key printed");
     assert!(out.contains(&format!("--cacert {}", ca.display())), "{out}");
     // Plain HTTP gets nowhere: the listener speaks TLS.
