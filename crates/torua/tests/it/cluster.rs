@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -654,4 +656,75 @@ pub async fn error_code(res: reqwest::Response) -> (StatusCode, String, String) 
             .unwrap_or_default()
             .to_owned(),
     )
+}
+
+/// Concurrent writers of `{prefix}/{writer}/{i}` (the key as value), so
+/// acknowledged writes share group commits; they write until stopped.
+pub struct Writers {
+    acked: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<String>, usize)>>,
+}
+
+impl Writers {
+    pub fn start(c: &TestCluster, prefix: &str, n: usize) -> Writers {
+        let acked = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..n)
+            .map(|w| {
+                let (http, url) = (c.http.clone(), c.url());
+                let (acked_so_far, stop) = (acked.clone(), stop.clone());
+                let prefix = prefix.to_owned();
+                tokio::spawn(async move {
+                    let (mut acked, mut refused) = (Vec::new(), 0);
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let key = format!("{prefix}/{w}/{i}");
+                        i += 1;
+                        let r = http
+                            .put(format!(
+                                "{url}/data/{}",
+                                torua::http::extract::encode_key(&key)
+                            ))
+                            .body(key.clone())
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status() == StatusCode::NO_CONTENT => {
+                                acked.push(key);
+                                acked_so_far.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => refused += 1,
+                        }
+                    }
+                    (acked, refused)
+                })
+            })
+            .collect();
+        Writers { acked, stop, tasks }
+    }
+
+    /// Waits until `n` writes were acknowledged in all.
+    pub async fn wait_acked(&self, n: usize) {
+        eventually(&format!("{n} writes acknowledged"), WAIT, || async {
+            (self.acked.load(Ordering::Relaxed) >= n).then_some(())
+        })
+        .await;
+    }
+
+    pub fn acked_so_far(&self) -> usize {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Stops them: the keys acknowledged, and how many writes were not.
+    pub async fn finish(self) -> (Vec<String>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut acked, mut refused) = (Vec::new(), 0);
+        for t in self.tasks {
+            let (a, r) = t.await.unwrap();
+            acked.extend(a);
+            refused += r;
+        }
+        (acked, refused)
+    }
 }

@@ -2,84 +2,11 @@
 //! no acknowledged write; a dead node's shards fail fast with 503 and
 //! recover when it returns.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use reqwest::StatusCode;
 use testkit::disk::LoopDisk;
 use testkit::eventually;
 
-use crate::cluster::{error_code, Options, TestCluster, SINGLE_COPY, WAIT};
-
-/// Concurrent writers of `k/{writer}/{i}` (the key as value), so
-/// acknowledged writes share group commits; they write until stopped.
-struct Writers {
-    acked: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<(Vec<String>, usize)>>,
-}
-
-impl Writers {
-    fn start(c: &TestCluster, n: usize) -> Writers {
-        let acked = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = (0..n)
-            .map(|w| {
-                let (http, url) = (c.http.clone(), c.url());
-                let (acked_so_far, stop) = (acked.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let (mut acked, mut refused) = (Vec::new(), 0);
-                    let mut i = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let key = format!("k/{w}/{i}");
-                        i += 1;
-                        let r = http
-                            .put(format!(
-                                "{url}/data/{}",
-                                torua::http::extract::encode_key(&key)
-                            ))
-                            .body(key.clone())
-                            .send()
-                            .await;
-                        match r {
-                            Ok(r) if r.status() == StatusCode::NO_CONTENT => {
-                                acked.push(key);
-                                acked_so_far.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => refused += 1,
-                        }
-                    }
-                    (acked, refused)
-                })
-            })
-            .collect();
-        Writers { acked, stop, tasks }
-    }
-
-    /// Waits until `n` writes were acknowledged in all.
-    async fn wait_acked(&self, n: usize) {
-        eventually(&format!("{n} writes acknowledged"), WAIT, || async {
-            (self.acked.load(Ordering::Relaxed) >= n).then_some(())
-        })
-        .await;
-    }
-
-    fn acked_so_far(&self) -> usize {
-        self.acked.load(Ordering::Relaxed)
-    }
-
-    /// Stops them: the keys acknowledged, and how many writes were not.
-    async fn finish(self) -> (Vec<String>, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        let (mut acked, mut refused) = (Vec::new(), 0);
-        for t in self.tasks {
-            let (a, r) = t.await.unwrap();
-            acked.extend(a);
-            refused += r;
-        }
-        (acked, refused)
-    }
-}
+use crate::cluster::{error_code, Options, TestCluster, Writers, SINGLE_COPY, WAIT};
 
 #[tokio::test]
 async fn node_sigkill_loses_no_acknowledged_write() {
@@ -87,7 +14,7 @@ async fn node_sigkill_loses_no_acknowledged_write() {
     // The victim: the node holding the shard of writer 0's first key.
     let shard = torua::placement::shard_for_key("k/0/0", 8);
     let victim = c.shard_map().await.shards[shard as usize].node_id.clone();
-    let writers = Writers::start(&c, 8);
+    let writers = Writers::start(&c, "k", 8);
     writers.wait_acked(200).await;
     // Kill the node the hard way, with writes in flight.
     c.kill_node(&victim);
@@ -224,7 +151,7 @@ async fn power_cut_loses_no_acknowledged_write(coordinator_env: &[(&str, &str)])
     let disk = LoopDisk::create(&c.dir.path().join("n1.img"), &data, 512);
     c.add_node("n1");
     c.wait_placed(1).await;
-    let writers = Writers::start(&c, 8);
+    let writers = Writers::start(&c, "k", 8);
     writers.wait_acked(300).await;
     c.kill_node("n1");
     let (acked, _) = writers.finish().await;

@@ -6,37 +6,7 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 
-use crate::cluster::{expect_error, TestCluster};
-
-/// Writes `prefix/i` until stopped; returns every acknowledged (key, value).
-fn background_writer(
-    c: &TestCluster,
-    prefix: &'static str,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<(String, String)>> {
-    let (http, url) = (c.http.clone(), c.url());
-    tokio::spawn(async move {
-        let mut acked = Vec::new();
-        let mut i = 0u32;
-        while !stop.load(Ordering::Relaxed) {
-            let key = format!("{prefix}/{i}");
-            let value = format!("value-{i}");
-            let res = http
-                .put(format!(
-                    "{url}/data/{}",
-                    torua::http::extract::encode_key(&key)
-                ))
-                .body(value.clone())
-                .send()
-                .await;
-            if matches!(res, Ok(r) if r.status() == StatusCode::NO_CONTENT) {
-                acked.push((key, value));
-            }
-            i += 1;
-        }
-        acked
-    })
-}
+use crate::cluster::{expect_error, TestCluster, Writers};
 
 async fn assert_all_readable(c: &TestCluster, pairs: &[(String, String)]) {
     for (k, v) in pairs {
@@ -93,8 +63,8 @@ async fn join_rebalances_with_data_and_live_writes() {
     for (k, v) in &initial {
         assert_eq!(c.put(k, v.clone()).await, StatusCode::NO_CONTENT);
     }
+    let writer = Writers::start(&c, "live", 1);
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = background_writer(&c, "live", stop.clone());
     // Reads of existing keys must succeed throughout the moves.
     let reader = {
         let (http, url, stop, keys) = (c.http.clone(), c.url(), stop.clone(), initial.clone());
@@ -125,7 +95,13 @@ async fn join_rebalances_with_data_and_live_writes() {
     c.add_node("n3");
     c.wait_balanced(3).await;
     stop.store(true, Ordering::Relaxed);
-    let acked = writer.await.unwrap();
+    let acked: Vec<(String, String)> = writer
+        .finish()
+        .await
+        .0
+        .into_iter()
+        .map(|k| (k.clone(), k))
+        .collect();
     assert!(!acked.is_empty());
     assert!(reader.await.unwrap() > 0);
     assert_all_readable(&c, &initial).await;
