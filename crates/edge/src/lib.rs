@@ -387,7 +387,12 @@ where
         limits.request,
         deadline,
     ));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections may be upgraded (Torua's node data stream), which hyper's
+    // graceful-shutdown helper does not support: each connection task holds
+    // a clone of `live` and stops gracefully when `stop` turns true; the
+    // channel closes once every task has ended.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (live, mut ended) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let admitted = tokio::select! {
@@ -411,17 +416,29 @@ where
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read)
-            .serve_connection(TokioIo::new(conn), service);
-        let conn = graceful.watch(conn);
+            .serve_connection(TokioIo::new(conn), service)
+            .with_upgrades();
+        let mut stop = stop.clone();
+        let live = live.clone();
         tokio::spawn(async move {
-            let _permit = _permit;
-            if let Err(e) = conn.await {
+            let (_permit, _live) = (_permit, live);
+            let mut conn = std::pin::pin!(conn);
+            let res = tokio::select! {
+                r = conn.as_mut() => r,
+                () = async { drop(stop.wait_for(|s| *s).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = res {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(incoming);
-    if tokio::time::timeout(limits.request, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    drop(live);
+    if tokio::time::timeout(limits.request, ended.recv())
         .await
         .is_err()
     {

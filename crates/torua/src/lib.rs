@@ -41,6 +41,7 @@ pub mod placement;
 pub(crate) mod raft;
 pub mod security;
 pub mod shutdown;
+pub mod stream;
 pub mod tls;
 pub mod wire;
 

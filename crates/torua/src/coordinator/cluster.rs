@@ -479,7 +479,7 @@ pub(crate) async fn open(
         }
         None => super::meta::load_or_create(&cfg.data_dir, cfg.shards, cfg.replication_factor)?,
     };
-    let nodes = NodeClient::new(std::time::Duration::from_secs(30), tls);
+    let nodes = NodeClient::new(std::time::Duration::from_secs(30), tls, cfg.max_value_bytes);
     let replication = meta
         .read(|m| m.replication)
         .map_err(|e| Error::Config(e.to_string()))?

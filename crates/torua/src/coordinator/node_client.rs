@@ -10,7 +10,9 @@ use torua_store::{Expect, Record};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use super::stream::{Failed, Mux, Streams};
 use crate::http::extract::encode_key;
+use crate::stream::{Answer, Op, Precondition};
 
 use crate::http::{etag, parse_etag, ApiError, KEEP_VERSION};
 use crate::tls::{HttpClient, Tls, NODE_IDENTITY_PREFIX};
@@ -138,6 +140,13 @@ pub enum Conditional {
 }
 
 impl Conditional {
+    fn precondition(self) -> Precondition {
+        match self {
+            Conditional::If(e) => e.into(),
+            Conditional::Keep(v) => Precondition::Keep(v),
+        }
+    }
+
     fn headers(self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         use reqwest::header::{IF_MATCH, IF_NONE_MATCH};
         match self {
@@ -174,6 +183,10 @@ pub struct NodeClient {
     /// With TLS on, by node id.
     pinned: Arc<RwLock<HashMap<String, HttpClient>>>,
     timeout: Duration,
+    /// The data stream to each node.
+    streams: Arc<Streams>,
+    /// Largest value a node may answer with.
+    max_value: usize,
 }
 
 type R<T> = Result<T, CallError>;
@@ -185,13 +198,46 @@ fn configure(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
 }
 
 impl NodeClient {
-    /// A client whose data calls time out after `timeout`.
-    pub fn new(timeout: Duration, tls: Option<Arc<Tls>>) -> Self {
+    /// A client whose data calls time out after `timeout`, for values of
+    /// up to `max_value` bytes.
+    pub fn new(timeout: Duration, tls: Option<Arc<Tls>>, max_value: usize) -> Self {
         NodeClient {
             shared: HttpClient::new(None, configure),
             tls,
             pinned: Arc::default(),
             timeout,
+            streams: Arc::default(),
+            max_value,
+        }
+    }
+
+    /// The data stream to `node`, opened if need be; `None` for a node
+    /// that has none (an older version), which is called over HTTP.
+    async fn stream(&self, node: &NodeInfo) -> R<Option<Arc<Mux>>> {
+        self.streams
+            .to(node, || self.http(node), self.max_value, self.timeout)
+            .await
+            // Whatever went wrong, no operation was sent yet.
+            .map_err(|e| CallError::NotSent(short(&e)))
+    }
+
+    /// Runs `op` on `mux`: the node's answer, or its refusal as an error.
+    async fn on_stream(&self, mux: &Mux, shard: u32, op: Op) -> R<Answer> {
+        match mux.call(shard, op, self.timeout).await {
+            Ok(Answer::Refused {
+                status,
+                code,
+                message,
+                leader,
+            }) => Err(CallError::Status {
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                code,
+                message,
+                leader,
+            }),
+            Ok(answer) => Ok(answer),
+            Err(Failed::NotSent(why)) => Err(CallError::NotSent(why)),
+            Err(Failed::Lost(why)) => Err(CallError::Unreachable(why)),
         }
     }
 
@@ -274,6 +320,24 @@ impl NodeClient {
         key: &str,
         stale: bool,
     ) -> R<Option<Record>> {
+        if let Some(mux) = self.stream(node).await? {
+            let op = Op::Get {
+                key: key.to_owned(),
+                stale,
+            };
+            return match self.on_stream(&mux, shard, op).await? {
+                Answer::Value {
+                    version,
+                    content_type,
+                    value,
+                } => Ok(Some(Record {
+                    version,
+                    ..Record::new(content_type, value)
+                })),
+                Answer::Absent => Ok(None),
+                other => Err(unexpected(other)),
+            };
+        }
         let mut req = self.http(node).get(Self::key_url(node, shard, key));
         if stale {
             req = req.query(&[("consistency", "stale")]);
@@ -316,6 +380,18 @@ impl NodeClient {
         value: Bytes,
         write: Conditional,
     ) -> R<u64> {
+        if let Some(mux) = self.stream(node).await? {
+            let op = Op::Put {
+                key: key.to_owned(),
+                content_type: content_type.to_owned(),
+                value: value.to_vec(),
+                when: write.precondition(),
+            };
+            return match self.on_stream(&mux, shard, op).await? {
+                Answer::Written { version } => Ok(version),
+                other => Err(unexpected(other)),
+            };
+        }
         let req = self
             .http(node)
             .put(Self::key_url(node, shard, key))
@@ -327,6 +403,16 @@ impl NodeClient {
 
     /// Deletes a key if `expect` holds (absent is fine with `Expect::Any`).
     pub async fn delete(&self, node: &NodeInfo, shard: u32, key: &str, expect: Expect) -> R<()> {
+        if let Some(mux) = self.stream(node).await? {
+            let op = Op::Delete {
+                key: key.to_owned(),
+                when: expect.into(),
+            };
+            return match self.on_stream(&mux, shard, op).await? {
+                Answer::Deleted => Ok(()),
+                other => Err(unexpected(other)),
+            };
+        }
         let req = self.http(node).delete(Self::key_url(node, shard, key));
         self.send(Conditional::If(expect).headers(req), self.timeout)
             .await
@@ -529,6 +615,20 @@ impl NodeClient {
         let req = self.http(node).post(Self::url(node, path)).json(payload);
         self.send(req, timeout).await.map(drop)
     }
+}
+
+/// A node answered a stream request with the wrong kind of answer.
+fn unexpected(answer: Answer) -> CallError {
+    let kind = match answer {
+        Answer::Value { .. } => "a value",
+        Answer::Absent => "absent",
+        Answer::Written { .. } => "written",
+        Answer::Deleted => "deleted",
+        Answer::Refused { .. } => "refused",
+    };
+    CallError::Unreachable(format!(
+        "the node answered `{kind}`, which does not fit the request"
+    ))
 }
 
 /// reqwest errors nest their cause; show the innermost, which says what happened.

@@ -102,19 +102,27 @@ pub fn value_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<B
 pub fn content_type_of(headers: &HeaderMap) -> Result<String, ApiError> {
     match headers.get(header::CONTENT_TYPE) {
         None => Ok("application/octet-stream".into()),
-        Some(v) => {
-            let s = v.to_str().map_err(|_| {
-                ApiError::bad_request("invalid_content_type", "Content-Type must be visible ASCII")
-            })?;
-            if s.len() > torua_store::MAX_CONTENT_TYPE_LEN {
-                return Err(ApiError::bad_request(
-                    "invalid_content_type",
-                    "Content-Type is longer than 255 bytes",
-                ));
-            }
-            Ok(s.to_owned())
-        }
+        Some(v) => check_content_type(v.as_bytes()).map(str::to_owned),
     }
+}
+
+/// A content type as a header may carry it: visible ASCII, at most 255 bytes.
+pub fn check_content_type(s: &[u8]) -> Result<&str, ApiError> {
+    let visible = |b: &u8| *b == b'\t' || (b' '..=b'~').contains(b);
+    if !s.iter().all(visible) {
+        return Err(ApiError::bad_request(
+            "invalid_content_type",
+            "Content-Type must be visible ASCII",
+        ));
+    }
+    if s.len() > torua_store::MAX_CONTENT_TYPE_LEN {
+        return Err(ApiError::bad_request(
+            "invalid_content_type",
+            "Content-Type is longer than 255 bytes",
+        ));
+    }
+    // All ASCII, checked above.
+    std::str::from_utf8(s).map_err(|_| ApiError::internal("ASCII is UTF-8"))
 }
 
 /// Query of listing endpoints.

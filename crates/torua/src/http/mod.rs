@@ -19,8 +19,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 pub use body::{
-    content_type_of, etag, expect_of, parse_etag, value_body, value_response, written, ListQuery,
-    DEFAULT_LIMIT, KEEP_VERSION, MAX_LIMIT,
+    check_content_type, content_type_of, etag, expect_of, parse_etag, value_body, value_response,
+    written, ListQuery, DEFAULT_LIMIT, KEEP_VERSION, MAX_LIMIT,
 };
 pub use error::{method_not_allowed_fallback, not_found_fallback, ApiError};
 

@@ -5,7 +5,9 @@
 //! shards when the coordinator says so, and refuses requests for shards it
 //! does not hold.
 
+mod data;
 pub(crate) mod routes;
+mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +41,9 @@ pub(crate) struct Node {
     pub groups: Arc<Groups>,
     /// Made with the data directory (see `incarnation`).
     pub incarnation: String,
+    /// Ends the coordinators' data streams, which outlive HTTP's
+    /// graceful shutdown once upgraded.
+    pub shutdown: Shutdown,
 }
 
 /// Runs a node until `shutdown`; `listener` is already bound.
@@ -72,6 +77,7 @@ pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: Shutdown) -> 
         max_value: cfg.max_value_bytes,
         registered: AtomicBool::new(false),
         incarnation,
+        shutdown: shutdown.clone(),
     });
     tracing::info!(
         node = %cfg.node_id,

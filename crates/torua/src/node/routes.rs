@@ -13,20 +13,23 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use torua_store::{Op, Record, Shard, ShardState};
 
+use crate::stream::Precondition;
+
+use super::data::{self, held};
 use super::Node;
 use crate::http::extract::{empty_key, Key, ShardId};
 use crate::http::{
     self, content_type_of, expect_of, value_body, value_response, written, ApiError, ListQuery,
     KEEP_VERSION,
 };
-use crate::raft::groups::{Group, Refusal};
+use crate::raft::groups::Refusal;
 use crate::raft::rpc::Senders;
 use crate::tls::{require_cert, CertGate};
 use crate::wire::{
     decode_entries, encode_entries, GroupRequest, GroupStatus, KeyPage, NodeInfoResponse,
     OpenShardRequest, ShardInfo, TransferRequest,
 };
-use torua_raft::{Change, Condition, Member};
+use torua_raft::Member;
 
 type S = State<Arc<Node>>;
 
@@ -63,6 +66,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/shard/{id}/group/transfer", post(transfer_leader))
         .route("/shard/{id}/export", get(export))
         .route("/shard/{id}/import", post(import).layer(import_limit))
+        .route(crate::stream::PATH, get(super::stream::open))
         .with_state(node.clone())
         .route_layer(axum::middleware::from_fn_with_state(
             CertGate::coordinators(tls, "node API"),
@@ -97,16 +101,6 @@ async fn ready(State(n): S) -> Result<Json<serde_json::Value>, ApiError> {
             "node has not registered with the coordinator yet",
         ))
     }
-}
-
-fn held(n: &Node, id: u32) -> Result<Arc<Shard>, ApiError> {
-    n.store.shard(id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "shard_not_owned",
-            format!("node {} does not hold shard {id}", n.id),
-        )
-    })
 }
 
 async fn shard_info(s: &Shard) -> Result<ShardInfo, ApiError> {
@@ -229,15 +223,7 @@ async fn get_value(
 ) -> Result<Response, Refusal> {
     let Query(q) = q.map_err(ApiError::from)?;
     let stale = http::stale_read(q.consistency.as_deref())?;
-    let rec = match n.groups.get(id) {
-        Some(g) => {
-            if !stale {
-                g.linearize().await?;
-            }
-            g.get(&key).await?
-        }
-        None => held(&n, id)?.get(&key).await?,
-    };
+    let rec = data::read(&n, id, &key, stale).await?;
     let mut res = value_response(rec.ok_or_else(|| ApiError::not_found("key not found"))?);
     if stale {
         res.headers_mut().insert(
@@ -248,22 +234,20 @@ async fn get_value(
     Ok(res)
 }
 
-fn condition_of(e: torua_store::Expect) -> Condition {
-    match e {
-        torua_store::Expect::Any => Condition::Any,
-        torua_store::Expect::Exists => Condition::Exists,
-        torua_store::Expect::Version(v) => Condition::Version(v),
-        torua_store::Expect::Absent => Condition::Absent,
+/// The precondition of a write: `X-Torua-Version` (a move target keeps
+/// that version), else `If-Match`/`If-None-Match`.
+fn precondition_of(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    match headers.get(KEEP_VERSION) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Precondition::Keep)
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_version", "X-Torua-Version is not a version")
+            }),
+        None => Ok(expect_of(headers)?.into()),
     }
-}
-
-/// Writes one change through shard `id`'s group; its version.
-async fn replicate(g: &Group, change: Change) -> Result<u64, Refusal> {
-    let versions = g.write(vec![change]).await?;
-    versions
-        .first()
-        .copied()
-        .ok_or_else(|| ApiError::internal("replicated write answered no version").into())
 }
 
 async fn put_value(
@@ -275,41 +259,8 @@ async fn put_value(
 ) -> Result<Response, Refusal> {
     let value = value_body(body, n.max_value)?;
     let record = Record::new(content_type_of(&headers)?, value.to_vec());
-    if let Some(g) = n.groups.get(id) {
-        let change = Change::Put {
-            key,
-            content_type: record.content_type,
-            value: record.value,
-            expect: condition_of(expect_of(&headers)?),
-        };
-        return Ok(written(replicate(&g, change).await?));
-    }
-    let shard = held(&n, id)?;
-    // A move target takes the owner's version as it is (the coordinator
-    // already applied the precondition at the owner).
-    let version = match keep_version(&headers)? {
-        Some(v) => {
-            let r = Record {
-                version: v,
-                ..record
-            };
-            shard.apply(vec![Op::Import(key, r)]).await?;
-            v
-        }
-        None => shard.put_if(key, record, expect_of(&headers)?).await?,
-    };
+    let version = data::write(&n, id, key, record, precondition_of(&headers)?).await?;
     Ok(written(version))
-}
-
-fn keep_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    headers
-        .get(KEEP_VERSION)
-        .map(|v| {
-            v.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                ApiError::bad_request("invalid_version", "X-Torua-Version is not a version")
-            })
-        })
-        .transpose()
 }
 
 async fn delete_value(
@@ -318,17 +269,7 @@ async fn delete_value(
     Key(key): Key,
     headers: HeaderMap,
 ) -> Result<StatusCode, Refusal> {
-    let expect = expect_of(&headers)?;
-    match n.groups.get(id) {
-        Some(g) => {
-            let change = Change::Delete {
-                key,
-                expect: condition_of(expect),
-            };
-            replicate(&g, change).await?;
-        }
-        None => held(&n, id)?.delete_if(key, expect).await?,
-    }
+    data::delete(&n, id, key, expect_of(&headers)?.into()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

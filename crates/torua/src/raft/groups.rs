@@ -115,27 +115,41 @@ impl From<torua_store::StoreError> for Refusal {
     }
 }
 
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
+impl Refusal {
+    /// The error a client sees, and the leader named when another replica
+    /// leads (sent in [`LEADER_HEADER`]).
+    pub(crate) fn into_parts(self) -> (ApiError, Option<String>) {
         match self {
-            Refusal::Api(e) => e.into_response(),
+            Refusal::Api(e) => (e, None),
             // No leader known: an election is under way, or this replica
             // is cut off from its quorum. Nothing was done; retry later.
-            Refusal::NotLeader(None) => ApiError::unavailable(
-                "no_leader",
-                "this replica does not lead the shard and knows no leader (an election is under way or it is cut off from its peers); nothing was done",
-            )
-            .into_response(),
-            Refusal::NotLeader(Some(leader)) => {
-                let msg = format!("this replica does not lead the shard; node `{leader}` does");
-                let mut res = ApiError::new(StatusCode::MISDIRECTED_REQUEST, "not_leader", msg)
-                    .into_response();
-                if let Ok(v) = HeaderValue::from_str(&leader) {
-                    res.headers_mut().insert(LEADER_HEADER, v);
-                }
-                res
-            }
+            Refusal::NotLeader(None) => (
+                ApiError::unavailable(
+                    "no_leader",
+                    "this replica does not lead the shard and knows no leader (an election is under way or it is cut off from its peers); nothing was done",
+                ),
+                None,
+            ),
+            Refusal::NotLeader(Some(leader)) => (
+                ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "not_leader",
+                    format!("this replica does not lead the shard; node `{leader}` does"),
+                ),
+                Some(leader),
+            ),
         }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (e, leader) = self.into_parts();
+        let mut res = e.into_response();
+        if let Some(v) = leader.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            res.headers_mut().insert(LEADER_HEADER, v);
+        }
+        res
     }
 }
 

@@ -309,3 +309,175 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+/// Opens the node's data stream as `client`: the connection after `101`,
+/// or the status the node answered instead.
+async fn open_stream(
+    client: &reqwest::Client,
+    node_url: &str,
+) -> Result<reqwest::Upgraded, StatusCode> {
+    let res = client
+        .get(format!("{node_url}{}", torua::stream::PATH))
+        .header(reqwest::header::CONNECTION, "upgrade")
+        .header(reqwest::header::UPGRADE, torua::stream::PROTOCOL)
+        .send()
+        .await
+        .unwrap();
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(res.status());
+    }
+    Ok(res.upgrade().await.unwrap())
+}
+
+/// Sends one request frame and reads the answer to it.
+async fn ask(io: &mut reqwest::Upgraded, id: u64, op: torua::stream::Op) -> torua::stream::Answer {
+    use tokio::io::AsyncWriteExt;
+    let frame = torua::stream::encode(&torua::stream::Request { id, shard: 0, op });
+    io.write_all(&frame).await.unwrap();
+    let mut frames = torua::stream::FrameReader::new(io, 64 << 20);
+    let res: torua::stream::Response = tokio::time::timeout(WAIT, frames.next())
+        .await
+        .expect("an answer in time")
+        .unwrap()
+        .expect("an answer before the end");
+    assert_eq!(res.id, id);
+    res.answer
+}
+
+#[tokio::test]
+async fn the_data_stream_answers_only_the_coordinator_and_checks_what_it_is_sent() {
+    use torua::stream::{Answer, Op, Precondition};
+    let c = TestCluster::start(1, 1).await;
+    let node = c.node_url("n1");
+    // Attacks: no certificate, a client's and another node's certificate.
+    assert_eq!(
+        open_stream(&c.anon(), &node).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    let as_client = c.client(Some("client-test"), None);
+    assert_eq!(
+        open_stream(&as_client, &node).await.err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    c.issue("node-n2", "node:n2");
+    let as_node = c.client(Some("node-n2"), None);
+    assert_eq!(
+        open_stream(&as_node, &node).await.err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    // Without the upgrade the path is refused too.
+    let plain = c.http.get(format!("{node}/stream")).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::UPGRADE_REQUIRED);
+
+    // Control: the coordinator's certificate opens it, and it writes and reads.
+    let mut io = open_stream(&c.http, &node)
+        .await
+        .expect("the coordinator's stream");
+    let put = Op::Put {
+        key: "ключ".into(),
+        content_type: "text/plain".into(),
+        value: b"v1".to_vec(),
+        when: Precondition::Absent,
+    };
+    let Answer::Written { version } = ask(&mut io, 1, put.clone()).await else {
+        panic!("not written");
+    };
+    let get = Op::Get {
+        key: "ключ".into(),
+        stale: false,
+    };
+    match ask(&mut io, 2, get).await {
+        Answer::Value {
+            version: v,
+            value,
+            content_type,
+        } => {
+            assert_eq!(
+                (v, value.as_slice(), content_type.as_str()),
+                (version, &b"v1"[..], "text/plain")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The precondition holds at the node: the key exists now.
+    assert!(matches!(
+        ask(&mut io, 3, put).await,
+        Answer::Refused { status: 412, .. }
+    ));
+    // What the HTTP routes refuse, the stream refuses alike.
+    let bad = [
+        (
+            Op::Get {
+                key: "..".into(),
+                stale: false,
+            },
+            400,
+            "invalid_key",
+        ),
+        (
+            Op::Delete {
+                key: String::new(),
+                when: Precondition::Any,
+            },
+            400,
+            "invalid_key",
+        ),
+        (
+            Op::Delete {
+                key: "k".into(),
+                when: Precondition::Keep(3),
+            },
+            400,
+            "invalid_precondition",
+        ),
+        (
+            Op::Put {
+                key: "k".into(),
+                content_type: "text/plain\n".into(),
+                value: vec![],
+                when: Precondition::Any,
+            },
+            400,
+            "invalid_content_type",
+        ),
+        (
+            Op::Put {
+                key: "k".into(),
+                content_type: "text/plain".into(),
+                value: vec![0; crate::cluster::MAX_VALUE + 1],
+                when: Precondition::Any,
+            },
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (i, (op, status, code)) in bad.into_iter().enumerate() {
+        match ask(&mut io, 10 + i as u64, op).await {
+            Answer::Refused {
+                status: s, code: c, ..
+            } => assert_eq!((s, c.as_str()), (status, code)),
+            other => panic!("{other:?}"),
+        }
+    }
+    // A frame longer than any value may be is not read: the node closes
+    // the stream, and the node goes on serving.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        io.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, io.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    }
+    let mut garbage = open_stream(&c.http, &node).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        garbage
+            .write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, garbage.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    }
+    assert_eq!(c.get("ключ").await.1, "v1");
+}
