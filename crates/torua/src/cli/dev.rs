@@ -1,5 +1,7 @@
 //! `torua dev`: a coordinator and N nodes in one process on loopback, with
-//! all data under one directory, so a restart keeps the data.
+//! all data under one directory, so a restart keeps the data. Each
+//! component runs on a runtime of its own and logs to its own file
+//! (`devlog`); the terminal shows the banner, and warnings.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::certs;
+use super::{certs, devlog};
 use crate::config::{
     CoordinatorConfig, EncryptionConfig, ListenerConfig, NodeConfig, Peers, RaftTiming,
     SecurityConfig, TlsConfig, Urls, DEFAULT_MAX_VALUE_BYTES,
@@ -46,9 +48,13 @@ pub struct DevArgs {
     /// Do not start Truxe.
     #[arg(long)]
     no_truxe: bool,
-    /// Log JSON lines.
-    #[arg(long)]
+    /// Log JSON lines (`TORUA_LOG_JSON`).
+    #[arg(long, env = "TORUA_LOG_JSON")]
     log_json: bool,
+    /// Stream every component's log to the terminal, each line naming its
+    /// component, instead of into `DIR/logs`.
+    #[arg(long, short)]
+    verbose: bool,
     /// The coordinator's security settings (`--auth off` for a plain
     /// benchmark; token issuer defaults to the Truxe started here).
     #[command(flatten)]
@@ -86,15 +92,29 @@ async fn start_truxe(
     bin: &std::path::Path,
     dir: &std::path::Path,
     port: u16,
+    log: Option<std::sync::Arc<std::fs::File>>,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
+    use std::process::Stdio;
     let url = format!("http://127.0.0.1:{port}");
-    let child = truxe_command(bin, dir)
-        .arg("serve")
+    let mut cmd = truxe_command(bin, dir);
+    cmd.arg("serve")
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    if log.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
+    if let Some(log) = log {
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(devlog::copy_lines("truxe", out, log.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(devlog::copy_lines("truxe", err, log));
+        }
+    }
     wait_ok(
         &reqwest::Client::new(),
         &format!("{url}/ready"),
@@ -226,18 +246,21 @@ async fn truxe_admin_token(
     truxe_dir: &std::path::Path,
     truxe_url: &str,
     creds: &DevCredentials,
+    log: Option<std::sync::Arc<std::fs::File>>,
 ) -> anyhow::Result<String> {
     use tokio::io::AsyncWriteExt;
     let password = match creds.read("truxe-admin.password") {
         Some(p) => p,
         None => {
             let p = format!("Dev-1{}", secure::token::generate("").plaintext.expose());
-            let mut child = truxe_command(bin, truxe_dir)
-                .args(["user", "create", "--admin", "--email", DEV_ADMIN_EMAIL])
+            let mut cmd = truxe_command(bin, truxe_dir);
+            cmd.args(["user", "create", "--admin", "--email", DEV_ADMIN_EMAIL])
                 .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .context("running truxe user create")?;
+                .stdout(std::process::Stdio::null());
+            if let Some(log) = log {
+                cmd.stderr(log.try_clone()?);
+            }
+            let mut child = cmd.spawn().context("running truxe user create")?;
             if let Some(mut stdin) = child.stdin.take() {
                 stdin.write_all(format!("{p}\n").as_bytes()).await?;
             }
@@ -261,7 +284,11 @@ async fn truxe_admin_token(
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
-    crate::init_tracing(args.log_json);
+    let files = match args.verbose {
+        true => None,
+        false => Some(devlog::Files::new(&args.dir.join("logs"))?),
+    };
+    devlog::init(files.clone(), args.log_json);
     // Listen for Ctrl-C/SIGTERM before anything starts, so an early signal
     // stops the cluster cleanly instead of killing the process.
     let (signalled, mut signal) = tokio::sync::oneshot::channel::<()>();
@@ -346,23 +373,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .collect();
     // Truxe first: the cluster trusts its keys from the first request on.
     let truxe_dir = args.dir.join("truxe");
+    let truxe_log = files.as_ref().map(|f| f.file("truxe")).transpose()?;
     let truxe_child = match &truxe_bin {
         Some(bin) => tokio::select! {
-            r = start_truxe(bin, &truxe_dir, args.truxe_port) => Some(r?),
+            r = start_truxe(bin, &truxe_dir, args.truxe_port, truxe_log.clone()) => Some(r?),
             _ = &mut signal => return Ok(ExitCode::SUCCESS),
         },
         None => None,
     };
     let mut tasks = Vec::new();
-    for cfg in coord_cfgs {
-        let listener = crate::bind(cfg.listen)
-            .await
-            .context("starting the coordinator")?;
-        tasks.push(tokio::spawn(crate::coordinator::run(
-            cfg,
-            listener,
-            shutdown.clone(),
-        )));
+    let mut runtimes = devlog::Runtimes::default();
+    for (cfg, (name, _)) in coord_cfgs.into_iter().zip(&coordinators) {
+        let stop = shutdown.clone();
+        tasks.push(
+            runtimes
+                .serve(name, cfg.listen, |l| crate::coordinator::run(cfg, l, stop))
+                .with_context(|| format!("starting {name}"))?,
+        );
     }
     // Trusts the dev CA; authenticates with the admin key per request.
     let http = match &certs {
@@ -440,14 +467,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             format!("{scheme}://{listen}"),
             cfg.data_dir(),
         ));
-        let listener = crate::bind(listen)
-            .await
-            .with_context(|| format!("starting node {name}"))?;
-        tasks.push(tokio::spawn(crate::node::run(
-            cfg,
-            listener,
-            shutdown.clone(),
-        )));
+        let stop = shutdown.clone();
+        tasks.push(
+            runtimes
+                .serve(name, listen, |l| crate::node::run(cfg, l, stop))
+                .with_context(|| format!("starting node {name}"))?,
+        );
     }
     let started = async {
         wait_ok(
@@ -460,7 +485,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             return anyhow::Ok(None);
         };
         ensure_role_mapping(&http, &coord_url, &admin_key).await?;
-        let token = truxe_admin_token(&http, bin, &truxe_dir, &url, &creds).await?;
+        let token = truxe_admin_token(&http, bin, &truxe_dir, &url, &creds, truxe_log).await?;
         Ok(Some((child, url, token)))
     };
     let truxe = tokio::select! {
@@ -470,7 +495,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    println!("\nTorua dev cluster is ready ({} nodes).", args.nodes);
+    let groups = leaders(&http, &coord_url, &admin_key).await;
+    println!(
+        "\nTorua dev cluster is ready ({} nodes{groups}).",
+        args.nodes
+    );
     for ((name, _), url) in coordinators.iter().zip(&coord_urls) {
         println!(
             "  {name:<12} {url}   data: {}",
@@ -520,8 +549,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "torua".into());
     println!("  {me} --coordinator {coord_url} status        # uses $TORUA_TOKEN and $TORUA_CA");
+    if let Some(f) = &files {
+        println!(
+            "\nLogs: {} (coordinator, nodes, truxe); warnings also show here. --verbose streams them all.",
+            f.dir().display()
+        );
+    }
     println!(
-        "\nAudit log: audit.jsonl in each coordinator's data directory. Ctrl-C stops the cluster; data stays in {}.\n",
+        "Audit log: audit.jsonl in each coordinator's data directory. Ctrl-C stops the cluster; data stays in {}.\n",
         args.dir.display()
     );
     let mut failed = false;
@@ -541,6 +576,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
+    drop(runtimes);
     println!("stopped");
     Ok(if failed {
         ExitCode::from(1)
@@ -583,6 +619,47 @@ async fn bootstrap_key(
             bail!(
                 "no coordinator wrote a bootstrap key, or the coordinators did not start serving"
             );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `, N shard groups, each with a leader` once every replicated shard's
+/// group has elected one (waiting up to 30 s; elections end in about a
+/// second), or how many have so far; nothing for single-copy shards.
+async fn leaders(http: &reqwest::Client, coord: &str, admin: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shards: Option<crate::wire::ShardsResponse> = match http
+            .get(format!("{coord}/shards"))
+            .bearer_auth(admin)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
+            _ => None,
+        };
+        let Some(shards) = shards else {
+            return String::new();
+        };
+        let groups = shards
+            .shards
+            .iter()
+            .filter(|s| !s.replicas.is_empty())
+            .count();
+        let led = shards
+            .shards
+            .iter()
+            .filter(|s| s.replicas.iter().any(|r| r.role == "leader"))
+            .count();
+        if groups == 0 {
+            return String::new();
+        }
+        if led == groups {
+            return format!(", {groups} shard groups, each with a leader");
+        }
+        if Instant::now() > deadline {
+            return format!(", {led} of {groups} shard groups with a leader so far");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -5,6 +5,7 @@ mod admin;
 pub mod certs;
 mod data;
 mod dev;
+mod devlog;
 
 use std::process::ExitCode;
 

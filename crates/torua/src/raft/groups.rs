@@ -277,7 +277,7 @@ impl Groups {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id, g.clone());
-                tracing::info!(kind = self.kind, group = id, node = %self.me, "raft group opened");
+                tracing::debug!(kind = self.kind, group = id, node = %self.me, "raft group opened");
                 tokio::spawn(log_roles(
                     self.kind,
                     id,
@@ -305,7 +305,7 @@ impl Groups {
                     members.into_iter().map(|m| (raft_id(&m.name), m)).collect();
                 match group.raft.initialize(map).await {
                     Ok(()) => {
-                        tracing::info!(kind = self.kind, group = id, "raft group bootstrapped")
+                        tracing::debug!(kind = self.kind, group = id, "raft group bootstrapped")
                     }
                     // Another call initialized it meanwhile: fine.
                     Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
@@ -660,7 +660,7 @@ async fn log_roles(
                     became_leader.then(Instant::now);
             }
             let leader = now.1.as_deref().unwrap_or("none");
-            tracing::info!(
+            tracing::debug!(
                 kind,
                 group,
                 role = role_name(now.0),

@@ -81,6 +81,34 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
             .find(|l| l.contains('\u{1b}'))
             .unwrap_or_default()
     );
+    // A quiet start: the banner comes first; the components log to files.
+    let before = out
+        .lines()
+        .position(|l| l.contains("cluster is ready"))
+        .expect("the banner");
+    assert!(before < 10, "{before} lines before the banner:\n{out}");
+    assert!(out.contains("8 shard groups, each with a leader"), "{out}");
+    assert!(
+        !out.contains("raft role") && !out.contains(" INFO "),
+        "{out}"
+    );
+    let logs = dir.path().join("data/logs");
+    assert!(out.contains(&format!("Logs: {}", logs.display())), "{out}");
+    let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap_or_default();
+    testkit::eventually_sync(
+        "each component logs to its file",
+        Duration::from_secs(30),
+        || {
+            read("n1.log").contains("node started node=n1")
+                && read("n2.log").contains("node started node=n2")
+                && read("coordinator.log").contains("node joined node=n3")
+        },
+    );
+    assert!(!read("n1.log").contains("node=n2"), "{}", read("n1.log"));
+    assert!(!read("coordinator.log").contains("node started"));
+    if truxe_built() {
+        assert!(read("truxe.log").contains("truxe"), "{}", read("truxe.log"));
+    }
     let admin_key = printed(&out, "admin API key").expect("admin key printed");
     assert!(out.contains(&format!("--cacert {}", ca.display())), "{out}");
     // Plain HTTP gets nowhere: the listener speaks TLS.
