@@ -4,6 +4,7 @@
 //! Used from `[dev-dependencies]` only; nothing in a shipped binary
 //! depends on this crate.
 
+pub mod cli;
 pub mod disk;
 pub mod netlab;
 

@@ -45,6 +45,17 @@ enum Command {
     User(UserCommand),
     /// Validate the configuration and exit (non-zero with reasons if invalid).
     CheckConfig,
+    /// Print a shell completion script, e.g. `truxe completions bash >
+    /// /etc/bash_completion.d/truxe`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (`truxe.1` and one per subcommand) into DIR.
+    Man {
+        /// Where to write them (made if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +100,21 @@ enum UserCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Neither needs a configuration.
+    let mut reference = <Cli as clap::CommandFactory>::command();
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut reference, "truxe", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(reference, dir)?;
+            println!("wrote the man pages to {}", dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let cfg = match Config::from_raw(cli.config) {
         Ok(c) => c,
         Err(problems) => {
@@ -122,6 +148,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rotate_encryption(&cfg, dry_run).await
             }
             Command::Keys(k) => keys(&cfg, k).await,
+            // Answered above, before the configuration is read.
+            Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
             Command::User(UserCommand::Create { email, admin }) => {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;

@@ -9,7 +9,7 @@ mod devlog;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Command-line interface of `torua`.
 #[derive(Debug, Parser)]
@@ -93,6 +93,17 @@ enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Print a shell completion script, e.g. `torua completions bash >
+    /// /etc/bash_completion.d/torua`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (`torua.1` and one per subcommand) into DIR.
+    Man {
+        /// Where to write them (made if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +114,20 @@ enum CertsCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut reference = Cli::command();
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut reference, "torua", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(reference, dir)?;
+            println!("wrote the man pages to {}", dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -134,6 +159,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Keys(cmd) => admin::keys(api, cmd).await,
             Command::Audit(cmd) => admin::audit(cmd),
             Command::Certs(CertsCommand::Init(args)) => certs::init(args),
+            // Answered above, before any connection.
+            Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         }
     })
 }

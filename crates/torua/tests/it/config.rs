@@ -196,3 +196,13 @@ async fn go_style_listen_address_binds_all_interfaces() {
         .expect("127.0.0.2 is refused: the listener is not on every interface");
     assert_eq!(other.status(), reqwest::StatusCode::OK);
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_definition() {
+    let bin = env!("CARGO_BIN_EXE_torua");
+    let nowhere = [
+        ("TORUA_CA", "/nonexistent/ca.pem"),
+        ("TORUA_COORDINATOR", "not a url"),
+    ];
+    testkit::cli::completions_and_man_pages(bin, &nowhere, "torua", "apikey");
+}

@@ -409,3 +409,10 @@ impl LoopbackTls {
         tls
     }
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_definition() {
+    // Production with no secrets set: `serve` would refuse to start.
+    let weak = [("TRUXE_ENV", "production"), ("COOKIE_SECRET", "changeme")];
+    testkit::cli::completions_and_man_pages(TRUXE, &weak, "truxe", "keys");
+}
