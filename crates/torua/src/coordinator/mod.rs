@@ -20,7 +20,6 @@ mod mover;
 pub(crate) mod node_client;
 mod replicas;
 mod routes;
-mod stream;
 
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};

@@ -10,9 +10,9 @@ use torua_store::{Expect, Record};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::stream::{Failed, Mux, Streams};
 use crate::http::extract::encode_key;
-use crate::stream::{Answer, Op, Precondition};
+use crate::stream::client::{Failed, Links, Mux};
+use crate::stream::{encode, Answer, Op, Precondition};
 
 use crate::http::{etag, parse_etag, ApiError, KEEP_VERSION};
 use crate::tls::{HttpClient, Tls, NODE_IDENTITY_PREFIX};
@@ -183,8 +183,8 @@ pub struct NodeClient {
     /// With TLS on, by node id.
     pinned: Arc<RwLock<HashMap<String, HttpClient>>>,
     timeout: Duration,
-    /// The data stream to each node.
-    streams: Arc<Streams>,
+    /// The data stream to each node, by node id and address.
+    streams: Arc<Links<crate::stream::Response>>,
     /// Largest value a node may answer with.
     max_value: usize,
 }
@@ -213,17 +213,27 @@ impl NodeClient {
 
     /// The data stream to `node`, opened if need be; `None` for a node
     /// that has none (an older version), which is called over HTTP.
-    async fn stream(&self, node: &NodeInfo) -> R<Option<Arc<Mux>>> {
+    async fn stream(&self, node: &NodeInfo) -> R<Option<Arc<Mux<crate::stream::Response>>>> {
+        let max = self.max_value + crate::stream::FRAME_OVERHEAD;
+        let path = crate::stream::PATH;
         self.streams
-            .to(node, || self.http(node), self.max_value, self.timeout)
+            .to(
+                &node.id,
+                &node.addr,
+                path,
+                || self.http(node),
+                max,
+                self.timeout,
+            )
             .await
             // Whatever went wrong, no operation was sent yet.
             .map_err(|e| CallError::NotSent(short(&e)))
     }
 
     /// Runs `op` on `mux`: the node's answer, or its refusal as an error.
-    async fn on_stream(&self, mux: &Mux, shard: u32, op: Op) -> R<Answer> {
-        match mux.call(shard, op, self.timeout).await {
+    async fn on_stream(&self, mux: &Mux<crate::stream::Response>, shard: u32, op: Op) -> R<Answer> {
+        let frame = |id| encode(&crate::stream::Request { id, shard, op });
+        match mux.call(frame, self.timeout).await.map(|r| r.answer) {
             Ok(Answer::Refused {
                 status,
                 code,

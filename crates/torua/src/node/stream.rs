@@ -1,17 +1,11 @@
 //! The node's end of the coordinator's data stream ([`crate::stream`]).
-//!
 //! The route sits behind the node API's certificate check, so with TLS on
-//! only a coordinator can open one. Each request runs as its own task (a
-//! slow write does not hold up reads behind it); at most [`IN_FLIGHT`] run
-//! per stream, after which the node stops reading until one finishes.
+//! only a coordinator can open one.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, Semaphore};
+use axum::response::Response;
 use torua_store::Record;
 
 use super::data;
@@ -19,79 +13,21 @@ use super::Node;
 use crate::http::extract::check_key;
 use crate::http::{check_content_type, ApiError};
 use crate::raft::groups::Refusal;
-use crate::stream::{encode, Answer, FrameReader, Op, Response as Reply, FRAME_OVERHEAD, PROTOCOL};
-
-/// Requests of one stream under way at once.
-const IN_FLIGHT: usize = 1024;
+use crate::stream::{encode, Answer, Op, Response as Reply, FRAME_OVERHEAD};
 
 /// `GET /stream` with `Upgrade: torua-stream`: switches the connection to
 /// frames.
-pub(super) async fn open(State(n): State<Arc<Node>>, mut req: Request) -> Response {
-    let asked = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(PROTOCOL.as_bytes()));
-    if !asked {
-        return ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
-            format!("this path speaks only `Upgrade: {PROTOCOL}`"),
-        )
-        .into_response();
-    }
-    let upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(io) => serve(n, TokioIo::new(io)).await,
-            Err(e) => tracing::debug!(error = %e, "data stream upgrade failed"),
-        }
-    });
-    let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
-    res
-}
-
-async fn serve<T>(n: Arc<Node>, io: T)
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
-{
-    let (rd, wr) = tokio::io::split(io);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(crate::stream::write_frames(wr, rx));
-    let mut frames = FrameReader::new(rd, n.max_value + FRAME_OVERHEAD);
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let stopping = n.shutdown.clone();
-    loop {
-        let next = tokio::select! {
-            f = frames.next::<crate::stream::Request>() => f,
-            () = stopping.clone().wait() => break,
-        };
-        let req = match next {
-            Ok(Some(req)) => req,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "closing a data stream that sent a bad frame");
-                break;
+pub(super) async fn open(State(n): State<Arc<Node>>, req: Request) -> Response {
+    crate::stream::server::upgrade(req, move |io| {
+        let (max, stop) = (n.max_value + FRAME_OVERHEAD, n.shutdown.clone());
+        crate::stream::server::serve(io, max, Some(stop), move |req: crate::stream::Request| {
+            let n = n.clone();
+            async move {
+                let answer = run(&n, req.shard, req.op).await;
+                encode(&Reply { id: req.id, answer })
             }
-        };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let (n, tx) = (n.clone(), tx.clone());
-        tokio::spawn(async move {
-            let answer = run(&n, req.shard, req.op).await;
-            let _ = tx.send(encode(&Reply { id: req.id, answer }));
-            drop(slot);
-        });
-    }
-    // Answers of requests still under way are sent before the stream
-    // closes: the writer ends once every sender has gone.
-    drop(tx);
-    if let Ok(Err(e)) = writer.await {
-        tracing::debug!(error = %e, "data stream ended with an error");
-    }
+        })
+    })
 }
 
 /// One operation, checked as the HTTP routes check theirs.

@@ -1,12 +1,14 @@
-//! Raft RPCs between nodes: postcard bodies over the cluster's mutual-TLS
-//! HTTP client.
+//! Raft RPCs between nodes: postcard bodies over the cluster's mutual TLS.
 //!
 //! Appends and votes of every group bound for the same peer node travel
 //! together (as TiKV batches Raft messages per store): one task per peer
-//! takes everything queued for it into one `POST {peer}/raft/batch`, with
-//! at most [`IN_FLIGHT`] batches outstanding, so a node with many shards
-//! sends a few large requests instead of one small request per group and
-//! heartbeat. Snapshots go on their own: `POST {peer}/raft/{shard}/snapshot`.
+//! takes everything queued for it into one batch, with at most
+//! [`IN_FLIGHT`] batches outstanding, so a node with many shards sends a
+//! few large messages instead of one small one per group and heartbeat.
+//! Batches go as frames on one persistent stream per peer (`GET
+//! {peer}/raft/stream`, [`crate::stream`]), or as `POST {peer}/raft/batch`
+//! to a peer of an older version. Snapshots go on their own: `POST
+//! {peer}/raft/{shard}/snapshot`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use torua_raft::{decode, encode, typ, Member, TypeConfig};
 
+use crate::stream::client::{Failed as StreamFailed, Links, Tagged};
 use crate::tls::HttpClient;
 
 /// Content type of Raft RPC bodies.
@@ -59,6 +62,33 @@ pub(crate) struct BatchItem {
 /// the receiving node could not hand it to the group.
 pub(crate) type BatchAnswer = Result<serde_bytes::ByteBuf, String>;
 
+/// Path of the Raft stream.
+pub(crate) const STREAM_PATH: &str = "/raft/stream";
+
+/// A batch as a stream frame.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RaftCall {
+    pub id: u64,
+    pub items: Vec<BatchItem>,
+}
+
+/// The answers to a [`RaftCall`], in its order.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RaftReply {
+    pub id: u64,
+    pub answers: Vec<BatchAnswer>,
+}
+
+impl Tagged for RaftReply {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Largest answer frame: a batch's answers are small (appends answer a
+/// log id, votes a vote).
+const MAX_REPLY: usize = 16 << 20;
+
 /// Why an RPC got no answer.
 #[derive(Clone)]
 pub(super) enum Failed {
@@ -78,6 +108,8 @@ struct Queued {
 pub(crate) struct Batcher {
     client: HttpClient,
     peers: Mutex<HashMap<String, mpsc::UnboundedSender<Queued>>>,
+    /// The stream to each peer, by address.
+    links: Arc<Links<RaftReply>>,
 }
 
 impl Batcher {
@@ -85,6 +117,7 @@ impl Batcher {
         Arc::new(Batcher {
             client,
             peers: Mutex::default(),
+            links: Arc::default(),
         })
     }
 
@@ -99,8 +132,12 @@ impl Batcher {
                     .entry(addr.to_owned())
                     .or_insert_with(|| {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        let url = format!("{}/raft/batch", addr.trim_end_matches('/'));
-                        tokio::spawn(run_peer(self.client.clone(), url, rx));
+                        let to = To {
+                            client: self.client.clone(),
+                            links: self.links.clone(),
+                            addr: addr.trim_end_matches('/').to_owned(),
+                        };
+                        tokio::spawn(run_peer(to, rx));
                         tx
                     })
                     .clone()
@@ -148,8 +185,16 @@ impl Batcher {
     }
 }
 
+/// Where one peer's batches go.
+#[derive(Clone)]
+struct To {
+    client: HttpClient,
+    links: Arc<Links<RaftReply>>,
+    addr: String,
+}
+
 /// Takes everything queued for one peer into batches, [`IN_FLIGHT`] at a time.
-async fn run_peer(client: HttpClient, url: String, mut rx: mpsc::UnboundedReceiver<Queued>) {
+async fn run_peer(to: To, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -166,9 +211,9 @@ async fn run_peer(client: HttpClient, url: String, mut rx: mpsc::UnboundedReceiv
                 Err(_) => break,
             }
         }
-        let (client, url) = (client.clone(), url.clone());
+        let to = to.clone();
         tokio::spawn(async move {
-            send_batch(&client, &url, batch).await;
+            send_batch(&to, batch).await;
             drop(permit);
         });
     }
@@ -233,15 +278,50 @@ fn rpc_error<E: std::error::Error>(f: Failed) -> typ::RPCError<E> {
     }
 }
 
-async fn send_batch(client: &HttpClient, url: &str, batch: Vec<Queued>) {
+/// Sends one batch on the peer's stream (or, to an older peer, as one
+/// POST); its answers in order.
+async fn exchange(
+    to: &To,
+    items: Vec<BatchItem>,
+    ttl: Duration,
+) -> Result<Vec<BatchAnswer>, Failed> {
+    let link = to
+        .links
+        .to(
+            &to.addr,
+            &to.addr,
+            STREAM_PATH,
+            || to.client.get(),
+            MAX_REPLY,
+            ttl,
+        )
+        .await;
+    match link {
+        Ok(Some(mux)) => {
+            let frame = move |id| crate::stream::encode(&RaftCall { id, items });
+            match mux.call(frame, ttl).await {
+                Ok(reply) => Ok(reply.answers),
+                Err(StreamFailed::NotSent(m)) => Err(Failed::Unreachable(m)),
+                Err(StreamFailed::Lost(m)) => Err(Failed::Network(m)),
+            }
+        }
+        Ok(None) => {
+            let body = encode(&items).map_err(|e| Failed::Network(e.to_string()))?;
+            let url = format!("{}/raft/batch", to.addr);
+            let bytes = post(&to.client, &url, body, ttl).await?;
+            decode(&bytes).map_err(|e| Failed::Network(e.to_string()))
+        }
+        // The stream could not be opened: nothing was delivered.
+        Err(e) => Err(Failed::Unreachable(e.to_string())),
+    }
+}
+
+async fn send_batch(to: &To, batch: Vec<Queued>) {
     let ttl = batch.iter().map(|q| q.ttl).max().unwrap_or_default();
     let (items, replies): (Vec<BatchItem>, Vec<_>) =
         batch.into_iter().map(|q| (q.item, q.reply)).unzip();
     let answers = async {
-        let body = encode(&items).map_err(|e| Failed::Network(e.to_string()))?;
-        let bytes = post(client, url, body, ttl).await?;
-        let answers: Vec<BatchAnswer> =
-            decode(&bytes).map_err(|e| Failed::Network(e.to_string()))?;
+        let answers = exchange(to, items, ttl).await?;
         if answers.len() != replies.len() {
             return Err(Failed::Network("batch answer has the wrong length".into()));
         }

@@ -14,7 +14,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -23,7 +23,10 @@ use prometheus_client::metrics::family::Family;
 use torua_raft::{raft_id, typ};
 
 use super::groups::{Group, Groups, SNAPSHOT_CHUNK};
-use super::net::{BatchAnswer, BatchItem, BatchOp, MAX_BATCH_BYTES, RAFT_CONTENT_TYPE};
+use super::net::{
+    BatchAnswer, BatchItem, BatchOp, RaftCall, RaftReply, MAX_BATCH_BYTES, RAFT_CONTENT_TYPE,
+    STREAM_PATH,
+};
 use crate::http::extract::ShardId;
 use crate::http::{ApiError, Metrics};
 use crate::tls::Peer;
@@ -118,6 +121,7 @@ pub(crate) fn router(groups: Arc<Groups>, max_value: usize, senders: Senders) ->
     let append_limit = torua_raft::MAX_APPEND_BYTES.max(max_value + 8192);
     let batch_limit = append_limit + MAX_BATCH_BYTES + OVERHEAD;
     Router::new()
+        .route(STREAM_PATH, get(raft_stream))
         .route(
             "/raft/{id}/snapshot",
             post(raft_snapshot).layer(DefaultBodyLimit::max(snapshot_limit)),
@@ -126,13 +130,19 @@ pub(crate) fn router(groups: Arc<Groups>, max_value: usize, senders: Senders) ->
             "/raft/batch",
             post(raft_batch).layer(DefaultBodyLimit::max(batch_limit)),
         )
-        .with_state(Rpc { groups, senders })
+        .with_state(Rpc {
+            groups,
+            senders,
+            batch_limit,
+        })
 }
 
 #[derive(Clone)]
 struct Rpc {
     groups: Arc<Groups>,
     senders: Senders,
+    /// Largest batch accepted, in bytes.
+    batch_limit: usize,
 }
 
 /// The sender a Raft request names (the vote it carries).
@@ -206,6 +216,35 @@ async fn timeout_now(
 
 /// Appends and votes of many groups in one request (`net.rs`); each is
 /// handed to its group at once, and the answers come back in order.
+async fn answer_batch(
+    rpc: &Rpc,
+    identity: Option<&str>,
+    items: Vec<BatchItem>,
+) -> Vec<BatchAnswer> {
+    futures::future::join_all(items.into_iter().map(|it| async move {
+        let res = match it.op {
+            BatchOp::Append => {
+                raft_rpc(rpc, identity, it.group, &it.body, |g, req| async move {
+                    g.raft.append_entries(req).await
+                })
+                .await
+            }
+            BatchOp::Vote => {
+                raft_rpc(rpc, identity, it.group, &it.body, |g, req| async move {
+                    g.raft.vote(req).await
+                })
+                .await
+            }
+            BatchOp::TimeoutNow => timeout_now(rpc, identity, it.group, &it.body).await,
+        };
+        res.map(serde_bytes::ByteBuf::from)
+            .map_err(|e| format!("{}: {}", e.code, e.message))
+    }))
+    .await
+}
+
+/// `POST /raft/batch`: one batch (a peer of an older version, which has no
+/// stream).
 async fn raft_batch(
     State(rpc): State<Rpc>,
     ConnectInfo(peer): ConnectInfo<Peer>,
@@ -214,30 +253,33 @@ async fn raft_batch(
     let body = body?;
     let items: Vec<BatchItem> = torua_raft::decode(&body)
         .map_err(|e| ApiError::bad_request("invalid_raft_message", e.to_string()))?;
-    let (rpc, identity) = (&rpc, peer.identity.as_deref());
-    let answers: Vec<BatchAnswer> =
-        futures::future::join_all(items.into_iter().map(|it| async move {
-            let res = match it.op {
-                BatchOp::Append => {
-                    raft_rpc(rpc, identity, it.group, &it.body, |g, req| async move {
-                        g.raft.append_entries(req).await
-                    })
-                    .await
-                }
-                BatchOp::Vote => {
-                    raft_rpc(rpc, identity, it.group, &it.body, |g, req| async move {
-                        g.raft.vote(req).await
-                    })
-                    .await
-                }
-                BatchOp::TimeoutNow => timeout_now(rpc, identity, it.group, &it.body).await,
-            };
-            res.map(serde_bytes::ByteBuf::from)
-                .map_err(|e| format!("{}: {}", e.code, e.message))
-        }))
-        .await;
+    let answers = answer_batch(&rpc, peer.identity.as_deref(), items).await;
     let answer = torua_raft::encode(&answers).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, RAFT_CONTENT_TYPE)], answer).into_response())
+}
+
+/// `GET /raft/stream` with `Upgrade: torua-stream`: batches as frames on
+/// one persistent connection, each answered when its RPCs are, checked
+/// against the certificate the connection presented.
+async fn raft_stream(
+    State(rpc): State<Rpc>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: axum::extract::Request,
+) -> Response {
+    let identity: Option<Arc<str>> = peer.identity.as_deref().map(Arc::from);
+    crate::stream::server::upgrade(req, move |io| {
+        let max = rpc.batch_limit;
+        crate::stream::server::serve(io, max, None, move |call: RaftCall| {
+            let (rpc, identity) = (rpc.clone(), identity.clone());
+            async move {
+                let answers = answer_batch(&rpc, identity.as_deref(), call.items).await;
+                crate::stream::encode(&RaftReply {
+                    id: call.id,
+                    answers,
+                })
+            }
+        })
+    })
 }
 
 async fn raft_snapshot(

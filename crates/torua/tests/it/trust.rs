@@ -300,7 +300,7 @@ async fn issue_18_the_coordinator_accepts_only_the_called_nodes_certificate() {
 }
 
 /// One RPC in a Raft batch (the wire shape of `POST /raft/batch`).
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct BatchItem {
     group: u32,
     op: u32,
@@ -311,15 +311,60 @@ struct BatchItem {
 const VOTE: u32 = 1;
 const TIMEOUT_NOW: u32 = 2;
 
+/// A batch as a frame of the Raft stream (`GET /raft/stream`).
+#[derive(Serialize)]
+struct RaftCall {
+    id: u64,
+    items: Vec<BatchItem>,
+}
+
+/// Its answer.
+#[derive(Deserialize)]
+struct RaftReply {
+    id: u64,
+    answers: Vec<Result<serde_bytes::ByteBuf, String>>,
+}
+
+/// How a Raft batch travels: the stream peers use, or a POST.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Stream,
+    Post,
+}
+
 /// Sends one Raft RPC to `node` over certificate `cert`; its answer.
 async fn raft_call(
     c: &TestCluster,
+    via: Via,
     node: &str,
     cert: &str,
     op: u32,
     body: Vec<u8>,
 ) -> Result<serde_bytes::ByteBuf, String> {
     let items = vec![BatchItem { group: 0, op, body }];
+    if let Via::Stream = via {
+        use tokio::io::AsyncWriteExt;
+        let res = c
+            .client(Some(cert), None)
+            .get(format!("{}/raft/stream", c.node_url(node)))
+            .header("connection", "upgrade")
+            .header("upgrade", torua::stream::PROTOCOL)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let mut io = res.upgrade().await.unwrap();
+        let frame = torua::stream::encode(&RaftCall { id: 5, items });
+        io.write_all(&frame).await.unwrap();
+        let mut frames = torua::stream::FrameReader::new(io, 1 << 20);
+        let reply: RaftReply = tokio::time::timeout(WAIT, frames.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.id, 5);
+        return reply.answers.into_iter().next().unwrap();
+    }
     let bytes = c
         .client(Some(cert), None)
         .post(format!("{}/raft/batch", c.node_url(node)))
@@ -367,55 +412,27 @@ async fn issue_18_raft_messages_are_accepted_only_from_their_members() {
     };
     let target = follower("");
     let other = follower(&target);
-    let cert = |n: &str| format!("node-{n}");
-
-    // Control: a member's vote, over its own certificate, reaches the group.
-    let answer = raft_call(&c, &target, &cert(&other), VOTE, vote_from(&other)).await;
-    assert!(answer.is_ok(), "{answer:?}");
-
-    let before = |reason: &'static str| refused(&c, &target, reason);
-    let (wrong, stranger, usurper) = (
-        before("wrong_sender").await,
-        before("not_member").await,
-        before("not_leader").await,
-    );
-    // A member's certificate speaking for another member.
-    let leader = replicas.iter().find(|r| r.role == "leader").unwrap();
-    let answer = raft_call(&c, &target, &cert(&other), VOTE, vote_from(&leader.node_id)).await;
-    assert!(
-        answer
-            .as_ref()
-            .is_err_and(|e| e.starts_with("sender_refused")),
-        "{answer:?}"
-    );
-    assert_eq!(refused(&c, &target, "wrong_sender").await, wrong + 1);
-
-    // A node of the cluster that is no member of the group.
     c.issue("node-n9", "node:n9");
-    let answer = raft_call(&c, &target, "node-n9", VOTE, vote_from("n9")).await;
-    assert!(
-        answer
-            .as_ref()
-            .is_err_and(|e| e.starts_with("sender_refused")),
-        "{answer:?}"
-    );
-    assert_eq!(refused(&c, &target, "not_member").await, stranger + 1);
-
-    // A member that does not lead may not hand the leadership over.
-    let body = torua_raft::encode(&torua_raft::raft_id(&other)).unwrap();
-    let answer = raft_call(&c, &target, &cert(&other), TIMEOUT_NOW, body).await;
-    assert!(
-        answer
-            .as_ref()
-            .is_err_and(|e| e.starts_with("sender_refused")),
-        "{answer:?}"
-    );
-    assert_eq!(refused(&c, &target, "not_leader").await, usurper + 1);
+    // Only nodes may open the Raft stream: not a client, not a coordinator.
+    for cert in ["client-test", "coordinator"] {
+        let res = c
+            .client(Some(cert), None)
+            .get(format!("{}/raft/stream", c.node_url(&target)))
+            .header("connection", "upgrade")
+            .header("upgrade", torua::stream::PROTOCOL)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{cert}");
+    }
+    for via in [Via::Stream, Via::Post] {
+        refused_on(&c, via, &target, &other, &replicas).await;
+    }
     // A snapshot body is a chunk, not a shard: far more is refused before
     // it is read (the answer may reach the client, or the server may stop
     // reading first and the upload breaks off).
     let r = c
-        .client(Some(&cert(&other)), None)
+        .client(Some(&format!("node-{other}")), None)
         .post(format!("{}/raft/0/snapshot", c.node_url(&target)))
         .header("content-type", "application/x-torua-raft")
         .body(vec![0u8; 64 << 20])
@@ -427,6 +444,45 @@ async fn issue_18_raft_messages_are_accepted_only_from_their_members() {
     }
     // The group kept its leader and still serves.
     assert_eq!(c.put("after", "v").await, StatusCode::NO_CONTENT);
+}
+
+/// Over `via`, `target` hands `other`'s vote to the group, and refuses a
+/// vote that names another sender, one from a node that is no member and
+/// a leadership hand-over from a member that does not lead.
+async fn refused_on(c: &TestCluster, via: Via, target: &str, other: &str, replicas: &[Replica]) {
+    let cert = |n: &str| format!("node-{n}");
+    // Control: a member's vote, over its own certificate, reaches the group.
+    let answer = raft_call(c, via, target, &cert(other), VOTE, vote_from(other)).await;
+    assert!(answer.is_ok(), "{via:?}: {answer:?}");
+
+    let before = |reason: &'static str| refused(c, target, reason);
+    let (wrong, stranger, usurper) = (
+        before("wrong_sender").await,
+        before("not_member").await,
+        before("not_leader").await,
+    );
+    let sender_refused = |answer: &Result<serde_bytes::ByteBuf, String>| {
+        assert!(
+            answer
+                .as_ref()
+                .is_err_and(|e| e.starts_with("sender_refused")),
+            "{via:?}: {answer:?}"
+        );
+    };
+    // A member's certificate speaking for another member.
+    let leader = replicas.iter().find(|r| r.role == "leader").unwrap();
+    let vote = vote_from(&leader.node_id);
+    sender_refused(&raft_call(c, via, target, &cert(other), VOTE, vote).await);
+    assert_eq!(refused(c, target, "wrong_sender").await, wrong + 1);
+
+    // A node of the cluster that is no member of the group.
+    sender_refused(&raft_call(c, via, target, "node-n9", VOTE, vote_from("n9")).await);
+    assert_eq!(refused(c, target, "not_member").await, stranger + 1);
+
+    // A member that does not lead may not hand the leadership over.
+    let body = torua_raft::encode(&torua_raft::raft_id(other)).unwrap();
+    sender_refused(&raft_call(c, via, target, &cert(other), TIMEOUT_NOW, body).await);
+    assert_eq!(refused(c, target, "not_leader").await, usurper + 1);
 }
 
 /// A certificate of the test CA whose subject is `subject`.

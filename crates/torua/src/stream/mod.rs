@@ -9,6 +9,9 @@
 //! chosen by the coordinator and may be answered in any order. Everything
 //! else the coordinator asks of a node stays on HTTP.
 
+pub(crate) mod client;
+pub(crate) mod server;
+
 use std::io;
 
 use bytes::{Buf, BytesMut};
