@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::data::{check, Api};
+use super::data::Api;
 
 /// `torua apikey …`
 #[derive(Debug, Subcommand)]
@@ -87,8 +87,8 @@ fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn send_json(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    Ok(check(req.send().await?).await?.json().await?)
+async fn send_json(api: &Api, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    Ok(api.check(api.send(req).await?).await?.json().await?)
 }
 
 /// Runs `torua apikey …`.
@@ -103,7 +103,7 @@ pub async fn apikey(api: &Api, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
         } => {
             let body =
                 json!({"name": name, "roles": roles, "node_id": node, "expires_in": expires_in});
-            let key = send_json(api.http.post(&url).json(&body)).await?;
+            let key = send_json(api, api.http.post(&url).json(&body)).await?;
             eprintln!("Store this key now; it is not shown again.");
             print_json(&key)
         }
@@ -142,7 +142,7 @@ pub async fn apikey(api: &Api, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ApiKeyCommand::Revoke { id } => {
-            let k = send_json(api.http.delete(format!("{url}/{id}"))).await?;
+            let k = send_json(api, api.http.delete(format!("{url}/{id}"))).await?;
             eprintln!("revoked {}", k["id"].as_str().unwrap_or(&id));
             Ok(ExitCode::SUCCESS)
         }
@@ -163,6 +163,7 @@ pub async fn policy(api: &Api, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             let doc: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
             let stored = send_json(
+                api,
                 api.http
                     .put(format!("{}/admin/policy", api.base))
                     .json(&doc),
@@ -185,7 +186,11 @@ pub async fn keys(api: &Api, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Rotate => {
-            let res = send_json(api.http.post(format!("{}/admin/keys/rotate", api.base))).await?;
+            let res = send_json(
+                api,
+                api.http.post(format!("{}/admin/keys/rotate", api.base)),
+            )
+            .await?;
             let failed = res["nodes"]
                 .as_array()
                 .into_iter()

@@ -24,6 +24,23 @@ pub struct Api {
     pub base: String,
     /// Client with `Authorization` preset.
     pub http: reqwest::Client,
+    /// What the client sends, as an error message may name it.
+    credential: String,
+    /// The CA trusted, if one was given.
+    ca: Option<std::path::PathBuf>,
+}
+
+/// How an error names the credential sent, without its secret: an API
+/// key by its public id (`torua_<id>_…`), a token by its kind.
+fn describe(token: Option<&str>) -> String {
+    match token {
+        None => "no credential".into(),
+        Some(t) => match t.strip_prefix("torua_").and_then(|r| r.split_once('_')) {
+            Some((id, _)) => format!("the API key torua_{id}_…"),
+            None if t.split('.').count() == 3 => "a bearer token (a Truxe access token?)".into(),
+            None => "a bearer token that is not a Torua API key".into(),
+        },
+    }
 }
 
 impl Api {
@@ -46,17 +63,88 @@ impl Api {
             builder = builder.use_preconfigured_tls(secure::tls::client_trusting(ca)?);
         }
         let http = builder.build()?;
-        Ok(Api { base, http })
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        Ok(Api {
+            base,
+            http,
+            credential: describe(token),
+            ca: ca.map(ToOwned::to_owned),
+        })
+    }
+
+    /// Sends `req`; a request that never got an answer fails with what to
+    /// do about it.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        req.send().await.map_err(|e| self.unreachable(&e))
+    }
+
+    /// Why the coordinator could not be asked, and what to try.
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        let mut causes = Vec::new();
+        let mut src: Option<&dyn std::error::Error> = Some(e);
+        while let Some(s) = src {
+            causes.push(s.to_string());
+            src = s.source();
+        }
+        let all = causes.join(": ");
+        let base = &self.base;
+        let cause = causes.last().cloned().unwrap_or_default();
+        if all.contains("UnknownIssuer") || all.contains("certificate") {
+            return match &self.ca {
+                None => anyhow::anyhow!(
+                    "{base} presented a certificate this machine does not trust ({cause}). \
+                     Pass the cluster's CA with --ca or TORUA_CA (`torua dev` keeps it in \
+                     torua-data/dev/certs/ca.pem and prints it)."
+                ),
+                Some(ca) => anyhow::anyhow!(
+                    "{base} presented a certificate the CA in {} did not sign ({cause}): \
+                     is it the right cluster's CA?",
+                    ca.display()
+                ),
+            };
+        }
+        if e.is_connect() {
+            return anyhow::anyhow!(
+                "cannot connect to the coordinator at {base} ({cause}). Is it running? \
+                 `torua dev` starts a local cluster; --coordinator or TORUA_COORDINATOR names another."
+            );
+        }
+        if e.is_timeout() {
+            return anyhow::anyhow!("the coordinator at {base} did not answer in time");
+        }
+        anyhow::anyhow!("asking the coordinator at {base} failed: {all}")
+    }
+
+    /// Passes a 2xx answer through; turns an error answer into its
+    /// message, saying which credential a refusal was for.
+    pub async fn check(&self, res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        let status = res.status();
+        let hint = match status {
+            reqwest::StatusCode::UNAUTHORIZED => format!(
+                " (sent {}; set TORUA_TOKEN or --token to an API key, such as the admin key \
+                 `torua dev` prints, or a Truxe access token)",
+                self.credential
+            ),
+            reqwest::StatusCode::FORBIDDEN => format!(
+                " (sent {}, whose roles do not allow this; `torua apikey create --role …` \
+                 with an admin key makes one that may)",
+                self.credential
+            ),
+            _ => String::new(),
+        };
+        check(res).await.map_err(|e| anyhow::anyhow!("{e}{hint}"))
     }
 
     /// GETs `path` and decodes the JSON answer.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        Ok(
-            check(self.http.get(format!("{}{path}", self.base)).send().await?)
-                .await?
-                .json()
-                .await?,
-        )
+        Ok(self
+            .check(
+                self.send(self.http.get(format!("{}{path}", self.base)))
+                    .await?,
+            )
+            .await?
+            .json()
+            .await?)
     }
 }
 
@@ -79,7 +167,7 @@ pub async fn first_live(api: &Api, urls: &[String]) -> String {
 }
 
 /// Passes a 2xx answer through; turns an error answer into its message.
-pub async fn check(res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+async fn check(res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
     if res.status().is_success() {
         return Ok(res);
     }
@@ -107,41 +195,32 @@ pub async fn put(
         _ => bail!("give either a VALUE or --file"),
     };
     let url = format!("{}/data/{}", api.base, encode_key(key));
-    check(
-        api.http
-            .put(url)
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .await?,
-    )
-    .await?;
+    let req = api.http.put(url).header("content-type", ct).body(body);
+    api.check(api.send(req).await?).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn get(api: &Api, key: &str) -> anyhow::Result<ExitCode> {
     let res = api
-        .http
-        .get(format!("{}/data/{}", api.base, encode_key(key)))
-        .send()
+        .send(
+            api.http
+                .get(format!("{}/data/{}", api.base, encode_key(key))),
+        )
         .await?;
     if res.status() == reqwest::StatusCode::NOT_FOUND {
         eprintln!("not found: {key}");
         return Ok(ExitCode::from(1));
     }
-    let bytes = check(res).await?.bytes().await?;
+    let bytes = api.check(res).await?.bytes().await?;
     stdout(&bytes)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn del(api: &Api, key: &str) -> anyhow::Result<ExitCode> {
-    check(
-        api.http
-            .delete(format!("{}/data/{}", api.base, encode_key(key)))
-            .send()
-            .await?,
-    )
-    .await?;
+    let req = api
+        .http
+        .delete(format!("{}/data/{}", api.base, encode_key(key)));
+    api.check(api.send(req).await?).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -161,16 +240,8 @@ pub async fn ls(api: &Api, prefix: &str, limit: usize) -> anyhow::Result<ExitCod
         if let Some(a) = &after {
             q.push(("after", a.clone()));
         }
-        let page: KeyPage = check(
-            api.http
-                .get(format!("{}/data", api.base))
-                .query(&q)
-                .send()
-                .await?,
-        )
-        .await?
-        .json()
-        .await?;
+        let req = api.http.get(format!("{}/data", api.base)).query(&q);
+        let page: KeyPage = api.check(api.send(req).await?).await?.json().await?;
         let mut text = String::new();
         for k in &page.keys {
             text.push_str(k);
@@ -185,13 +256,27 @@ pub async fn ls(api: &Api, prefix: &str, limit: usize) -> anyhow::Result<ExitCod
     }
 }
 
-pub async fn status(api: &Api) -> anyhow::Result<ExitCode> {
+pub async fn status(api: &Api, output: super::Output) -> anyhow::Result<ExitCode> {
     let nodes: NodesResponse = api.get_json("/nodes").await?;
     let shards: ShardsResponse = api.get_json("/shards").await?;
-    let res = api.http.get(format!("{}/ready", api.base)).send().await?;
+    let res = api
+        .send(api.http.get(format!("{}/ready", api.base)))
+        .await?;
     let ready = res.status().is_success();
     // `/ready` says why not, and how replication stands.
     let body: serde_json::Value = res.json().await.unwrap_or_default();
+    let code = if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if output == super::Output::Json {
+        let doc = serde_json::json!({
+            "ready": ready, "readiness": body, "nodes": nodes.nodes, "shards": shards,
+        });
+        stdout(format!("{}\n", serde_json::to_string_pretty(&doc)?).as_bytes())?;
+        return Ok(code);
+    }
     let said = body["message"]
         .as_str()
         .or(body["error"]["message"].as_str())
@@ -260,9 +345,5 @@ pub async fn status(api: &Api) -> anyhow::Result<ExitCode> {
         writeln!(o, "{:<6} {:<16} {tail}", s.shard_id, node)?;
     }
     stdout(o.as_bytes())?;
-    Ok(if ready {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(code)
 }

@@ -34,8 +34,27 @@ pub struct Cli {
     /// Credential for the coordinator: a Torua API key or a Truxe access token.
     #[arg(long, global = true, env = "TORUA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// `table` for people (default), `json` for scripts (`status`).
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        env = "TORUA_OUTPUT",
+        value_enum,
+        default_value = "table"
+    )]
+    pub output: Output,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// One JSON document.
+    Json,
 }
 
 // Parsed once at start-up: the size of the largest variant costs nothing.
@@ -153,7 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Get { key } => data::get(api, &key).await,
             Command::Del { key } => data::del(api, &key).await,
             Command::Ls { prefix, limit } => data::ls(api, &prefix, limit).await,
-            Command::Status => data::status(api).await,
+            Command::Status => data::status(api, cli.output).await,
             Command::Apikey(cmd) => admin::apikey(api, cmd).await,
             Command::Policy(cmd) => admin::policy(api, cmd).await,
             Command::Keys(cmd) => admin::keys(api, cmd).await,

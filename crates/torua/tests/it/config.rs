@@ -206,3 +206,26 @@ fn completions_and_man_pages_come_from_the_command_line_definition() {
     ];
     testkit::cli::completions_and_man_pages(bin, &nowhere, "torua", "apikey");
 }
+
+#[test]
+fn a_coordinator_that_cannot_be_reached_is_named_with_what_to_do() {
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_torua"))
+        .env_remove("TORUA_TOKEN")
+        .args([
+            "--coordinator",
+            &format!("http://127.0.0.1:{port}"),
+            "status",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot connect to the coordinator at http://127.0.0.1:{port}"
+        )) && err.contains("torua dev")
+            && err.contains("TORUA_COORDINATOR"),
+        "{err}"
+    );
+}

@@ -110,6 +110,50 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         assert!(read("truxe.log").contains("truxe"), "{}", read("truxe.log"));
     }
     let admin_key = printed(&out, "admin API key").expect("admin key printed");
+    // Errors say what to do: the CA to pass, the credential that was sent
+    // (never its secret).
+    let status = |env: &[(&str, &str)]| {
+        let out = Command::new(TORUA)
+            .env_remove("TORUA_TOKEN")
+            .env_remove("TORUA_CA")
+            .envs(env.iter().copied())
+            .args(["--coordinator", &url, "status"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let ca_path = ca.to_str().unwrap();
+    let err = status(&[("TORUA_TOKEN", &admin_key)]);
+    assert!(
+        err.contains("--ca or TORUA_CA") && err.contains("certs/ca.pem"),
+        "{err}"
+    );
+    let err = status(&[("TORUA_CA", ca_path)]);
+    assert!(
+        err.contains("401") && err.contains("sent no credential") && err.contains("TORUA_TOKEN"),
+        "{err}"
+    );
+    let err = status(&[
+        ("TORUA_CA", ca_path),
+        ("TORUA_TOKEN", "torua_0badc0ffee_SECRETPART"),
+    ]);
+    assert!(err.contains("sent the API key torua_0badc0ffee_…"), "{err}");
+    assert!(
+        !err.contains("SECRETPART"),
+        "the secret is not repeated: {err}"
+    );
+    // For scripts: `-o json`.
+    let json = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
+        .args(["--coordinator", &url, "status", "-o", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(3), "{doc}");
+    assert_eq!(doc["shards"]["num_shards"], 8, "{doc}");
+    assert!(doc["ready"].is_boolean(), "{doc}");
     assert!(out.contains(&format!("--cacert {}", ca.display())), "{out}");
     // Plain HTTP gets nowhere: the listener speaks TLS.
     assert!(reqwest::get(format!("http://127.0.0.1:{port}/health"))
