@@ -88,7 +88,7 @@ pub fn key_from_hex(text: &str) -> Result<[u8; 32], Error> {
 
 /// The key as 64 hex digits (for key files; never for logs).
 pub fn key_to_hex(key: &[u8; 32]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(key)
 }
 
 /// The key id a sealed value names, without opening it.

@@ -14,11 +14,7 @@ pub fn sign_hex(key: &[u8], msg: &[u8]) -> String {
         return String::new();
     };
     mac.update(msg);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Whether `tag` (hex) is the HMAC of `msg` under `key`, in constant time.

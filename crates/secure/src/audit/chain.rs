@@ -74,8 +74,7 @@ pub fn ensure_key(path: &Path) -> Result<AuditKey, Error> {
     }
     let mut key = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(path, hex.as_bytes())
+    write_private(path, hex::encode(key).as_bytes())
         .map_err(|e| Error::Io(format!("audit key {}: {e}", path.display())))?;
     Ok(Secret::new(key))
 }
