@@ -115,6 +115,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
+    // What production mode would refuse of these settings, for the
+    // banner of a development server.
+    let production_refuses = match cli.config.env.as_deref() {
+        Some("production") => None,
+        _ => Config::from_raw(RawConfig {
+            env: Some("production".into()),
+            ..cli.config.clone()
+        })
+        .err(),
+    };
     let cfg = match Config::from_raw(cli.config) {
         Ok(c) => c,
         Err(problems) => {
@@ -128,7 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve => serve(cfg).await,
+            Command::Serve => serve(cfg, production_refuses).await,
             Command::Migrate => {
                 open_store(&cfg).await?;
                 println!("database is up to date");
@@ -343,7 +353,7 @@ fn cookie_key(cfg: &Config) -> Vec<u8> {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
+async fn serve(cfg: Config, production_refuses: Option<String>) -> anyhow::Result<ExitCode> {
     let (mail, mailbox) = mailer(&cfg)?;
     let auth = Arc::new(service(&cfg, mail).await?);
     tokio::spawn(auth.clone().watch_keys(Duration::from_secs(2)));
@@ -358,6 +368,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     if !cfg.production {
         tracing::warn!("development mode: set TRUXE_ENV=production to enforce strong secrets");
     }
+    print_banner(&cfg, production_refuses.as_deref());
     let app = App {
         auth,
         metrics: Metrics::new(),
@@ -396,6 +407,43 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     crate::http::serve(listener, app, tls, cfg.max_connections, shutdown_signal()).await?;
     tracing::info!("truxe stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a user starting `truxe serve` reads first: where it serves, on
+/// what, where its keys are, and what production mode would refuse.
+fn print_banner(cfg: &Config, production_refuses: Option<&str>) {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let mode = if cfg.production {
+        "production"
+    } else {
+        "development"
+    };
+    let mail = match (&cfg.smtp, cfg.dev_mailbox) {
+        (Some(_), _) => "SMTP".to_owned(),
+        (None, true) => "kept locally, shown at /dev/mailbox to loopback clients".to_owned(),
+        (None, false) => "none (emailed flows are off; set SMTP_HOST)".to_owned(),
+    };
+    let mut b = format!(
+        "\nTruxe is serving on {scheme}://{} ({mode} mode)\n  issuer    {}\n  database  {}\n  keys      {}\n  mail      {mail}\n  JWKS      {scheme}://{}/.well-known/jwks.json\n",
+        cfg.listen,
+        cfg.issuer,
+        redact_url(&cfg.database_url),
+        cfg.keys_dir().display(),
+        cfg.listen,
+    );
+    match production_refuses {
+        Some(problems) => {
+            b.push_str("Production mode (TRUXE_ENV=production) would refuse to start with these settings:\n");
+            for p in problems.lines() {
+                b.push_str(&format!("  - {p}\n"));
+            }
+        }
+        None if !cfg.production => {
+            b.push_str("These settings would also pass production mode's checks.\n")
+        }
+        None => {}
+    }
+    println!("{b}");
 }
 
 async fn shutdown_signal() {

@@ -416,3 +416,41 @@ fn completions_and_man_pages_come_from_the_command_line_definition() {
     let weak = [("TRUXE_ENV", "production"), ("COOKIE_SECRET", "changeme")];
     testkit::cli::completions_and_man_pages(TRUXE, &weak, "truxe", "keys");
 }
+
+#[tokio::test]
+async fn serve_prints_a_banner_saying_what_production_would_refuse() {
+    let secret = "q8Jv3mZ1x0Lw7Rt2Ys5Pn9Kc4Hd6Fg3Bn7Vm2QeW";
+    let t = Truxe::start(&[("COOKIE_SECRET", secret)]).await;
+    let log = t.dir.path().join("truxe.log");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    testkit::eventually_sync("the banner", Duration::from_secs(10), || {
+        read().contains("Production mode")
+    });
+    let out = read();
+    let url = format!("http://127.0.0.1:{}", t.port);
+    assert!(
+        out.contains(&format!("Truxe is serving on {url} (development mode)")),
+        "{out}"
+    );
+    let keys = t.dir.path().join("data").join("keys");
+    assert!(
+        out.contains(&format!("keys      {}", keys.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("JWKS      {url}/.well-known/jwks.json")),
+        "{out}"
+    );
+    // Each refusal on a line of its own, naming its variable; the secret
+    // set is long enough, so it is not among them, and never printed.
+    assert!(
+        out.contains("  - TRUXE_TLS_CERT: production serves HTTPS"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  - MFA_ENCRYPTION_KEY: required in production"),
+        "{out}"
+    );
+    assert!(!out.contains("  - COOKIE_SECRET"), "{out}");
+    assert!(!out.contains(secret), "{out}");
+}
