@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use super::data::Api;
+use super::Output;
 
 /// `torua apikey …`
 #[derive(Debug, Subcommand)]
@@ -82,6 +83,18 @@ pub enum AuditCommand {
     },
 }
 
+/// One data key id, or how many different ones.
+fn summarize(kids: &[&str]) -> String {
+    let mut distinct: Vec<&str> = kids.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    match distinct.as_slice() {
+        [] => "-".into(),
+        [one] => (*one).to_owned(),
+        many => format!("{} keys", many.len()),
+    }
+}
+
 fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(ExitCode::SUCCESS)
@@ -92,7 +105,7 @@ async fn send_json(api: &Api, req: reqwest::RequestBuilder) -> anyhow::Result<Va
 }
 
 /// Runs `torua apikey …`.
-pub async fn apikey(api: &Api, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
+pub async fn apikey(api: &Api, cmd: ApiKeyCommand, output: Output) -> anyhow::Result<ExitCode> {
     let url = format!("{}/admin/apikeys", api.base);
     match cmd {
         ApiKeyCommand::Create {
@@ -109,6 +122,9 @@ pub async fn apikey(api: &Api, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
         }
         ApiKeyCommand::List => {
             let keys: Value = api.get_json("/admin/apikeys").await?;
+            if output == Output::Json {
+                return print_json(&keys);
+            }
             println!(
                 "{:<14} {:<8} {:<24} {:<12} ROLES",
                 "ID", "STATE", "NAME", "EXPIRES"
@@ -176,7 +192,7 @@ pub async fn policy(api: &Api, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `torua keys …`.
-pub async fn keys(api: &Api, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+pub async fn keys(api: &Api, cmd: KeysCommand, output: Output) -> anyhow::Result<ExitCode> {
     match cmd {
         KeysCommand::GenerateMaster => {
             println!(
@@ -186,25 +202,88 @@ pub async fn keys(api: &Api, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Rotate => {
+            let started = std::time::Instant::now();
             let res = send_json(
                 api,
                 api.http.post(format!("{}/admin/keys/rotate", api.base)),
             )
             .await?;
-            let failed = res["nodes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|n| n.get("error").is_some())
-                .count();
-            print_json(&res)?;
+            let nodes = res["nodes"].as_array().cloned().unwrap_or_default();
+            let failed = nodes.iter().filter(|n| n.get("error").is_some()).count();
+            if output == Output::Json {
+                print_json(&res)?;
+            } else {
+                println!("{:<16} {:>6}  {:<10} RESULT", "NODE", "SHARDS", "DATA KEYS");
+                for n in &nodes {
+                    let shards = n["shards"].as_array().map(Vec::len);
+                    let kids: Vec<&str> = n["shards"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s["data_key"].as_str())
+                        .collect();
+                    let result = match n["error"].as_str() {
+                        Some(e) => format!("FAILED: {e}"),
+                        None => "rotated".into(),
+                    };
+                    println!(
+                        "{:<16} {:>6}  {:<10} {result}",
+                        n["node_id"].as_str().unwrap_or("?"),
+                        shards.map_or("-".into(), |c| c.to_string()),
+                        summarize(&kids),
+                    );
+                }
+                println!(
+                    "new data keys on {} of {} nodes in {:.1} s; older values are re-sealed in the background (`torua keys status` shows how far)",
+                    nodes.len() - failed,
+                    nodes.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
         }
-        KeysCommand::Status => print_json(&api.get_json::<Value>("/admin/keys").await?),
+        KeysCommand::Status => {
+            let res = api.get_json::<Value>("/admin/keys").await?;
+            if output == Output::Json {
+                return print_json(&res);
+            }
+            println!(
+                "{:<16} {:>5}  {:<10} {:>4}  RESEALING",
+                "NODE", "SHARD", "DATA KEY", "KEYS"
+            );
+            for n in res["nodes"].as_array().into_iter().flatten() {
+                let node = n["node_id"].as_str().unwrap_or("?");
+                if let Some(e) = n["error"].as_str() {
+                    println!("{node:<16} {:>5}  {:<10} {:>4}  FAILED: {e}", "-", "-", "-");
+                    continue;
+                }
+                if n["encrypted"] == false {
+                    println!(
+                        "{node:<16} {:>5}  {:<10} {:>4}  plaintext (TORUA_ENCRYPTION=off)",
+                        "-", "-", "-"
+                    );
+                    continue;
+                }
+                for sh in n["shards"].as_array().into_iter().flatten() {
+                    // How many data keys the shard still holds values under.
+                    let keys = sh["keys"]
+                        .as_u64()
+                        .or(sh["keys"].as_array().map(|k| k.len() as u64))
+                        .unwrap_or(0);
+                    println!(
+                        "{node:<16} {:>5}  {:<10} {keys:>4}  {}",
+                        sh["id"].as_u64().map_or("?".into(), |i| i.to_string()),
+                        sh["data_key"].as_str().unwrap_or("-"),
+                        if sh["resealing"] == true { "yes" } else { "no" },
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

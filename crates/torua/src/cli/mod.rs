@@ -34,7 +34,8 @@ pub struct Cli {
     /// Credential for the coordinator: a Torua API key or a Truxe access token.
     #[arg(long, global = true, env = "TORUA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// `table` for people (default), `json` for scripts (`status`).
+    /// `table` for people (default), `json` for scripts (`status`,
+    /// `apikey list`, `keys rotate`, `keys status`).
     #[arg(
         long,
         short = 'o',
@@ -173,9 +174,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Del { key } => data::del(api, &key).await,
             Command::Ls { prefix, limit } => data::ls(api, &prefix, limit).await,
             Command::Status => data::status(api, cli.output).await,
-            Command::Apikey(cmd) => admin::apikey(api, cmd).await,
+            Command::Apikey(cmd) => admin::apikey(api, cmd, cli.output).await,
             Command::Policy(cmd) => admin::policy(api, cmd).await,
-            Command::Keys(cmd) => admin::keys(api, cmd).await,
+            Command::Keys(cmd) => admin::keys(api, cmd, cli.output).await,
             Command::Audit(cmd) => admin::audit(cmd),
             Command::Certs(CertsCommand::Init(args)) => certs::init(args),
             // Answered above, before any connection.

@@ -154,6 +154,45 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(3), "{doc}");
     assert_eq!(doc["shards"]["num_shards"], 8, "{doc}");
     assert!(doc["ready"].is_boolean(), "{doc}");
+    // Key rotation prints a table and a summary, not a JSON dump.
+    let torua = |args: &[&str]| {
+        let out = Command::new(TORUA)
+            .env("TORUA_TOKEN", &admin_key)
+            .env("TORUA_CA", &ca)
+            .args(["--coordinator", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let rotated = torua(&["keys", "rotate"]);
+    assert!(rotated.starts_with("NODE"), "{rotated}");
+    assert_eq!(
+        rotated.lines().filter(|l| l.ends_with("rotated")).count(),
+        3,
+        "{rotated}"
+    );
+    assert!(
+        rotated.contains("new data keys on 3 of 3 nodes"),
+        "{rotated}"
+    );
+    let status = torua(&["keys", "status"]);
+    // Every node lists each of its 8 shards.
+    assert_eq!(status.lines().count(), 1 + 3 * 8, "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&torua(&["keys", "status", "-o", "json"])).unwrap();
+    assert_eq!(json["nodes"].as_array().map(Vec::len), Some(3), "{json}");
+    let keys: serde_json::Value =
+        serde_json::from_str(&torua(&["-o", "json", "apikey", "list"])).unwrap();
+    assert!(
+        keys["keys"].as_array().is_some_and(|k| !k.is_empty()),
+        "{keys}"
+    );
     assert!(out.contains(&format!("--cacert {}", ca.display())), "{out}");
     // Plain HTTP gets nowhere: the listener speaks TLS.
     assert!(reqwest::get(format!("http://127.0.0.1:{port}/health"))
