@@ -18,6 +18,8 @@
 //!
 //! No product logic here: no routes, no authentication, no storage.
 
+pub mod cli;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

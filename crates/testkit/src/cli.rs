@@ -3,7 +3,7 @@
 use std::process::Command;
 
 /// Runs `bin args…` with `env`, asserting success; its standard output.
-fn stdout_of(bin: &str, env: &[(&str, &str)], args: &[&str]) -> String {
+pub fn stdout_of(bin: &str, env: &[(&str, &str)], args: &[&str]) -> String {
     let out = Command::new(bin)
         .envs(env.iter().copied())
         .args(args)

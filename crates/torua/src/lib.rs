@@ -117,12 +117,6 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener,
         .map_err(|source| Error::Bind { addr, source })
 }
 
-/// Whether to colour what goes to `stream`: only a terminal, and never with
-/// `NO_COLOR` set (no-color.org).
-pub(crate) fn colour_on(stream: &impl std::io::IsTerminal) -> bool {
-    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
 /// Installs the log subscriber: human-readable, or JSON lines with `json`.
 /// `RUST_LOG` overrides the default: `info`, with openraft at `warn` (at
 /// `info` it logs every vote and group start, dozens of lines per shard;
@@ -132,7 +126,7 @@ pub fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    let colour = colour_on(&std::io::stderr());
+    let colour = edge::cli::colour_on(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -45,17 +45,8 @@ enum Command {
     User(UserCommand),
     /// Validate the configuration and exit (non-zero with reasons if invalid).
     CheckConfig,
-    /// Print a shell completion script, e.g. `truxe completions bash >
-    /// /etc/bash_completion.d/truxe`.
-    Completions {
-        /// bash, zsh, fish, elvish or powershell.
-        shell: clap_complete::Shell,
-    },
-    /// Write the man pages (`truxe.1` and one per subcommand) into DIR.
-    Man {
-        /// Where to write them (made if missing).
-        dir: std::path::PathBuf,
-    },
+    #[command(flatten)]
+    Reference(edge::cli::Reference),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,24 +91,15 @@ enum UserCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // Neither needs a configuration.
-    let mut reference = <Cli as clap::CommandFactory>::command();
-    match &cli.command {
-        Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut reference, "truxe", &mut std::io::stdout());
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::Man { dir } => {
-            std::fs::create_dir_all(dir)?;
-            clap_mangen::generate_to(reference, dir)?;
-            println!("wrote the man pages to {}", dir.display());
-            return Ok(ExitCode::SUCCESS);
-        }
-        _ => {}
+    // Needs no configuration.
+    if let Command::Reference(r) = &cli.command {
+        r.answer(<Cli as clap::CommandFactory>::command())?;
+        return Ok(ExitCode::SUCCESS);
     }
     // What production mode would refuse of these settings, for the
-    // banner of a development server.
+    // banner of a development server (`serve` only).
     let production_refuses = match cli.config.env.as_deref() {
+        _ if !matches!(cli.command, Command::Serve) => None,
         Some("production") => None,
         _ => Config::from_raw(RawConfig {
             env: Some("production".into()),
@@ -159,7 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Keys(k) => keys(&cfg, k).await,
             // Answered above, before the configuration is read.
-            Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
+            Command::Reference(_) => Ok(ExitCode::SUCCESS),
             Command::User(UserCommand::Create { email, admin }) => {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
@@ -189,12 +171,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn init_tracing(json: bool) {
-    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,sqlx=warn".into());
-    // Colours only on a terminal, and never with NO_COLOR set.
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = edge::cli::colour_on(&std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

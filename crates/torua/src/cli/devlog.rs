@@ -114,7 +114,7 @@ pub(crate) fn init(files: Option<Files>, json: bool) {
     let filter = || {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"))
     };
-    let colour = crate::colour_on(&io::stderr());
+    let colour = edge::cli::colour_on(&io::stderr());
     let terminal = || {
         tracing_subscriber::fmt::layer()
             .with_writer(io::stderr)

@@ -113,17 +113,8 @@ enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
-    /// Print a shell completion script, e.g. `torua completions bash >
-    /// /etc/bash_completion.d/torua`.
-    Completions {
-        /// bash, zsh, fish, elvish or powershell.
-        shell: clap_complete::Shell,
-    },
-    /// Write the man pages (`torua.1` and one per subcommand) into DIR.
-    Man {
-        /// Where to write them (made if missing).
-        dir: std::path::PathBuf,
-    },
+    #[command(flatten)]
+    Reference(edge::cli::Reference),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,19 +125,9 @@ enum CertsCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut reference = Cli::command();
-    match &cli.command {
-        Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut reference, "torua", &mut std::io::stdout());
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::Man { dir } => {
-            std::fs::create_dir_all(dir)?;
-            clap_mangen::generate_to(reference, dir)?;
-            println!("wrote the man pages to {}", dir.display());
-            return Ok(ExitCode::SUCCESS);
-        }
-        _ => {}
+    if let Command::Reference(r) = &cli.command {
+        r.answer(Cli::command())?;
+        return Ok(ExitCode::SUCCESS);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -180,7 +161,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Audit(cmd) => admin::audit(cmd),
             Command::Certs(CertsCommand::Init(args)) => certs::init(args),
             // Answered above, before any connection.
-            Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
+            Command::Reference(_) => Ok(ExitCode::SUCCESS),
         }
     })
 }

@@ -144,32 +144,17 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         "the secret is not repeated: {err}"
     );
     // For scripts: `-o json`.
-    let json = Command::new(TORUA)
-        .env("TORUA_TOKEN", &admin_key)
-        .env("TORUA_CA", &ca)
-        .args(["--coordinator", &url, "status", "-o", "json"])
-        .output()
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let env = [("TORUA_TOKEN", admin_key.as_str()), ("TORUA_CA", ca_path)];
+    let torua = |args: &[&str]| {
+        let args = [&["--coordinator", url.as_str()], args].concat();
+        testkit::cli::stdout_of(TORUA, &env, &args)
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(&torua(&["status", "-o", "json"])).expect("JSON");
     assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(3), "{doc}");
     assert_eq!(doc["shards"]["num_shards"], 8, "{doc}");
     assert!(doc["ready"].is_boolean(), "{doc}");
     // Key rotation prints a table and a summary, not a JSON dump.
-    let torua = |args: &[&str]| {
-        let out = Command::new(TORUA)
-            .env("TORUA_TOKEN", &admin_key)
-            .env("TORUA_CA", &ca)
-            .args(["--coordinator", &url])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
     let rotated = torua(&["keys", "rotate"]);
     assert!(rotated.starts_with("NODE"), "{rotated}");
     assert_eq!(
