@@ -463,7 +463,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_go_duration(s)?;
     if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
         return Err(format!("`{s}` is out of range; use between 10ms and 1h"));

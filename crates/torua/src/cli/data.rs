@@ -256,6 +256,34 @@ pub async fn ls(api: &Api, prefix: &str, limit: usize) -> anyhow::Result<ExitCod
     }
 }
 
+/// `status --watch`: the status every `every` until interrupted, redrawn
+/// in place on a terminal and separated by a timestamped line otherwise.
+/// A failed refresh is shown and retried, not fatal.
+pub async fn watch(
+    api: &Api,
+    output: super::Output,
+    every: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        if terminal {
+            // Home and clear, then the table.
+            stdout(b"\x1b[H\x1b[2J")?;
+        } else {
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            stdout(format!("--- {now}\n").as_bytes())?;
+        }
+        if let Err(e) = status(api, output).await {
+            stdout(format!("{e:#}\n").as_bytes())?;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
 pub async fn status(api: &Api, output: super::Output) -> anyhow::Result<ExitCode> {
     let nodes: NodesResponse = api.get_json("/nodes").await?;
     let shards: ShardsResponse = api.get_json("/shards").await?;

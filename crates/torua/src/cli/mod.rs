@@ -97,7 +97,12 @@ enum Command {
         limit: usize,
     },
     /// Show nodes and shard placement.
-    Status,
+    Status {
+        /// Refresh every INTERVAL (in place on a terminal) until Ctrl-C.
+        #[arg(long, short, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s",
+              value_parser = crate::config::parse_interval)]
+        watch: Option<std::time::Duration>,
+    },
     /// Manage Torua API keys (needs `admin`).
     #[command(subcommand)]
     Apikey(admin::ApiKeyCommand),
@@ -154,7 +159,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Get { key } => data::get(api, &key).await,
             Command::Del { key } => data::del(api, &key).await,
             Command::Ls { prefix, limit } => data::ls(api, &prefix, limit).await,
-            Command::Status => data::status(api, cli.output).await,
+            Command::Status { watch: None } => data::status(api, cli.output).await,
+            Command::Status { watch: Some(every) } => data::watch(api, cli.output, every).await,
             Command::Apikey(cmd) => admin::apikey(api, cmd, cli.output).await,
             Command::Policy(cmd) => admin::policy(api, cmd).await,
             Command::Keys(cmd) => admin::keys(api, cmd, cli.output).await,

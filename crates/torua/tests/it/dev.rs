@@ -172,6 +172,22 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     let json: serde_json::Value =
         serde_json::from_str(&torua(&["keys", "status", "-o", "json"])).unwrap();
     assert_eq!(json["nodes"].as_array().map(Vec::len), Some(3), "{json}");
+    // `status --watch` refreshes until stopped; off a terminal each
+    // refresh starts with a timestamped line, never an escape code.
+    let mut watch = Command::new(TORUA);
+    watch
+        .envs(env)
+        .args(["--coordinator", &url, "status", "--watch", "100ms"]);
+    let watching = ChildGuard::spawn("watch", watch, dir.path());
+    let watched = dir.path().join("watch.log");
+    testkit::eventually_sync("three refreshes", Duration::from_secs(30), || {
+        let out = std::fs::read_to_string(&watched).unwrap_or_default();
+        out.matches("--- ").count() >= 3 && out.matches("cluster: 3 nodes").count() >= 3
+    });
+    drop(watching);
+    assert!(!std::fs::read_to_string(&watched)
+        .unwrap()
+        .contains('\u{1b}'));
     let keys: serde_json::Value =
         serde_json::from_str(&torua(&["-o", "json", "apikey", "list"])).unwrap();
     assert!(
