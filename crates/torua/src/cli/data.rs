@@ -224,9 +224,20 @@ pub async fn del(api: &Api, key: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn ls(api: &Api, prefix: &str, limit: usize) -> anyhow::Result<ExitCode> {
+/// Lists keys page by page as they come: one per line, or with `-o json`
+/// one JSON array of strings (written as it streams, so any key survives).
+pub async fn ls(
+    api: &Api,
+    prefix: &str,
+    limit: usize,
+    output: super::Output,
+) -> anyhow::Result<ExitCode> {
+    let json = output == super::Output::Json;
     let mut after: Option<String> = None;
     let mut printed = 0usize;
+    if json {
+        stdout(b"[")?;
+    }
     loop {
         let page_size = if limit == 0 {
             1000
@@ -243,15 +254,27 @@ pub async fn ls(api: &Api, prefix: &str, limit: usize) -> anyhow::Result<ExitCod
         let req = api.http.get(format!("{}/data", api.base)).query(&q);
         let page: KeyPage = api.check(api.send(req).await?).await?.json().await?;
         let mut text = String::new();
-        for k in &page.keys {
-            text.push_str(k);
-            text.push('\n');
+        for (i, k) in page.keys.iter().enumerate() {
+            if json {
+                if printed + i > 0 {
+                    text.push(',');
+                }
+                text.push_str(&serde_json::to_string(k)?);
+            } else {
+                text.push_str(k);
+                text.push('\n');
+            }
         }
         stdout(text.as_bytes())?;
         printed += page.keys.len();
         match page.next_after {
             Some(n) if limit == 0 || printed < limit => after = Some(n),
-            _ => return Ok(ExitCode::SUCCESS),
+            _ => {
+                if json {
+                    stdout(b"]\n")?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct Cli {
     /// Credential for the coordinator: a Torua API key or a Truxe access token.
     #[arg(long, global = true, env = "TORUA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// `table` for people (default), `json` for scripts (`status`,
+    /// `table` for people (default), `json` for scripts (`status`, `ls`,
     /// `apikey list`, `keys rotate`, `keys status`).
     #[arg(
         long,
@@ -158,7 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => data::put(api, &key, value, file, &content_type).await,
             Command::Get { key } => data::get(api, &key).await,
             Command::Del { key } => data::del(api, &key).await,
-            Command::Ls { prefix, limit } => data::ls(api, &prefix, limit).await,
+            Command::Ls { prefix, limit } => data::ls(api, &prefix, limit, cli.output).await,
             Command::Status { watch: None } => data::status(api, cli.output).await,
             Command::Status { watch: Some(every) } => data::watch(api, cli.output, every).await,
             Command::Apikey(cmd) => admin::apikey(api, cmd, cli.output).await,

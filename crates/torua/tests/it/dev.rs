@@ -282,6 +282,21 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&ls.stdout), "cli/key\n");
+    let json = Command::new(TORUA)
+        .env("TORUA_TOKEN", &admin_key)
+        .env("TORUA_CA", &ca)
+        .args([
+            "--coordinator",
+            &url,
+            "ls",
+            "--prefix",
+            "cli/",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&json.stdout), "[\"cli/key\"]\n");
     let del = Command::new(TORUA)
         .env("TORUA_TOKEN", &admin_key)
         .env("TORUA_CA", &ca)
