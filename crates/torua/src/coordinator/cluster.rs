@@ -22,10 +22,11 @@ use torua_store::{Expect, Record};
 
 use super::meta::Meta;
 use super::metrics::ClusterMetrics;
-use super::node_client::{Conditional, NodeClient};
+use super::node_client::NodeClient;
 use crate::http::ApiError;
 use crate::persist::Persisted;
 use crate::placement::shard_for_key;
+use crate::stream::Precondition;
 use crate::wire::{KeyPage, NodeInfo};
 use crate::Error;
 
@@ -346,7 +347,7 @@ impl Cluster {
                         match value {
                             Some((ct, v)) => self
                                 .nodes
-                                .put(&node, shard, key, ct, v, Conditional::If(expect))
+                                .put(&node, shard, key, ct, v, expect.into())
                                 .await
                                 .map(Some),
                             None => self
@@ -364,17 +365,15 @@ impl Cluster {
         let r = self.route(shard)?;
         let Some(target) = &r.target else {
             return self
-                .write_to(&r.owner, shard, key, value, Conditional::If(expect))
+                .write_to(&r.owner, shard, key, value, expect.into())
                 .await;
         };
         let _serial = gate.copy.lock().await;
         let version = self
-            .write_to(&r.owner, shard, key, value.clone(), Conditional::If(expect))
+            .write_to(&r.owner, shard, key, value.clone(), expect.into())
             .await?;
-        let mirror = match version {
-            Some(v) => Conditional::Keep(v),
-            None => Conditional::If(Expect::Any),
-        };
+        // The target stores the owner's version as it is.
+        let mirror = version.map_or(Precondition::Any, Precondition::Keep);
         if let Err(e) = self.write_to(target, shard, key, value, mirror).await {
             // The owner has the write; the copy does not. Abort the move.
             tracing::warn!(shard, target = %target.id, error = %e, "write to move target failed; aborting move");
@@ -389,22 +388,19 @@ impl Cluster {
         shard: u32,
         key: &str,
         value: Option<(&str, Bytes)>,
-        cond: Conditional,
+        when: Precondition,
     ) -> Result<Option<u64>, ApiError> {
-        let res = match (value, cond) {
-            (Some((ct, v)), _) => self
+        let res = match value {
+            Some((ct, v)) => self
                 .nodes
-                .put(node, shard, key, ct, v, cond)
+                .put(node, shard, key, ct, v, when)
                 .await
                 .map(Some),
-            (None, Conditional::If(expect)) => self
+            // A delete mirrored to a move target keeps no version: it
+            // deletes unconditionally.
+            None => self
                 .nodes
-                .delete(node, shard, key, expect)
-                .await
-                .map(|()| None),
-            (None, Conditional::Keep(_)) => self
-                .nodes
-                .delete(node, shard, key, Expect::Any)
+                .delete(node, shard, key, when.split().1)
                 .await
                 .map(|()| None),
         };

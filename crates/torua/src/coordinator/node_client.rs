@@ -129,33 +129,15 @@ fn known_code(code: &str) -> &'static str {
     }
 }
 
-/// How a write to a node is conditioned.
-#[derive(Debug, Clone, Copy)]
-pub enum Conditional {
-    /// Apply the precondition at the node.
-    If(Expect),
-    /// Store with this version, unconditionally (a move target mirroring
-    /// the owner's write).
-    Keep(u64),
-}
-
-impl Conditional {
-    fn precondition(self) -> Precondition {
-        match self {
-            Conditional::If(e) => e.into(),
-            Conditional::Keep(v) => Precondition::Keep(v),
-        }
-    }
-
-    fn headers(self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        use reqwest::header::{IF_MATCH, IF_NONE_MATCH};
-        match self {
-            Conditional::If(Expect::Any) => req,
-            Conditional::If(Expect::Exists) => req.header(IF_MATCH, "*"),
-            Conditional::If(Expect::Version(v)) => req.header(IF_MATCH, etag(v)),
-            Conditional::If(Expect::Absent) => req.header(IF_NONE_MATCH, "*"),
-            Conditional::Keep(v) => req.header(KEEP_VERSION, v.to_string()),
-        }
+/// `req` with the headers that carry `when` to a node over HTTP.
+fn with_precondition(req: reqwest::RequestBuilder, when: Precondition) -> reqwest::RequestBuilder {
+    use reqwest::header::{IF_MATCH, IF_NONE_MATCH};
+    match when {
+        Precondition::Any => req,
+        Precondition::Exists => req.header(IF_MATCH, "*"),
+        Precondition::Version(v) => req.header(IF_MATCH, etag(v)),
+        Precondition::Absent => req.header(IF_NONE_MATCH, "*"),
+        Precondition::Keep(v) => req.header(KEEP_VERSION, v.to_string()),
     }
 }
 
@@ -388,14 +370,14 @@ impl NodeClient {
         key: &str,
         content_type: &str,
         value: Bytes,
-        write: Conditional,
+        when: Precondition,
     ) -> R<u64> {
         if let Some(mux) = self.stream(node).await? {
             let op = Op::Put {
                 key: key.to_owned(),
                 content_type: content_type.to_owned(),
                 value: value.to_vec(),
-                when: write.precondition(),
+                when,
             };
             return match self.on_stream(&mux, shard, op).await? {
                 Answer::Written { version } => Ok(version),
@@ -407,7 +389,9 @@ impl NodeClient {
             .put(Self::key_url(node, shard, key))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(value);
-        let res = self.send(write.headers(req), self.timeout).await?;
+        let res = self
+            .send(with_precondition(req, when), self.timeout)
+            .await?;
         version_of(&res)
     }
 
@@ -424,7 +408,7 @@ impl NodeClient {
             };
         }
         let req = self.http(node).delete(Self::key_url(node, shard, key));
-        self.send(Conditional::If(expect).headers(req), self.timeout)
+        self.send(with_precondition(req, expect.into()), self.timeout)
             .await
             .map(drop)
     }

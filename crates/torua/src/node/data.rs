@@ -52,17 +52,6 @@ fn condition_of(e: Expect) -> Condition {
     }
 }
 
-/// The version to keep (a move target) and the precondition otherwise.
-fn split(when: Precondition) -> (Option<u64>, Expect) {
-    match when {
-        Precondition::Any => (None, Expect::Any),
-        Precondition::Exists => (None, Expect::Exists),
-        Precondition::Version(v) => (None, Expect::Version(v)),
-        Precondition::Absent => (None, Expect::Absent),
-        Precondition::Keep(v) => (Some(v), Expect::Any),
-    }
-}
-
 /// Writes one change through a group; its version.
 async fn replicate(g: &crate::raft::groups::Group, change: Change) -> Result<u64, Refusal> {
     let versions = g.write(vec![change]).await?;
@@ -80,7 +69,7 @@ pub(super) async fn write(
     record: Record,
     when: Precondition,
 ) -> Result<u64, Refusal> {
-    let (keep, expect) = split(when);
+    let (keep, expect) = when.split();
     if let Some(g) = n.groups.get(id) {
         let change = Change::Put {
             key,
@@ -113,7 +102,7 @@ pub(super) async fn delete(
     key: String,
     when: Precondition,
 ) -> Result<(), Refusal> {
-    let expect = match split(when) {
+    let expect = match when.split() {
         (None, expect) => expect,
         (Some(_), _) => {
             return Err(ApiError::bad_request(

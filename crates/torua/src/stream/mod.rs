@@ -43,6 +43,21 @@ pub enum Precondition {
     Keep(u64),
 }
 
+impl Precondition {
+    /// The version to keep (a move target), and the precondition to check
+    /// otherwise.
+    pub fn split(self) -> (Option<u64>, torua_store::Expect) {
+        use torua_store::Expect;
+        match self {
+            Precondition::Any => (None, Expect::Any),
+            Precondition::Exists => (None, Expect::Exists),
+            Precondition::Version(v) => (None, Expect::Version(v)),
+            Precondition::Absent => (None, Expect::Absent),
+            Precondition::Keep(v) => (Some(v), Expect::Any),
+        }
+    }
+}
+
 impl From<torua_store::Expect> for Precondition {
     fn from(e: torua_store::Expect) -> Self {
         use torua_store::Expect;
