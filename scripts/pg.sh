@@ -6,6 +6,7 @@
 # only TLS connections (a test CA made here with openssl; clients verify the
 # server's certificate, `sslmode=verify-full`) and SCRAM passwords.
 # pg_stop stops it and deletes it. No system service is used or changed.
+# PG_FSYNC=on keeps fsync on (benchmarks); tests run without it.
 
 pg_start() {
   PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -58,9 +59,9 @@ for port in random.sample(range(10000, low), low - 10000):
     break
 PY
 )
-  # fsync off: a test database need not survive power loss, and it is faster.
+  # fsync off by default: a test database need not survive power loss.
   "${PG_RUNAS[@]}" "$PGBIN/pg_ctl" -D "$PGTMP/data" -l "$PGTMP/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGTMP -c fsync=off -c max_connections=500 -c ssl=on -c ssl_cert_file=$PGTMP/server.pem -c ssl_key_file=$PGTMP/server.key" start >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGTMP -c fsync=${PG_FSYNC:-off} -c max_connections=500 -c ssl=on -c ssl_cert_file=$PGTMP/server.pem -c ssl_key_file=$PGTMP/server.key" start >/dev/null \
     || { cat "$PGTMP/server.log" >&2; return 1; }
   export TRUXE_TEST_POSTGRES_URL="postgres://truxe:$pw@127.0.0.1:$PGPORT/postgres?sslmode=verify-full&sslrootcert=$PGTMP/ca.pem"
   export TRUXE_TEST_POSTGRES_CA="$PGTMP/ca.pem"

@@ -130,23 +130,70 @@ pub async fn closed_loop(
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + duration;
-    let mut workers = Vec::with_capacity(clients);
-    for i in 0..clients {
-        let mut op = make(i);
-        let errors = errors.clone();
-        workers.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(4096);
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                if op().await {
-                    lat.push(t.elapsed().as_micros() as u64);
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
+    let workers = (0..clients)
+        .map(|i| {
+            let mut op = make(i);
+            let errors = errors.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(4096);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if op().await {
+                        lat.push(t.elapsed().as_micros() as u64);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            }
-            lat
-        }));
-    }
+                lat
+            })
+        })
+        .collect();
+    collect(workers, &errors, start).await
+}
+
+/// Starts `rate` operations per second in total for `duration`, spread over
+/// `clients` workers (each one in flight at most, evenly staggered). Latency
+/// is counted from when an operation was due, not from when it was sent, so
+/// a stalled server shows in the percentiles instead of slowing the load
+/// (no coordinated omission).
+pub async fn open_loop(
+    clients: usize,
+    rate: f64,
+    duration: Duration,
+    mut make: impl FnMut(usize) -> Op,
+) -> Run {
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let every = Duration::from_secs_f64(clients as f64 / rate.max(1e-3));
+    let workers = (0..clients)
+        .map(|i| {
+            let mut op = make(i);
+            let errors = errors.clone();
+            let mut due = start + every.mul_f64(i as f64 / clients as f64);
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(4096);
+                while due < deadline {
+                    tokio::time::sleep_until(due.into()).await;
+                    if op().await {
+                        lat.push(due.elapsed().as_micros() as u64);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    due += every;
+                }
+                lat
+            })
+        })
+        .collect();
+    collect(workers, &errors, start).await
+}
+
+async fn collect(
+    workers: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+    errors: &AtomicU64,
+    start: Instant,
+) -> Run {
     let mut latencies_us = Vec::new();
     for w in workers {
         latencies_us.extend(w.await.unwrap_or_default());

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bench::{closed_loop, Op};
+use bench::{closed_loop, open_loop, Op};
 use clap::{Parser, ValueEnum};
 use secure::password::{PasswordCost, PasswordHasher};
 use secure::Secret;
@@ -49,6 +49,14 @@ struct Args {
     /// Argon2id iterations of the server, for the bound.
     #[arg(long, default_value_t = 2)]
     argon2_iterations: u32,
+    /// Open loop: start this many operations per second in total (latency
+    /// counted from when each was due) instead of each client sending its
+    /// next as soon as the last one answers.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Skip the Argon2id bound (runs that only need the server's numbers).
+    #[arg(long)]
+    no_bound: bool,
     /// Print JSON lines.
     #[arg(long)]
     json: bool,
@@ -87,47 +95,8 @@ async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .pool_max_idle_per_host(a.clients)
         .tcp_nodelay(true)
         .build()?;
-    // Argon2id bound on this machine with the server's cost.
-    let cost = PasswordCost {
-        memory_kib: a.argon2_memory_kib,
-        iterations: a.argon2_iterations,
-        parallelism: 1,
-    };
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let hasher = PasswordHasher::new(cost, cores)?;
-    // The bound: cores ÷ the time of one hash (timed alone, median of 7).
-    let mut alone = Vec::new();
-    for _ in 0..7 {
-        let t = std::time::Instant::now();
-        hasher.hash(Secret::new(PASSWORD.to_owned())).await?;
-        alone.push(t.elapsed().as_secs_f64());
-    }
-    alone.sort_by(f64::total_cmp);
-    let one_hash_s = alone[alone.len() / 2];
-    let formula_bound = cores as f64 / one_hash_s;
-    let hashing = closed_loop(cores, Duration::from_secs(3), |_| -> Op {
-        let h = hasher.clone();
-        Box::new(move || {
-            let h = h.clone();
-            Box::pin(async move { h.hash(Secret::new(PASSWORD.to_owned())).await.is_ok() })
-        })
-    })
-    .await
-    .summary("argon2id", "hash", cores);
-    let bound = hashing.ops_per_sec;
-    let hash_ms = hashing.p50_us as f64 / 1e3;
-    if a.json {
-        println!(
-            "{}",
-            json!({"argon2_memory_kib": cost.memory_kib, "argon2_iterations": cost.iterations, "hash_ms": hash_ms, "one_hash_ms": one_hash_s * 1e3, "formula_bound_per_sec": formula_bound, "cores": cores, "login_bound_per_sec": bound})
-        );
-    } else {
-        println!(
-            "Argon2id m={} KiB t={}: one hash alone {:.1} ms → cores ÷ time = {formula_bound:.0}/s; measured on {cores} cores: {bound:.0} hashes/s (p50 {hash_ms:.1} ms each)",
-            cost.memory_kib, cost.iterations, one_hash_s * 1e3
-        );
+    if !a.no_bound {
+        argon2_bound(&a).await?;
     }
     // One account per client.
     let run_id = std::process::id();
@@ -148,7 +117,7 @@ async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for w in &a.workloads {
         let duration = Duration::from_secs(a.seconds);
-        let run = closed_loop(a.clients, duration, |i| -> Op {
+        let make = |i: usize| -> Op {
             let client = client.clone();
             let base = base.clone();
             let (email, (access, refresh)) = sessions[i].clone();
@@ -196,9 +165,15 @@ async fn run(a: Args) -> anyhow::Result<ExitCode> {
                     )
                 }),
             }
-        })
-        .await;
-        let name = format!("{w:?}").to_lowercase();
+        };
+        let run = match a.rate {
+            Some(rate) => open_loop(a.clients, rate, duration, make).await,
+            None => closed_loop(a.clients, duration, make).await,
+        };
+        let name = match a.rate {
+            Some(rate) => format!("{w:?} at {rate:.0}/s").to_lowercase(),
+            None => format!("{w:?}").to_lowercase(),
+        };
         let s = run.summary("truxe", &name, a.clients);
         s.print(a.json);
         failed |= s.errors > 0;
@@ -209,4 +184,51 @@ async fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The Argon2id bound on this machine with the server's cost: the hashes per
+/// second all cores sustain (each login verifies one).
+async fn argon2_bound(a: &Args) -> anyhow::Result<()> {
+    let cost = PasswordCost {
+        memory_kib: a.argon2_memory_kib,
+        iterations: a.argon2_iterations,
+        parallelism: 1,
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let hasher = PasswordHasher::new(cost, cores)?;
+    // The bound: cores ÷ the time of one hash (timed alone, median of 7).
+    let mut alone = Vec::new();
+    for _ in 0..7 {
+        let t = std::time::Instant::now();
+        hasher.hash(Secret::new(PASSWORD.to_owned())).await?;
+        alone.push(t.elapsed().as_secs_f64());
+    }
+    alone.sort_by(f64::total_cmp);
+    let one_hash_s = alone[alone.len() / 2];
+    let formula_bound = cores as f64 / one_hash_s;
+    let hashing = closed_loop(cores, Duration::from_secs(3), |_| -> Op {
+        let h = hasher.clone();
+        Box::new(move || {
+            let h = h.clone();
+            Box::pin(async move { h.hash(Secret::new(PASSWORD.to_owned())).await.is_ok() })
+        })
+    })
+    .await
+    .summary("argon2id", "hash", cores);
+    let bound = hashing.ops_per_sec;
+    let hash_ms = hashing.p50_us as f64 / 1e3;
+    if a.json {
+        println!(
+            "{}",
+            json!({"argon2_memory_kib": cost.memory_kib, "argon2_iterations": cost.iterations, "hash_ms": hash_ms, "one_hash_ms": one_hash_s * 1e3, "formula_bound_per_sec": formula_bound, "cores": cores, "login_bound_per_sec": bound})
+        );
+    } else {
+        println!(
+            "Argon2id m={} KiB t={}: one hash alone {:.1} ms → cores ÷ time = {formula_bound:.0}/s; measured on {cores} cores: {bound:.0} hashes/s (p50 {hash_ms:.1} ms each)",
+            cost.memory_kib, cost.iterations, one_hash_s * 1e3
+        );
+    }
+    Ok(())
 }

@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Secret};
 
+mod rsa_ring;
+
 /// Signature algorithms Truxe signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyAlg {
@@ -351,6 +353,7 @@ impl Verifier {
         issuer: Option<&str>,
     ) -> Result<C, TokenError> {
         use jsonwebtoken::errors::ErrorKind as K;
+        rsa_ring::install();
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
@@ -403,6 +406,7 @@ impl KeyRing {
 
     /// Signs claims with the current key, setting `kid` and `alg` in the header.
     pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, Error> {
+        rsa_ring::install();
         let mut header = Header::new(self.current.public.alg.jwt());
         header.kid = Some(self.current.kid().to_owned());
         jsonwebtoken::encode(&header, claims, &self.current.encoding).map_err(crypto)
