@@ -103,12 +103,15 @@ impl Session {
 }
 
 /// Outcome of presenting a refresh token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum RefreshUse {
-    /// The token was unused and is now spent; rotate within this session.
-    Fresh {
-        /// Its session.
-        session_id: String,
+    /// The token was unused and is now spent; its successor was added to
+    /// the live session and the rotation recorded.
+    Rotated {
+        /// The session, as of this use.
+        session: Box<Session>,
+        /// Its user.
+        user: Box<User>,
     },
     /// The token was already spent.
     AlreadyUsed {
@@ -117,6 +120,11 @@ pub enum RefreshUse {
         /// When it was spent (unix seconds).
         used_at: i64,
     },
+    /// The token is spent now, but its session has ended: no successor.
+    Ended,
+    /// The token is spent now, but its account is gone or not active: no
+    /// successor.
+    Inactive,
     /// Unknown or expired.
     Invalid,
 }

@@ -102,18 +102,14 @@ pub trait SessionRepo: Send + Sync {
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError>;
     /// Live sessions of a user, oldest first.
     async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError>;
-    /// Spends a refresh token atomically: of concurrent callers with the
-    /// same token, exactly one gets `Fresh`.
-    async fn use_refresh(&self, hash: &str, now: i64) -> Result<RefreshUse, RepoError>;
-    /// Adds the next refresh token of a live session and marks it used now.
-    /// Returns false if the session is no longer live.
-    async fn add_refresh(
-        &self,
-        session_id: &str,
-        hash: &str,
-        expires: i64,
-        now: i64,
-    ) -> Result<bool, RepoError>;
+    /// Uses refresh tokens, many in one transaction (one durable commit for
+    /// the group). For each in order: spends the presented token; if it was
+    /// unspent and its session and account are live, adds its successor
+    /// (expiring with the session) and records its audit event with the
+    /// session's user as actor and the session as target. Of rotations
+    /// presenting the same token, in one group or not, exactly one gets
+    /// `Rotated`. An error fails the whole group; nothing of it is kept.
+    async fn use_refresh(&self, group: &[Rotation]) -> Result<Vec<RefreshUse>, RepoError>;
     /// Rotates a live session in one transaction: sets the organization
     /// it acts in, spends every unspent refresh token and adds `hash`.
     /// Returns false if the session is no longer live.
@@ -142,6 +138,19 @@ pub trait SessionRepo: Send + Sync {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError>;
+}
+
+/// One refresh in a group commit ([`SessionRepo::use_refresh`]).
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// Digest of the presented refresh token.
+    pub spent: String,
+    /// Digest of its successor.
+    pub next: String,
+    /// Unix seconds of the request.
+    pub now: i64,
+    /// Recorded when the rotation happens.
+    pub event: AuditEvent,
 }
 
 /// A pending second-factor check after a correct password.

@@ -12,12 +12,13 @@ use secure::password::PasswordHasher;
 use secure::{token, Secret};
 use serde::{Deserialize, Serialize};
 
+use super::group::RefreshGroups;
 use super::mail::Mailer;
 use super::vault::Vaults;
 use super::{AuthError, KeyManager, OrgClaims};
 use crate::config::{Config, MAX_PASSWORD_LEN};
 use crate::model::{RefreshUse, Session, User};
-use crate::repo::{RepoError, Store};
+use crate::repo::{RepoError, Rotation, Store};
 
 /// Refresh tokens are recognisable in logs and secret scanners by this prefix.
 pub(super) const REFRESH_PREFIX: &str = "trt_";
@@ -107,6 +108,9 @@ pub struct AuthService {
     pub(super) webhook_wake: Arc<tokio::sync::Notify>,
     /// Sends emailed links.
     pub(super) mailer: Arc<dyn Mailer>,
+    /// Commits refresh rotations in groups (started on first use, so the
+    /// service can be built outside a runtime).
+    refresh_groups: std::sync::OnceLock<RefreshGroups>,
 }
 
 /// What a correct password leads to.
@@ -161,6 +165,7 @@ impl AuthService {
             providers,
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             mailer,
+            refresh_groups: std::sync::OnceLock::new(),
         }
     }
 
@@ -477,12 +482,21 @@ impl AuthService {
         if !refresh_token.starts_with(REFRESH_PREFIX) || refresh_token.len() > 128 {
             return Err(invalid());
         }
-        match self
-            .store
-            .use_refresh(&token::digest(refresh_token), now)
-            .await?
-        {
+        let next = token::generate(REFRESH_PREFIX);
+        let event = self.event("refresh", Outcome::Success, ctx, now);
+        let rotation = Rotation {
+            spent: token::digest(refresh_token),
+            next: next.digest.clone(),
+            now,
+            event: event.clone(),
+        };
+        let groups = self
+            .refresh_groups
+            .get_or_init(|| RefreshGroups::start(self.store.clone()));
+        match groups.rotate(rotation).await? {
             RefreshUse::Invalid => Err(invalid()),
+            RefreshUse::Ended => Err(AuthError::Unauthenticated("session has ended".into())),
+            RefreshUse::Inactive => Err(AuthError::Disabled),
             RefreshUse::AlreadyUsed {
                 session_id,
                 used_at,
@@ -510,38 +524,19 @@ impl AuthService {
                     .await;
                 Err(AuthError::RefreshReused)
             }
-            RefreshUse::Fresh { session_id } => {
-                let session = self.store.session(&session_id).await?.ok_or_else(invalid)?;
-                let user = self
-                    .store
-                    .user_by_id(&session.user_id)
-                    .await?
-                    .ok_or_else(invalid)?;
-                if user.status != "active" {
-                    return Err(AuthError::Disabled);
+            RefreshUse::Rotated { session, user } => {
+                // Recorded with the rotation; only webhooks are left to queue.
+                let e = event.actor(&user.id).target(&session.id);
+                if let Err(err) = self.fan_out(&e).await {
+                    tracing::error!(error = %err, action = %e.action, "webhook deliveries not queued");
                 }
-                let next = token::generate(REFRESH_PREFIX);
-                let expires = session.expires_at;
-                if !self
-                    .store
-                    .add_refresh(&session_id, &next.digest, expires, now)
-                    .await?
-                {
-                    return Err(AuthError::Unauthenticated("session has ended".into()));
-                }
-                self.record(
-                    self.event("refresh", Outcome::Success, ctx, now)
-                        .actor(&user.id)
-                        .target(&session_id),
-                )
-                .await;
                 // Roles and permissions are read afresh: a change made since
                 // the last token takes effect now.
                 let org = match &session.org_id {
                     Some(org_id) => self.org_claims(&user.id, org_id).await?,
                     None => None,
                 };
-                self.tokens(&user, &session_id, next.plaintext, org, now)
+                self.tokens(&user, &session.id, next.plaintext, org, now)
             }
         }
     }

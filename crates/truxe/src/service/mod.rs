@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+mod group;
 mod keys;
 mod machine;
 pub mod mail;

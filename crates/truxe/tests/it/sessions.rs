@@ -203,3 +203,94 @@ async fn sessions_are_listed_limited_and_ended() {
     assert_eq!(t.me(&second).await, StatusCode::UNAUTHORIZED);
     assert_eq!(t.me(&third).await, StatusCode::OK);
 }
+
+/// Issue 21: refreshes arriving together are committed together (one
+/// transaction for the group); each still gets its own outcome, and only
+/// the rotations that happened are in the audit trail.
+#[tokio::test]
+async fn refreshes_committed_together_each_get_their_own_outcome() {
+    let t = Truxe::start(&[
+        ("TRUXE_REFRESH_REUSE_GRACE", "60s"),
+        ("TRUXE_RATE_LIMIT_REGISTER_IP", "100/1m"),
+        ("TRUXE_RATE_LIMIT_REFRESH_IP", "1000/1m"),
+    ])
+    .await;
+    let (_, admin) = t.admin("root@example.com").await;
+    let mut fresh = Vec::new();
+    for i in 0..24 {
+        let email = format!("group{i}@example.com");
+        let (access, refresh) = t.register(&email).await;
+        let me = t.authed(Method::GET, "/auth/me", &access, None).await.1;
+        fresh.push((me["user"]["id"].as_str().unwrap().to_owned(), refresh));
+    }
+    let (ended_access, ended) = t.register("ended@example.com").await;
+    assert_eq!(
+        t.authed(Method::POST, "/auth/logout", &ended_access, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // All at once: 24 fresh tokens, one of them twice, and an ended session's.
+    let mut presented: Vec<String> = fresh.iter().map(|(_, r)| r.clone()).collect();
+    presented.push(fresh[0].1.clone());
+    presented.push(ended.clone());
+    let answers = futures::future::join_all(presented.iter().map(|rt| {
+        let (http, url, rt) = (t.http.clone(), t.url(), rt.clone());
+        async move {
+            let r = http
+                .post(format!("{url}/auth/refresh"))
+                .json(&json!({"refreshToken": rt}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    }))
+    .await;
+    let (dup, last) = (&answers[24], &answers[25]);
+    assert_eq!(last.0, StatusCode::UNAUTHORIZED, "{}", last.1);
+    assert_eq!(
+        [answers[0].0, dup.0]
+            .iter()
+            .filter(|s| **s == StatusCode::OK)
+            .count(),
+        1,
+        "one of the two uses of one token wins"
+    );
+    let mut next = std::collections::HashSet::new();
+    for (i, (s, body)) in answers[..24].iter().enumerate() {
+        let body = if i == 0 && *s != StatusCode::OK {
+            &dup.1
+        } else {
+            body
+        };
+        let (access, refresh) = tokens(body);
+        assert!(
+            next.insert(refresh.clone()),
+            "every rotation has its own successor"
+        );
+        assert_eq!(t.me(&access).await, StatusCode::OK);
+        // The successor is live: rotating it again works.
+        assert_eq!(t.refresh(&refresh).await.0, StatusCode::OK);
+    }
+    // One `refresh` event per rotation of the group and of the second round,
+    // each naming its user and session; none for the losers.
+    let (s, b) = t
+        .authed(
+            Method::GET,
+            "/api/admin/audit?action=refresh&limit=500",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let events = b["events"].as_array().unwrap();
+    assert_eq!(events.len(), 48, "{b}");
+    for (user, _) in &fresh {
+        let mine: Vec<_> = events.iter().filter(|e| e["actor"] == *user).collect();
+        assert_eq!(mine.len(), 2, "{user}: {b}");
+        assert!(mine
+            .iter()
+            .all(|e| e["target"].is_string() && e["outcome"] == "success"));
+    }
+}

@@ -17,8 +17,8 @@ mod webhooks;
 use secure::audit::{AuditEvent, AuditSink, Outcome};
 
 use super::{
-    AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, SessionRepo, Store, TokenRepo,
-    UserFilter, UserRepo,
+    AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, Rotation, SessionRepo, Store,
+    TokenRepo, UserFilter, UserRepo,
 };
 
 /// Reads a JSON column, tolerating a damaged value as the default.
@@ -311,60 +311,14 @@ impl SessionRepo for SqlStore {
         rows.iter().map(session).collect()
     }
 
-    async fn use_refresh(&self, hash: &str, now: i64) -> Result<RefreshUse, RepoError> {
-        // The conditional UPDATE is the arbiter: only one caller flips used_at.
-        let won = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $3 RETURNING session_id",
-        )
-        .bind(now)
-        .bind(hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(r) = won {
-            return Ok(RefreshUse::Fresh {
-                session_id: r.try_get(0)?,
-            });
-        }
-        let row =
-            sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = $1")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match row {
-            Some(r) => match r.try_get::<Option<i64>, _>("used_at")? {
-                Some(used_at) => RefreshUse::AlreadyUsed {
-                    session_id: r.try_get("session_id")?,
-                    used_at,
-                },
-                None => RefreshUse::Invalid, // expired, never used
-            },
-            None => RefreshUse::Invalid,
-        })
-    }
-
-    async fn add_refresh(
-        &self,
-        session_id: &str,
-        hash: &str,
-        expires: i64,
-        now: i64,
-    ) -> Result<bool, RepoError> {
+    async fn use_refresh(&self, group: &[Rotation]) -> Result<Vec<RefreshUse>, RepoError> {
         let mut tx = self.pool.begin().await?;
-        let live = sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND expires_at > $3")
-            .bind(now)
-            .bind(session_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if !live {
-            return Ok(false);
+        let mut out = Vec::with_capacity(group.len());
+        for r in group {
+            out.push(rotate(&mut tx, r).await?);
         }
-        insert_refresh(&mut tx, hash, session_id, now, expires).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(out)
     }
 
     async fn all_live_sessions(
@@ -540,6 +494,69 @@ async fn insert_refresh(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// One rotation of [`SessionRepo::use_refresh`] within `tx`.
+async fn rotate(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    r: &Rotation,
+) -> Result<RefreshUse, RepoError> {
+    let now = r.now;
+    // The conditional UPDATE is the arbiter: only one use flips used_at.
+    let won = sqlx::query(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING session_id",
+    )
+    .bind(now)
+    .bind(&r.spent)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(won) = won else {
+        let row =
+            sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = $1")
+                .bind(&r.spent)
+                .fetch_optional(&mut **tx)
+                .await?;
+        return Ok(match row {
+            Some(row) => match row.try_get::<Option<i64>, _>("used_at")? {
+                Some(used_at) => RefreshUse::AlreadyUsed {
+                    session_id: row.try_get("session_id")?,
+                    used_at,
+                },
+                None => RefreshUse::Invalid, // expired, never used
+            },
+            None => RefreshUse::Invalid,
+        });
+    };
+    let session_id: String = won.try_get(0)?;
+    let live = sqlx::query(
+        "UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND expires_at > $1 RETURNING *",
+    )
+    .bind(now)
+    .bind(&session_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(live) = live else {
+        return Ok(RefreshUse::Ended);
+    };
+    let live = session(&live)?;
+    let account = sqlx::query("SELECT * FROM users WHERE id = $1")
+        .bind(&live.user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let account = match account {
+        Some(row) => user(&row)?,
+        None => return Ok(RefreshUse::Inactive),
+    };
+    if account.status != "active" {
+        return Ok(RefreshUse::Inactive);
+    }
+    insert_refresh(tx, &r.next, &session_id, now, live.expires_at).await?;
+    let event = r.event.clone().actor(&account.id).target(&session_id);
+    insert_audit(&mut **tx, &event).await?;
+    Ok(RefreshUse::Rotated {
+        session: Box::new(live),
+        user: Box::new(account),
+    })
 }
 
 /// Replaces a user's backup codes within `tx` (an empty list deletes them).
@@ -724,25 +741,33 @@ impl MfaRepo for SqlStore {
 #[async_trait]
 impl AuditSink for SqlStore {
     async fn record(&self, e: &AuditEvent) -> Result<(), secure::Error> {
-        sqlx::query(
-            "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&e.id)
-        .bind(e.at_ms)
-        .bind(&e.action)
-        .bind(e.outcome.as_str())
-        .bind(&e.actor)
-        .bind(&e.target)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.request_id)
-        .bind(e.details.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(|err| secure::Error::Io(format!("audit write failed: {err}")))?;
-        Ok(())
+        insert_audit(&self.pool, e)
+            .await
+            .map_err(|err| secure::Error::Io(format!("audit write failed: {err}")))
     }
+}
+
+async fn insert_audit<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    e: &AuditEvent,
+) -> Result<(), RepoError> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&e.id)
+    .bind(e.at_ms)
+    .bind(&e.action)
+    .bind(e.outcome.as_str())
+    .bind(&e.actor)
+    .bind(&e.target)
+    .bind(&e.ip)
+    .bind(&e.user_agent)
+    .bind(&e.request_id)
+    .bind(e.details.to_string())
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
