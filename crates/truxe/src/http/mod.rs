@@ -161,6 +161,7 @@ pub fn router(app: App) -> Router {
         axum::middleware::from_fn_with_state(rule, ratelimit::per_ip)
     };
     let limits = app.limits;
+    let discovery = routes::discovery(&app.issuer, app.algorithm);
     // Every admin route passes the gate: authenticated, administrator, audited.
     let admin = Router::new()
         .route("/api/admin/users", get(admin::users))
@@ -333,7 +334,9 @@ pub fn router(app: App) -> Router {
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route(
             "/.well-known/openid-configuration",
-            get(routes::openid_configuration),
+            get(move |headers: axum::http::HeaderMap| async move {
+                routes::published(&headers, &discovery)
+            }),
         )
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))

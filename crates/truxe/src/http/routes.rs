@@ -1,7 +1,7 @@
 //! Handlers: parse (extractors), make one service call, answer JSON.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secure::Secret;
@@ -12,7 +12,7 @@ use super::cookies;
 use super::extract::{Auth, Client, ClientAddr, ValidJson};
 use super::{now, ApiError, App};
 use crate::model::{SessionView, UserView};
-use crate::service::{LoginOutcome, SecondFactor, Tokens};
+use crate::service::{LoginOutcome, Published, SecondFactor, Tokens};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -639,17 +639,44 @@ pub(crate) async fn end_session(
     Ok(Json(json!({"success": true})))
 }
 
-pub(crate) async fn jwks(State(app): State<App>) -> Response {
-    let headers = [(axum::http::header::CACHE_CONTROL, "public, max-age=60")];
-    (headers, Json(app.auth.keys().ring().jwks())).into_response()
+/// Answers a published document with its `ETag` and a public cache
+/// lifetime: `304 Not Modified` without a body when the client already holds
+/// this version (`If-None-Match`), the serialized body otherwise.
+pub(crate) fn published(headers: &HeaderMap, doc: &Published) -> Response {
+    use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+    let held = headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.trim_start_matches("W/") == doc.etag);
+    let cache = [
+        (CACHE_CONTROL, "public, max-age=60"),
+        (ETAG, doc.etag.as_str()),
+    ];
+    if held {
+        (StatusCode::NOT_MODIFIED, cache).into_response()
+    } else {
+        (
+            cache,
+            [(CONTENT_TYPE, "application/json")],
+            doc.body.clone(),
+        )
+            .into_response()
+    }
 }
 
-pub(crate) async fn openid_configuration(State(app): State<App>) -> Json<Value> {
-    let iss = &app.issuer;
-    Json(json!({
-        "issuer": iss,
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "id_token_signing_alg_values_supported": [app.algorithm],
+pub(crate) async fn jwks(State(app): State<App>, headers: HeaderMap) -> Response {
+    published(&headers, &app.auth.keys().jwks())
+}
+
+/// The discovery document (built once; it changes only with the configuration).
+pub(crate) fn discovery(issuer: &str, algorithm: &str) -> Published {
+    Published::new(&json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "id_token_signing_alg_values_supported": [algorithm],
         "token_endpoint_auth_methods_supported": ["none"],
         "grant_types_supported": ["password", "refresh_token"],
         "response_types_supported": [],

@@ -9,20 +9,42 @@ use secure::keystore::KeyStore;
 
 use crate::config::Config;
 
-/// A key ring and the verifier over its published keys, built once per
-/// load instead of once per request.
+/// A key ring, the verifier over its published keys and its JWKS document,
+/// built once per load instead of once per request.
 #[derive(Clone)]
 struct Loaded {
     ring: Arc<KeyRing>,
     verifier: Arc<Verifier>,
+    jwks: Published,
+}
+
+/// A serialized document with its strong `ETag`.
+#[derive(Clone)]
+pub struct Published {
+    /// The JSON body.
+    pub body: bytes::Bytes,
+    /// `"…"`: a digest of the body, so it changes exactly when the body does.
+    pub etag: String,
+}
+
+impl Published {
+    /// Serializes `doc`.
+    pub fn new(doc: &serde_json::Value) -> Self {
+        use sha2::Digest;
+        let body = bytes::Bytes::from(doc.to_string());
+        let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..16]));
+        Published { body, etag }
+    }
 }
 
 impl Loaded {
     fn new(ring: KeyRing, issuer: &str, audience: &str) -> Self {
         let verifier = Arc::new(ring.verifier(issuer, audience));
+        let jwks = Published::new(&ring.jwks());
         Loaded {
             ring: Arc::new(ring),
             verifier,
+            jwks,
         }
     }
 }
@@ -88,6 +110,11 @@ impl KeyManager {
     /// The ring to sign and publish with now.
     pub fn ring(&self) -> Arc<KeyRing> {
         self.loaded().ring
+    }
+
+    /// The JWKS document of every published key.
+    pub fn jwks(&self) -> Published {
+        self.loaded().jwks
     }
 
     /// A verifier for this issuer and audience over every published key.

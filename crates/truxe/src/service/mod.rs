@@ -17,7 +17,7 @@ mod webhooks;
 
 pub use admin::UserDetail;
 pub use auth::{AuthService, Claims, ClientInfo, LoginOutcome, Principal, Tokens};
-pub use keys::KeyManager;
+pub use keys::{KeyManager, Published};
 pub use machine::{AccountInput, Caller, KeyInput, ServiceCaller, API_KEY_PREFIX, RATE_TIERS};
 pub use mfa::{MfaSetup, SecondFactor};
 pub use org::{Grant, Hierarchy, OrgClaims, OrgInput, RoleInput};

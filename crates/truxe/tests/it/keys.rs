@@ -312,3 +312,68 @@ async fn a_fixed_private_key_file_signs_and_cannot_be_rotated() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Issue 21: JWKS and discovery are served from documents built once, with
+/// a strong `ETag`: a client holding the current version gets `304` and no
+/// body; a rotation changes the JWKS and its tag, so a cached copy is not
+/// answered `304` any more.
+#[tokio::test]
+async fn jwks_and_discovery_carry_etags_that_follow_the_keys() {
+    let t = Truxe::start(&[]).await;
+    let get = |path: &'static str, tag: Option<String>| {
+        let (http, url) = (t.http.clone(), t.url());
+        async move {
+            let mut r = http.get(format!("{url}{path}"));
+            if let Some(tag) = tag {
+                r = r.header("if-none-match", tag);
+            }
+            let r = r.send().await.unwrap();
+            let h = r.headers().clone();
+            let tag = h.get("etag").map(|v| v.to_str().unwrap().to_owned());
+            (r.status(), h, tag, r.text().await.unwrap())
+        }
+    };
+    for path in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        let (s, h, tag, body) = get(path, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(h["cache-control"], "public, max-age=60");
+        assert_eq!(h["content-type"], "application/json");
+        serde_json::from_str::<Value>(&body).unwrap();
+        let tag = tag.expect("an ETag");
+        assert!(
+            tag.starts_with('"') && tag.ends_with('"') && tag.len() > 8,
+            "{tag}"
+        );
+        // Held: 304, no body, same tag. In a list, and weak-compared, too.
+        for held in [tag.clone(), format!("\"other\", {tag}"), format!("W/{tag}")] {
+            let (s, h, again, body) = get(path, Some(held)).await;
+            assert_eq!(s, StatusCode::NOT_MODIFIED);
+            assert_eq!(again.as_deref(), Some(tag.as_str()));
+            assert_eq!(h["cache-control"], "public, max-age=60");
+            assert!(body.is_empty());
+        }
+        // Control: another tag, or garbage, gets the document.
+        for other in ["\"0000\"", "not a tag", ""] {
+            let (s, _, _, body) = get(path, Some(other.into())).await;
+            assert_eq!(s, StatusCode::OK, "{other:?}");
+            assert!(!body.is_empty());
+        }
+    }
+    let (_, _, old, _) = get("/.well-known/jwks.json", None).await;
+    let out = t.cli(&["keys", "rotate"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = testkit::eventually("the rotated JWKS", Duration::from_secs(30), || async {
+        let (s, _, tag, body) = get("/.well-known/jwks.json", old.clone()).await;
+        (s == StatusCode::OK && tag != old).then_some(body)
+    })
+    .await;
+    let keys: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+}
