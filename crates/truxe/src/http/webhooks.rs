@@ -12,7 +12,7 @@ use super::routes::{ok, optional_json};
 use super::{now, ApiError, App};
 use crate::model::{DeliveryView, EndpointView};
 use crate::repo::DeliveryFilter;
-use crate::service::{EndpointInput, WEBHOOK_EVENTS};
+use crate::service::{EndpointInput, WEBHOOK_ALIASES, WEBHOOK_EVENTS, WEBHOOK_NEVER_SENT};
 
 type Reply = Result<Json<Value>, ApiError>;
 
@@ -24,10 +24,16 @@ fn query<T: serde::de::DeserializeOwned>(
 }
 
 pub(crate) async fn supported_events(Who(_): Who) -> Json<Value> {
-    let events: Vec<_> = WEBHOOK_EVENTS
+    let ours = WEBHOOK_EVENTS
         .iter()
-        .map(|(name, description)| json!({"event": name, "description": description}))
-        .collect();
+        .map(|(name, description)| json!({"event": name, "description": description}));
+    let aliases = WEBHOOK_ALIASES.iter().map(|(alias, ours)| {
+        json!({"event": alias, "alias_of": ours, "description": format!("the original Truxe's name for `{ours}`")})
+    });
+    let never = WEBHOOK_NEVER_SENT.iter().map(
+        |(name, description)| json!({"event": name, "description": description, "sent": false}),
+    );
+    let events: Vec<_> = ours.chain(aliases).chain(never).collect();
     ok(json!({"events": events}))
 }
 

@@ -100,6 +100,13 @@ pub trait SessionRepo: Send + Sync {
     ) -> Result<(), RepoError>;
     /// By id.
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError>;
+    /// Whether the user has had any session (live or ended), and whether
+    /// any of them came from this user agent.
+    async fn device_seen(
+        &self,
+        user_id: &str,
+        user_agent: Option<&str>,
+    ) -> Result<(bool, bool), RepoError>;
     /// Live sessions of a user, oldest first.
     async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError>;
     /// Uses refresh tokens, many in one transaction (one durable commit for

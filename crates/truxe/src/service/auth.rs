@@ -413,6 +413,24 @@ impl AuthService {
                 .revoke_session(&s.id, "session_limit", now)
                 .await?;
         }
+        let user_agent: Option<String> = client
+            .user_agent
+            .as_ref()
+            .map(|ua| ua.chars().take(256).collect());
+        // A new device: the account has had sessions, none from this user
+        // agent (the original Truxe's `security.new_device_login`).
+        let (earlier, seen) = self
+            .store
+            .device_seen(&user.id, user_agent.as_deref())
+            .await?;
+        if earlier && !seen {
+            let e = self.event("new_device_login", Outcome::Success, &client, now);
+            self.record(e.actor(&user.id).details(serde_json::json!({
+                "user_agent": user_agent,
+                "ip": client.ip,
+            })))
+            .await;
+        }
         let refresh = token::generate(REFRESH_PREFIX);
         let expires = now + self.cfg.refresh_ttl.as_secs() as i64;
         let session = Session {
@@ -424,7 +442,7 @@ impl AuthService {
             revoked_at: None,
             revoke_reason: None,
             ip: client.ip,
-            user_agent: client.user_agent.map(|ua| ua.chars().take(256).collect()),
+            user_agent,
             org_id: None,
         };
         self.store

@@ -23,7 +23,10 @@ pub use mfa::{MfaSetup, SecondFactor};
 pub use org::{Grant, Hierarchy, OrgClaims, OrgInput, RoleInput};
 pub use social::{Callback, CallbackParams, Started, BINDING_COOKIE};
 pub use vault::{ColumnReport, Vaults};
-pub use webhooks::{EndpointInput, TEST_EVENT, WEBHOOK_EVENTS};
+pub use webhooks::{
+    EndpointInput, ALIASES as WEBHOOK_ALIASES, NEVER_SENT as WEBHOOK_NEVER_SENT, TEST_EVENT,
+    WEBHOOK_EVENTS,
+};
 
 use crate::repo::RepoError;
 

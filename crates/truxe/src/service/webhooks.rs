@@ -24,8 +24,10 @@ const MAX_ENDPOINTS: usize = 50;
 /// The event `POST /webhooks/endpoints/{id}/test` sends.
 pub const TEST_EVENT: &str = "webhook.test";
 
-/// Every event type an endpoint can subscribe to, with what it means.
-pub const WEBHOOK_EVENTS: [(&str, &str); 20] = [
+/// Every event type an endpoint can subscribe to, with what it means. The
+/// original Truxe's names are here too: its own events where they differ
+/// from ours, and [`ALIASES`] where they name one of ours.
+pub const WEBHOOK_EVENTS: [(&str, &str); 26] = [
     ("user.login", "a member signed in"),
     ("user.logout", "a member signed out"),
     (
@@ -76,10 +78,64 @@ pub const WEBHOOK_EVENTS: [(&str, &str); 20] = [
     ("membership.role_changed", "a member's role changed"),
     ("membership.removed", "a member was removed or left"),
     ("membership.invitation_revoked", "an invitation was revoked"),
+    // The original Truxe's events.
+    (
+        "user.created",
+        "an account was created (original Truxe; reaches the organizations the account is in when created)",
+    ),
+    (
+        "user.updated",
+        "a member's account changed: email verified, password, two-factor, blocked or unblocked (original Truxe)",
+    ),
+    (
+        "user.password_reset",
+        "a member reset a forgotten password (original Truxe)",
+    ),
+    (
+        "session.created",
+        "a member signed in or signed up: a session began (original Truxe)",
+    ),
+    (
+        "security.new_device_login",
+        "a member signed in from a browser or app (user agent) none of their earlier sessions used (original Truxe)",
+    ),
+    (
+        "security.suspicious_activity",
+        "a spent refresh token came back, or an account was locked after failed logins (original Truxe)",
+    ),
+];
+
+/// The original Truxe's events that Truxe accepts in subscriptions but
+/// never sends, with why.
+pub const NEVER_SENT: [(&str, &str); 4] = [
+    (
+        "session.expired",
+        "original Truxe; never sent: sessions end passively at expiry",
+    ),
+    (
+        "security.breach_detected",
+        "original Truxe; never sent: nothing in Truxe detects it",
+    ),
+    (
+        "security.impossible_travel",
+        "original Truxe; never sent: needs IP geolocation, which Truxe does not have",
+    ),
+    (
+        "security.account_takeover",
+        "original Truxe; never sent: nothing in Truxe detects it",
+    ),
+];
+
+/// The original Truxe's names for events of ours: a subscription to either
+/// name receives the event, under the name it subscribed to.
+pub const ALIASES: [(&str, &str); 3] = [
+    ("membership.created", "membership.joined"),
+    ("membership.updated", "membership.role_changed"),
+    ("membership.deleted", "membership.removed"),
 ];
 
 /// Whose organizations an event goes to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subject {
     /// Every organization of the user who acted.
     ActorUser,
@@ -97,7 +153,7 @@ enum Subject {
 
 /// Audit action → webhook event and its recipients. Only successful
 /// actions are sent, except the refused reuse of a refresh token.
-const EVENT_MAP: [(&str, &str, Subject); 27] = [
+const EVENT_MAP: [(&str, &str, Subject); 42] = [
     ("login", "user.login", Subject::ActorUser),
     ("logout", "user.logout", Subject::ActorUser),
     (
@@ -189,6 +245,34 @@ const EVENT_MAP: [(&str, &str, Subject); 27] = [
         "membership.invitation_revoked",
         Subject::TargetOrg,
     ),
+    // The original Truxe's events.
+    ("register", "user.created", Subject::ActorUser),
+    ("user_created", "user.created", Subject::TargetUser),
+    ("email_verified", "user.updated", Subject::ActorUser),
+    ("password_changed", "user.updated", Subject::ActorUser),
+    ("password_reset", "user.updated", Subject::ActorUser),
+    ("mfa_enabled", "user.updated", Subject::ActorUser),
+    ("mfa_disabled", "user.updated", Subject::ActorUser),
+    ("user_blocked", "user.updated", Subject::TargetUser),
+    ("user_unblocked", "user.updated", Subject::TargetUser),
+    ("password_reset", "user.password_reset", Subject::ActorUser),
+    ("login", "session.created", Subject::ActorUser),
+    ("register", "session.created", Subject::ActorUser),
+    (
+        "new_device_login",
+        "security.new_device_login",
+        Subject::ActorUser,
+    ),
+    (
+        "refresh_token_reused",
+        "security.suspicious_activity",
+        Subject::ActorUser,
+    ),
+    (
+        "account_locked",
+        "security.suspicious_activity",
+        Subject::TargetUser,
+    ),
 ];
 
 /// Fields of a new or changed endpoint.
@@ -220,16 +304,33 @@ fn no_delivery() -> AuthError {
     AuthError::NotFound("no such delivery".into())
 }
 
-fn check_events(events: &[String]) -> Result<Vec<String>, AuthError> {
-    if events.is_empty() || events.len() > WEBHOOK_EVENTS.len() + 1 {
-        return Err(AuthError::Invalid(
-            "`events` lists 1 to 20 event types, or `*`".into(),
-        ));
+/// The name under which an endpoint subscribed to `event` receives it: ours
+/// (also for `*`), else the original Truxe's alias it subscribed to.
+fn subscribed_name<'a>(subscribed: &[String], event: &'a str) -> Option<&'a str> {
+    if subscribed.iter().any(|s| s == "*" || s == event) {
+        return Some(event);
     }
-    if let Some(bad) = events
+    ALIASES
         .iter()
-        .find(|e| *e != "*" && !WEBHOOK_EVENTS.iter().any(|(name, _)| name == e))
-    {
+        .find(|(alias, ours)| *ours == event && subscribed.iter().any(|s| s == alias))
+        .map(|(alias, _)| *alias)
+}
+
+fn check_events(events: &[String]) -> Result<Vec<String>, AuthError> {
+    let known = WEBHOOK_EVENTS.len() + ALIASES.len() + NEVER_SENT.len();
+    if events.is_empty() || events.len() > known + 1 {
+        return Err(AuthError::Invalid(format!(
+            "`events` lists 1 to {known} event types, or `*`"
+        )));
+    }
+    let is_event = |e: &String| {
+        WEBHOOK_EVENTS
+            .iter()
+            .chain(&NEVER_SENT)
+            .any(|(name, _)| name == e)
+            || ALIASES.iter().any(|(a, _)| a == e)
+    };
+    if let Some(bad) = events.iter().find(|e| *e != "*" && !is_event(e)) {
         return Err(AuthError::Invalid(format!(
             "`{bad}` is not an event type (see GET /webhooks/supported-events)"
         )));
@@ -243,67 +344,89 @@ fn check_events(events: &[String]) -> Result<Vec<String>, AuthError> {
 impl AuthService {
     /// Queues the webhook deliveries an audit event causes.
     pub(super) async fn fan_out(&self, e: &AuditEvent) -> Result<(), AuthError> {
-        let Some((_, event, subject)) = EVENT_MAP.iter().find(|(a, _, _)| *a == e.action) else {
-            return Ok(());
-        };
         let sent = e.outcome == Outcome::Success
             || (e.action == "refresh_token_reused" && e.outcome == Outcome::Denied);
         if !sent {
             return Ok(());
         }
-        let detail = |k: &str| e.details.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        let endpoints = match *subject {
-            Subject::ActorUser | Subject::TargetUser | Subject::DetailsUser(_) => {
-                let user = match *subject {
-                    Subject::ActorUser => e.actor.clone(),
-                    Subject::TargetUser => e.target.clone(),
-                    Subject::DetailsUser(k) => detail(k),
-                    _ => None,
-                };
-                match user {
-                    Some(u) => self.store.endpoints_of_member(&u).await?,
-                    None => Vec::new(),
-                }
-            }
-            Subject::TargetOrg | Subject::DetailsOrg(_) | Subject::DetailsOrgs(_) => {
-                let orgs: Vec<String> = match *subject {
-                    Subject::TargetOrg => e.target.iter().cloned().collect(),
-                    Subject::DetailsOrg(k) => detail(k).into_iter().collect(),
-                    Subject::DetailsOrgs(k) => e
-                        .details
-                        .get(k)
-                        .and_then(|v| v.as_array())
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|v| v.as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
-                };
-                let mut all = Vec::new();
-                for o in orgs {
-                    all.extend(self.store.endpoints(&o).await?);
-                }
-                all
-            }
-        };
         let data = serde_json::json!({
             "actor": e.actor,
             "target": e.target,
             "details": e.details,
         });
         let now = e.at_ms / 1000;
-        let deliveries: Vec<Delivery> = endpoints
-            .iter()
-            .filter(|ep| ep.enabled && ep.events.iter().any(|s| s == "*" || s == event))
-            .map(|ep| new_delivery(ep, event, &e.id, data.clone(), now))
-            .collect();
+        // Recipients by subject: the rows of one action mostly share theirs.
+        let mut recipients: Vec<(Subject, Vec<WebhookEndpoint>)> = Vec::new();
+        let mut deliveries = Vec::new();
+        let rows = EVENT_MAP.iter().filter(|(a, _, _)| *a == e.action);
+        for (n, (_, event, subject)) in rows.enumerate() {
+            if !recipients.iter().any(|(s, _)| s == subject) {
+                let endpoints = self.recipients(e, *subject).await?;
+                recipients.push((*subject, endpoints));
+            }
+            let endpoints = recipients
+                .iter()
+                .find(|(s, _)| s == subject)
+                .map(|(_, eps)| eps.as_slice())
+                .unwrap_or_default();
+            // An action causing several events gives each its own id, so a
+            // receiver deduplicating by `event_id` keeps them all.
+            let event_id = match n {
+                0 => e.id.clone(),
+                _ => format!("{}/{event}", e.id),
+            };
+            for ep in endpoints.iter().filter(|ep| ep.enabled) {
+                if let Some(name) = subscribed_name(&ep.events, event) {
+                    deliveries.push(new_delivery(ep, name, &event_id, data.clone(), now));
+                }
+            }
+        }
         if !deliveries.is_empty() {
             self.store.enqueue(&deliveries).await?;
             self.webhook_wake.notify_one();
         }
         Ok(())
+    }
+
+    /// The endpoints of the organizations an event of `subject` concerns.
+    async fn recipients(
+        &self,
+        e: &AuditEvent,
+        subject: Subject,
+    ) -> Result<Vec<WebhookEndpoint>, AuthError> {
+        let detail = |k: &str| e.details.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let user = match subject {
+            Subject::ActorUser => Some(e.actor.clone()),
+            Subject::TargetUser => Some(e.target.clone()),
+            Subject::DetailsUser(k) => Some(detail(k)),
+            _ => None,
+        };
+        if let Some(user) = user {
+            return Ok(match user {
+                Some(u) => self.store.endpoints_of_member(&u).await?,
+                None => Vec::new(),
+            });
+        }
+        let orgs: Vec<String> = match subject {
+            Subject::TargetOrg => e.target.iter().cloned().collect(),
+            Subject::DetailsOrg(k) => detail(k).into_iter().collect(),
+            Subject::DetailsOrgs(k) => e
+                .details
+                .get(k)
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let mut all = Vec::new();
+        for o in orgs {
+            all.extend(self.store.endpoints(&o).await?);
+        }
+        Ok(all)
     }
 
     /// The dispatcher's wake-up call.
@@ -704,6 +827,13 @@ mod tests {
                 EVENT_MAP.iter().any(|(_, e, _)| *e == event),
                 "{event} is never sent"
             );
+        }
+        for (event, _) in NEVER_SENT {
+            assert!(!EVENT_MAP.iter().any(|(_, e, _)| *e == event), "{event}");
+        }
+        for (alias, ours) in ALIASES {
+            assert!(WEBHOOK_EVENTS.iter().any(|(e, _)| *e == ours), "{alias}");
+            assert!(!WEBHOOK_EVENTS.iter().any(|(e, _)| *e == alias), "{alias}");
         }
     }
 

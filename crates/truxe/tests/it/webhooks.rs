@@ -523,7 +523,7 @@ async fn member_events_reach_their_organizations() {
         .authed(Method::GET, "/webhooks/supported-events", &s.owner, None)
         .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(b["data"]["events"].as_array().unwrap().len(), 20);
+    assert_eq!(b["data"]["events"].as_array().unwrap().len(), 33);
 }
 
 #[tokio::test]
@@ -796,4 +796,133 @@ async fn webhooks_are_tenant_isolated() {
         .await;
     assert_eq!(res["data"]["endpoints"], json!([]));
     assert_eq!(rx.received().len(), 1);
+}
+
+/// Issue 21: an endpoint set up with the original Truxe's event names gets
+/// those events under those names; one with ours gets ours (control). A
+/// sign-in from a user agent the account never used is a new device.
+#[tokio::test]
+async fn original_truxe_event_names_are_delivered() {
+    let rx = Receiver::start().await;
+    let t = Truxe::start(&FAST_RETRIES).await;
+    let s = setup(&t, "compat@example.com").await;
+    let original = json!([
+        "session.created",
+        "security.new_device_login",
+        "membership.created",
+        "user.password_reset",
+        "session.expired"
+    ]);
+    endpoint(&t, &s, &rx.url("/original"), original).await;
+    endpoint(
+        &t,
+        &s,
+        &rx.url("/ours"),
+        json!(["user.login", "membership.joined"]),
+    )
+    .await;
+    // A sign-in from the same (absent) user agent as at sign-up: not a new device.
+    assert_eq!(
+        t.login("compat@example.com", crate::server::PASSWORD)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // From another one: a new device.
+    let r = t
+        .http
+        .post(format!("{}/api/auth/login", t.url()))
+        .header("user-agent", "Other-Browser/1.0")
+        .json(&json!({"email": "compat@example.com", "password": crate::server::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Someone joins: membership.joined is the original's membership.created.
+    let (bob, _) = t.register("bob-compat@example.com").await;
+    let (st, b) = t
+        .authed(
+            Method::POST,
+            &format!("/organizations/{}/invite", s.org),
+            &s.owner,
+            Some(json!({"email": "bob-compat@example.com"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let invite = crate::server::mailed_token(&t, "bob-compat@example.com", 1).await;
+    let (st, b) = t
+        .authed(
+            Method::POST,
+            "/organizations/invitations/accept",
+            &bob,
+            Some(json!({"token": invite})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    // Original: 2 session.created + 1 new device + 1 membership.created (and
+    // Bob's own sign-up happened before he was a member: not sent).
+    // Ours: 2 user.login + 1 membership.joined.
+    let got = rx.wait_for(7).await;
+    let named = |path: &str| {
+        let mut v: Vec<(String, Value)> = got
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| {
+                (
+                    r.headers["x-truxe-event"].to_str().unwrap().to_owned(),
+                    serde_json::from_slice(&r.body).unwrap(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let original = named("/original");
+    let names: Vec<&str> = original.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "membership.created",
+            "security.new_device_login",
+            "session.created",
+            "session.created"
+        ]
+    );
+    assert_eq!(original[0].1["event"], "membership.created");
+    assert_eq!(
+        original[1].1["data"]["details"]["user_agent"],
+        "Other-Browser/1.0"
+    );
+    let ours = named("/ours");
+    let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["membership.joined", "user.login", "user.login"]);
+    // One sign-in is two events (user.login, session.created), each with an
+    // id of its own; the join is one event under two names, with one id.
+    let mut ids: Vec<&str> = original
+        .iter()
+        .chain(ours.iter())
+        .map(|(_, b)| b["event_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    // Nothing more was queued (e.g. a second name for the same event):
+    // deliveries are queued before the action answers.
+    let (_, list) = deliveries(&t, &s).await;
+    assert_eq!(
+        list["data"]["deliveries"].as_array().unwrap().len(),
+        7,
+        "{list}"
+    );
+    // Aliases validate; names nobody defined do not.
+    let (st, b) = t
+        .authed(
+            Method::POST,
+            "/webhooks/endpoints",
+            &s.owner,
+            Some(json!({"orgId": s.org, "url": rx.url("/x"), "events": ["membership.deleted", "user.signup"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.to_string().contains("user.signup"), "{b}");
 }

@@ -300,6 +300,25 @@ impl SessionRepo for SqlStore {
         row.as_ref().map(session).transpose()
     }
 
+    async fn device_seen(
+        &self,
+        user_id: &str,
+        user_agent: Option<&str>,
+    ) -> Result<(bool, bool), RepoError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN COALESCE(user_agent, '') = $2 THEN 1 ELSE 0 END), 0) AS seen
+             FROM sessions WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .bind(user_agent.unwrap_or_default())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            row.try_get::<i64, _>("n")? > 0,
+            row.try_get::<i64, _>("seen")? > 0,
+        ))
+    }
+
     async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError> {
         let rows = sqlx::query(
             "SELECT * FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, seq",
