@@ -146,6 +146,47 @@ impl PublicKey {
     pub fn jwk(&self) -> &Value {
         &self.jwk
     }
+
+    /// The key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo), for verifiers
+    /// configured with a PEM file rather than a JWKS.
+    pub fn spki_pem(&self) -> Result<String, Error> {
+        use p256::pkcs8::EncodePublicKey;
+        let part = |name: &str| {
+            self.jwk[name]
+                .as_str()
+                .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+                .ok_or_else(|| Error::Jwk(format!("key {}: bad `{name}`", self.kid)))
+        };
+        let lf = p256::pkcs8::LineEnding::LF;
+        match self.alg {
+            KeyAlg::Rs256 => {
+                use rsa::BigUint;
+                rsa::RsaPublicKey::new(
+                    BigUint::from_bytes_be(&part("n")?),
+                    BigUint::from_bytes_be(&part("e")?),
+                )
+                .map_err(crypto)?
+                .to_public_key_pem(lf)
+            }
+            KeyAlg::Es256 => {
+                let mut point = vec![4u8];
+                point.extend(part("x")?);
+                point.extend(part("y")?);
+                p256::PublicKey::from_sec1_bytes(&point)
+                    .map_err(crypto)?
+                    .to_public_key_pem(lf)
+            }
+            KeyAlg::EdDsa => {
+                let x: [u8; 32] = part("x")?
+                    .try_into()
+                    .map_err(|_| Error::Jwk(format!("key {}: bad `x`", self.kid)))?;
+                ed25519_dalek::VerifyingKey::from_bytes(&x)
+                    .map_err(crypto)?
+                    .to_public_key_pem(lf)
+            }
+        }
+        .map_err(crypto)
+    }
 }
 
 /// A private key that signs tokens, with its public half.
@@ -417,6 +458,11 @@ impl KeyRing {
         json!({"keys": self.published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
     }
 
+    /// The public half of the signing key.
+    pub fn current(&self) -> &PublicKey {
+        &self.current.public
+    }
+
     /// A verifier accepting every published key.
     pub fn verifier(&self, issuer: &str, audience: &str) -> Verifier {
         Verifier::new(self.published.clone(), issuer, audience)
@@ -468,6 +514,30 @@ mod tests {
                 Some("u1".into()),
                 "{alg:?}"
             );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_spki_pem_of_every_algorithm_verifies_its_tokens() -> Result<(), Error> {
+        for (alg, from_pem) in [
+            (KeyAlg::Rs256, DecodingKey::from_rsa_pem as fn(&[u8]) -> _),
+            (KeyAlg::Es256, DecodingKey::from_ec_pem),
+            (KeyAlg::EdDsa, DecodingKey::from_ed_pem),
+        ] {
+            let ring = KeyRing::new(SigningKey::generate(alg)?, vec![]);
+            let pem = ring.current().spki_pem()?;
+            assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+            let key = from_pem(pem.as_bytes()).map_err(crypto)?;
+            let mut v = Validation::new(alg.jwt());
+            v.set_audience(&["api"]);
+            let token = ring.sign(&claims(60))?;
+            let got = jsonwebtoken::decode::<Claims>(&token, &key, &v).map_err(crypto)?;
+            assert_eq!(got.claims.sub, "u1", "{alg:?}");
+            // Another key's PEM does not verify it.
+            let other = KeyRing::new(SigningKey::generate(alg)?, vec![]);
+            let key = from_pem(other.current().spki_pem()?.as_bytes()).map_err(crypto)?;
+            assert!(jsonwebtoken::decode::<Claims>(&token, &key, &v).is_err());
         }
         Ok(())
     }

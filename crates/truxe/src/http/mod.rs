@@ -219,6 +219,14 @@ pub fn router(app: App) -> Router {
             "/api/auth/email/send-verification",
             post(routes::send_verification).layer(per_ip("email_ip", limits.email_ip)),
         )
+        .route(
+            "/api/auth/email/resend-verification",
+            post(routes::send_verification).layer(per_ip("email_ip", limits.email_ip)),
+        )
+        .route(
+            "/api/auth/email/verification-status",
+            get(routes::verification_status),
+        )
         .route("/api/auth/email/verify", get(routes::verify_email))
         .route(
             "/auth/magic-link",
@@ -236,6 +244,15 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/auth/oauth/{provider}/callback",
+            get(social::callback).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        // The original Truxe's paths for the same two steps.
+        .route(
+            "/auth/oauth/{provider}/start",
+            post(social::start).layer(per_ip("oauth_ip", limits.login_ip)),
+        )
+        .route(
+            "/auth/oauth/callback/{provider}",
             get(social::callback).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route("/auth/oauth/identities", get(social::identities))
@@ -311,6 +328,7 @@ pub fn router(app: App) -> Router {
             "/organizations/{id}",
             get(orgs::get).put(orgs::update).delete(orgs::delete),
         )
+        .route("/organizations/{id}/settings", put(orgs::settings))
         .route("/organizations/{id}/hierarchy", get(orgs::hierarchy))
         .route("/organizations/{id}/members", get(orgs::members))
         .route(
@@ -332,6 +350,7 @@ pub fn router(app: App) -> Router {
             put(orgs::update_role).delete(orgs::delete_role),
         )
         .route("/.well-known/jwks.json", get(routes::jwks))
+        .route("/.well-known/public-key.pem", get(routes::public_key_pem))
         .route(
             "/.well-known/openid-configuration",
             get(move |headers: axum::http::HeaderMap| async move {

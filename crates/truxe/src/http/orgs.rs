@@ -82,6 +82,34 @@ pub(crate) async fn update(
     Ok(ok(json!({"organization": OrgView::new(&org, None)})))
 }
 
+/// The original Truxe's settings body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SettingsBody {
+    settings: serde_json::Map<String, Value>,
+}
+
+/// `PUT /organizations/{id}/settings`: the original's answer
+/// (`settings`, `updatedAt`) beside ours (`data.organization`).
+pub(crate) async fn settings(
+    State(app): State<App>,
+    Who(who): Who,
+    Client(c): Client,
+    Path(id): Path<String>,
+    ValidJson(b): ValidJson<SettingsBody>,
+) -> Reply {
+    let org = app
+        .auth
+        .update_org_settings(&who, &id, Value::Object(b.settings), &c, now())
+        .await?;
+    Ok(Json(json!({
+        "success": true,
+        "settings": org.metadata["settings"],
+        "updatedAt": crate::model::rfc3339(org.updated_at),
+        "data": {"organization": OrgView::new(&org, None)},
+    })))
+}
+
 pub(crate) async fn delete(
     State(app): State<App>,
     Who(who): Who,

@@ -246,7 +246,26 @@ pub(crate) async fn send_verification(
     Client(c): Client,
 ) -> Result<Json<Value>, ApiError> {
     let sent = app.auth.send_verification(&p, &c, now()).await?;
-    Ok(ok(json!({"sent": sent, "emailVerified": !sent})))
+    let message = match sent {
+        true => "Verification email sent.",
+        false => "Email address is already verified.",
+    };
+    let mut body = ok(json!({"sent": sent, "emailVerified": !sent}));
+    body["message"] = json!(message);
+    Ok(body)
+}
+
+/// `GET /api/auth/email/verification-status` (the original Truxe's shape).
+pub(crate) async fn verification_status(
+    State(app): State<App>,
+    Auth(p): Auth,
+) -> Result<Json<Value>, ApiError> {
+    let at = app.auth.email_verified_at(&p).await?;
+    Ok(Json(json!({
+        "success": true,
+        "verified": p.user.email_verified,
+        "verified_at": at.map(crate::model::rfc3339),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -658,17 +677,19 @@ pub(crate) fn published(headers: &HeaderMap, doc: &Published) -> Response {
     if held {
         (StatusCode::NOT_MODIFIED, cache).into_response()
     } else {
-        (
-            cache,
-            [(CONTENT_TYPE, "application/json")],
-            doc.body.clone(),
-        )
-            .into_response()
+        (cache, [(CONTENT_TYPE, doc.content_type)], doc.body.clone()).into_response()
     }
 }
 
 pub(crate) async fn jwks(State(app): State<App>, headers: HeaderMap) -> Response {
     published(&headers, &app.auth.keys().jwks())
+}
+
+/// `GET /.well-known/public-key.pem` (the original Truxe's): the current
+/// signing key only. Verifiers that can should use the JWKS, which also
+/// carries the keys of a rotation.
+pub(crate) async fn public_key_pem(State(app): State<App>, headers: HeaderMap) -> Response {
+    published(&headers, &app.auth.keys().public_pem())
 }
 
 /// The discovery document (built once; it changes only with the configuration).

@@ -75,6 +75,83 @@ pub(crate) async fn authorize(
     Ok(res)
 }
 
+/// What the original Truxe's clients send to `start` (all optional).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StartBody {
+    redirect_uri: Option<String>,
+    login_hint: Option<String>,
+    // Accepted and not used: scopes come from the provider's configuration,
+    // tenants are organizations chosen after sign-in.
+    #[serde(rename = "scopes")]
+    _scopes: Option<Value>,
+    #[serde(rename = "prompt")]
+    _prompt: Option<Value>,
+    #[serde(rename = "tenantId")]
+    _tenant_id: Option<Value>,
+    #[serde(rename = "state")]
+    _state: Option<Value>,
+}
+
+/// `POST /auth/oauth/{provider}/start` (the original Truxe's): the same
+/// sign-in as `authorize`, answered as JSON `{authorizationUrl, state, …}`
+/// for a client that navigates itself. It sets the same binding cookie, so
+/// the browser that navigates must be the one that called (same site, or
+/// `credentials: 'include'`). A body is optional.
+pub(crate) async fn start(
+    State(app): State<App>,
+    Path(provider): Path<String>,
+    Mode(cookie): Mode,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
+        StartBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                format!("body is not valid JSON for this request: {e}"),
+            )
+        })?
+    };
+    let t = now();
+    let started = app
+        .auth
+        .oauth_start(
+            &provider,
+            b.redirect_uri.as_deref(),
+            cookie,
+            b.login_hint.as_deref(),
+            t,
+        )
+        .await?;
+    let param = |name: &str| {
+        url::Url::parse(&started.url).ok().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    let scopes: Vec<String> = param("scope")
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let expires = crate::model::rfc3339(t + BINDING_MAX_AGE as i64);
+    let mut res = Json(json!({
+        "success": true,
+        "provider": provider,
+        "authorizationUrl": started.url,
+        "state": param("state"),
+        "expiresAt": expires,
+        "tenantId": null,
+        "scopes": scopes,
+    }))
+    .into_response();
+    app.cookies
+        .set_oauth_binding(&mut res, started.binding.expose(), BINDING_MAX_AGE);
+    Ok(res)
+}
+
 /// `GET /auth/oauth/{provider}/callback`: finishes the sign-in. With an
 /// allowed redirect, answers 302 to it (tokens, challenge or error in the
 /// fragment; in cookie mode, session cookies instead of tokens); else JSON.

@@ -309,6 +309,22 @@ impl AuthService {
         Ok(())
     }
 
+    /// When the caller's address was verified (from the audit trail), if it is.
+    pub async fn email_verified_at(&self, p: &Principal) -> Result<Option<i64>, AuthError> {
+        if !p.user.email_verified {
+            return Ok(None);
+        }
+        let filter = crate::repo::AuditFilter {
+            action: Some("email_verified".into()),
+            actor: Some(p.user.id.clone()),
+            outcome: Some("success".into()),
+            before: None,
+            limit: 1,
+        };
+        let last = self.store.audit_events(&filter).await?;
+        Ok(last.first().map(|(_, e)| e.at_ms / 1000))
+    }
+
     /// `POST /api/auth/email/send-verification`. Returns false if already verified.
     pub async fn send_verification(
         &self,

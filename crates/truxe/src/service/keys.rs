@@ -16,24 +16,38 @@ struct Loaded {
     ring: Arc<KeyRing>,
     verifier: Arc<Verifier>,
     jwks: Published,
+    /// The signing key's public half as PEM (the original Truxe's
+    /// `/.well-known/public-key.pem`).
+    public_pem: Published,
 }
 
 /// A serialized document with its strong `ETag`.
 #[derive(Clone)]
 pub struct Published {
-    /// The JSON body.
+    /// The body.
     pub body: bytes::Bytes,
+    /// Its media type.
+    pub content_type: &'static str,
     /// `"…"`: a digest of the body, so it changes exactly when the body does.
     pub etag: String,
 }
 
 impl Published {
-    /// Serializes `doc`.
+    /// Serializes `doc` as JSON.
     pub fn new(doc: &serde_json::Value) -> Self {
+        Self::text(doc.to_string(), "application/json")
+    }
+
+    /// A body of this media type.
+    pub fn text(body: String, content_type: &'static str) -> Self {
         use sha2::Digest;
-        let body = bytes::Bytes::from(doc.to_string());
+        let body = bytes::Bytes::from(body);
         let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..16]));
-        Published { body, etag }
+        Published {
+            body,
+            content_type,
+            etag,
+        }
     }
 }
 
@@ -41,10 +55,17 @@ impl Loaded {
     fn new(ring: KeyRing, issuer: &str, audience: &str) -> Self {
         let verifier = Arc::new(ring.verifier(issuer, audience));
         let jwks = Published::new(&ring.jwks());
+        // Every key Truxe signs with has a PEM form; a failure here is a
+        // damaged key, and the ring would not have loaded.
+        let pem = ring.current().spki_pem().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the signing key has no PEM form");
+            String::new()
+        });
         Loaded {
             ring: Arc::new(ring),
             verifier,
             jwks,
+            public_pem: Published::text(pem, "application/x-pem-file"),
         }
     }
 }
@@ -115,6 +136,11 @@ impl KeyManager {
     /// The JWKS document of every published key.
     pub fn jwks(&self) -> Published {
         self.loaded().jwks
+    }
+
+    /// The signing key's public half as a PEM `PUBLIC KEY`.
+    pub fn public_pem(&self) -> Published {
+        self.loaded().public_pem
     }
 
     /// A verifier for this issuer and audience over every published key.

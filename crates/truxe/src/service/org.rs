@@ -461,6 +461,31 @@ impl AuthService {
         Ok((org, grant.role.unwrap_or_else(|| "service".into())))
     }
 
+    /// `PUT /organizations/{id}/settings` (the original Truxe's): replaces
+    /// `settings` within the organization's metadata, keeping its other
+    /// keys. Truxe stores the settings; it does not act on them.
+    pub async fn update_org_settings(
+        &self,
+        c: &Caller,
+        id: &str,
+        settings: serde_json::Value,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<Organization, AuthError> {
+        self.authorize(c, id, perm::ORG_UPDATE, ctx, now).await?;
+        let org = self.store.org(id).await?.ok_or_else(no_org)?;
+        let mut metadata = match org.metadata {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        metadata.insert("settings".into(), settings);
+        let input = OrgInput {
+            metadata: Some(serde_json::Value::Object(metadata)),
+            ..OrgInput::default()
+        };
+        self.update_org(c, id, input, ctx, now).await
+    }
+
     /// `PUT /organizations/{id}`.
     pub async fn update_org(
         &self,

@@ -640,3 +640,73 @@ async fn encryption_keys_rotate_while_the_server_runs() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Issue 21: the original Truxe's client asks `POST …/start` for the URL and
+/// navigates itself, and the provider may send the browser back to the
+/// original's callback path; both are the same sign-in as ours.
+#[tokio::test]
+async fn the_original_start_and_callback_paths_sign_in() {
+    let (p, t) = setup(&[]).await;
+    let b = browser();
+    let r = b
+        .post(format!("{}/auth/oauth/corp/start", t.url()))
+        .json(&json!({"redirectUri": APP, "scopes": ["openid", "email"], "prompt": null, "state": {"from": "app"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers().get(header::SET_COOKIE).is_some(),
+        "binding cookie"
+    );
+    let started: Value = r.json().await.unwrap();
+    let url = started["authorizationUrl"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&p.issuer), "{started}");
+    let state = started["state"].as_str().unwrap();
+    assert!(url.contains(&format!("state={state}")), "{started}");
+    assert!(
+        started["expiresAt"].as_str().unwrap().ends_with('Z'),
+        "{started}"
+    );
+    assert_eq!(started["provider"], "corp");
+    assert!(started["scopes"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("openid")));
+    // Through the provider, back to the original's callback path.
+    let cb = to_callback(&b, &t, url).await.unwrap();
+    let original = cb.replacen("/auth/oauth/corp/callback", "/auth/oauth/callback/corp", 1);
+    let r = b.get(original).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let f = fragment(&location(&r));
+    assert_eq!(t.me(&f["access_token"]).await, StatusCode::OK, "{f:?}");
+
+    // No body at all is a sign-in without a redirect; a body that is not
+    // JSON, an unknown provider and a redirect not allowed are refused.
+    let r = browser()
+        .post(format!("{}/auth/oauth/corp/start", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for (path, body, want) in [
+        ("corp", "{not json", "validation_error"),
+        ("nope", "{}", "not_found"),
+        (
+            "corp",
+            r#"{"redirectUri":"https://evil.test/"}"#,
+            "validation_error",
+        ),
+    ] {
+        let r = browser()
+            .post(format!("{}/auth/oauth/{path}/start", t.url()))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (s, b) = json_of(r).await;
+        assert!(s.is_client_error(), "{body}: {s} {b}");
+        assert_eq!(code(&b), want, "{body}: {b}");
+    }
+}
