@@ -11,10 +11,14 @@ use axum::response::Response;
 
 use crate::service::Tokens;
 
-/// Access token cookie.
-pub const ACCESS: &str = "truxe_access";
-/// Refresh token cookie (sent only to `/auth`).
-pub const REFRESH: &str = "truxe_refresh";
+/// Access token cookie (the original Truxe's name).
+pub const ACCESS: &str = "truxe_access_token";
+/// Refresh token cookie (sent only to `/auth`; the original Truxe's name).
+pub const REFRESH: &str = "truxe_refresh_token";
+/// The names Truxe used before it took the original's: still read, so
+/// browsers signed in before an upgrade stay signed in, and expired on
+/// sign-out.
+const EARLIER: [(&str, &str); 2] = [(ACCESS, "truxe_access"), (REFRESH, "truxe_refresh")];
 /// CSRF token cookie (readable by the page).
 pub const CSRF: &str = "truxe_csrf";
 /// Header that must echo the CSRF cookie.
@@ -100,10 +104,24 @@ impl CookieConfig {
 
     /// Expires every session cookie.
     pub fn clear(&self, res: &mut Response) {
-        self.set(res, ACCESS, "", "/", 0, true);
-        self.set(res, REFRESH, "", "/auth", 0, true);
+        for (name, earlier) in EARLIER {
+            let path = if name == REFRESH { "/auth" } else { "/" };
+            self.set(res, name, "", path, 0, true);
+            self.set(res, earlier, "", path, 0, true);
+        }
         self.set(res, CSRF, "", "/", 0, false);
     }
+}
+
+/// A session cookie ([`ACCESS`] or [`REFRESH`]) under its name, or under
+/// the name Truxe gave it before.
+pub fn session(headers: &HeaderMap, name: &str) -> Option<String> {
+    get(headers, name).or_else(|| {
+        EARLIER
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, earlier)| get(headers, earlier))
+    })
 }
 
 /// The value of cookie `name` in the request, if any.

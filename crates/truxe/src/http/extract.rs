@@ -55,7 +55,7 @@ impl FromRequestParts<App> for Auth {
         let (token, via_cookie) = match bearer {
             Some(t) => (t, false),
             None => (
-                cookies::get(&parts.headers, cookies::ACCESS).ok_or_else(|| {
+                cookies::session(&parts.headers, cookies::ACCESS).ok_or_else(|| {
                     ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "unauthorized",

@@ -2,6 +2,7 @@
 //! and the server use the same stack.
 
 mod admin;
+mod compat;
 pub mod cookies;
 mod error;
 mod extract;
@@ -236,6 +237,10 @@ pub fn router(app: App) -> Router {
             "/auth/verify",
             get(routes::verify_magic_link).layer(per_ip("login_ip", limits.login_ip)),
         )
+        .route(
+            "/auth/verify-magic-link",
+            post(routes::verify_magic_link_post).layer(per_ip("login_ip", limits.login_ip)),
+        )
         .route("/dev/mailbox", get(routes::dev_mailbox))
         .route("/auth/oauth/providers", get(social::providers))
         .route(
@@ -273,6 +278,14 @@ pub fn router(app: App) -> Router {
         .route(
             "/auth/mfa/backup/regenerate",
             post(routes::mfa_regenerate).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/auth/mfa/verify",
+            post(routes::mfa_step_up).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/auth/mfa/backup/verify",
+            post(routes::mfa_step_up).layer(per_ip("mfa_ip", limits.mfa_ip)),
         )
         .route(
             "/auth/mfa/challenge/verify",

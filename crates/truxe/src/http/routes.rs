@@ -8,8 +8,8 @@ use secure::Secret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::cookies;
 use super::extract::{Auth, Client, ClientAddr, ValidJson};
+use super::{compat, cookies};
 use super::{now, ApiError, App};
 use crate::model::{SessionView, UserView};
 use crate::service::{LoginOutcome, Published, SecondFactor, Tokens};
@@ -116,9 +116,7 @@ pub(crate) async fn login(
             tokens,
         )),
         // No tokens until the second factor: the original Truxe issued them here.
-        LoginOutcome::MfaRequired { challenge_id } => {
-            Ok(ok(json!({"mfa_required": true, "challenge_id": challenge_id})).into_response())
-        }
+        mfa @ LoginOutcome::MfaRequired { .. } => Ok(outcome_answer(&mfa).into_response()),
     }
 }
 
@@ -161,7 +159,13 @@ pub(crate) fn session_response(
         res
     } else {
         data["tokens"] = json!(tokens);
-        (status, ok(data)).into_response()
+        let user = data.get("user").cloned();
+        let Json(mut body) = ok(data);
+        compat::tokens(&mut body, &tokens);
+        if let Some(user) = user {
+            compat::add(&mut body, json!({ "user": user }));
+        }
+        (status, Json(body)).into_response()
     }
 }
 
@@ -326,18 +330,42 @@ pub(crate) async fn verify_magic_link(
         .await?;
     match redirect {
         Some(r) => Ok(redirect_to(&fragment(&r, &outcome))),
-        None => Ok(ok(outcome_body(&outcome)).into_response()),
+        None => Ok(outcome_answer(&outcome).into_response()),
     }
 }
 
-/// The JSON of a sign-in's outcome: user and tokens, or the MFA challenge.
-pub(crate) fn outcome_body(outcome: &LoginOutcome) -> Value {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenBody {
+    token: String,
+}
+
+/// `POST /auth/verify-magic-link` `{token}` (the original Truxe's SDK): the
+/// same sign-in as `GET /auth/verify?token=`, always answered as JSON.
+pub(crate) async fn verify_magic_link_post(
+    State(app): State<App>,
+    Client(c): Client,
+    ValidJson(b): ValidJson<TokenBody>,
+) -> Result<Json<Value>, ApiError> {
+    let (outcome, _) = app.auth.verify_magic_link(&b.token, c, now()).await?;
+    Ok(outcome_answer(&outcome))
+}
+
+/// The answer of a sign-in's outcome: user and tokens, or the MFA challenge
+/// (with the original Truxe's fields beside).
+pub(crate) fn outcome_answer(outcome: &LoginOutcome) -> Json<Value> {
     match outcome {
         LoginOutcome::Authenticated(user, tokens) => {
-            json!({"user": UserView::from(user.as_ref()), "tokens": tokens})
+            let user = UserView::from(user.as_ref());
+            let Json(mut body) = ok(json!({"user": user, "tokens": tokens}));
+            compat::tokens(&mut body, tokens);
+            compat::add(&mut body, json!({ "user": user }));
+            Json(body)
         }
         LoginOutcome::MfaRequired { challenge_id } => {
-            json!({"mfa_required": true, "challenge_id": challenge_id})
+            let Json(mut body) = ok(json!({"mfa_required": true, "challenge_id": challenge_id}));
+            compat::mfa_required(&mut body, challenge_id);
+            Json(body)
         }
     }
 }
@@ -398,6 +426,9 @@ pub(crate) struct MfaBody {
     token: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    /// The original Truxe's clients disable MFA with a backup code too.
+    #[serde(default, rename = "backupCode", alias = "backup_code")]
+    backup_code: Option<String>,
 }
 
 /// Reads an optional JSON body (an empty body is the default value).
@@ -438,7 +469,17 @@ pub(crate) async fn mfa_setup(
         .auth
         .mfa_setup(&p, b.token.as_deref(), &c, now())
         .await?;
-    Ok(ok(json!(setup)))
+    let Json(mut body) = ok(json!(setup));
+    compat::add(
+        &mut body,
+        json!({
+            "secret": setup.secret,
+            "qrCode": setup.qr_code,
+            "otpauthUrl": setup.otpauth_url,
+            "manualEntryCode": compat::grouped(&setup.secret),
+        }),
+    );
+    Ok(Json(body))
 }
 
 pub(crate) async fn mfa_enable(
@@ -452,7 +493,10 @@ pub(crate) async fn mfa_enable(
         .auth
         .mfa_enable(&p, &required(b.token, "token")?, &c, now())
         .await?;
-    Ok(ok(json!({"enabled": true, "backup_codes": codes})))
+    let Json(mut body) = ok(json!({"enabled": true, "backup_codes": codes}));
+    let message = "MFA enabled successfully. Save your backup codes.";
+    compat::add(&mut body, json!({"backupCodes": codes, "message": message}));
+    Ok(Json(body))
 }
 
 pub(crate) async fn mfa_status(
@@ -460,9 +504,12 @@ pub(crate) async fn mfa_status(
     Auth(p): Auth,
 ) -> Result<Json<Value>, ApiError> {
     let (enabled, left) = app.auth.mfa_status(&p).await?;
-    Ok(ok(
-        json!({"enabled": enabled, "backup_codes_remaining": left}),
-    ))
+    let Json(mut body) = ok(json!({"enabled": enabled, "backup_codes_remaining": left}));
+    compat::add(
+        &mut body,
+        json!({"enabled": enabled, "backupCodesRemaining": left, "updatedAt": null}),
+    );
+    Ok(Json(body))
 }
 
 pub(crate) async fn mfa_disable(
@@ -476,6 +523,7 @@ pub(crate) async fn mfa_disable(
         .mfa_disable(
             &p,
             b.token.as_deref(),
+            b.backup_code.as_deref(),
             b.password.map(Secret::new),
             &c,
             now(),
@@ -495,17 +543,60 @@ pub(crate) async fn mfa_regenerate(
         .auth
         .mfa_regenerate_backup(&p, &required(b.token, "token")?, &c, now())
         .await?;
-    Ok(ok(json!({"backup_codes": codes})))
+    let Json(mut body) = ok(json!({"backup_codes": codes}));
+    compat::add(&mut body, json!({ "backupCodes": codes }));
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepUpBody {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// `POST /auth/mfa/verify` `{token}` and `POST /auth/mfa/backup/verify`
+/// `{code}` (the original Truxe's step-up): proves the signed-in user holds
+/// their second factor now. A wrong code is `400 invalid_mfa_code` with
+/// `"success": false` (not `401`: the caller's session is fine).
+pub(crate) async fn mfa_step_up(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    ValidJson(b): ValidJson<StepUpBody>,
+) -> Result<Json<Value>, ApiError> {
+    per_account(&app, "mfa_manage", &p.user.id).await?;
+    let factor = match uri.path().ends_with("/backup/verify") {
+        true => SecondFactor::BackupCode(b.code.as_deref().unwrap_or_default()),
+        false => SecondFactor::Totp(b.token.as_deref().unwrap_or_default()),
+    };
+    match app.auth.mfa_step_up(&p, factor, &c, now()).await {
+        Ok(()) => Ok(Json(json!({"success": true}))),
+        Err(crate::service::AuthError::Unauthenticated(m)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_mfa_code",
+            m,
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChallengeBody {
+    #[serde(alias = "challengeId")]
     challenge_id: String,
     #[serde(default)]
     token: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "backupCode")]
     backup_code: Option<String>,
+    /// The original Truxe's "remember this device": accepted, not acted on
+    /// (every sign-in asks for the second factor).
+    #[serde(default, rename = "trustDevice")]
+    _trust_device: Option<bool>,
 }
 
 pub(crate) async fn mfa_challenge(
@@ -557,7 +648,7 @@ pub(crate) async fn refresh(
     let b: RefreshBody = optional_json(&body)?;
     let (token, from_cookie) = match b.refresh_token {
         Some(t) => (t, false),
-        None => match cookies::get(&headers, cookies::REFRESH) {
+        None => match cookies::session(&headers, cookies::REFRESH) {
             Some(t) => (t, true),
             None => {
                 return Err(ApiError::new(
@@ -629,7 +720,13 @@ pub(crate) async fn revoke(
             .revoke_all
     };
     let n = app.auth.revoke(&p, all, &c, now()).await?;
-    Ok(ok(json!({"revoked_sessions": n})))
+    let Json(mut body) = ok(json!({"revoked_sessions": n}));
+    let message = match all {
+        true => format!("Successfully logged out from {n} sessions"),
+        false => "Successfully logged out".to_owned(),
+    };
+    compat::add(&mut body, json!({"revokedSessions": n, "message": message}));
+    Ok(Json(body))
 }
 
 pub(crate) async fn me(Auth(p): Auth) -> Json<Value> {

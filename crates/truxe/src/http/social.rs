@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{Auth, Client};
-use super::routes::{fragment, ok, outcome_body, redirect_to, session_response, Mode};
+use super::routes::{
+    fragment, ok, optional_json, outcome_answer, redirect_to, session_response, Mode,
+};
 use super::{cookies, now, ApiError, App};
 use crate::model::{IdentityView, UserView};
 use crate::service::{CallbackParams, LoginOutcome, BINDING_COOKIE};
@@ -104,17 +106,7 @@ pub(crate) async fn start(
     Mode(cookie): Mode,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let b: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
-        StartBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "validation_error",
-                format!("body is not valid JSON for this request: {e}"),
-            )
-        })?
-    };
+    let b: StartBody = optional_json(&body)?;
     let t = now();
     let started = app
         .auth
@@ -198,7 +190,7 @@ pub(crate) async fn callback(
             tokens,
         ),
         (Ok(outcome), Some(r)) => redirect_to(&fragment(&r, &outcome)),
-        (Ok(outcome), None) => ok(outcome_body(&outcome)).into_response(),
+        (Ok(outcome), None) => outcome_answer(&outcome).into_response(),
     };
     // This sign-in is spent; its cookie goes too. (A forged or stale
     // callback, answered above, leaves a sign-in in progress alone.)

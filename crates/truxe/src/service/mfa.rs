@@ -245,6 +245,7 @@ impl AuthService {
         &self,
         p: &Principal,
         code: Option<&str>,
+        backup_code: Option<&str>,
         password: Option<Secret<String>>,
         ctx: &ClientInfo,
         now: i64,
@@ -252,16 +253,19 @@ impl AuthService {
         if !p.user.mfa_enabled {
             return Err(AuthError::Invalid("MFA is not enabled".into()));
         }
-        if code.is_none() && password.is_none() {
+        if code.is_none() && backup_code.is_none() && password.is_none() {
             return Err(AuthError::Invalid(
-                "give a current code (`token`) or the `password`".into(),
+                "give a current code (`token`), a `backupCode` or the `password`".into(),
             ));
         }
         self.prove(p, "mfa_disable", ctx, now, |u| async move {
-            match (code, password) {
-                (Some(c), _) => self.check_totp(&u, c, now).await,
-                (None, Some(pw)) => Ok(self.hasher.verify(pw, Some(u.password_hash)).await?.ok),
-                (None, None) => Ok(false),
+            match (code, backup_code, password) {
+                (Some(c), _, _) => self.check_totp(&u, c, now).await,
+                (None, Some(b), _) => self.spend_backup_code(&u, b, now).await,
+                (None, None, Some(pw)) => {
+                    Ok(self.hasher.verify(pw, Some(u.password_hash)).await?.ok)
+                }
+                (None, None, None) => Ok(false),
             }
         })
         .await?;
@@ -271,6 +275,49 @@ impl AuthService {
                 .actor(&p.user.id),
         )
         .await;
+        Ok(())
+    }
+
+    /// Uses one of the user's backup codes; false if it is not one (or spent).
+    async fn spend_backup_code(&self, u: &User, code: &str, now: i64) -> Result<bool, AuthError> {
+        Ok(self
+            .store
+            .use_backup_code(&u.id, &backup_digest(code), now)
+            .await?)
+    }
+
+    /// `POST /auth/mfa/verify` and `/auth/mfa/backup/verify` (the original
+    /// Truxe's step-up): proves the signed-in user holds their second factor
+    /// now. A wrong code is a failed proof like any other (audited, counted
+    /// toward the lockout); a right one is audited as `mfa_verified`. A
+    /// TOTP code or backup code works once, as at sign-in.
+    pub async fn mfa_step_up(
+        &self,
+        p: &Principal,
+        factor: SecondFactor<'_>,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if !p.user.mfa_enabled {
+            return Err(AuthError::Invalid("MFA is not enabled".into()));
+        }
+        let method = match factor {
+            SecondFactor::Totp(_) => "totp",
+            SecondFactor::BackupCode(_) => "backup_code",
+        };
+        self.prove(p, "mfa_verify", ctx, now, |u| async move {
+            match factor {
+                SecondFactor::Totp(c) => self.check_totp(&u, c, now).await,
+                SecondFactor::BackupCode(c) => self.spend_backup_code(&u, c, now).await,
+            }
+        })
+        .await?;
+        let e = self
+            .event("mfa_verified", Outcome::Success, ctx, now)
+            .actor(&p.user.id)
+            .target(&p.session.id);
+        self.record(e.details(serde_json::json!({ "method": method })))
+            .await;
         Ok(())
     }
 
@@ -348,9 +395,7 @@ impl AuthService {
         let (ok, method) = match factor {
             SecondFactor::Totp(code) => (self.check_totp(&user, code, now).await?, "totp"),
             SecondFactor::BackupCode(code) => (
-                self.store
-                    .use_backup_code(&user.id, &backup_digest(code), now)
-                    .await?,
+                self.spend_backup_code(&user, code, now).await?,
                 "backup_code",
             ),
         };

@@ -194,3 +194,211 @@ async fn organization_settings() {
         .await;
     assert_eq!(b["data"]["organization"]["metadata"]["settings"], settings);
 }
+
+/// MFA as the original's clients drive it: camelCase answers beside ours,
+/// `challengeId`/`backupCode`/`trustDevice` in, step-up with `/auth/mfa/verify`
+/// and `/auth/mfa/backup/verify`, and disabling with a backup code.
+#[tokio::test]
+async fn mfa_the_original_way() {
+    use crate::mfa::{now, totp};
+    let t = Truxe::start(&[]).await;
+    let (access, _) = t.register("mfa-compat@example.com").await;
+    // Step-up before MFA is on: refused (nothing to prove).
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/verify",
+            &access,
+            Some(json!({"token": "123456"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = t
+        .authed(Method::POST, "/auth/mfa/setup", &access, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["secret"], b["data"]["secret"]);
+    assert_eq!(b["qrCode"], b["data"]["qr_code"]);
+    assert_eq!(b["otpauthUrl"], b["data"]["otpauth_url"]);
+    assert_eq!(
+        b["manualEntryCode"].as_str().unwrap().replace(' ', ""),
+        b["secret"].as_str().unwrap()
+    );
+    let secret = secure::totp::from_base32(b["secret"].as_str().unwrap()).unwrap();
+    let step = now();
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/enable",
+            &access,
+            Some(json!({"token": totp(&secret, step)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let codes: Vec<String> = serde_json::from_value(b["backupCodes"].clone()).unwrap();
+    assert_eq!(codes.len(), 10);
+    assert!(b["message"].is_string());
+    let (_, b) = t
+        .authed(Method::GET, "/auth/mfa/status", &access, None)
+        .await;
+    assert_eq!(
+        (b["enabled"].clone(), b["backupCodesRemaining"].clone()),
+        (json!(true), json!(10))
+    );
+    // Step-up: a current code proves it once; the same code again, or a
+    // wrong one, is `400 invalid_mfa_code` with `success: false`.
+    let next = totp(&secret, step + 30);
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/verify",
+            &access,
+            Some(json!({"token": next})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["success"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{b}"
+    );
+    for wrong in [next.as_str(), "000000", ""] {
+        let (s, b) = t
+            .authed(
+                Method::POST,
+                "/auth/mfa/verify",
+                &access,
+                Some(json!({"token": wrong})),
+            )
+            .await;
+        assert_eq!(
+            (s, code(&b)),
+            (StatusCode::BAD_REQUEST, "invalid_mfa_code"),
+            "{wrong:?}: {b}"
+        );
+        assert_eq!(b["success"], false);
+    }
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/backup/verify",
+            &access,
+            Some(json!({"code": codes[0]})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["success"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{b}"
+    );
+    let (s, _) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/backup/verify",
+            &access,
+            Some(json!({"code": codes[0]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a backup code works once");
+    // Sign-in: the challenge in the original's fields, answered with them.
+    let (s, b) = t
+        .login("mfa-compat@example.com", crate::server::PASSWORD)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["mfaRequired"], true);
+    let challenge = b["challengeId"].as_str().unwrap().to_owned();
+    assert_eq!(challenge, b["data"]["challenge_id"].as_str().unwrap());
+    let (s, b) = t
+        .post(
+            "/auth/mfa/challenge/verify",
+            json!({"challengeId": challenge, "backupCode": codes[1], "trustDevice": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let fresh = b["tokens"]["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(b["user"]["email"], "mfa-compat@example.com");
+    assert_eq!(t.me(&fresh).await, StatusCode::OK);
+    // Disabling with a backup code.
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/mfa/disable",
+            &fresh,
+            Some(json!({"backupCode": codes[2]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b) = t
+        .authed(Method::GET, "/auth/mfa/status", &fresh, None)
+        .await;
+    assert_eq!(b["enabled"], false);
+    // Each step-up was audited.
+    let (_, admin) = t.admin("root-compat@example.com").await;
+    let (_, b) = t
+        .authed(
+            Method::GET,
+            "/api/admin/audit?action=mfa_verified",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(b["events"].as_array().unwrap().len(), 2, "{b}");
+}
+
+/// Refresh, revoke and the magic link as the original's SDK calls them.
+#[tokio::test]
+async fn tokens_the_original_way() {
+    let t = Truxe::start(&[]).await;
+    let (_, refresh) = t.register("sdk@example.com").await;
+    let (s, b) = t.refresh(&refresh).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // The SDK keeps the answer as its token pair: flat camelCase fields.
+    let access = b["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(b["tokens"]["accessToken"], access.as_str());
+    assert_eq!(b["data"]["tokens"]["access_token"], access.as_str());
+    assert_eq!(b["tokenType"], "Bearer");
+    assert!(b["expiresIn"].as_u64().unwrap() > 0);
+    let next = b["refreshToken"].as_str().unwrap().to_owned();
+    assert_eq!(t.refresh(&next).await.0, StatusCode::OK);
+    // Magic link, verified by POST.
+    t.post("/auth/magic-link", json!({"email": "sdk@example.com"}))
+        .await;
+    let token = mailed_token(&t, "sdk@example.com", 1).await;
+    let (s, b) = t
+        .post("/auth/verify-magic-link", json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let access = b["tokens"]["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(t.me(&access).await, StatusCode::OK);
+    let (s, _) = t
+        .post("/auth/verify-magic-link", json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a link works once");
+    let (s, b) = t.post("/auth/verify-magic-link", json!({})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // Revoke everything: the count as the original named it. (The link
+    // proved the address without the password, which ended the earlier
+    // sessions and voided the password: a second link makes a second one.)
+    t.post("/auth/magic-link", json!({"email": "sdk@example.com"}))
+        .await;
+    let token = mailed_token(&t, "sdk@example.com", 2).await;
+    assert_eq!(
+        t.post("/auth/verify-magic-link", json!({"token": token}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/auth/revoke",
+            &access,
+            Some(json!({"revokeAll": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let n = b["revokedSessions"].as_u64().unwrap();
+    assert!(n >= 2, "{b}");
+    assert_eq!(b["data"]["revoked_sessions"], n);
+    assert!(b["message"].as_str().unwrap().contains(&n.to_string()));
+    assert_eq!(t.me(&access).await, StatusCode::UNAUTHORIZED);
+}

@@ -54,8 +54,8 @@ async fn cookie_sessions_need_the_csrf_token_to_change_anything() {
     );
     let csrf = body["data"]["csrf_token"].as_str().unwrap().to_owned();
     let (access_attrs, refresh_attrs, csrf_attrs) = (
-        &jar["truxe_access"].1,
-        &jar["truxe_refresh"].1,
+        &jar["truxe_access_token"].1,
+        &jar["truxe_refresh_token"].1,
         &jar["truxe_csrf"].1,
     );
     assert!(
@@ -124,7 +124,10 @@ async fn cookie_sessions_need_the_csrf_token_to_change_anything() {
     let r = refresh(&jar, Some(&csrf)).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let rotated = set_cookies(&r);
-    assert_ne!(rotated["truxe_refresh"].0, jar["truxe_refresh"].0);
+    assert_ne!(
+        rotated["truxe_refresh_token"].0,
+        jar["truxe_refresh_token"].0
+    );
     let new_csrf = rotated["truxe_csrf"].0.clone();
     let new_cookies = cookie_header(&rotated);
     let ok = t
@@ -206,7 +209,7 @@ async fn bearer_clients_are_unaffected_and_logout_clears_cookies() {
         .await
         .unwrap();
     let cleared = set_cookies(&r);
-    assert!(cleared["truxe_access"].1.contains("Max-Age=0"));
+    assert!(cleared["truxe_access_token"].1.contains("Max-Age=0"));
     let r = t
         .http
         .post(format!("{}/api/auth/login?mode=bogus", t.url()))
@@ -215,4 +218,83 @@ async fn bearer_clients_are_unaffected_and_logout_clears_cookies() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Issue 21: the session cookies carry the original Truxe's names
+/// (`truxe_access_token`, `truxe_refresh_token`); a browser holding the
+/// names this Truxe used before stays signed in, and sign-out expires both.
+#[tokio::test]
+async fn cookies_carry_the_original_names_and_the_earlier_ones_still_work() {
+    let t = Truxe::start(&[]).await;
+    t.register("names@example.com").await;
+    let (jar, body) = cookie_login(&t, "names@example.com").await;
+    let csrf = body["data"]["csrf_token"].as_str().unwrap().to_owned();
+    for earlier in ["truxe_access", "truxe_refresh"] {
+        assert!(
+            !jar.contains_key(earlier),
+            "only the original names are set"
+        );
+    }
+    let (access, refresh) = (&jar["truxe_access_token"].0, &jar["truxe_refresh_token"].0);
+    // A browser from before the upgrade: the same tokens under the earlier names.
+    let earlier = format!("truxe_access={access}; truxe_refresh={refresh}; truxe_csrf={csrf}");
+    let me = t
+        .http
+        .get(format!("{}/auth/me", t.url()))
+        .header("cookie", &earlier)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let r = t
+        .http
+        .post(format!("{}/auth/refresh", t.url()))
+        .header("cookie", &earlier)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the refresh cookie is read under its earlier name"
+    );
+    let renewed = set_cookies(&r);
+    assert!(
+        renewed.contains_key("truxe_refresh_token"),
+        "and renewed under the new one"
+    );
+    // Control: no cookie, no session.
+    let me = t
+        .http
+        .get(format!("{}/auth/me", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    // Sign-out expires both names.
+    let r = t
+        .http
+        .post(format!("{}/auth/logout", t.url()))
+        .header(
+            "cookie",
+            format!(
+                "truxe_access_token={}; truxe_csrf={csrf}",
+                renewed["truxe_access_token"].0
+            ),
+        )
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cleared = set_cookies(&r);
+    for name in [
+        "truxe_access_token",
+        "truxe_refresh_token",
+        "truxe_access",
+        "truxe_refresh",
+    ] {
+        assert!(cleared[name].1.contains("Max-Age=0"), "{name}: {cleared:?}");
+    }
 }

@@ -408,7 +408,7 @@ async fn redirects_carry_tokens_errors_or_cookies() {
     assert!(
         cookies
             .iter()
-            .any(|c| c.starts_with("truxe_access=") && c.contains("HttpOnly")),
+            .any(|c| c.starts_with("truxe_access_token=") && c.contains("HttpOnly")),
         "{cookies:?}"
     );
     let me = b.get(format!("{}/auth/me", t.url())).send().await.unwrap();
@@ -690,7 +690,7 @@ async fn the_original_start_and_callback_paths_sign_in() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     for (path, body, want) in [
-        ("corp", "{not json", "validation_error"),
+        ("corp", "{not json", "invalid_json"),
         ("nope", "{}", "not_found"),
         (
             "corp",
