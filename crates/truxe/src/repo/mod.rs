@@ -100,6 +100,8 @@ pub trait SessionRepo: Send + Sync {
     ) -> Result<(), RepoError>;
     /// By id.
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError>;
+    /// A session and its user, read together.
+    async fn session_with_user(&self, id: &str) -> Result<Option<(Session, User)>, RepoError>;
     /// Whether the user has had any session (live or ended), and whether
     /// any of them came from this user agent.
     async fn device_seen(

@@ -578,15 +578,13 @@ impl AuthService {
 
     /// The user and live session of verified user-token claims.
     pub(super) async fn principal(&self, claims: Claims, now: i64) -> Result<Principal, AuthError> {
-        let session = self.store.session(&claims.sid).await?;
-        let session = session
-            .filter(|s| s.user_id == claims.sub && s.is_live(now))
-            .ok_or_else(|| AuthError::Unauthenticated("session has ended".into()))?;
-        let user = self
+        // A session's user is the token's subject, or the token is not its.
+        let (session, user) = self
             .store
-            .user_by_id(&claims.sub)
+            .session_with_user(&claims.sid)
             .await?
-            .ok_or_else(|| AuthError::Unauthenticated("account no longer exists".into()))?;
+            .filter(|(s, _)| s.user_id == claims.sub && s.is_live(now))
+            .ok_or_else(|| AuthError::Unauthenticated("session has ended".into()))?;
         if user.status != "active" {
             return Err(AuthError::Disabled);
         }

@@ -104,18 +104,56 @@ fn user(r: &AnyRow) -> Result<User, RepoError> {
     })
 }
 
+/// The columns of a session, as `SELECT *` names them…
+const SESSION: [&str; 10] = [
+    "id",
+    "user_id",
+    "created_at",
+    "last_used_at",
+    "expires_at",
+    "revoked_at",
+    "revoke_reason",
+    "ip",
+    "user_agent",
+    "org_id",
+];
+/// …and as [`SESSION_WITH_USER`] names them beside the user's.
+const SESSION_AS: [&str; 10] = [
+    "s_id",
+    "s_user_id",
+    "s_created_at",
+    "s_last_used_at",
+    "s_expires_at",
+    "s_revoked_at",
+    "s_revoke_reason",
+    "s_ip",
+    "s_user_agent",
+    "s_org_id",
+];
+/// A session and its user in one read (one round trip on the hot path).
+const SESSION_WITH_USER: &str = "SELECT u.*, s.id AS s_id, s.user_id AS s_user_id,
+    s.created_at AS s_created_at, s.last_used_at AS s_last_used_at,
+    s.expires_at AS s_expires_at, s.revoked_at AS s_revoked_at,
+    s.revoke_reason AS s_revoke_reason, s.ip AS s_ip, s.user_agent AS s_user_agent,
+    s.org_id AS s_org_id
+    FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
+
 fn session(r: &AnyRow) -> Result<Session, RepoError> {
+    session_named(r, &SESSION)
+}
+
+fn session_named(r: &AnyRow, c: &[&str; 10]) -> Result<Session, RepoError> {
     Ok(Session {
-        id: r.try_get("id")?,
-        user_id: r.try_get("user_id")?,
-        created_at: r.try_get("created_at")?,
-        last_used_at: r.try_get("last_used_at")?,
-        expires_at: r.try_get("expires_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        revoke_reason: r.try_get("revoke_reason")?,
-        ip: r.try_get("ip")?,
-        user_agent: r.try_get("user_agent")?,
-        org_id: r.try_get("org_id")?,
+        id: r.try_get(c[0])?,
+        user_id: r.try_get(c[1])?,
+        created_at: r.try_get(c[2])?,
+        last_used_at: r.try_get(c[3])?,
+        expires_at: r.try_get(c[4])?,
+        revoked_at: r.try_get(c[5])?,
+        revoke_reason: r.try_get(c[6])?,
+        ip: r.try_get(c[7])?,
+        user_agent: r.try_get(c[8])?,
+        org_id: r.try_get(c[9])?,
     })
 }
 
@@ -298,6 +336,15 @@ impl SessionRepo for SqlStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(session).transpose()
+    }
+
+    async fn session_with_user(&self, id: &str) -> Result<Option<(Session, User)>, RepoError> {
+        let row = sqlx::query(SESSION_WITH_USER)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((session_named(&r, &SESSION_AS)?, user(&r)?)))
+            .transpose()
     }
 
     async fn device_seen(
