@@ -115,6 +115,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     init_tracing(cfg.log_json);
+    // The original Truxe's names that were set and are not used, once each.
+    for r in crate::config::original::report() {
+        if !matches!(r.outcome, crate::config::original::Outcome::Read { .. }) {
+            tracing::warn!("{}", crate::config::original::describe(r));
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -127,11 +133,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::CheckConfig => {
-                KeyManager::load(&cfg).context("signing keys")?;
+                let keys = KeyManager::load(&cfg).context("signing keys")?;
+                // The original Truxe's names that were set, and what became of them.
+                for r in crate::config::original::report() {
+                    println!("{}", crate::config::original::describe(r));
+                }
                 println!(
-                    "configuration is valid (database {}, issuer {})",
+                    "configuration is valid (database {}, issuer {}, signing key {})",
                     redact_url(&cfg.database_url),
-                    cfg.issuer
+                    cfg.issuer,
+                    keys.ring().current_kid()
                 );
                 Ok(ExitCode::SUCCESS)
             }

@@ -284,6 +284,36 @@ impl SigningKey {
         })
     }
 
+    /// Loads a PEM private key: PKCS#8, or for RS256 also PKCS#1
+    /// (`BEGIN RSA PRIVATE KEY`, as older tools write them).
+    pub fn from_pem(alg: KeyAlg, pem: &str) -> Result<Self, Error> {
+        if alg == KeyAlg::Rs256 && pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
+            use rsa::pkcs1::DecodeRsaPrivateKey;
+            use rsa::pkcs8::EncodePrivateKey;
+            let k = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+                .map_err(|e| Error::Config(format!("private key is not a PKCS#1 RSA key: {e}")))?;
+            let pkcs8 = k.to_pkcs8_pem(Default::default()).map_err(crypto)?;
+            return Self::from_pkcs8_pem(alg, &pkcs8);
+        }
+        Self::from_pkcs8_pem(alg, pem)
+    }
+
+    /// The same key under another `kid`: a key carried over from another
+    /// issuer keeps the id its tokens name, so they still verify.
+    pub fn with_kid(mut self, kid: &str) -> Result<Self, Error> {
+        let valid =
+            !kid.is_empty() && kid.len() <= 128 && kid.chars().all(|c| c.is_ascii_graphic());
+        if !valid {
+            return Err(Error::Config(format!(
+                "`{kid}` is not a key id (1 to 128 printable ASCII characters)"
+            )));
+        }
+        let mut jwk = self.public.jwk.clone();
+        jwk["kid"] = json!(kid);
+        self.public = PublicKey::from_jwk(&jwk)?;
+        Ok(self)
+    }
+
     /// The PKCS#8 PEM, for storage (never for logs).
     pub fn pem(&self) -> &Secret<String> {
         &self.pem
@@ -538,6 +568,30 @@ mod tests {
             let other = KeyRing::new(SigningKey::generate(alg)?, vec![]);
             let key = from_pem(other.current().spki_pem()?.as_bytes()).map_err(crypto)?;
             assert!(jsonwebtoken::decode::<Claims>(&token, &key, &v).is_err());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn pkcs1_keys_load_and_a_kid_can_be_kept() -> Result<(), Error> {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let k = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(crypto)?;
+        let pkcs1 = k.to_pkcs1_pem(Default::default()).map_err(crypto)?;
+        let key = SigningKey::from_pem(KeyAlg::Rs256, &pkcs1)?;
+        let same = SigningKey::from_pem(KeyAlg::Rs256, key.pem().expose())?;
+        assert_eq!(key.kid(), same.kid(), "PKCS#1 and PKCS#8 forms are one key");
+        let kept = key.with_kid("truxe-rsa-2025")?;
+        assert_eq!(kept.kid(), "truxe-rsa-2025");
+        let ring = KeyRing::new(kept, vec![]);
+        assert_eq!(ring.jwks()["keys"][0]["kid"], "truxe-rsa-2025");
+        let token = ring.sign(&claims(60))?;
+        let v = Verifier::from_jwks(&ring.jwks(), "https://id", "api")?;
+        assert!(v.verify::<Claims>(&token).is_ok());
+        for bad in ["", "a b", &"x".repeat(129)] {
+            assert!(
+                SigningKey::generate(KeyAlg::EdDsa)?.with_kid(bad).is_err(),
+                "{bad:?}"
+            );
         }
         Ok(())
     }

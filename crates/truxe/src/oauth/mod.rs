@@ -614,6 +614,7 @@ mod tests {
             client_id: "cid".into(),
             client_secret: Secret::new("cs".into()),
             scopes: vec!["read:user".into(), "user:email".into()],
+            redirect_uri: None,
         };
         let providers = Providers::new(std::slice::from_ref(&cfg)).unwrap();
         let p = providers.get("github").unwrap();

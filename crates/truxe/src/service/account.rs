@@ -117,12 +117,13 @@ impl AuthService {
         self.store
             .create_token(&t.digest, link.kind, &user.id, now, now + link.ttl, data)
             .await?;
-        let url = format!(
-            "{}{}?token={}",
-            self.cfg.public_url,
-            link.path,
-            t.plaintext.expose()
-        );
+        // Sign-in links may go to the application's own page, which completes
+        // them with `POST /auth/verify-magic-link` (MAGIC_LINK_BASE_URL).
+        let base = match (link.kind, &self.cfg.magic_link_base) {
+            (k, Some(base)) if k == MAGIC.kind => base,
+            _ => &self.cfg.public_url,
+        };
+        let url = format!("{base}{}?token={}", link.path, t.plaintext.expose());
         let mail = Mail {
             to: user.email.clone(),
             subject: link.subject.to_owned(),

@@ -92,19 +92,25 @@ fn now_secs() -> u64 {
 }
 
 impl KeyManager {
-    /// Loads keys: from `JWT_PRIVATE_KEY_FILE` if set, else the managed
-    /// store, creating its first key (mode 0600) when empty.
+    /// Loads keys: a fixed key (`JWT_PRIVATE_KEY_FILE`, `JWT_PRIVATE_KEY`
+    /// or its base64 form, named `JWT_KEY_ID` if set) if given, else the
+    /// managed store, creating its first key (mode 0600) when empty.
     pub fn load(cfg: &Config) -> Result<KeyManager, secure::Error> {
         let grace = cfg.access_ttl + Duration::from_secs(60);
-        let (store, ring) = match &cfg.private_key_file {
-            Some(path) => {
-                let pem = std::fs::read_to_string(path).map_err(|e| {
-                    secure::Error::Config(format!("JWT_PRIVATE_KEY_FILE {}: {e}", path.display()))
-                })?;
-                (
-                    None,
-                    KeyRing::new(SigningKey::from_pkcs8_pem(cfg.algorithm, &pem)?, vec![]),
-                )
+        let fixed = match (&cfg.private_key_file, &cfg.private_key_pem) {
+            (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
+                secure::Error::Config(format!("JWT_PRIVATE_KEY_FILE {}: {e}", path.display()))
+            })?),
+            (None, Some(pem)) => Some(pem.expose().clone()),
+            (None, None) => None,
+        };
+        let (store, ring) = match fixed {
+            Some(pem) => {
+                let mut key = SigningKey::from_pem(cfg.algorithm, &pem)?;
+                if let Some(kid) = &cfg.key_id {
+                    key = key.with_kid(kid)?;
+                }
+                (None, KeyRing::new(key, vec![]))
             }
             None => {
                 let store = KeyStore::new(cfg.keys_dir());

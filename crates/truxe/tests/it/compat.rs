@@ -402,3 +402,119 @@ async fn tokens_the_original_way() {
     assert!(b["message"].as_str().unwrap().contains(&n.to_string()));
     assert_eq!(t.me(&access).await, StatusCode::UNAUTHORIZED);
 }
+
+/// The original Truxe's environment: its key (base64 PEM, kept under its
+/// `JWT_KEY_ID`, so tokens it signed still verify against the JWKS), its
+/// password rule names, its magic-link base, and names with no meaning here
+/// reported by `check-config`.
+#[tokio::test]
+async fn the_original_configuration_is_read() {
+    use base64::Engine;
+    let dir = testkit::tempdir();
+    let st = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "key.pem",
+        ])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pem = std::fs::read_to_string(dir.path().join("key.pem")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&pem);
+    let env = [
+        ("JWT_ALGORITHM", "RS256"),
+        ("JWT_PRIVATE_KEY_BASE64", b64.as_str()),
+        ("JWT_KEY_ID", "truxe-rsa-2025"),
+        ("PASSWORD_REQUIRE_SPECIAL", "true"),
+        ("MAGIC_LINK_BASE_URL", "http://app.test/"),
+        ("OAUTH_ALLOWED_REDIRECT_HOSTS", "app.test"),
+    ];
+    let t = Truxe::start(&env).await;
+    // The key, under the original's id.
+    let jwks: Value =
+        testkit::get_json(&t.http, &format!("{}/.well-known/jwks.json", t.url())).await;
+    assert_eq!(jwks["keys"][0]["kid"], "truxe-rsa-2025", "{jwks}");
+    let (access, _) = t.register("moved@example.com").await;
+    assert_eq!(crate::server::jwt_part(&access, 0)["kid"], "truxe-rsa-2025");
+    // A token the original signed with that key (signed here by OpenSSL)
+    // verifies against Truxe's JWKS.
+    let claims = crate::server::jwt_part(&access, 1);
+    let enc = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "truxe-rsa-2025"});
+    let old = json!({"sub": "legacy-user", "iss": claims["iss"], "aud": claims["aud"], "exp": claims["exp"], "iat": claims["iat"]});
+    let signed = format!("{}.{}", enc(&header), enc(&old));
+    std::fs::write(dir.path().join("data"), &signed).unwrap();
+    let st = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign", "key.pem", "-out", "sig", "data"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sig = std::fs::read(dir.path().join("sig")).unwrap();
+    let token = format!(
+        "{signed}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)
+    );
+    let v = secure::jwt::Verifier::from_jwks(
+        &jwks,
+        claims["iss"].as_str().unwrap(),
+        claims["aud"].as_str().unwrap(),
+    )
+    .unwrap();
+    let got: Value = v.verify(&token).unwrap();
+    assert_eq!(got["sub"], "legacy-user");
+    // PASSWORD_REQUIRE_SPECIAL: a password without a symbol is refused.
+    let (s, b) = t
+        .post(
+            "/api/auth/register",
+            json!({"email": "plain@example.com", "password": "NoSymbolsHere123"}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_REQUEST, "weak_password"),
+        "{b}"
+    );
+    // MAGIC_LINK_BASE_URL: the mailed link goes to the application's page.
+    t.post("/auth/magic-link", json!({"email": "moved@example.com"}))
+        .await;
+    let token = mailed_token(&t, "moved@example.com", 1).await;
+    let mail: Value = testkit::get_json(
+        &t.http,
+        &format!("{}/dev/mailbox?to=moved@example.com", t.url()),
+    )
+    .await;
+    assert!(
+        mail.to_string()
+            .contains(&format!("http://app.test/auth/verify?token={token}")),
+        "{mail}"
+    );
+    let (s, b) = t
+        .post("/auth/verify-magic-link", json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // check-config says what it read and what it ignored.
+    let out = t.cli(&["check-config"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("read PASSWORD_REQUIRE_SPECIAL as PASSWORD_REQUIRE_SYMBOLS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ignored OAUTH_ALLOWED_REDIRECT_HOSTS: "),
+        "{text}"
+    );
+    assert!(text.contains("signing key truxe-rsa-2025"), "{text}");
+    assert!(!text.contains(&b64[..40]), "no secret in the output");
+}

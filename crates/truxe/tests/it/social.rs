@@ -64,7 +64,10 @@ impl Provider {
             .env("CLIENT_SECRET", CLIENT_SECRET)
             .env(
                 "REDIRECT_URIS",
-                format!("http://127.0.0.1:{truxe_port}/auth/oauth/corp/callback"),
+                // Truxe's callback path, and the original Truxe's.
+                format!(
+                    "http://127.0.0.1:{truxe_port}/auth/oauth/corp/callback,http://127.0.0.1:{truxe_port}/auth/oauth/callback/corp"
+                ),
             );
         let mut child = ChildGuard::spawn("oidc-provider", cmd, dir.path());
         let issuer = format!("http://127.0.0.1:{port}");
@@ -709,4 +712,66 @@ async fn the_original_start_and_callback_paths_sign_in() {
         assert!(s.is_client_error(), "{body}: {s} {b}");
         assert_eq!(code(&b), want, "{body}: {b}");
     }
+}
+
+/// Issue 21: a provider registered with the original Truxe's callback path
+/// (`TRUXE_OAUTH_<ID>_REDIRECT_URI`, or the original's `<ID>_OAUTH_REDIRECT_URI`)
+/// is sent that path and returns there; the sign-in completes. A callback
+/// URL on another server is refused at start.
+#[tokio::test]
+async fn a_provider_registered_with_the_original_callback_path() {
+    let port = free_port();
+    let p = Provider::start(port).await;
+    let original = format!("http://127.0.0.1:{port}/auth/oauth/callback/corp");
+    let t = Truxe::start_on(
+        port,
+        &[
+            ("TRUXE_OAUTH_PROVIDERS", "corp"),
+            ("TRUXE_OAUTH_CORP_CLIENT_ID", CLIENT_ID),
+            ("TRUXE_OAUTH_CORP_CLIENT_SECRET", CLIENT_SECRET),
+            ("TRUXE_OAUTH_CORP_ISSUER", p.issuer.as_str()),
+            ("TRUXE_OAUTH_CORP_REDIRECT_URI", original.as_str()),
+            ("TRUXE_OAUTH_REDIRECTS", APP),
+        ],
+    )
+    .await;
+    let b = browser();
+    let mut url = format!(
+        "{}/auth/oauth/corp/authorize?login_hint=frank&redirect_uri={APP}",
+        t.url()
+    );
+    let mut hops = 0;
+    while !url.starts_with(&original) {
+        let r = b.get(&url).send().await.unwrap();
+        assert!(r.status().is_redirection(), "{url}: {}", r.status());
+        let next = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(&location(&r))
+            .unwrap();
+        url = next.to_string();
+        hops += 1;
+        assert!(hops < 20, "too many redirects");
+    }
+    let r = b.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let f = fragment(&location(&r));
+    assert_eq!(t.me(&f["access_token"]).await, StatusCode::OK, "{f:?}");
+    // Elsewhere: the server refuses to start with it.
+    let mut bad = t.command();
+    bad.env("TRUXE_OAUTH_PROVIDERS", "corp")
+        .env("TRUXE_OAUTH_CORP_CLIENT_ID", CLIENT_ID)
+        .env("TRUXE_OAUTH_CORP_CLIENT_SECRET", CLIENT_SECRET)
+        .env("TRUXE_OAUTH_CORP_ISSUER", &p.issuer)
+        .env(
+            "TRUXE_OAUTH_CORP_REDIRECT_URI",
+            "http://elsewhere.test/auth/oauth/callback/corp",
+        )
+        .arg("check-config");
+    let out = bad.output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TRUXE_OAUTH_CORP_REDIRECT_URI"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -2,6 +2,8 @@
 //! override), validated once. Production mode (`TRUXE_ENV=production` or
 //! `NODE_ENV=production`) refuses default or weak secrets and says which.
 
+pub mod original;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -126,6 +128,33 @@ pub struct RawConfig {
         value_name = "JWT_PRIVATE_KEY_FILE"
     )]
     pub private_key_file: Option<PathBuf>,
+    /// The signing key as PEM text (`\n` escapes allowed), the original
+    /// Truxe's way; PKCS#8, or PKCS#1 for RS256.
+    #[arg(
+        long,
+        env = "JWT_PRIVATE_KEY",
+        value_name = "JWT_PRIVATE_KEY",
+        hide_env_values = true
+    )]
+    pub private_key: Option<String>,
+    /// The same, base64-encoded.
+    #[arg(
+        long,
+        env = "JWT_PRIVATE_KEY_BASE64",
+        value_name = "JWT_PRIVATE_KEY_BASE64",
+        hide_env_values = true
+    )]
+    pub private_key_base64: Option<String>,
+    /// The `kid` of a key given by JWT_PRIVATE_KEY(_BASE64) or
+    /// JWT_PRIVATE_KEY_FILE (default: its RFC 7638 thumbprint); keep the
+    /// original Truxe's so its tokens still verify.
+    #[arg(long, env = "JWT_KEY_ID", value_name = "JWT_KEY_ID")]
+    pub key_id: Option<String>,
+    /// Base URL of emailed sign-in links (`{base}/auth/verify?token=…`),
+    /// for an application page that completes them with
+    /// `POST /auth/verify-magic-link` (default: this server).
+    #[arg(long, env = "MAGIC_LINK_BASE_URL", value_name = "MAGIC_LINK_BASE_URL")]
+    pub magic_link_base_url: Option<String>,
     /// Live sessions per user; the oldest is ended beyond this.
     #[arg(long, env = "MAX_CONCURRENT_SESSIONS", value_name = "MAX_CONCURRENT_SESSIONS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -542,6 +571,12 @@ pub struct Config {
     pub refresh_ttl: Duration,
     /// Fixed key file, if any.
     pub private_key_file: Option<PathBuf>,
+    /// Fixed key given as PEM text (JWT_PRIVATE_KEY or its base64 form), if any.
+    pub private_key_pem: Option<secure::Secret<String>>,
+    /// `kid` of the fixed key, if not its thumbprint.
+    pub key_id: Option<String>,
+    /// Base of emailed sign-in links (defaults to `public_url`).
+    pub magic_link_base: Option<String>,
     /// Sessions per user.
     pub max_sessions: usize,
     /// Registration open.
@@ -879,6 +914,22 @@ impl Config {
                 problems.push("JWT_ISSUER: must be an https:// URL in production".into());
             }
         }
+        let private_key_pem = fixed_key(&raw, &mut problems);
+        if raw.key_id.is_some() && private_key_pem.is_none() && raw.private_key_file.is_none() {
+            problems.push("JWT_KEY_ID: names a key given by JWT_PRIVATE_KEY, JWT_PRIVATE_KEY_BASE64 or JWT_PRIVATE_KEY_FILE; managed keys are named by their thumbprint".into());
+        }
+        let magic_link_base = raw
+            .magic_link_base_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &magic_link_base {
+            url_list(
+                "MAGIC_LINK_BASE_URL",
+                std::slice::from_ref(u),
+                production,
+                &mut problems,
+            );
+        }
         if !problems.is_empty() {
             return Err(problems.join("\n"));
         }
@@ -888,6 +939,16 @@ impl Config {
             .unwrap_or_else(|| issuer.clone())
             .trim_end_matches('/')
             .to_owned();
+        // A provider's own callback URL must reach this server.
+        let elsewhere: Vec<String> = oauth_providers
+            .iter()
+            .filter_map(|p| p.redirect_uri.as_ref().map(|r| (p, r)))
+            .filter(|(_, r)| !r.starts_with(&format!("{public_url}/")))
+            .map(|(p, r)| format!("TRUXE_OAUTH_{}_REDIRECT_URI: `{r}` is not on this server's public URL `{public_url}` (TRUXE_PUBLIC_URL)", p.id.to_ascii_uppercase().replace('-', "_")))
+            .collect();
+        if !elsewhere.is_empty() {
+            return Err(elsewhere.join("\n"));
+        }
         Ok(Config {
             database_url,
             data_dir: raw.data_dir,
@@ -898,6 +959,9 @@ impl Config {
             access_ttl: raw.access_ttl,
             refresh_ttl: raw.refresh_ttl,
             private_key_file: raw.private_key_file,
+            private_key_pem,
+            key_id: raw.key_id,
+            magic_link_base,
             max_sessions: raw.max_sessions as usize,
             enable_signup: raw.enable_signup,
             password: PasswordPolicy {
@@ -981,9 +1045,14 @@ impl Config {
         self.keys_dir().join("oauth.key")
     }
 
-    /// The redirect URI registered with a provider: Truxe's own callback.
+    /// The redirect URI registered with a provider: the one configured for
+    /// it, else Truxe's own callback.
     pub fn oauth_callback(&self, provider: &str) -> String {
-        format!("{}/auth/oauth/{provider}/callback", self.public_url)
+        self.oauth_providers
+            .iter()
+            .find(|p| p.id == provider)
+            .and_then(|p| p.redirect_uri.clone())
+            .unwrap_or_else(|| format!("{}/auth/oauth/{provider}/callback", self.public_url))
     }
 
     /// Where managed signing keys live.
@@ -1024,6 +1093,10 @@ pub struct OAuthProvider {
     pub client_secret: secure::Secret<String>,
     /// Requested scopes.
     pub scopes: Vec<String>,
+    /// The callback URL registered with the provider, when it is not
+    /// Truxe's own (`TRUXE_OAUTH_<ID>_REDIRECT_URI`; e.g. the original
+    /// Truxe's `/auth/oauth/callback/{id}`, which is served too).
+    pub redirect_uri: Option<String>,
 }
 
 /// How a provider is spoken to.
@@ -1143,6 +1216,28 @@ fn oauth_providers(
             }
         }
         let scopes = get("SCOPES").unwrap_or_else(|| scopes.into());
+        // Another callback must still be one of this server's two paths.
+        let redirect_uri = get("REDIRECT_URI");
+        if let Some(r) = &redirect_uri {
+            let ours = [
+                format!("/auth/oauth/{id}/callback"),
+                format!("/auth/oauth/callback/{id}"),
+            ];
+            let ok = url::Url::parse(r).is_ok_and(|u| {
+                (u.scheme() == "https" || (u.scheme() == "http" && !production))
+                    && ours.iter().any(|p| u.path().ends_with(p.as_str()))
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                problems.push(format!(
+                    "{}: `{r}` must be this server's URL ending in {} or {}",
+                    var("REDIRECT_URI"),
+                    ours[0],
+                    ours[1]
+                ));
+            }
+        }
         out.push(OAuthProvider {
             id: id.to_owned(),
             name: get("NAME").unwrap_or_else(|| name.to_owned()),
@@ -1166,9 +1261,41 @@ fn oauth_providers(
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            redirect_uri,
         });
     }
     out
+}
+
+/// The signing key given as text: JWT_PRIVATE_KEY (PEM, `\n` escapes
+/// allowed, as in a `.env` file) or JWT_PRIVATE_KEY_BASE64; at most one
+/// of them and JWT_PRIVATE_KEY_FILE.
+fn fixed_key(raw: &RawConfig, problems: &mut Vec<String>) -> Option<secure::Secret<String>> {
+    use base64::Engine;
+    let given = [
+        raw.private_key_file.is_some(),
+        raw.private_key.is_some(),
+        raw.private_key_base64.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        problems.push(
+            "JWT_PRIVATE_KEY_FILE, JWT_PRIVATE_KEY, JWT_PRIVATE_KEY_BASE64: give one of them"
+                .into(),
+        );
+        return None;
+    }
+    if let Some(pem) = &raw.private_key {
+        return Some(secure::Secret::new(pem.replace("\\n", "\n")));
+    }
+    let b64 = raw.private_key_base64.as_deref()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    if decoded.is_none() {
+        problems.push("JWT_PRIVATE_KEY_BASE64: not base64 of a PEM key".into());
+    }
+    decoded.map(secure::Secret::new)
 }
 
 /// Absolute URLs from a list setting (https in production; http allowed in
@@ -1324,6 +1451,47 @@ mod tests {
         assert!(all.contains("not an https:// URL"), "{all}");
         assert!(all.contains("TRUXE_OAUTH_GITHUB_CLIENT_ID"), "{all}");
         assert!(all.contains("`Bad!`"), "{all}");
+    }
+
+    #[test]
+    fn a_provider_may_call_back_on_the_original_path_only_of_this_server() {
+        let with = |uri: &'static str| {
+            move |v: &str| {
+                match v {
+                    "TRUXE_OAUTH_GOOGLE_CLIENT_ID" => Some("cid"),
+                    "TRUXE_OAUTH_GOOGLE_CLIENT_SECRET" => Some("cs"),
+                    "TRUXE_OAUTH_GOOGLE_REDIRECT_URI" => Some(uri),
+                    _ => None,
+                }
+                .map(str::to_owned)
+            }
+        };
+        let ids = vec!["google".to_owned()];
+        for good in [
+            "https://id.example.com/auth/oauth/callback/google",
+            "https://id.example.com/auth/oauth/google/callback",
+        ] {
+            let mut problems = Vec::new();
+            let p = oauth_providers(&ids, with(good), true, &mut problems);
+            assert!(problems.is_empty(), "{good}: {problems:?}");
+            assert_eq!(p[0].redirect_uri.as_deref(), Some(good));
+        }
+        for bad in [
+            "https://id.example.com/auth/oauth/callback/github",
+            "https://evil.example/steal",
+            "http://id.example.com/auth/oauth/callback/google",
+            "https://id.example.com/auth/oauth/callback/google?x=1",
+            "not a url",
+        ] {
+            let mut problems = Vec::new();
+            oauth_providers(&ids, with(bad), true, &mut problems);
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("TRUXE_OAUTH_GOOGLE_REDIRECT_URI")),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 
     #[test]
