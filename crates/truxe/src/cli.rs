@@ -17,7 +17,7 @@ use crate::config::{Config, RawConfig};
 use crate::http::cookies::CookieConfig;
 use crate::http::{now, App, Metrics};
 use crate::repo::{SqlStore, Store};
-use crate::service::mail::{DevMailbox, Mailer, NoMailer, SmtpMailer};
+use crate::service::mail::{DevMailbox, Mailer, NoMailer, ResendMailer, SmtpMailer};
 use crate::service::{AuthService, ClientInfo, KeyManager, Vaults};
 use sha2::Digest;
 
@@ -235,6 +235,12 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
 type Outgoing = (Arc<dyn Mailer>, Option<Arc<DevMailbox>>);
 
 fn mailer(cfg: &Config) -> anyhow::Result<Outgoing> {
+    if let Some(resend) = &cfg.resend {
+        return Ok((
+            Arc::new(ResendMailer::new(resend).map_err(anyhow::Error::msg)?),
+            None,
+        ));
+    }
     if let Some(smtp) = &cfg.smtp {
         return Ok((
             Arc::new(SmtpMailer::new(smtp).map_err(anyhow::Error::msg)?),

@@ -376,6 +376,57 @@ pub struct RawConfig {
     /// (default: the system's roots).
     #[arg(long, env = "TRUXE_REDIS_CA", value_name = "TRUXE_REDIS_CA")]
     pub redis_ca: Option<PathBuf>,
+    /// How mail leaves: `smtp` (SMTP_HOST) or `resend` (Resend's HTTP API,
+    /// RESEND_API_KEY); the sender is SMTP_FROM either way.
+    #[arg(
+        long,
+        env = "EMAIL_PROVIDER",
+        value_name = "EMAIL_PROVIDER",
+        default_value = "smtp"
+    )]
+    pub email_provider: String,
+    /// Resend API key (`re_…`).
+    #[arg(
+        long,
+        env = "RESEND_API_KEY",
+        value_name = "RESEND_API_KEY",
+        hide_env_values = true
+    )]
+    pub resend_api_key: Option<String>,
+    /// Resend's API base URL (a stand-in in tests).
+    #[arg(
+        long,
+        env = "TRUXE_RESEND_URL",
+        value_name = "TRUXE_RESEND_URL",
+        default_value = "https://api.resend.com"
+    )]
+    pub resend_url: String,
+    /// Mail a welcome to each new account (the original Truxe did).
+    #[arg(long, env = "TRUXE_MAIL_WELCOME")]
+    pub mail_welcome: bool,
+    /// Name in mail subjects, greetings and hosted pages.
+    #[arg(
+        long,
+        env = "TRUXE_BRAND_NAME",
+        value_name = "TRUXE_BRAND_NAME",
+        default_value = "Truxe"
+    )]
+    pub brand_name: String,
+    /// Accent colour of mail and hosted pages, `#rrggbb`.
+    #[arg(
+        long,
+        env = "TRUXE_BRAND_COLOR",
+        value_name = "TRUXE_BRAND_COLOR",
+        default_value = "#2f54eb"
+    )]
+    pub brand_color: String,
+    /// Logo above mail and hosted pages (an `https://` URL).
+    #[arg(
+        long,
+        env = "TRUXE_BRAND_LOGO_URL",
+        value_name = "TRUXE_BRAND_LOGO_URL"
+    )]
+    pub brand_logo_url: Option<String>,
     /// SMTP server for outgoing mail (unset: development mailbox, or no mail in production).
     #[arg(long, env = "SMTP_HOST", value_name = "SMTP_HOST")]
     pub smtp_host: Option<String>,
@@ -528,6 +579,17 @@ pub struct Smtp {
     pub ca_pem: Option<Vec<u8>>,
 }
 
+/// Resend's HTTP API.
+#[derive(Debug, Clone)]
+pub struct Resend {
+    /// API base URL, no trailing `/`.
+    pub url: String,
+    /// API key.
+    pub key: secure::Secret<String>,
+    /// Sender.
+    pub from: String,
+}
+
 /// SMTP transport security.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
@@ -601,6 +663,12 @@ pub struct Config {
     pub redis_ca: Option<PathBuf>,
     /// SMTP delivery, when configured.
     pub smtp: Option<Smtp>,
+    /// Resend delivery (`EMAIL_PROVIDER=resend`), if chosen.
+    pub resend: Option<Resend>,
+    /// Name, colour and logo of mail and pages.
+    pub brand: crate::service::Brand,
+    /// Mail a welcome to new accounts.
+    pub mail_welcome: bool,
     /// Automatic rotation period of the signing key.
     pub key_rotation_period: Option<Duration>,
     /// CORS allow-list (empty: no cross-origin access).
@@ -836,6 +904,67 @@ impl Config {
                 })
             }
         };
+        let resend = match raw.email_provider.as_str() {
+            "smtp" => None,
+            "resend" => {
+                if raw.smtp_host.is_some() {
+                    problems.push(
+                        "EMAIL_PROVIDER=resend and SMTP_HOST: choose one way for mail".into(),
+                    );
+                }
+                let key = raw.resend_api_key.clone().unwrap_or_default();
+                if key.trim().is_empty() {
+                    problems.push("RESEND_API_KEY: required with EMAIL_PROVIDER=resend".into());
+                }
+                let from = raw.smtp_from.clone().unwrap_or_default();
+                if from.parse::<lettre::message::Mailbox>().is_err() {
+                    problems.push("SMTP_FROM: the sender, required for mail: an address such as `Truxe <no-reply@example.com>`".into());
+                }
+                let url = url_list(
+                    "TRUXE_RESEND_URL",
+                    std::slice::from_ref(&raw.resend_url),
+                    production,
+                    &mut problems,
+                )
+                .pop()
+                .unwrap_or_default();
+                Some(Resend {
+                    url: url.trim_end_matches('/').to_owned(),
+                    key: secure::Secret::new(key),
+                    from,
+                })
+            }
+            other => {
+                problems.push(format!("EMAIL_PROVIDER: `{other}` is not smtp or resend"));
+                None
+            }
+        };
+        let color_ok = raw.brand_color.len() == 7
+            && raw.brand_color.starts_with('#')
+            && raw.brand_color[1..].chars().all(|c| c.is_ascii_hexdigit());
+        if !color_ok {
+            problems.push(format!(
+                "TRUXE_BRAND_COLOR: `{}` is not a colour like #2f54eb",
+                raw.brand_color
+            ));
+        }
+        if raw.brand_name.trim().is_empty() || raw.brand_name.chars().count() > 64 {
+            problems.push("TRUXE_BRAND_NAME: 1 to 64 characters".into());
+        }
+        let logo = raw.brand_logo_url.as_ref().and_then(|u| {
+            let ok = url::Url::parse(u).is_ok_and(|p| p.scheme() == "https");
+            if !ok {
+                problems.push(format!(
+                    "TRUXE_BRAND_LOGO_URL: `{u}` is not an https:// URL"
+                ));
+            }
+            ok.then(|| u.clone())
+        });
+        let brand = crate::service::Brand {
+            name: raw.brand_name.trim().to_owned(),
+            color: raw.brand_color.to_ascii_lowercase(),
+            logo_url: logo,
+        };
         if raw
             .key_rotation_period
             .is_some_and(|p| p < Duration::from_secs(1))
@@ -958,6 +1087,9 @@ impl Config {
             algorithm: raw.algorithm,
             access_ttl: raw.access_ttl,
             refresh_ttl: raw.refresh_ttl,
+            resend,
+            brand,
+            mail_welcome: raw.mail_welcome,
             private_key_file: raw.private_key_file,
             private_key_pem,
             key_id: raw.key_id,

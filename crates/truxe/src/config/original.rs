@@ -6,8 +6,9 @@
 //! ignored, with why; `truxe check-config` prints the report.
 //!
 //! Read directly rather than translated (they have no older name here):
-//! `JWT_PRIVATE_KEY`, `JWT_PRIVATE_KEY_BASE64`, `JWT_KEY_ID` and
-//! `MAGIC_LINK_BASE_URL` (see `RawConfig`).
+//! `JWT_PRIVATE_KEY`, `JWT_PRIVATE_KEY_BASE64`, `JWT_KEY_ID`,
+//! `MAGIC_LINK_BASE_URL`, `EMAIL_PROVIDER` and `RESEND_API_KEY` (see
+//! `RawConfig`).
 
 use std::sync::OnceLock;
 
@@ -60,7 +61,7 @@ const RENAMED: [(&str, &str, &str); 4] = [
 ];
 
 /// Names with no equivalent here, and why.
-const IGNORED: [(&str, &str); 6] = [
+const IGNORED: [(&str, &str); 5] = [
     ("JWT_PUBLIC_KEY", "the public key is derived from the private key"),
     ("JWT_PUBLIC_KEY_BASE64", "the public key is derived from the private key"),
     (
@@ -70,10 +71,6 @@ const IGNORED: [(&str, &str); 6] = [
     (
         "OAUTH_STATE_SECRET",
         "social-login state is signed with keys Truxe manages itself",
-    ),
-    (
-        "EMAIL_PROVIDER",
-        "mail goes through SMTP (SMTP_HOST); set your provider's SMTP relay there",
     ),
     (
         "REDIS_PASSWORD",

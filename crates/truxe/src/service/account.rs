@@ -10,7 +10,7 @@ use secure::audit::Outcome;
 use secure::{token, Secret};
 
 use super::auth::{AuthService, ClientInfo, LoginOutcome, Principal};
-use super::mail::Mail;
+use super::letters::Letter;
 use super::AuthError;
 use crate::model::User;
 
@@ -50,10 +50,8 @@ struct LinkKind {
     ttl: i64,
     /// Path the link points to.
     path: &'static str,
-    /// Mail subject.
-    subject: &'static str,
-    /// Mail body around the link.
-    body: fn(&str) -> String,
+    /// The mail carrying the link.
+    letter: for<'a> fn(&'a str) -> Letter<'a>,
     /// Audit action once sent.
     audit: &'static str,
     /// What the token is called in error messages.
@@ -68,10 +66,7 @@ const RESET: LinkKind = LinkKind {
     prefix: "prt_",
     ttl: RESET_TTL,
     path: "/reset-password",
-    subject: "Reset your password",
-    body: |link| {
-        format!("Someone asked to reset the password of your account.\n\nReset it within one hour: {link}\n\nIf it was not you, ignore this message.\n")
-    },
+    letter: |link| Letter::Reset { link },
     audit: "password_reset_requested",
     noun: "reset link",
     self_requested: false,
@@ -82,8 +77,7 @@ const VERIFY: LinkKind = LinkKind {
     prefix: "evt_",
     ttl: VERIFY_TTL,
     path: "/api/auth/email/verify",
-    subject: "Confirm your email address",
-    body: |link| format!("Confirm your email address within 24 hours: {link}\n"),
+    letter: |link| Letter::Verify { link },
     audit: "email_verification_sent",
     noun: "verification link",
     self_requested: true,
@@ -94,10 +88,7 @@ const MAGIC: LinkKind = LinkKind {
     prefix: "mlt_",
     ttl: MAGIC_TTL,
     path: "/auth/verify",
-    subject: "Your sign-in link",
-    body: |link| {
-        format!("Sign in within 15 minutes: {link}\n\nIf you did not ask for this, ignore it.\n")
-    },
+    letter: |link| Letter::MagicLink { link },
     audit: "magic_link_sent",
     noun: "sign-in link",
     self_requested: false,
@@ -124,12 +115,7 @@ impl AuthService {
             _ => &self.cfg.public_url,
         };
         let url = format!("{base}{}?token={}", link.path, t.plaintext.expose());
-        let mail = Mail {
-            to: user.email.clone(),
-            subject: link.subject.to_owned(),
-            text: (link.body)(&url),
-            at_ms: now.saturating_mul(1000),
-        };
+        let mail = (link.letter)(&url).mail(&self.cfg.brand, &user.email, now.saturating_mul(1000));
         self.mailer
             .send(&mail)
             .await
@@ -266,6 +252,9 @@ impl AuthService {
             .actor(&user_id);
         self.record(e.details(serde_json::json!({"sessions_ended": ended})))
             .await;
+        if let Some(u) = self.store.user_by_id(&user_id).await? {
+            self.notify(&u.email, Letter::PasswordChanged, now);
+        }
         Ok(())
     }
 
@@ -307,6 +296,7 @@ impl AuthService {
             .actor(&p.user.id);
         self.record(e.details(serde_json::json!({"other_sessions_ended": ended})))
             .await;
+        self.notify(&p.user.email, Letter::PasswordChanged, now);
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use secure::{token, Secret};
 use serde::{Deserialize, Serialize};
 
 use super::group::RefreshGroups;
+use super::letters::Letter;
 use super::mail::Mailer;
 use super::vault::Vaults;
 use super::{AuthError, KeyManager, OrgClaims};
@@ -200,6 +201,22 @@ impl AuthService {
         }
     }
 
+    /// Mails a notice in the background: it must neither fail nor slow the
+    /// action it reports. Without a way to send mail it is skipped; a
+    /// failed delivery is logged.
+    pub(super) fn notify(&self, to: &str, letter: Letter<'_>, now: i64) {
+        if !self.mailer.delivers() {
+            return;
+        }
+        let mail = letter.mail(&self.cfg.brand, to, now.saturating_mul(1000));
+        let mailer = self.mailer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mailer.send(&mail).await {
+                tracing::warn!(error = %e, subject = %mail.subject, "notice not mailed");
+            }
+        });
+    }
+
     /// Keeps the key ring current every `every`: picks up rotations made
     /// with `truxe keys`, rotates on schedule (audited), retires old keys.
     pub async fn watch_keys(self: Arc<Self>, every: std::time::Duration) {
@@ -287,6 +304,9 @@ impl AuthService {
         .await;
         let tokens = self.start_session(&user, client, now).await?;
         tracing::info!(user_id = %user.id, "user registered");
+        if self.cfg.mail_welcome {
+            self.notify(&user.email, Letter::Welcome, now);
+        }
         Ok((user, tokens))
     }
 
@@ -316,6 +336,10 @@ impl AuthService {
                 .target(user_id);
             self.record(e.details(serde_json::json!({"until": now + window})))
                 .await;
+            if let Some(u) = self.store.user_by_id(user_id).await? {
+                let minutes = (window + 59) / 60;
+                self.notify(&u.email, Letter::AccountLocked { minutes }, now);
+            }
         }
         Ok(())
     }
@@ -430,6 +454,11 @@ impl AuthService {
                 "ip": client.ip,
             })))
             .await;
+            let device = Letter::NewDevice {
+                user_agent: user_agent.as_deref().unwrap_or("an unnamed client"),
+                ip: client.ip.as_deref().unwrap_or("address unknown"),
+            };
+            self.notify(&user.email, device, now);
         }
         let refresh = token::generate(REFRESH_PREFIX);
         let expires = now + self.cfg.refresh_ttl.as_secs() as i64;

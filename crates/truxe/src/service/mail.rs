@@ -1,6 +1,7 @@
-//! Outgoing mail. [`Mailer`] is the seam; [`DevMailbox`] keeps messages in
-//! a local file (JSON lines, mode 0600) that developers and tests read
-//! through `GET /dev/mailbox` (only outside production).
+//! Outgoing mail. [`Mailer`] is the seam: [`SmtpMailer`] and
+//! [`ResendMailer`] deliver; [`DevMailbox`] keeps messages in a local file
+//! (JSON lines, mode 0600) that developers and tests read through
+//! `GET /dev/mailbox` (only outside production).
 
 use std::path::PathBuf;
 
@@ -16,6 +17,9 @@ pub struct Mail {
     pub subject: String,
     /// Plain-text body.
     pub text: String,
+    /// The same as HTML, sent beside the text.
+    #[serde(default)]
+    pub html: Option<String>,
     /// When it was sent (unix ms).
     pub at_ms: i64,
 }
@@ -25,6 +29,10 @@ pub struct Mail {
 pub trait Mailer: Send + Sync {
     /// Delivers one message (or fails with a reason for the log).
     async fn send(&self, mail: &Mail) -> Result<(), String>;
+    /// Whether mail can be sent at all (notices are skipped otherwise).
+    fn delivers(&self) -> bool {
+        true
+    }
 }
 
 /// Refuses to send: production has no SMTP transport configured yet, and
@@ -35,6 +43,9 @@ pub struct NoMailer;
 impl Mailer for NoMailer {
     async fn send(&self, _mail: &Mail) -> Result<(), String> {
         Err("email delivery is not configured".into())
+    }
+    fn delivers(&self) -> bool {
+        false
     }
 }
 
@@ -142,18 +153,84 @@ impl Mailer for SmtpMailer {
     async fn send(&self, mail: &Mail) -> Result<(), String> {
         use lettre::AsyncTransport;
         let to = mail.to.parse().map_err(|e| format!("recipient: {e}"))?;
-        let message = lettre::Message::builder()
+        let builder = lettre::message::Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(mail.subject.clone())
-            .header(lettre::message::header::ContentType::TEXT_PLAIN)
-            .body(mail.text.clone())
-            .map_err(|e| e.to_string())?;
+            .subject(mail.subject.clone());
+        let message = match &mail.html {
+            Some(html) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(
+                mail.text.clone(),
+                html.clone(),
+            )),
+            None => builder
+                .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                .body(mail.text.clone()),
+        }
+        .map_err(|e| e.to_string())?;
         self.transport
             .send(message)
             .await
             .map_err(|e| format!("SMTP: {e}"))?;
         tracing::info!(subject = %mail.subject, "mail sent by SMTP");
+        Ok(())
+    }
+}
+
+/// Delivery through Resend's HTTP API (`POST {url}/emails`, bearer API key,
+/// JSON `{from, to, subject, text, html}`), one of the original Truxe's
+/// providers (`EMAIL_PROVIDER=resend`).
+pub struct ResendMailer {
+    http: reqwest::Client,
+    endpoint: String,
+    key: secure::Secret<String>,
+    from: String,
+}
+
+impl ResendMailer {
+    /// A mailer for `cfg` (validated at start-up).
+    pub fn new(cfg: &crate::config::Resend) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(20))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(ResendMailer {
+            http,
+            endpoint: format!("{}/emails", cfg.url),
+            key: cfg.key.clone(),
+            from: cfg.from.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Mailer for ResendMailer {
+    async fn send(&self, mail: &Mail) -> Result<(), String> {
+        let mut body = serde_json::json!({
+            "from": self.from,
+            "to": [mail.to],
+            "subject": mail.subject,
+            "text": mail.text,
+        });
+        if let Some(html) = &mail.html {
+            body["html"] = serde_json::json!(html);
+        }
+        let r = self
+            .http
+            .post(&self.endpoint)
+            .bearer_auth(self.key.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("Resend: {}", e.without_url()))?;
+        let status = r.status();
+        // Resend's errors are `{"statusCode", "name", "message"}`.
+        let answer: serde_json::Value = r.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let why = answer["message"].as_str().unwrap_or("no reason given");
+            return Err(format!("Resend refused the message ({status}): {why}"));
+        }
+        tracing::info!(subject = %mail.subject, id = %answer["id"].as_str().unwrap_or(""), "mail sent by Resend");
         Ok(())
     }
 }

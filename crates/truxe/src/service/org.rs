@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use super::auth::{ClientInfo, Principal, Tokens};
+use super::letters::Letter;
 use super::machine::Caller;
-use super::mail::Mail;
 use super::policy::{self, perm, PolicyError, RoleDef, RoleSet};
 use super::{AuthError, AuthService};
 use crate::model::{Invitation, Membership, Organization};
@@ -911,21 +911,19 @@ impl AuthService {
             self.cfg.public_url,
             t.plaintext.expose()
         );
-        let mail = Mail {
-            to: email,
-            subject: format!("You are invited to join {}", org.name),
-            text: format!(
-                "{} invited you to join {} as {role}.\n\nAccept: {url}\n\nOr send this token to POST /organizations/invitations/accept:\n{}\n\nThe invitation expires in {} days.",
-                match c {
-                    Caller::User(p) => p.user.email.clone(),
-                    Caller::Service(s) => format!("The service account {}", s.account.name),
-                },
-                org.name,
-                t.plaintext.expose(),
-                self.cfg.invitation_ttl.as_secs() / 86_400
-            ),
-            at_ms: now.saturating_mul(1000),
+        let inviter = match c {
+            Caller::User(p) => p.user.email.clone(),
+            Caller::Service(s) => format!("The service account {}", s.account.name),
         };
+        let mail = Letter::Invitation {
+            inviter: &inviter,
+            organization: &org.name,
+            role,
+            link: &url,
+            token: t.plaintext.expose(),
+            days: self.cfg.invitation_ttl.as_secs() / 86_400,
+        }
+        .mail(&self.cfg.brand, &email, now.saturating_mul(1000));
         if let Err(e) = self.mailer.send(&mail).await {
             // An invitation nobody can receive must not linger.
             self.store.revoke_invitation(id, &inv.id, now).await?;

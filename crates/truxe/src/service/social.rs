@@ -403,6 +403,9 @@ impl AuthService {
                     .details(details),
             )
             .await;
+            if self.cfg.mail_welcome {
+                self.notify(&user.email, super::letters::Letter::Welcome, now);
+            }
         } else {
             self.record(
                 self.event("oauth_linked", Outcome::Success, ctx, now)

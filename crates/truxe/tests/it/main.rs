@@ -13,6 +13,7 @@ mod email;
 mod keys;
 mod limits;
 mod machines;
+mod mail;
 mod mfa;
 mod orgs;
 mod postgres;

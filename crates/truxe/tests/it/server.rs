@@ -282,18 +282,22 @@ pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }
 
-/// Waits for the `n`-th mail to `to` and returns the token of its link.
+/// Waits for the `n`-th mail with a link to `to` and returns its token.
 pub async fn mailed_token(t: &Truxe, to: &str, n: usize) -> String {
     let url = format!("{}/dev/mailbox?to={to}", t.url());
     let text = testkit::eventually(
         &format!("mail #{n} to {to}"),
         Duration::from_secs(30),
         || async {
+            // Links only: notices (password changed, new device) carry none.
             let body: Value = testkit::get_json(&t.http, &url).await;
             body["messages"]
-                .as_array()
-                .and_then(|m| m.get(n - 1))
-                .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+                .as_array()?
+                .iter()
+                .filter_map(|m| m["text"].as_str())
+                .filter(|text| text.contains("token="))
+                .nth(n - 1)
+                .map(str::to_owned)
         },
     )
     .await;
