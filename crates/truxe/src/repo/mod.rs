@@ -100,8 +100,15 @@ pub trait SessionRepo: Send + Sync {
     ) -> Result<(), RepoError>;
     /// By id.
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError>;
-    /// A session and its user, read together.
-    async fn session_with_user(&self, id: &str) -> Result<Option<(Session, User)>, RepoError>;
+    /// Session `id` and its user, read together; `None` unless the session
+    /// is `user_id`'s. Verified requests call this: it may be answered from
+    /// memory, and every write of a user or session forgets what it changed
+    /// before it returns.
+    async fn session_with_user(
+        &self,
+        id: &str,
+        user_id: &str,
+    ) -> Result<Option<(Session, User)>, RepoError>;
     /// Whether the user has had any session (live or ended), and whether
     /// any of them came from this user agent.
     async fn device_seen(

@@ -610,7 +610,7 @@ impl AuthService {
         // A session's user is the token's subject, or the token is not its.
         let (session, user) = self
             .store
-            .session_with_user(&claims.sid)
+            .session_with_user(&claims.sid, &claims.sub)
             .await?
             .filter(|(s, _)| s.user_id == claims.sub && s.is_live(now))
             .ok_or_else(|| AuthError::Unauthenticated("session has ended".into()))?;

@@ -294,3 +294,107 @@ async fn refreshes_committed_together_each_get_their_own_outcome() {
             .all(|e| e["target"].is_string() && e["outcome"] == "success"));
     }
 }
+
+/// Issue 21: verified requests may be answered from memory (SQLite), so
+/// every way a session ends or an account changes must take effect before
+/// it answers. Each case primes the memory (two verified requests), makes
+/// the change, and checks the very next request.
+#[tokio::test]
+async fn a_session_answered_from_memory_ends_at_once() {
+    let t = Truxe::start(&[("TRUXE_RATE_LIMIT_LOGIN_IP", "1000/1m")]).await;
+    let (admin_id, admin) = t.admin("root-cache@example.com").await;
+    let _ = admin_id;
+    let (_, _) = t.register("cache@example.com").await;
+    let signed_in = || async {
+        let (s, b) = t.login("cache@example.com", PASSWORD).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let access = tokens(&b).0;
+        for _ in 0..2 {
+            assert_eq!(t.me(&access).await, StatusCode::OK);
+        }
+        access
+    };
+    let user_id = {
+        let a = signed_in().await;
+        t.authed(Method::GET, "/auth/me", &a, None).await.1["user"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Logout.
+    let a = signed_in().await;
+    t.authed(Method::POST, "/auth/logout", &a, None).await;
+    assert_eq!(t.me(&a).await, StatusCode::UNAUTHORIZED, "logout");
+    // An administrator ends the session.
+    let a = signed_in().await;
+    let sid = t.authed(Method::GET, "/auth/me", &a, None).await.1["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = t
+        .authed(
+            Method::DELETE,
+            &format!("/api/admin/sessions/{sid}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        t.me(&a).await,
+        StatusCode::UNAUTHORIZED,
+        "admin end session"
+    );
+    // Blocked, then unblocked: refused at once, and the unblock shows at once
+    // in a new session.
+    let a = signed_in().await;
+    let block = format!("/api/admin/users/{user_id}/block");
+    assert_eq!(
+        t.authed(Method::POST, &block, &admin, None).await.0,
+        StatusCode::OK
+    );
+    assert_ne!(t.me(&a).await, StatusCode::OK, "blocked");
+    let unblock = format!("/api/admin/users/{user_id}/unblock");
+    assert_eq!(
+        t.authed(Method::POST, &unblock, &admin, None).await.0,
+        StatusCode::OK
+    );
+    // Revoke all from another session.
+    let a = signed_in().await;
+    let b = signed_in().await;
+    let (s, _) = t
+        .authed(
+            Method::POST,
+            "/auth/revoke",
+            &b,
+            Some(json!({"revokeAll": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.me(&a).await, StatusCode::UNAUTHORIZED, "revoke all");
+    // A password change ends the other sessions.
+    let a = signed_in().await;
+    let b = signed_in().await;
+    let (s, body) = t
+        .authed(
+            Method::PUT,
+            "/api/auth/password/change",
+            &b,
+            Some(json!({"currentPassword": PASSWORD, "newPassword": PASSWORD.to_owned() + "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(t.me(&a).await, StatusCode::UNAUTHORIZED, "password change");
+    assert_eq!(t.me(&b).await, StatusCode::OK, "the changing session stays");
+    // Deleted by an administrator.
+    let (s, _) = t
+        .authed(
+            Method::DELETE,
+            &format!("/api/admin/users/{user_id}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.me(&b).await, StatusCode::UNAUTHORIZED, "deleted");
+}

@@ -11,6 +11,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 mod machines;
 mod orgs;
+mod principals;
 mod social;
 mod webhooks;
 
@@ -35,9 +36,33 @@ use crate::model::{RefreshUse, Session, User};
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Sessions and users of verified requests (SQLite only: see
+    /// `principals`).
+    principals: Option<std::sync::Arc<principals::Principals>>,
 }
 
 impl SqlStore {
+    /// After a committed change of user `id` (or all their sessions).
+    fn changed_user(&self, id: &str) {
+        if let Some(p) = &self.principals {
+            p.forget_user(id);
+        }
+    }
+
+    /// After a committed change of session `id`.
+    fn changed_session(&self, id: &str) {
+        if let Some(p) = &self.principals {
+            p.forget_session(id);
+        }
+    }
+
+    /// After a committed change of many users or sessions.
+    pub(super) fn changed_all(&self) {
+        if let Some(p) = &self.principals {
+            p.forget_all();
+        }
+    }
+
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a
     /// SQLite file if missing, and applies pending migrations.
     pub async fn open(url: &str) -> Result<Self, RepoError> {
@@ -79,7 +104,8 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| RepoError::Db(format!("migration failed: {e}")))?;
-        Ok(SqlStore { pool })
+        let principals = sqlite.then(|| std::sync::Arc::new(principals::Principals::new()));
+        Ok(SqlStore { pool, principals })
     }
 }
 
@@ -202,48 +228,69 @@ impl UserRepo for SqlStore {
         threshold: i64,
         lock_until: i64,
     ) -> Result<i64, RepoError> {
-        // One statement, so concurrent failures are all counted.
-        let row = sqlx::query(
-            "UPDATE users SET
-                failed_logins = CASE WHEN failed_since IS NULL OR failed_since < $2 THEN 1 ELSE failed_logins + 1 END,
-                failed_since  = CASE WHEN failed_since IS NULL OR failed_since < $2 THEN $1 ELSE failed_since END,
-                updated_at = $1
-             WHERE id = $3
-             RETURNING failed_logins",
-        )
-        .bind(now)
-        .bind(window_start)
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
-        let count: i64 = row.try_get(0)?;
-        if count >= threshold {
-            sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0, failed_since = NULL WHERE id = $2")
-                .bind(lock_until)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<i64, RepoError> = async {
+            // One statement, so concurrent failures are all counted.
+            let row = sqlx::query(
+                "UPDATE users SET
+                    failed_logins = CASE WHEN failed_since IS NULL OR failed_since < $2 THEN 1 ELSE failed_logins + 1 END,
+                    failed_since  = CASE WHEN failed_since IS NULL OR failed_since < $2 THEN $1 ELSE failed_since END,
+                    updated_at = $1
+                 WHERE id = $3
+                 RETURNING failed_logins",
+            )
+            .bind(now)
+            .bind(window_start)
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+            let count: i64 = row.try_get(0)?;
+            if count >= threshold {
+                sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0, failed_since = NULL WHERE id = $2")
+                    .bind(lock_until)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(count)
         }
-        Ok(count)
+        .await;
+        self.changed_user(id);
+        done
     }
 
     async fn clear_failures(&self, id: &str, now: i64) -> Result<(), RepoError> {
-        sqlx::query("UPDATE users SET failed_logins = 0, failed_since = NULL, locked_until = NULL, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            sqlx::query("UPDATE users SET failed_logins = 0, failed_since = NULL, locked_until = NULL, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.changed_user(id);
+        done
     }
 
     async fn set_status(&self, id: &str, status: &str, now: i64) -> Result<(), RepoError> {
-        sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE id = $3")
-            .bind(status)
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.changed_user(id);
+        done
     }
 
     async fn search_users(&self, f: &UserFilter) -> Result<Vec<User>, RepoError> {
@@ -271,36 +318,50 @@ impl UserRepo for SqlStore {
     }
 
     async fn erase_user(&self, id: &str, email: &str) -> Result<(), RepoError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM invitations WHERE email = $1")
-            .bind(email)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE audit_events SET ip = NULL, user_agent = NULL, details = '{\"erased\":true}'
-             WHERE actor = $1 OR target = $1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        // Sessions, refresh tokens, factors, one-time tokens and
-        // memberships go with the row (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM users WHERE id = $1")
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM invitations WHERE email = $1")
+                .bind(email)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE audit_events SET ip = NULL, user_agent = NULL, details = '{\"erased\":true}'
+                 WHERE actor = $1 OR target = $1",
+            )
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+            // Sessions, refresh tokens, factors, one-time tokens and
+            // memberships go with the row (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        self.changed_user(id);
+        done
     }
 
     async fn set_password_hash(&self, id: &str, hash: &str, now: i64) -> Result<(), RepoError> {
-        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind(hash)
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                .bind(hash)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.changed_user(id);
+        done
     }
 }
 
@@ -338,13 +399,30 @@ impl SessionRepo for SqlStore {
         row.as_ref().map(session).transpose()
     }
 
-    async fn session_with_user(&self, id: &str) -> Result<Option<(Session, User)>, RepoError> {
+    async fn session_with_user(
+        &self,
+        id: &str,
+        user_id: &str,
+    ) -> Result<Option<(Session, User)>, RepoError> {
+        let before = match &self.principals {
+            Some(p) => match p.get(user_id, id) {
+                Some(hit) => return Ok(Some(hit)),
+                None => Some(p.before(user_id, id)),
+            },
+            None => None,
+        };
         let row = sqlx::query(SESSION_WITH_USER)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok((session_named(&r, &SESSION_AS)?, user(&r)?)))
-            .transpose()
+        let found = row
+            .map(|r| Ok::<_, RepoError>((session_named(&r, &SESSION_AS)?, user(&r)?)))
+            .transpose()?
+            .filter(|(_, u)| u.id == user_id);
+        if let (Some(p), Some(before), Some((s, u))) = (&self.principals, before, &found) {
+            p.put(before, s, u);
+        }
+        Ok(found)
     }
 
     async fn device_seen(
@@ -384,6 +462,11 @@ impl SessionRepo for SqlStore {
             out.push(rotate(&mut tx, r).await?);
         }
         tx.commit().await?;
+        for done in &out {
+            if let RefreshUse::Rotated { session, .. } = done {
+                self.changed_session(&session.id);
+            }
+        }
         Ok(out)
     }
 
@@ -416,40 +499,54 @@ impl SessionRepo for SqlStore {
         expires: i64,
         now: i64,
     ) -> Result<bool, RepoError> {
-        let mut tx = self.pool.begin().await?;
-        let live = sqlx::query("UPDATE sessions SET last_used_at = $1, org_id = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1")
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<bool, RepoError> = async {
+            let mut tx = self.pool.begin().await?;
+            let live = sqlx::query("UPDATE sessions SET last_used_at = $1, org_id = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1")
+                .bind(now)
+                .bind(org_id)
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if !live {
+                return Ok(false);
+            }
+            // The new token replaces every unspent one: presenting an older
+            // token later counts as reuse.
+            sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE session_id = $2 AND used_at IS NULL",
+            )
             .bind(now)
-            .bind(org_id)
             .bind(session_id)
             .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if !live {
-            return Ok(false);
+            .await?;
+            insert_refresh(&mut tx, hash, session_id, now, expires).await?;
+            tx.commit().await?;
+            Ok(true)
         }
-        // The new token replaces every unspent one: presenting an older
-        // token later counts as reuse.
-        sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE session_id = $2 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(session_id)
-        .execute(&mut *tx)
-        .await?;
-        insert_refresh(&mut tx, hash, session_id, now, expires).await?;
-        tx.commit().await?;
-        Ok(true)
+        .await;
+        self.changed_session(session_id);
+        done
     }
 
     async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<(), RepoError> {
-        sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(reason)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(reason)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.changed_session(id);
+        done
     }
 
     async fn revoke_user_sessions(
@@ -458,13 +555,20 @@ impl SessionRepo for SqlStore {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError> {
-        let r = sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(reason)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<u64, RepoError> = async {
+            let r = sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(reason)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected())
+        }
+        .await;
+        self.changed_user(user_id);
+        done
     }
 }
 
@@ -514,12 +618,19 @@ impl TokenRepo for SqlStore {
     }
 
     async fn set_email_verified(&self, user_id: &str, now: i64) -> Result<(), RepoError> {
-        sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.changed_user(user_id);
+        done
     }
 
     async fn revoke_other_sessions(
@@ -529,16 +640,23 @@ impl TokenRepo for SqlStore {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError> {
-        let r = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND id <> $4 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(user_id)
-        .bind(keep)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<u64, RepoError> = async {
+            let r = sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND id <> $4 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(user_id)
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected())
+        }
+        .await;
+        self.changed_user(user_id);
+        done
     }
 }
 
@@ -653,13 +771,20 @@ impl MfaRepo for SqlStore {
         sealed: &str,
         now: i64,
     ) -> Result<(), RepoError> {
-        sqlx::query("UPDATE users SET mfa_pending_secret = $1, updated_at = $2 WHERE id = $3")
-            .bind(sealed)
-            .bind(now)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            sqlx::query("UPDATE users SET mfa_pending_secret = $1, updated_at = $2 WHERE id = $3")
+                .bind(sealed)
+                .bind(now)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.changed_user(user_id);
+        done
     }
 
     async fn enable_mfa(
@@ -669,48 +794,69 @@ impl MfaRepo for SqlStore {
         code_hashes: &[String],
         now: i64,
     ) -> Result<bool, RepoError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE users SET mfa_enabled = 1, mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL,
-                 mfa_last_step = $1, updated_at = $2
-             WHERE id = $3 AND mfa_pending_secret IS NOT NULL",
-        )
-        .bind(step)
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !done {
-            return Ok(false);
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<bool, RepoError> = async {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE users SET mfa_enabled = 1, mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL,
+                     mfa_last_step = $1, updated_at = $2
+                 WHERE id = $3 AND mfa_pending_secret IS NOT NULL",
+            )
+            .bind(step)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !done {
+                return Ok(false);
+            }
+            write_backup_codes(&mut tx, user_id, code_hashes).await?;
+            tx.commit().await?;
+            Ok(true)
         }
-        write_backup_codes(&mut tx, user_id, code_hashes).await?;
-        tx.commit().await?;
-        Ok(true)
+        .await;
+        self.changed_user(user_id);
+        done
     }
 
     async fn disable_mfa(&self, user_id: &str, now: i64) -> Result<(), RepoError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE users SET mfa_enabled = 0, mfa_secret = NULL, mfa_pending_secret = NULL, updated_at = $1 WHERE id = $2",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        write_backup_codes(&mut tx, user_id, &[]).await?;
-        tx.commit().await?;
-        Ok(())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "UPDATE users SET mfa_enabled = 0, mfa_secret = NULL, mfa_pending_secret = NULL, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            write_backup_codes(&mut tx, user_id, &[]).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        self.changed_user(user_id);
+        done
     }
 
     async fn claim_totp_step(&self, user_id: &str, step: i64) -> Result<bool, RepoError> {
-        let r = sqlx::query("UPDATE users SET mfa_last_step = $1 WHERE id = $2 AND (mfa_last_step IS NULL OR mfa_last_step < $1)")
-            .bind(step)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<bool, RepoError> = async {
+            let r = sqlx::query("UPDATE users SET mfa_last_step = $1 WHERE id = $2 AND (mfa_last_step IS NULL OR mfa_last_step < $1)")
+                .bind(step)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() == 1)
+        }
+        .await;
+        self.changed_user(user_id);
+        done
     }
 
     async fn replace_backup_codes(

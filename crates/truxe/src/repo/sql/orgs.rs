@@ -144,18 +144,25 @@ impl OrgRepo for SqlStore {
     }
 
     async fn delete_org(&self, id: &str) -> Result<(), RepoError> {
-        let mut tx = self.pool.begin().await?;
-        // Sessions acting in it fall back to no organization.
-        sqlx::query("UPDATE sessions SET org_id = NULL WHERE org_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM organizations WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<(), RepoError> = async {
+            let mut tx = self.pool.begin().await?;
+            // Sessions acting in it fall back to no organization.
+            sqlx::query("UPDATE sessions SET org_id = NULL WHERE org_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM organizations WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        self.changed_all();
+        done
     }
 
     async fn children(&self, id: &str) -> Result<Vec<Organization>, RepoError> {
@@ -253,25 +260,32 @@ impl OrgRepo for SqlStore {
         user_id: &str,
         now: i64,
     ) -> Result<MemberChange, RepoError> {
-        let mut tx = self.pool.begin().await?;
-        lock_org(&mut tx, org_id, now).await?;
-        match last_owner(&mut tx, org_id, user_id).await? {
-            None => return Ok(MemberChange::NotMember),
-            Some(true) => return Ok(MemberChange::LastOwner),
-            Some(false) => {}
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<MemberChange, RepoError> = async {
+            let mut tx = self.pool.begin().await?;
+            lock_org(&mut tx, org_id, now).await?;
+            match last_owner(&mut tx, org_id, user_id).await? {
+                None => return Ok(MemberChange::NotMember),
+                Some(true) => return Ok(MemberChange::LastOwner),
+                Some(false) => {}
+            }
+            sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+                .bind(org_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE sessions SET org_id = NULL WHERE org_id = $1 AND user_id = $2")
+                .bind(org_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(MemberChange::Done)
         }
-        sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
-            .bind(org_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE sessions SET org_id = NULL WHERE org_id = $1 AND user_id = $2")
-            .bind(org_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(MemberChange::Done)
+        .await;
+        self.changed_user(user_id);
+        done
     }
 
     async fn sole_owned_orgs(&self, user_id: &str) -> Result<Vec<String>, RepoError> {

@@ -180,15 +180,22 @@ impl SealedRepo for SqlStore {
         old: &str,
         new: &str,
     ) -> Result<bool, RepoError> {
-        let (table, key_col, sealed) = col.location();
-        let sql =
-            format!("UPDATE {table} SET {sealed} = $1 WHERE {key_col} = $2 AND {sealed} = $3");
-        let done = sqlx::query(&sql)
-            .bind(new)
-            .bind(key)
-            .bind(old)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        // Forget cached sessions and users whatever came of it: a
+        // failure may follow a committed statement.
+        let done: Result<bool, RepoError> = async {
+            let (table, key_col, sealed) = col.location();
+            let sql =
+                format!("UPDATE {table} SET {sealed} = $1 WHERE {key_col} = $2 AND {sealed} = $3");
+            let done = sqlx::query(&sql)
+                .bind(new)
+                .bind(key)
+                .bind(old)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+        .await;
+        self.changed_all();
+        done
     }
 }
