@@ -590,10 +590,9 @@ impl AuthService {
 
     /// Verifies a user's access token and its session.
     pub async fn authenticate(&self, access_token: &str, now: i64) -> Result<Principal, AuthError> {
-        let claims: serde_json::Value = self
+        let claims = self
             .keys
-            .verifier()
-            .verify(access_token)
+            .verify(access_token, now)
             .map_err(|e| AuthError::Unauthenticated(e.to_string()))?;
         if claims["token_use"] == "service" {
             return Err(AuthError::Unauthenticated(

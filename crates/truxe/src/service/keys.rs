@@ -1,10 +1,11 @@
 //! The signing key ring in use, reloaded when the key store changes, so
 //! `truxe keys rotate` takes effect in a running server without a restart.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use secure::jwt::{KeyAlg, KeyRing, SigningKey, Verifier};
+use secure::jwt::{KeyAlg, KeyRing, SigningKey, TokenError, Verifier};
 use secure::keystore::KeyStore;
 
 use crate::config::Config;
@@ -19,7 +20,17 @@ struct Loaded {
     /// The signing key's public half as PEM (the original Truxe's
     /// `/.well-known/public-key.pem`).
     public_pem: Published,
+    /// Tokens verified with these keys, by the SHA-256 of their text: a
+    /// client presents the same access token until it expires, and its
+    /// signature need not be checked again. Starts empty with every load,
+    /// so a key that stops being published stops verifying at once.
+    verified: Arc<Mutex<HashMap<[u8; 32], Arc<serde_json::Value>>>>,
 }
+
+/// Verified tokens kept per key load; beyond it the memo starts over.
+const VERIFIED_CAPACITY: usize = 100_000;
+/// Clock skew allowed on `exp`, as the verifier allows it.
+const LEEWAY_SECS: i64 = 5;
 
 /// A serialized document with its strong `ETag`.
 #[derive(Clone)]
@@ -66,6 +77,7 @@ impl Loaded {
             verifier,
             jwks,
             public_pem: Published::text(pem, "application/x-pem-file"),
+            verified: Arc::default(),
         }
     }
 }
@@ -147,6 +159,34 @@ impl KeyManager {
     /// The signing key's public half as a PEM `PUBLIC KEY`.
     pub fn public_pem(&self) -> Published {
         self.loaded().public_pem
+    }
+
+    /// Verifies an access token (signature, algorithm, issuer, audience,
+    /// times) and returns its claims; a token already verified with the
+    /// current keys is only checked for expiry.
+    pub fn verify(&self, token: &str, now: i64) -> Result<serde_json::Value, TokenError> {
+        use sha2::Digest;
+        let loaded = self.loaded();
+        let id: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let known = loaded
+            .verified
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).cloned());
+        if let Some(claims) = known {
+            return match claims["exp"].as_i64() {
+                Some(exp) if exp >= now - LEEWAY_SECS => Ok((*claims).clone()),
+                _ => Err(TokenError::Expired),
+            };
+        }
+        let claims: serde_json::Value = loaded.verifier.verify(token)?;
+        if let Ok(mut m) = loaded.verified.lock() {
+            if m.len() >= VERIFIED_CAPACITY {
+                m.clear();
+            }
+            m.insert(id, Arc::new(claims.clone()));
+        }
+        Ok(claims)
     }
 
     /// A verifier for this issuer and audience over every published key.

@@ -224,10 +224,9 @@ impl AuthService {
                 .await
                 .map(Caller::Service);
         }
-        let claims: serde_json::Value = self
+        let claims = self
             .keys
-            .verifier()
-            .verify(bearer)
+            .verify(bearer, now)
             .map_err(|e| AuthError::Unauthenticated(e.to_string()))?;
         if claims["token_use"] == "service" {
             let c: ServiceClaims = serde_json::from_value(claims)

@@ -398,3 +398,28 @@ async fn a_session_answered_from_memory_ends_at_once() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(t.me(&b).await, StatusCode::UNAUTHORIZED, "deleted");
 }
+
+/// Issue 21: a token's signature is checked once per key load, but its
+/// expiry on every request: a token used until it expires is refused when
+/// it does (10 s life, 5 s leeway), while its session lives on.
+#[tokio::test]
+async fn a_token_verified_before_still_expires() {
+    let t = Truxe::start(&[("JWT_ACCESS_TOKEN_TTL", "10s")]).await;
+    let (access, refresh) = t.register("expiry@example.com").await;
+    let issued = tokio::time::Instant::now();
+    assert_eq!(t.me(&access).await, StatusCode::OK);
+    testkit::eventually(
+        "the token to expire",
+        std::time::Duration::from_secs(40),
+        || async { (t.me(&access).await == StatusCode::UNAUTHORIZED).then_some(()) },
+    )
+    .await;
+    assert!(
+        issued.elapsed() >= std::time::Duration::from_secs(9),
+        "not before its time"
+    );
+    // The session itself is fine: a refresh gives a working token.
+    let (s, body) = t.refresh(&refresh).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(t.me(&tokens(&body).0).await, StatusCode::OK);
+}
