@@ -281,11 +281,11 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/auth/mfa/verify",
-            post(routes::mfa_step_up).layer(per_ip("mfa_ip", limits.mfa_ip)),
+            post(routes::mfa_verify).layer(per_ip("mfa_ip", limits.mfa_ip)),
         )
         .route(
             "/auth/mfa/backup/verify",
-            post(routes::mfa_step_up).layer(per_ip("mfa_ip", limits.mfa_ip)),
+            post(routes::mfa_backup_verify).layer(per_ip("mfa_ip", limits.mfa_ip)),
         )
         .route(
             "/auth/mfa/challenge/verify",

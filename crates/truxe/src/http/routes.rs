@@ -550,30 +550,47 @@ pub(crate) async fn mfa_regenerate(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct StepUpBody {
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    code: Option<String>,
+pub(crate) struct StepUpTotp {
+    token: String,
 }
 
-/// `POST /auth/mfa/verify` `{token}` and `POST /auth/mfa/backup/verify`
-/// `{code}` (the original Truxe's step-up): proves the signed-in user holds
-/// their second factor now. A wrong code is `400 invalid_mfa_code` with
-/// `"success": false` (not `401`: the caller's session is fine).
-pub(crate) async fn mfa_step_up(
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepUpBackup {
+    code: String,
+}
+
+/// `POST /auth/mfa/verify` `{token}` (the original Truxe's step-up).
+pub(crate) async fn mfa_verify(
     State(app): State<App>,
     Auth(p): Auth,
     Client(c): Client,
-    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
-    ValidJson(b): ValidJson<StepUpBody>,
+    ValidJson(b): ValidJson<StepUpTotp>,
 ) -> Result<Json<Value>, ApiError> {
-    per_account(&app, "mfa_manage", &p.user.id).await?;
-    let factor = match uri.path().ends_with("/backup/verify") {
-        true => SecondFactor::BackupCode(b.code.as_deref().unwrap_or_default()),
-        false => SecondFactor::Totp(b.token.as_deref().unwrap_or_default()),
-    };
-    match app.auth.mfa_step_up(&p, factor, &c, now()).await {
+    step_up(&app, &p, SecondFactor::Totp(&b.token), &c).await
+}
+
+/// `POST /auth/mfa/backup/verify` `{code}`: the same with a backup code.
+pub(crate) async fn mfa_backup_verify(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    ValidJson(b): ValidJson<StepUpBackup>,
+) -> Result<Json<Value>, ApiError> {
+    step_up(&app, &p, SecondFactor::BackupCode(&b.code), &c).await
+}
+
+/// Proves the signed-in user holds their second factor now. A wrong code
+/// is `400 invalid_mfa_code` with `"success": false` (not `401`: the
+/// caller's session is fine, and the original's clients sign out on 401).
+async fn step_up(
+    app: &App,
+    p: &crate::service::Principal,
+    factor: SecondFactor<'_>,
+    c: &crate::service::ClientInfo,
+) -> Result<Json<Value>, ApiError> {
+    per_account(app, "mfa_manage", &p.user.id).await?;
+    match app.auth.mfa_step_up(p, factor, c, now()).await {
         Ok(()) => Ok(Json(json!({"success": true}))),
         Err(crate::service::AuthError::Unauthenticated(m)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,

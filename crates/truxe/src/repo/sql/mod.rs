@@ -32,6 +32,17 @@ fn json_column<T: serde::de::DeserializeOwned + Default>(
 }
 use crate::model::{RefreshUse, Session, User};
 
+/// What a write of users or sessions changed (see `principals`).
+#[derive(Clone, Copy)]
+pub(super) enum Changed<'a> {
+    /// One user, or every session of theirs.
+    User(&'a str),
+    /// One session.
+    Session(&'a str),
+    /// Many users or sessions.
+    All,
+}
+
 /// Users, sessions and the audit trail in SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -42,24 +53,26 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// After a committed change of user `id` (or all their sessions).
-    fn changed_user(&self, id: &str) {
-        if let Some(p) = &self.principals {
-            p.forget_user(id);
-        }
+    /// Runs `write`, then forgets what it may have changed from the
+    /// verified-request memory, whatever came of it: a failure may follow
+    /// a committed statement.
+    pub(super) async fn forgetting<T>(
+        &self,
+        changed: Changed<'_>,
+        write: impl std::future::Future<Output = Result<T, RepoError>>,
+    ) -> Result<T, RepoError> {
+        let done = write.await;
+        self.forget(changed);
+        done
     }
 
-    /// After a committed change of session `id`.
-    fn changed_session(&self, id: &str) {
-        if let Some(p) = &self.principals {
-            p.forget_session(id);
-        }
-    }
-
-    /// After a committed change of many users or sessions.
-    pub(super) fn changed_all(&self) {
-        if let Some(p) = &self.principals {
-            p.forget_all();
+    /// Forgets what a committed write changed.
+    fn forget(&self, changed: Changed<'_>) {
+        let Some(p) = &self.principals else { return };
+        match changed {
+            Changed::User(id) => p.forget_user(id),
+            Changed::Session(id) => p.forget_session(id),
+            Changed::All => p.forget_all(),
         }
     }
 
@@ -228,9 +241,7 @@ impl UserRepo for SqlStore {
         threshold: i64,
         lock_until: i64,
     ) -> Result<i64, RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<i64, RepoError> = async {
+        self.forgetting(Changed::User(id), async {
             // One statement, so concurrent failures are all counted.
             let row = sqlx::query(
                 "UPDATE users SET
@@ -254,32 +265,24 @@ impl UserRepo for SqlStore {
                     .await?;
             }
             Ok(count)
-        }
-        .await;
-        self.changed_user(id);
-        done
+        })
+        .await
     }
 
     async fn clear_failures(&self, id: &str, now: i64) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::User(id), async {
             sqlx::query("UPDATE users SET failed_logins = 0, failed_since = NULL, locked_until = NULL, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id)
                 .execute(&self.pool)
                 .await?;
             Ok(())
-        }
-        .await;
-        self.changed_user(id);
-        done
+        })
+        .await
     }
 
     async fn set_status(&self, id: &str, status: &str, now: i64) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::User(id), async {
             sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE id = $3")
                 .bind(status)
                 .bind(now)
@@ -287,10 +290,8 @@ impl UserRepo for SqlStore {
                 .execute(&self.pool)
                 .await?;
             Ok(())
-        }
-        .await;
-        self.changed_user(id);
-        done
+        })
+        .await
     }
 
     async fn search_users(&self, f: &UserFilter) -> Result<Vec<User>, RepoError> {
@@ -318,9 +319,7 @@ impl UserRepo for SqlStore {
     }
 
     async fn erase_user(&self, id: &str, email: &str) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::User(id), async {
             let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM invitations WHERE email = $1")
                 .bind(email)
@@ -341,16 +340,12 @@ impl UserRepo for SqlStore {
                 .await?;
             tx.commit().await?;
             Ok(())
-        }
-        .await;
-        self.changed_user(id);
-        done
+        })
+        .await
     }
 
     async fn set_password_hash(&self, id: &str, hash: &str, now: i64) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::User(id), async {
             sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                 .bind(hash)
                 .bind(now)
@@ -358,10 +353,8 @@ impl UserRepo for SqlStore {
                 .execute(&self.pool)
                 .await?;
             Ok(())
-        }
-        .await;
-        self.changed_user(id);
-        done
+        })
+        .await
     }
 }
 
@@ -464,7 +457,7 @@ impl SessionRepo for SqlStore {
         tx.commit().await?;
         for done in &out {
             if let RefreshUse::Rotated { session, .. } = done {
-                self.changed_session(&session.id);
+                self.forget(Changed::Session(&session.id));
             }
         }
         Ok(out)
@@ -499,9 +492,7 @@ impl SessionRepo for SqlStore {
         expires: i64,
         now: i64,
     ) -> Result<bool, RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<bool, RepoError> = async {
+        self.forgetting(Changed::Session(session_id), async {
             let mut tx = self.pool.begin().await?;
             let live = sqlx::query("UPDATE sessions SET last_used_at = $1, org_id = $2 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1")
                 .bind(now)
@@ -526,16 +517,12 @@ impl SessionRepo for SqlStore {
             insert_refresh(&mut tx, hash, session_id, now, expires).await?;
             tx.commit().await?;
             Ok(true)
-        }
-        .await;
-        self.changed_session(session_id);
-        done
+        })
+        .await
     }
 
     async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::Session(id), async {
             sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(reason)
@@ -543,10 +530,8 @@ impl SessionRepo for SqlStore {
                 .execute(&self.pool)
                 .await?;
             Ok(())
-        }
-        .await;
-        self.changed_session(id);
-        done
+        })
+        .await
     }
 
     async fn revoke_user_sessions(
@@ -555,9 +540,7 @@ impl SessionRepo for SqlStore {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<u64, RepoError> = async {
+        self.forgetting(Changed::User(user_id), async {
             let r = sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(reason)
@@ -565,10 +548,8 @@ impl SessionRepo for SqlStore {
                 .execute(&self.pool)
                 .await?;
             Ok(r.rows_affected())
-        }
-        .await;
-        self.changed_user(user_id);
-        done
+        })
+        .await
     }
 }
 
@@ -618,19 +599,15 @@ impl TokenRepo for SqlStore {
     }
 
     async fn set_email_verified(&self, user_id: &str, now: i64) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::User(user_id), async {
             sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(user_id)
                 .execute(&self.pool)
                 .await?;
             Ok(())
-        }
-        .await;
-        self.changed_user(user_id);
-        done
+        })
+        .await
     }
 
     async fn revoke_other_sessions(
@@ -640,9 +617,7 @@ impl TokenRepo for SqlStore {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<u64, RepoError> = async {
+        self.forgetting(Changed::User(user_id), async {
             let r = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND id <> $4 AND revoked_at IS NULL",
             )
@@ -653,10 +628,8 @@ impl TokenRepo for SqlStore {
             .execute(&self.pool)
             .await?;
             Ok(r.rows_affected())
-        }
-        .await;
-        self.changed_user(user_id);
-        done
+        })
+        .await
     }
 }
 
@@ -771,9 +744,7 @@ impl MfaRepo for SqlStore {
         sealed: &str,
         now: i64,
     ) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::User(user_id), async {
             sqlx::query("UPDATE users SET mfa_pending_secret = $1, updated_at = $2 WHERE id = $3")
                 .bind(sealed)
                 .bind(now)
@@ -781,10 +752,8 @@ impl MfaRepo for SqlStore {
                 .execute(&self.pool)
                 .await?;
             Ok(())
-        }
-        .await;
-        self.changed_user(user_id);
-        done
+        })
+        .await
     }
 
     async fn enable_mfa(
@@ -794,9 +763,7 @@ impl MfaRepo for SqlStore {
         code_hashes: &[String],
         now: i64,
     ) -> Result<bool, RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<bool, RepoError> = async {
+        self.forgetting(Changed::User(user_id), async {
             let mut tx = self.pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE users SET mfa_enabled = 1, mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL,
@@ -816,16 +783,12 @@ impl MfaRepo for SqlStore {
             write_backup_codes(&mut tx, user_id, code_hashes).await?;
             tx.commit().await?;
             Ok(true)
-        }
-        .await;
-        self.changed_user(user_id);
-        done
+        })
+        .await
     }
 
     async fn disable_mfa(&self, user_id: &str, now: i64) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::User(user_id), async {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
                 "UPDATE users SET mfa_enabled = 0, mfa_secret = NULL, mfa_pending_secret = NULL, updated_at = $1 WHERE id = $2",
@@ -837,26 +800,20 @@ impl MfaRepo for SqlStore {
             write_backup_codes(&mut tx, user_id, &[]).await?;
             tx.commit().await?;
             Ok(())
-        }
-        .await;
-        self.changed_user(user_id);
-        done
+        })
+        .await
     }
 
     async fn claim_totp_step(&self, user_id: &str, step: i64) -> Result<bool, RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<bool, RepoError> = async {
+        self.forgetting(Changed::User(user_id), async {
             let r = sqlx::query("UPDATE users SET mfa_last_step = $1 WHERE id = $2 AND (mfa_last_step IS NULL OR mfa_last_step < $1)")
                 .bind(step)
                 .bind(user_id)
                 .execute(&self.pool)
                 .await?;
             Ok(r.rows_affected() == 1)
-        }
-        .await;
-        self.changed_user(user_id);
-        done
+        })
+        .await
     }
 
     async fn replace_backup_codes(

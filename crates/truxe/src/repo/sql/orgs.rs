@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::Changed;
 use super::{json_column, SqlStore};
 use crate::model::{Invitation, Membership, Organization};
 use crate::repo::{Acceptance, MemberChange, OrgRepo, RepoError};
@@ -144,9 +145,7 @@ impl OrgRepo for SqlStore {
     }
 
     async fn delete_org(&self, id: &str) -> Result<(), RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<(), RepoError> = async {
+        self.forgetting(Changed::All, async {
             let mut tx = self.pool.begin().await?;
             // Sessions acting in it fall back to no organization.
             sqlx::query("UPDATE sessions SET org_id = NULL WHERE org_id = $1")
@@ -159,10 +158,8 @@ impl OrgRepo for SqlStore {
                 .await?;
             tx.commit().await?;
             Ok(())
-        }
-        .await;
-        self.changed_all();
-        done
+        })
+        .await
     }
 
     async fn children(&self, id: &str) -> Result<Vec<Organization>, RepoError> {
@@ -260,9 +257,7 @@ impl OrgRepo for SqlStore {
         user_id: &str,
         now: i64,
     ) -> Result<MemberChange, RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<MemberChange, RepoError> = async {
+        self.forgetting(Changed::User(user_id), async {
             let mut tx = self.pool.begin().await?;
             lock_org(&mut tx, org_id, now).await?;
             match last_owner(&mut tx, org_id, user_id).await? {
@@ -282,10 +277,8 @@ impl OrgRepo for SqlStore {
                 .await?;
             tx.commit().await?;
             Ok(MemberChange::Done)
-        }
-        .await;
-        self.changed_user(user_id);
-        done
+        })
+        .await
     }
 
     async fn sole_owned_orgs(&self, user_id: &str) -> Result<Vec<String>, RepoError> {

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::Changed;
 use super::SqlStore;
 use crate::model::{OAuthIdentity, OAuthState};
 use crate::repo::{RepoError, SealedColumn, SealedRepo, SocialRepo};
@@ -180,9 +181,7 @@ impl SealedRepo for SqlStore {
         old: &str,
         new: &str,
     ) -> Result<bool, RepoError> {
-        // Forget cached sessions and users whatever came of it: a
-        // failure may follow a committed statement.
-        let done: Result<bool, RepoError> = async {
+        self.forgetting(Changed::All, async {
             let (table, key_col, sealed) = col.location();
             let sql =
                 format!("UPDATE {table} SET {sealed} = $1 WHERE {key_col} = $2 AND {sealed} = $3");
@@ -193,9 +192,7 @@ impl SealedRepo for SqlStore {
                 .execute(&self.pool)
                 .await?;
             Ok(done.rows_affected() > 0)
-        }
-        .await;
-        self.changed_all();
-        done
+        })
+        .await
     }
 }
