@@ -626,4 +626,9 @@ pub trait Store:
 {
     /// Whether the database answers (for `/ready`).
     async fn ping(&self) -> bool;
+    /// Write transactions worth running at once: one where the database
+    /// takes one writer at a time (SQLite), more where it takes many.
+    fn concurrent_writers(&self) -> usize {
+        1
+    }
 }

@@ -3,7 +3,10 @@
 //! own (and on SQLite, the writers queue on one lock). One task takes every
 //! rotation waiting when it is free and commits them in one transaction
 //! (`SessionRepo::use_refresh`), so a burst costs one commit. A lone
-//! refresh is committed at once: nothing waits for a group to fill.
+//! refresh is committed at once: nothing waits for a group to fill. Where
+//! the database takes several writers (PostgreSQL), several tasks take
+//! groups in turn, so one group's round trips overlap another's; a group
+//! that lost a deadlock to another (rolled back whole) is committed again.
 
 use std::sync::Arc;
 
@@ -29,7 +32,10 @@ impl RefreshGroups {
     /// this queue is dropped.
     pub(super) fn start(store: Arc<dyn Store>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(commit_groups(store, rx));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..store.concurrent_writers().max(1) {
+            tokio::spawn(commit_groups(store.clone(), rx.clone()));
+        }
         RefreshGroups { queue }
     }
 
@@ -42,11 +48,29 @@ impl RefreshGroups {
     }
 }
 
-async fn commit_groups(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(Rotation, Reply)>) {
+/// Times a group that lost a deadlock is tried again.
+const DEADLOCK_RETRIES: usize = 3;
+
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Rotation, Reply)>>>;
+
+async fn commit_groups(store: Arc<dyn Store>, rx: Queue) {
     let mut group = Vec::new();
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+    loop {
+        // One task waits for the next group while others commit theirs.
+        if rx.lock().await.recv_many(&mut group, MAX_GROUP).await == 0 {
+            return;
+        }
         let (rotations, replies): (Vec<_>, Vec<_>) = group.drain(..).unzip();
-        match store.use_refresh(&rotations).await {
+        let mut done = store.use_refresh(&rotations).await;
+        for _ in 0..DEADLOCK_RETRIES {
+            match &done {
+                Err(e) if e.to_string().contains("deadlock detected") => {
+                    done = store.use_refresh(&rotations).await;
+                }
+                _ => break,
+            }
+        }
+        match done {
             Ok(done) => {
                 for (reply, d) in replies.into_iter().zip(done) {
                     let _ = reply.send(Ok(d));

@@ -988,4 +988,12 @@ impl Store for SqlStore {
     async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+    fn concurrent_writers(&self) -> usize {
+        // The principal memory exists exactly on SQLite, the one-writer engine.
+        if self.principals.is_some() {
+            1
+        } else {
+            4
+        }
+    }
 }
