@@ -130,12 +130,19 @@ pub fn translate(env: impl Fn(&str) -> Option<String>) -> (Vec<(String, String)>
             "the sender of mail, with EMAIL_FROM_NAME as its name",
         );
         if get("EMAIL_FROM_NAME").is_some() {
-            notes.push(Reading {
-                name: "EMAIL_FROM_NAME".into(),
-                outcome: Outcome::Read {
+            // It goes wherever EMAIL_FROM went.
+            let outcome = match get("SMTP_FROM") {
+                Some(_) => Outcome::Overridden {
+                    ours: "SMTP_FROM".into(),
+                },
+                None => Outcome::Read {
                     ours: "SMTP_FROM".into(),
                     meaning: "the sender's name, with EMAIL_FROM",
                 },
+            };
+            notes.push(Reading {
+                name: "EMAIL_FROM_NAME".into(),
+                outcome,
             });
         }
     }
