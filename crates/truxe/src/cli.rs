@@ -414,17 +414,24 @@ fn print_banner(cfg: &Config, production_refuses: Option<&str>) {
     } else {
         "development"
     };
-    let mail = match (&cfg.smtp, cfg.dev_mailbox) {
-        (Some(_), _) => "SMTP".to_owned(),
-        (None, true) => "kept locally, shown at /dev/mailbox to loopback clients".to_owned(),
-        (None, false) => "none (emailed flows are off; set SMTP_HOST)".to_owned(),
+    let mail = match (&cfg.smtp, &cfg.resend, cfg.dev_mailbox) {
+        (Some(_), _, _) => "SMTP".to_owned(),
+        (None, Some(_), _) => "Resend's HTTP API".to_owned(),
+        (None, None, true) => "kept locally, shown at /dev/mailbox to loopback clients".to_owned(),
+        (None, None, false) => {
+            "none (emailed flows are off; set SMTP_HOST or EMAIL_PROVIDER=resend)".to_owned()
+        }
+    };
+    let keys = match (&cfg.private_key_file, &cfg.private_key_pem) {
+        (Some(path), _) => format!("fixed, {}", path.display()),
+        (None, Some(_)) => "fixed, from JWT_PRIVATE_KEY(_BASE64)".to_owned(),
+        (None, None) => cfg.keys_dir().display().to_string(),
     };
     let mut b = format!(
-        "\nTruxe is serving on {scheme}://{} ({mode} mode)\n  issuer    {}\n  database  {}\n  keys      {}\n  mail      {mail}\n  JWKS      {scheme}://{}/.well-known/jwks.json\n",
+        "\nTruxe is serving on {scheme}://{} ({mode} mode)\n  issuer    {}\n  database  {}\n  keys      {keys}\n  mail      {mail}\n  JWKS      {scheme}://{}/.well-known/jwks.json\n",
         cfg.listen,
         cfg.issuer,
         redact_url(&cfg.database_url),
-        cfg.keys_dir().display(),
         cfg.listen,
     );
     match production_refuses {
@@ -492,8 +499,8 @@ async fn rotate_encryption(cfg: &Config, dry_run: bool) -> anyhow::Result<ExitCo
 
 /// Key commands act on the key store; each change is also audited.
 async fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
-    if cfg.private_key_file.is_some() {
-        bail!("JWT_PRIVATE_KEY_FILE is set: that key is fixed; unset it to use managed, rotating keys");
+    if cfg.private_key_file.is_some() || cfg.private_key_pem.is_some() {
+        bail!("a fixed signing key is set (JWT_PRIVATE_KEY_FILE, JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_BASE64); unset it to use managed, rotating keys");
     }
     let store = KeyStore::new(cfg.keys_dir());
     let audit = open_store(cfg).await?;

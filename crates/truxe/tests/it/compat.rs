@@ -517,4 +517,8 @@ async fn the_original_configuration_is_read() {
     );
     assert!(text.contains("signing key truxe-rsa-2025"), "{text}");
     assert!(!text.contains(&b64[..40]), "no secret in the output");
+    // A fixed key is not rotated by the managed-key commands.
+    let out = t.cli(&["keys", "rotate"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_PRIVATE_KEY_BASE64"));
 }
