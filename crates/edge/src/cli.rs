@@ -44,3 +44,13 @@ impl Reference {
 pub fn colour_on(stream: &impl std::io::IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
+
+/// How a command prints its results: aligned columns for people, or one
+/// JSON document for scripts (`-o json`, in `torua` and `truxe` alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// One JSON document.
+    Json,
+}

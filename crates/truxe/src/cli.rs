@@ -27,6 +27,17 @@ use sha2::Digest;
 pub struct Cli {
     #[command(flatten)]
     config: RawConfig,
+    /// `table` for people (default), `json` for scripts (`keys list`,
+    /// `keys rotate-encryption`).
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        env = "TRUXE_OUTPUT",
+        value_enum,
+        default_value = "table"
+    )]
+    output: edge::cli::Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })
         .err(),
     };
+    let output = cli.output;
     let cfg = match Config::from_raw(cli.config) {
         Ok(c) => c,
         Err(problems) => {
@@ -148,9 +160,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             // Sealed secrets, not signing keys: no key store involved.
             Command::Keys(KeysCommand::RotateEncryption { dry_run }) => {
-                rotate_encryption(&cfg, dry_run).await
+                rotate_encryption(&cfg, dry_run, output).await
             }
-            Command::Keys(k) => keys(&cfg, k).await,
+            Command::Keys(k) => keys(&cfg, k, output).await,
             // Answered above, before the configuration is read.
             Command::Reference(_) => Ok(ExitCode::SUCCESS),
             Command::User(UserCommand::Create { email, admin }) => {
@@ -464,25 +476,45 @@ async fn shutdown_signal() {
 
 /// `keys rotate-encryption`: one line per sealed column; non-zero exit if
 /// any value did not open.
-async fn rotate_encryption(cfg: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
+async fn rotate_encryption(
+    cfg: &Config,
+    dry_run: bool,
+    output: edge::cli::Output,
+) -> anyhow::Result<ExitCode> {
     let auth = service(cfg, Arc::new(NoMailer)).await?;
     let reports = auth
         .rotate_encryption(dry_run)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut failed = 0;
-    for r in &reports {
-        let keys: Vec<String> = r.by_key.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+    let failed: u64 = reports.iter().map(|r| r.failed).sum();
+    if output == edge::cli::Output::Json {
         println!(
-            "{:<40} current {:>6}  resealed {:>6}  changed meanwhile {:>4}  failed {:>4}  by key [{}]",
-            r.column,
-            r.current,
-            r.resealed,
-            r.raced,
-            r.failed,
-            keys.join(" ")
+            "{}",
+            serde_json::json!({ "dry_run": dry_run, "columns": reports })
         );
-        failed += r.failed;
+    } else {
+        println!(
+            "{:<40} {:>8} {:>9} {:>8} {:>7}  BY KEY",
+            "COLUMN", "CURRENT", "RESEALED", "CHANGED", "FAILED"
+        );
+        for r in &reports {
+            let keys: Vec<String> = r.by_key.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+            println!(
+                "{:<40} {:>8} {:>9} {:>8} {:>7}  {}",
+                r.column,
+                r.current,
+                r.resealed,
+                r.raced,
+                r.failed,
+                keys.join(" ")
+            );
+        }
+        let resealed: u64 = reports.iter().map(|r| r.resealed).sum();
+        println!(
+            "{} {resealed} value(s) in {} column(s); {failed} failed",
+            if dry_run { "would reseal" } else { "resealed" },
+            reports.len()
+        );
     }
     if !dry_run {
         let e = AuditEvent::new("encryption_rotated", Outcome::Success, now() * 1000)
@@ -498,7 +530,11 @@ async fn rotate_encryption(cfg: &Config, dry_run: bool) -> anyhow::Result<ExitCo
 }
 
 /// Key commands act on the key store; each change is also audited.
-async fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+async fn keys(
+    cfg: &Config,
+    cmd: KeysCommand,
+    output: edge::cli::Output,
+) -> anyhow::Result<ExitCode> {
     if cfg.private_key_file.is_some() || cfg.private_key_pem.is_some() {
         bail!("a fixed signing key is set (JWT_PRIVATE_KEY_FILE, JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_BASE64); unset it to use managed, rotating keys");
     }
@@ -534,7 +570,25 @@ async fn keys(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             audit.record(&record("key_retired", &kid)).await?;
             println!("key {kid} retired: tokens it signed are no longer accepted");
         }
-        KeysCommand::RotateEncryption { dry_run } => return rotate_encryption(cfg, dry_run).await,
+        KeysCommand::RotateEncryption { dry_run } => {
+            return rotate_encryption(cfg, dry_run, output).await
+        }
+        KeysCommand::List if output == edge::cli::Output::Json => {
+            let list: Vec<_> = store
+                .entries()?
+                .into_iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "kid": e.kid,
+                        "alg": e.alg,
+                        "state": format!("{:?}", e.state).to_lowercase(),
+                        "created_at": crate::model::rfc3339(e.created_at as i64),
+                        "retiring_since": e.retiring_since.map(|s| crate::model::rfc3339(s as i64)),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "keys": list }));
+        }
         KeysCommand::List => {
             println!(
                 "{:<44} {:<6} {:<9} {:<21} RETIRING SINCE",

@@ -49,14 +49,7 @@ pub struct Cli {
     command: Command,
 }
 
-/// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// Aligned columns.
-    Table,
-    /// One JSON document.
-    Json,
-}
+pub use edge::cli::Output;
 
 // Parsed once at start-up: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]

@@ -191,6 +191,24 @@ async fn keys_rotate_on_schedule() {
     assert_eq!(t.me(&second).await, StatusCode::OK);
     let out = t.cli(&["keys", "list"], None);
     assert!(String::from_utf8_lossy(&out.stdout).contains("retiring"));
+    // For scripts: one JSON document, the signing key's id included.
+    let out = t.cli(&["keys", "list", "-o", "json"], None);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<&str> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.contains(&"active") && states.contains(&"retiring"),
+        "{list}"
+    );
+    assert!(list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == kid(&second)));
 }
 
 fn kid(token: &str) -> String {

@@ -572,22 +572,31 @@ async fn encryption_keys_rotate_while_the_server_runs() {
     let dry = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(dry.contains("oauth_identities.tokens_sealed"), "{dry}");
 
-    // Re-seal while the server is up and serving.
-    let out = t.cli(&["keys", "rotate-encryption"], None);
+    assert!(
+        dry.lines().next().unwrap().starts_with("COLUMN"),
+        "a table: {dry}"
+    );
+    assert!(dry.contains("would reseal"), "a summary line: {dry}");
+
+    // Re-seal while the server is up and serving (the report as JSON).
+    let out = t.cli(&["-o", "json", "keys", "rotate-encryption"], None);
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
         "{report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["dry_run"], false);
     let resealed = |col: &str| -> u64 {
-        let line = report
-            .lines()
-            .find(|l| l.starts_with(col))
-            .unwrap_or_else(|| panic!("{col}: {report}"));
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let at = words.iter().position(|w| *w == "resealed").unwrap();
-        words[at + 1].parse().unwrap()
+        report["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["column"] == col)
+            .unwrap_or_else(|| panic!("{col}: {report}"))["resealed"]
+            .as_u64()
+            .unwrap()
     };
     assert_eq!(resealed("oauth_identities.tokens_sealed"), 1, "{report}");
     assert_eq!(resealed("users.mfa_secret"), 1, "{report}");
