@@ -723,19 +723,7 @@ pub(crate) async fn revoke(
     Client(c): Client,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let all = if body.iter().all(u8::is_ascii_whitespace) {
-        false
-    } else {
-        serde_json::from_slice::<RevokeBody>(&body)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!("invalid JSON body: {e}"),
-                )
-            })?
-            .revoke_all
-    };
+    let all = optional_json::<RevokeBody>(&body)?.revoke_all;
     let n = app.auth.revoke(&p, all, &c, now()).await?;
     let Json(mut body) = ok(json!({"revoked_sessions": n}));
     let message = match all {

@@ -189,11 +189,6 @@ impl KeyManager {
         Ok(claims)
     }
 
-    /// A verifier for this issuer and audience over every published key.
-    pub fn verifier(&self) -> Arc<Verifier> {
-        self.loaded().verifier
-    }
-
     fn loaded(&self) -> Loaded {
         self.current
             .read()

@@ -400,7 +400,7 @@ impl SessionRepo for SqlStore {
         let before = match &self.principals {
             Some(p) => match p.get(user_id, id) {
                 Some(hit) => return Ok(Some(hit)),
-                None => Some(p.before(user_id, id)),
+                None => Some(p.seen(user_id, id)),
             },
             None => None,
         };

@@ -68,7 +68,9 @@ impl Principals {
         &self.stripes[(self.hasher.hash_one((kind, id)) as usize) % STRIPES]
     }
 
-    fn seen(&self, user_id: &str, session_id: &str) -> Seen {
+    /// The generations a read of session `session_id` of user `user_id`
+    /// depends on: taken before the read.
+    pub(super) fn seen(&self, user_id: &str, session_id: &str) -> Seen {
         // Acquire: pairs with the Release of a forget, so a read begun
         // after a forget sees its bump.
         Seen {
@@ -76,12 +78,6 @@ impl Principals {
             user: self.stripe(b'u', user_id).load(Ordering::Acquire),
             session: self.stripe(b's', session_id).load(Ordering::Acquire),
         }
-    }
-
-    /// The generations a read of session `session_id` of user `user_id`
-    /// depends on: taken before the read.
-    pub(super) fn before(&self, user_id: &str, session_id: &str) -> Seen {
-        self.seen(user_id, session_id)
     }
 
     /// The cached session `session_id` of user `user_id`, if still current.
