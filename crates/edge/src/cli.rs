@@ -54,3 +54,65 @@ pub enum Output {
     /// One JSON document.
     Json,
 }
+
+/// Progress of a long operation, on standard error: on a terminal one line
+/// rewritten in place with a bar; otherwise (logs, CI) a plain line at most
+/// every few seconds, so a captured run stays short.
+#[derive(Debug)]
+pub struct Progress {
+    tty: bool,
+    started: std::time::Instant,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    /// Plain lines at most this often.
+    const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+    const BAR: usize = 24;
+
+    /// Starts the clock.
+    pub fn new() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            started: std::time::Instant::now(),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `done` of `total` of `what`.
+    pub fn update(&self, what: &str, done: u64, total: u64) {
+        let now = std::time::Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let finished = done >= total;
+        if !self.tty && !finished && last.is_some_and(|l| now - l < Self::PLAIN_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        let pct = (done.min(total) * 100).checked_div(total).unwrap_or(100);
+        if self.tty {
+            let filled = Self::BAR * pct as usize / 100;
+            eprint!(
+                "\r\x1b[2K{what:<20} [{}{}] {done}/{total} {pct:>3}%",
+                "#".repeat(filled),
+                " ".repeat(Self::BAR - filled)
+            );
+        } else {
+            eprintln!("{what}: {done}/{total} ({pct}%)");
+        }
+    }
+
+    /// Ends the in-place line; the time since [`Progress::new`].
+    pub fn finish(&self) -> std::time::Duration {
+        if self.tty && self.last.lock().is_ok_and(|l| l.is_some()) {
+            eprintln!();
+        }
+        self.started.elapsed()
+    }
+}

@@ -22,6 +22,7 @@
 //! * [`jwks`] — a verifier that follows an issuer's JWKS URL (cached,
 //!   refetched on an unknown `kid`) for services that only verify.
 //! * [`keystore`] — signing keys on disk with rotation and a grace period.
+//! * [`legacy`] — opens the original Truxe's sealed values, for importing.
 //! * [`ratelimit`] — GCRA rate limiting with a pluggable store and the
 //!   `RateLimit-*` headers.
 //! * [`oauth`] — PKCE and signed `state` for social sign-in.
@@ -44,6 +45,7 @@ pub mod envelope;
 pub mod jwks;
 pub mod jwt;
 pub mod keystore;
+pub mod legacy;
 pub mod mac;
 pub mod oauth;
 pub mod password;

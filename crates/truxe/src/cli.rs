@@ -54,6 +54,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy users, organizations and webhooks from another system.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Validate the configuration and exit (non-zero with reasons if invalid).
     CheckConfig,
     #[command(flatten)]
@@ -84,6 +87,29 @@ enum KeysCommand {
         /// Only count values per key id.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// From the original (Node) Truxe's PostgreSQL database: users with
+    /// their password hashes, verification and TOTP secrets,
+    /// organizations, memberships and roles, linked social accounts and
+    /// webhook endpoints. Ids are kept and nothing present is overwritten,
+    /// so it can run again (or on after an interruption).
+    #[command(name = "truxe-v1")]
+    TruxeV1 {
+        /// The original's database (`postgres://…`); only read.
+        #[arg(long, env = "TRUXE_V1_DATABASE_URL")]
+        from: String,
+        /// Read and check everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// File holding the original's MFA_ENCRYPTION_KEY, to open its
+        /// TOTP secrets. Default: TRUXE_V1_MFA_ENCRYPTION_KEY, else this
+        /// Truxe's MFA_ENCRYPTION_KEY (the same variable name).
+        #[arg(long)]
+        v1_mfa_key_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -163,6 +189,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rotate_encryption(&cfg, dry_run, output).await
             }
             Command::Keys(k) => keys(&cfg, k, output).await,
+            Command::Import(ImportCommand::TruxeV1 {
+                from,
+                dry_run,
+                v1_mfa_key_file,
+            }) => import_truxe_v1(&cfg, &from, dry_run, v1_mfa_key_file, output).await,
             // Answered above, before the configuration is read.
             Command::Reference(_) => Ok(ExitCode::SUCCESS),
             Command::User(UserCommand::Create { email, admin }) => {
@@ -219,13 +250,45 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(path) = cfg
-        .database_url
+/// The SQLite file of the configuration, if it uses one.
+fn sqlite_path(cfg: &Config) -> Option<&std::path::Path> {
+    cfg.database_url
         .strip_prefix("sqlite://")
-        .map(|p| p.split('?').next().unwrap_or(p))
-    {
-        let path = std::path::Path::new(path);
+        .map(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)))
+}
+
+/// One server per SQLite file: a server keeps the sessions and users of
+/// verified requests in memory (`repo::sql::principals`) and hears only of
+/// its own writes, so a second server on the same file could revoke a
+/// session the first would go on accepting. Held until the process exits.
+fn lock_sqlite(cfg: &Config) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(db) = sqlite_path(cfg) else {
+        return Ok(None);
+    };
+    let path = db.with_extension("serve-lock");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `truxe serve` is using {}: SQLite serves one instance (each keeps sessions in memory); run several instances on PostgreSQL",
+            db.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = sqlite_path(cfg) {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -362,6 +425,7 @@ fn cookie_key(cfg: &Config) -> Vec<u8> {
 }
 
 async fn serve(cfg: Config, production_refuses: Option<String>) -> anyhow::Result<ExitCode> {
+    let _only_server = lock_sqlite(&cfg)?;
     let (mail, mailbox) = mailer(&cfg)?;
     let auth = Arc::new(service(&cfg, mail).await?);
     tokio::spawn(auth.clone().watch_keys(Duration::from_secs(2)));
@@ -525,6 +589,86 @@ async fn rotate_encryption(
     if failed > 0 {
         eprintln!("truxe: {failed} value(s) did not open: configure the key they were sealed with in …_PREVIOUS");
         return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `import truxe-v1`: progress on stderr, the report on stdout; audited.
+async fn import_truxe_v1(
+    cfg: &Config,
+    from: &str,
+    dry_run: bool,
+    key_file: Option<std::path::PathBuf>,
+    output: edge::cli::Output,
+) -> anyhow::Result<ExitCode> {
+    let v1_mfa_key = match key_file {
+        Some(path) => Some(Secret::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_owned(),
+        )),
+        None => std::env::var("TRUXE_V1_MFA_ENCRYPTION_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(Secret::new)
+            .or_else(|| cfg.mfa_key.clone()),
+    };
+    let auth = service(cfg, Arc::new(NoMailer)).await?;
+    let src = crate::repo::truxe_v1::V1Source::connect(from)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(from)))?;
+    let bar = edge::cli::Progress::new();
+    let opts = crate::service::ImportOptions {
+        dry_run,
+        v1_mfa_key,
+    };
+    let report = auth
+        .import_truxe_v1(&src, &opts, &|p| bar.update(p.kind, p.done, p.total), now())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let took = bar.finish();
+    if output == edge::cli::Output::Json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{:<20} {:>8} {:>9} {:>8} {:>8}",
+            "KIND", "FOUND", "IMPORTED", "PRESENT", "SKIPPED"
+        );
+        for k in &report.kinds {
+            println!(
+                "{:<20} {:>8} {:>9} {:>8} {:>8}",
+                k.kind, k.found, k.imported, k.present, k.skipped
+            );
+        }
+        if !report.problems.is_empty() {
+            println!();
+            for p in &report.problems {
+                println!("{:<8} {} {}: {}", p.outcome, p.kind, p.id, p.reason);
+            }
+            if report.more_problems > 0 {
+                println!("… and {} more", report.more_problems);
+            }
+        }
+        let imported: u64 = report.kinds.iter().map(|k| k.imported).sum();
+        let present: u64 = report.kinds.iter().map(|k| k.present).sum();
+        println!(
+            "{} {imported} row(s), {present} already here, {} left out, in {:.1}s{}",
+            if dry_run { "would import" } else { "imported" },
+            report.skipped(),
+            took.as_secs_f64(),
+            if dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            }
+        );
+    }
+    if !dry_run {
+        let e = AuditEvent::new("import_completed", Outcome::Success, now() * 1000)
+            .actor("cli")
+            .details(serde_json::json!({"source": "truxe-v1", "kinds": report.kinds}));
+        auth.record(e).await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@
 
 mod redis;
 mod sql;
+pub mod truxe_v1;
 
 use async_trait::async_trait;
 use secure::audit::{AuditEvent, AuditSink};
@@ -609,6 +610,29 @@ pub trait SealedRepo: Send + Sync {
     ) -> Result<bool, RepoError>;
 }
 
+/// What copying one row in found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// Written now.
+    New,
+    /// The same row (same id) was there: left as it is.
+    Present,
+    /// Another row holds its unique name (email, slug): not written.
+    Taken,
+}
+
+/// Rows copied from another system (`truxe import`) with their ids,
+/// hashes and times; an existing row is never overwritten.
+#[async_trait]
+pub trait ImportRepo: Send + Sync {
+    /// A user with everything it carries (hash, MFA secret, lockout).
+    async fn import_user(&self, u: &User) -> Result<Imported, RepoError>;
+    /// An organization, its parent imported before it.
+    async fn import_org(&self, o: &Organization) -> Result<Imported, RepoError>;
+    /// A membership; `Present` if the user is a member already.
+    async fn import_membership(&self, m: &Membership) -> Result<Imported, RepoError>;
+}
+
 /// Everything the service needs from storage.
 #[async_trait]
 pub trait Store:
@@ -621,6 +645,7 @@ pub trait Store:
     + WebhookRepo
     + SocialRepo
     + SealedRepo
+    + ImportRepo
     + AuditSink
     + AuditQuery
 {

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod auth;
 mod group;
+mod import;
 mod keys;
 mod letters;
 mod machine;
@@ -18,6 +19,7 @@ mod webhooks;
 
 pub use admin::UserDetail;
 pub use auth::{AuthService, Claims, ClientInfo, LoginOutcome, Principal, Tokens};
+pub use import::{ImportOptions, ImportReport, KindReport, Problem, Progress};
 pub use keys::{KeyManager, Published};
 pub use letters::{Brand, Letter};
 pub use machine::{AccountInput, Caller, KeyInput, ServiceCaller, API_KEY_PREFIX, RATE_TIERS};

@@ -150,7 +150,7 @@ fn policy_error(e: PolicyError) -> AuthError {
     }
 }
 
-fn check_name(name: &str) -> Result<String, AuthError> {
+pub(super) fn check_name(name: &str) -> Result<String, AuthError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(AuthError::Invalid(
@@ -160,7 +160,7 @@ fn check_name(name: &str) -> Result<String, AuthError> {
     Ok(name.to_owned())
 }
 
-fn check_slug(slug: &str) -> Result<String, AuthError> {
+pub(super) fn check_slug(slug: &str) -> Result<String, AuthError> {
     let ok = (2..=63).contains(&slug.len())
         && slug
             .bytes()

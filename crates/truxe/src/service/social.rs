@@ -308,7 +308,11 @@ impl AuthService {
         Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }
 
-    fn seal_tokens(&self, identity_id: &str, t: &ProviderTokens) -> Result<String, AuthError> {
+    pub(super) fn seal_tokens(
+        &self,
+        identity_id: &str,
+        t: &ProviderTokens,
+    ) -> Result<String, AuthError> {
         let json =
             Secret::new(serde_json::to_string(t).map_err(|e| AuthError::Internal(e.to_string()))?);
         self.seal_in(

@@ -316,7 +316,7 @@ fn subscribed_name<'a>(subscribed: &[String], event: &'a str) -> Option<&'a str>
         .map(|(alias, _)| *alias)
 }
 
-fn check_events(events: &[String]) -> Result<Vec<String>, AuthError> {
+pub(super) fn check_events(events: &[String]) -> Result<Vec<String>, AuthError> {
     let known = WEBHOOK_EVENTS.len() + ALIASES.len() + NEVER_SENT.len();
     if events.is_empty() || events.len() > known + 1 {
         return Err(AuthError::Invalid(format!(
@@ -475,7 +475,7 @@ impl AuthService {
         Ok(ep)
     }
 
-    async fn checked_url(&self, url: &str) -> Result<String, AuthError> {
+    pub(super) async fn checked_url(&self, url: &str) -> Result<String, AuthError> {
         if url.len() > 2048 {
             return Err(AuthError::Invalid("url is at most 2048 characters".into()));
         }

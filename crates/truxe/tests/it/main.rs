@@ -10,6 +10,7 @@ mod compat;
 mod cookies;
 mod edge;
 mod email;
+mod import;
 mod keys;
 mod limits;
 mod machines;

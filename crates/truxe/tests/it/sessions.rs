@@ -423,3 +423,40 @@ async fn a_token_verified_before_still_expires() {
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(t.me(&tokens(&body).0).await, StatusCode::OK);
 }
+
+/// A server keeps the sessions of verified requests in memory on SQLite
+/// and hears only of its own writes. A second server on the same file
+/// could end a session the first would go on accepting, so it is refused;
+/// several instances run on PostgreSQL, which nothing caches.
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let t = Truxe::start(&[]).await;
+    if t.on_postgres() {
+        return;
+    }
+    let (access, _) = t.register("solo@example.com").await;
+    let mut cmd = t.command();
+    cmd.env("PORT", testkit::free_port().to_string())
+        .arg("serve");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the second server exits at once");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another `truxe serve`"), "{err}");
+    assert!(err.contains("PostgreSQL"), "says what to do instead: {err}");
+    // Control: the first serves on, and a server with a file of its own
+    // starts.
+    assert_eq!(t.me(&access).await, StatusCode::OK);
+    let other = Truxe::start(&[]).await;
+    assert_eq!(
+        other.post("/api/auth/login", json!({})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -43,10 +43,14 @@ fn start_redis(dir: &std::path::Path) -> (ChildGuard, String, String, std::path:
     )
 }
 
-/// `truxe serve` with `env` fails to start, saying why.
+/// `truxe serve` with `env` (and a data directory of its own, so that on
+/// SQLite it is not refused for sharing `t`'s file) fails to start, saying
+/// why.
 fn refuses_to_start(t: &Truxe, env: &[(&str, &str)]) -> String {
+    let own = testkit::tempdir();
     let mut cmd = t.command();
     cmd.env("PORT", free_port().to_string())
+        .env("TRUXE_DATA_DIR", own.path())
         .envs(env.iter().copied())
         .arg("serve");
     let out = cmd.output().unwrap();
@@ -92,14 +96,32 @@ async fn instances_share_limits_through_redis() {
     );
     a.register("flood@example.com").await;
     a.register("calm@example.com").await;
-    // A second instance: same database and keys, another port, same Redis.
+    // A second instance: another port, same Redis; the same database on
+    // PostgreSQL. SQLite serves one instance per file, so there it has a
+    // file of its own, holding the same accounts.
     let b_port = free_port();
+    let b_dir = testkit::tempdir();
     let mut cmd = a.command();
     cmd.env("PORT", b_port.to_string()).arg("serve");
+    if !a.on_postgres() {
+        cmd.env("TRUXE_DATA_DIR", b_dir.path());
+    }
     let mut b = ChildGuard::spawn("truxe-b", cmd, a.dir.path());
     let b_url = format!("http://127.0.0.1:{b_port}");
     wait_http_ok(&format!("{b_url}/ready"), Duration::from_secs(60)).await;
     b.assert_running(a.dir.path());
+    if !a.on_postgres() {
+        for email in ["flood@example.com", "calm@example.com"] {
+            let r = a
+                .http
+                .post(format!("{b_url}/api/auth/register"))
+                .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+        }
+    }
 
     for _ in 0..3 {
         assert_eq!(

@@ -17,17 +17,17 @@ use serde_json::{json, Value};
 use crate::server::Truxe;
 
 #[derive(Clone, Debug)]
-struct Received {
-    path: String,
+pub(crate) struct Received {
+    pub(crate) path: String,
     headers: HeaderMap,
     body: Bytes,
 }
 
 /// A webhook receiver: records every request and answers `status`.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     ip: &'static str,
-    port: u16,
+    pub(crate) port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
     /// Bytes of `/big`'s endless answer the client took (as far as the
@@ -42,7 +42,7 @@ const BIG_CHUNK: usize = 64 << 10;
 const SLOW: Duration = Duration::from_secs(30);
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         Receiver::start_on("127.0.0.1").await
     }
 
@@ -108,7 +108,7 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Received> {
         testkit::eventually(
             &format!("{n} webhook requests"),
             Duration::from_secs(60),
@@ -141,7 +141,7 @@ fn python_hmac(key: &str, message: &[u8]) -> String {
 
 /// Checks a request's signature header against `secret` the receiver's
 /// way: `sha256=HMAC(secret, "<X-Truxe-Timestamp>.<body>")`, any entry.
-fn signed_by(r: &Received, secret: &str) -> bool {
+pub(crate) fn signed_by(r: &Received, secret: &str) -> bool {
     let ts = r.headers["x-truxe-timestamp"].to_str().unwrap();
     let mut msg = format!("{ts}.").into_bytes();
     msg.extend_from_slice(&r.body);

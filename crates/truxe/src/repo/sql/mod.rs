@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+mod import;
 mod machines;
 mod orgs;
 mod principals;
