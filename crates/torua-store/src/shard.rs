@@ -1509,12 +1509,13 @@ mod tests {
         // Left alone, applies reach the file by themselves.
         s.apply_replicated(vec![vec![put("later", Expect::Any)]], b"m3".to_vec())
             .await?;
+        // The writer commits the file, then empties the overlay: wait for
+        // both (a reader may see the commit before the overlay is emptied).
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !in_file(&s, "later")? {
+        while !(in_file(&s, "later")? && read(&s.overlay).is_empty()) {
             assert!(std::time::Instant::now() < deadline, "never checkpointed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(read(&s.overlay).is_empty());
         let marker = s.db.begin_read()?.open_table(RAFT)?.get(RAFT_APPLIED)?;
         assert_eq!(marker.map(|m| m.value().to_vec()), Some(b"m3".to_vec()));
         control.apply(vec![put("later", Expect::Any)]).await?;
