@@ -93,6 +93,9 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// The organization the session acts in (`/auth/switch-org`).
     pub org_id: Option<String>,
+    /// The OAuth client it was issued to; `None` for Truxe's own API (and
+    /// for the browser session of the hosted pages).
+    pub client_id: Option<String>,
 }
 
 impl Session {
@@ -732,4 +735,77 @@ impl From<&OAuthIdentity> for IdentityView {
             last_login_at: rfc3339(i.last_login_at),
         }
     }
+}
+
+/// An application registered to sign users in through Truxe (an OpenID
+/// Connect relying party).
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    /// The `client_id`.
+    pub id: String,
+    /// The organization it belongs to, if any.
+    pub org_id: Option<String>,
+    /// Shown on the consent page.
+    pub name: String,
+    /// Hex SHA-256 of its secret; `None` for a public client (PKCE only).
+    pub secret_hash: Option<String>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may return to.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grants it may use.
+    pub grant_types: Vec<String>,
+    /// Scopes it may ask for.
+    pub scopes: Vec<String>,
+    /// Access and ID token lifetime (seconds), if not the server's.
+    pub access_ttl: Option<i64>,
+    /// Refresh token lifetime (seconds), if not the server's.
+    pub refresh_ttl: Option<i64>,
+    /// Who registered it.
+    pub created_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// An authorization code in flight: what its exchange will issue.
+#[derive(Debug, Clone)]
+pub struct AuthCode {
+    /// SHA-256 of the code.
+    pub code_hash: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user who authorized.
+    pub user_id: String,
+    /// The redirect URI of the request (the exchange must repeat it).
+    pub redirect_uri: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// The request's `nonce`, for the ID token.
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    /// When the user authenticated (unix seconds).
+    pub auth_time: i64,
+    /// How: `pwd`, `otp`, `hwk`.
+    pub amr: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What presenting an authorization code found.
+#[derive(Debug)]
+pub enum CodeUse {
+    /// Unused and unexpired: now spent.
+    Fresh(Box<AuthCode>),
+    /// Spent before: the session its first exchange started, if any.
+    Replayed {
+        /// The session to end.
+        session_id: Option<String>,
+    },
+    /// Unknown or expired.
+    Invalid,
 }

@@ -7,7 +7,9 @@ pub mod cookies;
 mod error;
 mod extract;
 mod machines;
+mod oidc;
 mod orgs;
+mod pages;
 pub mod ratelimit;
 mod routes;
 mod social;
@@ -133,7 +135,9 @@ pub fn router(app: App) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        .layer(SetResponseHeaderLayer::overriding(
+        // Hosted pages set their own (still without script); everything
+        // else may load nothing.
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
@@ -362,10 +366,61 @@ pub fn router(app: App) -> Router {
             "/organizations/{id}/roles/{name}",
             put(orgs::update_role).delete(orgs::delete_role),
         )
+        .route("/oauth/authorize", get(oidc::authorize))
+        .route("/api/oauth/authorize", get(oidc::authorize))
+        .route(
+            "/oauth/authorize/login",
+            post(oidc::login).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/oauth/authorize/mfa",
+            post(oidc::mfa).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route("/oauth/authorize/consent", post(oidc::consent))
+        .route(
+            "/oauth/token",
+            post(oidc::token).layer(per_ip("token_ip", limits.login_ip)),
+        )
+        .route(
+            "/api/oauth/token",
+            post(oidc::token).layer(per_ip("token_ip", limits.login_ip)),
+        )
+        .route("/oauth/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route(
+            "/api/oauth/userinfo",
+            get(oidc::userinfo).post(oidc::userinfo),
+        )
+        .route(
+            "/api/oauth/clients",
+            post(oidc::create_client).get(oidc::list_clients),
+        )
+        .route(
+            "/api/oauth/clients/{id}",
+            get(oidc::get_client)
+                .put(oidc::update_client)
+                .delete(oidc::delete_client),
+        )
+        .route(
+            "/api/oauth/clients/{id}/regenerate-secret",
+            post(oidc::regenerate_secret),
+        )
+        .route("/api/oauth/consents", get(oidc::consents))
+        .route(
+            "/api/oauth/consents/{client_id}",
+            delete(oidc::revoke_consent),
+        )
+        .route("/assets/truxe.css", get(oidc::stylesheet))
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/.well-known/public-key.pem", get(routes::public_key_pem))
         .route(
             "/.well-known/openid-configuration",
+            get({
+                let d = discovery.clone();
+                move |headers: axum::http::HeaderMap| async move { routes::published(&headers, &d) }
+            }),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
             get(move |headers: axum::http::HeaderMap| async move {
                 routes::published(&headers, &discovery)
             }),

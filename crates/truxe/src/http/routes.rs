@@ -796,15 +796,27 @@ pub(crate) async fn public_key_pem(State(app): State<App>, headers: HeaderMap) -
 
 /// The discovery document (built once; it changes only with the configuration).
 pub(crate) fn discovery(issuer: &str, algorithm: &str) -> Published {
+    let scopes: Vec<&str> = crate::service::oidc::SCOPES
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
     Published::new(&json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
+        "scopes_supported": scopes,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": crate::service::oidc::GRANTS,
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "id_token_signing_alg_values_supported": [algorithm],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": [],
         "subject_types_supported": ["public"],
-        "claims_supported": ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "email", "email_verified"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_supported": ["iss", "aud", "sub", "iat", "exp", "auth_time", "nonce", "amr", "acr", "at_hash", "sid", "email", "email_verified", "name", "updated_at"],
+        "authorization_response_iss_parameter_supported": true,
     }))
 }
 

@@ -16,8 +16,9 @@ pub use redis::RedisRateLimitStore;
 pub use sql::SqlStore;
 
 use crate::model::{
-    ApiKey, Attempt, Delivery, Invitation, Membership, OAuthIdentity, OAuthState, Organization,
-    RefreshUse, ServiceAccount, Session, User, WebhookEndpoint,
+    ApiKey, Attempt, AuthCode, CodeUse, Delivery, Invitation, Membership, OAuthClient,
+    OAuthIdentity, OAuthState, Organization, RefreshUse, ServiceAccount, Session, User,
+    WebhookEndpoint,
 };
 use crate::service::policy::RoleDef;
 
@@ -610,6 +611,47 @@ pub trait SealedRepo: Send + Sync {
     ) -> Result<bool, RepoError>;
 }
 
+/// The OpenID Connect provider's clients, codes and consents.
+#[async_trait]
+pub trait OidcRepo: Send + Sync {
+    /// Registers a client.
+    async fn create_client(&self, c: &OAuthClient) -> Result<(), RepoError>;
+    /// A client by id.
+    async fn client(&self, id: &str) -> Result<Option<OAuthClient>, RepoError>;
+    /// Every client, oldest first (at most 1,000).
+    async fn clients(&self) -> Result<Vec<OAuthClient>, RepoError>;
+    /// Writes everything but id, organization and creation.
+    async fn update_client(&self, c: &OAuthClient) -> Result<(), RepoError>;
+    /// Deletes a client and ends its sessions; false if there was none.
+    async fn delete_client(&self, id: &str, now: i64) -> Result<bool, RepoError>;
+    /// Stores a code (and drops long-expired ones).
+    async fn create_code(&self, c: &AuthCode) -> Result<(), RepoError>;
+    /// Spends a code, atomically: one exchange wins.
+    async fn use_code(&self, code_hash: &str, now: i64) -> Result<CodeUse, RepoError>;
+    /// Records the session a code's exchange started.
+    async fn code_session(&self, code_hash: &str, session_id: &str) -> Result<(), RepoError>;
+    /// The scopes a user consented to for a client (empty if none).
+    async fn consent(&self, user_id: &str, client_id: &str) -> Result<Vec<String>, RepoError>;
+    /// Records (replaces) a consent.
+    async fn put_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<(), RepoError>;
+    /// A user's consents: (client, scopes, when).
+    async fn consents(&self, user_id: &str) -> Result<Vec<(String, Vec<String>, i64)>, RepoError>;
+    /// Withdraws a consent and ends the client's sessions of the user;
+    /// false if there was none.
+    async fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<bool, RepoError>;
+}
+
 /// What copying one row in found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Imported {
@@ -646,6 +688,7 @@ pub trait Store:
     + SocialRepo
     + SealedRepo
     + ImportRepo
+    + OidcRepo
     + AuditSink
     + AuditQuery
 {

@@ -170,6 +170,11 @@ impl AuthService {
         }
     }
 
+    /// The operator's brand (mail and hosted pages).
+    pub fn brand(&self) -> &super::Brand {
+        &self.cfg.brand
+    }
+
     /// The key manager (for JWKS).
     pub fn keys(&self) -> &Arc<KeyManager> {
         &self.keys
@@ -429,6 +434,21 @@ impl AuthService {
         client: ClientInfo,
         now: i64,
     ) -> Result<Tokens, AuthError> {
+        let ttl = self.cfg.refresh_ttl.as_secs() as i64;
+        let (sid, refresh) = self.open_session(user, client, None, ttl, now).await?;
+        self.tokens(user, &sid, refresh, None, now)
+    }
+
+    /// A new session of `user` (for OAuth client `client_id`, if any)
+    /// lasting `ttl` seconds: its id and first refresh token.
+    pub(super) async fn open_session(
+        &self,
+        user: &User,
+        client: ClientInfo,
+        client_id: Option<&str>,
+        ttl: i64,
+        now: i64,
+    ) -> Result<(String, Secret<String>), AuthError> {
         // Keep at most max_sessions live: end the oldest to make room.
         let live = self.store.live_sessions(&user.id, now).await?;
         let excess = (live.len() + 1).saturating_sub(self.cfg.max_sessions);
@@ -461,7 +481,7 @@ impl AuthService {
             self.notify(&user.email, device, now);
         }
         let refresh = token::generate(REFRESH_PREFIX);
-        let expires = now + self.cfg.refresh_ttl.as_secs() as i64;
+        let expires = now + ttl;
         let session = Session {
             id: token::random_uuid(),
             user_id: user.id.clone(),
@@ -473,11 +493,12 @@ impl AuthService {
             ip: client.ip,
             user_agent,
             org_id: None,
+            client_id: client_id.map(str::to_owned),
         };
         self.store
             .create_session(&session, &refresh.digest, expires)
             .await?;
-        self.tokens(user, &session.id, refresh.plaintext, None, now)
+        Ok((session.id, refresh.plaintext))
     }
 
     pub(super) fn tokens(
@@ -525,6 +546,35 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<Tokens, AuthError> {
+        let (session, user, next) = self.rotate_refresh(refresh_token, ctx, now).await?;
+        if session.client_id.is_some() {
+            // An OAuth client's token brought here to mint tokens for
+            // Truxe's own API: stolen, so its session ends.
+            self.store
+                .revoke_session(&session.id, "refresh_token_misused", now)
+                .await?;
+            return Err(AuthError::Unauthenticated(
+                "refresh token is invalid or expired".into(),
+            ));
+        }
+        // Roles and permissions are read afresh: a change made since the
+        // last token takes effect now.
+        let org = match &session.org_id {
+            Some(org_id) => self.org_claims(&user.id, org_id).await?,
+            None => None,
+        };
+        self.tokens(&user, &session.id, next, org, now)
+    }
+
+    /// Spends a refresh token (in a group commit with concurrent ones):
+    /// its session and user, and the next refresh token. Reuse past the
+    /// retry grace revokes the session.
+    pub(super) async fn rotate_refresh(
+        &self,
+        refresh_token: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(Box<Session>, Box<User>, Secret<String>), AuthError> {
         let invalid = || AuthError::Unauthenticated("refresh token is invalid or expired".into());
         if !refresh_token.starts_with(REFRESH_PREFIX) || refresh_token.len() > 128 {
             return Err(invalid());
@@ -577,13 +627,7 @@ impl AuthService {
                 if let Err(err) = self.fan_out(&e).await {
                     tracing::error!(error = %err, action = %e.action, "webhook deliveries not queued");
                 }
-                // Roles and permissions are read afresh: a change made since
-                // the last token takes effect now.
-                let org = match &session.org_id {
-                    Some(org_id) => self.org_claims(&user.id, org_id).await?,
-                    None => None,
-                };
-                self.tokens(&user, &session.id, next.plaintext, org, now)
+                Ok((session, user, next.plaintext))
             }
         }
     }

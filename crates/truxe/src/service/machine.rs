@@ -30,6 +30,9 @@ const KEY_ID_LEN: usize = 16;
 
 /// Who makes an organization-scoped call.
 #[derive(Debug, Clone)]
+// One per request, moved rarely: boxing the user would cost an allocation
+// per request for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Caller {
     /// A signed-in user.
     User(Principal),

@@ -16,6 +16,7 @@ mod limits;
 mod machines;
 mod mail;
 mod mfa;
+mod oidc;
 mod orgs;
 mod postgres;
 mod sessions;

@@ -11,6 +11,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 mod import;
 mod machines;
+mod oidc;
 mod orgs;
 mod principals;
 mod social;
@@ -145,7 +146,7 @@ fn user(r: &AnyRow) -> Result<User, RepoError> {
 }
 
 /// The columns of a session, as `SELECT *` names them…
-const SESSION: [&str; 10] = [
+const SESSION: [&str; 11] = [
     "id",
     "user_id",
     "created_at",
@@ -156,9 +157,10 @@ const SESSION: [&str; 10] = [
     "ip",
     "user_agent",
     "org_id",
+    "client_id",
 ];
 /// …and as [`SESSION_WITH_USER`] names them beside the user's.
-const SESSION_AS: [&str; 10] = [
+const SESSION_AS: [&str; 11] = [
     "s_id",
     "s_user_id",
     "s_created_at",
@@ -169,20 +171,21 @@ const SESSION_AS: [&str; 10] = [
     "s_ip",
     "s_user_agent",
     "s_org_id",
+    "s_client_id",
 ];
 /// A session and its user in one read (one round trip on the hot path).
 const SESSION_WITH_USER: &str = "SELECT u.*, s.id AS s_id, s.user_id AS s_user_id,
     s.created_at AS s_created_at, s.last_used_at AS s_last_used_at,
     s.expires_at AS s_expires_at, s.revoked_at AS s_revoked_at,
     s.revoke_reason AS s_revoke_reason, s.ip AS s_ip, s.user_agent AS s_user_agent,
-    s.org_id AS s_org_id
+    s.org_id AS s_org_id, s.client_id AS s_client_id
     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 
 fn session(r: &AnyRow) -> Result<Session, RepoError> {
     session_named(r, &SESSION)
 }
 
-fn session_named(r: &AnyRow, c: &[&str; 10]) -> Result<Session, RepoError> {
+fn session_named(r: &AnyRow, c: &[&str; 11]) -> Result<Session, RepoError> {
     Ok(Session {
         id: r.try_get(c[0])?,
         user_id: r.try_get(c[1])?,
@@ -194,6 +197,7 @@ fn session_named(r: &AnyRow, c: &[&str; 10]) -> Result<Session, RepoError> {
         ip: r.try_get(c[7])?,
         user_agent: r.try_get(c[8])?,
         org_id: r.try_get(c[9])?,
+        client_id: r.try_get(c[10])?,
     })
 }
 
@@ -369,7 +373,7 @@ impl SessionRepo for SqlStore {
     ) -> Result<(), RepoError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent, client_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -378,6 +382,7 @@ impl SessionRepo for SqlStore {
         .bind(s.expires_at)
         .bind(&s.ip)
         .bind(&s.user_agent)
+        .bind(&s.client_id)
         .execute(&mut *tx)
         .await?;
         insert_refresh(&mut tx, refresh_hash, &s.id, s.created_at, refresh_expires).await?;

@@ -1,0 +1,683 @@
+//! The OpenID Connect provider's HTTP side: the authorization endpoint
+//! and its hosted pages (sign-in, second factor, consent), the token and
+//! userinfo endpoints, and the client registry.
+//!
+//! The pages keep the authorization request in hidden fields and check it
+//! again at every step, so no state is held between them but two cookies:
+//! `truxe_browser` (random, the anchor of the forms' CSRF tokens) and
+//! `truxe_sso` (the browser's sign-in: a Truxe session, MAC'd under
+//! `COOKIE_SECRET`, sent only to `/oauth`).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use secure::Secret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{Auth, Client, ValidJson};
+use super::pages::{self, alert, field, hidden, para};
+use super::routes::ok;
+use super::{cookies, now, ApiError, App};
+use crate::service::oidc::{
+    Authorization, AuthorizeError, AuthorizeParams, BrowserSignIn, ClientInput, ClientView,
+    OAuthError, TokenRequest, SCOPES,
+};
+use crate::service::{AuthError, ClientInfo, LoginOutcome, SecondFactor};
+
+const BROWSER: &str = "truxe_browser";
+const SSO: &str = "truxe_sso";
+
+fn set_cookie(app: &App, res: &mut Response, name: &str, value: &str, path: &str, max_age: u64) {
+    let mut c = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
+    if app.cookies.secure {
+        c.push_str("; Secure");
+    }
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The browser's anchor cookie, made if it has none (then set on `res`).
+fn browser_id(headers: &HeaderMap) -> Option<String> {
+    cookies::get(headers, BROWSER)
+        .filter(|b| b.len() == 64 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn csrf_token(app: &App, browser: &str) -> String {
+    secure::mac::sign_hex(&app.cookies.key, format!("oauth-form:{browser}").as_bytes())
+}
+
+fn sso_value(app: &App, s: &BrowserSignIn) -> String {
+    let body = format!(
+        "{}.{}.{}.{}",
+        s.session_id,
+        s.user.id,
+        s.auth_time,
+        s.amr.join("+")
+    );
+    let mac = secure::mac::sign_hex(&app.cookies.key, format!("sso:{body}").as_bytes());
+    format!("{body}.{mac}")
+}
+
+/// The browser's sign-in, if its cookie is genuine and its session live.
+async fn browser_sign_in(app: &App, headers: &HeaderMap, t: i64) -> Option<BrowserSignIn> {
+    let v = cookies::get(headers, SSO)?;
+    let (body, mac) = v.rsplit_once('.')?;
+    if !secure::mac::verify_hex(&app.cookies.key, format!("sso:{body}").as_bytes(), mac) {
+        return None;
+    }
+    let mut parts = body.splitn(4, '.');
+    let (sid, uid, at, amr) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let amr = amr
+        .split('+')
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect();
+    app.auth
+        .browser_sign_in(sid, uid, at.parse().ok()?, amr, t)
+        .await
+}
+
+fn redirect(to: &str, status: StatusCode) -> Response {
+    let mut res = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+fn brand(app: &App) -> &crate::service::Brand {
+    app.auth.brand()
+}
+
+/// The hidden fields every step carries: the request and the CSRF token.
+fn carried(app: &App, a: &Authorization, browser: &str) -> String {
+    let mut out: String = a.params.pairs().iter().map(|(k, v)| hidden(k, v)).collect();
+    out.push_str(&hidden("csrf", &csrf_token(app, browser)));
+    out
+}
+
+fn sign_in_page(
+    app: &App,
+    a: &Authorization,
+    browser: &str,
+    status: StatusCode,
+    problem: Option<&str>,
+) -> Response {
+    let body = format!(
+        r#"{problem}{intro}<form method="post" action="/oauth/authorize/login">{carried}{email}{password}<button type="submit">Sign in</button></form>"#,
+        problem = problem.map(alert).unwrap_or_default(),
+        intro = para(&format!("to continue to {}", a.client.name)),
+        carried = carried(app, a, browser),
+        email = field("email", "Email address", "email", "username", "autofocus"),
+        password = field("password", "Password", "password", "current-password", ""),
+    );
+    pages::page(brand(app), status, "Sign in", &body, None)
+}
+
+fn second_factor_page(
+    app: &App,
+    a: &Authorization,
+    browser: &str,
+    challenge: &str,
+    problem: Option<&str>,
+) -> Response {
+    let body = format!(
+        r#"{problem}{intro}<form method="post" action="/oauth/authorize/mfa">{carried}{challenge}{code}<button type="submit">Verify</button></form><p class="muted">A backup code works here too.</p>"#,
+        problem = problem.map(alert).unwrap_or_default(),
+        intro = para("Enter the code from your authenticator app."),
+        carried = carried(app, a, browser),
+        challenge = hidden("challenge_id", challenge),
+        code = field(
+            "code",
+            "Code",
+            "text",
+            "one-time-code",
+            r#"inputmode="numeric" autofocus maxlength="32""#
+        ),
+    );
+    let status = if problem.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    pages::page(brand(app), status, "Two-step verification", &body, None)
+}
+
+fn consent_page(app: &App, a: &Authorization, browser: &str, who: &BrowserSignIn) -> Response {
+    let scopes: String = a
+        .scopes
+        .iter()
+        .map(|s| {
+            let what = SCOPES
+                .iter()
+                .find(|(n, _)| n == s)
+                .map_or(s.as_str(), |(_, w)| w);
+            format!("<li>{}</li>", crate::service::escape(what))
+        })
+        .collect();
+    let body = format!(
+        r#"{intro}<ul class="scopes">{scopes}</ul><p class="muted">Signed in as {email}.</p><form method="post" action="/oauth/authorize/consent">{carried}<button type="submit" name="decision" value="allow">Allow</button><button type="submit" name="decision" value="deny" class="secondary">Deny</button></form>"#,
+        intro = para(&format!("{} would like to:", a.client.name)),
+        email = crate::service::escape(&who.user.email),
+        carried = carried(app, a, browser),
+    );
+    pages::page(
+        brand(app),
+        StatusCode::OK,
+        "Allow access?",
+        &body,
+        Some(&a.redirect_uri),
+    )
+}
+
+/// After sign-in: consent if needed, else the code, back to the client.
+async fn go_on(
+    app: &App,
+    a: &Authorization,
+    browser: &str,
+    who: &BrowserSignIn,
+    c: &ClientInfo,
+) -> Response {
+    let t = now();
+    let consent = match app.auth.needs_consent(&who.user.id, a).await {
+        Ok(n) => n,
+        Err(e) => return failure(app, e),
+    };
+    if consent {
+        if a.prompts("none") {
+            return redirect(
+                &app.auth.cannot_prompt(a, "consent_required"),
+                StatusCode::FOUND,
+            );
+        }
+        return consent_page(app, a, browser, who);
+    }
+    match app.auth.issue_code(who, a, c, t).await {
+        Ok(to) => redirect(&to, StatusCode::SEE_OTHER),
+        Err(e) => failure(app, e),
+    }
+}
+
+fn failure(app: &App, e: AuthError) -> Response {
+    tracing::error!(error = %e, "authorization");
+    pages::error(
+        brand(app),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The request could not be completed; try again.",
+    )
+}
+
+/// Checks the request; an error page or the client's error redirect.
+async fn checked(app: &App, params: AuthorizeParams) -> Result<Authorization, Response> {
+    app.auth
+        .check_authorization(params)
+        .await
+        .map_err(|e| match e {
+            AuthorizeError::Untrusted(why) => {
+                pages::error(brand(app), StatusCode::BAD_REQUEST, &why)
+            }
+            AuthorizeError::Redirect(to) => redirect(&to, StatusCode::FOUND),
+        })
+}
+
+/// `GET /oauth/authorize`.
+pub(crate) async fn authorize(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = q else {
+        return pages::error(
+            brand(&app),
+            StatusCode::BAD_REQUEST,
+            "The request's parameters are malformed.",
+        );
+    };
+    let a = match checked(&app, params).await {
+        Ok(a) => a,
+        Err(res) => return res,
+    };
+    let (browser, fresh) = match browser_id(&headers) {
+        Some(b) => (b, false),
+        None => (secure::token::generate("").digest, true),
+    };
+    let t = now();
+    let signed_in = browser_sign_in(&app, &headers, t)
+        .await
+        .filter(|s| !a.prompts("login") && !a.too_old(s.auth_time, t));
+    let mut res = match signed_in {
+        Some(who) => go_on(&app, &a, &browser, &who, &c).await,
+        None if a.prompts("none") => redirect(
+            &app.auth.cannot_prompt(&a, "login_required"),
+            StatusCode::FOUND,
+        ),
+        None => sign_in_page(&app, &a, &browser, StatusCode::OK, None),
+    };
+    if fresh {
+        set_cookie(&app, &mut res, BROWSER, &browser, "/oauth", 86_400);
+    }
+    res
+}
+
+/// A step's form: the request, the CSRF token and the step's own fields.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StepForm {
+    #[serde(flatten)]
+    params: AuthorizeParams,
+    csrf: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    challenge_id: Option<String>,
+    code: Option<String>,
+    decision: Option<String>,
+}
+
+/// Checks a step's CSRF token and request; the browser id and request.
+async fn step(
+    app: &App,
+    headers: &HeaderMap,
+    f: &StepForm,
+) -> Result<(String, Authorization), Response> {
+    let browser = browser_id(headers);
+    let genuine = match (&browser, &f.csrf) {
+        (Some(b), Some(token)) => secure::mac::verify_hex(
+            &app.cookies.key,
+            format!("oauth-form:{b}").as_bytes(),
+            token,
+        ),
+        _ => false,
+    };
+    let Some(browser) = browser.filter(|_| genuine) else {
+        return Err(pages::error(
+            brand(app),
+            StatusCode::FORBIDDEN,
+            "This form expired or did not come from this site. Start again from the application (cookies must be on).",
+        ));
+    };
+    Ok((browser, checked(app, f.params.clone()).await?))
+}
+
+fn signed_in(app: &App, mut res: Response, who: &BrowserSignIn) -> Response {
+    let ttl = app.cookies.refresh_ttl;
+    set_cookie(app, &mut res, SSO, &sso_value(app, who), "/oauth", ttl);
+    res
+}
+
+/// `POST /oauth/authorize/login`: the password step.
+pub(crate) async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    let (browser, a) = match step(&app, &headers, &f).await {
+        Ok(x) => x,
+        Err(res) => return res,
+    };
+    let t = now();
+    let password = Secret::new(f.password.clone().unwrap_or_default());
+    match app.auth.login(f.email.as_deref().unwrap_or(""), password, c.clone(), t).await {
+        Ok(LoginOutcome::Authenticated(user, tokens)) => {
+            let who = BrowserSignIn {
+                user: *user,
+                session_id: tokens.session_id,
+                auth_time: t,
+                amr: vec!["pwd".into()],
+            };
+            let res = go_on(&app, &a, &browser, &who, &c).await;
+            signed_in(&app, res, &who)
+        }
+        Ok(LoginOutcome::MfaRequired { challenge_id }) => {
+            second_factor_page(&app, &a, &browser, &challenge_id, None)
+        }
+        Err(AuthError::InvalidCredentials) => {
+            sign_in_page(&app, &a, &browser, StatusCode::UNAUTHORIZED, Some("The email address or password is not right."))
+        }
+        Err(AuthError::Locked { .. }) => sign_in_page(
+            &app,
+            &a,
+            &browser,
+            StatusCode::FORBIDDEN,
+            Some("Too many failed attempts: the account is locked for a while. Try again later or reset your password."),
+        ),
+        Err(AuthError::Disabled) => {
+            sign_in_page(&app, &a, &browser, StatusCode::FORBIDDEN, Some("This account is disabled."))
+        }
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// `POST /oauth/authorize/mfa`: the second factor.
+pub(crate) async fn mfa(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    let (browser, a) = match step(&app, &headers, &f).await {
+        Ok(x) => x,
+        Err(res) => return res,
+    };
+    let t = now();
+    let challenge = f.challenge_id.as_deref().unwrap_or("");
+    let code: String = f
+        .code
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let (factor, amr) = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        (SecondFactor::Totp(&code), "otp")
+    } else {
+        (SecondFactor::BackupCode(&code), "otp")
+    };
+    match app
+        .auth
+        .mfa_verify_challenge(challenge, factor, c.clone(), t)
+        .await
+    {
+        Ok((user, tokens)) => {
+            let who = BrowserSignIn {
+                user,
+                session_id: tokens.session_id,
+                auth_time: t,
+                amr: vec!["pwd".into(), amr.into()],
+            };
+            let res = go_on(&app, &a, &browser, &who, &c).await;
+            signed_in(&app, res, &who)
+        }
+        Err(AuthError::InvalidCredentials) => second_factor_page(
+            &app,
+            &a,
+            &browser,
+            challenge,
+            Some("That code is not right; try the next one."),
+        ),
+        Err(AuthError::Unauthenticated(_)) => sign_in_page(
+            &app,
+            &a,
+            &browser,
+            StatusCode::UNAUTHORIZED,
+            Some("That sign-in expired or had too many attempts; sign in again."),
+        ),
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// `POST /oauth/authorize/consent`.
+pub(crate) async fn consent(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    let (browser, a) = match step(&app, &headers, &f).await {
+        Ok(x) => x,
+        Err(res) => return res,
+    };
+    let t = now();
+    let Some(who) = browser_sign_in(&app, &headers, t).await else {
+        return sign_in_page(
+            &app,
+            &a,
+            &browser,
+            StatusCode::UNAUTHORIZED,
+            Some("Your sign-in ended; sign in again."),
+        );
+    };
+    if f.decision.as_deref() != Some("allow") {
+        return redirect(&app.auth.deny(&who, &a, &c, t).await, StatusCode::SEE_OTHER);
+    }
+    if let Err(e) = app.auth.consent(&who, &a, &c, t).await {
+        return failure(&app, e);
+    }
+    match app.auth.issue_code(&who, &a, &c, t).await {
+        Ok(to) => redirect(&to, StatusCode::SEE_OTHER),
+        Err(e) => failure(&app, e),
+    }
+}
+
+fn oauth_error(e: OAuthError, basic: bool) -> Response {
+    let status = match e.error {
+        "invalid_client" => StatusCode::UNAUTHORIZED,
+        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut res = (
+        status,
+        Json(json!({"error": e.error, "error_description": e.description})),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED && basic {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"truxe\""),
+        );
+    }
+    res
+}
+
+/// `client_secret_basic` credentials (RFC 6749 §2.3.1: form-encoded id and secret).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret<String>)>, ()> {
+    use base64::Engine;
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ())?;
+    let Some(b64) = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+    else {
+        return Err(());
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| ())?;
+    let raw = String::from_utf8(raw).map_err(|_| ())?;
+    let (id, secret) = raw.split_once(':').ok_or(())?;
+    let decode = |s: &str| percent_decode(s);
+    Ok(Some((decode(id), Secret::new(decode(secret)))))
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// `POST /oauth/token`.
+pub(crate) async fn token(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    f: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(basic) = basic_credentials(&headers) else {
+        return oauth_error(
+            OAuthError {
+                error: "invalid_client",
+                description: "malformed Authorization header".into(),
+            },
+            true,
+        );
+    };
+    let used_basic = basic.is_some();
+    let Ok(Form(req)) = f else {
+        return oauth_error(
+            OAuthError {
+                error: "invalid_request",
+                description: "the body must be application/x-www-form-urlencoded token parameters"
+                    .into(),
+            },
+            used_basic,
+        );
+    };
+    match app.auth.token(basic, req, &c, now()).await {
+        Ok(t) => {
+            let mut res = Json(t).into_response();
+            res.headers_mut()
+                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            res
+        }
+        Err(e) => oauth_error(e, used_basic),
+    }
+}
+
+/// `GET|POST /oauth/userinfo`.
+pub(crate) async fn userinfo(State(app): State<App>, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let refused = || {
+        let mut res = (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_token"})),
+        )
+            .into_response();
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+        res
+    };
+    let Some(bearer) = bearer else {
+        return refused();
+    };
+    match app.auth.userinfo(bearer, now()).await {
+        Ok(claims) => Json(claims).into_response(),
+        Err(AuthError::Unauthenticated(_)) => refused(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `GET /assets/truxe.css`.
+pub(crate) async fn stylesheet(State(app): State<App>) -> Response {
+    let mut res = pages::stylesheet(brand(&app)).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    res
+}
+
+type Reply = Result<Json<Value>, ApiError>;
+
+fn with_secret(c: &crate::model::OAuthClient, secret: Option<Secret<String>>) -> Value {
+    let mut v = json!({"client": ClientView::from(c)});
+    if let Some(s) = secret {
+        v["clientSecret"] = json!(s.expose());
+    }
+    v
+}
+
+/// `POST /api/oauth/clients`.
+pub(crate) async fn create_client(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    ValidJson(b): ValidJson<ClientInput>,
+) -> Result<Response, ApiError> {
+    let (client, secret) = app.auth.create_client(&p, b, &c, now()).await?;
+    Ok((StatusCode::CREATED, ok(with_secret(&client, secret))).into_response())
+}
+
+/// `GET /api/oauth/clients`.
+pub(crate) async fn list_clients(State(app): State<App>, Auth(p): Auth) -> Reply {
+    let list: Vec<ClientView> = app
+        .auth
+        .list_clients(&p)
+        .await?
+        .iter()
+        .map(ClientView::from)
+        .collect();
+    Ok(ok(json!({"clients": list})))
+}
+
+/// `GET /api/oauth/clients/{id}`.
+pub(crate) async fn get_client(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Reply {
+    Ok(ok(with_secret(&app.auth.get_client(&p, &id).await?, None)))
+}
+
+/// `PUT /api/oauth/clients/{id}`.
+pub(crate) async fn update_client(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    Path(id): Path<String>,
+    ValidJson(b): ValidJson<ClientInput>,
+) -> Reply {
+    Ok(ok(with_secret(
+        &app.auth.update_client(&p, &id, b, &c, now()).await?,
+        None,
+    )))
+}
+
+/// `DELETE /api/oauth/clients/{id}`.
+pub(crate) async fn delete_client(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    Path(id): Path<String>,
+) -> Reply {
+    app.auth.delete_client(&p, &id, &c, now()).await?;
+    Ok(ok(json!({"deleted": true})))
+}
+
+/// `POST /api/oauth/clients/{id}/regenerate-secret`.
+pub(crate) async fn regenerate_secret(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    Path(id): Path<String>,
+) -> Reply {
+    let (client, secret) = app
+        .auth
+        .regenerate_client_secret(&p, &id, &c, now())
+        .await?;
+    Ok(ok(with_secret(&client, Some(secret))))
+}
+
+/// `GET /api/oauth/consents`: the caller's consents.
+pub(crate) async fn consents(State(app): State<App>, Auth(p): Auth) -> Reply {
+    let list: Vec<Value> = app
+        .auth
+        .my_consents(&p)
+        .await?
+        .into_iter()
+        .map(|(id, name, scopes, at)| {
+            json!({"clientId": id, "clientName": name, "scopes": scopes, "grantedAt": crate::model::rfc3339(at)})
+        })
+        .collect();
+    Ok(ok(json!({"consents": list})))
+}
+
+/// `DELETE /api/oauth/consents/{client_id}`: withdraws it; the client's
+/// sessions of the caller end.
+pub(crate) async fn revoke_consent(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    Path(client_id): Path<String>,
+) -> Reply {
+    app.auth
+        .revoke_my_consent(&p, &client_id, &c, now())
+        .await?;
+    Ok(ok(json!({"revoked": true})))
+}

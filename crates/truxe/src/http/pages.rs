@@ -1,0 +1,151 @@
+//! Truxe's hosted pages: server-rendered HTML in the operator's brand,
+//! usable without JavaScript, under a strict Content Security Policy (no
+//! script at all, styles only from `/assets/truxe.css`, forms posting only
+//! to Truxe and the one application the page answers).
+//!
+//! Everything interpolated is escaped; pages are built from a few helpers
+//! so that stays true.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::service::escape;
+use crate::service::Brand;
+
+/// The stylesheet, built once from the brand (its colour is checked at
+/// start-up to be `#rrggbb`, so it cannot break out of the rule).
+pub fn stylesheet(brand: &Brand) -> String {
+    format!(
+        r#":root{{--accent:{accent};color-scheme:light dark}}
+*{{box-sizing:border-box}}
+body{{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#f4f5f7;color:#1d2129}}
+main{{width:100%;max-width:26rem;margin:1rem;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 3px rgba(0,0,0,.12)}}
+h1{{font-size:1.35rem;margin:0 0 1rem}}
+.logo{{display:block;max-height:3rem;margin:0 0 1rem}}
+label{{display:block;font-weight:600;margin:1rem 0 .25rem}}
+input[type=email],input[type=password],input[type=text]{{width:100%;padding:.6rem .7rem;border:1px solid #8a9099;border-radius:8px;font:inherit}}
+input:focus-visible,button:focus-visible{{outline:3px solid var(--accent);outline-offset:2px}}
+button{{margin-top:1.25rem;width:100%;padding:.7rem;border:0;border-radius:8px;font:inherit;font-weight:600;cursor:pointer;background:var(--accent);color:#fff}}
+button.secondary{{background:transparent;color:#1d2129;border:1px solid #8a9099}}
+.error{{padding:.75rem;border-radius:8px;background:#fde8e8;color:#8a1c1c;margin:0 0 1rem}}
+ul.scopes{{padding-left:1.2rem}}
+.muted{{color:#5c636e;font-size:.9rem}}
+@media (prefers-color-scheme:dark){{body{{background:#15171a;color:#e6e8eb}}main{{background:#1f2227}}button.secondary{{color:#e6e8eb}}.muted{{color:#a2a8b1}}.error{{background:#4a1f1f;color:#ffd7d7}}}}
+"#,
+        accent = brand.color
+    )
+}
+
+/// A hidden form field.
+pub fn hidden(name: &str, value: &str) -> String {
+    format!(
+        r#"<input type="hidden" name="{}" value="{}">"#,
+        escape(name),
+        escape(value)
+    )
+}
+
+/// A labelled input.
+pub fn field(id: &str, label: &str, kind: &str, autocomplete: &str, extra: &str) -> String {
+    format!(
+        r#"<label for="{id}">{label}</label><input id="{id}" name="{id}" type="{kind}" autocomplete="{autocomplete}" required {extra}>"#,
+        id = escape(id),
+        label = escape(label),
+        kind = escape(kind),
+        autocomplete = escape(autocomplete),
+    )
+}
+
+/// An error message screen readers announce.
+pub fn alert(message: &str) -> String {
+    format!(r#"<p class="error" role="alert">{}</p>"#, escape(message))
+}
+
+/// A paragraph of text.
+pub fn para(text: &str) -> String {
+    format!("<p>{}</p>", escape(text))
+}
+
+/// A whole page: `body` is HTML built with the helpers above. `form_to`
+/// is the one other origin forms may lead to (the application the page
+/// answers), if any.
+pub fn page(
+    brand: &Brand,
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    form_to: Option<&str>,
+) -> Response {
+    let logo = brand
+        .logo_url
+        .as_deref()
+        .map(|u| {
+            format!(
+                r#"<img class="logo" src="{}" alt="{}">"#,
+                escape(u),
+                escape(&brand.name)
+            )
+        })
+        .unwrap_or_default();
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · {name}</title>
+<link rel="stylesheet" href="/assets/truxe.css">
+</head>
+<body>
+<main>
+{logo}<h1>{title}</h1>
+{body}
+</main>
+</body>
+</html>
+"#,
+        title = escape(title),
+        name = escape(&brand.name),
+    );
+    let form_action = match form_to.and_then(origin) {
+        Some(o) => format!("'self' {o}"),
+        None => "'self'".to_owned(),
+    };
+    let img = match brand.logo_url.as_deref().and_then(origin) {
+        Some(o) => format!("'self' {o}"),
+        None => "'self'".to_owned(),
+    };
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src {img}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut res = (status, html).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
+}
+
+/// An error page: what went wrong, and that the application cannot be
+/// returned to.
+pub fn error(brand: &Brand, status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "{}{}",
+        alert(message),
+        para("You can close this page and start again from the application.")
+    );
+    page(brand, status, "Something went wrong", &body, None)
+}
+
+/// `scheme://host[:port]` of a URL, for CSP source lists.
+fn origin(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    match u.origin() {
+        url::Origin::Tuple(..) => Some(u.origin().ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}

@@ -1,0 +1,657 @@
+//! Issue 20: Truxe as an OpenID Connect provider. A browser (a cookie jar
+//! that follows no redirects, so each step is seen) goes through the
+//! hosted pages; the application's side speaks the token and userinfo
+//! endpoints; ID tokens are checked with `jsonwebtoken` against the JWKS.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::mfa::{now, totp, user_with_mfa};
+use crate::server::{Truxe, PASSWORD};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-plus-some-more-entropy";
+
+struct App {
+    id: String,
+    secret: String,
+}
+
+async fn register_client(t: &Truxe, admin: &str, body: Value) -> (StatusCode, Value) {
+    t.authed(Method::POST, "/api/oauth/clients", admin, Some(body))
+        .await
+}
+
+async fn client(t: &Truxe, admin: &str) -> App {
+    let (s, b) = register_client(
+        t,
+        admin,
+        json!({"name": "Notes <b>app</b>", "redirectUris": [REDIRECT]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    App {
+        id: b["data"]["client"]["clientId"].as_str().unwrap().to_owned(),
+        secret: b["data"]["clientSecret"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn challenge(verifier: &str) -> String {
+    secure::oauth::pkce_challenge(verifier)
+}
+
+fn authorize_url(t: &Truxe, client_id: &str, extra: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(&format!("{}/oauth/authorize", t.url())).unwrap();
+    u.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("scope", "openid email profile offline_access")
+        .append_pair("state", "st-<1>&")
+        .append_pair("nonce", "n-0S6_WzA2Mj")
+        .append_pair("code_challenge", &challenge(VERIFIER))
+        .append_pair("code_challenge_method", "S256");
+    for (k, v) in extra {
+        u.query_pairs_mut().append_pair(k, v);
+    }
+    u.into()
+}
+
+/// The hidden fields of the page's form, unescaped.
+fn form_fields(html: &str) -> Vec<(String, String)> {
+    let unescape = |s: &str| {
+        s.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&")
+    };
+    html.split(r#"<input type="hidden" name=""#)
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let rest = rest.strip_prefix(r#" value=""#)?;
+            let (value, _) = rest.split_once('"')?;
+            Some((unescape(name), unescape(value)))
+        })
+        .collect()
+}
+
+async fn post_form(
+    b: &reqwest::Client,
+    t: &Truxe,
+    path: &str,
+    fields: &[(String, String)],
+) -> reqwest::Response {
+    b.post(format!("{}{path}", t.url()))
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> url::Url {
+    url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+fn param(u: &url::Url, name: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Signs in on the hosted page and answers the consent page with
+/// `decision`; the redirect to the application.
+async fn sign_in_and_decide(
+    b: &reqwest::Client,
+    t: &Truxe,
+    url: &str,
+    email: &str,
+    decision: &str,
+) -> url::Url {
+    let page = b.get(url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !csp.contains("unsafe")
+            && !csp.contains("script-src")
+            && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<label for=\"email\">") && html.contains("lang=\"en\""),
+        "{html}"
+    );
+    let mut fields = form_fields(&html);
+    fields.push(("email".into(), email.into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    let consent = post_form(b, t, "/oauth/authorize/login", &fields).await;
+    assert_eq!(consent.status(), StatusCode::OK);
+    let csp = consent.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9"),
+        "{csp}"
+    );
+    let html = consent.text().await.unwrap();
+    assert!(
+        html.contains("Notes &lt;b&gt;app&lt;/b&gt; would like to"),
+        "names are escaped: {html}"
+    );
+    let mut fields = form_fields(&html);
+    fields.push(("decision".into(), decision.into()));
+    let back = post_form(b, t, "/oauth/authorize/consent", &fields).await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    location(&back)
+}
+
+async fn exchange(t: &Truxe, app: &App, code: &str, verifier: &str) -> (StatusCode, Value) {
+    let r = t
+        .http
+        .post(format!("{}/oauth/token", t.url()))
+        .basic_auth(&app.id, Some(&app.secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn refresh(t: &Truxe, app: &App, token: &str) -> (StatusCode, Value) {
+    let r = t
+        .http
+        .post(format!("{}/oauth/token", t.url()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", &app.id),
+            ("client_secret", &app.secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn userinfo(t: &Truxe, access: &str) -> (StatusCode, Value) {
+    let r = t
+        .http
+        .get(format!("{}/oauth/userinfo", t.url()))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// The ID token's claims, its signature checked against the JWKS by
+/// `jsonwebtoken` with the client as the required audience.
+async fn id_claims(t: &Truxe, id_token: &str, audience: &str) -> Value {
+    let jwks: Value = t
+        .http
+        .get(format!("{}/.well-known/jwks.json", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"].as_str() == header.kid.as_deref())
+        .unwrap();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&[audience]);
+    v.set_issuer(&[t.url()]);
+    jsonwebtoken::decode::<Value>(id_token, &key, &v)
+        .unwrap()
+        .claims
+}
+
+/// `at_hash` as OpenID Connect Core §3.1.3.6 computes it for EdDSA
+/// (the suite's keys): the left half of SHA-512, base64url.
+fn at_hash(access: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let d = sha2::Sha512::digest(access.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d[..32])
+}
+
+#[tokio::test]
+async fn issue_20_code_flow_with_pkce_issues_tokens_only_the_client_can_use() {
+    // No retry grace: a reused refresh token is a replay at once.
+    let t = Truxe::start(&[("TRUXE_REFRESH_REUSE_GRACE", "0s")]).await;
+    let (_, admin) = t.admin("root@example.com").await;
+    let app = client(&t, &admin).await;
+    t.register("uma@example.com").await;
+
+    // Discovery lists the endpoints.
+    let d: Value = t
+        .http
+        .get(format!("{}/.well-known/openid-configuration", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        d["authorization_endpoint"],
+        format!("{}/oauth/authorize", t.url())
+    );
+    assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    let d2: Value = t
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            t.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d, d2);
+
+    let b = browser();
+    let back = sign_in_and_decide(
+        &b,
+        &t,
+        &authorize_url(&t, &app.id, &[]),
+        "uma@example.com",
+        "allow",
+    )
+    .await;
+    assert_eq!(back.as_str().split('?').next(), Some(REDIRECT));
+    assert_eq!(
+        param(&back, "state").as_deref(),
+        Some("st-<1>&"),
+        "state returned as sent"
+    );
+    assert_eq!(param(&back, "iss"), Some(t.url()), "RFC 9207");
+    let code = param(&back, "code").unwrap();
+
+    let (s, tokens) = exchange(&t, &app, &code, VERIFIER).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let claims = id_claims(&t, tokens["id_token"].as_str().unwrap(), &app.id).await;
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    assert_eq!(claims["email"], "uma@example.com");
+    assert_eq!(claims["at_hash"], at_hash(&access));
+    assert!(claims["auth_time"].as_i64().unwrap() <= now() as i64);
+
+    let (s, me) = userinfo(&t, &access).await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(me["sub"], claims["sub"]);
+    assert_eq!(me["email"], "uma@example.com");
+    // Attack: the client's token used on Truxe's own API (its audience is
+    // the client) is refused; the control, a Truxe token, works.
+    assert_eq!(t.me(&access).await, StatusCode::UNAUTHORIZED);
+    let (uma, uma_refresh) = {
+        let (_, b) = t.login("uma@example.com", PASSWORD).await;
+        crate::server::tokens(&b)
+    };
+    assert_eq!(t.me(&uma).await, StatusCode::OK);
+    // Attack: a Truxe token at userinfo is refused too.
+    assert_eq!(userinfo(&t, &uma).await.0, StatusCode::UNAUTHORIZED);
+    // Attack: the client's refresh token at Truxe's refresh ends its
+    // session; Truxe's own refresh token at the client's endpoint too.
+    let (s, _) = refresh(&t, &app, &uma_refresh).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        t.refresh(&uma_refresh).await.0,
+        StatusCode::UNAUTHORIZED,
+        "that session ended"
+    );
+
+    // Refresh rotates; the spent token reused ends the session.
+    let (s, second) = refresh(&t, &app, &refresh_token).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    assert_ne!(second["refresh_token"], tokens["refresh_token"]);
+    assert_eq!(
+        userinfo(&t, second["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, e) = refresh(&t, &app, &refresh_token).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        userinfo(&t, second["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Signed in already and consent remembered: straight back with a code.
+    let again = b.get(authorize_url(&t, &app.id, &[])).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        again.headers()
+    );
+    let code2 = param(&location(&again), "code").unwrap();
+    // Attack: a wrong verifier.
+    let (s, e) = exchange(&t, &app, &code2, "x".repeat(43).as_str()).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    // A replayed code ends what its first exchange gave.
+    let again = b.get(authorize_url(&t, &app.id, &[])).send().await.unwrap();
+    let code3 = param(&location(&again), "code").unwrap();
+    let (s, first) = exchange(&t, &app, &code3, VERIFIER).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, e) = exchange(&t, &app, &code3, VERIFIER).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        userinfo(&t, first["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Attack: a wrong client secret.
+    let thief = App {
+        id: app.id.clone(),
+        secret: "tcs_wrong".into(),
+    };
+    let again = b.get(authorize_url(&t, &app.id, &[])).send().await.unwrap();
+    let code4 = param(&location(&again), "code").unwrap();
+    let (s, e) = exchange(&t, &thief, &code4, VERIFIER).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    // The code was not spent by that; the client's refresh token brought
+    // to Truxe's own refresh endpoint is refused and ends its session.
+    let (s, fourth) = exchange(&t, &app, &code4, VERIFIER).await;
+    assert_eq!(s, StatusCode::OK, "{fourth}");
+    let r = t.refresh(fourth["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(r.0, StatusCode::UNAUTHORIZED, "{}", r.1);
+    assert_eq!(
+        userinfo(&t, fourth["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // prompt=login asks again even though the browser is signed in.
+    let page = b
+        .get(authorize_url(&t, &app.id, &[("prompt", "login")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Sign in"));
+    // The user withdraws consent: the client's sessions end, and the next
+    // request asks again.
+    let (s, list) = t
+        .authed(Method::GET, "/api/oauth/consents", &uma, None)
+        .await;
+    // (That Truxe session ended above; sign in again for the account API.)
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{list}");
+    let (_, b2) = t.login("uma@example.com", PASSWORD).await;
+    let (uma, _) = crate::server::tokens(&b2);
+    let (_, list) = t
+        .authed(Method::GET, "/api/oauth/consents", &uma, None)
+        .await;
+    assert_eq!(
+        list["data"]["consents"][0]["clientId"],
+        app.id.as_str(),
+        "{list}"
+    );
+    let again = b.get(authorize_url(&t, &app.id, &[])).send().await.unwrap();
+    let (s, live) = exchange(
+        &t,
+        &app,
+        &param(&location(&again), "code").unwrap(),
+        VERIFIER,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let live = live["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(userinfo(&t, &live).await.0, StatusCode::OK);
+    let (s, _) = t
+        .authed(
+            Method::DELETE,
+            &format!("/api/oauth/consents/{}", app.id),
+            &uma,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(userinfo(&t, &live).await.0, StatusCode::UNAUTHORIZED);
+    let page = b.get(authorize_url(&t, &app.id, &[])).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "consent is asked again");
+}
+
+#[tokio::test]
+async fn issue_20_bad_requests_never_redirect_to_an_unregistered_uri() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root2@example.com").await;
+    let app = client(&t, &admin).await;
+    let b = browser();
+    // An unregistered redirect URI or client: a page, no Location.
+    for url in [
+        authorize_url(&t, &app.id, &[]).replace("127.0.0.1%3A9", "evil.example"),
+        authorize_url(&t, "tcl_nobody", &[]),
+        format!("{}/oauth/authorize?client_id={}", t.url(), app.id),
+    ] {
+        let r = b.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
+        assert!(r.headers().get("location").is_none());
+        assert!(r.text().await.unwrap().contains("role=\"alert\""));
+    }
+    // Other errors go back to the registered URI, with state and iss.
+    let r = b
+        .get(authorize_url(&t, &app.id, &[]).replace("response_type=code", "response_type=token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(
+        param(&location(&r), "error").as_deref(),
+        Some("unsupported_response_type")
+    );
+    assert_eq!(param(&location(&r), "state").as_deref(), Some("st-<1>&"));
+    // prompt=none with no sign-in in this browser.
+    let r = b
+        .get(authorize_url(&t, &app.id, &[("prompt", "none")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        param(&location(&r), "error").as_deref(),
+        Some("login_required")
+    );
+    // A public client must use PKCE.
+    let (_, p) = register_client(
+        &t,
+        &admin,
+        json!({"name": "SPA", "redirectUris": [REDIRECT], "public": true}),
+    )
+    .await;
+    assert!(p["data"].get("clientSecret").is_none(), "{p}");
+    let spa = p["data"]["client"]["clientId"].as_str().unwrap();
+    let no_pkce = authorize_url(&t, spa, &[])
+        .split("&code_challenge")
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = b.get(&no_pkce).send().await.unwrap();
+    assert_eq!(
+        param(&location(&r), "error").as_deref(),
+        Some("invalid_request")
+    );
+    // Forged or missing CSRF token on a form: refused, nothing signed in.
+    t.register("vic@example.com").await;
+    let page = b
+        .get(authorize_url(&t, &app.id, &[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut fields = form_fields(&page);
+    for f in fields.iter_mut().filter(|(k, _)| k == "csrf") {
+        f.1 = "00".repeat(32);
+    }
+    fields.push(("email".into(), "vic@example.com".into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    let r = post_form(&b, &t, "/oauth/authorize/login", &fields).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let other = browser();
+    let r = post_form(&other, &t, "/oauth/authorize/login", &form_fields(&page)).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "another browser cannot post this page's form"
+    );
+    // Control and denial: the right form works; "deny" answers access_denied.
+    let back = sign_in_and_decide(
+        &b,
+        &t,
+        &authorize_url(&t, &app.id, &[]),
+        "vic@example.com",
+        "deny",
+    )
+    .await;
+    assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
+    // A wrong password says so on the page.
+    let b3 = browser();
+    let page = b3
+        .get(authorize_url(&t, &app.id, &[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut fields = form_fields(&page);
+    fields.push(("email".into(), "vic@example.com".into()));
+    fields.push(("password".into(), "not-it".into()));
+    let r = post_form(&b3, &t, "/oauth/authorize/login", &fields).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("not right"));
+    // The registry: only administrators; redirect URIs must be https or
+    // loopback http.
+    let (vic, _) = {
+        let (_, b) = t.login("vic@example.com", PASSWORD).await;
+        crate::server::tokens(&b)
+    };
+    let (s, _) = register_client(&t, &vic, json!({"name": "x", "redirectUris": [REDIRECT]})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, e) = register_client(
+        &t,
+        &admin,
+        json!({"name": "x", "redirectUris": ["http://app.example/cb"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    let (s, list) = t
+        .authed(Method::GET, "/api/oauth/clients", &admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!list.to_string().contains("tcs_"), "no secrets in listings");
+    // A new secret replaces the old at once.
+    let (s, r) = t
+        .authed(
+            Method::POST,
+            &format!("/api/oauth/clients/{}/regenerate-secret", app.id),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let fresh = App {
+        id: app.id.clone(),
+        secret: r["data"]["clientSecret"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(
+        exchange(&t, &app, "tac_x", VERIFIER).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        exchange(&t, &fresh, "tac_x", VERIFIER).await.0,
+        StatusCode::BAD_REQUEST,
+        "authenticated; the code is bad"
+    );
+}
+
+#[tokio::test]
+async fn issue_20_second_factor_on_the_hosted_pages() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root3@example.com").await;
+    let app = client(&t, &admin).await;
+    let (_, secret, _, step) = user_with_mfa(&t, "wes@example.com").await;
+    let b = browser();
+    let page = b
+        .get(authorize_url(&t, &app.id, &[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut fields = form_fields(&page);
+    fields.push(("email".into(), "wes@example.com".into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    let r = post_form(&b, &t, "/oauth/authorize/login", &fields).await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Two-step verification"), "{html}");
+    let mut fields = form_fields(&html);
+    // A wrong code first: the page says so.
+    let mut wrong = fields.clone();
+    wrong.push(("code".into(), "000000".into()));
+    let r = post_form(&b, &t, "/oauth/authorize/mfa", &wrong).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let later = step.max(now()) + 30;
+    fields.push(("code".into(), totp(&secret, later)));
+    let r = post_form(&b, &t, "/oauth/authorize/mfa", &fields).await;
+    assert_eq!(r.status(), StatusCode::OK, "consent next");
+    let mut fields = form_fields(&r.text().await.unwrap());
+    fields.push(("decision".into(), "allow".into()));
+    let back = post_form(&b, &t, "/oauth/authorize/consent", &fields).await;
+    let code = param(&location(&back), "code").unwrap();
+    let (s, tokens) = exchange(&t, &app, &code, VERIFIER).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    let claims = id_claims(&t, tokens["id_token"].as_str().unwrap(), &app.id).await;
+    assert_eq!(claims["amr"], json!(["pwd", "otp"]));
+    assert_eq!(claims["acr"], "urn:truxe:acr:mfa");
+}
