@@ -387,6 +387,26 @@ pub fn router(app: App) -> Router {
         )
         .route("/oauth/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .route(
+            "/oauth/introspect",
+            post(oidc::introspect).layer(per_ip("token_ip", limits.login_ip)),
+        )
+        .route(
+            "/api/oauth/introspect",
+            post(oidc::introspect).layer(per_ip("token_ip", limits.login_ip)),
+        )
+        .route(
+            "/oauth/revoke",
+            post(oidc::revoke).layer(per_ip("token_ip", limits.login_ip)),
+        )
+        .route(
+            "/api/oauth/revoke",
+            post(oidc::revoke).layer(per_ip("token_ip", limits.login_ip)),
+        )
+        .route(
+            "/oauth/end_session",
+            get(oidc::end_session).post(oidc::end_session_confirmed),
+        )
+        .route(
             "/api/oauth/userinfo",
             get(oidc::userinfo).post(oidc::userinfo),
         )

@@ -105,14 +105,30 @@ fn sign_in_page(
     browser: &str,
     status: StatusCode,
     problem: Option<&str>,
+    email: Option<&str>,
 ) -> Response {
+    // After a failed attempt the address stays filled in, and the
+    // password field has the focus.
+    let (email_attrs, password_attrs) = match email {
+        Some(e) => (
+            format!(r#"value="{}""#, crate::service::escape(e)),
+            "autofocus".to_owned(),
+        ),
+        None => ("autofocus".to_owned(), String::new()),
+    };
     let body = format!(
         r#"{problem}{intro}<form method="post" action="/oauth/authorize/login">{carried}{email}{password}<button type="submit">Sign in</button></form>"#,
         problem = problem.map(alert).unwrap_or_default(),
         intro = para(&format!("to continue to {}", a.client.name)),
         carried = carried(app, a, browser),
-        email = field("email", "Email address", "email", "username", "autofocus"),
-        password = field("password", "Password", "password", "current-password", ""),
+        email = field("email", "Email address", "email", "username", &email_attrs),
+        password = field(
+            "password",
+            "Password",
+            "password",
+            "current-password",
+            &password_attrs
+        ),
     );
     pages::page(brand(app), status, "Sign in", &body, None)
 }
@@ -255,7 +271,7 @@ pub(crate) async fn authorize(
             &app.auth.cannot_prompt(&a, "login_required"),
             StatusCode::FOUND,
         ),
-        None => sign_in_page(&app, &a, &browser, StatusCode::OK, None),
+        None => sign_in_page(&app, &a, &browser, StatusCode::OK, None, None),
     };
     if fresh {
         set_cookie(&app, &mut res, BROWSER, &browser, "/oauth", 86_400);
@@ -320,7 +336,10 @@ pub(crate) async fn login(
     };
     let t = now();
     let password = Secret::new(f.password.clone().unwrap_or_default());
-    match app.auth.login(f.email.as_deref().unwrap_or(""), password, c.clone(), t).await {
+    let email = f.email.as_deref().unwrap_or("");
+    let again =
+        |status, problem| sign_in_page(&app, &a, &browser, status, Some(problem), Some(email));
+    match app.auth.login(email, password, c.clone(), t).await {
         Ok(LoginOutcome::Authenticated(user, tokens)) => {
             let who = BrowserSignIn {
                 user: *user,
@@ -335,18 +354,13 @@ pub(crate) async fn login(
             second_factor_page(&app, &a, &browser, &challenge_id, None)
         }
         Err(AuthError::InvalidCredentials) => {
-            sign_in_page(&app, &a, &browser, StatusCode::UNAUTHORIZED, Some("The email address or password is not right."))
+            again(StatusCode::UNAUTHORIZED, "The email address or password is not right.")
         }
-        Err(AuthError::Locked { .. }) => sign_in_page(
-            &app,
-            &a,
-            &browser,
+        Err(AuthError::Locked { .. }) => again(
             StatusCode::FORBIDDEN,
-            Some("Too many failed attempts: the account is locked for a while. Try again later or reset your password."),
+            "Too many failed attempts: the account is locked for a while. Try again later or reset your password.",
         ),
-        Err(AuthError::Disabled) => {
-            sign_in_page(&app, &a, &browser, StatusCode::FORBIDDEN, Some("This account is disabled."))
-        }
+        Err(AuthError::Disabled) => again(StatusCode::FORBIDDEN, "This account is disabled."),
         Err(e) => failure(&app, e),
     }
 }
@@ -404,6 +418,7 @@ pub(crate) async fn mfa(
             &browser,
             StatusCode::UNAUTHORIZED,
             Some("That sign-in expired or had too many attempts; sign in again."),
+            None,
         ),
         Err(e) => failure(&app, e),
     }
@@ -428,6 +443,7 @@ pub(crate) async fn consent(
             &browser,
             StatusCode::UNAUTHORIZED,
             Some("Your sign-in ended; sign in again."),
+            None,
         );
     };
     if f.decision.as_deref() != Some("allow") {
@@ -518,6 +534,9 @@ pub(crate) async fn token(
             used_basic,
         );
     };
+    if req.grant_type.as_deref() == Some("client_credentials") {
+        return service_token(&app, basic, req, &c).await;
+    }
     match app.auth.token(basic, req, &c, now()).await {
         Ok(t) => {
             let mut res = Json(t).into_response();
@@ -527,6 +546,295 @@ pub(crate) async fn token(
         }
         Err(e) => oauth_error(e, used_basic),
     }
+}
+
+/// `grant_type=client_credentials`: a service account's token (as
+/// `POST /api/service-accounts/token` issues), its id and secret sent as
+/// an OAuth client's.
+async fn service_token(
+    app: &App,
+    basic: Option<(String, Secret<String>)>,
+    req: TokenRequest,
+    c: &ClientInfo,
+) -> Response {
+    let used_basic = basic.is_some();
+    let (id, secret) = match (basic, req.client_id, req.client_secret) {
+        (Some((id, secret)), None, None) => (id, secret),
+        (None, Some(id), Some(secret)) => (id, Secret::new(secret)),
+        _ => {
+            return oauth_error(
+                OAuthError {
+                    error: "invalid_client",
+                    description:
+                        "send the service account's id and secret once, by Basic or in the form"
+                            .into(),
+                },
+                used_basic,
+            )
+        }
+    };
+    if let Err(e) = app
+        .limiter
+        .check("client_credentials", &id, &app.limits.account)
+        .await
+    {
+        return e.into_response();
+    }
+    match app.auth.client_credentials(&id, secret, c, now()).await {
+        Ok((access, ttl)) => {
+            Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl}))
+                .into_response()
+        }
+        Err(AuthError::Unauthenticated(_))
+        | Err(AuthError::Disabled)
+        | Err(AuthError::Forbidden(_)) => oauth_error(
+            OAuthError {
+                error: "invalid_client",
+                description: "client authentication failed".into(),
+            },
+            used_basic,
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The `token` field of introspection and revocation requests.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenField {
+    token: Option<String>,
+    #[serde(flatten)]
+    client: TokenRequest,
+}
+
+/// `POST /oauth/introspect` (RFC 7662).
+pub(crate) async fn introspect(
+    State(app): State<App>,
+    headers: HeaderMap,
+    f: Result<Form<TokenField>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(basic) = basic_credentials(&headers) else {
+        return oauth_error(
+            OAuthError {
+                error: "invalid_client",
+                description: "malformed Authorization header".into(),
+            },
+            true,
+        );
+    };
+    let used_basic = basic.is_some();
+    let Ok(Form(f)) = f else {
+        return oauth_error(
+            OAuthError {
+                error: "invalid_request",
+                description: "a form with `token` is required".into(),
+            },
+            used_basic,
+        );
+    };
+    match app
+        .auth
+        .introspect(basic, &f.client, f.token.as_deref().unwrap_or(""), now())
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => oauth_error(e, used_basic),
+    }
+}
+
+/// `POST /oauth/revoke` (RFC 7009): `200` whether or not the token was known.
+pub(crate) async fn revoke(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    f: Result<Form<TokenField>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(basic) = basic_credentials(&headers) else {
+        return oauth_error(
+            OAuthError {
+                error: "invalid_client",
+                description: "malformed Authorization header".into(),
+            },
+            true,
+        );
+    };
+    let used_basic = basic.is_some();
+    let Ok(Form(f)) = f else {
+        return oauth_error(
+            OAuthError {
+                error: "invalid_request",
+                description: "a form with `token` is required".into(),
+            },
+            used_basic,
+        );
+    };
+    match app
+        .auth
+        .revoke_token(
+            basic,
+            &f.client,
+            f.token.as_deref().unwrap_or(""),
+            &c,
+            now(),
+        )
+        .await
+    {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => oauth_error(e, used_basic),
+    }
+}
+
+/// RP-initiated logout parameters.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+pub(crate) struct LogoutParams {
+    id_token_hint: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    client_id: Option<String>,
+    csrf: Option<String>,
+}
+
+fn signed_out(app: &App, back: Option<String>, state: Option<&str>) -> Response {
+    let mut res = match back {
+        Some(uri) => {
+            let mut u = uri;
+            if let Some(s) = state {
+                if let Ok(mut parsed) = url::Url::parse(&u) {
+                    parsed.query_pairs_mut().append_pair("state", s);
+                    u = parsed.into();
+                }
+            }
+            redirect(&u, StatusCode::SEE_OTHER)
+        }
+        None => pages::page(
+            brand(app),
+            StatusCode::OK,
+            "Signed out",
+            &para("You are signed out. You can close this page."),
+            None,
+        ),
+    };
+    set_cookie(app, &mut res, SSO, "", "/oauth", 0);
+    res
+}
+
+/// `GET /oauth/end_session`: asks the signed-in user to confirm (a link
+/// alone must not sign anyone out); signed-out browsers go straight on.
+pub(crate) async fn end_session(
+    State(app): State<App>,
+    headers: HeaderMap,
+    q: Result<Query<LogoutParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = q else {
+        return pages::error(
+            brand(&app),
+            StatusCode::BAD_REQUEST,
+            "The request's parameters are malformed.",
+        );
+    };
+    let (client, _, back) = match app
+        .auth
+        .logout_request(
+            p.id_token_hint.as_deref(),
+            p.client_id.as_deref(),
+            p.post_logout_redirect_uri.as_deref(),
+        )
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return failure(&app, e),
+    };
+    if p.post_logout_redirect_uri.is_some() && back.is_none() {
+        return pages::error(
+            brand(&app),
+            StatusCode::BAD_REQUEST,
+            "The application asked to return to an address (`post_logout_redirect_uri`) it has not registered.",
+        );
+    }
+    let Some(who) = browser_sign_in(&app, &headers, now()).await else {
+        return signed_out(&app, back, p.state.as_deref());
+    };
+    let (browser, fresh) = match browser_id(&headers) {
+        Some(b) => (b, false),
+        None => (secure::token::generate("").digest, true),
+    };
+    let mut fields: String = [
+        ("id_token_hint", &p.id_token_hint),
+        ("post_logout_redirect_uri", &p.post_logout_redirect_uri),
+        ("state", &p.state),
+        ("client_id", &p.client_id),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| hidden(k, v)))
+    .collect();
+    fields.push_str(&hidden("csrf", &csrf_token(&app, &browser)));
+    let from = client
+        .map(|c| format!(" from {}", c.name))
+        .unwrap_or_default();
+    let body = format!(
+        r#"{intro}<form method="post" action="/oauth/end_session">{fields}<button type="submit">Sign out</button></form>"#,
+        intro = para(&format!(
+            "Sign {} out of {}{from}?",
+            who.user.email,
+            brand(&app).name
+        )),
+    );
+    let mut res = pages::page(
+        brand(&app),
+        StatusCode::OK,
+        "Sign out",
+        &body,
+        back.as_deref(),
+    );
+    if fresh {
+        set_cookie(&app, &mut res, BROWSER, &browser, "/oauth", 86_400);
+    }
+    res
+}
+
+/// `POST /oauth/end_session`: the confirmation.
+pub(crate) async fn end_session_confirmed(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(p): Form<LogoutParams>,
+) -> Response {
+    let genuine = match (browser_id(&headers), &p.csrf) {
+        (Some(b), Some(token)) => secure::mac::verify_hex(
+            &app.cookies.key,
+            format!("oauth-form:{b}").as_bytes(),
+            token,
+        ),
+        _ => false,
+    };
+    if !genuine {
+        return pages::error(
+            brand(&app),
+            StatusCode::FORBIDDEN,
+            "This form expired or did not come from this site.",
+        );
+    }
+    let t = now();
+    let (_, sid, back) = match app
+        .auth
+        .logout_request(
+            p.id_token_hint.as_deref(),
+            p.client_id.as_deref(),
+            p.post_logout_redirect_uri.as_deref(),
+        )
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return failure(&app, e),
+    };
+    let who = browser_sign_in(&app, &headers, t).await;
+    if let Err(e) = app
+        .auth
+        .end_browser_session(who.as_ref(), sid.as_deref(), &c, t)
+        .await
+    {
+        return failure(&app, e);
+    }
+    signed_out(&app, back, p.state.as_deref())
 }
 
 /// `GET|POST /oauth/userinfo`.

@@ -642,6 +642,12 @@ pub trait OidcRepo: Send + Sync {
     ) -> Result<(), RepoError>;
     /// A user's consents: (client, scopes, when).
     async fn consents(&self, user_id: &str) -> Result<Vec<(String, Vec<String>, i64)>, RepoError>;
+    /// A refresh token by digest: its session, when it was used, when it
+    /// expires.
+    async fn refresh_token(
+        &self,
+        digest: &str,
+    ) -> Result<Option<(String, Option<i64>, i64)>, RepoError>;
     /// Withdraws a consent and ends the client's sessions of the user;
     /// false if there was none.
     async fn revoke_consent(

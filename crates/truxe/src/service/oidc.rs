@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::{AuthError, AuthService, ClientInfo, Principal};
-use crate::model::{AuthCode, CodeUse, OAuthClient, User};
+use crate::model::{AuthCode, CodeUse, OAuthClient, Session, User};
 
 /// Scopes a client may ask for.
 pub const SCOPES: [(&str, &str); 4] = [
@@ -969,6 +969,180 @@ impl AuthService {
         let mut out = profile(&user, &scopes);
         out.insert("sub".into(), user.id.clone().into());
         Ok(serde_json::Value::Object(out))
+    }
+
+    /// A token of `client`'s, as far as Truxe still stands by it: the
+    /// claims of a live access token, or the session of an unused
+    /// refresh token. Another client's tokens are unknown to it.
+    async fn client_token(
+        &self,
+        client: &OAuthClient,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<(Session, serde_json::Value)>, AuthError> {
+        if token.len() > 4096 {
+            return Ok(None);
+        }
+        if token.starts_with(super::auth::REFRESH_PREFIX) {
+            let Some((sid, used, expires)) =
+                self.store.refresh_token(&token::digest(token)).await?
+            else {
+                return Ok(None);
+            };
+            let Some(session) = self.store.session(&sid).await? else {
+                return Ok(None);
+            };
+            let ok = used.is_none()
+                && expires > now
+                && session.is_live(now)
+                && session.client_id.as_deref() == Some(client.id.as_str());
+            let claims = serde_json::json!({
+                "token_type": "refresh_token",
+                "sub": session.user_id,
+                "exp": expires,
+                "sid": session.id,
+            });
+            return Ok(ok.then_some((session, claims)));
+        }
+        if unverified_audience(token).as_deref() != Some(client.id.as_str()) {
+            return Ok(None);
+        }
+        let verifier = self.keys.ring().verifier(&self.cfg.issuer, &client.id);
+        let Ok(claims) = verifier.verify::<ClientAccessClaims>(token) else {
+            return Ok(None);
+        };
+        let Some(session) = self.store.session(&claims.sid).await? else {
+            return Ok(None);
+        };
+        let ok = claims.exp >= now
+            && session.is_live(now)
+            && session.user_id == claims.sub
+            && session.client_id.as_deref() == Some(client.id.as_str());
+        let claims = serde_json::json!({
+            "token_type": "Bearer",
+            "sub": claims.sub,
+            "scope": claims.scope,
+            "exp": claims.exp,
+            "iat": claims.iat,
+            "sid": claims.sid,
+            "jti": claims.jti,
+        });
+        Ok(ok.then_some((session, claims)))
+    }
+
+    /// `POST /oauth/introspect` (RFC 7662) by an authenticated client.
+    pub async fn introspect(
+        &self,
+        basic: Option<(String, Secret<String>)>,
+        req: &TokenRequest,
+        token: &str,
+        now: i64,
+    ) -> Result<serde_json::Value, OAuthError> {
+        let client = self.token_client(basic, req).await?;
+        let Some((_, mut claims)) = self.client_token(&client, token, now).await? else {
+            return Ok(serde_json::json!({"active": false}));
+        };
+        claims["active"] = true.into();
+        claims["client_id"] = client.id.clone().into();
+        claims["aud"] = client.id.into();
+        claims["iss"] = self.cfg.issuer.clone().into();
+        Ok(claims)
+    }
+
+    /// `POST /oauth/revoke` (RFC 7009): ends the session of a token of the
+    /// client's (so its refresh tokens stop, and userinfo refuses its
+    /// access tokens). Unknown tokens are not an error.
+    pub async fn revoke_token(
+        &self,
+        basic: Option<(String, Secret<String>)>,
+        req: &TokenRequest,
+        token: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(), OAuthError> {
+        let client = self.token_client(basic, req).await?;
+        if let Some((session, _)) = self.client_token(&client, token, now).await? {
+            self.store
+                .revoke_session(&session.id, "revoked_by_client", now)
+                .await?;
+            let e = self
+                .event("oauth_token_revoked", Outcome::Success, ctx, now)
+                .actor(&session.user_id)
+                .target(&client.id);
+            self.record(e.details(serde_json::json!({"session": session.id})))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// What an RP-initiated logout request names: the client and session
+    /// of a genuine `id_token_hint` (expired hints count), and the
+    /// `post_logout_redirect_uri` if that client registered it exactly.
+    pub async fn logout_request(
+        &self,
+        id_token_hint: Option<&str>,
+        client_id: Option<&str>,
+        post_logout_redirect_uri: Option<&str>,
+    ) -> Result<(Option<OAuthClient>, Option<String>, Option<String>), AuthError> {
+        let mut sid = None;
+        let mut named = client_id.map(str::to_owned);
+        if let Some(hint) = id_token_hint.filter(|h| h.len() <= 8192) {
+            if let Some(aud) = unverified_audience(hint) {
+                let verifier = self.keys.ring().verifier(&self.cfg.issuer, &aud);
+                let claims = verifier.verify_ignoring_expiry::<serde_json::Value>(hint);
+                if let Ok(c) = claims {
+                    if named.as_deref().is_none_or(|n| n == aud) {
+                        named = Some(aud);
+                        sid = c["sid"].as_str().map(str::to_owned);
+                    }
+                }
+            }
+        }
+        let client = match named.filter(|n| n.len() <= 128) {
+            Some(id) => self.store.client(&id).await?,
+            None => None,
+        };
+        let back = match (&client, post_logout_redirect_uri) {
+            (Some(c), Some(uri)) if c.post_logout_redirect_uris.iter().any(|u| u == uri) => {
+                Some(uri.to_owned())
+            }
+            _ => None,
+        };
+        Ok((client, sid, back))
+    }
+
+    /// Ends the browser's sign-in (and the hinted client session of the
+    /// same user); audited.
+    pub async fn end_browser_session(
+        &self,
+        who: Option<&BrowserSignIn>,
+        client_session: Option<&str>,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let Some(who) = who else {
+            return Ok(());
+        };
+        self.store
+            .revoke_session(&who.session_id, "logout", now)
+            .await?;
+        if let Some(sid) = client_session {
+            if let Some(s) = self
+                .store
+                .session(sid)
+                .await?
+                .filter(|s| s.user_id == who.user.id)
+            {
+                self.store.revoke_session(&s.id, "logout", now).await?;
+            }
+        }
+        let e = self
+            .event("logout", Outcome::Success, ctx, now)
+            .actor(&who.user.id)
+            .target(&who.session_id);
+        self.record(e.details(serde_json::json!({"via": "end_session"})))
+            .await;
+        Ok(())
     }
 
     fn require_clients_admin(&self, p: &Principal) -> Result<(), AuthError> {

@@ -8,12 +8,12 @@ use serde_json::{json, Value};
 
 use crate::server::{code, jwt_part, Truxe};
 
-struct Org {
+pub(crate) struct Org {
     id: String,
     owner: String,
 }
 
-async fn org(t: &Truxe, email: &str) -> Org {
+pub(crate) async fn org(t: &Truxe, email: &str) -> Org {
     let (owner, _) = t.register(email).await;
     let (s, b) = t
         .authed(
@@ -31,7 +31,7 @@ async fn org(t: &Truxe, email: &str) -> Org {
 }
 
 /// Creates a service account; returns (id, client secret).
-async fn account(t: &Truxe, o: &Org, name: &str, perms: Value) -> (String, String) {
+pub(crate) async fn account(t: &Truxe, o: &Org, name: &str, perms: Value) -> (String, String) {
     let (s, b) = t
         .authed(
             Method::POST,

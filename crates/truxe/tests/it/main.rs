@@ -6,6 +6,7 @@ mod server;
 mod accounts;
 mod admin;
 mod audit;
+mod browser;
 mod compat;
 mod cookies;
 mod edge;

@@ -655,3 +655,260 @@ async fn issue_20_second_factor_on_the_hosted_pages() {
     assert_eq!(claims["amr"], json!(["pwd", "otp"]));
     assert_eq!(claims["acr"], "urn:truxe:acr:mfa");
 }
+
+/// Runs `tests/oidc/rp.mjs` (openid-client): its JSON answer.
+fn rp(args: &[&str]) -> Value {
+    crate::social::ensure_installed();
+    let out = std::process::Command::new("node")
+        .arg(crate::social::oidc_dir().join("rp.mjs"))
+        .args(args)
+        .output()
+        .expect("node (Node.js) is needed for the relying-party test");
+    assert!(
+        out.status.success(),
+        "openid-client refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A certified relying party library, unmodified (panva's openid-client,
+/// configured as its documentation says), signs in with Truxe: discovery,
+/// PKCE, state, nonce, the `iss` of the answer, the ID token's signature
+/// and claims, userinfo and a refresh are all checked by it, not by us.
+#[tokio::test]
+async fn issue_20_openid_client_signs_in_with_truxe() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root4@example.com").await;
+    let app = client(&t, &admin).await;
+    t.register("rita@example.com").await;
+    let issuer = t.url();
+    let common = [
+        issuer.as_str(),
+        app.id.as_str(),
+        app.secret.as_str(),
+        REDIRECT,
+        "EdDSA",
+    ];
+    let start = rp(&[&["start"], &common[..]].concat());
+    let url = start["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{issuer}/oauth/authorize?")),
+        "{url}"
+    );
+    let back = sign_in_and_decide(&browser(), &t, url, "rita@example.com", "allow").await;
+    let finish = rp(&[
+        &["finish"],
+        &common[..],
+        &[
+            back.as_str(),
+            start["verifier"].as_str().unwrap(),
+            start["state"].as_str().unwrap(),
+            start["nonce"].as_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert_eq!(finish["claims"]["email"], "rita@example.com", "{finish}");
+    assert_eq!(finish["userinfo"]["email"], "rita@example.com");
+    assert_eq!(finish["refreshed"]["rotated"], true);
+    assert_eq!(finish["refreshed"]["sub"], finish["claims"]["sub"]);
+}
+
+async fn form_post(
+    t: &Truxe,
+    path: &str,
+    app: &App,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let r = t
+        .http
+        .post(format!("{}{path}", t.url()))
+        .basic_auth(&app.id, Some(&app.secret))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Tokens for `email` through the whole code flow in a fresh browser.
+async fn tokens_for(t: &Truxe, app: &App, email: &str) -> (reqwest::Client, Value) {
+    let b = browser();
+    let back = sign_in_and_decide(&b, t, &authorize_url(t, &app.id, &[]), email, "allow").await;
+    let (s, tokens) = exchange(t, app, &param(&back, "code").unwrap(), VERIFIER).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    (b, tokens)
+}
+
+/// Introspection (RFC 7662) and revocation (RFC 7009): a client learns
+/// about and ends only its own tokens.
+#[tokio::test]
+async fn issue_20_introspection_and_revocation_answer_only_the_owning_client() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root5@example.com").await;
+    let app = client(&t, &admin).await;
+    let other = client(&t, &admin).await;
+    t.register("ida@example.com").await;
+    let (_, tokens) = tokens_for(&t, &app, "ida@example.com").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+
+    let (s, v) = form_post(&t, "/oauth/introspect", &app, &[("token", access)]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["active"], true, "{v}");
+    assert_eq!(v["client_id"], app.id.as_str());
+    assert!(v["scope"].as_str().unwrap().contains("email"));
+    let (_, v) = form_post(
+        &t,
+        "/oauth/introspect",
+        &app,
+        &[
+            ("token", refresh_token),
+            ("token_type_hint", "refresh_token"),
+        ],
+    )
+    .await;
+    assert_eq!(v["active"], true, "{v}");
+    // Attack: another client asks about them, or revokes them: nothing.
+    let (_, v) = form_post(&t, "/oauth/introspect", &other, &[("token", access)]).await;
+    assert_eq!(v, json!({"active": false}));
+    let (s, _) = form_post(&t, "/oauth/revoke", &other, &[("token", refresh_token)]).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "no error for a token that is not its own"
+    );
+    assert_eq!(
+        userinfo(&t, access).await.0,
+        StatusCode::OK,
+        "and it still works"
+    );
+    // Unknown tokens and unauthenticated callers.
+    let (_, v) = form_post(&t, "/oauth/introspect", &app, &[("token", "garbage")]).await;
+    assert_eq!(v, json!({"active": false}));
+    let nobody = App {
+        id: app.id.clone(),
+        secret: "tcs_nope".into(),
+    };
+    assert_eq!(
+        form_post(&t, "/oauth/introspect", &nobody, &[("token", access)])
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The owner revokes: the session ends, both tokens go inactive.
+    let (s, _) = form_post(&t, "/oauth/revoke", &app, &[("token", refresh_token)]).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = form_post(&t, "/oauth/introspect", &app, &[("token", access)]).await;
+    assert_eq!(v["active"], false);
+    assert_eq!(userinfo(&t, access).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh(&t, &app, refresh_token).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+/// RP-initiated logout: a link alone signs nobody out (a confirmation is
+/// asked), the confirmation ends the browser's sign-in and the hinted
+/// client session, and only a registered return address is followed.
+#[tokio::test]
+async fn issue_20_logout_asks_first_and_returns_only_to_registered_addresses() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root6@example.com").await;
+    let (s, c) = register_client(
+        &t,
+        &admin,
+        json!({"name": "Notes <b>app</b>", "redirectUris": [REDIRECT], "postLogoutRedirectUris": ["http://127.0.0.1:9/bye"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let app = App {
+        id: c["data"]["client"]["clientId"].as_str().unwrap().to_owned(),
+        secret: c["data"]["clientSecret"].as_str().unwrap().to_owned(),
+    };
+    t.register("lou@example.com").await;
+    let (b, tokens) = tokens_for(&t, &app, "lou@example.com").await;
+    let hint = tokens["id_token"].as_str().unwrap();
+    let end = |back: &str| {
+        let mut u = url::Url::parse(&format!("{}/oauth/end_session", t.url())).unwrap();
+        u.query_pairs_mut()
+            .append_pair("id_token_hint", hint)
+            .append_pair("post_logout_redirect_uri", back)
+            .append_pair("state", "bye-1");
+        u.to_string()
+    };
+    // Attack: an unregistered return address is refused with a page.
+    let r = b.get(end("http://evil.example/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers().get("location").is_none());
+    // The link alone: a confirmation page, and still signed in.
+    let r = b.get(end("http://127.0.0.1:9/bye")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Sign lou@example.com out"), "{page}");
+    let again = b.get(authorize_url(&t, &app.id, &[])).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER, "still signed in");
+    // A forged confirmation (another browser) is refused.
+    let r = post_form(&browser(), &t, "/oauth/end_session", &form_fields(&page)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The confirmation: back to the registered address with the state.
+    let r = post_form(&b, &t, "/oauth/end_session", &form_fields(&page)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert_eq!(
+        to.as_str().split('?').next(),
+        Some("http://127.0.0.1:9/bye")
+    );
+    assert_eq!(param(&to, "state").as_deref(), Some("bye-1"));
+    // Signed out: the next authorization asks for the password, and the
+    // hinted client session has ended.
+    let page = b.get(authorize_url(&t, &app.id, &[])).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(
+        userinfo(&t, tokens["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// `grant_type=client_credentials` at the token endpoint: service
+/// accounts' credentials, the same token `/api/service-accounts/token`
+/// gives.
+#[tokio::test]
+async fn issue_20_client_credentials_for_service_accounts() {
+    let t = Truxe::start(&[]).await;
+    let o = crate::machines::org(&t, "svc-owner@example.com").await;
+    let (id, secret) = crate::machines::account(&t, &o, "reporter", json!(["org:read"])).await;
+    let sa = App {
+        id: id.clone(),
+        secret: secret.clone(),
+    };
+    let (s, v) = form_post(
+        &t,
+        "/oauth/token",
+        &sa,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["token_type"], "Bearer");
+    let claims = crate::server::jwt_part(v["access_token"].as_str().unwrap(), 1);
+    assert_eq!(claims["sub"], id.as_str());
+    assert_eq!(claims["token_use"], "service");
+    let wrong = App {
+        id,
+        secret: "truxe_cs_wrong".into(),
+    };
+    let (s, v) = form_post(
+        &t,
+        "/oauth/token",
+        &wrong,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+}

@@ -20,7 +20,7 @@ const CLIENT_SECRET: &str = "a-client-secret-for-the-test-provider";
 
 /// Read at run time (cargo sets it for test processes): a test binary reused
 /// from a shared target directory may have been built in another checkout.
-fn oidc_dir() -> PathBuf {
+pub(crate) fn oidc_dir() -> PathBuf {
     let root = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
@@ -29,10 +29,13 @@ fn oidc_dir() -> PathBuf {
 
 /// Installs the provider's npm packages once per test process, exactly as
 /// locked (scripts/test does the same before the suite).
-fn ensure_installed() {
+pub(crate) fn ensure_installed() {
     static ONCE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let mut done = ONCE.lock().unwrap_or_else(|p| p.into_inner());
-    if *done || oidc_dir().join("node_modules/oidc-provider").exists() {
+    let installed = ["oidc-provider", "openid-client"]
+        .iter()
+        .all(|p| oidc_dir().join("node_modules").join(p).exists());
+    if *done || installed {
         *done = true;
         return;
     }
@@ -40,7 +43,7 @@ fn ensure_installed() {
         .args(["ci", "--no-audit", "--no-fund"])
         .current_dir(oidc_dir())
         .status()
-        .expect("npm (Node.js) is needed for the social-login tests");
+        .expect("npm (Node.js) is needed for the OpenID tests");
     assert!(st.success(), "npm ci in tests/oidc failed");
     *done = true;
 }

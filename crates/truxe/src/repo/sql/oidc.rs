@@ -235,6 +235,26 @@ impl OidcRepo for SqlStore {
             .collect()
     }
 
+    async fn refresh_token(
+        &self,
+        digest: &str,
+    ) -> Result<Option<(String, Option<i64>, i64)>, RepoError> {
+        let row = sqlx::query(
+            "SELECT session_id, used_at, expires_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("session_id")?,
+                r.try_get("used_at")?,
+                r.try_get("expires_at")?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn revoke_consent(
         &self,
         user_id: &str,
