@@ -460,3 +460,92 @@ async fn a_second_server_on_one_sqlite_file_is_refused() {
         StatusCode::BAD_REQUEST
     );
 }
+
+/// Issue 21: several instances on one PostgreSQL. Nothing there is kept
+/// in memory between requests, so a revocation made through one instance
+/// holds on the other for the very next request: logout, an administrator
+/// ending a session, and a refresh-token replay detected on one instance.
+#[tokio::test]
+async fn revocation_on_one_instance_holds_on_another_at_once() {
+    let a = Truxe::start(&[("TRUXE_REFRESH_REUSE_GRACE", "0s")]).await;
+    if !a.on_postgres() {
+        // One server per SQLite file (a_second_server_on_one_sqlite_file_is_refused).
+        return;
+    }
+    let b_port = testkit::free_port();
+    let mut cmd = a.command();
+    // The same keys and database, and the same issuer, as instances
+    // behind one name are configured.
+    cmd.env("PORT", b_port.to_string())
+        .env("JWT_ISSUER", a.url())
+        .arg("serve");
+    let mut b = testkit::ChildGuard::spawn("truxe-b", cmd, a.dir.path());
+    let b_url = format!("http://127.0.0.1:{b_port}");
+    testkit::wait_http_ok(
+        &format!("{b_url}/ready"),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    b.assert_running(a.dir.path());
+    let me_on_b = |token: String| {
+        let http = a.http.clone();
+        let url = format!("{b_url}/auth/me");
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (_, admin) = a.admin("root-two@example.com").await;
+    a.register("two@example.com").await;
+    let signed_in = || async {
+        let (s, body) = a.login("two@example.com", PASSWORD).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let (access, refresh) = tokens(&body);
+        // Control: B accepts it (twice, so anything B might keep is warm).
+        for _ in 0..2 {
+            assert_eq!(me_on_b(access.clone()).await, StatusCode::OK);
+        }
+        (access, refresh)
+    };
+    // Logout on A.
+    let (access, _) = signed_in().await;
+    a.authed(Method::POST, "/auth/logout", &access, None).await;
+    assert_eq!(
+        me_on_b(access).await,
+        StatusCode::UNAUTHORIZED,
+        "logout on A"
+    );
+    // An administrator on A ends the session.
+    let (access, _) = signed_in().await;
+    let sid = a.authed(Method::GET, "/auth/me", &access, None).await.1["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = a
+        .authed(
+            Method::DELETE,
+            &format!("/api/admin/sessions/{sid}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        me_on_b(access).await,
+        StatusCode::UNAUTHORIZED,
+        "ended by an admin on A"
+    );
+    // A refresh token replayed on A ends the session B was serving.
+    let (access, refresh) = signed_in().await;
+    assert_eq!(a.refresh(&refresh).await.0, StatusCode::OK);
+    assert_eq!(a.refresh(&refresh).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me_on_b(access).await,
+        StatusCode::UNAUTHORIZED,
+        "replay on A"
+    );
+}
