@@ -366,8 +366,14 @@ pub fn router(app: App) -> Router {
             "/organizations/{id}/roles/{name}",
             put(orgs::update_role).delete(orgs::delete_role),
         )
-        .route("/oauth/authorize", get(oidc::authorize))
-        .route("/api/oauth/authorize", get(oidc::authorize))
+        .route(
+            "/oauth/authorize",
+            get(oidc::authorize).layer(per_ip("authorize_ip", limits.login_ip)),
+        )
+        .route(
+            "/api/oauth/authorize",
+            get(oidc::authorize).layer(per_ip("authorize_ip", limits.login_ip)),
+        )
         .route(
             "/oauth/authorize/login",
             post(oidc::login).layer(per_ip("login_ip", limits.login_ip)),
@@ -377,6 +383,21 @@ pub fn router(app: App) -> Router {
             post(oidc::mfa).layer(per_ip("mfa_ip", limits.mfa_ip)),
         )
         .route("/oauth/authorize/consent", post(oidc::consent))
+        .route(
+            "/oauth/authorize/signup",
+            get(oidc::signup_form)
+                .merge(post(oidc::signup).layer(per_ip("register_ip", limits.register_ip))),
+        )
+        .route(
+            "/oauth/authorize/forgot",
+            get(oidc::forgot_form)
+                .merge(post(oidc::forgot).layer(per_ip("login_ip", limits.login_ip))),
+        )
+        .route(
+            "/reset-password",
+            get(oidc::reset_form)
+                .merge(post(oidc::reset).layer(per_ip("login_ip", limits.login_ip))),
+        )
         .route(
             "/oauth/token",
             post(oidc::token).layer(per_ip("token_ip", limits.login_ip)),

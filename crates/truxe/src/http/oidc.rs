@@ -92,6 +92,14 @@ fn brand(app: &App) -> &crate::service::Brand {
     app.auth.brand()
 }
 
+/// The request as a query string (HTML-escaped, for links).
+fn query_of(a: &Authorization) -> String {
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(a.params.pairs())
+        .finish();
+    crate::service::escape(&q)
+}
+
 /// The hidden fields every step carries: the request and the CSRF token.
 fn carried(app: &App, a: &Authorization, browser: &str) -> String {
     let mut out: String = a.params.pairs().iter().map(|(k, v)| hidden(k, v)).collect();
@@ -116,8 +124,14 @@ fn sign_in_page(
         ),
         None => ("autofocus".to_owned(), String::new()),
     };
+    let query = query_of(a);
+    let signup = if app.auth.signup_enabled() {
+        format!(r#"<a href="/oauth/authorize/signup?{query}">Create an account</a> · "#)
+    } else {
+        String::new()
+    };
     let body = format!(
-        r#"{problem}{intro}<form method="post" action="/oauth/authorize/login">{carried}{email}{password}<button type="submit">Sign in</button></form>"#,
+        r#"{problem}{intro}<form method="post" action="/oauth/authorize/login">{carried}{email}{password}<button type="submit">Sign in</button></form><p class="muted">{signup}<a href="/oauth/authorize/forgot?{query}">Forgot your password?</a></p>"#,
         problem = problem.map(alert).unwrap_or_default(),
         intro = para(&format!("to continue to {}", a.client.name)),
         carried = carried(app, a, browser),
@@ -274,7 +288,7 @@ pub(crate) async fn authorize(
         None => sign_in_page(&app, &a, &browser, StatusCode::OK, None, None),
     };
     if fresh {
-        set_cookie(&app, &mut res, BROWSER, &browser, "/oauth", 86_400);
+        set_cookie(&app, &mut res, BROWSER, &browser, "/", 86_400);
     }
     res
 }
@@ -292,28 +306,34 @@ pub(crate) struct StepForm {
     decision: Option<String>,
 }
 
+/// The browser id, if the form's CSRF token is this browser's.
+fn genuine(app: &App, headers: &HeaderMap, csrf: Option<&str>) -> Option<String> {
+    let browser = browser_id(headers)?;
+    let token = csrf?;
+    secure::mac::verify_hex(
+        &app.cookies.key,
+        format!("oauth-form:{browser}").as_bytes(),
+        token,
+    )
+    .then_some(browser)
+}
+
+/// The answer to a form that is not this browser's.
+fn not_genuine(app: &App) -> Response {
+    pages::error(
+        brand(app),
+        StatusCode::FORBIDDEN,
+        "This form expired or did not come from this site. Start again from the application (cookies must be on).",
+    )
+}
+
 /// Checks a step's CSRF token and request; the browser id and request.
 async fn step(
     app: &App,
     headers: &HeaderMap,
     f: &StepForm,
 ) -> Result<(String, Authorization), Response> {
-    let browser = browser_id(headers);
-    let genuine = match (&browser, &f.csrf) {
-        (Some(b), Some(token)) => secure::mac::verify_hex(
-            &app.cookies.key,
-            format!("oauth-form:{b}").as_bytes(),
-            token,
-        ),
-        _ => false,
-    };
-    let Some(browser) = browser.filter(|_| genuine) else {
-        return Err(pages::error(
-            brand(app),
-            StatusCode::FORBIDDEN,
-            "This form expired or did not come from this site. Start again from the application (cookies must be on).",
-        ));
-    };
+    let browser = genuine(app, headers, f.csrf.as_deref()).ok_or_else(|| not_genuine(app))?;
     Ok((browser, checked(app, f.params.clone()).await?))
 }
 
@@ -545,6 +565,285 @@ pub(crate) async fn token(
             res
         }
         Err(e) => oauth_error(e, used_basic),
+    }
+}
+
+/// The browser id for a page's forms: the cookie's, or a new one to set.
+fn browser_for_page(headers: &HeaderMap) -> (String, bool) {
+    match browser_id(headers) {
+        Some(b) => (b, false),
+        None => (secure::token::generate("").digest, true),
+    }
+}
+
+fn with_browser(app: &App, mut res: Response, browser: &str, fresh: bool) -> Response {
+    if fresh {
+        set_cookie(app, &mut res, BROWSER, browser, "/", 86_400);
+    }
+    res
+}
+
+fn signup_page(
+    app: &App,
+    a: &Authorization,
+    browser: &str,
+    status: StatusCode,
+    problem: Option<&str>,
+) -> Response {
+    let body = format!(
+        r#"{problem}{intro}<form method="post" action="/oauth/authorize/signup">{carried}{email}{password}<button type="submit">Create account</button></form><p class="muted"><a href="/oauth/authorize?{query}">I have an account</a></p>"#,
+        problem = problem.map(alert).unwrap_or_default(),
+        intro = para(&format!("to continue to {}", a.client.name)),
+        carried = carried(app, a, browser),
+        email = field("email", "Email address", "email", "username", "autofocus"),
+        password = field(
+            "password",
+            "Password",
+            "password",
+            "new-password",
+            r#"minlength="8""#
+        ),
+        query = query_of(a),
+    );
+    pages::page(brand(app), status, "Create an account", &body, None)
+}
+
+/// `GET /oauth/authorize/signup`: the sign-up page of an authorization.
+pub(crate) async fn signup_form(
+    State(app): State<App>,
+    headers: HeaderMap,
+    q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = q else {
+        return pages::error(
+            brand(&app),
+            StatusCode::BAD_REQUEST,
+            "The request's parameters are malformed.",
+        );
+    };
+    let a = match checked(&app, params).await {
+        Ok(a) => a,
+        Err(res) => return res,
+    };
+    if !app.auth.signup_enabled() {
+        return pages::error(
+            brand(&app),
+            StatusCode::FORBIDDEN,
+            "Sign-up is closed here; ask an administrator for an account.",
+        );
+    }
+    let (browser, fresh) = browser_for_page(&headers);
+    with_browser(
+        &app,
+        signup_page(&app, &a, &browser, StatusCode::OK, None),
+        &browser,
+        fresh,
+    )
+}
+
+/// `POST /oauth/authorize/signup`: creates the account, signs the browser
+/// in, and goes on (consent, then back to the application).
+pub(crate) async fn signup(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    let (browser, a) = match step(&app, &headers, &f).await {
+        Ok(x) => x,
+        Err(res) => return res,
+    };
+    let t = now();
+    let password = Secret::new(f.password.clone().unwrap_or_default());
+    let again = |status, problem: &str| signup_page(&app, &a, &browser, status, Some(problem));
+    match app
+        .auth
+        .register(
+            f.email.as_deref().unwrap_or(""),
+            password,
+            None,
+            c.clone(),
+            t,
+        )
+        .await
+    {
+        Ok((user, tokens)) => {
+            let who = BrowserSignIn {
+                user,
+                session_id: tokens.session_id,
+                auth_time: t,
+                amr: vec!["pwd".into()],
+            };
+            let res = go_on(&app, &a, &browser, &who, &c).await;
+            signed_in(&app, res, &who)
+        }
+        Err(AuthError::WeakPassword(rules)) => again(
+            StatusCode::BAD_REQUEST,
+            &format!("Choose a stronger password: {}.", rules.join("; ")),
+        ),
+        Err(AuthError::EmailTaken) => again(
+            StatusCode::CONFLICT,
+            "An account with this address exists: sign in, or reset its password.",
+        ),
+        Err(AuthError::Invalid(why)) => again(StatusCode::BAD_REQUEST, &why),
+        Err(AuthError::SignupDisabled) => pages::error(
+            brand(&app),
+            StatusCode::FORBIDDEN,
+            "Sign-up is closed here; ask an administrator for an account.",
+        ),
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// `GET /oauth/authorize/forgot`: asks for the address to send a reset
+/// link to.
+pub(crate) async fn forgot_form(
+    State(app): State<App>,
+    headers: HeaderMap,
+    q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = q else {
+        return pages::error(
+            brand(&app),
+            StatusCode::BAD_REQUEST,
+            "The request's parameters are malformed.",
+        );
+    };
+    let a = match checked(&app, params).await {
+        Ok(a) => a,
+        Err(res) => return res,
+    };
+    let (browser, fresh) = browser_for_page(&headers);
+    let body = format!(
+        r#"{intro}<form method="post" action="/oauth/authorize/forgot">{carried}{email}<button type="submit">Send a reset link</button></form><p class="muted"><a href="/oauth/authorize?{query}">Back to sign-in</a></p>"#,
+        intro = para("We will email you a link to choose a new password."),
+        carried = carried(&app, &a, &browser),
+        email = field("email", "Email address", "email", "username", "autofocus"),
+        query = query_of(&a),
+    );
+    let res = pages::page(
+        brand(&app),
+        StatusCode::OK,
+        "Reset your password",
+        &body,
+        None,
+    );
+    with_browser(&app, res, &browser, fresh)
+}
+
+/// `POST /oauth/authorize/forgot`: sends the link if the account exists,
+/// and says the same either way (no account discovery).
+pub(crate) async fn forgot(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    let (_, a) = match step(&app, &headers, &f).await {
+        Ok(x) => x,
+        Err(res) => return res,
+    };
+    if let Err(e) = app
+        .auth
+        .forgot_password(f.email.as_deref().unwrap_or(""), &c, now())
+        .await
+    {
+        return failure(&app, e);
+    }
+    let body = format!(
+        r#"{}<p><a href="/oauth/authorize?{}">Back to sign-in</a></p>"#,
+        para("If an account uses that address, a link to reset its password is on its way. It works once, for a limited time."),
+        query_of(&a),
+    );
+    pages::page(brand(&app), StatusCode::OK, "Check your email", &body, None)
+}
+
+/// The reset page's query and form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ResetForm {
+    token: Option<String>,
+    password: Option<String>,
+    csrf: Option<String>,
+}
+
+fn reset_page(
+    app: &App,
+    token: &str,
+    browser: &str,
+    status: StatusCode,
+    problem: Option<&str>,
+) -> Response {
+    let body = format!(
+        r#"{problem}<form method="post" action="/reset-password">{token}{csrf}{password}<button type="submit">Set password</button></form>"#,
+        problem = problem.map(alert).unwrap_or_default(),
+        token = hidden("token", token),
+        csrf = hidden("csrf", &csrf_token(app, browser)),
+        password = field(
+            "password",
+            "New password",
+            "password",
+            "new-password",
+            r#"autofocus minlength="8""#
+        ),
+    );
+    pages::page(brand(app), status, "Choose a new password", &body, None)
+}
+
+/// `GET /reset-password?token=…`: where the emailed reset link leads.
+pub(crate) async fn reset_form(
+    State(app): State<App>,
+    headers: HeaderMap,
+    q: Result<Query<ResetForm>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(token) = q
+        .ok()
+        .and_then(|Query(f)| f.token)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+    else {
+        return pages::error(
+            brand(&app),
+            StatusCode::BAD_REQUEST,
+            "This link is incomplete; use the whole link from the email.",
+        );
+    };
+    let (browser, fresh) = browser_for_page(&headers);
+    let res = reset_page(&app, &token, &browser, StatusCode::OK, None);
+    with_browser(&app, res, &browser, fresh)
+}
+
+/// `POST /reset-password`: sets the new password (every session ends).
+pub(crate) async fn reset(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<ResetForm>,
+) -> Response {
+    let Some(browser) = genuine(&app, &headers, f.csrf.as_deref()) else {
+        return not_genuine(&app);
+    };
+    let token = f.token.unwrap_or_default();
+    let password = Secret::new(f.password.unwrap_or_default());
+    match app.auth.reset_password(&token, password, &c, now()).await {
+        Ok(()) => pages::page(
+            brand(&app),
+            StatusCode::OK,
+            "Password changed",
+            &para("Your password is changed and every session has ended. Return to the application and sign in."),
+            None,
+        ),
+        Err(AuthError::WeakPassword(rules)) => reset_page(
+            &app,
+            &token,
+            &browser,
+            StatusCode::BAD_REQUEST,
+            Some(&format!("Choose a stronger password: {}.", rules.join("; "))),
+        ),
+        Err(AuthError::Unauthenticated(_)) | Err(AuthError::Invalid(_)) => pages::error(
+            brand(&app),
+            StatusCode::BAD_REQUEST,
+            "This link is used, expired or not genuine. Ask for a new one from the sign-in page.",
+        ),
+        Err(e) => failure(&app, e),
     }
 }
 
@@ -786,7 +1085,7 @@ pub(crate) async fn end_session(
         back.as_deref(),
     );
     if fresh {
-        set_cookie(&app, &mut res, BROWSER, &browser, "/oauth", 86_400);
+        set_cookie(&app, &mut res, BROWSER, &browser, "/", 86_400);
     }
     res
 }
@@ -798,20 +1097,8 @@ pub(crate) async fn end_session_confirmed(
     Client(c): Client,
     Form(p): Form<LogoutParams>,
 ) -> Response {
-    let genuine = match (browser_id(&headers), &p.csrf) {
-        (Some(b), Some(token)) => secure::mac::verify_hex(
-            &app.cookies.key,
-            format!("oauth-form:{b}").as_bytes(),
-            token,
-        ),
-        _ => false,
-    };
-    if !genuine {
-        return pages::error(
-            brand(&app),
-            StatusCode::FORBIDDEN,
-            "This form expired or did not come from this site.",
-        );
+    if genuine(&app, &headers, p.csrf.as_deref()).is_none() {
+        return not_genuine(&app);
     }
     let t = now();
     let (_, sid, back) = match app

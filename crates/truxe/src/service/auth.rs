@@ -170,6 +170,11 @@ impl AuthService {
         }
     }
 
+    /// Whether anyone may create an account.
+    pub fn signup_enabled(&self) -> bool {
+        self.cfg.enable_signup
+    }
+
     /// The operator's brand (mail and hosted pages).
     pub fn brand(&self) -> &super::Brand {
         &self.cfg.brand

@@ -912,3 +912,125 @@ async fn issue_20_client_credentials_for_service_accounts() {
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
 }
+
+/// The sign-in page leads to sign-up (then consent and back to the
+/// application, signed in) and to a password reset by email, whose link
+/// opens Truxe's own page.
+#[tokio::test]
+async fn issue_20_sign_up_and_reset_from_the_sign_in_page() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root7@example.com").await;
+    let app = client(&t, &admin).await;
+    let b = browser();
+    let page = b
+        .get(authorize_url(&t, &app.id, &[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let link = |text: &str, label: &str| -> String {
+        let end = text
+            .find(&format!(">{label}</a>"))
+            .unwrap_or_else(|| panic!("no {label} link: {text}"));
+        let start = text[..end].rfind("href=\"").unwrap() + 6;
+        text[start..end - 1].replace("&amp;", "&")
+    };
+    let signup = link(&page, "Create an account");
+    assert!(signup.starts_with("/oauth/authorize/signup?"), "{signup}");
+    let form = b
+        .get(format!("{}{signup}", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // A weak password is refused on the page, nothing created.
+    let mut fields = form_fields(&form);
+    fields.push(("email".into(), "new@example.com".into()));
+    fields.push(("password".into(), "short".into()));
+    let r = post_form(&b, &t, "/oauth/authorize/signup", &fields).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("stronger password"));
+    assert_eq!(
+        t.login("new@example.com", "short").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut fields = form_fields(&form);
+    fields.push(("email".into(), "new@example.com".into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    let r = post_form(&b, &t, "/oauth/authorize/signup", &fields).await;
+    assert_eq!(r.status(), StatusCode::OK, "consent next");
+    let mut fields = form_fields(&r.text().await.unwrap());
+    fields.push(("decision".into(), "allow".into()));
+    let back = post_form(&b, &t, "/oauth/authorize/consent", &fields).await;
+    assert!(param(&location(&back), "code").is_some());
+    // The same address again: the page says to sign in or reset.
+    let b2 = browser();
+    let form = b2
+        .get(format!("{}{signup}", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut fields = form_fields(&form);
+    fields.push(("email".into(), "new@example.com".into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    let r = post_form(&b2, &t, "/oauth/authorize/signup", &fields).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // Forgotten password: the same answer for unknown addresses.
+    let forgot = link(&page, "Forgot your password?");
+    let form = b2
+        .get(format!("{}{forgot}", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for email in ["nobody@example.com", "new@example.com"] {
+        let mut fields = form_fields(&form);
+        fields.push(("email".into(), email.into()));
+        let r = post_form(&b2, &t, "/oauth/authorize/forgot", &fields).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .contains("If an account uses that address"));
+    }
+    let token = crate::server::mailed_token(&t, "new@example.com", 1).await;
+    assert!(token.starts_with("prt_"), "a reset link: {token}");
+    let page = b2
+        .get(format!("{}/reset-password?token={token}", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut fields = form_fields(&page);
+    fields.push(("password".into(), "Another-Password-42".into()));
+    // Attack: another browser cannot post this page's form.
+    assert_eq!(
+        post_form(&browser(), &t, "/reset-password", &fields)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = post_form(&b2, &t, "/reset-password", &fields).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Password changed"));
+    assert_eq!(
+        t.login("new@example.com", "Another-Password-42").await.0,
+        StatusCode::OK
+    );
+    // The link works once.
+    let r = post_form(&b2, &t, "/reset-password", &fields).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
