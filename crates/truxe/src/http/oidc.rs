@@ -144,7 +144,9 @@ fn sign_in_page(
             &password_attrs
         ),
     );
-    pages::page(brand(app), status, "Sign in", &body, None)
+    // Its post may end in the redirect to the client (consent given
+    // before), which a browser checks against `form-action` too.
+    pages::page(brand(app), status, "Sign in", &body, Some(&a.redirect_uri))
 }
 
 fn second_factor_page(
@@ -173,7 +175,15 @@ fn second_factor_page(
     } else {
         StatusCode::OK
     };
-    pages::page(brand(app), status, "Two-step verification", &body, None)
+    // Its post may end in the redirect to the client (consent given
+    // before), which a browser checks against `form-action` too.
+    pages::page(
+        brand(app),
+        status,
+        "Two-step verification",
+        &body,
+        Some(&a.redirect_uri),
+    )
 }
 
 fn consent_page(app: &App, a: &Authorization, browser: &str, who: &BrowserSignIn) -> Response {
@@ -605,7 +615,15 @@ fn signup_page(
         ),
         query = query_of(a),
     );
-    pages::page(brand(app), status, "Create an account", &body, None)
+    // Its post may end in the redirect to the client (consent given
+    // before), which a browser checks against `form-action` too.
+    pages::page(
+        brand(app),
+        status,
+        "Create an account",
+        &body,
+        Some(&a.redirect_uri),
+    )
 }
 
 /// `GET /oauth/authorize/signup`: the sign-up page of an authorization.

@@ -224,5 +224,19 @@ async fn issue_20_sign_in_and_consent_in_chromium() {
     b.client.goto(url.as_str()).await.unwrap();
     let again = b.wait_url(redirect).await;
     assert!(again.query_pairs().any(|(k, _)| k == "code"));
+    // prompt=login: the password again, and (consent given) its post
+    // leads straight to the application — Chromium checks that redirect
+    // against the sign-in page's `form-action`.
+    b.client.goto(&format!("{url}&prompt=login")).await.unwrap();
+    b.client
+        .wait()
+        .for_element(Locator::Css("input#password"))
+        .await
+        .unwrap();
+    b.fill("#email", "bea@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    let again = b.wait_url(redirect).await;
+    assert!(again.query_pairs().any(|(k, _)| k == "code"), "{again}");
     b.client.close().await.unwrap();
 }
