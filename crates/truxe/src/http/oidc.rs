@@ -281,15 +281,12 @@ pub(crate) async fn authorize(
         Ok(a) => a,
         Err(res) => return res,
     };
-    let (browser, fresh) = match browser_id(&headers) {
-        Some(b) => (b, false),
-        None => (secure::token::generate("").digest, true),
-    };
+    let (browser, fresh) = browser_for_page(&headers);
     let t = now();
     let signed_in = browser_sign_in(&app, &headers, t)
         .await
         .filter(|s| !a.prompts("login") && !a.too_old(s.auth_time, t));
-    let mut res = match signed_in {
+    let res = match signed_in {
         Some(who) => go_on(&app, &a, &browser, &who, &c).await,
         None if a.prompts("none") => redirect(
             &app.auth.cannot_prompt(&a, "login_required"),
@@ -297,10 +294,7 @@ pub(crate) async fn authorize(
         ),
         None => sign_in_page(&app, &a, &browser, StatusCode::OK, None, None),
     };
-    if fresh {
-        set_cookie(&app, &mut res, BROWSER, &browser, "/", 86_400);
-    }
-    res
+    with_browser(&app, res, &browser, fresh)
 }
 
 /// A step's form: the request, the CSRF token and the step's own fields.
@@ -537,6 +531,32 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Basic credentials (if sent) and the form of a client's call to the
+/// token, introspection or revocation endpoint; or the OAuth error that
+/// either is malformed.
+#[allow(clippy::type_complexity)]
+fn client_call<T>(
+    headers: &HeaderMap,
+    f: Result<Form<T>, axum::extract::rejection::FormRejection>,
+) -> Result<(Option<(String, Secret<String>)>, T), Box<Response>> {
+    let Ok(basic) = basic_credentials(headers) else {
+        return Err(Box::new(oauth_error(
+            OAuthError::new("invalid_client", "malformed Authorization header"),
+            true,
+        )));
+    };
+    match f {
+        Ok(Form(f)) => Ok((basic, f)),
+        Err(_) => Err(Box::new(oauth_error(
+            OAuthError::new(
+                "invalid_request",
+                "the body must be application/x-www-form-urlencoded parameters",
+            ),
+            basic.is_some(),
+        ))),
+    }
+}
+
 /// `POST /oauth/token`.
 pub(crate) async fn token(
     State(app): State<App>,
@@ -544,26 +564,11 @@ pub(crate) async fn token(
     Client(c): Client,
     f: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(basic) = basic_credentials(&headers) else {
-        return oauth_error(
-            OAuthError {
-                error: "invalid_client",
-                description: "malformed Authorization header".into(),
-            },
-            true,
-        );
+    let (basic, req) = match client_call(&headers, f) {
+        Ok(x) => x,
+        Err(res) => return *res,
     };
     let used_basic = basic.is_some();
-    let Ok(Form(req)) = f else {
-        return oauth_error(
-            OAuthError {
-                error: "invalid_request",
-                description: "the body must be application/x-www-form-urlencoded token parameters"
-                    .into(),
-            },
-            used_basic,
-        );
-    };
     if req.grant_type.as_deref() == Some("client_credentials") {
         return service_token(&app, basic, req, &c).await;
     }
@@ -880,12 +885,10 @@ async fn service_token(
         (None, Some(id), Some(secret)) => (id, Secret::new(secret)),
         _ => {
             return oauth_error(
-                OAuthError {
-                    error: "invalid_client",
-                    description:
-                        "send the service account's id and secret once, by Basic or in the form"
-                            .into(),
-                },
+                OAuthError::new(
+                    "invalid_client",
+                    "send the service account's id and secret once, by Basic or in the form",
+                ),
                 used_basic,
             )
         }
@@ -905,10 +908,7 @@ async fn service_token(
         Err(AuthError::Unauthenticated(_))
         | Err(AuthError::Disabled)
         | Err(AuthError::Forbidden(_)) => oauth_error(
-            OAuthError {
-                error: "invalid_client",
-                description: "client authentication failed".into(),
-            },
+            OAuthError::new("invalid_client", "client authentication failed"),
             used_basic,
         ),
         Err(e) => ApiError::from(e).into_response(),
@@ -929,25 +929,11 @@ pub(crate) async fn introspect(
     headers: HeaderMap,
     f: Result<Form<TokenField>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(basic) = basic_credentials(&headers) else {
-        return oauth_error(
-            OAuthError {
-                error: "invalid_client",
-                description: "malformed Authorization header".into(),
-            },
-            true,
-        );
+    let (basic, f) = match client_call(&headers, f) {
+        Ok(x) => x,
+        Err(res) => return *res,
     };
     let used_basic = basic.is_some();
-    let Ok(Form(f)) = f else {
-        return oauth_error(
-            OAuthError {
-                error: "invalid_request",
-                description: "a form with `token` is required".into(),
-            },
-            used_basic,
-        );
-    };
     match app
         .auth
         .introspect(basic, &f.client, f.token.as_deref().unwrap_or(""), now())
@@ -965,25 +951,11 @@ pub(crate) async fn revoke(
     Client(c): Client,
     f: Result<Form<TokenField>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(basic) = basic_credentials(&headers) else {
-        return oauth_error(
-            OAuthError {
-                error: "invalid_client",
-                description: "malformed Authorization header".into(),
-            },
-            true,
-        );
+    let (basic, f) = match client_call(&headers, f) {
+        Ok(x) => x,
+        Err(res) => return *res,
     };
     let used_basic = basic.is_some();
-    let Ok(Form(f)) = f else {
-        return oauth_error(
-            OAuthError {
-                error: "invalid_request",
-                description: "a form with `token` is required".into(),
-            },
-            used_basic,
-        );
-    };
     match app
         .auth
         .revoke_token(
@@ -1070,10 +1042,7 @@ pub(crate) async fn end_session(
     let Some(who) = browser_sign_in(&app, &headers, now()).await else {
         return signed_out(&app, back, p.state.as_deref());
     };
-    let (browser, fresh) = match browser_id(&headers) {
-        Some(b) => (b, false),
-        None => (secure::token::generate("").digest, true),
-    };
+    let (browser, fresh) = browser_for_page(&headers);
     let mut fields: String = [
         ("id_token_hint", &p.id_token_hint),
         ("post_logout_redirect_uri", &p.post_logout_redirect_uri),
@@ -1095,17 +1064,14 @@ pub(crate) async fn end_session(
             brand(&app).name
         )),
     );
-    let mut res = pages::page(
+    let res = pages::page(
         brand(&app),
         StatusCode::OK,
         "Sign out",
         &body,
         back.as_deref(),
     );
-    if fresh {
-        set_cookie(&app, &mut res, BROWSER, &browser, "/", 86_400);
-    }
-    res
+    with_browser(&app, res, &browser, fresh)
 }
 
 /// `POST /oauth/end_session`: the confirmation.

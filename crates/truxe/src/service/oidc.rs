@@ -145,7 +145,8 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(error: &'static str, description: impl Into<String>) -> Self {
+    /// An error with its code and description.
+    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
         Self {
             error,
             description: description.into(),
