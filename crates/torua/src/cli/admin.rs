@@ -64,6 +64,82 @@ pub enum KeysCommand {
     GenerateMaster,
 }
 
+/// `torua node …`
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Move every shard copy off a node, then remove it from the cluster
+    /// (needs `admin`). Shows the shards still to move while it runs.
+    Decommission {
+        /// The node's id.
+        id: String,
+        /// Remove it even if a shard would be left with no copy elsewhere.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Shard copies `id` holds now, from `/nodes` (`None`: not registered).
+async fn held(api: &Api, id: &str) -> anyhow::Result<Option<u64>> {
+    let nodes: crate::wire::NodesResponse = api.get_json("/nodes").await?;
+    Ok(nodes
+        .nodes
+        .iter()
+        .find(|n| n.id == id)
+        .map(|n| n.shard_count as u64))
+}
+
+/// Runs `torua node …`.
+pub async fn node(api: &Api, cmd: NodeCommand, output: Output) -> anyhow::Result<ExitCode> {
+    let NodeCommand::Decommission { id, force } = cmd;
+    let Some(total) = held(api, &id).await? else {
+        anyhow::bail!("node {id} is not registered (`torua status` lists the nodes)");
+    };
+    let started = std::time::Instant::now();
+    let progress = edge::cli::Progress::new();
+    let label = format!("moving shards off {id}");
+    let url = format!("{}/nodes/{id}?force={force}", api.base);
+    // The coordinator answers once everything has moved (`202` after two
+    // minutes: then ask again); meanwhile the node's shard count says how
+    // far it is.
+    let outcome = loop {
+        let done = api.send(api.http.delete(&url));
+        tokio::pin!(done);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        let res = loop {
+            tokio::select! {
+                res = &mut done => break res,
+                _ = tick.tick() => {
+                    if let Ok(Some(left)) = held(api, &id).await {
+                        progress.update(&label, total.saturating_sub(left), total);
+                    }
+                }
+            }
+        };
+        match res {
+            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => continue,
+            Ok(r) => break api.check(r).await.map(drop),
+            Err(e) => break Err(e),
+        }
+    };
+    progress.update(&label, total, total);
+    let took = progress.finish();
+    if let Err(e) = outcome {
+        anyhow::bail!(
+            "{e:#}\nnode {id} is still registered; what moved stays moved (run it again to go on)"
+        );
+    }
+    if output == Output::Json {
+        return print_json(
+            &json!({"node": id, "shards_moved": total, "seconds": took.as_secs_f64()}),
+        );
+    }
+    println!(
+        "node {id} decommissioned: {total} shard copies moved off in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `torua audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {

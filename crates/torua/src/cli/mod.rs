@@ -105,6 +105,9 @@ enum Command {
     /// Rotate and inspect encryption keys (needs `admin`).
     #[command(subcommand)]
     Keys(admin::KeysCommand),
+    /// Take nodes out of the cluster (needs `admin`).
+    #[command(subcommand)]
+    Node(admin::NodeCommand),
     /// Make development TLS certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -157,6 +160,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Apikey(cmd) => admin::apikey(api, cmd, cli.output).await,
             Command::Policy(cmd) => admin::policy(api, cmd).await,
             Command::Keys(cmd) => admin::keys(api, cmd, cli.output).await,
+            Command::Node(cmd) => admin::node(api, cmd, cli.output).await,
             Command::Audit(cmd) => admin::audit(cmd),
             Command::Certs(CertsCommand::Init(args)) => certs::init(args),
             // Answered above, before any connection.

@@ -227,3 +227,53 @@ async fn manual_assign_moves_data() {
     })
     .await;
 }
+
+/// Issue 23: `torua node decommission` shows the shards still to move
+/// while the coordinator moves them, then one summary line; an unknown
+/// node is a clear error.
+#[tokio::test]
+async fn decommission_from_the_cli_reports_progress_and_a_summary() {
+    let c = TestCluster::start_single(3, 12).await;
+    for i in 0..60 {
+        c.put(&format!("cli/{i}"), format!("v{i}")).await;
+    }
+    let ca = c.certs().join("ca.pem");
+    let torua = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_torua"))
+            .env("TORUA_TOKEN", &c.admin_key)
+            .env_remove("NO_COLOR")
+            .args(["--coordinator", &c.url(), "--ca", ca.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let held = c.node_info("n3").await.shard_count;
+    assert!(held > 0);
+    let out = torua(&["node", "decommission", "n3"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .split(" in ")
+            .next(),
+        Some(format!("node n3 decommissioned: {held} shard copies moved off").as_str()),
+        "{stdout}"
+    );
+    // Not a terminal: plain progress lines, no escapes.
+    assert!(
+        stderr.contains(&format!("moving shards off n3: {held}/{held} (100%)")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
+    assert!(c.nodes().await.nodes.iter().all(|n| n.id != "n3"));
+    let out = torua(&["node", "decommission", "n9"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node n9 is not registered"));
+}
