@@ -451,6 +451,18 @@ pub fn router(app: App) -> Router {
             delete(oidc::revoke_consent),
         )
         .route("/assets/truxe.css", get(oidc::stylesheet))
+        .route("/account", get(oidc::account))
+        .route(
+            "/account/login",
+            post(oidc::account_login).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/account/mfa",
+            post(oidc::account_mfa).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route("/account/sessions/end", post(oidc::account_end_session))
+        .route("/account/consents/withdraw", post(oidc::account_withdraw))
+        .route("/account/logout", post(oidc::account_logout))
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/.well-known/public-key.pem", get(routes::public_key_pem))
         .route(

@@ -6,7 +6,7 @@
 //! again at every step, so no state is held between them but two cookies:
 //! `truxe_browser` (random, the anchor of the forms' CSRF tokens) and
 //! `truxe_sso` (the browser's sign-in: a Truxe session, MAC'd under
-//! `COOKIE_SECRET`, sent only to `/oauth`).
+//! `COOKIE_SECRET`; the account page reads it too).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -100,6 +100,62 @@ fn query_of(a: &Authorization) -> String {
     crate::service::escape(&q)
 }
 
+/// Where a sign-in on the hosted pages leads: an application's
+/// authorization request, or the account page.
+enum Flow<'a> {
+    Client(&'a Authorization),
+    Account,
+}
+
+impl Flow<'_> {
+    /// Where a step's form posts.
+    fn action(&self, step: &str) -> String {
+        match self {
+            Flow::Client(_) => format!("/oauth/authorize/{step}"),
+            Flow::Account => format!("/account/{step}"),
+        }
+    }
+
+    fn intro(&self) -> String {
+        match self {
+            Flow::Client(a) => para(&format!("to continue to {}", a.client.name)),
+            Flow::Account => para("to see and manage your account"),
+        }
+    }
+
+    /// The application a form's post may end up redirecting to (a browser
+    /// checks that redirect against `form-action` too).
+    fn form_to(&self) -> Option<&str> {
+        match self {
+            Flow::Client(a) => Some(&a.redirect_uri),
+            Flow::Account => None,
+        }
+    }
+
+    /// The hidden fields every step carries: the request, if any, and the
+    /// CSRF token.
+    fn carried(&self, app: &App, browser: &str) -> String {
+        match self {
+            Flow::Client(a) => carried(app, a, browser),
+            Flow::Account => hidden("csrf", &csrf_token(app, browser)),
+        }
+    }
+
+    /// After the sign-in: on to the application, or to the account page.
+    async fn after(
+        &self,
+        app: &App,
+        browser: &str,
+        who: &BrowserSignIn,
+        c: &ClientInfo,
+    ) -> Response {
+        match self {
+            Flow::Client(a) => go_on(app, a, browser, who, c).await,
+            Flow::Account => redirect("/account", StatusCode::SEE_OTHER),
+        }
+    }
+}
+
 /// The hidden fields every step carries: the request and the CSRF token.
 fn carried(app: &App, a: &Authorization, browser: &str) -> String {
     let mut out: String = a.params.pairs().iter().map(|(k, v)| hidden(k, v)).collect();
@@ -109,7 +165,7 @@ fn carried(app: &App, a: &Authorization, browser: &str) -> String {
 
 fn sign_in_page(
     app: &App,
-    a: &Authorization,
+    flow: &Flow<'_>,
     browser: &str,
     status: StatusCode,
     problem: Option<&str>,
@@ -124,17 +180,27 @@ fn sign_in_page(
         ),
         None => ("autofocus".to_owned(), String::new()),
     };
-    let query = query_of(a);
-    let signup = if app.auth.signup_enabled() {
-        format!(r#"<a href="/oauth/authorize/signup?{query}">Create an account</a> · "#)
-    } else {
-        String::new()
+    // Sign-up and reset lead back into the application's request.
+    let links = match flow {
+        Flow::Client(a) => {
+            let query = query_of(a);
+            let signup = if app.auth.signup_enabled() {
+                format!(r#"<a href="/oauth/authorize/signup?{query}">Create an account</a> · "#)
+            } else {
+                String::new()
+            };
+            format!(
+                r#"<p class="muted">{signup}<a href="/oauth/authorize/forgot?{query}">Forgot your password?</a></p>"#
+            )
+        }
+        Flow::Account => String::new(),
     };
     let body = format!(
-        r#"{problem}{intro}<form method="post" action="/oauth/authorize/login">{carried}{email}{password}<button type="submit">Sign in</button></form><p class="muted">{signup}<a href="/oauth/authorize/forgot?{query}">Forgot your password?</a></p>"#,
+        r#"{problem}{intro}<form method="post" action="{action}">{carried}{email}{password}<button type="submit">Sign in</button></form>{links}"#,
         problem = problem.map(alert).unwrap_or_default(),
-        intro = para(&format!("to continue to {}", a.client.name)),
-        carried = carried(app, a, browser),
+        intro = flow.intro(),
+        action = flow.action("login"),
+        carried = flow.carried(app, browser),
         email = field("email", "Email address", "email", "username", &email_attrs),
         password = field(
             "password",
@@ -146,21 +212,22 @@ fn sign_in_page(
     );
     // Its post may end in the redirect to the client (consent given
     // before), which a browser checks against `form-action` too.
-    pages::page(brand(app), status, "Sign in", &body, Some(&a.redirect_uri))
+    pages::page(brand(app), status, "Sign in", &body, flow.form_to())
 }
 
 fn second_factor_page(
     app: &App,
-    a: &Authorization,
+    flow: &Flow<'_>,
     browser: &str,
     challenge: &str,
     problem: Option<&str>,
 ) -> Response {
     let body = format!(
-        r#"{problem}{intro}<form method="post" action="/oauth/authorize/mfa">{carried}{challenge}{code}<button type="submit">Verify</button></form><p class="muted">A backup code works here too.</p>"#,
+        r#"{problem}{intro}<form method="post" action="{action}">{carried}{challenge}{code}<button type="submit">Verify</button></form><p class="muted">A backup code works here too.</p>"#,
         problem = problem.map(alert).unwrap_or_default(),
         intro = para("Enter the code from your authenticator app."),
-        carried = carried(app, a, browser),
+        action = flow.action("mfa"),
+        carried = flow.carried(app, browser),
         challenge = hidden("challenge_id", challenge),
         code = field(
             "code",
@@ -182,7 +249,7 @@ fn second_factor_page(
         status,
         "Two-step verification",
         &body,
-        Some(&a.redirect_uri),
+        flow.form_to(),
     )
 }
 
@@ -292,7 +359,14 @@ pub(crate) async fn authorize(
             &app.auth.cannot_prompt(&a, "login_required"),
             StatusCode::FOUND,
         ),
-        None => sign_in_page(&app, &a, &browser, StatusCode::OK, None, None),
+        None => sign_in_page(
+            &app,
+            &Flow::Client(&a),
+            &browser,
+            StatusCode::OK,
+            None,
+            None,
+        ),
     };
     with_browser(&app, res, &browser, fresh)
 }
@@ -343,26 +417,23 @@ async fn step(
 
 fn signed_in(app: &App, mut res: Response, who: &BrowserSignIn) -> Response {
     let ttl = app.cookies.refresh_ttl;
-    set_cookie(app, &mut res, SSO, &sso_value(app, who), "/oauth", ttl);
+    set_cookie(app, &mut res, SSO, &sso_value(app, who), "/", ttl);
     res
 }
 
-/// `POST /oauth/authorize/login`: the password step.
-pub(crate) async fn login(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
+/// The password step of either flow.
+async fn password_step(
+    app: &App,
+    flow: &Flow<'_>,
+    browser: &str,
+    f: &StepForm,
+    c: &ClientInfo,
 ) -> Response {
-    let (browser, a) = match step(&app, &headers, &f).await {
-        Ok(x) => x,
-        Err(res) => return res,
-    };
     let t = now();
     let password = Secret::new(f.password.clone().unwrap_or_default());
     let email = f.email.as_deref().unwrap_or("");
     let again =
-        |status, problem| sign_in_page(&app, &a, &browser, status, Some(problem), Some(email));
+        |status, problem| sign_in_page(app, flow, browser, status, Some(problem), Some(email));
     match app.auth.login(email, password, c.clone(), t).await {
         Ok(LoginOutcome::Authenticated(user, tokens)) => {
             let who = BrowserSignIn {
@@ -371,11 +442,11 @@ pub(crate) async fn login(
                 auth_time: t,
                 amr: vec!["pwd".into()],
             };
-            let res = go_on(&app, &a, &browser, &who, &c).await;
-            signed_in(&app, res, &who)
+            let res = flow.after(app, browser, &who, c).await;
+            signed_in(app, res, &who)
         }
         Ok(LoginOutcome::MfaRequired { challenge_id }) => {
-            second_factor_page(&app, &a, &browser, &challenge_id, None)
+            second_factor_page(app, flow, browser, &challenge_id, None)
         }
         Err(AuthError::InvalidCredentials) => {
             again(StatusCode::UNAUTHORIZED, "The email address or password is not right.")
@@ -385,21 +456,18 @@ pub(crate) async fn login(
             "Too many failed attempts: the account is locked for a while. Try again later or reset your password.",
         ),
         Err(AuthError::Disabled) => again(StatusCode::FORBIDDEN, "This account is disabled."),
-        Err(e) => failure(&app, e),
+        Err(e) => failure(app, e),
     }
 }
 
-/// `POST /oauth/authorize/mfa`: the second factor.
-pub(crate) async fn mfa(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
+/// The second-factor step of either flow.
+async fn code_step(
+    app: &App,
+    flow: &Flow<'_>,
+    browser: &str,
+    f: &StepForm,
+    c: &ClientInfo,
 ) -> Response {
-    let (browser, a) = match step(&app, &headers, &f).await {
-        Ok(x) => x,
-        Err(res) => return res,
-    };
     let t = now();
     let challenge = f.challenge_id.as_deref().unwrap_or("");
     let code: String = f
@@ -409,10 +477,10 @@ pub(crate) async fn mfa(
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let (factor, amr) = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        (SecondFactor::Totp(&code), "otp")
+    let factor = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        SecondFactor::Totp(&code)
     } else {
-        (SecondFactor::BackupCode(&code), "otp")
+        SecondFactor::BackupCode(&code)
     };
     match app
         .auth
@@ -424,27 +492,53 @@ pub(crate) async fn mfa(
                 user,
                 session_id: tokens.session_id,
                 auth_time: t,
-                amr: vec!["pwd".into(), amr.into()],
+                amr: vec!["pwd".into(), "otp".into()],
             };
-            let res = go_on(&app, &a, &browser, &who, &c).await;
-            signed_in(&app, res, &who)
+            let res = flow.after(app, browser, &who, c).await;
+            signed_in(app, res, &who)
         }
         Err(AuthError::InvalidCredentials) => second_factor_page(
-            &app,
-            &a,
-            &browser,
+            app,
+            flow,
+            browser,
             challenge,
             Some("That code is not right; try the next one."),
         ),
         Err(AuthError::Unauthenticated(_)) => sign_in_page(
-            &app,
-            &a,
-            &browser,
+            app,
+            flow,
+            browser,
             StatusCode::UNAUTHORIZED,
             Some("That sign-in expired or had too many attempts; sign in again."),
             None,
         ),
-        Err(e) => failure(&app, e),
+        Err(e) => failure(app, e),
+    }
+}
+
+/// `POST /oauth/authorize/login`: the password step.
+pub(crate) async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    match step(&app, &headers, &f).await {
+        Ok((browser, a)) => password_step(&app, &Flow::Client(&a), &browser, &f, &c).await,
+        Err(res) => res,
+    }
+}
+
+/// `POST /oauth/authorize/mfa`: the second factor.
+pub(crate) async fn mfa(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    match step(&app, &headers, &f).await {
+        Ok((browser, a)) => code_step(&app, &Flow::Client(&a), &browser, &f, &c).await,
+        Err(res) => res,
     }
 }
 
@@ -463,7 +557,7 @@ pub(crate) async fn consent(
     let Some(who) = browser_sign_in(&app, &headers, t).await else {
         return sign_in_page(
             &app,
-            &a,
+            &Flow::Client(&a),
             &browser,
             StatusCode::UNAUTHORIZED,
             Some("Your sign-in ended; sign in again."),
@@ -1002,7 +1096,7 @@ fn signed_out(app: &App, back: Option<String>, state: Option<&str>) -> Response 
             None,
         ),
     };
-    set_cookie(app, &mut res, SSO, "", "/oauth", 0);
+    set_cookie(app, &mut res, SSO, "", "/", 0);
     res
 }
 
@@ -1259,4 +1353,185 @@ pub(crate) async fn revoke_consent(
         .revoke_my_consent(&p, &client_id, &c, now())
         .await?;
     Ok(ok(json!({"revoked": true})))
+}
+
+/// A form of the account page: the CSRF token, and what it acts on.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AccountForm {
+    csrf: Option<String>,
+    id: Option<String>,
+}
+
+/// `GET /account`: the signed-in user's sessions, applications and second
+/// factor, each with what can be done about it; the sign-in page if this
+/// browser is not signed in.
+pub(crate) async fn account(State(app): State<App>, headers: HeaderMap) -> Response {
+    let (browser, fresh) = browser_for_page(&headers);
+    let t = now();
+    let Some(who) = browser_sign_in(&app, &headers, t).await else {
+        let res = sign_in_page(&app, &Flow::Account, &browser, StatusCode::OK, None, None);
+        return with_browser(&app, res, &browser, fresh);
+    };
+    let view = match app.auth.account_view(&who, t).await {
+        Ok(v) => v,
+        Err(e) => return failure(&app, e),
+    };
+    let esc = crate::service::escape;
+    let csrf = hidden("csrf", &csrf_token(&app, &browser));
+    let button = |action: &str, id: &str, label: &str| {
+        format!(
+            r#"<form method="post" action="{action}">{csrf}{id}<button type="submit" class="secondary">{label}</button></form>"#,
+            id = hidden("id", id),
+            label = esc(label),
+        )
+    };
+    let sessions: String = view
+        .sessions
+        .iter()
+        .map(|s| {
+            let this = if s.id == who.session_id { " (this browser)" } else { "" };
+            let what = match &s.client_id {
+                Some(c) => format!("{} (an application)", view.client_names.get(c).map_or(c.as_str(), String::as_str)),
+                None => s.user_agent.clone().unwrap_or_else(|| "A browser or app".into()),
+            };
+            format!(
+                "<li><p>{}{this}<br><span class=\"muted\">{} · since {} · last used {}</span></p>{}</li>",
+                esc(&what),
+                esc(s.ip.as_deref().unwrap_or("address unknown")),
+                crate::model::rfc3339(s.created_at),
+                crate::model::rfc3339(s.last_used_at),
+                button("/account/sessions/end", &s.id, "End this session"),
+            )
+        })
+        .collect();
+    let apps: String = if view.consents.is_empty() {
+        "<p class=\"muted\">None.</p>".into()
+    } else {
+        let items: String = view
+            .consents
+            .iter()
+            .map(|(id, name, scopes, _)| {
+                format!(
+                    "<li><p>{}<br><span class=\"muted\">{}</span></p>{}</li>",
+                    esc(name),
+                    esc(&scopes.join(", ")),
+                    button("/account/consents/withdraw", id, "Withdraw access"),
+                )
+            })
+            .collect();
+        format!("<ul class=\"scopes\">{items}</ul>")
+    };
+    let mfa = if view.mfa_enabled {
+        format!("On ({} backup codes left).", view.backup_codes_left)
+    } else {
+        "Off.".into()
+    };
+    let body = format!(
+        r#"<p>Signed in as {email}.</p><h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
+        email = esc(&who.user.email),
+        mfa = para(&mfa),
+    );
+    let res = pages::page(brand(&app), StatusCode::OK, "Your account", &body, None);
+    with_browser(&app, res, &browser, fresh)
+}
+
+/// Checks an account form: the browser's sign-in, or the answer to give.
+async fn account_form(
+    app: &App,
+    headers: &HeaderMap,
+    f: &AccountForm,
+) -> Result<BrowserSignIn, Response> {
+    genuine(app, headers, f.csrf.as_deref()).ok_or_else(|| not_genuine(app))?;
+    browser_sign_in(app, headers, now())
+        .await
+        .ok_or_else(|| redirect("/account", StatusCode::SEE_OTHER))
+}
+
+/// `POST /account/sessions/end`.
+pub(crate) async fn account_end_session(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let who = match account_form(&app, &headers, &f).await {
+        Ok(w) => w,
+        Err(res) => return res,
+    };
+    match app
+        .auth
+        .account_end_session(&who, f.id.as_deref().unwrap_or(""), &c, now())
+        .await
+    {
+        Ok(()) | Err(AuthError::NotFound(_)) => redirect("/account", StatusCode::SEE_OTHER),
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// `POST /account/consents/withdraw`.
+pub(crate) async fn account_withdraw(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let who = match account_form(&app, &headers, &f).await {
+        Ok(w) => w,
+        Err(res) => return res,
+    };
+    match app
+        .auth
+        .account_withdraw(&who, f.id.as_deref().unwrap_or(""), &c, now())
+        .await
+    {
+        Ok(()) | Err(AuthError::NotFound(_)) => redirect("/account", StatusCode::SEE_OTHER),
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// `POST /account/logout`.
+pub(crate) async fn account_logout(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let who = match account_form(&app, &headers, &f).await {
+        Ok(w) => w,
+        Err(res) => return res,
+    };
+    if let Err(e) = app
+        .auth
+        .end_browser_session(Some(&who), None, &c, now())
+        .await
+    {
+        return failure(&app, e);
+    }
+    signed_out(&app, None, None)
+}
+
+/// `POST /account/login`: the account page's password step.
+pub(crate) async fn account_login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    match genuine(&app, &headers, f.csrf.as_deref()) {
+        Some(browser) => password_step(&app, &Flow::Account, &browser, &f, &c).await,
+        None => not_genuine(&app),
+    }
+}
+
+/// `POST /account/mfa`: the account page's second factor.
+pub(crate) async fn account_mfa(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    match genuine(&app, &headers, f.csrf.as_deref()) {
+        Some(browser) => code_step(&app, &Flow::Account, &browser, &f, &c).await,
+        None => not_genuine(&app),
+    }
 }

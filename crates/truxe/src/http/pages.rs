@@ -21,6 +21,8 @@ pub fn stylesheet(brand: &Brand) -> String {
 body{{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#f4f5f7;color:#1d2129}}
 main{{width:100%;max-width:26rem;margin:1rem;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 3px rgba(0,0,0,.12)}}
 h1{{font-size:1.35rem;margin:0 0 1rem}}
+h2{{font-size:1.05rem;margin:1.5rem 0 .5rem}}
+ul.scopes li form button{{margin-top:.25rem;padding:.4rem}}
 .logo{{display:block;max-height:3rem;margin:0 0 1rem}}
 label{{display:block;font-weight:600;margin:1rem 0 .25rem}}
 input[type=email],input[type=password],input[type=text]{{width:100%;padding:.6rem .7rem;border:1px solid #8a9099;border-radius:8px;font:inherit}}

@@ -1365,6 +1365,88 @@ impl AuthService {
     }
 }
 
+/// What the account page shows.
+#[derive(Debug)]
+pub struct AccountView {
+    /// Live sessions, Truxe's and applications'.
+    pub sessions: Vec<Session>,
+    /// Names of the applications those sessions belong to.
+    pub client_names: std::collections::HashMap<String, String>,
+    /// (client id, name, scopes, when).
+    pub consents: Vec<(String, String, Vec<String>, i64)>,
+    /// Two-step verification on.
+    pub mfa_enabled: bool,
+    /// Backup codes left.
+    pub backup_codes_left: i64,
+}
+
+impl AuthService {
+    /// The browser's sign-in as a principal of its Truxe session, for the
+    /// account services that take one.
+    async fn account_principal(&self, who: &BrowserSignIn) -> Result<Principal, AuthError> {
+        let session = self
+            .store
+            .session(&who.session_id)
+            .await?
+            .ok_or_else(|| AuthError::Unauthenticated("the sign-in ended".into()))?;
+        Ok(Principal {
+            user: who.user.clone(),
+            session,
+            jti: String::new(),
+        })
+    }
+
+    /// `GET /account`.
+    pub async fn account_view(
+        &self,
+        who: &BrowserSignIn,
+        now: i64,
+    ) -> Result<AccountView, AuthError> {
+        let p = self.account_principal(who).await?;
+        let sessions = self.sessions(&p, now).await?;
+        let mut client_names = std::collections::HashMap::new();
+        for id in sessions.iter().filter_map(|s| s.client_id.as_ref()) {
+            if !client_names.contains_key(id) {
+                if let Some(c) = self.store.client(id).await? {
+                    client_names.insert(id.clone(), c.name);
+                }
+            }
+        }
+        let (mfa_enabled, backup_codes_left) = self.mfa_status(&p).await?;
+        Ok(AccountView {
+            sessions,
+            client_names,
+            consents: self.my_consents(&p).await?,
+            mfa_enabled,
+            backup_codes_left,
+        })
+    }
+
+    /// Ends one of the user's own sessions from the account page.
+    pub async fn account_end_session(
+        &self,
+        who: &BrowserSignIn,
+        id: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let p = self.account_principal(who).await?;
+        self.end_session(&p, id, ctx, now).await
+    }
+
+    /// Withdraws a consent from the account page.
+    pub async fn account_withdraw(
+        &self,
+        who: &BrowserSignIn,
+        client_id: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let p = self.account_principal(who).await?;
+        self.revoke_my_consent(&p, client_id, ctx, now).await
+    }
+}
+
 /// The profile claims `scopes` allow.
 fn profile(user: &User, scopes: &[String]) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();

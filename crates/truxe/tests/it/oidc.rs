@@ -1034,3 +1034,180 @@ async fn issue_20_sign_up_and_reset_from_the_sign_in_page() {
     let r = post_form(&b2, &t, "/reset-password", &fields).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Signs in on the account page (`/account`) in browser `b`.
+async fn account_sign_in(b: &reqwest::Client, t: &Truxe, email: &str) -> String {
+    let page = b
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"action="/account/login""#), "{page}");
+    let mut fields = form_fields(&page);
+    fields.push(("email".into(), email.into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    let r = post_form(b, t, "/account/login", &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/account");
+    b.get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The account page: the user sees their sessions and the applications
+/// they allowed, ends a session elsewhere, withdraws an application's
+/// access (its tokens stop), and signs out; forms from another browser
+/// are refused.
+#[tokio::test]
+async fn issue_20_account_page_ends_sessions_and_withdraws_access() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root8@example.com").await;
+    let app = client(&t, &admin).await;
+    t.register("ava@example.com").await;
+    let (b, tokens) = tokens_for(&t, &app, "ava@example.com").await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    // Signed in through the application already: the page shows at once.
+    let page = b
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Your account") && page.contains("ava@example.com"),
+        "{page}"
+    );
+    assert!(page.contains("(this browser)"), "{page}");
+    assert!(
+        page.contains("Notes &lt;b&gt;app&lt;/b&gt; (an application)"),
+        "{page}"
+    );
+    assert!(page.contains("Withdraw access"), "{page}");
+    // Another browser signs in on the account page; the first ends it.
+    let other = browser();
+    let other_page = account_sign_in(&other, &t, "ava@example.com").await;
+    assert!(other_page.contains("Your account"));
+    let page = b
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: Vec<String> = form_fields(&page)
+        .into_iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v)
+        .collect();
+    let csrf = form_fields(&page)
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .unwrap()
+        .1;
+    // Attack: the other browser posts this page's form (its own cookie, this page's token).
+    let forged = [
+        ("csrf".to_owned(), csrf.clone()),
+        ("id".to_owned(), app.id.clone()),
+    ];
+    assert_eq!(
+        post_form(&other, &t, "/account/consents/withdraw", &forged)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        userinfo(&t, &access).await.0,
+        StatusCode::OK,
+        "nothing withdrawn"
+    );
+    // The other browser's own session, as its page marks it, ended here.
+    let mark = other_page.find("(this browser)").unwrap();
+    let theirs = form_fields(&other_page[mark..])
+        .into_iter()
+        .find(|(k, _)| k == "id")
+        .unwrap()
+        .1;
+    assert!(ids.contains(&theirs), "this page lists it too");
+    let fields = [("csrf".to_owned(), csrf.clone()), ("id".to_owned(), theirs)];
+    let r = post_form(&b, &t, "/account/sessions/end", &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let other_again = other
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        other_again.contains(r#"action="/account/login""#),
+        "the other browser is signed out"
+    );
+    // Withdraw the application's access: its tokens stop.
+    let r = post_form(
+        &b,
+        &t,
+        "/account/consents/withdraw",
+        &[("csrf".into(), csrf.clone()), ("id".into(), app.id.clone())],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(userinfo(&t, &access).await.0, StatusCode::UNAUTHORIZED);
+    // Sign out.
+    let r = post_form(&b, &t, "/account/logout", &[("csrf".into(), csrf)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = b
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"action="/account/login""#), "signed out");
+}
+
+/// The account page's sign-in asks for the second factor too.
+#[tokio::test]
+async fn issue_20_account_sign_in_with_a_second_factor() {
+    let t = Truxe::start(&[]).await;
+    let (_, secret, _, step) = user_with_mfa(&t, "mia@example.com").await;
+    let b = browser();
+    let page = b
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut fields = form_fields(&page);
+    fields.push(("email".into(), "mia@example.com".into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    let r = post_form(&b, &t, "/account/login", &fields).await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"action="/account/mfa""#), "{html}");
+    let mut fields = form_fields(&html);
+    fields.push(("code".into(), totp(&secret, step.max(now()) + 30)));
+    let r = post_form(&b, &t, "/account/mfa", &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = b
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("On (10 backup codes left)"), "{page}");
+}
