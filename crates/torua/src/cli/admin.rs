@@ -57,7 +57,12 @@ pub enum PolicyCommand {
 pub enum KeysCommand {
     /// Start a new data key in every shard of every node; older values are
     /// re-sealed in the background, then the old keys are forgotten.
-    Rotate,
+    Rotate {
+        /// Wait until every shard has re-sealed its older values, showing
+        /// how many have.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Show each shard's current data key and whether re-sealing runs.
     Status,
     /// Print a new random master key (64 hex digits) for TORUA_MASTER_KEY_FILE.
@@ -277,7 +282,7 @@ pub async fn keys(api: &Api, cmd: KeysCommand, output: Output) -> anyhow::Result
             );
             Ok(ExitCode::SUCCESS)
         }
-        KeysCommand::Rotate => {
+        KeysCommand::Rotate { wait } => {
             let started = std::time::Instant::now();
             let res = send_json(
                 api,
@@ -316,11 +321,13 @@ pub async fn keys(api: &Api, cmd: KeysCommand, output: Output) -> anyhow::Result
                     started.elapsed().as_secs_f64()
                 );
             }
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            if failed > 0 {
+                return Ok(ExitCode::from(1));
+            }
+            if wait {
+                return resealed(api, output, started).await;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Status => {
             let res = api.get_json::<Value>("/admin/keys").await?;
@@ -361,6 +368,40 @@ pub async fn keys(api: &Api, cmd: KeysCommand, output: Output) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `keys rotate --wait`: follows `/admin/keys` until no shard is
+/// re-sealing, with progress; then one summary line.
+async fn resealed(
+    api: &Api,
+    output: Output,
+    started: std::time::Instant,
+) -> anyhow::Result<ExitCode> {
+    let progress = edge::cli::Progress::new();
+    loop {
+        let res: Value = api.get_json("/admin/keys").await?;
+        let shards: Vec<&Value> = res["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n["shards"].as_array().into_iter().flatten())
+            .collect();
+        let busy = shards.iter().filter(|s| s["resealing"] == true).count() as u64;
+        let total = shards.len() as u64;
+        progress.update("re-sealing older values", total - busy, total);
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    progress.finish();
+    if output != Output::Json {
+        println!(
+            "every shard re-sealed under its new data key in {:.1} s; the old keys are forgotten",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `torua audit …` (offline: reads the files, talks to nobody).

@@ -166,6 +166,22 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         rotated.contains("new data keys on 3 of 3 nodes"),
         "{rotated}"
     );
+    // `--wait` follows the re-sealing to its end (issue 23), then says so.
+    let waited = torua(&["keys", "rotate", "--wait"]);
+    assert!(
+        waited.contains("every shard re-sealed under its new data key"),
+        "{waited}"
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(&torua(&["keys", "status", "-o", "json"])).unwrap();
+    let resealing = after["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|n| n["shards"].as_array().into_iter().flatten())
+        .filter(|s| s["resealing"] == true)
+        .count();
+    assert_eq!(resealing, 0, "{after}");
     let status = torua(&["keys", "status"]);
     // Every node lists each of its 8 shards.
     assert_eq!(status.lines().count(), 1 + 3 * 8, "{status}");
