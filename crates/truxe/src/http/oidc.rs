@@ -1447,6 +1447,38 @@ async fn account_form(
         .ok_or_else(|| redirect("/account", StatusCode::SEE_OTHER))
 }
 
+/// What an account form with an `id` does to it.
+#[derive(Clone, Copy)]
+enum AccountAction {
+    /// Ends one of the user's sessions.
+    EndSession,
+    /// Withdraws the user's consent to an application.
+    Withdraw,
+}
+
+async fn account_act(
+    app: &App,
+    headers: &HeaderMap,
+    c: &ClientInfo,
+    f: &AccountForm,
+    action: AccountAction,
+) -> Response {
+    let who = match account_form(app, headers, f).await {
+        Ok(w) => w,
+        Err(res) => return res,
+    };
+    let id = f.id.as_deref().unwrap_or("");
+    let done = match action {
+        AccountAction::EndSession => app.auth.account_end_session(&who, id, c, now()).await,
+        AccountAction::Withdraw => app.auth.account_withdraw(&who, id, c, now()).await,
+    };
+    match done {
+        // Gone already (another tab): the page shows what is left.
+        Ok(()) | Err(AuthError::NotFound(_)) => redirect("/account", StatusCode::SEE_OTHER),
+        Err(e) => failure(app, e),
+    }
+}
+
 /// `POST /account/sessions/end`.
 pub(crate) async fn account_end_session(
     State(app): State<App>,
@@ -1454,18 +1486,7 @@ pub(crate) async fn account_end_session(
     Client(c): Client,
     Form(f): Form<AccountForm>,
 ) -> Response {
-    let who = match account_form(&app, &headers, &f).await {
-        Ok(w) => w,
-        Err(res) => return res,
-    };
-    match app
-        .auth
-        .account_end_session(&who, f.id.as_deref().unwrap_or(""), &c, now())
-        .await
-    {
-        Ok(()) | Err(AuthError::NotFound(_)) => redirect("/account", StatusCode::SEE_OTHER),
-        Err(e) => failure(&app, e),
-    }
+    account_act(&app, &headers, &c, &f, AccountAction::EndSession).await
 }
 
 /// `POST /account/consents/withdraw`.
@@ -1475,18 +1496,7 @@ pub(crate) async fn account_withdraw(
     Client(c): Client,
     Form(f): Form<AccountForm>,
 ) -> Response {
-    let who = match account_form(&app, &headers, &f).await {
-        Ok(w) => w,
-        Err(res) => return res,
-    };
-    match app
-        .auth
-        .account_withdraw(&who, f.id.as_deref().unwrap_or(""), &c, now())
-        .await
-    {
-        Ok(()) | Err(AuthError::NotFound(_)) => redirect("/account", StatusCode::SEE_OTHER),
-        Err(e) => failure(&app, e),
-    }
+    account_act(&app, &headers, &c, &f, AccountAction::Withdraw).await
 }
 
 /// `POST /account/logout`.
