@@ -238,5 +238,21 @@ async fn issue_20_sign_in_and_consent_in_chromium() {
     b.click("button[type=submit]").await;
     let again = b.wait_url(redirect).await;
     assert!(again.query_pairs().any(|(k, _)| k == "code"), "{again}");
+    // The account page lists this browser and the application.
+    b.client
+        .goto(&format!("{}/account", t.url()))
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .for_element(Locator::Css("form[action='/account/logout']"))
+        .await
+        .unwrap();
+    let account = b.text().await;
+    assert!(
+        account.contains("(this browser)") && account.contains("Notes (an application)"),
+        "{account}"
+    );
+    b.screenshot("oidc-4-account").await;
     b.client.close().await.unwrap();
 }
