@@ -30,6 +30,9 @@ pub(crate) struct Receiver {
     pub(crate) port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Requests still to answer `500` before `status` (counted, so a test
+    /// does not race the sender's retries to switch it).
+    failures: Arc<AtomicUsize>,
     /// Bytes of `/big`'s endless answer the client took (as far as the
     /// socket let them go).
     big_sent: Arc<AtomicUsize>,
@@ -55,6 +58,7 @@ impl Receiver {
             port,
             got: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
+            failures: Arc::default(),
             big_sent: Arc::default(),
         };
         let me = r.clone();
@@ -88,6 +92,13 @@ impl Receiver {
                                 ]))
                             });
                             axum::body::Body::from_stream(chunks).into_response()
+                        }
+                        _ if me
+                            .failures
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok() =>
+                        {
+                            AxStatus::INTERNAL_SERVER_ERROR.into_response()
                         }
                         _ => AxStatus::from_u16(me.status.load(Ordering::SeqCst))
                             .unwrap()
@@ -256,19 +267,14 @@ const FAST_RETRIES: [(&str, &str); 3] = [
 #[tokio::test]
 async fn deliveries_are_signed_and_retried_with_the_same_bytes() {
     let rx = Receiver::start().await;
-    rx.status.store(500, Ordering::SeqCst);
+    // Two failures, then success.
+    rx.failures.store(2, Ordering::SeqCst);
     let t = Truxe::start(&FAST_RETRIES).await;
     let s = setup(&t, "hooks@example.com").await;
     let (ep, secret) = endpoint(&t, &s, &rx.url("/hook"), json!(["organization.updated"])).await;
     rename(&t, &s, "Renamed Ünïcode").await;
 
-    let got = rx.wait_for(2).await;
-    rx.status.store(200, Ordering::SeqCst);
-    let got = if got.len() < 3 {
-        rx.wait_for(3).await
-    } else {
-        got
-    };
+    let got = rx.wait_for(3).await;
     let first = &got[0];
     for r in &got {
         assert_eq!(r.body, first.body, "every attempt sends the same bytes");
