@@ -330,6 +330,21 @@ async fn checked(app: &App, params: AuthorizeParams) -> Result<Authorization, Re
         })
 }
 
+/// An authorization request from a page's query string, checked.
+async fn checked_query(
+    app: &App,
+    q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Authorization, Response> {
+    let Ok(Query(params)) = q else {
+        return Err(pages::error(
+            brand(app),
+            StatusCode::BAD_REQUEST,
+            "The request's parameters are malformed.",
+        ));
+    };
+    checked(app, params).await
+}
+
 /// `GET /oauth/authorize`.
 pub(crate) async fn authorize(
     State(app): State<App>,
@@ -337,14 +352,7 @@ pub(crate) async fn authorize(
     Client(c): Client,
     q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(params)) = q else {
-        return pages::error(
-            brand(&app),
-            StatusCode::BAD_REQUEST,
-            "The request's parameters are malformed.",
-        );
-    };
-    let a = match checked(&app, params).await {
+    let a = match checked_query(&app, q).await {
         Ok(a) => a,
         Err(res) => return res,
     };
@@ -731,14 +739,7 @@ pub(crate) async fn signup_form(
     headers: HeaderMap,
     q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(params)) = q else {
-        return pages::error(
-            brand(&app),
-            StatusCode::BAD_REQUEST,
-            "The request's parameters are malformed.",
-        );
-    };
-    let a = match checked(&app, params).await {
+    let a = match checked_query(&app, q).await {
         Ok(a) => a,
         Err(res) => return res,
     };
@@ -819,14 +820,7 @@ pub(crate) async fn forgot_form(
     headers: HeaderMap,
     q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(params)) = q else {
-        return pages::error(
-            brand(&app),
-            StatusCode::BAD_REQUEST,
-            "The request's parameters are malformed.",
-        );
-    };
-    let a = match checked(&app, params).await {
+    let a = match checked_query(&app, q).await {
         Ok(a) => a,
         Err(res) => return res,
     };
