@@ -30,13 +30,18 @@ impl Reference {
                 clap_complete::generate(*shell, &mut cmd, name, &mut std::io::stdout());
             }
             Reference::Man { dir } => {
-                std::fs::create_dir_all(dir)?;
-                clap_mangen::generate_to(cmd, dir)?;
+                man_pages(cmd, dir)?;
                 println!("wrote the man pages to {}", dir.display());
             }
         }
         Ok(())
     }
+}
+
+/// Writes the man pages of `cmd` (its own and one per subcommand) into `dir`.
+pub fn man_pages(cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(cmd, dir)
 }
 
 /// Whether to colour what goes to `stream`: only a terminal, and never

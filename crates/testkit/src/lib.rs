@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod disk;
+pub mod dist;
 pub mod netlab;
 
 use std::future::Future;

@@ -666,3 +666,31 @@ mod tests {
         assert!(parse_node_id(&"x".repeat(65)).is_err());
     }
 }
+
+/// The command line of `torua-coordinator`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "torua-coordinator",
+    version,
+    about = "Torua coordinator: membership, placement and the client API"
+)]
+pub struct CoordinatorCli {
+    /// Its configuration.
+    #[command(flatten)]
+    pub config: CoordinatorConfig,
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "TORUA_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// The command line of `torua-node`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "torua-node", version, about = "Torua storage node")]
+pub struct NodeCli {
+    /// Its configuration.
+    #[command(flatten)]
+    pub config: NodeConfig,
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "TORUA_LOG_JSON")]
+    pub log_json: bool,
+}

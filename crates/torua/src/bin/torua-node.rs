@@ -3,18 +3,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[derive(Parser)]
-#[command(version, about = "Torua storage node")]
-struct Cli {
-    #[command(flatten)]
-    config: torua::config::NodeConfig,
-    /// Log JSON lines instead of human-readable text.
-    #[arg(long, env = "TORUA_LOG_JSON")]
-    log_json: bool,
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = torua::config::NodeCli::parse();
     torua::server_main(
         "torua-node",
         cli.config.listen,

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::data::Api;
+use super::data::{ask, Api};
 use super::Output;
 
 /// `torua apikey …`
@@ -85,9 +85,8 @@ pub enum NodeCommand {
 
 /// Shard copies `id` holds now, from `/nodes` (`None`: not registered).
 async fn held(api: &Api, id: &str) -> anyhow::Result<Option<u64>> {
-    let nodes: crate::wire::NodesResponse = api.get_json("/nodes").await?;
+    let nodes = ask!(api, api.client.nodes())?;
     Ok(nodes
-        .nodes
         .iter()
         .find(|n| n.id == id)
         .map(|n| n.shard_count as u64))
@@ -102,12 +101,11 @@ pub async fn node(api: &Api, cmd: NodeCommand, output: Output) -> anyhow::Result
     let started = std::time::Instant::now();
     let progress = edge::cli::Progress::new();
     let label = format!("moving shards off {id}");
-    let url = format!("{}/nodes/{id}?force={force}", api.base);
-    // The coordinator answers once everything has moved (`202` after two
-    // minutes: then ask again); meanwhile the node's shard count says how
-    // far it is.
+    // The coordinator answers once everything has moved (after two
+    // minutes it says it is still moving: then ask again); meanwhile the
+    // node's shard count says how far it is.
     let outcome = loop {
-        let done = api.send(api.http.delete(&url));
+        let done = api.client.remove_node(&id, force);
         tokio::pin!(done);
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         let res = loop {
@@ -121,9 +119,9 @@ pub async fn node(api: &Api, cmd: NodeCommand, output: Output) -> anyhow::Result
             }
         };
         match res {
-            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => continue,
-            Ok(r) => break api.check(r).await.map(drop),
-            Err(e) => break Err(e),
+            Ok(torua_client::Removal::InProgress) => continue,
+            Ok(torua_client::Removal::Done) => break Ok(()),
+            Err(e) => break Err(api.explain(e)),
         }
     };
     progress.update(&label, total, total);
@@ -143,6 +141,113 @@ pub async fn node(api: &Api, cmd: NodeCommand, output: Output) -> anyhow::Result
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far shard copies are from an even spread over the active, healthy
+/// nodes: copies per node, and how many still have to move.
+struct Balance {
+    /// `(node, copies)` of the nodes that take shards.
+    nodes: Vec<(String, u64)>,
+    /// Copies above the even share, plus moves under way.
+    to_move: u64,
+}
+
+impl Balance {
+    async fn read(api: &Api) -> anyhow::Result<Balance> {
+        let nodes = ask!(api, api.client.nodes())?;
+        let shards = ask!(api, api.client.shards())?;
+        let live: Vec<(String, u64)> = nodes
+            .iter()
+            .filter(|n| n.status == "healthy" && n.state == "active")
+            .map(|n| (n.id.clone(), n.shard_count as u64))
+            .collect();
+        let copies: u64 = live.iter().map(|(_, c)| c).sum();
+        let high = copies.div_ceil(live.len().max(1) as u64);
+        let excess: u64 = live.iter().map(|(_, c)| c.saturating_sub(high)).sum();
+        // A single copy on its way, or a replica still catching up.
+        let moving = shards
+            .shards
+            .iter()
+            .filter(|s| {
+                s.node_id.is_empty()
+                    || s.moving_to.is_some()
+                    || s.replicas.iter().any(|r| r.role == "learner")
+            })
+            .count() as u64;
+        Ok(Balance {
+            nodes: live,
+            to_move: excess + moving,
+        })
+    }
+
+    fn spread(&self) -> String {
+        let counts = self.nodes.iter().map(|(_, c)| *c);
+        match (counts.clone().min(), counts.max()) {
+            (Some(lo), Some(hi)) if lo == hi => format!("{lo} each"),
+            (Some(lo), Some(hi)) => format!("{lo}–{hi} each"),
+            _ => "no active node".into(),
+        }
+    }
+}
+
+/// Runs `torua balance`: how shard copies spread over the nodes, and with
+/// `wait` progress until the coordinator's rebalancing is done.
+pub async fn balance(api: &Api, wait: bool, output: Output) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let mut now = Balance::read(api).await?;
+    if wait {
+        let progress = edge::cli::Progress::new();
+        let first = now.to_move;
+        while now.to_move > 0 {
+            progress.update("rebalancing", first.saturating_sub(now.to_move), first);
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            now = Balance::read(api).await?;
+        }
+        if first > 0 {
+            progress.update("rebalancing", first, first);
+        }
+        progress.finish();
+    }
+    let balanced = now.to_move == 0;
+    if output == Output::Json {
+        let nodes: Vec<Value> = now
+            .nodes
+            .iter()
+            .map(|(id, c)| json!({"node_id": id, "shards": c}))
+            .collect();
+        print_json(&json!({
+            "balanced": balanced, "to_move": now.to_move, "nodes": nodes,
+            "seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else {
+        println!("{:<16} {:>6}", "NODE", "SHARDS");
+        for (id, c) in &now.nodes {
+            println!("{id:<16} {c:>6}");
+        }
+        let copies: u64 = now.nodes.iter().map(|(_, c)| c).sum();
+        match (balanced, wait) {
+            (true, true) => println!(
+                "balanced: {copies} shard copies over {} nodes ({}) in {:.1} s",
+                now.nodes.len(),
+                now.spread(),
+                started.elapsed().as_secs_f64()
+            ),
+            (true, false) => println!(
+                "balanced: {copies} shard copies over {} nodes ({})",
+                now.nodes.len(),
+                now.spread()
+            ),
+            (false, _) => println!(
+                "rebalancing: {} shard copies still to move (`torua balance --wait` follows it)",
+                now.to_move
+            ),
+        }
+    }
+    Ok(if balanced {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `torua audit …`
@@ -181,13 +286,8 @@ fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn send_json(api: &Api, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    Ok(api.check(api.send(req).await?).await?.json().await?)
-}
-
 /// Runs `torua apikey …`.
 pub async fn apikey(api: &Api, cmd: ApiKeyCommand, output: Output) -> anyhow::Result<ExitCode> {
-    let url = format!("{}/admin/apikeys", api.base);
     match cmd {
         ApiKeyCommand::Create {
             name,
@@ -197,12 +297,12 @@ pub async fn apikey(api: &Api, cmd: ApiKeyCommand, output: Output) -> anyhow::Re
         } => {
             let body =
                 json!({"name": name, "roles": roles, "node_id": node, "expires_in": expires_in});
-            let key = send_json(api, api.http.post(&url).json(&body)).await?;
+            let key = ask!(api, api.client.create_api_key(&body))?;
             eprintln!("Store this key now; it is not shown again.");
             print_json(&key)
         }
         ApiKeyCommand::List => {
-            let keys: Value = api.get_json("/admin/apikeys").await?;
+            let keys = ask!(api, api.client.api_keys())?;
             if output == Output::Json {
                 return print_json(&keys);
             }
@@ -239,7 +339,7 @@ pub async fn apikey(api: &Api, cmd: ApiKeyCommand, output: Output) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         ApiKeyCommand::Revoke { id } => {
-            let k = send_json(api, api.http.delete(format!("{url}/{id}"))).await?;
+            let k = ask!(api, api.client.revoke_api_key(&id))?;
             eprintln!("revoked {}", k["id"].as_str().unwrap_or(&id));
             Ok(ExitCode::SUCCESS)
         }
@@ -249,7 +349,7 @@ pub async fn apikey(api: &Api, cmd: ApiKeyCommand, output: Output) -> anyhow::Re
 /// Runs `torua policy …`.
 pub async fn policy(api: &Api, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        PolicyCommand::Get => print_json(&api.get_json::<Value>("/admin/policy").await?),
+        PolicyCommand::Get => print_json(&ask!(api, api.client.policy())?),
         PolicyCommand::Set { file } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
@@ -259,13 +359,7 @@ pub async fn policy(api: &Api, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             };
             let doc: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
-            let stored = send_json(
-                api,
-                api.http
-                    .put(format!("{}/admin/policy", api.base))
-                    .json(&doc),
-            )
-            .await?;
+            let stored = ask!(api, api.client.set_policy(&doc))?;
             eprintln!("policy is now at version {}", stored["version"]);
             Ok(ExitCode::SUCCESS)
         }
@@ -284,11 +378,7 @@ pub async fn keys(api: &Api, cmd: KeysCommand, output: Output) -> anyhow::Result
         }
         KeysCommand::Rotate { wait } => {
             let started = std::time::Instant::now();
-            let res = send_json(
-                api,
-                api.http.post(format!("{}/admin/keys/rotate", api.base)),
-            )
-            .await?;
+            let res = ask!(api, api.client.rotate_keys())?;
             let nodes = res["nodes"].as_array().cloned().unwrap_or_default();
             let failed = nodes.iter().filter(|n| n.get("error").is_some()).count();
             if output == Output::Json {
@@ -330,7 +420,7 @@ pub async fn keys(api: &Api, cmd: KeysCommand, output: Output) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Status => {
-            let res = api.get_json::<Value>("/admin/keys").await?;
+            let res = ask!(api, api.client.key_status())?;
             if output == Output::Json {
                 return print_json(&res);
             }
@@ -379,7 +469,7 @@ async fn resealed(
 ) -> anyhow::Result<ExitCode> {
     let progress = edge::cli::Progress::new();
     loop {
-        let res: Value = api.get_json("/admin/keys").await?;
+        let res = ask!(api, api.client.key_status())?;
         let shards: Vec<&Value> = res["nodes"]
             .as_array()
             .into_iter()

@@ -5,9 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use crate::http::extract::encode_key;
-use crate::wire::{KeyPage, NodesResponse, ShardsResponse};
-
 /// Writes to stdout; a closed pipe (`torua ls | head`) ends quietly.
 fn stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -17,13 +14,11 @@ fn stdout(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-/// The coordinator's base URL and an HTTP client that sends the caller's
-/// credential on every request.
+/// The cluster client, and what an error message may say about how it
+/// was asked.
 pub struct Api {
-    /// `http://host:port`.
-    pub base: String,
-    /// Client with `Authorization` preset.
-    pub http: reqwest::Client,
+    /// The typed client (retries, failover between coordinators).
+    pub client: torua_client::Client,
     /// What the client sends, as an error message may name it.
     credential: String,
     /// The CA trusted, if one was given.
@@ -44,138 +39,106 @@ fn describe(token: Option<&str>) -> String {
 }
 
 impl Api {
-    /// A client for `base`, authenticating with `token` (API key or Truxe
+    /// A client for the coordinators at `urls` (the next is tried when one
+    /// refuses connections), authenticating with `token` (API key or Truxe
     /// token) and trusting `ca` (else the public roots) for `https://`.
     pub fn new(
-        base: String,
+        urls: &[String],
         token: Option<&str>,
         ca: Option<&std::path::Path>,
     ) -> anyhow::Result<Api> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
-            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
-                .context("the token contains characters a header cannot carry")?;
-            v.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, v);
-        }
-        let mut builder = reqwest::Client::builder().default_headers(headers);
-        if let Some(ca) = ca {
-            builder = builder.use_preconfigured_tls(secure::tls::client_trusting(ca)?);
-        }
-        let http = builder.build()?;
         let token = token.map(str::trim).filter(|t| !t.is_empty());
+        let mut builder = torua_client::Client::builder(&urls[0]);
+        for u in &urls[1..] {
+            builder = builder.url(u);
+        }
+        if let Some(t) = token {
+            builder = builder.token(t);
+        }
+        if let Some(ca) = ca {
+            builder = builder.ca_file(ca)?;
+        }
         Ok(Api {
-            base,
-            http,
+            client: builder.build()?,
             credential: describe(token),
             ca: ca.map(ToOwned::to_owned),
         })
     }
 
-    /// Sends `req`; a request that never got an answer fails with what to
-    /// do about it.
-    pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        req.send().await.map_err(|e| self.unreachable(&e))
-    }
-
-    /// Why the coordinator could not be asked, and what to try.
-    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
-        let mut causes = Vec::new();
-        let mut src: Option<&dyn std::error::Error> = Some(e);
-        while let Some(s) = src {
-            causes.push(s.to_string());
-            src = s.source();
-        }
-        let all = causes.join(": ");
-        let base = &self.base;
-        let cause = causes.last().cloned().unwrap_or_default();
-        if all.contains("UnknownIssuer") || all.contains("certificate") {
-            return match &self.ca {
+    /// Turns a client error into a message that says what to do about it:
+    /// the CA to pass, whether a coordinator runs, which credential a
+    /// refusal was for.
+    pub fn explain(&self, e: torua_client::Error) -> anyhow::Error {
+        use torua_client::{Error, Failure};
+        match e {
+            Error::Unreachable {
+                url,
+                kind: Failure::Tls,
+                cause,
+            } => match &self.ca {
                 None => anyhow::anyhow!(
-                    "{base} presented a certificate this machine does not trust ({cause}). \
+                    "{url} presented a certificate this machine does not trust ({cause}). \
                      Pass the cluster's CA with --ca or TORUA_CA (`torua dev` keeps it in \
                      torua-data/dev/certs/ca.pem and prints it)."
                 ),
                 Some(ca) => anyhow::anyhow!(
-                    "{base} presented a certificate the CA in {} did not sign ({cause}): \
+                    "{url} presented a certificate the CA in {} did not sign ({cause}): \
                      is it the right cluster's CA?",
                     ca.display()
                 ),
-            };
-        }
-        if e.is_connect() {
-            return anyhow::anyhow!(
-                "cannot connect to the coordinator at {base} ({cause}). Is it running? \
-                 `torua dev` starts a local cluster; --coordinator or TORUA_COORDINATOR names another."
-            );
-        }
-        if e.is_timeout() {
-            return anyhow::anyhow!("the coordinator at {base} did not answer in time");
-        }
-        anyhow::anyhow!("asking the coordinator at {base} failed: {all}")
-    }
-
-    /// Passes a 2xx answer through; turns an error answer into its
-    /// message, saying which credential a refusal was for.
-    pub async fn check(&self, res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
-        let status = res.status();
-        let hint = match status {
-            reqwest::StatusCode::UNAUTHORIZED => format!(
-                " (sent {}; set TORUA_TOKEN or --token to an API key, such as the admin key \
-                 `torua dev` prints, or a Truxe access token)",
-                self.credential
+            },
+            Error::Unreachable {
+                url,
+                kind: Failure::Connect,
+                cause,
+            } => anyhow::anyhow!(
+                "cannot connect to the coordinator at {} ({cause}). Is it running? \
+                 `torua dev` starts a local cluster; --coordinator or TORUA_COORDINATOR names another.",
+                base_of(&url)
             ),
-            reqwest::StatusCode::FORBIDDEN => format!(
-                " (sent {}, whose roles do not allow this; `torua apikey create --role …` \
-                 with an admin key makes one that may)",
-                self.credential
-            ),
-            _ => String::new(),
-        };
-        check(res).await.map_err(|e| anyhow::anyhow!("{e}{hint}"))
-    }
-
-    /// GETs `path` and decodes the JSON answer.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        Ok(self
-            .check(
-                self.send(self.http.get(format!("{}{path}", self.base)))
-                    .await?,
-            )
-            .await?
-            .json()
-            .await?)
-    }
-}
-
-/// The first of `urls` whose coordinator answers `/health` (any will do:
-/// they share their metadata); the first when none answers, so the
-/// command's own error names it.
-pub async fn first_live(api: &Api, urls: &[String]) -> String {
-    for url in urls {
-        let probe = api
-            .http
-            .get(format!("{url}/health"))
-            .timeout(std::time::Duration::from_secs(2))
-            .send()
-            .await;
-        if probe.is_ok_and(|r| r.status().is_success()) {
-            return url.clone();
+            Error::Unreachable {
+                url,
+                kind: Failure::Timeout,
+                ..
+            } => anyhow::anyhow!("the coordinator at {} did not answer in time", base_of(&url)),
+            Error::Api {
+                status,
+                code,
+                message,
+            } => {
+                let hint = match status {
+                    401 => format!(
+                        " (sent {}; set TORUA_TOKEN or --token to an API key, such as the admin key \
+                         `torua dev` prints, or a Truxe access token)",
+                        self.credential
+                    ),
+                    403 => format!(
+                        " (sent {}, whose roles do not allow this; `torua apikey create --role …` \
+                         with an admin key makes one that may)",
+                        self.credential
+                    ),
+                    _ => String::new(),
+                };
+                anyhow::anyhow!("{status} {code}: {message}{hint}")
+            }
+            other => other.into(),
         }
     }
-    urls[0].clone()
 }
 
-/// Passes a 2xx answer through; turns an error answer into its message.
-async fn check(res: reqwest::Response) -> anyhow::Result<reqwest::Response> {
-    if res.status().is_success() {
-        return Ok(res);
-    }
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    let msg = body["error"]["message"].as_str().unwrap_or("(no message)");
-    bail!("{status}: {msg}")
+/// `https://host:port` of a request URL.
+fn base_of(url: &str) -> &str {
+    let rest = url.find("://").map_or(0, |i| i + 3);
+    url[rest..].find('/').map_or(url, |i| &url[..rest + i])
 }
+
+/// Runs `call` against the cluster, explaining its failure.
+macro_rules! ask {
+    ($api:expr, $call:expr) => {
+        $call.await.map_err(|e| $api.explain(e))
+    };
+}
+pub(crate) use ask;
 
 pub async fn put(
     api: &Api,
@@ -194,33 +157,26 @@ pub async fn put(
         (None, Some(f)) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
         _ => bail!("give either a VALUE or --file"),
     };
-    let url = format!("{}/data/{}", api.base, encode_key(key));
-    let req = api.http.put(url).header("content-type", ct).body(body);
-    api.check(api.send(req).await?).await?;
+    let put = torua_client::Put::new().content_type(ct);
+    ask!(api, api.client.put_with(key, body, &put))?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn get(api: &Api, key: &str) -> anyhow::Result<ExitCode> {
-    let res = api
-        .send(
-            api.http
-                .get(format!("{}/data/{}", api.base, encode_key(key))),
-        )
-        .await?;
-    if res.status() == reqwest::StatusCode::NOT_FOUND {
-        eprintln!("not found: {key}");
-        return Ok(ExitCode::from(1));
+    match ask!(api, api.client.get(key))? {
+        Some(entry) => {
+            stdout(&entry.value)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("not found: {key}");
+            Ok(ExitCode::from(1))
+        }
     }
-    let bytes = api.check(res).await?.bytes().await?;
-    stdout(&bytes)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn del(api: &Api, key: &str) -> anyhow::Result<ExitCode> {
-    let req = api
-        .http
-        .delete(format!("{}/data/{}", api.base, encode_key(key)));
-    api.check(api.send(req).await?).await?;
+    ask!(api, api.client.delete(key))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -233,28 +189,18 @@ pub async fn ls(
     output: super::Output,
 ) -> anyhow::Result<ExitCode> {
     let json = output == super::Output::Json;
-    let mut after: Option<String> = None;
     let mut printed = 0usize;
     if json {
         stdout(b"[")?;
     }
-    loop {
-        let page_size = if limit == 0 {
-            1000
-        } else {
-            (limit - printed).min(1000)
-        };
-        let mut q = vec![
-            ("prefix", prefix.to_owned()),
-            ("limit", page_size.to_string()),
-        ];
-        if let Some(a) = &after {
-            q.push(("after", a.clone()));
+    let page_size = if limit == 0 { 1000 } else { limit.min(1000) };
+    let mut pages = api.client.list(prefix).page_size(page_size);
+    while let Some(mut keys) = ask!(api, pages.next_page())? {
+        if limit > 0 {
+            keys.truncate(limit - printed);
         }
-        let req = api.http.get(format!("{}/data", api.base)).query(&q);
-        let page: KeyPage = api.check(api.send(req).await?).await?.json().await?;
         let mut text = String::new();
-        for (i, k) in page.keys.iter().enumerate() {
+        for (i, k) in keys.iter().enumerate() {
             if json {
                 if printed + i > 0 {
                     text.push(',');
@@ -266,17 +212,15 @@ pub async fn ls(
             }
         }
         stdout(text.as_bytes())?;
-        printed += page.keys.len();
-        match page.next_after {
-            Some(n) if limit == 0 || printed < limit => after = Some(n),
-            _ => {
-                if json {
-                    stdout(b"]\n")?;
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
+        printed += keys.len();
+        if limit > 0 && printed >= limit {
+            break;
         }
     }
+    if json {
+        stdout(b"]\n")?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `status --watch`: the status every `every` until interrupted, redrawn
@@ -308,14 +252,10 @@ pub async fn watch(
 }
 
 pub async fn status(api: &Api, output: super::Output) -> anyhow::Result<ExitCode> {
-    let nodes: NodesResponse = api.get_json("/nodes").await?;
-    let shards: ShardsResponse = api.get_json("/shards").await?;
-    let res = api
-        .send(api.http.get(format!("{}/ready", api.base)))
-        .await?;
-    let ready = res.status().is_success();
-    // `/ready` says why not, and how replication stands.
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    let nodes = ask!(api, api.client.nodes())?;
+    let shards = ask!(api, api.client.shards())?;
+    let readiness = ask!(api, api.client.ready())?;
+    let (ready, body) = (readiness.ready, readiness.detail);
     let code = if ready {
         ExitCode::SUCCESS
     } else {
@@ -323,7 +263,7 @@ pub async fn status(api: &Api, output: super::Output) -> anyhow::Result<ExitCode
     };
     if output == super::Output::Json {
         let doc = serde_json::json!({
-            "ready": ready, "readiness": body, "nodes": nodes.nodes, "shards": shards,
+            "ready": ready, "readiness": body, "nodes": nodes, "shards": shards,
         });
         stdout(format!("{}\n", serde_json::to_string_pretty(&doc)?).as_bytes())?;
         return Ok(code);
@@ -337,7 +277,7 @@ pub async fn status(api: &Api, output: super::Output) -> anyhow::Result<ExitCode
     writeln!(
         o,
         "cluster: {} nodes, {} shards, {}",
-        nodes.nodes.len(),
+        nodes.len(),
         shards.num_shards,
         if ready { "ready" } else { "NOT ready" }
     )?;
@@ -367,7 +307,7 @@ pub async fn status(api: &Api, output: super::Output) -> anyhow::Result<ExitCode
         "\n{:<16} {:<10} {:<9} {:>6}  ADDR",
         "NODE", "STATUS", "STATE", "SHARDS"
     )?;
-    for n in &nodes.nodes {
+    for n in &nodes {
         writeln!(
             o,
             "{:<16} {:<10} {:<9} {:>6}  {}",

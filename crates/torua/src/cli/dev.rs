@@ -177,35 +177,21 @@ impl DevCredentials {
     }
 }
 
-/// A JSON request to the coordinator with the admin key; errors name the call.
-async fn admin_call(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<serde_json::Value> {
-    let res = req.send().await.with_context(|| what.to_owned())?;
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{what}: {status} {}", body["error"]["message"]);
-    }
-    Ok(body)
-}
-
 /// Node `node`'s key (bound to it): made once with the admin key, then
 /// reused.
 async fn ensure_node_key(
-    http: &reqwest::Client,
-    coord: &str,
-    admin: &str,
+    admin: &torua_client::Client,
     creds: &DevCredentials,
     node: &str,
 ) -> anyhow::Result<PathBuf> {
     let file = format!("node-{node}.key");
     if creds.read(&file).is_none() {
-        let body = admin_call(
-            http.post(format!("{coord}/admin/apikeys"))
-                .bearer_auth(admin)
-                .json(&serde_json::json!({"name": format!("dev-{node}"), "roles": ["node"], "node_id": node})),
-            "creating a node's API key",
-        )
-        .await?;
+        let spec =
+            serde_json::json!({"name": format!("dev-{node}"), "roles": ["node"], "node_id": node});
+        let body = admin
+            .create_api_key(&spec)
+            .await
+            .context("creating a node's API key")?;
         let key = body["key"].as_str().context("no key in the answer")?;
         creds.write(&file, key)?;
     }
@@ -213,28 +199,17 @@ async fn ensure_node_key(
 }
 
 /// Maps Truxe's `admin` role to Torua's, once.
-async fn ensure_role_mapping(
-    http: &reqwest::Client,
-    coord: &str,
-    admin: &str,
-) -> anyhow::Result<()> {
-    let mut policy = admin_call(
-        http.get(format!("{coord}/admin/policy")).bearer_auth(admin),
-        "reading the policy",
-    )
-    .await?;
+async fn ensure_role_mapping(admin: &torua_client::Client) -> anyhow::Result<()> {
+    let mut policy = admin.policy().await.context("reading the policy")?;
     if policy["token_roles"]["admin"].is_array() {
         return Ok(());
     }
     policy["token_roles"]["admin"] = serde_json::json!(["admin"]);
-    admin_call(
-        http.put(format!("{coord}/admin/policy"))
-            .bearer_auth(admin)
-            .json(&policy),
-        "mapping Truxe's admin role",
-    )
-    .await
-    .map(drop)
+    admin
+        .set_policy(&policy)
+        .await
+        .context("mapping Truxe's admin role")
+        .map(drop)
 }
 
 const DEV_ADMIN_EMAIL: &str = "admin@example.com";
@@ -271,12 +246,17 @@ async fn truxe_admin_token(
             p
         }
     };
-    let body = admin_call(
-        http.post(format!("{truxe_url}/api/auth/login"))
-            .json(&serde_json::json!({"email": DEV_ADMIN_EMAIL, "password": password})),
-        "logging in to Truxe",
-    )
-    .await?;
+    let res = http
+        .post(format!("{truxe_url}/api/auth/login"))
+        .json(&serde_json::json!({"email": DEV_ADMIN_EMAIL, "password": password}))
+        .send()
+        .await
+        .context("logging in to Truxe")?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("logging in to Truxe: {status} {}", body["error"]["message"]);
+    }
     body["data"]["tokens"]["access_token"]
         .as_str()
         .map(str::to_owned)
@@ -413,17 +393,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
                     args.dir.display()
                 )
             })?;
+        let mut client = torua_client::Client::builder(&coord_url).token(&admin);
+        if let Some(c) = &certs {
+            client = client.ca_file(c.ca())?;
+        }
+        let client = client.build()?;
         // With TLS, nodes register by their certificates; without, each by
         // a key bound to it.
         let mut node_keys = Vec::new();
         if certs.is_none() {
             for name in &names {
-                node_keys.push(ensure_node_key(&http, &coord_url, &admin, &creds, name).await?);
+                node_keys.push(ensure_node_key(&client, &creds, name).await?);
             }
         }
-        anyhow::Ok((admin, node_keys))
+        anyhow::Ok((admin, client, node_keys))
     };
-    let (admin_key, node_keys) = tokio::select! {
+    let (admin_key, admin, node_keys) = tokio::select! {
         r = boot => r?,
         _ = &mut signal => {
             trigger.fire();
@@ -484,7 +469,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         let (Some(bin), Some((child, url))) = (&truxe_bin, truxe_child) else {
             return anyhow::Ok(None);
         };
-        ensure_role_mapping(&http, &coord_url, &admin_key).await?;
+        ensure_role_mapping(&admin).await?;
         let token = truxe_admin_token(&http, bin, &truxe_dir, &url, &creds, truxe_log).await?;
         Ok(Some((child, url, token)))
     };
@@ -495,7 +480,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let groups = leaders(&http, &coord_url, &admin_key).await;
+    let groups = leaders(&admin).await;
     println!(
         "\nTorua dev cluster is ready ({} nodes{groups}).",
         args.nodes
@@ -627,19 +612,10 @@ async fn bootstrap_key(
 /// `, N shard groups, each with a leader` once every replicated shard's
 /// group has elected one (waiting up to 30 s; elections end in about a
 /// second), or how many have so far; nothing for single-copy shards.
-async fn leaders(http: &reqwest::Client, coord: &str, admin: &str) -> String {
+async fn leaders(admin: &torua_client::Client) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let shards: Option<crate::wire::ShardsResponse> = match http
-            .get(format!("{coord}/shards"))
-            .bearer_auth(admin)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => r.json().await.ok(),
-            _ => None,
-        };
-        let Some(shards) = shards else {
+        let Ok(shards) = admin.shards().await else {
             return String::new();
         };
         let groups = shards

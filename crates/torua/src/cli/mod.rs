@@ -105,6 +105,13 @@ enum Command {
     /// Rotate and inspect encryption keys (needs `admin`).
     #[command(subcommand)]
     Keys(admin::KeysCommand),
+    /// How shard copies spread over the nodes; the coordinator rebalances
+    /// when nodes join or leave (needs `monitor`). Exit 1 while moving.
+    Balance {
+        /// Follow the rebalancing to its end, showing how many copies have moved.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Take nodes out of the cluster (needs `admin`).
     #[command(subcommand)]
     Node(admin::NodeCommand),
@@ -127,22 +134,20 @@ enum CertsCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Reference(r) = &cli.command {
+        // The servers' pages too: a package ships them all.
         r.answer(Cli::command())?;
+        if let edge::cli::Reference::Man { dir } = r {
+            edge::cli::man_pages(crate::config::CoordinatorCli::command(), dir)?;
+            edge::cli::man_pages(crate::config::NodeCli::command(), dir)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let urls = crate::config::parse_urls(&cli.coordinator).map_err(anyhow::Error::msg)?;
-    let mut api = data::Api::new(
-        urls.first().to_owned(),
-        cli.token.as_deref(),
-        cli.ca.as_deref(),
-    )?;
+    let api = data::Api::new(&urls.0, cli.token.as_deref(), cli.ca.as_deref())?;
     rt.block_on(async move {
-        if urls.0.len() > 1 && !matches!(cli.command, Command::Dev(_) | Command::Certs(_)) {
-            api.base = data::first_live(&api, &urls.0).await;
-        }
         let api = &api;
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
@@ -161,6 +166,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Policy(cmd) => admin::policy(api, cmd).await,
             Command::Keys(cmd) => admin::keys(api, cmd, cli.output).await,
             Command::Node(cmd) => admin::node(api, cmd, cli.output).await,
+            Command::Balance { wait } => admin::balance(api, wait, cli.output).await,
             Command::Audit(cmd) => admin::audit(cmd),
             Command::Certs(CertsCommand::Init(args)) => certs::init(args),
             // Answered above, before any connection.

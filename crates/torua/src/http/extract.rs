@@ -3,20 +3,12 @@
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use torua_store::MAX_KEY_LEN;
 
 use super::ApiError;
 
-/// Characters kept as-is when a key is put in a URL path: RFC 3986
-/// unreserved minus `.`, which is encoded so that keys such as `..` are not
-/// removed by URL dot-segment normalization on the way.
-const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
-
-/// Percent-encodes a key for a URL path segment (`/` becomes `%2F`).
-pub fn encode_key(key: &str) -> String {
-    utf8_percent_encode(key, KEY_ENCODE).to_string()
-}
+// One encoding for both ends: the client's.
+pub use torua_client::encode_key;
 
 /// Checks a key taken (already percent-decoded) from a path.
 pub fn check_key(key: String) -> Result<String, ApiError> {

@@ -5,10 +5,12 @@
 mod cluster;
 
 mod chaos;
+mod client;
 mod config;
 mod coordinators;
 mod crud;
 mod dev;
+mod dist;
 mod encryption;
 mod failures;
 mod placement;

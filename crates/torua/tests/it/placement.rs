@@ -93,6 +93,30 @@ async fn join_rebalances_with_data_and_live_writes() {
         })
     };
     c.add_node("n3");
+    c.wait_registered("n3").await;
+    // Issue 23: `torua balance --wait` follows the rebalancing to its end.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_torua"))
+        .env("TORUA_TOKEN", &c.admin_key)
+        .args(["--coordinator", &c.url(), "--ca"])
+        .arg(c.certs().join("ca.pem"))
+        .args(["balance", "--wait"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let summary = stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("balanced: 24 shard copies over 3 nodes (8 each) in "),
+        "{stdout}"
+    );
+    assert!(
+        stderr.is_empty() || stderr.contains("rebalancing: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
     c.wait_balanced(3).await;
     stop.store(true, Ordering::Relaxed);
     let acked: Vec<(String, String)> = writer

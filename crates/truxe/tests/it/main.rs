@@ -9,6 +9,7 @@ mod audit;
 mod browser;
 mod compat;
 mod cookies;
+mod dist;
 mod edge;
 mod email;
 mod import;
