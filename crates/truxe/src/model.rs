@@ -809,3 +809,44 @@ pub enum CodeUse {
     /// Unknown or expired.
     Invalid,
 }
+
+/// A passkey (WebAuthn credential) of a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasskeyRecord {
+    /// Random id (what the account page and API name it by).
+    pub id: String,
+    /// Its owner.
+    pub user_id: String,
+    /// The authenticator's credential id, base64url.
+    pub credential_id: String,
+    /// The owner's name for it ("laptop", "phone").
+    pub name: String,
+    /// The credential as webauthn-rs keeps it (JSON): public key, counter,
+    /// backup state.
+    pub passkey: String,
+    /// It may be synced to other devices.
+    pub backup_eligible: bool,
+    /// It is synced (backed up) now.
+    pub backed_up: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of its last sign-in.
+    pub last_used_at: Option<i64>,
+}
+
+/// The server's half of a WebAuthn ceremony in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ceremony {
+    /// Random id, handed to the browser with the options.
+    pub id: String,
+    /// Whose ceremony it is (`None`: a sign-in for an address with no account).
+    pub user_id: Option<String>,
+    /// `register`, `login` or `mfa`.
+    pub purpose: String,
+    /// For `mfa`: the login challenge it answers.
+    pub bound_to: Option<String>,
+    /// webauthn-rs's state (JSON), with the challenge.
+    pub state: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}

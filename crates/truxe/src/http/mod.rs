@@ -10,6 +10,7 @@ mod machines;
 mod oidc;
 mod orgs;
 mod pages;
+mod passkeys;
 pub mod ratelimit;
 mod routes;
 mod social;
@@ -463,6 +464,49 @@ pub fn router(app: App) -> Router {
         .route("/account/sessions/end", post(oidc::account_end_session))
         .route("/account/consents/withdraw", post(oidc::account_withdraw))
         .route("/account/logout", post(oidc::account_logout))
+        .route(
+            "/account/passkey",
+            post(oidc::account_passkey).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/account/passkey/finish",
+            post(oidc::account_passkey_finish).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route("/account/passkeys/add", post(oidc::account_add_passkey))
+        .route(
+            "/account/passkeys/remove",
+            post(oidc::account_remove_passkey),
+        )
+        .route(
+            "/oauth/authorize/passkey",
+            post(oidc::passkey).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/oauth/authorize/passkey/finish",
+            post(oidc::passkey_finish).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route("/assets/passkey.js", get(oidc::passkey_script))
+        .route(
+            "/auth/passkeys",
+            get(passkeys::list).post(passkeys::register),
+        )
+        .route("/auth/passkeys/{id}", delete(passkeys::remove))
+        .route(
+            "/auth/passkeys/register/options",
+            post(passkeys::register_options),
+        )
+        .route(
+            "/auth/passkeys/login/options",
+            post(passkeys::login_options).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/auth/passkeys/login",
+            post(passkeys::login).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/auth/mfa/passkey/options",
+            post(passkeys::mfa_options).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/.well-known/public-key.pem", get(routes::public_key_pem))
         .route(

@@ -195,8 +195,18 @@ fn sign_in_page(
         }
         Flow::Account => String::new(),
     };
+    // Email first, then the passkey: the same form, another action (no
+    // password needed for it).
+    let passkey = if app.auth.passkeys_available() {
+        format!(
+            r#"<button type="submit" class="secondary" formaction="{}" formnovalidate>Sign in with a passkey</button>"#,
+            flow.action("passkey")
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        r#"{problem}{intro}<form method="post" action="{action}">{carried}{email}{password}<button type="submit">Sign in</button></form>{links}"#,
+        r#"{problem}{intro}<form method="post" action="{action}">{carried}{email}{password}<button type="submit">Sign in</button>{passkey}</form>{links}"#,
         problem = problem.map(alert).unwrap_or_default(),
         intro = flow.intro(),
         action = flow.action("login"),
@@ -215,27 +225,70 @@ fn sign_in_page(
     pages::page(brand(app), status, "Sign in", &body, flow.form_to())
 }
 
-fn second_factor_page(
+async fn second_factor_page(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
     challenge: &str,
     problem: Option<&str>,
 ) -> Response {
-    let body = format!(
-        r#"{problem}{intro}<form method="post" action="{action}">{carried}{challenge}{code}<button type="submit">Verify</button></form><p class="muted">A backup code works here too.</p>"#,
-        problem = problem.map(alert).unwrap_or_default(),
-        intro = para("Enter the code from your authenticator app."),
-        action = flow.action("mfa"),
-        carried = flow.carried(app, browser),
-        challenge = hidden("challenge_id", challenge),
-        code = field(
-            "code",
-            "Code",
-            "text",
-            "one-time-code",
-            r#"inputmode="numeric" autofocus maxlength="32""#
+    let (totp, passkey) = match app.auth.second_factor_options(challenge, now()).await {
+        Ok(x) => x,
+        Err(AuthError::Unauthenticated(_)) => {
+            return sign_in_page(
+                app,
+                flow,
+                browser,
+                StatusCode::UNAUTHORIZED,
+                Some("That sign-in expired or had too many attempts; sign in again."),
+                None,
+            )
+        }
+        Err(e) => return failure(app, e),
+    };
+    let carried = format!(
+        "{}{}",
+        flow.carried(app, browser),
+        hidden("challenge_id", challenge)
+    );
+    let code_form = if totp {
+        format!(
+            r#"{intro}<form method="post" action="{action}">{carried}{code}<button type="submit">Verify</button></form><p class="muted">A backup code works here too.</p>"#,
+            intro = para("Enter the code from your authenticator app."),
+            action = flow.action("mfa"),
+            code = field(
+                "code",
+                "Code",
+                "text",
+                "one-time-code",
+                r#"inputmode="numeric" autofocus maxlength="32""#
+            ),
+        )
+    } else {
+        String::new()
+    };
+    let passkey_form = match &passkey {
+        Some(p) => format!(
+            "{}{}",
+            para(if totp {
+                "Or use one of your passkeys."
+            } else {
+                "Confirm it is you with one of your passkeys."
+            }),
+            pages::passkey_form(
+                "get",
+                &flow.action("mfa"),
+                &p.options,
+                &format!("{carried}{}", hidden("ceremony_id", &p.ceremony_id)),
+                "Use a passkey",
+                !totp,
+            )
         ),
+        None => String::new(),
+    };
+    let body = format!(
+        "{problem}{code_form}{passkey_form}",
+        problem = problem.map(alert).unwrap_or_default(),
     );
     let status = if problem.is_some() {
         StatusCode::UNAUTHORIZED
@@ -244,7 +297,12 @@ fn second_factor_page(
     };
     // Its post may end in the redirect to the client (consent given
     // before), which a browser checks against `form-action` too.
-    pages::page(
+    let render = if passkey.is_some() {
+        pages::with_passkeys
+    } else {
+        pages::page
+    };
+    render(
         brand(app),
         status,
         "Two-step verification",
@@ -390,6 +448,9 @@ pub(crate) struct StepForm {
     challenge_id: Option<String>,
     code: Option<String>,
     decision: Option<String>,
+    /// A passkey ceremony's id and the authenticator's answer (JSON).
+    ceremony_id: Option<String>,
+    credential: Option<String>,
 }
 
 /// The browser id, if the form's CSRF token is this browser's.
@@ -454,7 +515,7 @@ async fn password_step(
             signed_in(app, res, &who)
         }
         Ok(LoginOutcome::MfaRequired { challenge_id }) => {
-            second_factor_page(app, flow, browser, &challenge_id, None)
+            second_factor_page(app, flow, browser, &challenge_id, None).await
         }
         Err(AuthError::InvalidCredentials) => {
             again(StatusCode::UNAUTHORIZED, "The email address or password is not right.")
@@ -485,10 +546,18 @@ async fn code_step(
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let factor = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        SecondFactor::Totp(&code)
-    } else {
-        SecondFactor::BackupCode(&code)
+    let (factor, amr) = match (f.ceremony_id.as_deref(), f.credential.as_deref()) {
+        (Some(ceremony_id), Some(credential)) if !credential.is_empty() => (
+            SecondFactor::Passkey {
+                ceremony_id,
+                credential,
+            },
+            "hwk",
+        ),
+        _ if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) => {
+            (SecondFactor::Totp(&code), "otp")
+        }
+        _ => (SecondFactor::BackupCode(&code), "otp"),
     };
     match app
         .auth
@@ -500,28 +569,190 @@ async fn code_step(
                 user,
                 session_id: tokens.session_id,
                 auth_time: t,
-                amr: vec!["pwd".into(), "otp".into()],
+                amr: vec!["pwd".into(), amr.into()],
             };
             let res = flow.after(app, browser, &who, c).await;
             signed_in(app, res, &who)
         }
-        Err(AuthError::InvalidCredentials) => second_factor_page(
+        // The page again while the challenge has attempts left; the
+        // sign-in page once it has none (second_factor_page decides).
+        Err(AuthError::InvalidCredentials | AuthError::Unauthenticated(_)) => {
+            second_factor_page(
+                app,
+                flow,
+                browser,
+                challenge,
+                Some("That was not accepted; try again (a new code, or your passkey)."),
+            )
+            .await
+        }
+        Err(e) => failure(app, e),
+    }
+}
+
+/// The first step of a passkey sign-in in either flow: the address given,
+/// a page that asks the browser for one of its passkeys.
+async fn passkey_step(app: &App, flow: &Flow<'_>, browser: &str, f: &StepForm) -> Response {
+    let email = f.email.as_deref().unwrap_or("").trim();
+    let options = match app.auth.passkey_login_options(email, now()).await {
+        Ok(o) => o,
+        Err(AuthError::Invalid(_)) => {
+            return sign_in_page(
+                app,
+                flow,
+                browser,
+                StatusCode::BAD_REQUEST,
+                Some("Enter your email address, then choose Sign in with a passkey."),
+                Some(email),
+            )
+        }
+        Err(e) => return failure(app, e),
+    };
+    let fields = format!(
+        "{}{}{}",
+        flow.carried(app, browser),
+        hidden("email", email),
+        hidden("ceremony_id", &options.ceremony_id)
+    );
+    let body = format!(
+        "{intro}{who}{form}",
+        intro = flow.intro(),
+        who = para(&format!("Signing in as {email} with a passkey.")),
+        form = pages::passkey_form(
+            "get",
+            &flow.action("passkey/finish"),
+            &options.options,
+            &fields,
+            "Use a passkey",
+            true
+        ),
+    );
+    pages::with_passkeys(
+        brand(app),
+        StatusCode::OK,
+        "Use your passkey",
+        &body,
+        flow.form_to(),
+    )
+}
+
+/// The browser's answer to a passkey sign-in: signed in (a passkey with
+/// user verification stands for two factors), or the sign-in page again.
+async fn passkey_finish_step(
+    app: &App,
+    flow: &Flow<'_>,
+    browser: &str,
+    f: &StepForm,
+    c: &ClientInfo,
+) -> Response {
+    let t = now();
+    let email = f.email.as_deref().unwrap_or("");
+    let ceremony = f.ceremony_id.as_deref().unwrap_or("");
+    let credential = f.credential.as_deref().unwrap_or("");
+    match app
+        .auth
+        .passkey_login(ceremony, credential, c.clone(), t)
+        .await
+    {
+        Ok((user, tokens)) => {
+            let who = BrowserSignIn {
+                user,
+                session_id: tokens.session_id,
+                auth_time: t,
+                amr: vec!["hwk".into(), "user".into()],
+            };
+            let res = flow.after(app, browser, &who, c).await;
+            signed_in(app, res, &who)
+        }
+        Err(AuthError::Disabled) => sign_in_page(
             app,
             flow,
             browser,
-            challenge,
-            Some("That code is not right; try the next one."),
+            StatusCode::FORBIDDEN,
+            Some("This account is disabled."),
+            Some(email),
         ),
-        Err(AuthError::Unauthenticated(_)) => sign_in_page(
+        Err(
+            AuthError::InvalidCredentials | AuthError::Unauthenticated(_) | AuthError::Invalid(_),
+        ) => sign_in_page(
             app,
             flow,
             browser,
             StatusCode::UNAUTHORIZED,
-            Some("That sign-in expired or had too many attempts; sign in again."),
-            None,
+            Some("That passkey was not accepted. Try again, or sign in with your password."),
+            Some(email),
         ),
         Err(e) => failure(app, e),
     }
+}
+
+/// `POST /oauth/authorize/passkey`.
+pub(crate) async fn passkey(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(f): Form<StepForm>,
+) -> Response {
+    match step(&app, &headers, &f).await {
+        Ok((browser, a)) => passkey_step(&app, &Flow::Client(&a), &browser, &f).await,
+        Err(res) => res,
+    }
+}
+
+/// `POST /oauth/authorize/passkey/finish`.
+pub(crate) async fn passkey_finish(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    match step(&app, &headers, &f).await {
+        Ok((browser, a)) => passkey_finish_step(&app, &Flow::Client(&a), &browser, &f, &c).await,
+        Err(res) => res,
+    }
+}
+
+/// `POST /account/passkey`: the account page's passkey sign-in.
+pub(crate) async fn account_passkey(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(f): Form<StepForm>,
+) -> Response {
+    match genuine(&app, &headers, f.csrf.as_deref()) {
+        Some(browser) => passkey_step(&app, &Flow::Account, &browser, &f).await,
+        None => not_genuine(&app),
+    }
+}
+
+/// `POST /account/passkey/finish`.
+pub(crate) async fn account_passkey_finish(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    match genuine(&app, &headers, f.csrf.as_deref()) {
+        Some(browser) => passkey_finish_step(&app, &Flow::Account, &browser, &f, &c).await,
+        None => not_genuine(&app),
+    }
+}
+
+/// `GET /assets/passkey.js`.
+pub(crate) async fn passkey_script() -> Response {
+    let mut res = pages::PASSKEY_SCRIPT.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
 }
 
 /// `POST /oauth/authorize/login`: the password step.
@@ -1354,15 +1585,24 @@ pub(crate) async fn revoke_consent(
 pub(crate) struct AccountForm {
     csrf: Option<String>,
     id: Option<String>,
+    /// Adding a passkey: its name, the ceremony and the authenticator's answer.
+    name: Option<String>,
+    ceremony_id: Option<String>,
+    credential: Option<String>,
 }
 
 /// `GET /account`: the signed-in user's sessions, applications and second
 /// factor, each with what can be done about it; the sign-in page if this
 /// browser is not signed in.
 pub(crate) async fn account(State(app): State<App>, headers: HeaderMap) -> Response {
-    let (browser, fresh) = browser_for_page(&headers);
+    account_page(app, &headers, None).await
+}
+
+/// The account page, with `problem` (of the passkeys form) shown.
+async fn account_page(app: App, headers: &HeaderMap, problem: Option<String>) -> Response {
+    let (browser, fresh) = browser_for_page(headers);
     let t = now();
-    let Some(who) = browser_sign_in(&app, &headers, t).await else {
+    let Some(who) = browser_sign_in(&app, headers, t).await else {
         let res = sign_in_page(&app, &Flow::Account, &browser, StatusCode::OK, None, None);
         return with_browser(&app, res, &browser, fresh);
     };
@@ -1420,13 +1660,89 @@ pub(crate) async fn account(State(app): State<App>, headers: HeaderMap) -> Respo
     } else {
         "Off.".into()
     };
+    let passkeys = if app.auth.passkeys_available() {
+        match passkeys_section(&app, &who, &csrf, &button, problem.as_deref(), t).await {
+            Ok(html) => html,
+            Err(e) => return failure(&app, e),
+        }
+    } else {
+        String::new()
+    };
     let body = format!(
-        r#"<p>Signed in as {email}.</p><h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
+        r#"<p>Signed in as {email}.</p><h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}{passkeys}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
         email = esc(&who.user.email),
         mfa = para(&mfa),
     );
-    let res = pages::page(brand(&app), StatusCode::OK, "Your account", &body, None);
+    let render = if passkeys.is_empty() {
+        pages::page
+    } else {
+        pages::with_passkeys
+    };
+    let status = if problem.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let res = render(brand(&app), status, "Your account", &body, None);
     with_browser(&app, res, &browser, fresh)
+}
+
+/// The account page's passkeys: each with Remove, and a form that makes a
+/// new one (its ceremony started with the page).
+async fn passkeys_section(
+    app: &App,
+    who: &BrowserSignIn,
+    csrf: &str,
+    button: &(dyn Fn(&str, &str, &str) -> String + Sync),
+    problem: Option<&str>,
+    t: i64,
+) -> Result<String, AuthError> {
+    let esc = crate::service::escape;
+    let list: String = app
+        .auth
+        .passkeys(&who.user)
+        .await?
+        .iter()
+        .map(|p| {
+            let synced = if p.backed_up { " · synced" } else { "" };
+            format!(
+                "<li><p>{}<br><span class=\"muted\">added {} · last used {}{synced}</span></p>{}</li>",
+                esc(&p.name),
+                p.created_at,
+                p.last_used_at.as_deref().unwrap_or("never"),
+                button("/account/passkeys/remove", &p.id, "Remove this passkey"),
+            )
+        })
+        .collect();
+    let list = if list.is_empty() {
+        para("None yet. A passkey signs you in without a password, and counts as a second step after one.")
+    } else {
+        format!("<ul class=\"scopes\">{list}</ul>")
+    };
+    let options = app.auth.passkey_register_options(&who.user, t).await?;
+    let fields = format!(
+        "{csrf}{}{}",
+        hidden("ceremony_id", &options.ceremony_id),
+        field(
+            "name",
+            "Name for a new passkey",
+            "text",
+            "off",
+            r#"maxlength="64" placeholder="laptop, phone…""#
+        ),
+    );
+    Ok(format!(
+        "<h2>Passkeys</h2>{}{list}{}",
+        problem.map(alert).unwrap_or_default(),
+        pages::passkey_form(
+            "create",
+            "/account/passkeys/add",
+            &options.options,
+            &fields,
+            "Add a passkey",
+            false
+        ),
+    ))
 }
 
 /// Checks an account form: the browser's sign-in, or the answer to give.
@@ -1448,6 +1764,8 @@ enum AccountAction {
     EndSession,
     /// Withdraws the user's consent to an application.
     Withdraw,
+    /// Removes one of the user's passkeys.
+    RemovePasskey,
 }
 
 async fn account_act(
@@ -1465,6 +1783,7 @@ async fn account_act(
     let done = match action {
         AccountAction::EndSession => app.auth.account_end_session(&who, id, c, now()).await,
         AccountAction::Withdraw => app.auth.account_withdraw(&who, id, c, now()).await,
+        AccountAction::RemovePasskey => app.auth.passkey_remove(&who.user, id, c, now()).await,
     };
     match done {
         // Gone already (another tab): the page shows what is left.
@@ -1491,6 +1810,54 @@ pub(crate) async fn account_withdraw(
     Form(f): Form<AccountForm>,
 ) -> Response {
     account_act(&app, &headers, &c, &f, AccountAction::Withdraw).await
+}
+
+/// `POST /account/passkeys/remove`.
+pub(crate) async fn account_remove_passkey(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    account_act(&app, &headers, &c, &f, AccountAction::RemovePasskey).await
+}
+
+/// `POST /account/passkeys/add`: the new passkey, from the browser's
+/// answer to the ceremony the account page started.
+pub(crate) async fn account_add_passkey(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let who = match account_form(&app, &headers, &f).await {
+        Ok(w) => w,
+        Err(res) => return res,
+    };
+    let added = app
+        .auth
+        .passkey_register(
+            &who.user,
+            who.auth_time,
+            f.ceremony_id.as_deref().unwrap_or(""),
+            f.name.as_deref().unwrap_or(""),
+            f.credential.as_deref().unwrap_or(""),
+            &c,
+            now(),
+        )
+        .await;
+    match added {
+        Ok(_) => redirect("/account", StatusCode::SEE_OTHER),
+        Err(AuthError::Invalid(why) | AuthError::Unauthenticated(why)) => {
+            account_page(
+                app,
+                &headers,
+                Some(format!("The passkey was not added: {why}")),
+            )
+            .await
+        }
+        Err(e) => failure(&app, e),
+    }
 }
 
 /// `POST /account/logout`.

@@ -1,7 +1,9 @@
 //! Truxe's hosted pages: server-rendered HTML in the operator's brand,
 //! usable without JavaScript, under a strict Content Security Policy (no
 //! script at all, styles only from `/assets/truxe.css`, forms posting only
-//! to Truxe and the one application the page answers).
+//! to Truxe and the one application the page answers). Pages that ask for
+//! a passkey load one script, `/assets/passkey.js` (WebAuthn has no HTML
+//! form), and allow nothing else.
 //!
 //! Everything interpolated is escaped; pages are built from a few helpers
 //! so that stays true.
@@ -78,6 +80,54 @@ pub fn page(
     body: &str,
     form_to: Option<&str>,
 ) -> Response {
+    render(brand, status, title, body, form_to, false)
+}
+
+/// A page with a passkey form (see [`passkey_form`]): [`page`], plus the
+/// passkey script.
+pub fn with_passkeys(
+    brand: &Brand,
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    form_to: Option<&str>,
+) -> Response {
+    render(brand, status, title, body, form_to, true)
+}
+
+/// The passkey script: served from Truxe itself, the only script a page
+/// may run.
+pub const PASSKEY_SCRIPT: &str = include_str!("../../assets/passkey.js");
+
+/// A form that asks the browser's authenticator (`create` a passkey, or
+/// `get` one) with the server's `options`, then posts `fields` and the
+/// answer (`credential`) to `action`. `autostart` asks at once.
+pub fn passkey_form(
+    kind: &str,
+    action: &str,
+    options: &serde_json::Value,
+    fields: &str,
+    button: &str,
+    autostart: bool,
+) -> String {
+    format!(
+        r#"<form method="post" action="{action}" data-passkey="{kind}" data-options="{options}"{auto}>{fields}<input type="hidden" name="credential" value=""><p class="muted" role="status" data-passkey-status></p><noscript><p class="muted">Passkeys need JavaScript.</p></noscript><button type="submit">{button}</button></form>"#,
+        action = escape(action),
+        kind = escape(kind),
+        options = escape(&options.to_string()),
+        auto = if autostart { " data-autostart" } else { "" },
+        button = escape(button),
+    )
+}
+
+fn render(
+    brand: &Brand,
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    form_to: Option<&str>,
+    script: bool,
+) -> Response {
     let logo = brand
         .logo_url
         .as_deref()
@@ -97,7 +147,7 @@ pub fn page(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · {name}</title>
 <link rel="stylesheet" href="/assets/truxe.css">
-</head>
+{script_tag}</head>
 <body>
 <main>
 {logo}<h1>{title}</h1>
@@ -108,6 +158,11 @@ pub fn page(
 "#,
         title = escape(title),
         name = escape(&brand.name),
+        script_tag = if script {
+            "<script src=\"/assets/passkey.js\" defer></script>\n"
+        } else {
+            ""
+        },
     );
     let form_action = match form_to.and_then(origin) {
         Some(o) => format!("'self' {o}"),
@@ -117,8 +172,9 @@ pub fn page(
         Some(o) => format!("'self' {o}"),
         None => "'self'".to_owned(),
     };
+    let script_src = if script { "script-src 'self'; " } else { "" };
     let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src {img}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; {script_src}style-src 'self'; img-src {img}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     );
     let mut res = (status, html).into_response();
     let h = res.headers_mut();

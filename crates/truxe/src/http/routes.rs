@@ -25,7 +25,7 @@ pub(crate) struct Credentials {
 
 /// Per-account limit (from any address) on what the request names: an
 /// email, a user, a challenge or a token. Emails are compared lower-cased.
-async fn per_account(app: &App, rule: &str, key: &str) -> Result<(), ApiError> {
+pub(crate) async fn per_account(app: &App, rule: &str, key: &str) -> Result<(), ApiError> {
     let key = key.trim().to_lowercase();
     app.limiter
         .check(rule, &key, &app.limits.account)
@@ -610,6 +610,12 @@ pub(crate) struct ChallengeBody {
     token: Option<String>,
     #[serde(default, alias = "backupCode")]
     backup_code: Option<String>,
+    /// A passkey: the ceremony of `/auth/mfa/passkey/options` and the
+    /// authenticator's answer.
+    #[serde(default, alias = "ceremonyId")]
+    ceremony_id: Option<String>,
+    #[serde(default)]
+    credential: Option<Value>,
     /// The original Truxe's "remember this device": accepted, not acted on
     /// (every sign-in asks for the second factor).
     #[serde(default, rename = "trustDevice")]
@@ -623,17 +629,26 @@ pub(crate) async fn mfa_challenge(
     ValidJson(b): ValidJson<ChallengeBody>,
 ) -> Result<Response, ApiError> {
     per_account(&app, "mfa_challenge", &b.challenge_id).await?;
-    let factor = match (b.token.as_deref(), b.backup_code.as_deref()) {
-        (Some(t), None) => SecondFactor::Totp(t),
-        (None, Some(code)) => SecondFactor::BackupCode(code),
-        _ => {
-            return Err(ApiError::new(
+    let credential = b.credential.as_ref().map(Value::to_string);
+    let factor =
+        match (
+            b.token.as_deref(),
+            b.backup_code.as_deref(),
+            b.ceremony_id.as_deref(),
+            credential.as_deref(),
+        ) {
+            (Some(t), None, None, None) => SecondFactor::Totp(t),
+            (None, Some(code), None, None) => SecondFactor::BackupCode(code),
+            (None, None, Some(ceremony_id), Some(credential)) => SecondFactor::Passkey {
+                ceremony_id,
+                credential,
+            },
+            _ => return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "validation_error",
-                "give exactly one of `token` and `backup_code`",
-            ))
-        }
-    };
+                "give exactly one of `token`, `backup_code`, or `ceremony_id` with `credential`",
+            )),
+        };
     let (user, tokens) = app
         .auth
         .mfa_verify_challenge(&b.challenge_id, factor, c, now())

@@ -16,9 +16,9 @@ pub use redis::RedisRateLimitStore;
 pub use sql::SqlStore;
 
 use crate::model::{
-    ApiKey, Attempt, AuthCode, CodeUse, Delivery, Invitation, Membership, OAuthClient,
-    OAuthIdentity, OAuthState, Organization, RefreshUse, ServiceAccount, Session, User,
-    WebhookEndpoint,
+    ApiKey, Attempt, AuthCode, Ceremony, CodeUse, Delivery, Invitation, Membership, OAuthClient,
+    OAuthIdentity, OAuthState, Organization, PasskeyRecord, RefreshUse, ServiceAccount, Session,
+    User, WebhookEndpoint,
 };
 use crate::service::policy::RoleDef;
 
@@ -233,6 +233,14 @@ pub trait MfaRepo: Send + Sync {
     /// Counts one attempt on a live challenge (unused, unexpired, fewer than
     /// `max_attempts` so far) and returns it; `None` if it is not live.
     async fn attempt_challenge(
+        &self,
+        id: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> Result<Option<Challenge>, RepoError>;
+    /// A live challenge (as [`attempt_challenge`](Self::attempt_challenge)
+    /// would take it), without counting an attempt.
+    async fn live_challenge(
         &self,
         id: &str,
         now: i64,
@@ -513,6 +521,31 @@ pub trait WebhookRepo: Send + Sync {
     async fn requeue(&self, id: &str, now: i64) -> Result<bool, RepoError>;
 }
 
+/// Passkeys and the WebAuthn ceremonies in flight.
+#[async_trait]
+pub trait PasskeyRepo: Send + Sync {
+    /// Stores a new passkey; `Conflict` if its credential id is known.
+    async fn add_passkey(&self, p: &PasskeyRecord) -> Result<(), RepoError>;
+    /// A user's passkeys, oldest first.
+    async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, RepoError>;
+    /// Whether a user has any passkey.
+    async fn has_passkeys(&self, user_id: &str) -> Result<bool, RepoError>;
+    /// Records a sign-in with a passkey: its new counter and backup state.
+    async fn passkey_used(
+        &self,
+        id: &str,
+        passkey: &str,
+        backed_up: bool,
+        now: i64,
+    ) -> Result<(), RepoError>;
+    /// Removes one of a user's passkeys; false if there is no such one.
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> Result<bool, RepoError>;
+    /// Stores a ceremony (and drops expired ones).
+    async fn put_ceremony(&self, c: &Ceremony, now: i64) -> Result<(), RepoError>;
+    /// Removes and returns an unexpired ceremony: each is used once.
+    async fn take_ceremony(&self, id: &str, now: i64) -> Result<Option<Ceremony>, RepoError>;
+}
+
 /// Social login: sign-ins in flight and linked provider identities.
 #[async_trait]
 pub trait SocialRepo: Send + Sync {
@@ -695,6 +728,7 @@ pub trait Store:
     + SealedRepo
     + ImportRepo
     + OidcRepo
+    + PasskeyRepo
     + AuditSink
     + AuditQuery
 {

@@ -388,7 +388,7 @@ impl AuthService {
         let user = self
             .prove_address(user, Proof::WithoutPassword, &ctx, now)
             .await?;
-        if user.mfa_enabled {
+        if self.needs_second_factor(&user).await? {
             let challenge_id = self.start_challenge(&user, &ctx, now).await?;
             return Ok((LoginOutcome::MfaRequired { challenge_id }, redirect));
         }

@@ -112,6 +112,11 @@ pub struct AuthService {
     /// Commits refresh rotations in groups (started on first use, so the
     /// service can be built outside a runtime).
     refresh_groups: std::sync::OnceLock<RefreshGroups>,
+    /// The WebAuthn relying party, when the public URL names a domain.
+    pub(super) webauthn: Option<Box<webauthn_rs::Webauthn>>,
+    /// Keys the stand-in passkey ids of addresses without passkeys, so they
+    /// stay the same between asks (`COOKIE_SECRET`, else per process).
+    pub(super) decoy_key: Vec<u8>,
 }
 
 /// What a correct password leads to.
@@ -157,7 +162,20 @@ impl AuthService {
         mailer: Arc<dyn Mailer>,
         cfg: Config,
     ) -> Self {
+        let webauthn = match super::passkeys::relying_party(&cfg.public_url, &cfg.brand.name) {
+            Ok(rp) => Some(Box::new(rp)),
+            Err(why) => {
+                tracing::debug!(%why, "passkeys off");
+                None
+            }
+        };
+        let decoy_key = match &cfg.cookie_secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => token::generate("").plaintext.expose().as_bytes().to_vec(),
+        };
         AuthService {
+            webauthn,
+            decoy_key,
             store,
             hasher,
             keys,
@@ -420,7 +438,7 @@ impl AuthService {
             self.store.set_password_hash(&user.id, &hash, now).await?;
             tracing::info!(user_id = %user.id, "password rehashed with current parameters");
         }
-        if user.mfa_enabled {
+        if self.needs_second_factor(&user).await? {
             let challenge_id = self.start_challenge(&user, &client, now).await?;
             return Ok(LoginOutcome::MfaRequired { challenge_id });
         }

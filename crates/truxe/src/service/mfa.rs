@@ -44,6 +44,14 @@ pub enum SecondFactor<'a> {
     Totp(&'a str),
     /// A backup code.
     BackupCode(&'a str),
+    /// A passkey's answer (`credential`, JSON) to the ceremony the login
+    /// challenge's options started.
+    Passkey {
+        /// `webauthn_ceremonies.id`.
+        ceremony_id: &'a str,
+        /// The `PublicKeyCredential` as JSON.
+        credential: &'a str,
+    },
 }
 
 fn now_u64(now: i64) -> u64 {
@@ -304,11 +312,18 @@ impl AuthService {
         let method = match factor {
             SecondFactor::Totp(_) => "totp",
             SecondFactor::BackupCode(_) => "backup_code",
+            // A passkey answers a sign-in (its ceremony is bound to one).
+            SecondFactor::Passkey { .. } => {
+                return Err(AuthError::Invalid(
+                    "step-up takes a TOTP or backup code".into(),
+                ))
+            }
         };
         self.prove(p, "mfa_verify", ctx, now, |u| async move {
             match factor {
                 SecondFactor::Totp(c) => self.check_totp(&u, c, now).await,
                 SecondFactor::BackupCode(c) => self.spend_backup_code(&u, c, now).await,
+                SecondFactor::Passkey { .. } => Ok(false),
             }
         })
         .await?;
@@ -397,6 +412,14 @@ impl AuthService {
             SecondFactor::BackupCode(code) => (
                 self.spend_backup_code(&user, code, now).await?,
                 "backup_code",
+            ),
+            SecondFactor::Passkey {
+                ceremony_id,
+                credential,
+            } => (
+                self.passkey_second_factor(&c.id, &user.id, ceremony_id, credential, now)
+                    .await?,
+                "passkey",
             ),
         };
         if !ok {

@@ -13,6 +13,7 @@ pub mod mail;
 mod mfa;
 pub mod oidc;
 mod org;
+pub mod passkeys;
 pub mod policy;
 mod social;
 mod vault;

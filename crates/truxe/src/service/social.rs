@@ -295,7 +295,7 @@ impl AuthService {
             self.record(fail("disabled").actor(&user.id)).await;
             return Err(AuthError::Disabled);
         }
-        if user.mfa_enabled {
+        if self.needs_second_factor(&user).await? {
             let challenge_id = self.start_challenge(&user, &ctx, now).await?;
             return Ok(LoginOutcome::MfaRequired { challenge_id });
         }

@@ -20,6 +20,7 @@ mod mail;
 mod mfa;
 mod oidc;
 mod orgs;
+mod passkeys;
 mod postgres;
 mod sessions;
 mod shared_limits;

@@ -13,6 +13,7 @@ mod import;
 mod machines;
 mod oidc;
 mod orgs;
+mod passkeys;
 mod principals;
 mod social;
 mod webhooks;
@@ -742,6 +743,17 @@ async fn write_backup_codes(
     Ok(())
 }
 
+fn challenge(r: &AnyRow) -> Result<Challenge, RepoError> {
+    Ok(Challenge {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        ip: r.try_get("ip")?,
+        user_agent: r.try_get("user_agent")?,
+    })
+}
+
 #[async_trait]
 impl MfaRepo for SqlStore {
     async fn set_pending_secret(
@@ -889,17 +901,25 @@ impl MfaRepo for SqlStore {
         .bind(max_attempts)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Challenge {
-                id: r.try_get("id")?,
-                user_id: r.try_get("user_id")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-                ip: r.try_get("ip")?,
-                user_agent: r.try_get("user_agent")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(challenge).transpose()
+    }
+
+    async fn live_challenge(
+        &self,
+        id: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> Result<Option<Challenge>, RepoError> {
+        let row = sqlx::query(
+            "SELECT id, user_id, created_at, expires_at, ip, user_agent FROM mfa_challenges
+             WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(max_attempts)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(challenge).transpose()
     }
 
     async fn finish_challenge(&self, id: &str, now: i64) -> Result<bool, RepoError> {
