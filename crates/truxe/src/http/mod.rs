@@ -3,6 +3,7 @@
 
 mod admin;
 mod compat;
+mod console;
 pub mod cookies;
 mod error;
 mod extract;
@@ -190,8 +191,56 @@ pub fn router(app: App) -> Router {
             app.clone(),
             admin::gate,
         ));
+    // The admin console: every request audited, sign-in steps rate-limited.
+    let console = Router::new()
+        .route("/admin/console", get(console::users))
+        .route("/admin/console/users/{id}", get(console::user))
+        .route(
+            "/admin/console/users/{id}/{action}",
+            post(console::user_action),
+        )
+        .route(
+            "/admin/console/sessions/{id}/end",
+            post(console::end_session),
+        )
+        .route(
+            "/admin/console/clients",
+            get(console::clients).post(console::create_client),
+        )
+        .route(
+            "/admin/console/clients/{id}/{action}",
+            post(console::client_action),
+        )
+        .route("/admin/console/keys", get(console::keys))
+        .route("/admin/console/keys/rotate", post(console::rotate_key))
+        .route(
+            "/admin/console/keys/{kid}/retire",
+            post(console::retire_key),
+        )
+        .route("/admin/console/audit", get(console::audit_log))
+        .route(
+            "/admin/console/login",
+            post(console::login).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/admin/console/mfa",
+            post(console::mfa).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/admin/console/passkey",
+            post(console::passkey).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/admin/console/passkey/finish",
+            post(console::passkey_finish).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            console::audit,
+        ));
     Router::new()
         .merge(admin)
+        .merge(console)
         .route(
             "/api/auth/register",
             post(routes::register).layer(per_ip("register_ip", limits.register_ip)),

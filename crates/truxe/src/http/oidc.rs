@@ -40,12 +40,12 @@ fn set_cookie(app: &App, res: &mut Response, name: &str, value: &str, path: &str
 }
 
 /// The browser's anchor cookie, made if it has none (then set on `res`).
-fn browser_id(headers: &HeaderMap) -> Option<String> {
+pub(super) fn browser_id(headers: &HeaderMap) -> Option<String> {
     cookies::get(headers, BROWSER)
         .filter(|b| b.len() == 64 && b.bytes().all(|c| c.is_ascii_hexdigit()))
 }
 
-fn csrf_token(app: &App, browser: &str) -> String {
+pub(super) fn csrf_token(app: &App, browser: &str) -> String {
     secure::mac::sign_hex(&app.cookies.key, format!("oauth-form:{browser}").as_bytes())
 }
 
@@ -62,7 +62,11 @@ fn sso_value(app: &App, s: &BrowserSignIn) -> String {
 }
 
 /// The browser's sign-in, if its cookie is genuine and its session live.
-async fn browser_sign_in(app: &App, headers: &HeaderMap, t: i64) -> Option<BrowserSignIn> {
+pub(super) async fn browser_sign_in(
+    app: &App,
+    headers: &HeaderMap,
+    t: i64,
+) -> Option<BrowserSignIn> {
     let v = cookies::get(headers, SSO)?;
     let (body, mac) = v.rsplit_once('.')?;
     if !secure::mac::verify_hex(&app.cookies.key, format!("sso:{body}").as_bytes(), mac) {
@@ -80,7 +84,7 @@ async fn browser_sign_in(app: &App, headers: &HeaderMap, t: i64) -> Option<Brows
         .await
 }
 
-fn redirect(to: &str, status: StatusCode) -> Response {
+pub(super) fn redirect(to: &str, status: StatusCode) -> Response {
     let mut res = status.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -88,7 +92,7 @@ fn redirect(to: &str, status: StatusCode) -> Response {
     res
 }
 
-fn brand(app: &App) -> &crate::service::Brand {
+pub(super) fn brand(app: &App) -> &crate::service::Brand {
     app.auth.brand()
 }
 
@@ -102,9 +106,11 @@ fn query_of(a: &Authorization) -> String {
 
 /// Where a sign-in on the hosted pages leads: an application's
 /// authorization request, or the account page.
-enum Flow<'a> {
+pub(super) enum Flow<'a> {
     Client(&'a Authorization),
     Account,
+    /// The admin console's sign-in (two factors required).
+    Console,
 }
 
 impl Flow<'_> {
@@ -113,6 +119,7 @@ impl Flow<'_> {
         match self {
             Flow::Client(_) => format!("/oauth/authorize/{step}"),
             Flow::Account => format!("/account/{step}"),
+            Flow::Console => format!("/admin/console/{step}"),
         }
     }
 
@@ -120,6 +127,9 @@ impl Flow<'_> {
         match self {
             Flow::Client(a) => para(&format!("to continue to {}", a.client.name)),
             Flow::Account => para("to see and manage your account"),
+            Flow::Console => {
+                para("to the admin console (administrators, with two-step verification)")
+            }
         }
     }
 
@@ -128,7 +138,7 @@ impl Flow<'_> {
     fn form_to(&self) -> Option<&str> {
         match self {
             Flow::Client(a) => Some(&a.redirect_uri),
-            Flow::Account => None,
+            Flow::Account | Flow::Console => None,
         }
     }
 
@@ -137,7 +147,7 @@ impl Flow<'_> {
     fn carried(&self, app: &App, browser: &str) -> String {
         match self {
             Flow::Client(a) => carried(app, a, browser),
-            Flow::Account => hidden("csrf", &csrf_token(app, browser)),
+            Flow::Account | Flow::Console => hidden("csrf", &csrf_token(app, browser)),
         }
     }
 
@@ -152,6 +162,7 @@ impl Flow<'_> {
         match self {
             Flow::Client(a) => go_on(app, a, browser, who, c).await,
             Flow::Account => redirect("/account", StatusCode::SEE_OTHER),
+            Flow::Console => redirect("/admin/console", StatusCode::SEE_OTHER),
         }
     }
 }
@@ -163,7 +174,7 @@ fn carried(app: &App, a: &Authorization, browser: &str) -> String {
     out
 }
 
-fn sign_in_page(
+pub(super) fn sign_in_page(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -193,7 +204,7 @@ fn sign_in_page(
                 r#"<p class="muted">{signup}<a href="/oauth/authorize/forgot?{query}">Forgot your password?</a></p>"#
             )
         }
-        Flow::Account => String::new(),
+        Flow::Account | Flow::Console => String::new(),
     };
     // Email first, then the passkey: the same form, another action (no
     // password needed for it).
@@ -366,7 +377,7 @@ async fn go_on(
     }
 }
 
-fn failure(app: &App, e: AuthError) -> Response {
+pub(super) fn failure(app: &App, e: AuthError) -> Response {
     tracing::error!(error = %e, "authorization");
     pages::error(
         brand(app),
@@ -442,7 +453,7 @@ pub(crate) async fn authorize(
 pub(crate) struct StepForm {
     #[serde(flatten)]
     params: AuthorizeParams,
-    csrf: Option<String>,
+    pub(super) csrf: Option<String>,
     email: Option<String>,
     password: Option<String>,
     challenge_id: Option<String>,
@@ -454,7 +465,7 @@ pub(crate) struct StepForm {
 }
 
 /// The browser id, if the form's CSRF token is this browser's.
-fn genuine(app: &App, headers: &HeaderMap, csrf: Option<&str>) -> Option<String> {
+pub(super) fn genuine(app: &App, headers: &HeaderMap, csrf: Option<&str>) -> Option<String> {
     let browser = browser_id(headers)?;
     let token = csrf?;
     secure::mac::verify_hex(
@@ -466,7 +477,7 @@ fn genuine(app: &App, headers: &HeaderMap, csrf: Option<&str>) -> Option<String>
 }
 
 /// The answer to a form that is not this browser's.
-fn not_genuine(app: &App) -> Response {
+pub(super) fn not_genuine(app: &App) -> Response {
     pages::error(
         brand(app),
         StatusCode::FORBIDDEN,
@@ -484,14 +495,14 @@ async fn step(
     Ok((browser, checked(app, f.params.clone()).await?))
 }
 
-fn signed_in(app: &App, mut res: Response, who: &BrowserSignIn) -> Response {
+pub(super) fn signed_in(app: &App, mut res: Response, who: &BrowserSignIn) -> Response {
     let ttl = app.cookies.refresh_ttl;
     set_cookie(app, &mut res, SSO, &sso_value(app, who), "/", ttl);
     res
 }
 
 /// The password step of either flow.
-async fn password_step(
+pub(super) async fn password_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -530,7 +541,7 @@ async fn password_step(
 }
 
 /// The second-factor step of either flow.
-async fn code_step(
+pub(super) async fn code_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -592,7 +603,12 @@ async fn code_step(
 
 /// The first step of a passkey sign-in in either flow: the address given,
 /// a page that asks the browser for one of its passkeys.
-async fn passkey_step(app: &App, flow: &Flow<'_>, browser: &str, f: &StepForm) -> Response {
+pub(super) async fn passkey_step(
+    app: &App,
+    flow: &Flow<'_>,
+    browser: &str,
+    f: &StepForm,
+) -> Response {
     let email = f.email.as_deref().unwrap_or("").trim();
     let options = match app.auth.passkey_login_options(email, now()).await {
         Ok(o) => o,
@@ -638,7 +654,7 @@ async fn passkey_step(app: &App, flow: &Flow<'_>, browser: &str, f: &StepForm) -
 
 /// The browser's answer to a passkey sign-in: signed in (a passkey with
 /// user verification stands for two factors), or the sign-in page again.
-async fn passkey_finish_step(
+pub(super) async fn passkey_finish_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -917,14 +933,14 @@ pub(crate) async fn token(
 }
 
 /// The browser id for a page's forms: the cookie's, or a new one to set.
-fn browser_for_page(headers: &HeaderMap) -> (String, bool) {
+pub(super) fn browser_for_page(headers: &HeaderMap) -> (String, bool) {
     match browser_id(headers) {
         Some(b) => (b, false),
         None => (secure::token::generate("").digest, true),
     }
 }
 
-fn with_browser(app: &App, mut res: Response, browser: &str, fresh: bool) -> Response {
+pub(super) fn with_browser(app: &App, mut res: Response, browser: &str, fresh: bool) -> Response {
     if fresh {
         set_cookie(app, &mut res, BROWSER, browser, "/", 86_400);
     }
@@ -1668,8 +1684,13 @@ async fn account_page(app: App, headers: &HeaderMap, problem: Option<String>) ->
     } else {
         String::new()
     };
+    let console = if who.user.is_admin {
+        r#"<p><a href="/admin/console">Admin console</a></p>"#
+    } else {
+        ""
+    };
     let body = format!(
-        r#"<p>Signed in as {email}.</p><h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}{passkeys}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
+        r#"<p>Signed in as {email}.</p>{console}<h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}{passkeys}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
         email = esc(&who.user.email),
         mfa = para(&mfa),
     );

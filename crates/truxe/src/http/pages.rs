@@ -34,6 +34,17 @@ button.secondary{{background:transparent;color:#1d2129;border:1px solid #8a9099}
 .error{{padding:.75rem;border-radius:8px;background:#fde8e8;color:#8a1c1c;margin:0 0 1rem}}
 ul.scopes{{padding-left:1.2rem}}
 .muted{{color:#5c636e;font-size:.9rem}}
+main.wide{{max-width:68rem;align-self:flex-start}}
+nav{{margin:0 0 1rem;display:flex;flex-wrap:wrap;gap:.25rem 1rem}}
+nav a[aria-current]{{font-weight:700}}
+table{{width:100%;border-collapse:collapse;font-size:.9rem;margin:.5rem 0}}
+th,td{{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #d5d8dc;vertical-align:top;overflow-wrap:anywhere}}
+td form,.actions form{{display:inline-block;margin:0 .25rem .25rem 0}}
+td button,.actions button,form.filter button{{width:auto;margin:0;padding:.35rem .7rem}}
+form.filter{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-end}}
+form.filter label{{margin:0}}
+form.filter input{{width:auto}}
+code{{overflow-wrap:anywhere}}
 @media (prefers-color-scheme:dark){{body{{background:#15171a;color:#e6e8eb}}main{{background:#1f2227}}button.secondary{{color:#e6e8eb}}.muted{{color:#a2a8b1}}.error{{background:#4a1f1f;color:#ffd7d7}}}}
 "#,
         accent = brand.color
@@ -80,7 +91,24 @@ pub fn page(
     body: &str,
     form_to: Option<&str>,
 ) -> Response {
-    render(brand, status, title, body, form_to, false)
+    render(brand, status, title, body, form_to, Frame::default())
+}
+
+/// How a page is framed: the passkey script, a wide layout (the console).
+#[derive(Default, Clone, Copy)]
+struct Frame {
+    script: bool,
+    wide: bool,
+}
+
+/// A console page: wide, with its navigation first.
+pub fn console(brand: &Brand, status: StatusCode, title: &str, nav: &str, body: &str) -> Response {
+    let body = format!("{nav}{body}");
+    let frame = Frame {
+        script: false,
+        wide: true,
+    };
+    render(brand, status, title, &body, None, frame)
 }
 
 /// A page with a passkey form (see [`passkey_form`]): [`page`], plus the
@@ -92,7 +120,11 @@ pub fn with_passkeys(
     body: &str,
     form_to: Option<&str>,
 ) -> Response {
-    render(brand, status, title, body, form_to, true)
+    let frame = Frame {
+        script: true,
+        wide: false,
+    };
+    render(brand, status, title, body, form_to, frame)
 }
 
 /// The passkey script: served from Truxe itself, the only script a page
@@ -126,8 +158,9 @@ fn render(
     title: &str,
     body: &str,
     form_to: Option<&str>,
-    script: bool,
+    frame: Frame,
 ) -> Response {
+    let script = frame.script;
     let logo = brand
         .logo_url
         .as_deref()
@@ -149,7 +182,7 @@ fn render(
 <link rel="stylesheet" href="/assets/truxe.css">
 {script_tag}</head>
 <body>
-<main>
+<main{wide}>
 {logo}<h1>{title}</h1>
 {body}
 </main>
@@ -158,6 +191,7 @@ fn render(
 "#,
         title = escape(title),
         name = escape(&brand.name),
+        wide = if frame.wide { r#" class="wide""# } else { "" },
         script_tag = if script {
             "<script src=\"/assets/passkey.js\" defer></script>\n"
         } else {

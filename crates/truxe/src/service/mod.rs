@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+pub mod console;
 mod group;
 mod import;
 mod keys;

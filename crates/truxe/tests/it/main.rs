@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod browser;
 mod compat;
+mod console;
 mod cookies;
 mod dist;
 mod edge;

@@ -28,8 +28,15 @@ pub(crate) fn totp(secret: &[u8], t: u64) -> String {
 /// (access token, secret, backup codes, t).
 pub(crate) async fn user_with_mfa(t_: &Truxe, email: &str) -> (String, Vec<u8>, Vec<String>, u64) {
     let (access, _) = t_.register(email).await;
+    let (secret, codes, t) = enable_mfa(t_, &access).await;
+    (access, secret, codes, t)
+}
+
+/// Turns MFA on for the holder of `access`: (secret, backup codes, the
+/// step whose code was used).
+pub(crate) async fn enable_mfa(t_: &Truxe, access: &str) -> (Vec<u8>, Vec<String>, u64) {
     let (s, body) = t_
-        .authed(Method::POST, "/auth/mfa/setup", &access, None)
+        .authed(Method::POST, "/auth/mfa/setup", access, None)
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let data = &body["data"];
@@ -47,7 +54,7 @@ pub(crate) async fn user_with_mfa(t_: &Truxe, email: &str) -> (String, Vec<u8>, 
         .authed(
             Method::POST,
             "/auth/mfa/enable",
-            &access,
+            access,
             Some(json!({"token": totp(&secret, t)})),
         )
         .await;
@@ -59,7 +66,7 @@ pub(crate) async fn user_with_mfa(t_: &Truxe, email: &str) -> (String, Vec<u8>, 
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(codes.len(), 10);
-    (access, secret, codes, t)
+    (secret, codes, t)
 }
 
 async fn challenge(t: &Truxe, email: &str) -> String {

@@ -36,7 +36,7 @@ async fn client(t: &Truxe, admin: &str) -> App {
     }
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -66,7 +66,7 @@ fn authorize_url(t: &Truxe, client_id: &str, extra: &[(&str, &str)]) -> String {
 }
 
 /// The hidden fields of the page's form, unescaped.
-fn form_fields(html: &str) -> Vec<(String, String)> {
+pub(crate) fn form_fields(html: &str) -> Vec<(String, String)> {
     let unescape = |s: &str| {
         s.replace("&lt;", "<")
             .replace("&gt;", ">")
@@ -85,7 +85,7 @@ fn form_fields(html: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     b: &reqwest::Client,
     t: &Truxe,
     path: &str,
