@@ -546,10 +546,17 @@ async fn rotate_encryption(
     output: edge::cli::Output,
 ) -> anyhow::Result<ExitCode> {
     let auth = service(cfg, Arc::new(NoMailer)).await?;
+    let bar = edge::cli::Progress::new();
+    let what = if dry_run {
+        "counting sealed values"
+    } else {
+        "re-sealing secrets"
+    };
     let reports = auth
-        .rotate_encryption(dry_run)
+        .rotate_encryption(dry_run, &|done, total| bar.update(what, done, total))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let took = bar.finish();
     let failed: u64 = reports.iter().map(|r| r.failed).sum();
     if output == edge::cli::Output::Json {
         println!(
@@ -575,9 +582,10 @@ async fn rotate_encryption(
         }
         let resealed: u64 = reports.iter().map(|r| r.resealed).sum();
         println!(
-            "{} {resealed} value(s) in {} column(s); {failed} failed",
+            "{} {resealed} value(s) in {} column(s); {failed} failed ({:.1} s)",
             if dry_run { "would reseal" } else { "resealed" },
-            reports.len()
+            reports.len(),
+            took.as_secs_f64()
         );
     }
     if !dry_run {

@@ -444,6 +444,11 @@ pub fn router(app: App) -> Router {
                 .merge(post(oidc::forgot).layer(per_ip("login_ip", limits.login_ip))),
         )
         .route(
+            "/verify-email",
+            get(oidc::verify_email_form)
+                .merge(post(oidc::verify_email).layer(per_ip("login_ip", limits.login_ip))),
+        )
+        .route(
             "/reset-password",
             get(oidc::reset_form)
                 .merge(post(oidc::reset).layer(per_ip("login_ip", limits.login_ip))),
@@ -522,6 +527,18 @@ pub fn router(app: App) -> Router {
             post(oidc::account_passkey_finish).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route("/account/passkeys/add", post(oidc::account_add_passkey))
+        .route(
+            "/account/mfa/setup",
+            post(oidc::account_mfa_setup).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/account/mfa/enable",
+            post(oidc::account_mfa_enable).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/account/mfa/disable",
+            post(oidc::account_mfa_disable).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
         .route(
             "/account/passkeys/remove",
             post(oidc::account_remove_passkey),

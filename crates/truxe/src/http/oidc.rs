@@ -1147,17 +1147,76 @@ fn reset_page(
     pages::page(brand(app), status, "Choose a new password", &body, None)
 }
 
+/// The token of an emailed link, if the query has a plausible one.
+fn link_token(
+    q: Result<Query<ResetForm>, axum::extract::rejection::QueryRejection>,
+) -> Option<String> {
+    q.ok()
+        .and_then(|Query(f)| f.token)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+}
+
+/// `GET /verify-email?token=…`: where the emailed verification link leads.
+/// It asks for a click: a mail scanner that fetches the link confirms
+/// nothing.
+pub(crate) async fn verify_email_form(
+    State(app): State<App>,
+    q: Result<Query<ResetForm>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(token) = link_token(q) else {
+        return pages::error(
+            brand(&app),
+            StatusCode::BAD_REQUEST,
+            "This link is incomplete; use the whole link from the email.",
+        );
+    };
+    let body = format!(
+        r#"{}<form method="post" action="/verify-email">{}<button type="submit">Confirm my address</button></form>"#,
+        para("Confirm that this email address is yours."),
+        hidden("token", &token),
+    );
+    pages::page(
+        brand(&app),
+        StatusCode::OK,
+        "Confirm your email address",
+        &body,
+        None,
+    )
+}
+
+/// `POST /verify-email`: spends the link and says so.
+pub(crate) async fn verify_email(
+    State(app): State<App>,
+    Client(c): Client,
+    Form(f): Form<ResetForm>,
+) -> Response {
+    let token = f.token.unwrap_or_default();
+    match app.auth.verify_email(&token, &c, now()).await {
+        Ok(()) => pages::page(
+            brand(&app),
+            StatusCode::OK,
+            "Address confirmed",
+            &para("Your email address is confirmed. You can close this page and return to the application."),
+            None,
+        ),
+        Err(AuthError::Unauthenticated(_) | AuthError::Invalid(_) | AuthError::NotFound(_)) => {
+            pages::error(
+                brand(&app),
+                StatusCode::BAD_REQUEST,
+                "This link has expired or was used already. Ask the application for a new one.",
+            )
+        }
+        Err(e) => failure(&app, e),
+    }
+}
+
 /// `GET /reset-password?token=…`: where the emailed reset link leads.
 pub(crate) async fn reset_form(
     State(app): State<App>,
     headers: HeaderMap,
     q: Result<Query<ResetForm>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(token) = q
-        .ok()
-        .and_then(|Query(f)| f.token)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-    else {
+    let Some(token) = link_token(q) else {
         return pages::error(
             brand(&app),
             StatusCode::BAD_REQUEST,
@@ -1605,6 +1664,9 @@ pub(crate) struct AccountForm {
     name: Option<String>,
     ceremony_id: Option<String>,
     credential: Option<String>,
+    /// Turning TOTP on or off: a current code (or a backup code).
+    code: Option<String>,
+    disable_code: Option<String>,
 }
 
 /// `GET /account`: the signed-in user's sessions, applications and second
@@ -1672,12 +1734,28 @@ async fn account_page(app: App, headers: &HeaderMap, problem: Option<String>) ->
         format!("<ul class=\"scopes\">{items}</ul>")
     };
     let mfa = if view.mfa_enabled {
-        format!("On ({} backup codes left).", view.backup_codes_left)
+        format!(
+            r#"{}<form method="post" action="/account/mfa/disable">{csrf}{}<button type="submit" class="secondary">Turn off</button></form>"#,
+            para(&format!(
+                "On ({} backup codes left).",
+                view.backup_codes_left
+            )),
+            field(
+                "disable_code",
+                "A current code or a backup code, to turn it off",
+                "text",
+                "one-time-code",
+                r#"inputmode="numeric" maxlength="32""#
+            ),
+        )
     } else {
-        "Off.".into()
+        format!(
+            r#"{}<form method="post" action="/account/mfa/setup">{csrf}<button type="submit" class="secondary">Set up an authenticator app</button></form>"#,
+            para("Off."),
+        )
     };
     let passkeys = if app.auth.passkeys_available() {
-        match passkeys_section(&app, &who, &csrf, &button, problem.as_deref(), t).await {
+        match passkeys_section(&app, &who, &csrf, &button, t).await {
             Ok(html) => html,
             Err(e) => return failure(&app, e),
         }
@@ -1690,9 +1768,9 @@ async fn account_page(app: App, headers: &HeaderMap, problem: Option<String>) ->
         ""
     };
     let body = format!(
-        r#"<p>Signed in as {email}.</p>{console}<h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}{passkeys}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
+        r#"{problem}<p>Signed in as {email}.</p>{console}<h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}{passkeys}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
+        problem = problem.as_deref().map(alert).unwrap_or_default(),
         email = esc(&who.user.email),
-        mfa = para(&mfa),
     );
     let render = if passkeys.is_empty() {
         pages::page
@@ -1715,7 +1793,6 @@ async fn passkeys_section(
     who: &BrowserSignIn,
     csrf: &str,
     button: &(dyn Fn(&str, &str, &str) -> String + Sync),
-    problem: Option<&str>,
     t: i64,
 ) -> Result<String, AuthError> {
     let esc = crate::service::escape;
@@ -1753,8 +1830,7 @@ async fn passkeys_section(
         ),
     );
     Ok(format!(
-        "<h2>Passkeys</h2>{}{list}{}",
-        problem.map(alert).unwrap_or_default(),
+        "<h2>Passkeys</h2>{list}{}",
         pages::passkey_form(
             "create",
             "/account/passkeys/add",
@@ -1876,6 +1952,162 @@ pub(crate) async fn account_add_passkey(
                 Some(format!("The passkey was not added: {why}")),
             )
             .await
+        }
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// The principal of an account form whose sign-in is recent enough to
+/// change its factors; else the page to show.
+async fn recent_principal(
+    app: &App,
+    headers: &HeaderMap,
+    f: &AccountForm,
+) -> Result<crate::service::Principal, Response> {
+    let who = account_form(app, headers, f).await?;
+    let t = now();
+    if t - who.auth_time > crate::service::passkeys::RECENT_SIGN_IN {
+        return Err(account_page(
+            app.clone(),
+            headers,
+            Some("Sign out and in again to change how you sign in (a sign-in of the last 15 minutes is needed).".into()),
+        )
+        .await);
+    }
+    match app.auth.browser_principal(&who, t).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(redirect("/account", StatusCode::SEE_OTHER)),
+        Err(e) => Err(failure(app, e)),
+    }
+}
+
+/// `POST /account/mfa/setup`: a new secret as a QR code and text, and the
+/// form that confirms it with a code.
+pub(crate) async fn account_mfa_setup(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let p = match recent_principal(&app, &headers, &f).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let setup = match app.auth.mfa_setup(&p, None, &c, now()).await {
+        Ok(s) => s,
+        Err(e @ (AuthError::Invalid(_) | AuthError::Unauthenticated(_))) => {
+            return account_page(app, &headers, Some(e.to_string())).await
+        }
+        Err(e) => return failure(&app, e),
+    };
+    // The QR code inline: an `<img>` of a data URL would need `img-src
+    // data:` in the page's policy.
+    let svg = {
+        use base64::Engine;
+        setup
+            .qr_code
+            .strip_prefix("data:image/svg+xml;base64,")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| s.trim_start().starts_with("<svg") || s.trim_start().starts_with("<?xml"))
+            .map(|s| s.trim_start_matches(|c| c != '<').to_owned())
+            .unwrap_or_default()
+    };
+    let body = format!(
+        r#"{intro}<div class="qr" role="img" aria-label="QR code of the secret">{svg}</div><p class="muted">Or type this key: <code>{secret}</code></p><form method="post" action="/account/mfa/enable">{csrf}{code}<button type="submit">Turn on</button></form><p class="muted"><a href="/account">Cancel</a></p>"#,
+        intro = para("Scan this with your authenticator app, then enter the code it shows."),
+        secret = crate::service::escape(&setup.secret),
+        csrf = hidden("csrf", f.csrf.as_deref().unwrap_or("")),
+        code = field(
+            "code",
+            "Code",
+            "text",
+            "one-time-code",
+            r#"inputmode="numeric" autofocus maxlength="8""#
+        ),
+    );
+    pages::page(
+        brand(&app),
+        StatusCode::OK,
+        "Set up an authenticator app",
+        &body,
+        None,
+    )
+}
+
+/// `POST /account/mfa/enable`: confirms the secret; the backup codes, shown once.
+pub(crate) async fn account_mfa_enable(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let p = match recent_principal(&app, &headers, &f).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let code: String = f.code.as_deref().unwrap_or("").split_whitespace().collect();
+    match app.auth.mfa_enable(&p, &code, &c, now()).await {
+        Ok(codes) => {
+            let list: String = codes
+                .iter()
+                .map(|c| format!("<li><code>{}</code></li>", crate::service::escape(c)))
+                .collect();
+            let body = format!(
+                r#"{}<ul class="scopes">{list}</ul>{}<p><a href="/account">Back to your account</a></p>"#,
+                para("Two-step verification is on. Keep these backup codes somewhere safe: each signs you in once if your phone is not at hand. They are shown only now."),
+                para("Your next sign-in asks for a code."),
+            );
+            pages::page(
+                brand(&app),
+                StatusCode::OK,
+                "Two-step verification is on",
+                &body,
+                None,
+            )
+        }
+        Err(e @ (AuthError::Invalid(_) | AuthError::Unauthenticated(_))) => {
+            account_page(
+                app,
+                &headers,
+                Some(format!("Not turned on: {e}. Set it up again.")),
+            )
+            .await
+        }
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// `POST /account/mfa/disable`: with a current code or a backup code.
+pub(crate) async fn account_mfa_disable(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let p = match recent_principal(&app, &headers, &f).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let code: String = f
+        .disable_code
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let (totp, backup) = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        (Some(code.as_str()), None)
+    } else {
+        (None, Some(code.as_str()))
+    };
+    match app
+        .auth
+        .mfa_disable(&p, totp, backup, None, &c, now())
+        .await
+    {
+        Ok(()) => redirect("/account", StatusCode::SEE_OTHER),
+        Err(e @ (AuthError::Invalid(_) | AuthError::Unauthenticated(_))) => {
+            account_page(app, &headers, Some(format!("Not turned off: {e}."))).await
         }
         Err(e) => failure(&app, e),
     }

@@ -45,6 +45,7 @@ form.filter{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-end}}
 form.filter label{{margin:0}}
 form.filter input{{width:auto}}
 code{{overflow-wrap:anywhere}}
+.qr svg{{display:block;width:12rem;height:12rem;margin:1rem auto;background:#fff;padding:.5rem}}
 @media (prefers-color-scheme:dark){{body{{background:#15171a;color:#e6e8eb}}main{{background:#1f2227}}button.secondary{{color:#e6e8eb}}.muted{{color:#a2a8b1}}.error{{background:#4a1f1f;color:#ffd7d7}}}}
 "#,
         accent = brand.color

@@ -76,7 +76,8 @@ const VERIFY: LinkKind = LinkKind {
     kind: "email_verify",
     prefix: "evt_",
     ttl: VERIFY_TTL,
-    path: "/api/auth/email/verify",
+    // The hosted page; `GET /api/auth/email/verify?token=` stays for API clients.
+    path: "/verify-email",
     letter: |link| Letter::Verify { link },
     audit: "email_verification_sent",
     noun: "verification link",

@@ -46,19 +46,29 @@ impl AuthService {
         if now - who.auth_time > CONSOLE_MAX_AGE {
             return Ok(ConsoleAccess::Stale);
         }
-        let Some(session) = self
+        match self.browser_principal(who, now).await? {
+            Some(p) => Ok(ConsoleAccess::Granted(Box::new(p))),
+            None => Ok(ConsoleAccess::Stale),
+        }
+    }
+
+    /// The principal of a browser's sign-in while its session lives, for
+    /// the pages that act through the services the API uses.
+    pub async fn browser_principal(
+        &self,
+        who: &BrowserSignIn,
+        now: i64,
+    ) -> Result<Option<Principal>, AuthError> {
+        let session = self
             .store
             .session(&who.session_id)
             .await?
-            .filter(|s| s.is_live(now))
-        else {
-            return Ok(ConsoleAccess::Stale);
-        };
-        Ok(ConsoleAccess::Granted(Box::new(Principal {
+            .filter(|s| s.is_live(now));
+        Ok(session.map(|session| Principal {
             user: who.user.clone(),
-            jti: format!("console:{}", session.id),
+            jti: format!("browser:{}", session.id),
             session,
-        })))
+        }))
     }
 
     fn managed_keys(&self) -> Result<KeyStore, AuthError> {

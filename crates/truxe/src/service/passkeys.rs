@@ -22,7 +22,7 @@ use crate::model::{Ceremony, PasskeyRecord, User};
 /// How long a browser has to answer a ceremony.
 const CEREMONY_TTL: i64 = 300;
 /// How recent a sign-in must be to add a passkey.
-const RECENT_SIGN_IN: i64 = 15 * 60;
+pub const RECENT_SIGN_IN: i64 = 15 * 60;
 /// Passkeys one account may hold.
 const MAX_PASSKEYS: usize = 20;
 /// Longest JSON an authenticator's answer may be.

@@ -100,8 +100,15 @@ impl AuthService {
     /// Re-seals every stored secret that is not under its vault's current
     /// key (with `dry_run`, only counts). Each row is rewritten only if it
     /// still holds the value read, so a concurrent change is never undone.
-    pub async fn rotate_encryption(&self, dry_run: bool) -> Result<Vec<ColumnReport>, AuthError> {
+    /// `progress` hears how many columns of how many are done, as each ends.
+    pub async fn rotate_encryption(
+        &self,
+        dry_run: bool,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<Vec<ColumnReport>, AuthError> {
         let mut reports = Vec::new();
+        let total = SealedColumn::ALL.len() as u64;
+        progress(0, total);
         for col in SealedColumn::ALL {
             let (table, _, column) = col.location();
             let mut r = ColumnReport {
@@ -148,6 +155,7 @@ impl AuthService {
                 }
             }
             reports.push(r);
+            progress(reports.len() as u64, total);
         }
         Ok(reports)
     }

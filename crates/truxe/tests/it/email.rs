@@ -286,3 +286,71 @@ async fn issue_18_proving_an_address_ends_what_its_registrant_set() {
     let (_, me) = t.authed(Method::GET, "/auth/me", &access, None).await;
     assert_eq!(me["user"]["emailVerified"], true);
 }
+
+/// Issue 20: the emailed verification link leads to a hosted page. Opening
+/// it (as a mail scanner would) confirms nothing; the button does, once.
+#[tokio::test]
+async fn the_verification_link_opens_a_page_that_confirms_on_a_click() {
+    let t = Truxe::start(&[]).await;
+    let (access, _) = t.register("vera@example.com").await;
+    let (s, _) = t
+        .authed(
+            Method::POST,
+            "/api/auth/email/send-verification",
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let url = format!("{}/dev/mailbox?to=vera@example.com", t.url());
+    let mailbox: Value = testkit::get_json(&t.http, &url).await;
+    let text = mailbox["messages"][0]["text"].as_str().unwrap().to_owned();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/verify-email?token="))
+        .unwrap_or_else(|| panic!("a link to the page: {text}"));
+    assert!(link.starts_with(&t.url()), "{link}");
+    let token = mailed_token(&t, "vera@example.com", 1).await;
+    // Fetched: a page with a button, and the address not yet confirmed.
+    let page = t.http.get(link).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Confirm my address") && html.contains(r#"action="/verify-email""#),
+        "{html}"
+    );
+    assert_eq!(
+        t.me(&access).await,
+        StatusCode::OK,
+        "nothing was confirmed yet"
+    );
+    // The click: confirmed, once.
+    let confirm = || {
+        t.http
+            .post(format!("{}/verify-email", t.url()))
+            .form(&[("token", token.as_str())])
+            .send()
+    };
+    let r = confirm().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Your email address is confirmed"));
+    let (_, body) = t.login("vera@example.com", PASSWORD).await;
+    let (fresh, _) = tokens(&body);
+    let (_, me) = t.authed(Method::GET, "/auth/me", &fresh, None).await;
+    assert_eq!(me["user"]["emailVerified"], true);
+    let r = confirm().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("expired or was used"));
+    // A link without its token says so.
+    let r = t
+        .http
+        .get(format!("{}/verify-email", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

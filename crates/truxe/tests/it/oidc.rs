@@ -1211,3 +1211,77 @@ async fn issue_20_account_sign_in_with_a_second_factor() {
         .unwrap();
     assert!(page.contains("On (10 backup codes left)"), "{page}");
 }
+
+/// Issue 20: the account page turns two-step verification on (QR code and
+/// key, confirmed with a code, backup codes shown once) and off (with a
+/// current code); a wrong code changes nothing, and a form from another
+/// browser is refused.
+#[tokio::test]
+async fn issue_20_account_page_sets_up_and_turns_off_an_authenticator() {
+    let t = Truxe::start(&[]).await;
+    t.register("tom@example.com").await;
+    let b = browser();
+    let page = account_sign_in(&b, &t, "tom@example.com").await;
+    assert!(page.contains("Set up an authenticator app"), "{page}");
+    let csrf: Vec<(String, String)> = form_fields(&page)
+        .into_iter()
+        .filter(|(k, _)| k == "csrf")
+        .take(1)
+        .collect();
+    // Another browser cannot start it.
+    let r = post_form(&browser(), &t, "/account/mfa/setup", &csrf).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post_form(&b, &t, "/account/mfa/setup", &csrf).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<svg"), "an inline QR code: {html}");
+    let key = html
+        .split("Or type this key: <code>")
+        .nth(1)
+        .unwrap()
+        .split("</code>")
+        .next()
+        .unwrap();
+    let secret = secure::totp::from_base32(key).unwrap();
+    // A wrong code: not turned on.
+    let mut wrong = csrf.clone();
+    wrong.push(("code".into(), "000000".into()));
+    let r = post_form(&b, &t, "/account/mfa/enable", &wrong).await;
+    assert!(r.text().await.unwrap().contains("Not turned on"));
+    let (s, body) = t.login("tom@example.com", PASSWORD).await;
+    assert_eq!(
+        (s, body["data"]["mfa_required"].as_bool()),
+        (StatusCode::OK, None)
+    );
+    // The right one: on, with ten backup codes shown once.
+    let step = now();
+    let mut right = csrf.clone();
+    right.push(("code".into(), totp(&secret, step)));
+    let r = post_form(&b, &t, "/account/mfa/enable", &right).await;
+    let html = r.text().await.unwrap();
+    assert_eq!(html.matches("<li><code>").count(), 10, "{html}");
+    let (_, body) = t.login("tom@example.com", PASSWORD).await;
+    assert_eq!(body["data"]["mfa_required"], true, "{body}");
+    let (_, page) = (
+        (),
+        b.get(format!("{}/account", t.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(page.contains("On (10 backup codes left)"), "{page}");
+    // Off: a wrong code is refused, a current one works.
+    let mut off = csrf.clone();
+    off.push(("disable_code".into(), "123456".into()));
+    let r = post_form(&b, &t, "/account/mfa/disable", &off).await;
+    assert!(r.text().await.unwrap().contains("Not turned off"));
+    let mut off = csrf.clone();
+    off.push(("disable_code".into(), totp(&secret, step + 30)));
+    let r = post_form(&b, &t, "/account/mfa/disable", &off).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, body) = t.login("tom@example.com", PASSWORD).await;
+    assert!(body["data"]["tokens"]["access_token"].is_string(), "{body}");
+}

@@ -580,6 +580,13 @@ async fn encryption_keys_rotate_while_the_server_runs() {
         "a table: {dry}"
     );
     assert!(dry.contains("would reseal"), "a summary line: {dry}");
+    // Not a terminal: plain progress lines on stderr, ending at all columns.
+    let progress = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        progress.contains("counting sealed values: ") && progress.contains("(100%)"),
+        "{progress}"
+    );
+    assert!(!progress.contains('\x1b'), "{progress:?}");
 
     // Re-seal while the server is up and serving (the report as JSON).
     let out = t.cli(&["-o", "json", "keys", "rotate-encryption"], None);
