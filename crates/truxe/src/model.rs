@@ -747,8 +747,11 @@ pub struct OAuthClient {
     pub org_id: Option<String>,
     /// Shown on the consent page.
     pub name: String,
-    /// Hex SHA-256 of its secret; `None` for a public client (PKCE only).
+    /// Hex SHA-256 of its secret; `None` for a public client (PKCE only)
+    /// and for one that signs its requests (`jwks`).
     pub secret_hash: Option<String>,
+    /// Its public keys (a JWKS document) for `private_key_jwt`.
+    pub jwks: Option<String>,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Where RP-initiated logout may return to.
@@ -767,6 +770,22 @@ pub struct OAuthClient {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+impl OAuthClient {
+    /// Neither a secret nor keys: a browser or mobile app, held to PKCE.
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none() && self.jwks.is_none()
+    }
+
+    /// How it authenticates at the token endpoint.
+    pub fn auth_method(&self) -> &'static str {
+        match (&self.secret_hash, &self.jwks) {
+            (Some(_), _) => "client_secret_basic",
+            (None, Some(_)) => "private_key_jwt",
+            (None, None) => "none",
+        }
+    }
 }
 
 /// An authorization code in flight: what its exchange will issue.

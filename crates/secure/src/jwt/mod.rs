@@ -394,6 +394,11 @@ impl Verifier {
         Ok(Self::new(keys, issuer, audience))
     }
 
+    /// How many keys it verifies with.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
     /// Whether a key id is known (a JWKS fetcher refetches when it is not).
     pub fn knows(&self, kid: &str) -> bool {
         self.keys.contains_key(kid)

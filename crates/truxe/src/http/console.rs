@@ -503,7 +503,11 @@ async fn clients_page(app: &App, a: &Admitted, shown: Option<String>) -> Respons
                 "<tr><td>{name}</td><td><code>{id}</code></td><td>{kind}</td><td>{uris}</td><td>{created}</td><td>{secret}{delete}</td></tr>",
                 name = esc(&c.name),
                 id = esc(&c.id),
-                kind = if c.secret_hash.is_some() { "confidential" } else { "public (PKCE)" },
+                kind = match c.auth_method() {
+                    "none" => "public (PKCE)",
+                    "private_key_jwt" => "signs with its keys",
+                    _ => "confidential",
+                },
                 uris = c.redirect_uris.iter().map(|u| esc(u)).collect::<Vec<_>>().join("<br>"),
                 created = rfc3339(c.created_at),
                 delete = a.button(&format!("{path}/delete"), "Delete", r#"<input type="hidden" name="confirm" value="yes">"#),
@@ -573,6 +577,7 @@ pub(crate) async fn create_client(
         access_token_ttl: None,
         refresh_token_ttl: None,
         org_id: None,
+        jwks: None,
     };
     match app.auth.create_client(&a.p, input, &c, now()).await {
         Ok((client, secret)) => {

@@ -500,6 +500,7 @@ pub fn router(app: App) -> Router {
             "/api/oauth/clients/{id}/regenerate-secret",
             post(oidc::regenerate_secret),
         )
+        .route("/api/oauth/clients/{id}/stats", get(oidc::client_stats))
         .route("/api/oauth/consents", get(oidc::consents))
         .route(
             "/api/oauth/consents/{client_id}",

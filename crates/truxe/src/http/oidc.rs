@@ -1613,6 +1613,19 @@ pub(crate) async fn delete_client(
     Ok(ok(json!({"deleted": true})))
 }
 
+/// `GET /api/oauth/clients/{id}/stats` (the original Truxe's path).
+pub(crate) async fn client_stats(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Reply {
+    let stats = app.auth.client_stats(&p, &id, now()).await?;
+    let mut v = serde_json::to_value(&stats).unwrap_or_default();
+    v["clientId"] = id.into();
+    v["lastUsedAt"] = stats.last_used_at.map(crate::model::rfc3339).into();
+    Ok(ok(v))
+}
+
 /// `POST /api/oauth/clients/{id}/regenerate-secret`.
 pub(crate) async fn regenerate_secret(
     State(app): State<App>,

@@ -546,6 +546,20 @@ pub trait PasskeyRepo: Send + Sync {
     async fn take_ceremony(&self, id: &str, now: i64) -> Result<Option<Ceremony>, RepoError>;
 }
 
+/// How much a client is used (`GET /api/oauth/clients/{id}/stats`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientStats {
+    /// Live sessions (refresh tokens that still work).
+    pub active_sessions: i64,
+    /// Distinct users with a live session.
+    pub active_users: i64,
+    /// Users who consented to it.
+    pub consents: i64,
+    /// Unix seconds of the last use of any of its sessions.
+    pub last_used_at: Option<i64>,
+}
+
 /// Social login: sign-ins in flight and linked provider identities.
 #[async_trait]
 pub trait SocialRepo: Send + Sync {
@@ -655,6 +669,18 @@ pub trait OidcRepo: Send + Sync {
     async fn clients(&self) -> Result<Vec<OAuthClient>, RepoError>;
     /// Writes everything but id, organization and creation.
     async fn update_client(&self, c: &OAuthClient) -> Result<(), RepoError>;
+    /// A client's use: live sessions, distinct users with one, consents,
+    /// and the last time one of its sessions was used.
+    async fn client_stats(&self, client_id: &str, now: i64) -> Result<ClientStats, RepoError>;
+    /// Records a client assertion's id (`private_key_jwt`) until it
+    /// expires; false if the client used it already (a replay).
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, RepoError>;
     /// Deletes a client and ends its sessions; false if there was none.
     async fn delete_client(&self, id: &str, now: i64) -> Result<bool, RepoError>;
     /// Stores a code (and drops long-expired ones).

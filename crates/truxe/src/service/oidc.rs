@@ -191,6 +191,10 @@ pub struct TokenRequest {
     pub client_id: Option<String>,
     /// `client_secret_post`.
     pub client_secret: Option<String>,
+    /// `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    pub client_assertion_type: Option<String>,
+    /// `private_key_jwt`: a JWT the client signed (RFC 7523).
+    pub client_assertion: Option<String>,
 }
 
 /// What the token endpoint answers.
@@ -258,6 +262,8 @@ pub struct ClientView {
     pub org_id: Option<String>,
     /// No secret: PKCE only.
     pub public: bool,
+    /// `client_secret_basic` (or `_post`), `private_key_jwt` or `none`.
+    pub token_endpoint_auth_method: &'static str,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Where logout may return to.
@@ -282,7 +288,8 @@ impl From<&OAuthClient> for ClientView {
             client_id: c.id.clone(),
             name: c.name.clone(),
             org_id: c.org_id.clone(),
-            public: c.secret_hash.is_none(),
+            public: c.is_public(),
+            token_endpoint_auth_method: c.auth_method(),
             redirect_uris: c.redirect_uris.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             grant_types: c.grant_types.clone(),
@@ -323,6 +330,9 @@ pub struct ClientInput {
     /// Organization it belongs to (creation only).
     #[serde(alias = "org_id")]
     pub org_id: Option<String>,
+    /// Public keys (`{"keys":[…]}`) it signs `private_key_jwt` assertions
+    /// with; such a client gets no secret.
+    pub jwks: Option<serde_json::Value>,
 }
 
 fn invalid(msg: impl Into<String>) -> AuthError {
@@ -504,7 +514,7 @@ impl AuthService {
                     "code_challenge_method must be S256",
                 ))
             }
-            (None, _) if client.secret_hash.is_none() => {
+            (None, _) if client.is_public() => {
                 return Err(fail(
                     "invalid_request",
                     "PKCE (code_challenge with S256) is required of public clients",
@@ -681,13 +691,21 @@ impl AuthService {
     }
 
     /// The client a token request authenticates as: by `client_secret_basic`
-    /// (`basic`) or `client_secret_post`; a public client by its id alone.
+    /// (`basic`), `client_secret_post` or `private_key_jwt`; a public client
+    /// by its id alone.
     async fn token_client(
         &self,
         basic: Option<(String, Secret<String>)>,
         req: &TokenRequest,
+        now: i64,
     ) -> Result<OAuthClient, OAuthError> {
         let bad = || OAuthError::new("invalid_client", "client authentication failed");
+        if let Some(assertion) = &req.client_assertion {
+            if basic.is_some() || req.client_secret.is_some() {
+                return Err(bad());
+            }
+            return self.asserted_client(req, assertion, now).await;
+        }
         let (id, secret) = match (basic, &req.client_id) {
             (Some((id, secret)), None) => (id, Some(secret)),
             (Some((id, secret)), Some(form_id)) if *form_id == id => (id, Some(secret)),
@@ -703,9 +721,80 @@ impl AuthService {
         };
         match (&client.secret_hash, secret) {
             (Some(hash), Some(s)) if token::matches(s.expose(), hash) => Ok(client),
-            (None, None) => Ok(client),
+            (None, None) if client.is_public() => Ok(client),
             _ => Err(bad()),
         }
+    }
+
+    /// `private_key_jwt` (RFC 7523, OpenID Connect Core §9): a JWT the
+    /// client signed with a key it registered, naming itself as `iss` and
+    /// `sub`, this server's token endpoint (or its issuer) as `aud`, with
+    /// `exp` at most 5 minutes ahead and a `jti` it has not used before.
+    async fn asserted_client(
+        &self,
+        req: &TokenRequest,
+        assertion: &str,
+        now: i64,
+    ) -> Result<OAuthClient, OAuthError> {
+        let bad = || OAuthError::new("invalid_client", "client authentication failed");
+        if req.client_assertion_type.as_deref()
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            || assertion.len() > 8 * 1024
+        {
+            return Err(bad());
+        }
+        // Who it claims to be, before anything is trusted: only to find
+        // the keys that must have signed it.
+        let claimed = assertion
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|c| c["iss"].as_str().map(str::to_owned))
+            .filter(|id| id.len() <= 128)
+            .ok_or_else(bad)?;
+        if req.client_id.as_deref().is_some_and(|id| id != claimed) {
+            return Err(bad());
+        }
+        let client = self.store.client(&claimed).await?.ok_or_else(bad)?;
+        let jwks: serde_json::Value = client
+            .jwks
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok())
+            .ok_or_else(bad)?;
+        let issuer = &self.cfg.issuer;
+        let endpoint = format!("{issuer}/oauth/token");
+        let claims: serde_json::Value = [endpoint.as_str(), issuer.as_str()]
+            .iter()
+            .find_map(|aud| {
+                secure::jwt::Verifier::from_jwks(&jwks, &client.id, aud)
+                    .ok()?
+                    .verify(assertion)
+                    .ok()
+            })
+            .ok_or_else(bad)?;
+        let exp = claims["exp"].as_i64().ok_or_else(bad)?;
+        let jti = claims["jti"]
+            .as_str()
+            .filter(|j| !j.is_empty() && j.len() <= 256);
+        if claims["sub"].as_str() != Some(client.id.as_str()) || exp > now + 300 {
+            return Err(bad());
+        }
+        let Some(jti) = jti else {
+            return Err(bad());
+        };
+        if !self.store.use_assertion(&client.id, jti, exp, now).await? {
+            return Err(OAuthError::new(
+                "invalid_client",
+                "this client assertion was used already",
+            ));
+        }
+        Ok(client)
     }
 
     /// `POST /oauth/token`.
@@ -716,7 +805,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        let client = self.token_client(basic, &req).await?;
+        let client = self.token_client(basic, &req, now).await?;
         let grant = req.grant_type.as_deref().unwrap_or("");
         if !GRANTS.contains(&grant) {
             return Err(OAuthError::new(
@@ -1039,7 +1128,7 @@ impl AuthService {
         token: &str,
         now: i64,
     ) -> Result<serde_json::Value, OAuthError> {
-        let client = self.token_client(basic, req).await?;
+        let client = self.token_client(basic, req, now).await?;
         let Some((_, mut claims)) = self.client_token(&client, token, now).await? else {
             return Ok(serde_json::json!({"active": false}));
         };
@@ -1061,7 +1150,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), OAuthError> {
-        let client = self.token_client(basic, req).await?;
+        let client = self.token_client(basic, req, now).await?;
         if let Some((session, _)) = self.client_token(&client, token, now).await? {
             self.store
                 .revoke_session(&session.id, "revoked_by_client", now)
@@ -1184,6 +1273,17 @@ impl AuthService {
         if input.refresh_token_ttl.is_some() {
             c.refresh_ttl = ttl(input.refresh_token_ttl, REFRESH_TTL, "refreshTokenTtl")?;
         }
+        if let Some(jwks) = input.jwks {
+            let usable = secure::jwt::Verifier::from_jwks(&jwks, "", "")
+                .map(|v| v.key_count())
+                .unwrap_or(0);
+            if usable == 0 || jwks.to_string().len() > 16 * 1024 {
+                return Err(invalid(
+                    "jwks must be a JWKS ({\"keys\":[…]}) with at least one RS256, ES256 or EdDSA key with a kid",
+                ));
+            }
+            c.jwks = Some(jwks.to_string());
+        }
         if c.redirect_uris.is_empty() {
             return Err(invalid("redirectUris is required"));
         }
@@ -1209,12 +1309,20 @@ impl AuthService {
                 .await?
                 .ok_or_else(|| invalid("orgId names no organization"))?;
         }
-        let secret = (!input.public.unwrap_or(false)).then(|| token::generate(SECRET_PREFIX));
+        let signs = input.jwks.is_some();
+        if signs && input.public == Some(true) {
+            return Err(invalid(
+                "a public client has no keys; leave out jwks or public",
+            ));
+        }
+        let secret =
+            (!input.public.unwrap_or(false) && !signs).then(|| token::generate(SECRET_PREFIX));
         let mut c = OAuthClient {
             id: format!("tcl_{}", token::random_uuid().replace('-', "")),
             org_id: input.org_id.clone(),
             name: String::new(),
             secret_hash: secret.as_ref().map(|s| s.digest.clone()),
+            jwks: None,
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             grant_types: Vec::new(),
@@ -1265,6 +1373,17 @@ impl AuthService {
             .ok_or_else(|| AuthError::NotFound("no such client".into()))
     }
 
+    /// `GET /api/oauth/clients/{id}/stats` (administrators).
+    pub async fn client_stats(
+        &self,
+        p: &Principal,
+        id: &str,
+        now: i64,
+    ) -> Result<crate::repo::ClientStats, AuthError> {
+        let c = self.get_client(p, id).await?;
+        Ok(self.store.client_stats(&c.id, now).await?)
+    }
+
     /// `PUT /api/oauth/clients/{id}`.
     pub async fn update_client(
         &self,
@@ -1277,6 +1396,11 @@ impl AuthService {
         let mut c = self.get_client(p, id).await?;
         if input.public.is_some() || input.org_id.is_some() {
             return Err(invalid("public and orgId are set at registration"));
+        }
+        if input.jwks.is_some() && c.jwks.is_none() {
+            return Err(invalid(
+                "jwks replaces the keys of a client registered with keys; this one has a secret or is public",
+            ));
         }
         self.apply_client_input(&mut c, input)?;
         c.updated_at = now;
@@ -1312,7 +1436,9 @@ impl AuthService {
     ) -> Result<(OAuthClient, Secret<String>), AuthError> {
         let mut c = self.get_client(p, id).await?;
         if c.secret_hash.is_none() {
-            return Err(invalid("a public client has no secret"));
+            return Err(invalid(
+                "this client has no secret (it is public, or signs with its keys)",
+            ));
         }
         let secret = token::generate(SECRET_PREFIX);
         c.secret_hash = Some(secret.digest);

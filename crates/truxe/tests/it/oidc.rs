@@ -1285,3 +1285,163 @@ async fn issue_20_account_page_sets_up_and_turns_off_an_authenticator() {
     let (_, body) = t.login("tom@example.com", PASSWORD).await;
     assert!(body["data"]["tokens"]["access_token"].is_string(), "{body}");
 }
+
+/// Issue 20: `private_key_jwt`. A client registered with its public keys
+/// gets no secret and proves itself with a short-lived JWT it signs; a
+/// wrong key, audience, lifetime, a missing `jti` or a replayed assertion
+/// is refused, beside the assertion that works.
+#[tokio::test]
+async fn issue_20_private_key_jwt_clients_sign_their_token_requests() {
+    use secure::jwt::{KeyAlg, KeyRing, SigningKey};
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root-k@example.com").await;
+    let ring = KeyRing::new(SigningKey::generate(KeyAlg::EdDsa).unwrap(), vec![]);
+    let (s, b) = register_client(
+        &t,
+        &admin,
+        json!({"name": "Notes <b>app</b>", "redirectUris": [REDIRECT], "jwks": ring.jwks()}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(b["data"]["clientSecret"].is_null(), "no secret: {b}");
+    assert_eq!(
+        b["data"]["client"]["tokenEndpointAuthMethod"],
+        "private_key_jwt"
+    );
+    assert_eq!(b["data"]["client"]["public"], false);
+    let id = b["data"]["client"]["clientId"].as_str().unwrap().to_owned();
+    // Bad keys are refused at registration.
+    let (s, _) = register_client(
+        &t,
+        &admin,
+        json!({"name": "X", "redirectUris": [REDIRECT], "jwks": {"keys": []}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    t.register("kim@example.com").await;
+    let b = browser();
+    let back = sign_in_and_decide(
+        &b,
+        &t,
+        &authorize_url(&t, &id, &[]),
+        "kim@example.com",
+        "allow",
+    )
+    .await;
+    let code = param(&back, "code").unwrap();
+    let endpoint = format!("{}/oauth/token", t.url());
+    let claims = |jti: &str, aud: &str, exp_in: i64| json!({"iss": id, "sub": id, "aud": aud, "jti": jti, "iat": now(), "exp": now() as i64 + exp_in});
+    let exchange = |assertion: String| {
+        let (t, code) = (&t, code.clone());
+        async move {
+            let r = t
+                .http
+                .post(format!("{}/oauth/token", t.url()))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // Attacks: each is refused, and the code stays unspent for the control.
+    let rogue = KeyRing::new(SigningKey::generate(KeyAlg::EdDsa).unwrap(), vec![]);
+    for (why, assertion) in [
+        ("another key", rogue.sign(&claims("j1", &endpoint, 60)).unwrap()),
+        ("another audience", ring.sign(&claims("j2", "https://elsewhere.example/token", 60)).unwrap()),
+        ("too long a life", ring.sign(&claims("j3", &endpoint, 3600)).unwrap()),
+        ("expired", ring.sign(&claims("j4", &endpoint, -60)).unwrap()),
+        ("no jti", ring.sign(&json!({"iss": id, "sub": id, "aud": endpoint, "exp": now() + 60})).unwrap()),
+        ("another subject", ring.sign(&json!({"iss": id, "sub": "tcl_other", "aud": endpoint, "jti": "j5", "exp": now() + 60})).unwrap()),
+        ("not a JWT", "not.a.jwt".to_owned()),
+    ] {
+        let (s, body) = exchange(assertion).await;
+        assert_eq!((s, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{why}: {body}");
+    }
+    // Control: the client's own, fresh assertion (audience the endpoint).
+    let good = ring.sign(&claims("j-ok", &endpoint, 120)).unwrap();
+    let (s, body) = exchange(good.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    // The same assertion again (here at introspection): a replay.
+    let introspect = |assertion: String| {
+        let (t, access) = (&t, access.clone());
+        async move {
+            t.http
+                .post(format!("{}/oauth/introspect", t.url()))
+                .form(&[
+                    ("token", access.as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = introspect(good).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("used already"));
+    // A new one, with the issuer as audience, works.
+    let r = introspect(ring.sign(&claims("j-ok-2", &t.url(), 60)).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
+    // Without any credential the client is not public: refused.
+    let (s, _) = {
+        let r = t
+            .http
+            .post(format!("{}/oauth/introspect", t.url()))
+            .form(&[("token", access.as_str()), ("client_id", id.as_str())])
+            .send()
+            .await
+            .unwrap();
+        (r.status(), ())
+    };
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Its use, at the original's stats path: one session, one user, one
+    // consent; administrators only.
+    let (s, stats) = t
+        .authed(
+            Method::GET,
+            &format!("/api/oauth/clients/{id}/stats"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{stats}");
+    let d = &stats["data"];
+    assert_eq!(
+        (
+            d["activeSessions"].as_i64(),
+            d["activeUsers"].as_i64(),
+            d["consents"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{stats}"
+    );
+    assert!(d["lastUsedAt"].is_string(), "{stats}");
+    let (user, _) = t.register("nosy@example.com").await;
+    let (s, _) = t
+        .authed(
+            Method::GET,
+            &format!("/api/oauth/clients/{id}/stats"),
+            &user,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

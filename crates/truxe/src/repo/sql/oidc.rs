@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::{json_column, SqlStore};
 use crate::model::{AuthCode, CodeUse, OAuthClient};
-use crate::repo::{OidcRepo, RepoError};
+use crate::repo::{ClientStats, OidcRepo, RepoError};
 
 fn client(r: &AnyRow) -> Result<OAuthClient, RepoError> {
     Ok(OAuthClient {
@@ -14,6 +14,7 @@ fn client(r: &AnyRow) -> Result<OAuthClient, RepoError> {
         org_id: r.try_get("org_id")?,
         name: r.try_get("name")?,
         secret_hash: r.try_get("secret_hash")?,
+        jwks: r.try_get("jwks")?,
         redirect_uris: json_column(r, "redirect_uris")?,
         post_logout_redirect_uris: json_column(r, "post_logout_redirect_uris")?,
         grant_types: json_column(r, "grant_types")?,
@@ -35,8 +36,8 @@ impl OidcRepo for SqlStore {
     async fn create_client(&self, c: &OAuthClient) -> Result<(), RepoError> {
         sqlx::query(
             "INSERT INTO oauth_clients (id, org_id, name, secret_hash, redirect_uris, post_logout_redirect_uris,
-                                        grant_types, scopes, access_ttl, refresh_ttl, created_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                        grant_types, scopes, access_ttl, refresh_ttl, created_by, created_at, updated_at, jwks)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&c.id)
         .bind(&c.org_id)
@@ -51,6 +52,7 @@ impl OidcRepo for SqlStore {
         .bind(&c.created_by)
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(&c.jwks)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -74,7 +76,8 @@ impl OidcRepo for SqlStore {
     async fn update_client(&self, c: &OAuthClient) -> Result<(), RepoError> {
         sqlx::query(
             "UPDATE oauth_clients SET name = $1, secret_hash = $2, redirect_uris = $3, post_logout_redirect_uris = $4,
-                    grant_types = $5, scopes = $6, access_ttl = $7, refresh_ttl = $8, updated_at = $9 WHERE id = $10",
+                    grant_types = $5, scopes = $6, access_ttl = $7, refresh_ttl = $8, updated_at = $9, jwks = $11
+             WHERE id = $10",
         )
         .bind(&c.name)
         .bind(&c.secret_hash)
@@ -86,9 +89,54 @@ impl OidcRepo for SqlStore {
         .bind(c.refresh_ttl)
         .bind(c.updated_at)
         .bind(&c.id)
+        .bind(&c.jwks)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn client_stats(&self, client_id: &str, now: i64) -> Result<ClientStats, RepoError> {
+        let live = sqlx::query(
+            "SELECT COUNT(*) AS sessions, COUNT(DISTINCT user_id) AS users, MAX(last_used_at) AS last_used
+             FROM sessions WHERE client_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(client_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let consents = sqlx::query("SELECT COUNT(*) AS n FROM oauth_consents WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(ClientStats {
+            active_sessions: live.try_get("sessions")?,
+            active_users: live.try_get("users")?,
+            last_used_at: live.try_get("last_used")?,
+            consents: consents.try_get("n")?,
+        })
+    }
+
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, RepoError> {
+        sqlx::query("DELETE FROM oauth_client_assertions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let r = sqlx::query(
+            "INSERT INTO oauth_client_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (client_id, jti) DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn delete_client(&self, id: &str, now: i64) -> Result<bool, RepoError> {
