@@ -168,6 +168,9 @@ async fn power_cut_loses_no_acknowledged_write(coordinator_env: &[(&str, &str)])
     );
 
     c.add_node("n1");
+    // The node's own answer first: the coordinator may not have noticed it
+    // was gone, and would call it ready while it is still starting.
+    c.wait_node_ready("n1").await;
     c.wait_placed(1).await;
     for k in &acked {
         let (s, body) = c.get(k).await;

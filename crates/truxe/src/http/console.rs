@@ -477,16 +477,20 @@ pub(crate) async fn end_session(
 
 /// `GET /admin/console/clients`: the applications that sign users in
 /// through Truxe, and a form for a new one.
-pub(crate) async fn clients(State(app): State<App>, headers: HeaderMap) -> Response {
+pub(crate) async fn clients(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+) -> Response {
     let a = match admit(&app, &headers).await {
         Ok(a) => a,
         Err(res) => return res,
     };
-    clients_page(&app, &a, None).await
+    clients_page(&app, &a, &c, None).await
 }
 
-async fn clients_page(app: &App, a: &Admitted, shown: Option<String>) -> Response {
-    let list = match app.auth.list_clients(&a.p).await {
+async fn clients_page(app: &App, a: &Admitted, c: &ClientInfo, shown: Option<String>) -> Response {
+    let list = match app.auth.list_clients(&a.p, None, c, now()).await {
         Ok(l) => l,
         Err(e) => return a.problem(app, e, "/admin/console/clients"),
     };
@@ -585,7 +589,7 @@ pub(crate) async fn create_client(
                 Some(s) => secret_shown(&client.id, s.expose()),
                 None => para(&format!("Registered {} (public: no secret).", client.id)),
             };
-            clients_page(&app, &a, Some(shown)).await
+            clients_page(&app, &a, &c, Some(shown)).await
         }
         Err(e) => a.problem(&app, e, "/admin/console/clients"),
     }
@@ -616,7 +620,13 @@ pub(crate) async fn client_action(
             .await
         {
             Ok((client, secret)) => {
-                clients_page(&app, &a, Some(secret_shown(&client.id, secret.expose()))).await
+                clients_page(
+                    &app,
+                    &a,
+                    &c,
+                    Some(secret_shown(&client.id, secret.expose())),
+                )
+                .await
             }
             Err(e) => a.problem(&app, e, back),
         },

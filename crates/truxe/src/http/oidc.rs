@@ -1568,10 +1568,16 @@ pub(crate) async fn create_client(
 }
 
 /// `GET /api/oauth/clients`.
-pub(crate) async fn list_clients(State(app): State<App>, Auth(p): Auth) -> Reply {
+pub(crate) async fn list_clients(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Client(c): Client,
+    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply {
+    let org = q.ok().and_then(|Query(q)| q.org_id);
     let list: Vec<ClientView> = app
         .auth
-        .list_clients(&p)
+        .list_clients(&p, org.as_deref(), &c, now())
         .await?
         .iter()
         .map(ClientView::from)
@@ -1579,13 +1585,24 @@ pub(crate) async fn list_clients(State(app): State<App>, Auth(p): Auth) -> Reply
     Ok(ok(json!({"clients": list})))
 }
 
+/// `?orgId=` of the client list.
+#[derive(Debug, Deserialize)]
+pub(crate) struct OrgQuery {
+    #[serde(rename = "orgId", alias = "org_id")]
+    org_id: Option<String>,
+}
+
 /// `GET /api/oauth/clients/{id}`.
 pub(crate) async fn get_client(
     State(app): State<App>,
     Auth(p): Auth,
+    Client(c): Client,
     Path(id): Path<String>,
 ) -> Reply {
-    Ok(ok(with_secret(&app.auth.get_client(&p, &id).await?, None)))
+    Ok(ok(with_secret(
+        &app.auth.get_client(&p, &id, &c, now()).await?,
+        None,
+    )))
 }
 
 /// `PUT /api/oauth/clients/{id}`.
@@ -1617,9 +1634,10 @@ pub(crate) async fn delete_client(
 pub(crate) async fn client_stats(
     State(app): State<App>,
     Auth(p): Auth,
+    Client(c): Client,
     Path(id): Path<String>,
 ) -> Reply {
-    let stats = app.auth.client_stats(&p, &id, now()).await?;
+    let stats = app.auth.client_stats(&p, &id, &c, now()).await?;
     let mut v = serde_json::to_value(&stats).unwrap_or_default();
     v["clientId"] = id.into();
     v["lastUsedAt"] = stats.last_used_at.map(crate::model::rfc3339).into();

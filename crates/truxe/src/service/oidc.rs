@@ -15,6 +15,7 @@ use secure::{token, Secret};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+use super::policy::perm;
 use super::{AuthError, AuthService, ClientInfo, Principal};
 use crate::model::{AuthCode, CodeUse, OAuthClient, Session, User};
 
@@ -333,6 +334,10 @@ pub struct ClientInput {
     /// Public keys (`{"keys":[…]}`) it signs `private_key_jwt` assertions
     /// with; such a client gets no secret.
     pub jwks: Option<serde_json::Value>,
+}
+
+fn no_client() -> AuthError {
+    AuthError::NotFound("no such client".into())
 }
 
 fn invalid(msg: impl Into<String>) -> AuthError {
@@ -1235,8 +1240,31 @@ impl AuthService {
         Ok(())
     }
 
-    fn require_clients_admin(&self, p: &Principal) -> Result<(), AuthError> {
-        self.require_admin(p)
+    /// The client `id`, if `p` may act on it with `wanted`
+    /// (`oauth_clients:read` or `:manage`): a system administrator on any,
+    /// a member whose role grants it on its organization's. Others: 404.
+    async fn client_for(
+        &self,
+        p: &Principal,
+        id: &str,
+        wanted: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<OAuthClient, AuthError> {
+        if id.len() > 128 {
+            return Err(no_client());
+        }
+        let c = self.store.client(id).await?.ok_or_else(no_client)?;
+        if p.user.is_admin {
+            return Ok(c);
+        }
+        let Some(org) = &c.org_id else {
+            return Err(no_client());
+        };
+        let caller = super::Caller::User(p.clone());
+        self.authorize_resource(&caller, org, wanted, no_client, ctx, now)
+            .await?;
+        Ok(c)
     }
 
     fn apply_client_input(&self, c: &mut OAuthClient, input: ClientInput) -> Result<(), AuthError> {
@@ -1299,15 +1327,29 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(OAuthClient, Option<Secret<String>>), AuthError> {
-        self.require_clients_admin(p)?;
         if input.name.is_none() {
             return Err(invalid("name is required"));
         }
-        if let Some(org) = &input.org_id {
-            self.store
-                .org(org)
-                .await?
-                .ok_or_else(|| invalid("orgId names no organization"))?;
+        match (&input.org_id, p.user.is_admin) {
+            (Some(org), true) => {
+                self.store
+                    .org(org)
+                    .await?
+                    .ok_or_else(|| invalid("orgId names no organization"))?;
+            }
+            // An organization's own applications, by those its roles allow.
+            (Some(org), false) => {
+                let caller = super::Caller::User(p.clone());
+                self.authorize(&caller, org, perm::OAUTH_CLIENTS_MANAGE, ctx, now)
+                    .await?;
+            }
+            (None, true) => {}
+            (None, false) => {
+                return Err(AuthError::Forbidden(
+                    "only system administrators register clients of no organization; give orgId"
+                        .into(),
+                ))
+            }
         }
         let signs = input.jwks.is_some();
         if signs && input.public == Some(true) {
@@ -1358,29 +1400,58 @@ impl AuthService {
         .await;
     }
 
-    /// Every client (administrators).
-    pub async fn list_clients(&self, p: &Principal) -> Result<Vec<OAuthClient>, AuthError> {
-        self.require_clients_admin(p)?;
-        Ok(self.store.clients().await?)
+    /// The clients of `org` (those whose role may read them), or every
+    /// client (system administrators, without `org`).
+    pub async fn list_clients(
+        &self,
+        p: &Principal,
+        org: Option<&str>,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<Vec<OAuthClient>, AuthError> {
+        match org {
+            None if p.user.is_admin => Ok(self.store.clients().await?),
+            None => Err(invalid(
+                "give orgId: the organization whose applications to list",
+            )),
+            Some(org) => {
+                if !p.user.is_admin {
+                    let caller = super::Caller::User(p.clone());
+                    self.authorize(&caller, org, perm::OAUTH_CLIENTS_READ, ctx, now)
+                        .await?;
+                }
+                Ok(self
+                    .store
+                    .clients()
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.org_id.as_deref() == Some(org))
+                    .collect())
+            }
+        }
     }
 
-    /// One client (administrators).
-    pub async fn get_client(&self, p: &Principal, id: &str) -> Result<OAuthClient, AuthError> {
-        self.require_clients_admin(p)?;
-        self.store
-            .client(id)
-            .await?
-            .ok_or_else(|| AuthError::NotFound("no such client".into()))
+    /// One client.
+    pub async fn get_client(
+        &self,
+        p: &Principal,
+        id: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<OAuthClient, AuthError> {
+        self.client_for(p, id, perm::OAUTH_CLIENTS_READ, ctx, now)
+            .await
     }
 
-    /// `GET /api/oauth/clients/{id}/stats` (administrators).
+    /// `GET /api/oauth/clients/{id}/stats`.
     pub async fn client_stats(
         &self,
         p: &Principal,
         id: &str,
+        ctx: &ClientInfo,
         now: i64,
     ) -> Result<crate::repo::ClientStats, AuthError> {
-        let c = self.get_client(p, id).await?;
+        let c = self.get_client(p, id, ctx, now).await?;
         Ok(self.store.client_stats(&c.id, now).await?)
     }
 
@@ -1393,7 +1464,9 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<OAuthClient, AuthError> {
-        let mut c = self.get_client(p, id).await?;
+        let mut c = self
+            .client_for(p, id, perm::OAUTH_CLIENTS_MANAGE, ctx, now)
+            .await?;
         if input.public.is_some() || input.org_id.is_some() {
             return Err(invalid("public and orgId are set at registration"));
         }
@@ -1418,7 +1491,9 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        let c = self.get_client(p, id).await?;
+        let c = self
+            .client_for(p, id, perm::OAUTH_CLIENTS_MANAGE, ctx, now)
+            .await?;
         self.store.delete_client(id, now).await?;
         self.client_audit("oauth_client_deleted", p, &c, ctx, now)
             .await;
@@ -1434,7 +1509,9 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(OAuthClient, Secret<String>), AuthError> {
-        let mut c = self.get_client(p, id).await?;
+        let mut c = self
+            .client_for(p, id, perm::OAUTH_CLIENTS_MANAGE, ctx, now)
+            .await?;
         if c.secret_hash.is_none() {
             return Err(invalid(
                 "this client has no secret (it is public, or signs with its keys)",

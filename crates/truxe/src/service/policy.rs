@@ -39,6 +39,10 @@ pub mod perm {
     pub const WEBHOOKS_READ: &str = "webhooks:read";
     /// Create, change, test and delete endpoints; retry deliveries.
     pub const WEBHOOKS_MANAGE: &str = "webhooks:manage";
+    /// See the organization's OAuth clients (applications) and their use.
+    pub const OAUTH_CLIENTS_READ: &str = "oauth_clients:read";
+    /// Register, change and delete them; new secrets.
+    pub const OAUTH_CLIENTS_MANAGE: &str = "oauth_clients:manage";
 }
 
 /// Built-in role names.
@@ -93,6 +97,7 @@ fn builtin(name: &str) -> Option<RoleDef> {
                 perm::ROLES_MANAGE,
                 "webhooks:*",
                 "service_accounts:*",
+                "oauth_clients:*",
                 "audit:read",
             ],
             &[MEMBER],

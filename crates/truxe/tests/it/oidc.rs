@@ -1443,5 +1443,5 @@ async fn issue_20_private_key_jwt_clients_sign_their_token_requests() {
             None,
         )
         .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(s, StatusCode::NOT_FOUND, "not theirs to know of");
 }

@@ -1165,3 +1165,125 @@ async fn issue_18_nested_roles_do_not_stall_the_server() {
         "{b}"
     );
 }
+
+/// Issue 20: an organization's administrators manage its OAuth clients
+/// (`oauth_clients:*`); members without the permission and outsiders do
+/// not, and only system administrators register clients of no
+/// organization.
+#[tokio::test]
+async fn organizations_manage_their_own_oauth_clients() {
+    let t = Truxe::start(&[]).await;
+    let owner = user(&t, "olga@example.com").await;
+    let member = user(&t, "mats@example.com").await;
+    let outsider = user(&t, "otto@example.com").await;
+    let org = create_org(&t, &owner, "Acme").await;
+    join(&t, &owner, &org, &member, "member", 1).await;
+    let body = json!({"name": "Acme Notes", "redirectUris": ["https://notes.acme.example/cb"], "orgId": org});
+    // Control: the owner registers one, lists, reads, changes, measures.
+    let (s, b) = call(
+        &t,
+        &owner,
+        Method::POST,
+        "/api/oauth/clients",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(b["data"]["clientSecret"]
+        .as_str()
+        .unwrap()
+        .starts_with("tcs_"));
+    let id = b["data"]["client"]["clientId"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        &t,
+        &owner,
+        Method::GET,
+        &format!("/api/oauth/clients?orgId={org}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["clients"][0]["clientId"], id.as_str());
+    let (s, _) = call(
+        &t,
+        &owner,
+        Method::GET,
+        &format!("/api/oauth/clients/{id}/stats"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = call(
+        &t,
+        &owner,
+        Method::PUT,
+        &format!("/api/oauth/clients/{id}"),
+        Some(json!({"name": "Acme Notes 2"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // A member without the permission: refused (and audited).
+    let (s, _) = call(
+        &t,
+        &member,
+        Method::POST,
+        "/api/oauth/clients",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &t,
+        &member,
+        Method::DELETE,
+        &format!("/api/oauth/clients/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // An outsider does not even learn it exists.
+    let (s, _) = call(
+        &t,
+        &outsider,
+        Method::GET,
+        &format!("/api/oauth/clients/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &t,
+        &outsider,
+        Method::GET,
+        &format!("/api/oauth/clients?orgId={org}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // No organization: system administrators only; the list needs one.
+    let mut bare = body.clone();
+    bare.as_object_mut().unwrap().remove("orgId");
+    let (s, _) = call(&t, &owner, Method::POST, "/api/oauth/clients", Some(bare)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(&t, &owner, Method::GET, "/api/oauth/clients", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // The owner deletes it.
+    let (s, _) = call(
+        &t,
+        &owner,
+        Method::DELETE,
+        &format!("/api/oauth/clients/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &t,
+        &owner,
+        Method::GET,
+        &format!("/api/oauth/clients/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
