@@ -13,7 +13,7 @@
 //! client.put_with("config/limit", "10", &Put::new().if_absent()).await?;
 //!
 //! let current = client.get("config/limit").await?.expect("just written");
-//! let next = current.text()?.parse::<u32>().unwrap_or(0) + 1;
+//! let next = current.text().and_then(|t| t.parse::<u32>().ok()).unwrap_or(0) + 1;
 //! match client
 //!     .put_with("config/limit", next.to_string(), &Put::new().if_version(current.version))
 //!     .await
@@ -94,10 +94,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The value as UTF-8 text.
-    pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.value)
-            .map_err(|e| Error::Config(format!("the value is not UTF-8: {e}")))
+    /// The value as text, if it is UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.value).ok()
     }
 }
 

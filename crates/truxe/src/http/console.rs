@@ -16,9 +16,8 @@ use serde::Deserialize;
 
 use super::extract::Client;
 use super::oidc::{
-    brand, browser_for_page, browser_sign_in, code_step, csrf_token, failure, genuine, not_genuine,
-    passkey_finish_step, passkey_step, password_step, redirect, sign_in_page, with_browser, Flow,
-    StepForm,
+    brand, browser_for_page, browser_sign_in, csrf_token, failure, genuine, not_genuine, redirect,
+    sign_in_page, sign_in_step, with_browser, Flow, Step, StepForm,
 };
 use super::pages::{self, alert, field, hidden, para};
 use super::{now, App};
@@ -782,34 +781,6 @@ pub(crate) async fn audit_log(
     )
 }
 
-/// The console's own sign-in steps, as the account page's.
-#[derive(Clone, Copy)]
-enum Step {
-    Password,
-    SecondFactor,
-    Passkey,
-    PasskeyAnswer,
-}
-
-async fn sign_in_step(
-    app: &App,
-    headers: &HeaderMap,
-    c: &ClientInfo,
-    f: &StepForm,
-    step: Step,
-) -> Response {
-    let Some(browser) = genuine(app, headers, f.csrf.as_deref()) else {
-        return not_genuine(app);
-    };
-    let flow = Flow::Console;
-    match step {
-        Step::Password => password_step(app, &flow, &browser, f, c).await,
-        Step::SecondFactor => code_step(app, &flow, &browser, f, c).await,
-        Step::Passkey => passkey_step(app, &flow, &browser, f).await,
-        Step::PasskeyAnswer => passkey_finish_step(app, &flow, &browser, f, c).await,
-    }
-}
-
 /// `POST /admin/console/login`.
 pub(crate) async fn login(
     State(app): State<App>,
@@ -817,7 +788,7 @@ pub(crate) async fn login(
     Client(c): Client,
     Form(f): Form<StepForm>,
 ) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Step::Password).await
+    sign_in_step(&app, &headers, &c, &f, Flow::Console, Step::Password).await
 }
 
 /// `POST /admin/console/mfa`.
@@ -827,7 +798,7 @@ pub(crate) async fn mfa(
     Client(c): Client,
     Form(f): Form<StepForm>,
 ) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Step::SecondFactor).await
+    sign_in_step(&app, &headers, &c, &f, Flow::Console, Step::SecondFactor).await
 }
 
 /// `POST /admin/console/passkey`.
@@ -837,7 +808,7 @@ pub(crate) async fn passkey(
     Client(c): Client,
     Form(f): Form<StepForm>,
 ) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Step::Passkey).await
+    sign_in_step(&app, &headers, &c, &f, Flow::Console, Step::Passkey).await
 }
 
 /// `POST /admin/console/passkey/finish`.
@@ -847,5 +818,5 @@ pub(crate) async fn passkey_finish(
     Client(c): Client,
     Form(f): Form<StepForm>,
 ) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Step::PasskeyAnswer).await
+    sign_in_step(&app, &headers, &c, &f, Flow::Console, Step::PasskeyAnswer).await
 }

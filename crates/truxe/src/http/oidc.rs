@@ -502,7 +502,7 @@ pub(super) fn signed_in(app: &App, mut res: Response, who: &BrowserSignIn) -> Re
 }
 
 /// The password step of either flow.
-pub(super) async fn password_step(
+async fn password_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -541,7 +541,7 @@ pub(super) async fn password_step(
 }
 
 /// The second-factor step of either flow.
-pub(super) async fn code_step(
+async fn code_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -603,12 +603,7 @@ pub(super) async fn code_step(
 
 /// The first step of a passkey sign-in in either flow: the address given,
 /// a page that asks the browser for one of its passkeys.
-pub(super) async fn passkey_step(
-    app: &App,
-    flow: &Flow<'_>,
-    browser: &str,
-    f: &StepForm,
-) -> Response {
+async fn passkey_step(app: &App, flow: &Flow<'_>, browser: &str, f: &StepForm) -> Response {
     let email = f.email.as_deref().unwrap_or("").trim();
     let options = match app.auth.passkey_login_options(email, now()).await {
         Ok(o) => o,
@@ -654,7 +649,7 @@ pub(super) async fn passkey_step(
 
 /// The browser's answer to a passkey sign-in: signed in (a passkey with
 /// user verification stands for two factors), or the sign-in page again.
-pub(super) async fn passkey_finish_step(
+async fn passkey_finish_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -724,31 +719,6 @@ pub(crate) async fn passkey_finish(
     match step(&app, &headers, &f).await {
         Ok((browser, a)) => passkey_finish_step(&app, &Flow::Client(&a), &browser, &f, &c).await,
         Err(res) => res,
-    }
-}
-
-/// `POST /account/passkey`: the account page's passkey sign-in.
-pub(crate) async fn account_passkey(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Form(f): Form<StepForm>,
-) -> Response {
-    match genuine(&app, &headers, f.csrf.as_deref()) {
-        Some(browser) => passkey_step(&app, &Flow::Account, &browser, &f).await,
-        None => not_genuine(&app),
-    }
-}
-
-/// `POST /account/passkey/finish`.
-pub(crate) async fn account_passkey_finish(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    match genuine(&app, &headers, f.csrf.as_deref()) {
-        Some(browser) => passkey_finish_step(&app, &Flow::Account, &browser, &f, &c).await,
-        None => not_genuine(&app),
     }
 }
 
@@ -2165,6 +2135,36 @@ pub(crate) async fn account_logout(
     signed_out(&app, None, None)
 }
 
+/// A sign-in step of a flow without an application (the account page,
+/// the console): password, second factor, passkey, or the passkey's answer.
+#[derive(Clone, Copy)]
+pub(super) enum Step {
+    Password,
+    SecondFactor,
+    Passkey,
+    PasskeyAnswer,
+}
+
+/// Runs `step` of `flow` after checking the form's CSRF token.
+pub(super) async fn sign_in_step(
+    app: &App,
+    headers: &HeaderMap,
+    c: &ClientInfo,
+    f: &StepForm,
+    flow: Flow<'_>,
+    step: Step,
+) -> Response {
+    let Some(browser) = genuine(app, headers, f.csrf.as_deref()) else {
+        return not_genuine(app);
+    };
+    match step {
+        Step::Password => password_step(app, &flow, &browser, f, c).await,
+        Step::SecondFactor => code_step(app, &flow, &browser, f, c).await,
+        Step::Passkey => passkey_step(app, &flow, &browser, f).await,
+        Step::PasskeyAnswer => passkey_finish_step(app, &flow, &browser, f, c).await,
+    }
+}
+
 /// `POST /account/login`: the account page's password step.
 pub(crate) async fn account_login(
     State(app): State<App>,
@@ -2172,10 +2172,7 @@ pub(crate) async fn account_login(
     Client(c): Client,
     Form(f): Form<StepForm>,
 ) -> Response {
-    match genuine(&app, &headers, f.csrf.as_deref()) {
-        Some(browser) => password_step(&app, &Flow::Account, &browser, &f, &c).await,
-        None => not_genuine(&app),
-    }
+    sign_in_step(&app, &headers, &c, &f, Flow::Account, Step::Password).await
 }
 
 /// `POST /account/mfa`: the account page's second factor.
@@ -2185,8 +2182,25 @@ pub(crate) async fn account_mfa(
     Client(c): Client,
     Form(f): Form<StepForm>,
 ) -> Response {
-    match genuine(&app, &headers, f.csrf.as_deref()) {
-        Some(browser) => code_step(&app, &Flow::Account, &browser, &f, &c).await,
-        None => not_genuine(&app),
-    }
+    sign_in_step(&app, &headers, &c, &f, Flow::Account, Step::SecondFactor).await
+}
+
+/// `POST /account/passkey`: the account page's passkey sign-in.
+pub(crate) async fn account_passkey(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    sign_in_step(&app, &headers, &c, &f, Flow::Account, Step::Passkey).await
+}
+
+/// `POST /account/passkey/finish`.
+pub(crate) async fn account_passkey_finish(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<StepForm>,
+) -> Response {
+    sign_in_step(&app, &headers, &c, &f, Flow::Account, Step::PasskeyAnswer).await
 }

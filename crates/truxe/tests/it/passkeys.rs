@@ -227,13 +227,7 @@ async fn issue_20_passkeys_register_sign_in_and_second_factor_in_chromium() {
     b.click("button[formaction]").await;
     // The authenticator holds no credential the options name: the browser
     // says so on the page, and nothing is posted.
-    testkit::eventually("the passkey refused", Duration::from_secs(30), || async {
-        b.text()
-            .await
-            .contains("cancelled or timed out")
-            .then_some(())
-    })
-    .await;
+    wait_text(&b, "cancelled or timed out").await;
     b.screenshot("passkeys-3-none-left").await;
     // And the password alone works again.
     let (s, body) = t.login("pia@example.com", PASSWORD).await;
