@@ -13,7 +13,6 @@ use anyhow::{bail, Context};
 use bench::{closed_loop, percentile, xorshift, Op};
 use clap::{Parser, Subcommand, ValueEnum};
 use torua::config::parse_go_duration;
-use torua::http::extract::encode_key;
 
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for the Torua data API")]
@@ -117,34 +116,17 @@ async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
     if a.clients == 0 || a.keys == 0 {
         bail!("--clients and --keys must be at least 1");
     }
-    let base = format!("{}{}", a.target.trim_end_matches('/'), a.path);
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = &a.token {
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {t}")
-                .parse()
-                .context("the token cannot be sent in a header")?,
-        );
-    }
-    let mut builder = reqwest::Client::builder();
-    if let Some(ca) = &a.ca {
-        builder = builder.use_preconfigured_tls(secure::tls::client_trusting(ca)?);
-    }
-    let client = builder
-        .default_headers(headers)
+    // For etcd's gateway (plain HTTP, no credential); Torua's requests go
+    // through its own client, set up in `Keys::new`.
+    let client = reqwest::Client::builder()
         .pool_max_idle_per_host(a.clients)
         .tcp_nodelay(true)
         .build()?;
-    let keys = Keys::new(&a, &base);
+    let keys = Keys::new(&a)?;
     if matches!(a.workload, Workload::Get) {
         use futures::stream::{self, StreamExt};
         let failed = stream::iter(0..a.keys)
-            .map(|i| {
-                let req = keys.request(&client, Workload::Put, i);
-                let etcd = keys.is_etcd();
-                async move { succeeded(etcd, Workload::Put, req).await }
-            })
+            .map(|i| keys.op(&client, Workload::Put, i))
             .buffer_unordered(a.clients)
             .filter(|ok| std::future::ready(!*ok))
             .count()
@@ -160,8 +142,7 @@ async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
         let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (w as u64 + 1);
         Box::new(move || {
             let i = (xorshift(&mut rng) % keys.len() as u64) as usize;
-            let req = keys.request(&client, workload, i);
-            Box::pin(succeeded(keys.is_etcd(), workload, req))
+            keys.op(&client, workload, i)
         })
     })
     .await;
@@ -176,10 +157,12 @@ async fn http(a: HttpArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Every request of a run, prepared before it starts (so the load loop
-/// only clones).
+/// only clones). Torua is asked through its typed client without retries,
+/// so every refusal counts as an error, as etcd's do.
 enum Keys {
     Torua {
-        urls: Vec<String>,
+        client: torua_client::Client,
+        names: Vec<String>,
         value: bytes::Bytes,
     },
     Etcd {
@@ -191,15 +174,27 @@ enum Keys {
 }
 
 impl Keys {
-    fn new(a: &HttpArgs, base: &str) -> Keys {
+    fn new(a: &HttpArgs) -> anyhow::Result<Keys> {
         use base64::Engine;
         let names = (0..a.keys).map(|i| format!("bench-{i:08}"));
         let value = vec![b'x'; a.value_size];
-        match a.api {
-            Api::Torua => Keys::Torua {
-                urls: names.map(|k| format!("{base}{}", encode_key(&k))).collect(),
-                value: value.into(),
-            },
+        Ok(match a.api {
+            Api::Torua => {
+                let mut b = torua_client::Client::builder(&a.target)
+                    .attempts(1)
+                    .timeout(Duration::from_secs(30));
+                if let Some(t) = &a.token {
+                    b = b.token(t);
+                }
+                if let Some(ca) = &a.ca {
+                    b = b.ca_file(ca)?;
+                }
+                Keys::Torua {
+                    client: b.build()?,
+                    names: names.collect(),
+                    value: value.into(),
+                }
+            }
             Api::Etcd => {
                 let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
                 let root = a.target.trim_end_matches('/');
@@ -219,36 +214,53 @@ impl Keys {
                     ranges,
                 }
             }
-        }
-    }
-
-    fn is_etcd(&self) -> bool {
-        matches!(self, Keys::Etcd { .. })
+        })
     }
 
     fn len(&self) -> usize {
         match self {
-            Keys::Torua { urls, .. } => urls.len(),
+            Keys::Torua { names, .. } => names.len(),
             Keys::Etcd { puts, .. } => puts.len(),
         }
     }
 
-    fn request(&self, c: &reqwest::Client, w: Workload, i: usize) -> reqwest::RequestBuilder {
+    /// One operation on key `i`; whether it succeeded.
+    fn op(
+        &self,
+        c: &reqwest::Client,
+        w: Workload,
+        i: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
         match (self, w) {
-            (Keys::Torua { urls, value }, Workload::Put) => c.put(&urls[i]).body(value.clone()),
-            (Keys::Torua { urls, .. }, Workload::Get) => c.get(&urls[i]),
-            (Keys::Etcd { put, puts, .. }, Workload::Put) => c.post(put).body(puts[i].clone()),
+            (
+                Keys::Torua {
+                    client,
+                    names,
+                    value,
+                },
+                Workload::Put,
+            ) => {
+                let (client, key, value) = (client.clone(), names[i].clone(), value.clone());
+                Box::pin(async move { client.put(&key, value).await.is_ok() })
+            }
+            (Keys::Torua { client, names, .. }, Workload::Get) => {
+                let (client, key) = (client.clone(), names[i].clone());
+                Box::pin(async move { matches!(client.get(&key).await, Ok(Some(_))) })
+            }
+            (Keys::Etcd { put, puts, .. }, Workload::Put) => {
+                Box::pin(succeeded(w, c.post(put).body(puts[i].clone())))
+            }
             (Keys::Etcd { range, ranges, .. }, Workload::Get) => {
-                c.post(range).body(ranges[i].clone())
+                Box::pin(succeeded(w, c.post(range).body(ranges[i].clone())))
             }
         }
     }
 }
 
-/// Sends `req`; a success is a 2xx with its whole body read (for a read
-/// through etcd's gateway, a body that holds the key: it answers 200 for a
+/// Sends an etcd request; a success is a 2xx with its whole body read (for
+/// a read, a body that holds the key: etcd's gateway answers 200 for a
 /// missing one too).
-async fn succeeded(etcd: bool, w: Workload, req: reqwest::RequestBuilder) -> bool {
+async fn succeeded(w: Workload, req: reqwest::RequestBuilder) -> bool {
     let Ok(r) = req.send().await else {
         return false;
     };
@@ -256,7 +268,7 @@ async fn succeeded(etcd: bool, w: Workload, req: reqwest::RequestBuilder) -> boo
         return false;
     }
     match r.bytes().await {
-        Ok(b) => !(etcd && matches!(w, Workload::Get)) || contains(&b, b"\"kvs\""),
+        Ok(b) => !matches!(w, Workload::Get) || contains(&b, b"\"kvs\""),
         Err(_) => false,
     }
 }
