@@ -528,6 +528,7 @@ pub fn router(app: App) -> Router {
             post(oidc::account_passkey_finish).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route("/account/passkeys/add", post(oidc::account_add_passkey))
+        .route("/account/identities/unlink", post(oidc::account_unlink))
         .route(
             "/account/mfa/setup",
             post(oidc::account_mfa_setup).layer(per_ip("mfa_ip", limits.mfa_ip)),

@@ -1717,6 +1717,28 @@ async fn account_page(app: App, headers: &HeaderMap, problem: Option<String>) ->
             )
         })
         .collect();
+    let linked = match app.auth.linked_identities(&who.user).await {
+        Ok(l) => l,
+        Err(e) => return failure(&app, e),
+    };
+    let linked: String = if linked.is_empty() {
+        "<p class=\"muted\">None.</p>".into()
+    } else {
+        let items: String = linked
+            .iter()
+            .map(|i| {
+                format!(
+                    "<li><p>{}<br><span class=\"muted\">{} · linked {} · last sign-in {}</span></p>{}</li>",
+                    esc(&i.provider),
+                    esc(&i.email),
+                    crate::model::rfc3339(i.created_at),
+                    crate::model::rfc3339(i.last_login_at),
+                    button("/account/identities/unlink", &i.id, "Unlink"),
+                )
+            })
+            .collect();
+        format!("<ul class=\"scopes\">{items}</ul>")
+    };
     let apps: String = if view.consents.is_empty() {
         "<p class=\"muted\">None.</p>".into()
     } else {
@@ -1769,7 +1791,7 @@ async fn account_page(app: App, headers: &HeaderMap, problem: Option<String>) ->
         ""
     };
     let body = format!(
-        r#"{problem}<p>Signed in as {email}.</p>{console}<h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}{passkeys}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
+        r#"{problem}<p>Signed in as {email}.</p>{console}<h2>Sessions</h2><ul class="scopes">{sessions}</ul><h2>Applications you allowed</h2>{apps}<h2>Two-step verification</h2>{mfa}{passkeys}<h2>Linked accounts</h2>{linked}<form method="post" action="/account/logout">{csrf}<button type="submit">Sign out</button></form>"#,
         problem = problem.as_deref().map(alert).unwrap_or_default(),
         email = esc(&who.user.email),
     );
@@ -1864,6 +1886,8 @@ enum AccountAction {
     Withdraw,
     /// Removes one of the user's passkeys.
     RemovePasskey,
+    /// Unlinks one of the user's social-login identities.
+    Unlink,
 }
 
 async fn account_act(
@@ -1882,6 +1906,7 @@ async fn account_act(
         AccountAction::EndSession => app.auth.account_end_session(&who, id, c, now()).await,
         AccountAction::Withdraw => app.auth.account_withdraw(&who, id, c, now()).await,
         AccountAction::RemovePasskey => app.auth.passkey_remove(&who.user, id, c, now()).await,
+        AccountAction::Unlink => app.auth.unlink_identity_of(&who.user, id, c, now()).await,
     };
     match done {
         // Gone already (another tab): the page shows what is left.
@@ -1908,6 +1933,16 @@ pub(crate) async fn account_withdraw(
     Form(f): Form<AccountForm>,
 ) -> Response {
     account_act(&app, &headers, &c, &f, AccountAction::Withdraw).await
+}
+
+/// `POST /account/identities/unlink`.
+pub(crate) async fn account_unlink(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    account_act(&app, &headers, &c, &f, AccountAction::Unlink).await
 }
 
 /// `POST /account/passkeys/remove`.

@@ -454,7 +454,12 @@ impl AuthService {
 
     /// `GET /auth/oauth/identities`: the caller's linked identities.
     pub async fn identities(&self, p: &Principal) -> Result<Vec<OAuthIdentity>, AuthError> {
-        Ok(self.store.identities(&p.user.id).await?)
+        self.linked_identities(&p.user).await
+    }
+
+    /// A user's linked identities (the account page lists them too).
+    pub async fn linked_identities(&self, user: &User) -> Result<Vec<OAuthIdentity>, AuthError> {
+        Ok(self.store.identities(&user.id).await?)
     }
 
     /// `DELETE /auth/oauth/identities/{id}`: unlinks one (audited).
@@ -465,12 +470,23 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        if !self.store.delete_identity(&p.user.id, id).await? {
+        self.unlink_identity_of(&p.user, id, ctx, now).await
+    }
+
+    /// Unlinks one of `user`'s identities (audited as `oauth_unlinked`).
+    pub async fn unlink_identity_of(
+        &self,
+        user: &User,
+        id: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if !self.store.delete_identity(&user.id, id).await? {
             return Err(AuthError::NotFound("no such linked identity".into()));
         }
         self.record(
             self.event("oauth_unlinked", Outcome::Success, ctx, now)
-                .actor(&p.user.id)
+                .actor(&user.id)
                 .target(id),
         )
         .await;

@@ -517,6 +517,66 @@ async fn linking_needs_both_sides_to_vouch_and_mfa_still_applies() {
         (StatusCode::FORBIDDEN, "account_disabled"),
         "{body}"
     );
+
+    // Issue 20: bob sees the link on his account page (signed in with his
+    // password and a backup code) and unlinks it there; the API agrees.
+    let b = crate::oidc::browser();
+    let page = b
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut fields = crate::oidc::form_fields(&page);
+    fields.push(("email".into(), "bob@example.test".into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    let html = crate::oidc::post_form(&b, &t, "/account/login", &fields)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut fields = crate::oidc::form_fields(&html);
+    // A backup code: both TOTP steps of the window were spent above.
+    fields.push(("code".into(), backup[1].clone()));
+    let r = crate::oidc::post_form(&b, &t, "/account/mfa", &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = b
+        .get(format!("{}/account", t.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Linked accounts") && page.contains("bob@example.test · linked"),
+        "{page}"
+    );
+    let (_, linked) = t
+        .authed(Method::GET, "/auth/oauth/identities", &bob, None)
+        .await;
+    let identity = linked["data"]["identities"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let csrf: Vec<(String, String)> = crate::oidc::form_fields(&page)
+        .into_iter()
+        .filter(|(k, _)| k == "csrf")
+        .take(1)
+        .collect();
+    let mut unlink = csrf.clone();
+    unlink.push(("id".into(), identity.clone()));
+    // From another browser: refused, still linked.
+    let r = crate::oidc::post_form(&browser(), &t, "/account/identities/unlink", &unlink).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = crate::oidc::post_form(&b, &t, "/account/identities/unlink", &unlink).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, linked) = t
+        .authed(Method::GET, "/auth/oauth/identities", &bob, None)
+        .await;
+    assert_eq!(linked["data"]["identities"], json!([]), "{linked}");
 }
 
 #[tokio::test]
