@@ -1,8 +1,9 @@
 //! The admin console: server-rendered pages over the admin service, for
 //! system administrators signed in with two factors within the last
 //! hours (`service::console`). Users (search, block, unlock, sign out,
-//! delete, sessions), applications (OAuth clients), signing keys and the
-//! audit log. Every request is audited as `admin_console` with its route,
+//! delete, sessions), organizations (members, roles, webhooks and their
+//! deliveries, retried from here), applications (OAuth clients), signing
+//! keys and the audit log. Every request is audited as `admin_console` with its route,
 //! status and administrator, as the admin API audits its own.
 
 use axum::extract::rejection::QueryRejection;
@@ -33,6 +34,7 @@ struct Actor(String);
 
 const SECTIONS: &[(&str, &str)] = &[
     ("/admin/console", "Users"),
+    ("/admin/console/organizations", "Organizations"),
     ("/admin/console/clients", "Applications"),
     ("/admin/console/keys", "Signing keys"),
     ("/admin/console/audit", "Audit log"),
@@ -470,6 +472,165 @@ pub(crate) async fn end_session(
     let back = back_to(f.back.as_deref());
     match app.auth.admin_end_session(&a.p, &id, &c, now()).await {
         Ok(()) => a.mark(redirect(back, StatusCode::SEE_OTHER)),
+        Err(e) => a.problem(&app, e, back),
+    }
+}
+
+/// `?q=` of the organizations page.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct OrgQuery {
+    q: Option<String>,
+}
+
+/// `GET /admin/console/organizations`: organizations by name or slug.
+pub(crate) async fn organizations(
+    State(app): State<App>,
+    headers: HeaderMap,
+    q: Result<Query<OrgQuery>, QueryRejection>,
+) -> Response {
+    let a = match admit(&app, &headers).await {
+        Ok(a) => a,
+        Err(res) => return res,
+    };
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let query = q.q.filter(|s| !s.trim().is_empty());
+    let here = "/admin/console/organizations";
+    let list = match app.auth.admin_orgs(&a.p, query.as_deref()).await {
+        Ok(l) => l,
+        Err(e) => return a.problem(&app, e, here),
+    };
+    let rows: String = list
+        .iter()
+        .map(|o| {
+            format!(
+                r#"<tr><td><a href="/admin/console/organizations/{id}">{name}</a></td><td><code>{slug}</code></td><td>{parent}</td><td>{created}</td></tr>"#,
+                id = esc(&o.id),
+                name = esc(&o.name),
+                slug = esc(&o.slug),
+                parent = o.parent_id.as_deref().map(esc).unwrap_or_default(),
+                created = rfc3339(o.created_at),
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"<form class="filter" method="get" action="{here}" role="search"><div><label for="q">Name or slug contains</label><input id="q" name="q" type="search" value="{q}"></div><button type="submit">Search</button></form><table><caption class="muted">{n} organizations</caption><thead><tr><th scope="col">Name</th><th scope="col">Slug</th><th scope="col">Parent</th><th scope="col">Created</th></tr></thead><tbody>{rows}</tbody></table>"#,
+        q = esc(query.as_deref().unwrap_or("")),
+        n = list.len(),
+    );
+    a.page(&app, StatusCode::OK, here, "Organizations", &body)
+}
+
+/// `GET /admin/console/organizations/{id}`: members, roles, webhooks and
+/// the newest deliveries, each retrying or dead one with Retry.
+pub(crate) async fn organization(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let a = match admit(&app, &headers).await {
+        Ok(a) => a,
+        Err(res) => return res,
+    };
+    let section = "/admin/console/organizations";
+    let o = match app.auth.admin_org(&a.p, &id).await {
+        Ok(o) => o,
+        Err(e) => return a.problem(&app, e, section),
+    };
+    let here = format!("{section}/{}", o.org.id);
+    let none = || para("None.");
+    let table = |head: &str, rows: String| {
+        if rows.is_empty() {
+            none()
+        } else {
+            format!("<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        }
+    };
+    let members: String = o
+        .members
+        .iter()
+        .map(|(m, email)| {
+            format!(
+                r#"<tr><td><a href="/admin/console/users/{id}">{email}</a></td><td>{role}</td><td>{since}</td></tr>"#,
+                id = esc(&m.user_id),
+                email = esc(email),
+                role = esc(&m.role),
+                since = rfc3339(m.created_at),
+            )
+        })
+        .collect();
+    let roles: String = o
+        .roles
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.name),
+                esc(&r.permissions.join(", ")),
+                esc(&r.inherits.join(", ")),
+            )
+        })
+        .collect();
+    let endpoints: String = o
+        .endpoints
+        .iter()
+        .map(|e| {
+            format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&e.url),
+                esc(&e.events.join(", ")),
+                if e.enabled { "on" } else { "off" },
+                rfc3339(e.created_at),
+            )
+        })
+        .collect();
+    let deliveries: String = o
+        .deliveries
+        .iter()
+        .map(|d| {
+            let retry = if d.status == "dead" || d.status == "retrying" {
+                a.button(&format!("/admin/console/deliveries/{}/retry", d.id), "Retry", &hidden("back", &here))
+            } else {
+                String::new()
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{retry}</td></tr>",
+                rfc3339(d.created_at),
+                esc(&d.event),
+                esc(&d.status),
+                d.total_attempts,
+                d.last_status_code.map(|c| c.to_string()).unwrap_or_default(),
+                esc(d.last_error.as_deref().unwrap_or("")),
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p class=\"muted\"><code>{id}</code> · slug <code>{slug}</code> · created {created}</p><h2>Members</h2>{members}<h2>Roles of its own</h2>{roles}<p class=\"muted\">Besides the built-in owner, admin, member and viewer.</p><h2>Webhooks</h2>{endpoints}<h2>Newest deliveries</h2>{deliveries}",
+        id = esc(&o.org.id),
+        slug = esc(&o.org.slug),
+        created = rfc3339(o.org.created_at),
+        members = table(r#"<th scope="col">Member</th><th scope="col">Role</th><th scope="col">Since</th>"#, members),
+        roles = table(r#"<th scope="col">Role</th><th scope="col">Permissions</th><th scope="col">Inherits</th>"#, roles),
+        endpoints = table(r#"<th scope="col">URL</th><th scope="col">Events</th><th scope="col">Enabled</th><th scope="col">Created</th>"#, endpoints),
+        deliveries = table(r#"<th scope="col">When</th><th scope="col">Event</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Last answer</th><th scope="col">Last error</th><th scope="col"></th>"#, deliveries),
+    );
+    a.page(&app, StatusCode::OK, section, &o.org.name, &body)
+}
+
+/// `POST /admin/console/deliveries/{id}/retry`.
+pub(crate) async fn retry_delivery(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Path(id): Path<String>,
+    Form(f): Form<ConsoleForm>,
+) -> Response {
+    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
+        Ok(a) => a,
+        Err(res) => return res,
+    };
+    let back = back_to(f.back.as_deref());
+    match app.auth.admin_retry_delivery(&a.p, &id, &c, now()).await {
+        Ok(_) => a.mark(redirect(back, StatusCode::SEE_OTHER)),
         Err(e) => a.problem(&app, e, back),
     }
 }

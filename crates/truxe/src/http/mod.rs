@@ -211,6 +211,15 @@ pub fn router(app: App) -> Router {
             "/admin/console/clients/{id}/{action}",
             post(console::client_action),
         )
+        .route("/admin/console/organizations", get(console::organizations))
+        .route(
+            "/admin/console/organizations/{id}",
+            get(console::organization),
+        )
+        .route(
+            "/admin/console/deliveries/{id}/retry",
+            post(console::retry_delivery),
+        )
         .route("/admin/console/keys", get(console::keys))
         .route("/admin/console/keys/rotate", post(console::rotate_key))
         .route(

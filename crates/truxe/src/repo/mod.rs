@@ -345,6 +345,13 @@ pub trait OrgRepo: Send + Sync {
     async fn delete_org(&self, id: &str) -> Result<(), RepoError>;
     /// Direct children.
     async fn children(&self, id: &str) -> Result<Vec<Organization>, RepoError>;
+    /// Organizations whose name or slug contains `query` (any, without
+    /// one), by name, at most `limit`.
+    async fn search_orgs(
+        &self,
+        query: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Organization>, RepoError>;
     /// A user's organizations with their role, by id, after `after`.
     async fn user_orgs(
         &self,

@@ -6,10 +6,28 @@ use secure::keystore::{KeyEntry, KeyStore};
 
 use super::auth::{ClientInfo, Principal};
 use super::oidc::BrowserSignIn;
+use super::policy::RoleDef;
 use super::{AuthError, AuthService};
+use crate::model::{Delivery, Membership, Organization, WebhookEndpoint};
+use crate::repo::DeliveryFilter;
 
 /// How long a console sign-in lasts before the console asks again.
 pub const CONSOLE_MAX_AGE: i64 = 8 * 3600;
+
+/// What the console shows of one organization.
+#[derive(Debug)]
+pub struct OrgOverview {
+    /// The organization.
+    pub org: Organization,
+    /// Members with their address (the first 200).
+    pub members: Vec<(Membership, String)>,
+    /// Its own roles (beside the built-in ones).
+    pub roles: Vec<RoleDef>,
+    /// Its webhook endpoints.
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// Its 50 newest deliveries.
+    pub deliveries: Vec<Delivery>,
+}
 
 /// Whether a browser's sign-in may use the console.
 #[derive(Debug)]
@@ -69,6 +87,71 @@ impl AuthService {
             jti: format!("browser:{}", session.id),
             session,
         }))
+    }
+
+    /// Organizations by name or slug (administrators).
+    pub async fn admin_orgs(
+        &self,
+        p: &Principal,
+        query: Option<&str>,
+    ) -> Result<Vec<Organization>, AuthError> {
+        self.require_admin(p)?;
+        Ok(self.store.search_orgs(query, 100).await?)
+    }
+
+    /// One organization with its members, roles, webhooks and newest
+    /// deliveries (administrators).
+    pub async fn admin_org(&self, p: &Principal, id: &str) -> Result<OrgOverview, AuthError> {
+        self.require_admin(p)?;
+        let org = self
+            .store
+            .org(id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound("no such organization".into()))?;
+        let filter = DeliveryFilter {
+            org_id: org.id.clone(),
+            endpoint_id: None,
+            status: None,
+            before: None,
+            limit: 50,
+        };
+        Ok(OrgOverview {
+            members: self.store.members(&org.id, None, 200).await?,
+            roles: self.store.custom_roles(&org.id).await?,
+            endpoints: self.store.endpoints(&org.id).await?,
+            deliveries: self.store.deliveries(&filter).await?,
+            org,
+        })
+    }
+
+    /// Sends a delivery again from its first attempt (administrators);
+    /// audited as `webhook_delivery_retried`. Its organization, for the page.
+    pub async fn admin_retry_delivery(
+        &self,
+        p: &Principal,
+        id: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<String, AuthError> {
+        self.require_admin(p)?;
+        let d = self
+            .store
+            .delivery(id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound("no such delivery".into()))?;
+        if !self.store.requeue(id, now).await? {
+            return Err(AuthError::Invalid(
+                "the delivery is being sent right now; try again in a moment".into(),
+            ));
+        }
+        self.webhook_wake().notify_one();
+        let e = self
+            .event("webhook_delivery_retried", Outcome::Success, ctx, now)
+            .actor(&p.user.id)
+            .target(id);
+        self.record(e.details(serde_json::json!({"org_id": d.org_id, "event": d.event})))
+            .await;
+        Ok(d.org_id)
     }
 
     fn managed_keys(&self) -> Result<KeyStore, AuthError> {

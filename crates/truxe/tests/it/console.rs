@@ -10,9 +10,9 @@ use crate::mfa::{enable_mfa, now, totp, user_with_mfa};
 use crate::oidc::{browser, form_fields, post_form};
 use crate::server::{Truxe, PASSWORD};
 
-const ADMIN_PASSWORD: &str = "Admin-Password-9";
+pub(crate) const ADMIN_PASSWORD: &str = "Admin-Password-9";
 
-async fn get(b: &reqwest::Client, t: &Truxe, path: &str) -> (StatusCode, String) {
+pub(crate) async fn get(b: &reqwest::Client, t: &Truxe, path: &str) -> (StatusCode, String) {
     let r = b.get(format!("{}{path}", t.url())).send().await.unwrap();
     (r.status(), r.text().await.unwrap())
 }
@@ -20,7 +20,7 @@ async fn get(b: &reqwest::Client, t: &Truxe, path: &str) -> (StatusCode, String)
 /// Signs in on the console's page: the password, then the code of
 /// `second` (secret and a step not used before), if given; the status of
 /// the last answer.
-async fn sign_in(
+pub(crate) async fn sign_in(
     b: &reqwest::Client,
     t: &Truxe,
     email: &str,

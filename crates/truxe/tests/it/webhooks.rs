@@ -932,3 +932,94 @@ async fn original_truxe_event_names_are_delivered() {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
     assert!(b.to_string().contains("user.signup"), "{b}");
 }
+
+/// Issue 20: the admin console shows an organization's members, webhooks
+/// and deliveries, and sends a dead delivery again (audited).
+#[tokio::test]
+async fn issue_20_the_console_shows_deliveries_and_retries_a_dead_one() {
+    use crate::console::{get, sign_in, ADMIN_PASSWORD};
+    use crate::mfa::{enable_mfa, now};
+    let rx = Receiver::start().await;
+    rx.failures.store(usize::MAX / 2, Ordering::SeqCst);
+    let t = Truxe::start(&[
+        ("TRUXE_WEBHOOK_ALLOW_LOOPBACK", "true"),
+        ("TRUXE_WEBHOOK_RETRY_BASE", "1s"),
+        ("TRUXE_WEBHOOK_MAX_ATTEMPTS", "1"),
+    ])
+    .await;
+    let s = setup(&t, "hooks-c@example.com").await;
+    endpoint(&t, &s, &rx.url("/hook"), json!(["organization.updated"])).await;
+    rename(&t, &s, "Dead Letters").await;
+    let got = rx.wait_for(1).await;
+    let id = got[0].headers["x-truxe-delivery"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    wait_status(&t, &s, &id, "dead").await;
+
+    let (admin_id, admin) = t.admin("root-w@example.com").await;
+    let (secret, _, step) = enable_mfa(&t, &admin).await;
+    let b = crate::oidc::browser();
+    let signed = sign_in(
+        &b,
+        &t,
+        "root-w@example.com",
+        ADMIN_PASSWORD,
+        Some((&secret, step.max(now()) + 30)),
+    )
+    .await;
+    assert_eq!(signed, StatusCode::SEE_OTHER);
+    let (st, page) = get(&b, &t, "/admin/console/organizations?q=dead").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        page.contains("Dead Letters")
+            && page.contains(&format!("/admin/console/organizations/{}", s.org)),
+        "{page}"
+    );
+    let here = format!("/admin/console/organizations/{}", s.org);
+    let (_, page) = get(&b, &t, &here).await;
+    assert!(
+        page.contains("hooks-c@example.com") && page.contains("owner"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&rx.url("/hook")) && page.contains("dead") && page.contains("Retry"),
+        "{page}"
+    );
+    // Retried once the receiver is back: it arrives.
+    rx.failures.store(0, Ordering::SeqCst);
+    let mut fields: Vec<(String, String)> = crate::oidc::form_fields(&page)
+        .into_iter()
+        .filter(|(k, _)| k == "csrf")
+        .take(1)
+        .collect();
+    fields.push(("back".into(), here.clone()));
+    let r = crate::oidc::post_form(
+        &b,
+        &t,
+        &format!("/admin/console/deliveries/{id}/retry"),
+        &fields,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    wait_status(&t, &s, &id, "succeeded").await;
+    let (st, body) = t
+        .authed(
+            Method::GET,
+            "/api/admin/audit?action=webhook_delivery_retried",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["events"][0]["actor"], admin_id.as_str(), "{body}");
+    // Without the form's token: refused.
+    let r = crate::oidc::post_form(
+        &b,
+        &t,
+        &format!("/admin/console/deliveries/{id}/retry"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}

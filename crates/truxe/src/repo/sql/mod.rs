@@ -301,15 +301,7 @@ impl UserRepo for SqlStore {
     }
 
     async fn search_users(&self, f: &UserFilter) -> Result<Vec<User>, RepoError> {
-        // LIKE with the caller's text escaped, so `%` and `_` match themselves.
-        let pattern = f.query.as_ref().map(|q| {
-            let q = q
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{q}%")
-        });
+        let pattern = f.query.as_deref().map(contains_pattern);
         let rows = sqlx::query(
             "SELECT * FROM users
              WHERE ($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id > $3)
@@ -741,6 +733,17 @@ async fn write_backup_codes(
             .await?;
     }
     Ok(())
+}
+
+/// A LIKE pattern for "contains `q`" (lower-cased), with the caller's text
+/// escaped so `%` and `_` match themselves (use with `ESCAPE '\\'`).
+pub(super) fn contains_pattern(q: &str) -> String {
+    let q = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{q}%")
 }
 
 fn challenge(r: &AnyRow) -> Result<Challenge, RepoError> {

@@ -129,6 +129,24 @@ impl OrgRepo for SqlStore {
         row.as_ref().map(org).transpose()
     }
 
+    async fn search_orgs(
+        &self,
+        query: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Organization>, RepoError> {
+        let pattern = query.map(super::contains_pattern);
+        let rows = sqlx::query(
+            "SELECT * FROM organizations
+             WHERE $1 IS NULL OR LOWER(name) LIKE $1 ESCAPE '\\' OR slug LIKE $1 ESCAPE '\\'
+             ORDER BY name, id LIMIT $2",
+        )
+        .bind(pattern)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(org).collect()
+    }
+
     async fn update_org(&self, o: &Organization) -> Result<(), RepoError> {
         sqlx::query(
             "UPDATE organizations SET name = $1, slug = $2, parent_id = $3, metadata = $4, updated_at = $5 WHERE id = $6",
