@@ -115,6 +115,14 @@ impl AuthError {
     }
 }
 
+/// Our own values failing to serialize: a bug, never the caller's input
+/// (input is parsed with its own `Invalid` errors).
+impl From<serde_json::Error> for AuthError {
+    fn from(e: serde_json::Error) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
 impl From<RepoError> for AuthError {
     fn from(e: RepoError) -> Self {
         AuthError::Internal(e.to_string())

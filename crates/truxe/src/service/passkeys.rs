@@ -212,10 +212,8 @@ impl AuthService {
         let (options, state) = rp
             .start_passkey_registration(user_handle(user), &user.email, &user.email, Some(exclude))
             .map_err(|e| AuthError::Invalid(format!("cannot start a registration: {e}")))?;
-        let state =
-            serde_json::to_string(&state).map_err(|e| AuthError::Internal(e.to_string()))?;
-        let options =
-            serde_json::to_value(options).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let state = serde_json::to_string(&state)?;
+        let options = serde_json::to_value(options)?;
         self.ceremony(Some(&user.id), "register", None, state, options, now)
             .await
     }
@@ -261,7 +259,7 @@ impl AuthService {
             .map_err(|e| {
                 AuthError::Invalid(format!("the authenticator's answer did not verify: {e}"))
             })?;
-        let json = serde_json::to_string(&pk).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let json = serde_json::to_string(&pk)?;
         let flags: Value = serde_json::from_str(&json).unwrap_or_default();
         let record = PasskeyRecord {
             id: token::random_uuid(),
@@ -353,10 +351,8 @@ impl AuthService {
         let (options, state) = rp
             .start_passkey_authentication(&keys)
             .map_err(|e| AuthError::Invalid(format!("cannot start a passkey sign-in: {e}")))?;
-        let state =
-            serde_json::to_string(&state).map_err(|e| AuthError::Internal(e.to_string()))?;
-        let options =
-            serde_json::to_value(options).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let state = serde_json::to_string(&state)?;
+        let options = serde_json::to_value(options)?;
         self.ceremony(
             user.map(|u| u.id.as_str()),
             purpose,
@@ -408,7 +404,7 @@ impl AuthService {
             return Ok(None);
         };
         pk.update_credential(&result);
-        let json = serde_json::to_string(&*pk).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let json = serde_json::to_string(&*pk)?;
         self.store
             .passkey_used(&record.id, &json, result.backup_state(), now)
             .await?;

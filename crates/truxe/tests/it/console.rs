@@ -7,15 +7,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::mfa::{enable_mfa, now, totp, user_with_mfa};
-use crate::oidc::{browser, form_fields, post_form};
+use crate::oidc::{browser, csrf_field, form_fields, get, post_form};
 use crate::server::{Truxe, PASSWORD};
 
 pub(crate) const ADMIN_PASSWORD: &str = "Admin-Password-9";
-
-pub(crate) async fn get(b: &reqwest::Client, t: &Truxe, path: &str) -> (StatusCode, String) {
-    let r = b.get(format!("{}{path}", t.url())).send().await.unwrap();
-    (r.status(), r.text().await.unwrap())
-}
 
 /// Signs in on the console's page: the password, then the code of
 /// `second` (secret and a step not used before), if given; the status of
@@ -80,11 +75,7 @@ async fn issue_20_admin_console_needs_two_factors_and_audits_every_action() {
     // Block: the user's sessions end and sign-in is refused.
     let here = format!("/admin/console/users/{victim}");
     let (_, page) = get(&b, &t, &here).await;
-    let csrf: Vec<(String, String)> = form_fields(&page)
-        .into_iter()
-        .filter(|(k, _)| k == "csrf")
-        .take(1)
-        .collect();
+    let csrf: Vec<(String, String)> = csrf_field(&page);
     // Attack: the same post without the token, and from another browser.
     let r = post_form(&b, &t, &format!("{here}/block"), &[]).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);

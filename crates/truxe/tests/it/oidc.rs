@@ -65,6 +65,21 @@ fn authorize_url(t: &Truxe, client_id: &str, extra: &[(&str, &str)]) -> String {
     u.into()
 }
 
+/// A page as this browser gets it: status and text.
+pub(crate) async fn get(b: &reqwest::Client, t: &Truxe, path: &str) -> (StatusCode, String) {
+    let r = b.get(format!("{}{path}", t.url())).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The CSRF field of a page's forms, to post an action with.
+pub(crate) fn csrf_field(html: &str) -> Vec<(String, String)> {
+    form_fields(html)
+        .into_iter()
+        .filter(|(k, _)| k == "csrf")
+        .take(1)
+        .collect()
+}
+
 /// The hidden fields of the page's form, unescaped.
 pub(crate) fn form_fields(html: &str) -> Vec<(String, String)> {
     let unescape = |s: &str| {
@@ -1223,11 +1238,7 @@ async fn issue_20_account_page_sets_up_and_turns_off_an_authenticator() {
     let b = browser();
     let page = account_sign_in(&b, &t, "tom@example.com").await;
     assert!(page.contains("Set up an authenticator app"), "{page}");
-    let csrf: Vec<(String, String)> = form_fields(&page)
-        .into_iter()
-        .filter(|(k, _)| k == "csrf")
-        .take(1)
-        .collect();
+    let csrf: Vec<(String, String)> = csrf_field(&page);
     // Another browser cannot start it.
     let r = post_form(&browser(), &t, "/account/mfa/setup", &csrf).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -1262,16 +1273,7 @@ async fn issue_20_account_page_sets_up_and_turns_off_an_authenticator() {
     assert_eq!(html.matches("<li><code>").count(), 10, "{html}");
     let (_, body) = t.login("tom@example.com", PASSWORD).await;
     assert_eq!(body["data"]["mfa_required"], true, "{body}");
-    let (_, page) = (
-        (),
-        b.get(format!("{}/account", t.url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let (_, page) = get(&b, &t, "/account").await;
     assert!(page.contains("On (10 backup codes left)"), "{page}");
     // Off: a wrong code is refused, a current one works.
     let mut off = csrf.clone();

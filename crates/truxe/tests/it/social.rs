@@ -521,14 +521,7 @@ async fn linking_needs_both_sides_to_vouch_and_mfa_still_applies() {
     // Issue 20: bob sees the link on his account page (signed in with his
     // password and a backup code) and unlinks it there; the API agrees.
     let b = crate::oidc::browser();
-    let page = b
-        .get(format!("{}/account", t.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::oidc::get(&b, &t, "/account").await.1;
     let mut fields = crate::oidc::form_fields(&page);
     fields.push(("email".into(), "bob@example.test".into()));
     fields.push(("password".into(), PASSWORD.into()));
@@ -542,14 +535,7 @@ async fn linking_needs_both_sides_to_vouch_and_mfa_still_applies() {
     fields.push(("code".into(), backup[1].clone()));
     let r = crate::oidc::post_form(&b, &t, "/account/mfa", &fields).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let page = b
-        .get(format!("{}/account", t.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::oidc::get(&b, &t, "/account").await.1;
     assert!(
         page.contains("Linked accounts") && page.contains("bob@example.test · linked"),
         "{page}"
@@ -561,11 +547,7 @@ async fn linking_needs_both_sides_to_vouch_and_mfa_still_applies() {
         .as_str()
         .unwrap()
         .to_owned();
-    let csrf: Vec<(String, String)> = crate::oidc::form_fields(&page)
-        .into_iter()
-        .filter(|(k, _)| k == "csrf")
-        .take(1)
-        .collect();
+    let csrf: Vec<(String, String)> = crate::oidc::csrf_field(&page);
     let mut unlink = csrf.clone();
     unlink.push(("id".into(), identity.clone()));
     // From another browser: refused, still linked.

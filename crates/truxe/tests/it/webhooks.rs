@@ -937,8 +937,9 @@ async fn original_truxe_event_names_are_delivered() {
 /// and deliveries, and sends a dead delivery again (audited).
 #[tokio::test]
 async fn issue_20_the_console_shows_deliveries_and_retries_a_dead_one() {
-    use crate::console::{get, sign_in, ADMIN_PASSWORD};
+    use crate::console::{sign_in, ADMIN_PASSWORD};
     use crate::mfa::{enable_mfa, now};
+    use crate::oidc::get;
     let rx = Receiver::start().await;
     rx.failures.store(usize::MAX / 2, Ordering::SeqCst);
     let t = Truxe::start(&[
@@ -988,11 +989,7 @@ async fn issue_20_the_console_shows_deliveries_and_retries_a_dead_one() {
     );
     // Retried once the receiver is back: it arrives.
     rx.failures.store(0, Ordering::SeqCst);
-    let mut fields: Vec<(String, String)> = crate::oidc::form_fields(&page)
-        .into_iter()
-        .filter(|(k, _)| k == "csrf")
-        .take(1)
-        .collect();
+    let mut fields: Vec<(String, String)> = crate::oidc::csrf_field(&page);
     fields.push(("back".into(), here.clone()));
     let r = crate::oidc::post_form(
         &b,
