@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::extract::Client;
 use super::oidc::{
     brand, browser_for_page, browser_sign_in, csrf_token, failure, genuine, not_genuine, redirect,
-    sign_in_page, sign_in_step, with_browser, Flow, Step, StepForm,
+    sign_in_page, with_browser, Flow,
 };
 use super::pages::{self, alert, field, hidden, para};
 use super::{now, App};
@@ -940,44 +940,4 @@ pub(crate) async fn audit_log(
         "Audit log",
         &body,
     )
-}
-
-/// `POST /admin/console/login`.
-pub(crate) async fn login(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Flow::Console, Step::Password).await
-}
-
-/// `POST /admin/console/mfa`.
-pub(crate) async fn mfa(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Flow::Console, Step::SecondFactor).await
-}
-
-/// `POST /admin/console/passkey`.
-pub(crate) async fn passkey(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Flow::Console, Step::Passkey).await
-}
-
-/// `POST /admin/console/passkey/finish`.
-pub(crate) async fn passkey_finish(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Flow::Console, Step::PasskeyAnswer).await
 }

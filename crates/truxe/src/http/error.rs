@@ -33,6 +33,11 @@ impl ApiError {
         }
     }
 
+    /// The status it is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// The stable code.
     pub fn code(&self) -> &'static str {
         self.code

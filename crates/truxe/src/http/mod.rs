@@ -14,6 +14,7 @@ mod pages;
 mod passkeys;
 pub mod ratelimit;
 mod routes;
+mod signin;
 mod social;
 mod webhooks;
 
@@ -34,6 +35,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub use error::ApiError;
 
 use crate::service::AuthService;
+use signin::{social_route, step_route, Step, Surface};
 
 /// Largest request body: auth requests are small.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -229,19 +231,28 @@ pub fn router(app: App) -> Router {
         .route("/admin/console/audit", get(console::audit_log))
         .route(
             "/admin/console/login",
-            post(console::login).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Console, Step::Password).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route(
             "/admin/console/mfa",
-            post(console::mfa).layer(per_ip("mfa_ip", limits.mfa_ip)),
+            step_route(Surface::Console, Step::SecondFactor).layer(per_ip("mfa_ip", limits.mfa_ip)),
         )
         .route(
             "/admin/console/passkey",
-            post(console::passkey).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Console, Step::Passkey).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route(
             "/admin/console/passkey/finish",
-            post(console::passkey_finish).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Console, Step::PasskeyAnswer)
+                .layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/admin/console/link",
+            step_route(Surface::Console, Step::Link).layer(per_ip("email_ip", limits.email_ip)),
+        )
+        .route(
+            "/admin/console/social/{provider}",
+            social_route(Surface::Console).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -435,11 +446,23 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/oauth/authorize/login",
-            post(oidc::login).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Client, Step::Password).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route(
             "/oauth/authorize/mfa",
-            post(oidc::mfa).layer(per_ip("mfa_ip", limits.mfa_ip)),
+            step_route(Surface::Client, Step::SecondFactor).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/oauth/authorize/link",
+            step_route(Surface::Client, Step::Link).layer(per_ip("email_ip", limits.email_ip)),
+        )
+        .route(
+            "/oauth/authorize/social/{provider}",
+            social_route(Surface::Client).layer(per_ip("login_ip", limits.login_ip)),
+        )
+        .route(
+            "/sign-in/link",
+            get(signin::link).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route("/oauth/authorize/consent", post(oidc::consent))
         .route(
@@ -519,22 +542,31 @@ pub fn router(app: App) -> Router {
         .route("/account", get(oidc::account))
         .route(
             "/account/login",
-            post(oidc::account_login).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Account, Step::Password).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route(
             "/account/mfa",
-            post(oidc::account_mfa).layer(per_ip("mfa_ip", limits.mfa_ip)),
+            step_route(Surface::Account, Step::SecondFactor).layer(per_ip("mfa_ip", limits.mfa_ip)),
+        )
+        .route(
+            "/account/link",
+            step_route(Surface::Account, Step::Link).layer(per_ip("email_ip", limits.email_ip)),
+        )
+        .route(
+            "/account/social/{provider}",
+            social_route(Surface::Account).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route("/account/sessions/end", post(oidc::account_end_session))
         .route("/account/consents/withdraw", post(oidc::account_withdraw))
         .route("/account/logout", post(oidc::account_logout))
         .route(
             "/account/passkey",
-            post(oidc::account_passkey).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Account, Step::Passkey).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route(
             "/account/passkey/finish",
-            post(oidc::account_passkey_finish).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Account, Step::PasskeyAnswer)
+                .layer(per_ip("login_ip", limits.login_ip)),
         )
         .route("/account/passkeys/add", post(oidc::account_add_passkey))
         .route("/account/identities/unlink", post(oidc::account_unlink))
@@ -556,11 +588,12 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/oauth/authorize/passkey",
-            post(oidc::passkey).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Client, Step::Passkey).layer(per_ip("login_ip", limits.login_ip)),
         )
         .route(
             "/oauth/authorize/passkey/finish",
-            post(oidc::passkey_finish).layer(per_ip("login_ip", limits.login_ip)),
+            step_route(Surface::Client, Step::PasskeyAnswer)
+                .layer(per_ip("login_ip", limits.login_ip)),
         )
         .route("/assets/passkey.js", get(oidc::passkey_script))
         .route(

@@ -96,16 +96,21 @@ pub(super) fn brand(app: &App) -> &crate::service::Brand {
     app.auth.brand()
 }
 
+/// The request as a query string.
+fn raw_query(a: &Authorization) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(a.params.pairs())
+        .finish()
+}
+
 /// The request as a query string (HTML-escaped, for links).
 fn query_of(a: &Authorization) -> String {
-    let q: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(a.params.pairs())
-        .finish();
-    crate::service::escape(&q)
+    crate::service::escape(&raw_query(a))
 }
 
 /// Where a sign-in on the hosted pages leads: an application's
 /// authorization request, or the account page.
+#[derive(Clone, Copy)]
 pub(super) enum Flow<'a> {
     Client(&'a Authorization),
     Account,
@@ -115,11 +120,41 @@ pub(super) enum Flow<'a> {
 
 impl Flow<'_> {
     /// Where a step's form posts.
-    fn action(&self, step: &str) -> String {
+    pub(super) fn action(&self, step: &str) -> String {
         match self {
             Flow::Client(_) => format!("/oauth/authorize/{step}"),
             Flow::Account => format!("/account/{step}"),
             Flow::Console => format!("/admin/console/{step}"),
+        }
+    }
+
+    /// Where the sign-in starts again (HTML-escaped, for links).
+    pub(super) fn start(&self) -> String {
+        match self {
+            Flow::Client(a) => format!("/oauth/authorize?{}", query_of(a)),
+            Flow::Account => "/account".into(),
+            Flow::Console => "/admin/console".into(),
+        }
+    }
+
+    /// Where a sign-in through provider `id` starts (HTML-escaped).
+    fn social(&self, id: &str) -> String {
+        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        match self {
+            Flow::Client(a) => format!("/oauth/authorize/social/{id}?{}", query_of(a)),
+            Flow::Account => format!("/account/social/{id}"),
+            Flow::Console => format!("/admin/console/social/{id}"),
+        }
+    }
+
+    /// The flow as a string kept server-side while the browser is away
+    /// (at a provider, or reading its mail); [`super::signin::resumed`]
+    /// reads it back and checks an application's request again.
+    pub(super) fn resume(&self) -> String {
+        match self {
+            Flow::Client(a) => format!("client?{}", raw_query(a)),
+            Flow::Account => "account".into(),
+            Flow::Console => "console".into(),
         }
     }
 
@@ -144,7 +179,7 @@ impl Flow<'_> {
 
     /// The hidden fields every step carries: the request, if any, and the
     /// CSRF token.
-    fn carried(&self, app: &App, browser: &str) -> String {
+    pub(super) fn carried(&self, app: &App, browser: &str) -> String {
         match self {
             Flow::Client(a) => carried(app, a, browser),
             Flow::Account | Flow::Console => hidden("csrf", &csrf_token(app, browser)),
@@ -183,8 +218,12 @@ pub(super) fn sign_in_page(
     email: Option<&str>,
 ) -> Response {
     // After a failed attempt the address stays filled in, and the
-    // password field has the focus.
-    let (email_attrs, password_attrs) = match email {
+    // password field has the focus. An application may suggest it.
+    let hint = match flow {
+        Flow::Client(a) => a.params.login_hint.as_deref().filter(|h| h.contains('@')),
+        Flow::Account | Flow::Console => None,
+    };
+    let (email_attrs, password_attrs) = match email.or(hint) {
         Some(e) => (
             format!(r#"value="{}""#, crate::service::escape(e)),
             "autofocus".to_owned(),
@@ -216,8 +255,36 @@ pub(super) fn sign_in_page(
     } else {
         String::new()
     };
+    // A link by mail needs only the address too.
+    let link = if app.auth.links_available() {
+        format!(
+            r#"<button type="submit" class="secondary" formaction="{}" formnovalidate>Email me a sign-in link</button>"#,
+            flow.action("link")
+        )
+    } else {
+        String::new()
+    };
+    // Providers are links (a GET that redirects): a form's redirect to
+    // another origin would need that origin in `form-action`.
+    let providers: String = app
+        .auth
+        .oauth_providers()
+        .iter()
+        .map(|(id, name, _)| {
+            format!(
+                r#"<a class="button" href="{}">Continue with {}</a>"#,
+                flow.social(id),
+                crate::service::escape(name)
+            )
+        })
+        .collect();
+    let providers = if providers.is_empty() {
+        providers
+    } else {
+        format!(r#"<p class="muted or">or</p>{providers}"#)
+    };
     let body = format!(
-        r#"{problem}{intro}<form method="post" action="{action}">{carried}{email}{password}<button type="submit">Sign in</button>{passkey}</form>{links}"#,
+        r#"{problem}{intro}<form method="post" action="{action}">{carried}{email}{password}<button type="submit">Sign in</button>{passkey}{link}</form>{providers}{links}"#,
         problem = problem.map(alert).unwrap_or_default(),
         intro = flow.intro(),
         action = flow.action("login"),
@@ -236,11 +303,34 @@ pub(super) fn sign_in_page(
     pages::page(brand(app), status, "Sign in", &body, flow.form_to())
 }
 
-async fn second_factor_page(
+/// What a second-factor form carries about the first factor (`pwd`,
+/// `email`, `fed`): it goes into `amr`, so it is MAC'd with the challenge.
+fn first_factor(app: &App, challenge: &str, method: &str) -> String {
+    let mac = secure::mac::sign_hex(
+        &app.cookies.key,
+        format!("first:{challenge}:{method}").as_bytes(),
+    );
+    format!("{method}.{mac}")
+}
+
+/// The first factor a second-factor form vouches for, if genuine.
+fn first_of(app: &App, challenge: &str, presented: Option<&str>) -> Option<String> {
+    let (method, mac) = presented?.split_once('.')?;
+    let genuine = ["pwd", "email", "fed"].contains(&method)
+        && secure::mac::verify_hex(
+            &app.cookies.key,
+            format!("first:{challenge}:{method}").as_bytes(),
+            mac,
+        );
+    genuine.then(|| method.to_owned())
+}
+
+pub(super) async fn second_factor_page(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
     challenge: &str,
+    first: &str,
     problem: Option<&str>,
 ) -> Response {
     let (totp, passkey) = match app.auth.second_factor_options(challenge, now()).await {
@@ -258,9 +348,10 @@ async fn second_factor_page(
         Err(e) => return failure(app, e),
     };
     let carried = format!(
-        "{}{}",
+        "{}{}{}",
         flow.carried(app, browser),
-        hidden("challenge_id", challenge)
+        hidden("challenge_id", challenge),
+        hidden("first", &first_factor(app, challenge, first)),
     );
     let code_form = if totp {
         format!(
@@ -387,7 +478,7 @@ pub(super) fn failure(app: &App, e: AuthError) -> Response {
 }
 
 /// Checks the request; an error page or the client's error redirect.
-async fn checked(app: &App, params: AuthorizeParams) -> Result<Authorization, Response> {
+pub(super) async fn checked(app: &App, params: AuthorizeParams) -> Result<Authorization, Response> {
     app.auth
         .check_authorization(params)
         .await
@@ -400,7 +491,7 @@ async fn checked(app: &App, params: AuthorizeParams) -> Result<Authorization, Re
 }
 
 /// An authorization request from a page's query string, checked.
-async fn checked_query(
+pub(super) async fn checked_query(
     app: &App,
     q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Authorization, Response> {
@@ -452,9 +543,9 @@ pub(crate) async fn authorize(
 #[derive(Debug, Deserialize)]
 pub(crate) struct StepForm {
     #[serde(flatten)]
-    params: AuthorizeParams,
+    pub(super) params: AuthorizeParams,
     pub(super) csrf: Option<String>,
-    email: Option<String>,
+    pub(super) email: Option<String>,
     password: Option<String>,
     challenge_id: Option<String>,
     code: Option<String>,
@@ -462,6 +553,8 @@ pub(crate) struct StepForm {
     /// A passkey ceremony's id and the authenticator's answer (JSON).
     ceremony_id: Option<String>,
     credential: Option<String>,
+    /// The first factor of a second-factor step (see `first_factor`).
+    first: Option<String>,
 }
 
 /// The browser id, if the form's CSRF token is this browser's.
@@ -502,7 +595,7 @@ pub(super) fn signed_in(app: &App, mut res: Response, who: &BrowserSignIn) -> Re
 }
 
 /// The password step of either flow.
-async fn password_step(
+pub(super) async fn password_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -515,19 +608,7 @@ async fn password_step(
     let again =
         |status, problem| sign_in_page(app, flow, browser, status, Some(problem), Some(email));
     match app.auth.login(email, password, c.clone(), t).await {
-        Ok(LoginOutcome::Authenticated(user, tokens)) => {
-            let who = BrowserSignIn {
-                user: *user,
-                session_id: tokens.session_id,
-                auth_time: t,
-                amr: vec!["pwd".into()],
-            };
-            let res = flow.after(app, browser, &who, c).await;
-            signed_in(app, res, &who)
-        }
-        Ok(LoginOutcome::MfaRequired { challenge_id }) => {
-            second_factor_page(app, flow, browser, &challenge_id, None).await
-        }
+        Ok(outcome) => proceed(app, flow, browser, outcome, "pwd", c).await,
         Err(AuthError::InvalidCredentials) => {
             again(StatusCode::UNAUTHORIZED, "The email address or password is not right.")
         }
@@ -540,8 +621,35 @@ async fn password_step(
     }
 }
 
+/// After a first factor (`first`): signed in and on to where the flow
+/// leads, or the second-factor page.
+pub(super) async fn proceed(
+    app: &App,
+    flow: &Flow<'_>,
+    browser: &str,
+    outcome: LoginOutcome,
+    first: &str,
+    c: &ClientInfo,
+) -> Response {
+    match outcome {
+        LoginOutcome::Authenticated(user, tokens) => {
+            let who = BrowserSignIn {
+                user: *user,
+                session_id: tokens.session_id,
+                auth_time: now(),
+                amr: vec![first.into()],
+            };
+            let res = flow.after(app, browser, &who, c).await;
+            signed_in(app, res, &who)
+        }
+        LoginOutcome::MfaRequired { challenge_id } => {
+            second_factor_page(app, flow, browser, &challenge_id, first, None).await
+        }
+    }
+}
+
 /// The second-factor step of either flow.
-async fn code_step(
+pub(super) async fn code_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -550,6 +658,9 @@ async fn code_step(
 ) -> Response {
     let t = now();
     let challenge = f.challenge_id.as_deref().unwrap_or("");
+    let Some(first) = first_of(app, challenge, f.first.as_deref()) else {
+        return not_genuine(app);
+    };
     let code: String = f
         .code
         .as_deref()
@@ -580,7 +691,7 @@ async fn code_step(
                 user,
                 session_id: tokens.session_id,
                 auth_time: t,
-                amr: vec!["pwd".into(), amr.into()],
+                amr: vec![first.clone(), amr.into()],
             };
             let res = flow.after(app, browser, &who, c).await;
             signed_in(app, res, &who)
@@ -593,6 +704,7 @@ async fn code_step(
                 flow,
                 browser,
                 challenge,
+                &first,
                 Some("That was not accepted; try again (a new code, or your passkey)."),
             )
             .await
@@ -603,7 +715,12 @@ async fn code_step(
 
 /// The first step of a passkey sign-in in either flow: the address given,
 /// a page that asks the browser for one of its passkeys.
-async fn passkey_step(app: &App, flow: &Flow<'_>, browser: &str, f: &StepForm) -> Response {
+pub(super) async fn passkey_step(
+    app: &App,
+    flow: &Flow<'_>,
+    browser: &str,
+    f: &StepForm,
+) -> Response {
     let email = f.email.as_deref().unwrap_or("").trim();
     let options = match app.auth.passkey_login_options(email, now()).await {
         Ok(o) => o,
@@ -649,7 +766,7 @@ async fn passkey_step(app: &App, flow: &Flow<'_>, browser: &str, f: &StepForm) -
 
 /// The browser's answer to a passkey sign-in: signed in (a passkey with
 /// user verification stands for two factors), or the sign-in page again.
-async fn passkey_finish_step(
+pub(super) async fn passkey_finish_step(
     app: &App,
     flow: &Flow<'_>,
     browser: &str,
@@ -697,31 +814,6 @@ async fn passkey_finish_step(
     }
 }
 
-/// `POST /oauth/authorize/passkey`.
-pub(crate) async fn passkey(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Form(f): Form<StepForm>,
-) -> Response {
-    match step(&app, &headers, &f).await {
-        Ok((browser, a)) => passkey_step(&app, &Flow::Client(&a), &browser, &f).await,
-        Err(res) => res,
-    }
-}
-
-/// `POST /oauth/authorize/passkey/finish`.
-pub(crate) async fn passkey_finish(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    match step(&app, &headers, &f).await {
-        Ok((browser, a)) => passkey_finish_step(&app, &Flow::Client(&a), &browser, &f, &c).await,
-        Err(res) => res,
-    }
-}
-
 /// `GET /assets/passkey.js`.
 pub(crate) async fn passkey_script() -> Response {
     let mut res = pages::PASSKEY_SCRIPT.into_response();
@@ -739,32 +831,6 @@ pub(crate) async fn passkey_script() -> Response {
         HeaderValue::from_static("nosniff"),
     );
     res
-}
-
-/// `POST /oauth/authorize/login`: the password step.
-pub(crate) async fn login(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    match step(&app, &headers, &f).await {
-        Ok((browser, a)) => password_step(&app, &Flow::Client(&a), &browser, &f, &c).await,
-        Err(res) => res,
-    }
-}
-
-/// `POST /oauth/authorize/mfa`: the second factor.
-pub(crate) async fn mfa(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    match step(&app, &headers, &f).await {
-        Ok((browser, a)) => code_step(&app, &Flow::Client(&a), &browser, &f, &c).await,
-        Err(res) => res,
-    }
 }
 
 /// `POST /oauth/authorize/consent`.
@@ -2168,74 +2234,4 @@ pub(crate) async fn account_logout(
         return failure(&app, e);
     }
     signed_out(&app, None, None)
-}
-
-/// A sign-in step of a flow without an application (the account page,
-/// the console): password, second factor, passkey, or the passkey's answer.
-#[derive(Clone, Copy)]
-pub(super) enum Step {
-    Password,
-    SecondFactor,
-    Passkey,
-    PasskeyAnswer,
-}
-
-/// Runs `step` of `flow` after checking the form's CSRF token.
-pub(super) async fn sign_in_step(
-    app: &App,
-    headers: &HeaderMap,
-    c: &ClientInfo,
-    f: &StepForm,
-    flow: Flow<'_>,
-    step: Step,
-) -> Response {
-    let Some(browser) = genuine(app, headers, f.csrf.as_deref()) else {
-        return not_genuine(app);
-    };
-    match step {
-        Step::Password => password_step(app, &flow, &browser, f, c).await,
-        Step::SecondFactor => code_step(app, &flow, &browser, f, c).await,
-        Step::Passkey => passkey_step(app, &flow, &browser, f).await,
-        Step::PasskeyAnswer => passkey_finish_step(app, &flow, &browser, f, c).await,
-    }
-}
-
-/// `POST /account/login`: the account page's password step.
-pub(crate) async fn account_login(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Flow::Account, Step::Password).await
-}
-
-/// `POST /account/mfa`: the account page's second factor.
-pub(crate) async fn account_mfa(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Flow::Account, Step::SecondFactor).await
-}
-
-/// `POST /account/passkey`: the account page's passkey sign-in.
-pub(crate) async fn account_passkey(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Flow::Account, Step::Passkey).await
-}
-
-/// `POST /account/passkey/finish`.
-pub(crate) async fn account_passkey_finish(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-    Form(f): Form<StepForm>,
-) -> Response {
-    sign_in_step(&app, &headers, &c, &f, Flow::Account, Step::PasskeyAnswer).await
 }

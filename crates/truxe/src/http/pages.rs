@@ -31,6 +31,9 @@ input[type=email],input[type=password],input[type=text]{{width:100%;padding:.6re
 input:focus-visible,button:focus-visible{{outline:3px solid var(--accent);outline-offset:2px}}
 button{{margin-top:1.25rem;width:100%;padding:.7rem;border:0;border-radius:8px;font:inherit;font-weight:600;cursor:pointer;background:var(--accent);color:#fff}}
 button.secondary{{background:transparent;color:#1d2129;border:1px solid #8a9099}}
+a.button{{display:block;margin-top:.75rem;padding:.7rem;border:1px solid #8a9099;border-radius:8px;text-align:center;font-weight:600;color:inherit;text-decoration:none}}
+a:focus-visible{{outline:3px solid var(--accent);outline-offset:2px}}
+.or{{text-align:center;margin:1rem 0 0}}
 .error{{padding:.75rem;border-radius:8px;background:#fde8e8;color:#8a1c1c;margin:0 0 1rem}}
 ul.scopes{{padding-left:1.2rem}}
 .muted{{color:#5c636e;font-size:.9rem}}

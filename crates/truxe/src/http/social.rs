@@ -15,10 +15,10 @@ use super::routes::{
 };
 use super::{cookies, now, ApiError, App};
 use crate::model::{IdentityView, UserView};
-use crate::service::{CallbackParams, LoginOutcome, BINDING_COOKIE};
+use crate::service::{Callback, CallbackParams, LoginOutcome, BINDING_COOKIE, PAGE_MODE};
 
 /// Seconds the binding cookie lives (as long as a sign-in may take).
-const BINDING_MAX_AGE: u64 = 600;
+pub(super) const BINDING_MAX_AGE: u64 = 600;
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v)
@@ -158,7 +158,7 @@ pub(crate) async fn callback(
     let binding = cookies::get(&headers, BINDING_COOKIE);
     let done = app
         .auth
-        .oauth_callback(&provider, params, binding.as_deref(), c, now())
+        .oauth_callback(&provider, params, binding.as_deref(), c.clone(), now())
         .await;
     let cb = done?;
     app.metrics.event(if cb.result.is_ok() {
@@ -166,8 +166,22 @@ pub(crate) async fn callback(
     } else {
         "oauth_login_failed"
     });
+    let mut res = if cb.mode == PAGE_MODE {
+        super::signin::social_callback(&app, &headers, cb, &c).await
+    } else {
+        app_answer(&app, cb)
+    };
+    // This sign-in is spent; its cookie goes too. (A forged or stale
+    // callback, answered above, leaves a sign-in in progress alone.)
+    app.cookies.set_oauth_binding(&mut res, "", 0);
+    Ok(res)
+}
+
+/// The answer to an application's sign-in: to its allow-listed redirect,
+/// or as JSON.
+fn app_answer(app: &App, cb: Callback) -> Response {
     let cookie = cb.mode == "cookie";
-    let mut res = match (cb.result, cb.redirect) {
+    match (cb.result, cb.redirect) {
         (Err(e), Some(r)) => {
             let e = ApiError::from(e);
             let url = url::form_urlencoded::Serializer::new(String::new())
@@ -183,7 +197,7 @@ pub(crate) async fn callback(
             res
         }
         (Ok(LoginOutcome::Authenticated(user, tokens)), None) if cookie => session_response(
-            &app,
+            app,
             true,
             StatusCode::OK,
             json!({"user": UserView::from(user.as_ref())}),
@@ -191,11 +205,7 @@ pub(crate) async fn callback(
         ),
         (Ok(outcome), Some(r)) => redirect_to(&fragment(&r, &outcome)),
         (Ok(outcome), None) => outcome_answer(&outcome).into_response(),
-    };
-    // This sign-in is spent; its cookie goes too. (A forged or stale
-    // callback, answered above, leaves a sign-in in progress alone.)
-    app.cookies.set_oauth_binding(&mut res, "", 0);
-    Ok(res)
+    }
 }
 
 /// `GET /auth/oauth/identities`.

@@ -84,6 +84,33 @@ const VERIFY: LinkKind = LinkKind {
     self_requested: true,
 };
 
+/// A sign-in link asked for on a hosted sign-in page. Its token is bound
+/// to the browser that asked (see [`bound`]), and its data is where the
+/// sign-in goes on (an application's request, the account page…).
+const PAGE_LINK: LinkKind = LinkKind {
+    kind: "sign_in_link",
+    prefix: "mlt_",
+    ttl: MAGIC_TTL,
+    path: "/sign-in/link",
+    letter: |link| Letter::MagicLink { link },
+    audit: "magic_link_sent",
+    noun: "sign-in link",
+    self_requested: false,
+};
+
+/// The stored digest of a token that works only in `browser`: opened
+/// anywhere else it matches nothing (so it is not spent either). Without
+/// this, whoever asked for a link to their own address could send it to
+/// someone else and sign that browser in as themselves, and an
+/// application's sign-in started by an attacker could be completed by
+/// the victim's click.
+fn bound(token: &str, browser: Option<&str>) -> String {
+    match browser {
+        Some(b) => token::digest(&format!("{token}.{b}")),
+        None => token::digest(token),
+    }
+}
+
 const MAGIC: LinkKind = LinkKind {
     kind: "magic_link",
     prefix: "mlt_",
@@ -96,18 +123,21 @@ const MAGIC: LinkKind = LinkKind {
 };
 
 impl AuthService {
-    /// Issues a single-use token of `link` for `user` and mails the link.
+    /// Issues a single-use token of `link` for `user` (bound to `browser`
+    /// if given) and mails the link.
     async fn send_link(
         &self,
         user: &User,
         link: &LinkKind,
         data: Option<&str>,
+        browser: Option<&str>,
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
         let t = token::generate(link.prefix);
+        let digest = bound(t.plaintext.expose(), browser);
         self.store
-            .create_token(&t.digest, link.kind, &user.id, now, now + link.ttl, data)
+            .create_token(&digest, link.kind, &user.id, now, now + link.ttl, data)
             .await?;
         // Sign-in links may go to the application's own page, which completes
         // them with `POST /auth/verify-magic-link` (MAGIC_LINK_BASE_URL).
@@ -131,11 +161,13 @@ impl AuthService {
         Ok(())
     }
 
-    /// Spends a token of `link` once: its user and data, or 401.
+    /// Spends a token of `link` once (in `browser`, if it was bound to
+    /// one): its user and data, or 401.
     async fn consume_link(
         &self,
         link: &LinkKind,
         presented: &str,
+        browser: Option<&str>,
         now: i64,
     ) -> Result<(String, Option<String>), AuthError> {
         let invalid = || {
@@ -148,7 +180,7 @@ impl AuthService {
             return Err(invalid());
         }
         self.store
-            .consume_token(&token::digest(presented), link.kind, now)
+            .consume_token(&bound(presented, browser), link.kind, now)
             .await?
             .ok_or_else(invalid)
     }
@@ -219,7 +251,7 @@ impl AuthService {
         now: i64,
     ) -> Result<(), AuthError> {
         match self.user_for_email(email).await? {
-            Some(user) => self.send_link(&user, &RESET, None, ctx, now).await,
+            Some(user) => self.send_link(&user, &RESET, None, None, ctx, now).await,
             None => Ok(()),
         }
     }
@@ -237,7 +269,7 @@ impl AuthService {
         if !problems.is_empty() {
             return Err(AuthError::WeakPassword(problems));
         }
-        let (user_id, _) = self.consume_link(&RESET, reset_token, now).await?;
+        let (user_id, _) = self.consume_link(&RESET, reset_token, None, now).await?;
         // Following the emailed link proves control of the address.
         let user = self.link_user(&user_id, RESET.noun).await?;
         self.prove_address(user, Proof::Reset, ctx, now).await?;
@@ -327,7 +359,8 @@ impl AuthService {
         if p.user.email_verified {
             return Ok(false);
         }
-        self.send_link(&p.user, &VERIFY, None, ctx, now).await?;
+        self.send_link(&p.user, &VERIFY, None, None, ctx, now)
+            .await?;
         Ok(true)
     }
 
@@ -338,7 +371,7 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) -> Result<(), AuthError> {
-        let (user_id, _) = self.consume_link(&VERIFY, verify_token, now).await?;
+        let (user_id, _) = self.consume_link(&VERIFY, verify_token, None, now).await?;
         let user = self.link_user(&user_id, VERIFY.noun).await?;
         self.prove_address(user, Proof::VerificationLink, ctx, now)
             .await
@@ -367,7 +400,10 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         self.check_redirect(redirect)?;
         match self.user_for_email(email).await? {
-            Some(user) => self.send_link(&user, &MAGIC, redirect, ctx, now).await,
+            Some(user) => {
+                self.send_link(&user, &MAGIC, redirect, None, ctx, now)
+                    .await
+            }
             None => Ok(()),
         }
     }
@@ -380,8 +416,55 @@ impl AuthService {
         ctx: ClientInfo,
         now: i64,
     ) -> Result<(LoginOutcome, Option<String>), AuthError> {
-        let (user_id, redirect) = self.consume_link(&MAGIC, link_token, now).await?;
-        let user = self.link_user(&user_id, MAGIC.noun).await?;
+        let (user_id, redirect) = self.consume_link(&MAGIC, link_token, None, now).await?;
+        Ok((self.link_sign_in(&user_id, ctx, now).await?, redirect))
+    }
+
+    /// A hosted sign-in page's "email me a link": mails a link that works
+    /// only in `browser` if the account exists. `resume` says where the
+    /// sign-in goes on and comes back from [`Self::page_link_sign_in`].
+    pub async fn send_page_link(
+        &self,
+        email: &str,
+        browser: &str,
+        resume: &str,
+        ctx: &ClientInfo,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        match self.user_for_email(email).await? {
+            Some(user) => {
+                self.send_link(&user, &PAGE_LINK, Some(resume), Some(browser), ctx, now)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Signs in with a hosted page's link, opened in `browser`: the outcome
+    /// and where the sign-in goes on.
+    pub async fn page_link_sign_in(
+        &self,
+        link_token: &str,
+        browser: &str,
+        ctx: ClientInfo,
+        now: i64,
+    ) -> Result<(LoginOutcome, String), AuthError> {
+        let (user_id, resume) = self
+            .consume_link(&PAGE_LINK, link_token, Some(browser), now)
+            .await?;
+        let outcome = self.link_sign_in(&user_id, ctx, now).await?;
+        Ok((outcome, resume.unwrap_or_default()))
+    }
+
+    /// The sign-in an emailed link grants `user_id` (a second factor is
+    /// still required when MFA is on).
+    async fn link_sign_in(
+        &self,
+        user_id: &str,
+        ctx: ClientInfo,
+        now: i64,
+    ) -> Result<LoginOutcome, AuthError> {
+        let user = self.link_user(user_id, MAGIC.noun).await?;
         if user.status != "active" {
             return Err(AuthError::Disabled);
         }
@@ -391,7 +474,7 @@ impl AuthService {
             .await?;
         if self.needs_second_factor(&user).await? {
             let challenge_id = self.start_challenge(&user, &ctx, now).await?;
-            return Ok((LoginOutcome::MfaRequired { challenge_id }, redirect));
+            return Ok(LoginOutcome::MfaRequired { challenge_id });
         }
         let e = self
             .event("login", Outcome::Success, &ctx, now)
@@ -399,9 +482,11 @@ impl AuthService {
         self.record(e.details(serde_json::json!({"method": "magic_link"})))
             .await;
         let tokens = self.start_session(&user, ctx, now).await?;
-        Ok((
-            LoginOutcome::Authenticated(Box::new(user), tokens),
-            redirect,
-        ))
+        Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
+    }
+
+    /// Whether sign-in links can be mailed (a mail transport is set up).
+    pub fn links_available(&self) -> bool {
+        self.mailer.delivers()
     }
 }

@@ -28,7 +28,7 @@ pub use letters::{escape, Brand, Letter};
 pub use machine::{AccountInput, Caller, KeyInput, ServiceCaller, API_KEY_PREFIX, RATE_TIERS};
 pub use mfa::{MfaSetup, SecondFactor};
 pub use org::{Grant, Hierarchy, OrgClaims, OrgInput, RoleInput};
-pub use social::{Callback, CallbackParams, Started, BINDING_COOKIE};
+pub use social::{Callback, CallbackParams, Started, BINDING_COOKIE, PAGE_MODE};
 pub use vault::{ColumnReport, Vaults};
 pub use webhooks::{
     EndpointInput, ALIASES as WEBHOOK_ALIASES, NEVER_SENT as WEBHOOK_NEVER_SENT, TEST_EVENT,

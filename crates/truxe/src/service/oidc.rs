@@ -60,6 +60,9 @@ pub struct AuthorizeParams {
     pub prompt: Option<String>,
     /// Seconds since the last sign-in beyond which it must be repeated.
     pub max_age: Option<String>,
+    /// The address the application expects (fills the sign-in page in,
+    /// and goes on to a social provider).
+    pub login_hint: Option<String>,
 }
 
 impl AuthorizeParams {
@@ -76,6 +79,7 @@ impl AuthorizeParams {
             ("code_challenge_method", &self.code_challenge_method),
             ("prompt", &self.prompt),
             ("max_age", &self.max_age),
+            ("login_hint", &self.login_hint),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))

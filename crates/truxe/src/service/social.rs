@@ -29,6 +29,9 @@ use crate::repo::RepoError;
 
 /// How long a sign-in may take between redirect and callback.
 const STATE_TTL_SECS: i64 = 600;
+/// The [`Callback::mode`] of a sign-in started on a hosted page: its
+/// [`Callback::redirect`] is where that page's sign-in goes on.
+pub const PAGE_MODE: &str = "page";
 /// Cookie tying a sign-in to the browser that started it.
 pub const BINDING_COOKIE: &str = "truxe_oauth";
 
@@ -61,7 +64,7 @@ pub struct CallbackParams {
 pub struct Callback {
     /// Allow-listed application URL (tokens or error go in its fragment).
     pub redirect: Option<String>,
-    /// `json` or `cookie`.
+    /// `json`, `cookie` or [`PAGE_MODE`].
     pub mode: String,
     /// The sign-in's outcome.
     pub result: Result<LoginOutcome, AuthError>,
@@ -122,7 +125,6 @@ impl AuthService {
         login_hint: Option<&str>,
         now: i64,
     ) -> Result<Started, AuthError> {
-        let p = self.provider(provider)?;
         if let Some(r) = redirect {
             if !self.cfg.oauth_redirects.iter().any(|a| a == r) {
                 return Err(AuthError::Invalid(
@@ -130,6 +132,34 @@ impl AuthService {
                 ));
             }
         }
+        let mode = if cookie_mode { "cookie" } else { "json" };
+        self.begin_sign_in(provider, redirect, mode, login_hint, now)
+            .await
+    }
+
+    /// A sign-in started on a hosted sign-in page: the callback answers
+    /// with the page that comes next, and `resume` (kept server-side in
+    /// the state row) says where the sign-in goes on.
+    pub async fn oauth_start_page(
+        &self,
+        provider: &str,
+        resume: &str,
+        login_hint: Option<&str>,
+        now: i64,
+    ) -> Result<Started, AuthError> {
+        self.begin_sign_in(provider, Some(resume), PAGE_MODE, login_hint, now)
+            .await
+    }
+
+    async fn begin_sign_in(
+        &self,
+        provider: &str,
+        back: Option<&str>,
+        mode: &str,
+        login_hint: Option<&str>,
+        now: i64,
+    ) -> Result<Started, AuthError> {
+        let p = self.provider(provider)?;
         if login_hint.is_some_and(|h| h.len() > 254) {
             return Err(AuthError::Invalid("login_hint is too long".into()));
         }
@@ -147,8 +177,8 @@ impl AuthService {
             provider: p.cfg.id.clone(),
             nonce: nonce.expose().clone(),
             binding_hash: binding.digest,
-            redirect_uri: redirect.map(str::to_owned),
-            mode: if cookie_mode { "cookie" } else { "json" }.into(),
+            redirect_uri: back.map(str::to_owned),
+            mode: mode.into(),
             created_at: now,
             expires_at: now + STATE_TTL_SECS,
         };

@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 use crate::mfa::{now, totp, user_with_mfa};
 use crate::server::{Truxe, PASSWORD};
 
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-plus-some-more-entropy";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub(crate) const VERIFIER: &str =
+    "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-plus-some-more-entropy";
 
-struct App {
-    id: String,
-    secret: String,
+pub(crate) struct App {
+    pub(crate) id: String,
+    pub(crate) secret: String,
 }
 
 async fn register_client(t: &Truxe, admin: &str, body: Value) -> (StatusCode, Value) {
@@ -22,7 +23,7 @@ async fn register_client(t: &Truxe, admin: &str, body: Value) -> (StatusCode, Va
         .await
 }
 
-async fn client(t: &Truxe, admin: &str) -> App {
+pub(crate) async fn client(t: &Truxe, admin: &str) -> App {
     let (s, b) = register_client(
         t,
         admin,
@@ -48,7 +49,7 @@ fn challenge(verifier: &str) -> String {
     secure::oauth::pkce_challenge(verifier)
 }
 
-fn authorize_url(t: &Truxe, client_id: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn authorize_url(t: &Truxe, client_id: &str, extra: &[(&str, &str)]) -> String {
     let mut u = url::Url::parse(&format!("{}/oauth/authorize", t.url())).unwrap();
     u.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -113,11 +114,11 @@ pub(crate) async fn post_form(
         .unwrap()
 }
 
-fn location(r: &reqwest::Response) -> url::Url {
+pub(crate) fn location(r: &reqwest::Response) -> url::Url {
     url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap()
 }
 
-fn param(u: &url::Url, name: &str) -> Option<String> {
+pub(crate) fn param(u: &url::Url, name: &str) -> Option<String> {
     u.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -174,7 +175,12 @@ async fn sign_in_and_decide(
     location(&back)
 }
 
-async fn exchange(t: &Truxe, app: &App, code: &str, verifier: &str) -> (StatusCode, Value) {
+pub(crate) async fn exchange(
+    t: &Truxe,
+    app: &App,
+    code: &str,
+    verifier: &str,
+) -> (StatusCode, Value) {
     let r = t
         .http
         .post(format!("{}/oauth/token", t.url()))
@@ -220,7 +226,7 @@ async fn userinfo(t: &Truxe, access: &str) -> (StatusCode, Value) {
 
 /// The ID token's claims, its signature checked against the JWKS by
 /// `jsonwebtoken` with the client as the required audience.
-async fn id_claims(t: &Truxe, id_token: &str, audience: &str) -> Value {
+pub(crate) async fn id_claims(t: &Truxe, id_token: &str, audience: &str) -> Value {
     let jwks: Value = t
         .http
         .get(format!("{}/.well-known/jwks.json", t.url()))
@@ -1446,4 +1452,123 @@ async fn issue_20_private_key_jwt_clients_sign_their_token_requests() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "not theirs to know of");
+}
+
+/// The hosted page's "Email me a sign-in link" for `email`, from the
+/// authorization request `url`, in browser `b`: the page that says so.
+async fn ask_for_link(b: &reqwest::Client, t: &Truxe, url: &str, email: &str) -> String {
+    let page = b.get(url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Email me a sign-in link"), "{page}");
+    let mut fields = form_fields(&page);
+    fields.push(("email".into(), email.into()));
+    let r = post_form(b, t, "/oauth/authorize/link", &fields).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn issue_20_sign_in_link_from_the_hosted_page_works_only_in_the_browser_that_asked() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root9@example.com").await;
+    let app = client(&t, &admin).await;
+    t.register("ann@example.com").await;
+    let b = browser();
+    let url = authorize_url(&t, &app.id, &[]);
+    let asked = ask_for_link(&b, &t, &url, "ann@example.com").await;
+    assert!(asked.contains("a sign-in link is on its way"), "{asked}");
+    // An unknown address gets the same page (no account discovery).
+    let unknown = ask_for_link(&b, &t, &url, "nobody@example.com").await;
+    assert_eq!(
+        unknown.replace("nobody@example.com", "ann@example.com"),
+        asked
+    );
+    let token = crate::server::mailed_token(&t, "ann@example.com", 1).await;
+    let link = format!("/sign-in/link?token={token}");
+
+    // Attacks: the link in a browser without the asking browser's cookie
+    // (a mail scanner, a forwarded mail), or in another browser that has
+    // one, signs nobody in; nor does the API's magic-link endpoint take it.
+    let (s, html) = get(&browser(), &t, &link).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(html.contains("asked for in another browser"), "{html}");
+    let other = browser();
+    other.get(&url).send().await.unwrap();
+    assert_eq!(get(&other, &t, &link).await.0, StatusCode::BAD_REQUEST);
+    let r = t
+        .http
+        .get(format!("{}/auth/verify?token={token}", t.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Control: none of that spent it; in the asking browser it signs in
+    // and the application's request goes on (consent, then the code).
+    let (s, html) = get(&b, &t, &link).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("would like to"), "{html}");
+    let mut fields = form_fields(&html);
+    fields.push(("decision".into(), "allow".into()));
+    let back = post_form(&b, &t, "/oauth/authorize/consent", &fields).await;
+    let to = location(&back);
+    assert_eq!(param(&to, "state").as_deref(), Some("st-<1>&"));
+    let code = param(&to, "code").unwrap();
+    let (s, tokens) = exchange(&t, &app, &code, VERIFIER).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    let claims = id_claims(&t, tokens["id_token"].as_str().unwrap(), &app.id).await;
+    assert_eq!(claims["amr"], json!(["email"]));
+    assert_eq!(claims["email"], "ann@example.com");
+    // The link works once.
+    assert_eq!(get(&b, &t, &link).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn issue_20_sign_in_link_still_asks_for_the_second_factor() {
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root10@example.com").await;
+    let app = client(&t, &admin).await;
+    let (access, secret, _, step) = user_with_mfa(&t, "max@example.com").await;
+    // A proven address (a link to an unproven one voids the second factor).
+    t.verify_address("max@example.com", &access).await;
+    let b = browser();
+    let url = authorize_url(&t, &app.id, &[("login_hint", "max@example.com")]);
+    let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains(r#"value="max@example.com""#),
+        "login_hint fills the address in: {page}"
+    );
+    ask_for_link(&b, &t, &url, "max@example.com").await;
+    let token = crate::server::mailed_token(&t, "max@example.com", 2).await;
+    let (s, html) = get(&b, &t, &format!("/sign-in/link?token={token}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Two-step verification"), "{html}");
+    let code = totp(&secret, step.max(now()) + 30);
+    let fields = form_fields(&html);
+    // Attack: the form claims a password was the first factor (it goes
+    // into `amr`), or carries no first factor at all.
+    for forged in [Some("pwd.".to_owned() + &"0".repeat(64)), None] {
+        let mut f: Vec<_> = fields
+            .iter()
+            .filter(|(k, _)| k != "first")
+            .cloned()
+            .collect();
+        if let Some(v) = forged {
+            f.push(("first".into(), v));
+        }
+        f.push(("code".into(), code.clone()));
+        let r = post_form(&b, &t, "/oauth/authorize/mfa", &f).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    let mut f = fields.clone();
+    f.push(("code".into(), code));
+    let r = post_form(&b, &t, "/oauth/authorize/mfa", &f).await;
+    assert_eq!(r.status(), StatusCode::OK, "consent next");
+    let mut fields = form_fields(&r.text().await.unwrap());
+    fields.push(("decision".into(), "allow".into()));
+    let back = post_form(&b, &t, "/oauth/authorize/consent", &fields).await;
+    let code = param(&location(&back), "code").unwrap();
+    let (_, tokens) = exchange(&t, &app, &code, VERIFIER).await;
+    let claims = id_claims(&t, tokens["id_token"].as_str().unwrap(), &app.id).await;
+    assert_eq!(claims["amr"], json!(["email", "otp"]));
+    assert_eq!(claims["acr"], "urn:truxe:acr:mfa");
 }

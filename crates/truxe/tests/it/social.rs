@@ -836,3 +836,105 @@ async fn a_provider_registered_with_the_original_callback_path() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The page's "Continue with Corp SSO" link, as a full URL.
+fn provider_link(t: &Truxe, html: &str) -> String {
+    let end = html
+        .find(">Continue with Corp SSO</a>")
+        .unwrap_or_else(|| panic!("no provider link: {html}"));
+    let start = html[..end].rfind("href=\"").unwrap() + 6;
+    format!("{}{}", t.url(), html[start..end - 1].replace("&amp;", "&"))
+}
+
+/// Runs the provider link of `page` through the provider: Truxe's answer
+/// to the callback.
+async fn through_provider(b: &reqwest::Client, t: &Truxe, page: &str) -> reqwest::Response {
+    let cb = to_callback(b, t, provider_link(t, page)).await.unwrap();
+    b.get(cb).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn issue_20_hosted_sign_in_pages_offer_the_provider_and_keep_the_request() {
+    use crate::oidc::{authorize_url, client, exchange, form_fields, id_claims, param, post_form};
+    let (_p, t) = setup(&[]).await;
+    let (_, admin) = t.admin("root@example.test").await;
+    let app = client(&t, &admin).await;
+
+    // An application's sign-in through the provider: consent, then the
+    // code, for the request the page was showing.
+    let b = browser();
+    let page = b
+        .get(authorize_url(&t, &app.id, &[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = provider_link(&t, &page);
+    assert!(start.contains("/oauth/authorize/social/corp?"), "{start}");
+    // Attack: the request in the link is checked before leaving for the
+    // provider (a foreign redirect URI gets an error page, no redirect).
+    let forged = start.replace("127.0.0.1%3A9", "evil.test");
+    assert_ne!(forged, start);
+    let r = b.get(&forged).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers().get(header::LOCATION).is_none());
+    let r = through_provider(&b, &t, &page).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut fields = form_fields(&r.text().await.unwrap());
+    fields.push(("decision".into(), "allow".into()));
+    let back = post_form(&b, &t, "/oauth/authorize/consent", &fields).await;
+    let to = crate::oidc::location(&back);
+    assert!(to.as_str().starts_with(crate::oidc::REDIRECT), "{to}");
+    let code = param(&to, "code").unwrap();
+    let (s, tokens) = exchange(&t, &app, &code, crate::oidc::VERIFIER).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    let claims = id_claims(&t, tokens["id_token"].as_str().unwrap(), &app.id).await;
+    assert_eq!(claims["amr"], json!(["fed"]));
+    assert_eq!(claims["email"], "alice@example.test");
+
+    // The provider says no: the sign-in page again, saying so.
+    let b = browser();
+    let url = authorize_url(&t, &app.id, &[("login_hint", "deny")]);
+    let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+    let r = through_provider(&b, &t, &page).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("was cancelled") && html.contains("Sign in"),
+        "{html}"
+    );
+
+    // An account with MFA: the second factor after the provider, and
+    // `amr` says which factors were used.
+    let (bob, secret, _, step) = user_with_mfa(&t, "bob@example.test").await;
+    t.verify_address("bob@example.test", &bob).await;
+    let b = browser();
+    let url = authorize_url(&t, &app.id, &[("login_hint", "bob")]);
+    let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+    let r = through_provider(&b, &t, &page).await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Two-step verification"), "{html}");
+    let mut fields = form_fields(&html);
+    fields.push(("code".into(), totp(&secret, step.max(now()) + 30)));
+    let r = post_form(&b, &t, "/oauth/authorize/mfa", &fields).await;
+    assert_eq!(r.status(), StatusCode::OK, "consent next");
+    let mut fields = form_fields(&r.text().await.unwrap());
+    fields.push(("decision".into(), "allow".into()));
+    let back = post_form(&b, &t, "/oauth/authorize/consent", &fields).await;
+    let code = param(&crate::oidc::location(&back), "code").unwrap();
+    let (_, tokens) = exchange(&t, &app, &code, crate::oidc::VERIFIER).await;
+    let claims = id_claims(&t, tokens["id_token"].as_str().unwrap(), &app.id).await;
+    assert_eq!(claims["amr"], json!(["fed", "otp"]));
+
+    // The account page's sign-in offers the provider too.
+    let b = browser();
+    let (_, page) = crate::oidc::get(&b, &t, "/account").await;
+    let r = through_provider(&b, &t, &page).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/account");
+    let (s, page) = crate::oidc::get(&b, &t, "/account").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("alice@example.test"), "{page}");
+}
