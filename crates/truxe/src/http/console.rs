@@ -20,13 +20,15 @@ use super::oidc::{
     brand, browser_for_page, browser_sign_in, csrf_token, failure, genuine, not_genuine, redirect,
     sign_in_page, with_browser, Flow,
 };
-use super::pages::{self, alert, field, hidden, para};
+use super::pages::{self, alert, field, hidden, named_field, para};
 use super::{now, App};
 use crate::model::rfc3339;
 use crate::repo::{AuditFilter, UserFilter};
 use crate::service::console::ConsoleAccess;
 use crate::service::oidc::ClientInput;
-use crate::service::{escape as esc, AuthError, ClientInfo, Principal};
+use crate::service::{
+    escape as esc, AuthError, Caller, ClientInfo, EndpointInput, OrgInput, Principal, RoleInput,
+};
 
 /// The administrator a console response was for, for the audit layer.
 #[derive(Clone)]
@@ -92,6 +94,7 @@ impl Admitted {
             AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
             AuthError::NotFound(_) => StatusCode::NOT_FOUND,
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthError::Conflict { .. } => StatusCode::CONFLICT,
             _ => return failure(app, e),
         };
         let body = format!(
@@ -520,8 +523,9 @@ pub(crate) async fn organizations(
     a.page(&app, StatusCode::OK, here, "Organizations", &body)
 }
 
-/// `GET /admin/console/organizations/{id}`: members, roles, webhooks and
-/// the newest deliveries, each retrying or dead one with Retry.
+/// `GET /admin/console/organizations/{id}`: the organization, its
+/// members, roles, webhooks and newest deliveries, each with what can be
+/// changed.
 pub(crate) async fn organization(
     State(app): State<App>,
     headers: HeaderMap,
@@ -531,12 +535,17 @@ pub(crate) async fn organization(
         Ok(a) => a,
         Err(res) => return res,
     };
+    organization_page(&app, &a, &id, None).await
+}
+
+async fn organization_page(app: &App, a: &Admitted, id: &str, shown: Option<String>) -> Response {
     let section = "/admin/console/organizations";
-    let o = match app.auth.admin_org(&a.p, &id).await {
+    let o = match app.auth.admin_org(&a.p, id).await {
         Ok(o) => o,
-        Err(e) => return a.problem(&app, e, section),
+        Err(e) => return a.problem(app, e, section),
     };
     let here = format!("{section}/{}", o.org.id);
+    let act = |what: &str| format!("{here}/{what}");
     let none = || para("None.");
     let table = |head: &str, rows: String| {
         if rows.is_empty() {
@@ -545,16 +554,31 @@ pub(crate) async fn organization(
             format!("<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         }
     };
+    let role_names: Vec<&str> = crate::service::policy::BUILTIN
+        .iter()
+        .copied()
+        .chain(o.roles.iter().map(|r| r.name.as_str()))
+        .collect();
     let members: String = o
         .members
         .iter()
         .map(|(m, email)| {
+            let options: String = role_names
+                .iter()
+                .map(|r| {
+                    let sel = if *r == m.role { " selected" } else { "" };
+                    format!(r#"<option value="{r}"{sel}>{r}</option>"#, r = esc(r))
+                })
+                .collect();
+            let who = hidden("user_id", &m.user_id);
             format!(
-                r#"<tr><td><a href="/admin/console/users/{id}">{email}</a></td><td>{role}</td><td>{since}</td></tr>"#,
+                r#"<tr><td><a href="/admin/console/users/{id}">{email}</a></td><td><form method="post" action="{change}">{csrf}{who}<label class="muted" for="role-{id}">Role</label><select id="role-{id}" name="role">{options}</select><button type="submit" class="secondary">Change</button></form></td><td>{since}</td><td>{remove}</td></tr>"#,
                 id = esc(&m.user_id),
                 email = esc(email),
-                role = esc(&m.role),
+                change = esc(&act("member-role")),
+                csrf = hidden("csrf", &a.csrf),
                 since = rfc3339(m.created_at),
+                remove = a.button(&act("member-remove"), "Remove", &who),
             )
         })
         .collect();
@@ -563,26 +587,63 @@ pub(crate) async fn organization(
         .iter()
         .map(|r| {
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&r.name),
-                esc(&r.permissions.join(", ")),
-                esc(&r.inherits.join(", ")),
+                r#"<tr><td>{name}</td><td><form method="post" action="{save}">{csrf}{existing}<label class="muted" for="perm-{name}">Permissions</label><input type="text" id="perm-{name}" name="permissions" value="{perms}"><label class="muted" for="inh-{name}">Inherits</label><input type="text" id="inh-{name}" name="inherits" value="{inherits}"><button type="submit" class="secondary">Save</button></form></td><td>{delete}</td></tr>"#,
+                name = esc(&r.name),
+                save = esc(&act("role-save")),
+                csrf = hidden("csrf", &a.csrf),
+                existing = hidden("existing", &r.name),
+                perms = esc(&r.permissions.join(" ")),
+                inherits = esc(&r.inherits.join(" ")),
+                delete = a.button(&act("role-delete"), "Delete", &hidden("name", &r.name)),
             )
         })
         .collect();
+    let new_role = format!(
+        r#"<form method="post" action="{save}">{csrf}{name}{perms}<label for="inherits">Inherits (built-in or own roles, space-separated)</label><input type="text" id="inherits" name="inherits"><button type="submit" class="secondary">Create the role</button></form>"#,
+        save = esc(&act("role-save")),
+        csrf = hidden("csrf", &a.csrf),
+        name = field("name", "New role's name", "text", "off", ""),
+        perms = field(
+            "permissions",
+            "Permissions (space-separated, e.g. members:read webhooks:*)",
+            "text",
+            "off",
+            ""
+        ),
+    );
     let endpoints: String = o
         .endpoints
         .iter()
         .map(|e| {
+            let which = hidden("endpoint_id", &e.id);
+            let toggle = if e.enabled {
+                a.button(&act("endpoint-disable"), "Turn off", &which)
+            } else {
+                a.button(&act("endpoint-enable"), "Turn on", &which)
+            };
             format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{toggle}{}</td></tr>",
                 esc(&e.url),
                 esc(&e.events.join(", ")),
                 if e.enabled { "on" } else { "off" },
                 rfc3339(e.created_at),
+                a.button(&act("endpoint-delete"), "Delete", &which),
             )
         })
         .collect();
+    let new_endpoint = format!(
+        r#"<form method="post" action="{add}">{csrf}{url}{events}<button type="submit" class="secondary">Add the endpoint</button></form>"#,
+        add = esc(&act("endpoint-add")),
+        csrf = hidden("csrf", &a.csrf),
+        url = field("url", "Destination URL", "url", "off", ""),
+        events = field(
+            "events",
+            "Events (space-separated, * for all)",
+            "text",
+            "off",
+            r#"value="*""#
+        ),
+    );
     let deliveries: String = o
         .deliveries
         .iter()
@@ -603,17 +664,167 @@ pub(crate) async fn organization(
             )
         })
         .collect();
+    let rename = format!(
+        r#"<form method="post" action="{update}">{csrf}{name}{slug}<button type="submit" class="secondary">Save</button></form>"#,
+        update = esc(&act("update")),
+        csrf = hidden("csrf", &a.csrf),
+        name = named_field(
+            "org-name",
+            "name",
+            "Name",
+            "text",
+            "off",
+            &format!(r#"value="{}""#, esc(&o.org.name))
+        ),
+        slug = named_field(
+            "org-slug",
+            "slug",
+            "Slug",
+            "text",
+            "off",
+            &format!(r#"value="{}""#, esc(&o.org.slug))
+        ),
+    );
+    let delete = format!(
+        r#"<form method="post" action="{delete}">{csrf}<label><input type="checkbox" name="confirm" value="yes" required> Delete {name} with its memberships, roles and webhooks, for good</label><button type="submit" class="secondary">Delete the organization</button></form>"#,
+        delete = esc(&act("delete")),
+        csrf = hidden("csrf", &a.csrf),
+        name = esc(&o.org.name),
+    );
     let body = format!(
-        "<p class=\"muted\"><code>{id}</code> · slug <code>{slug}</code> · created {created}</p><h2>Members</h2>{members}<h2>Roles of its own</h2>{roles}<p class=\"muted\">Besides the built-in owner, admin, member and viewer.</p><h2>Webhooks</h2>{endpoints}<h2>Newest deliveries</h2>{deliveries}",
+        "{shown}<p class=\"muted\"><code>{id}</code> · slug <code>{slug}</code> · created {created}</p>{rename}<h2>Members</h2>{members}<h2>Roles of its own</h2>{roles}<p class=\"muted\">Besides the built-in owner, admin, member and viewer.</p>{new_role}<h2>Webhooks</h2>{endpoints}{new_endpoint}<h2>Newest deliveries</h2>{deliveries}<h2>Delete</h2>{delete}",
+        shown = shown.unwrap_or_default(),
         id = esc(&o.org.id),
         slug = esc(&o.org.slug),
         created = rfc3339(o.org.created_at),
-        members = table(r#"<th scope="col">Member</th><th scope="col">Role</th><th scope="col">Since</th>"#, members),
-        roles = table(r#"<th scope="col">Role</th><th scope="col">Permissions</th><th scope="col">Inherits</th>"#, roles),
-        endpoints = table(r#"<th scope="col">URL</th><th scope="col">Events</th><th scope="col">Enabled</th><th scope="col">Created</th>"#, endpoints),
+        members = table(r#"<th scope="col">Member</th><th scope="col">Role</th><th scope="col">Since</th><th scope="col"></th>"#, members),
+        roles = table(r#"<th scope="col">Role</th><th scope="col">Permissions and inherited roles</th><th scope="col"></th>"#, roles),
+        endpoints = table(r#"<th scope="col">URL</th><th scope="col">Events</th><th scope="col">Enabled</th><th scope="col">Created</th><th scope="col"></th>"#, endpoints),
         deliveries = table(r#"<th scope="col">When</th><th scope="col">Event</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Last answer</th><th scope="col">Last error</th><th scope="col"></th>"#, deliveries),
     );
-    a.page(&app, StatusCode::OK, section, &o.org.name, &body)
+    a.page(app, StatusCode::OK, section, &o.org.name, &body)
+}
+
+/// A form of the organization page.
+#[derive(Debug, Deserialize)]
+pub(crate) struct OrgForm {
+    csrf: Option<String>,
+    confirm: Option<String>,
+    name: Option<String>,
+    slug: Option<String>,
+    user_id: Option<String>,
+    role: Option<String>,
+    /// The role a role form edits (absent: a new role).
+    existing: Option<String>,
+    permissions: Option<String>,
+    inherits: Option<String>,
+    endpoint_id: Option<String>,
+    url: Option<String>,
+    events: Option<String>,
+}
+
+/// Space- or comma-separated words.
+fn words(s: Option<&str>) -> Vec<String> {
+    s.unwrap_or("")
+        .split([' ', ',', '\n', '\t'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `POST /admin/console/organizations/{id}/{action}`: changes the
+/// organization through the services its members' API uses (the same
+/// checks, audit events and webhooks), as a system administrator.
+pub(crate) async fn organization_action(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Client(c): Client,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<OrgForm>,
+) -> Response {
+    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
+        Ok(a) => a,
+        Err(res) => return res,
+    };
+    let t = now();
+    let here = format!("/admin/console/organizations/{id}");
+    let (auth, caller) = (&app.auth, &Caller::Admin(a.p.clone()));
+    let field = |v: &Option<String>| v.clone().unwrap_or_default();
+    let done = match action.as_str() {
+        "update" => {
+            let input = OrgInput {
+                name: f.name.clone(),
+                slug: f.slug.clone(),
+                ..OrgInput::default()
+            };
+            auth.update_org(caller, &id, input, &c, t).await.map(drop)
+        }
+        "delete" if f.confirm.as_deref() == Some("yes") => {
+            return match auth.delete_org(caller, &id, &c, t).await {
+                Ok(()) => a.mark(redirect(
+                    "/admin/console/organizations",
+                    StatusCode::SEE_OTHER,
+                )),
+                Err(e) => a.problem(&app, e, &here),
+            };
+        }
+        "delete" => Err(AuthError::Invalid(
+            "tick the box to confirm the deletion".into(),
+        )),
+        "member-role" => auth
+            .set_member_role(caller, &id, &field(&f.user_id), &field(&f.role), &c, t)
+            .await
+            .map(drop),
+        "member-remove" => {
+            auth.remove_member(caller, &id, &field(&f.user_id), &c, t)
+                .await
+        }
+        "role-save" => {
+            let input = RoleInput {
+                name: f.existing.clone().or_else(|| f.name.clone()),
+                description: None,
+                permissions: words(f.permissions.as_deref()),
+                inherits: words(f.inherits.as_deref()),
+            };
+            auth.put_role(caller, &id, input, f.existing.as_deref(), &c, t)
+                .await
+                .map(drop)
+        }
+        "role-delete" => auth.delete_role(caller, &id, &field(&f.name), &c, t).await,
+        "endpoint-add" => {
+            let input = EndpointInput {
+                org_id: Some(id.clone()),
+                url: f.url.clone(),
+                events: Some(words(f.events.as_deref())),
+                ..EndpointInput::default()
+            };
+            return match auth.create_endpoint(caller, input, &c, t).await {
+                Ok((ep, secret)) => {
+                    let shown = secret_shown(&ep.url, secret.expose());
+                    a.mark(organization_page(&app, &a, &id, Some(shown)).await)
+                }
+                Err(e) => a.problem(&app, e, &here),
+            };
+        }
+        "endpoint-enable" | "endpoint-disable" => {
+            let input = EndpointInput {
+                enabled: Some(action == "endpoint-enable"),
+                ..EndpointInput::default()
+            };
+            auth.update_endpoint(caller, &field(&f.endpoint_id), input, &c, t)
+                .await
+                .map(drop)
+        }
+        "endpoint-delete" => {
+            auth.delete_endpoint(caller, &field(&f.endpoint_id), &c, t)
+                .await
+        }
+        _ => Err(AuthError::NotFound("no such action".into())),
+    };
+    match done {
+        Ok(()) => a.mark(redirect(&here, StatusCode::SEE_OTHER)),
+        Err(e) => a.problem(&app, e, &here),
+    }
 }
 
 /// `POST /admin/console/deliveries/{id}/retry`.
@@ -702,11 +913,11 @@ async fn clients_page(app: &App, a: &Admitted, c: &ClientInfo, shown: Option<Str
     )
 }
 
-/// A secret shown once.
-fn secret_shown(client_id: &str, secret: &str) -> String {
+/// A secret shown once: of a client, or of a webhook endpoint (`of`).
+fn secret_shown(of: &str, secret: &str) -> String {
     format!(
         r#"<div class="error" role="alert"><p>The secret of <code>{}</code>, shown this once; store it now:</p><p><code>{}</code></p></div>"#,
-        esc(client_id),
+        esc(of),
         esc(secret)
     )
 }

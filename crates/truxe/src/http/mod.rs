@@ -219,6 +219,10 @@ pub fn router(app: App) -> Router {
             get(console::organization),
         )
         .route(
+            "/admin/console/organizations/{id}/{action}",
+            post(console::organization_action),
+        )
+        .route(
             "/admin/console/deliveries/{id}/retry",
             post(console::retry_delivery),
         )

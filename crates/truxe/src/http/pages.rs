@@ -64,11 +64,25 @@ pub fn hidden(name: &str, value: &str) -> String {
     )
 }
 
-/// A labelled input.
+/// A labelled input named as its id.
 pub fn field(id: &str, label: &str, kind: &str, autocomplete: &str, extra: &str) -> String {
+    named_field(id, id, label, kind, autocomplete, extra)
+}
+
+/// A labelled input whose name differs from its id (several forms on a
+/// page post the same name; ids must stay unique).
+pub fn named_field(
+    id: &str,
+    name: &str,
+    label: &str,
+    kind: &str,
+    autocomplete: &str,
+    extra: &str,
+) -> String {
     format!(
-        r#"<label for="{id}">{label}</label><input id="{id}" name="{id}" type="{kind}" autocomplete="{autocomplete}" required {extra}>"#,
+        r#"<label for="{id}">{label}</label><input id="{id}" name="{name}" type="{kind}" autocomplete="{autocomplete}" required {extra}>"#,
         id = escape(id),
+        name = escape(name),
         label = escape(label),
         kind = escape(kind),
         autocomplete = escape(autocomplete),

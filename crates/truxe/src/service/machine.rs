@@ -38,6 +38,10 @@ pub enum Caller {
     User(Principal),
     /// A service account, by API key or client-credentials token.
     Service(ServiceCaller),
+    /// A system administrator acting on any organization from the admin
+    /// console (signed in there with two factors): every permission,
+    /// audited as the administrator. Never made from an API token.
+    Admin(Principal),
 }
 
 /// A service account at work.
@@ -59,7 +63,7 @@ impl Caller {
     /// The actor id recorded in audit events.
     pub fn actor(&self) -> String {
         match self {
-            Caller::User(p) => p.user.id.clone(),
+            Caller::User(p) | Caller::Admin(p) => p.user.id.clone(),
             Caller::Service(s) => format!("service_account:{}", s.account.id),
         }
     }
@@ -67,7 +71,7 @@ impl Caller {
     /// The user, when a user calls.
     pub fn user(&self) -> Option<&Principal> {
         match self {
-            Caller::User(p) => Some(p),
+            Caller::User(p) | Caller::Admin(p) => Some(p),
             Caller::Service(_) => None,
         }
     }
@@ -81,6 +85,7 @@ impl Caller {
                 AuthError::Invalid("give `orgId`, or switch to an organization first".into())
             }),
             (None, Caller::Service(s)) => Ok(s.account.org_id.clone()),
+            (None, Caller::Admin(_)) => Err(AuthError::Invalid("name the organization".into())),
         }
     }
 }

@@ -259,6 +259,18 @@ impl AuthService {
                     roles,
                 }
             }
+            Caller::Admin(p) => {
+                if !p.user.is_admin {
+                    return Err(no_org());
+                }
+                self.store.org(org_id).await?.ok_or_else(no_org)?;
+                Grant {
+                    who: "a system administrator".into(),
+                    held: BTreeSet::from(["*".to_owned()]),
+                    role: None,
+                    roles: self.roles_of(org_id).await?,
+                }
+            }
             Caller::Service(s) => {
                 if s.account.org_id != org_id {
                     return Err(no_org());
@@ -912,7 +924,7 @@ impl AuthService {
             t.plaintext.expose()
         );
         let inviter = match c {
-            Caller::User(p) => p.user.email.clone(),
+            Caller::User(p) | Caller::Admin(p) => p.user.email.clone(),
             Caller::Service(s) => format!("The service account {}", s.account.name),
         };
         let mail = Letter::Invitation {

@@ -1287,3 +1287,237 @@ async fn organizations_manage_their_own_oauth_clients() {
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// The webhook endpoints of `org`, as `u` sees them.
+async fn endpoints_of(t: &Truxe, u: &User, org: &str) -> Vec<Value> {
+    let path = format!("/webhooks/endpoints?orgId={org}");
+    let (s, body) = call(t, u, Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    body["data"]["endpoints"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn issue_20_the_console_changes_organizations_roles_and_webhooks() {
+    use crate::console::{sign_in, ADMIN_PASSWORD};
+    use crate::mfa::{enable_mfa, now};
+    use crate::oidc::{browser, csrf_field, get, post_form};
+    let t = Truxe::start(&[("TRUXE_WEBHOOK_ALLOW_LOOPBACK", "true")]).await;
+    let alice = user(&t, "alice-c@example.com").await;
+    let bob = user(&t, "bob-c@example.com").await;
+    let org = create_org(&t, &alice, "Acme Console").await;
+    join(&t, &alice, &org, &bob, "member", 1).await;
+    let (admin_id, admin) = t.admin("root-o@example.com").await;
+    let (secret, _, step) = enable_mfa(&t, &admin).await;
+    let b = browser();
+    let signed = sign_in(
+        &b,
+        &t,
+        "root-o@example.com",
+        ADMIN_PASSWORD,
+        Some((&secret, step.max(now()) + 30)),
+    )
+    .await;
+    assert_eq!(signed, StatusCode::SEE_OTHER);
+    let here = format!("/admin/console/organizations/{org}");
+    let (s, page) = get(&b, &t, &here).await;
+    assert_eq!(s, StatusCode::OK);
+    let csrf = csrf_field(&page);
+    let act = |what: &str, extra: &[(&str, &str)]| {
+        let mut f = csrf.clone();
+        f.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        (format!("{here}/{what}"), f)
+    };
+
+    // Attacks: no token; a browser not signed in to the console, with a
+    // token of its own; the organization's own owner (no administrator).
+    let (path, _) = act("member-role", &[]);
+    let bob_admin = [
+        ("user_id".to_owned(), bob.id.clone()),
+        ("role".into(), "admin".into()),
+    ];
+    assert_eq!(
+        post_form(&b, &t, &path, &bob_admin).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let stranger = browser();
+    let (_, sign_in_page) = get(&stranger, &t, "/admin/console").await;
+    let mut f = csrf_field(&sign_in_page);
+    f.extend(bob_admin.iter().cloned());
+    let r = post_form(&stranger, &t, &path, &f).await;
+    assert!(r.text().await.unwrap().contains("Sign in"));
+    let owner = browser();
+    crate::console::sign_in(&owner, &t, &alice.email, crate::server::PASSWORD, None).await;
+    let (_, owner_page) = get(&owner, &t, &here).await;
+    assert!(!owner_page.contains("Members"), "{owner_page}");
+    assert_eq!(role_of(&t, &bob, &org).await.as_deref(), Some("member"));
+
+    // Members: a role changed, the last owner kept.
+    let (path, f) = act("member-role", &[("user_id", &bob.id), ("role", "admin")]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(role_of(&t, &bob, &org).await.as_deref(), Some("admin"));
+    let (path, f) = act("member-role", &[("user_id", &alice.id), ("role", "member")]);
+    let r = post_form(&b, &t, &path, &f).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("at least one owner"));
+    assert_eq!(role_of(&t, &alice, &org).await.as_deref(), Some("owner"));
+
+    // Roles: created, changed, held (so not deletable), deleted.
+    let (path, f) = act(
+        "role-save",
+        &[("name", "auditor"), ("permissions", "members:read")],
+    );
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (path, f) = act(
+        "role-save",
+        &[
+            ("existing", "auditor"),
+            ("permissions", "members:read webhooks:read"),
+            ("inherits", "viewer"),
+        ],
+    );
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, roles) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/organizations/{org}/roles"),
+        None,
+    )
+    .await;
+    let auditor = roles["data"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "auditor")
+        .cloned()
+        .unwrap_or_else(|| panic!("{roles}"));
+    assert_eq!(auditor["inherits"], json!(["viewer"]), "{auditor}");
+    let (path, f) = act("role-save", &[("name", "bad"), ("permissions", "nonsense")]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let (path, f) = act("member-role", &[("user_id", &bob.id), ("role", "auditor")]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(role_of(&t, &bob, &org).await.as_deref(), Some("auditor"));
+    let (path, f) = act("role-delete", &[("name", "auditor")]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::CONFLICT
+    );
+    let (path, f) = act("member-role", &[("user_id", &bob.id), ("role", "member")]);
+    post_form(&b, &t, &path, &f).await;
+    let (path, f) = act("role-delete", &[("name", "auditor")]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = get(&b, &t, &here).await;
+    assert!(!page.contains("perm-auditor"), "{page}");
+
+    // Webhooks: added (its secret shown once), turned off, deleted.
+    let (path, f) = act(
+        "endpoint-add",
+        &[
+            ("url", "http://127.0.0.1:9/hook"),
+            ("events", "organization.updated"),
+        ],
+    );
+    let r = post_form(&b, &t, &path, &f).await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains("whsec_"), "{html}");
+    let list = endpoints_of(&t, &alice, &org).await;
+    assert_eq!(
+        (list.len(), &list[0]["enabled"]),
+        (1, &json!(true)),
+        "{list:?}"
+    );
+    let ep = list[0]["id"].as_str().unwrap().to_owned();
+    let (path, f) = act("endpoint-disable", &[("endpoint_id", &ep)]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        endpoints_of(&t, &alice, &org).await[0]["enabled"],
+        json!(false)
+    );
+    let (path, f) = act("endpoint-delete", &[("endpoint_id", &ep)]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert!(endpoints_of(&t, &alice, &org).await.is_empty());
+
+    // The organization: renamed, a member removed, then deleted (with the
+    // box ticked only).
+    let (path, f) = act(
+        "update",
+        &[("name", "Acme Renamed"), ("slug", "acme-renamed")],
+    );
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, got) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/organizations/{org}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            &got["data"]["organization"]["name"],
+            &got["data"]["organization"]["slug"]
+        ),
+        (&json!("Acme Renamed"), &json!("acme-renamed")),
+        "{got}"
+    );
+    let (path, f) = act("member-remove", &[("user_id", &bob.id)]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(role_of(&t, &bob, &org).await, None);
+    let (path, f) = act("delete", &[]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let (path, f) = act("delete", &[("confirm", "yes")]);
+    assert_eq!(
+        post_form(&b, &t, &path, &f).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(role_of(&t, &alice, &org).await, None);
+
+    // Each change is in the trail as the administrator's.
+    let (s, body) = t
+        .authed(
+            Method::GET,
+            "/api/admin/audit?action=member_role_changed",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let events = body["events"].as_array().unwrap();
+    assert!(
+        events.len() >= 3 && events.iter().all(|e| e["actor"] == admin_id.as_str()),
+        "{events:?}"
+    );
+}
