@@ -834,7 +834,7 @@ pub(crate) fn discovery(issuer: &str, algorithm: &str) -> Published {
         "id_token_signing_alg_values_supported": [algorithm],
         "subject_types_supported": ["public"],
         "prompt_values_supported": ["none", "login", "consent"],
-        "claims_supported": ["iss", "aud", "sub", "iat", "exp", "auth_time", "nonce", "amr", "acr", "at_hash", "sid", "email", "email_verified", "name", "updated_at"],
+        "claims_supported": ["iss", "aud", "sub", "iat", "exp", "auth_time", "nonce", "amr", "acr", "at_hash", "sid", "email", "email_verified", "name", "updated_at", "organizations", "org_id", "roles", "permissions"],
         "authorization_response_iss_parameter_supported": true,
     }))
 }

@@ -20,12 +20,22 @@ use super::{AuthError, AuthService, ClientInfo, Principal};
 use crate::model::{AuthCode, CodeUse, OAuthClient, Session, User};
 
 /// Scopes a client may ask for.
-pub const SCOPES: [(&str, &str); 4] = [
+pub const SCOPES: [(&str, &str); 6] = [
     ("openid", "sign you in"),
     ("profile", "see your name"),
     ("email", "see your email address"),
     ("offline_access", "keep you signed in"),
+    (
+        "organizations",
+        "see the organizations you belong to and your role in each",
+    ),
+    (
+        "roles",
+        "see your role and permissions in the organization this application belongs to",
+    ),
 ];
+/// Organizations listed in the `organizations` claim at most.
+const CLAIMED_ORGS: u32 = 100;
 /// Grants a client may use.
 pub const GRANTS: [&str; 2] = ["authorization_code", "refresh_token"];
 /// An authorization code is good this long (seconds).
@@ -916,11 +926,12 @@ impl AuthService {
             .iter()
             .any(|g| g == "refresh_token")
             .then_some(refresh);
+        let claims = self.user_claims(&client, &user, &scopes).await?;
         self.client_tokens(
             &client,
             &user,
             &sid,
-            &scopes,
+            (&scopes, claims),
             refresh,
             Some((&c.nonce, c.auth_time, &c.amr)),
             now,
@@ -964,7 +975,16 @@ impl AuthService {
             }
             scopes = asked;
         }
-        self.client_tokens(client, &user, &session.id, &scopes, Some(next), None, now)
+        let claims = self.user_claims(client, &user, &scopes).await?;
+        self.client_tokens(
+            client,
+            &user,
+            &session.id,
+            (&scopes, claims),
+            Some(next),
+            None,
+            now,
+        )
     }
 
     /// Access token (audience: the client), the refresh token, and with
@@ -975,7 +995,7 @@ impl AuthService {
         client: &OAuthClient,
         user: &User,
         sid: &str,
-        scopes: &[String],
+        (scopes, claims): (&[String], serde_json::Map<String, serde_json::Value>),
         refresh: Option<Secret<String>>,
         first: Option<(&Option<String>, i64, &Vec<String>)>,
         now: i64,
@@ -1022,7 +1042,7 @@ impl AuthService {
                 },
                 at_hash: half_hash(self.cfg.algorithm, &access),
                 sid,
-                profile: profile(user, scopes),
+                profile: claims,
             };
             Some(ring.sign(&claims).map_err(AuthError::from)?)
         } else {
@@ -1065,7 +1085,7 @@ impl AuthService {
             return Err(refused());
         }
         let scopes: Vec<String> = claims.scope.split(' ').map(str::to_owned).collect();
-        let mut out = profile(&user, &scopes);
+        let mut out = self.user_claims(&client, &user, &scopes).await?;
         out.insert("sub".into(), user.id.clone().into());
         Ok(serde_json::Value::Object(out))
     }
@@ -1651,6 +1671,48 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         let p = self.account_principal(who).await?;
         self.revoke_my_consent(&p, client_id, ctx, now).await
+    }
+}
+
+impl AuthService {
+    /// The claims about `user` that `scopes` allow `client` (ID token and
+    /// userinfo): profile and email, and with `organizations` every
+    /// membership with its role, with `roles` the role and effective
+    /// permissions in the client's own organization (none for a client of
+    /// no organization, or a user outside it). Read when the token is
+    /// issued, so a refresh carries what holds then.
+    async fn user_claims(
+        &self,
+        client: &OAuthClient,
+        user: &User,
+        scopes: &[String],
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AuthError> {
+        let mut m = profile(user, scopes);
+        let asked = |name: &str| scopes.iter().any(|s| s == name);
+        if asked("organizations") {
+            let orgs = self.store.user_orgs(&user.id, None, CLAIMED_ORGS).await?;
+            let list: Vec<_> = orgs
+                .iter()
+                .map(|(o, role)| {
+                    serde_json::json!({"id": o.id, "slug": o.slug, "name": o.name, "role": role})
+                })
+                .collect();
+            m.insert("organizations".into(), list.into());
+        }
+        if let (true, Some(org)) = (asked("roles"), &client.org_id) {
+            if let Some(member) = self.store.membership(org, &user.id).await? {
+                let roles = self.roles_of(org).await?;
+                let held: Vec<String> = roles
+                    .effective(&member.role)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                m.insert("org_id".into(), org.clone().into());
+                m.insert("roles".into(), vec![member.role].into());
+                m.insert("permissions".into(), held.into());
+            }
+        }
+        Ok(m)
     }
 }
 

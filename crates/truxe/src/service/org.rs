@@ -221,7 +221,7 @@ fn page(limit: Option<u32>) -> Result<u32, AuthError> {
 impl AuthService {
     /// The roles of an organization, resolved on the blocking pool (an
     /// organization may define up to `MAX_CUSTOM_ROLES` nested roles).
-    async fn roles_of(&self, org_id: &str) -> Result<RoleSet, AuthError> {
+    pub(super) async fn roles_of(&self, org_id: &str) -> Result<RoleSet, AuthError> {
         let custom = self.store.custom_roles(org_id).await?;
         if custom.is_empty() {
             return Ok(RoleSet::default());

@@ -1572,3 +1572,75 @@ async fn issue_20_sign_in_link_still_asks_for_the_second_factor() {
     assert_eq!(claims["amr"], json!(["email", "otp"]));
     assert_eq!(claims["acr"], "urn:truxe:acr:mfa");
 }
+
+#[tokio::test]
+async fn issue_20_organization_and_role_claims_when_asked_for() {
+    let t = Truxe::start(&[]).await;
+    let (olga, _) = t.register("olga@example.com").await;
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/organizations",
+            &olga,
+            Some(json!({"name": "Acme Claims"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let org = b["data"]["organization"]["id"].as_str().unwrap().to_owned();
+    // The organization's own application.
+    let (s, b) = t
+        .authed(
+            Method::POST,
+            "/api/oauth/clients",
+            &olga,
+            Some(json!({"name": "Notes <b>app</b>", "redirectUris": [REDIRECT], "orgId": org})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let app = App {
+        id: b["data"]["client"]["clientId"].as_str().unwrap().to_owned(),
+        secret: b["data"]["clientSecret"].as_str().unwrap().to_owned(),
+    };
+    t.register("nils@example.com").await;
+    let url = authorize_url(&t, &app.id, &[]).replace(
+        "scope=openid+email+profile+offline_access",
+        "scope=openid+organizations+roles",
+    );
+    let tokens_of = |email: &'static str| {
+        let (t, url, app) = (&t, url.clone(), &app);
+        async move {
+            let back = sign_in_and_decide(&browser(), t, &url, email, "allow").await;
+            let code = param(&back, "code").unwrap();
+            let (s, tokens) = exchange(t, app, &code, VERIFIER).await;
+            assert_eq!(s, StatusCode::OK, "{tokens}");
+            tokens
+        }
+    };
+    // A member: every organization with the role, and the role and
+    // permissions in the application's own.
+    let tokens = tokens_of("olga@example.com").await;
+    let claims = id_claims(&t, tokens["id_token"].as_str().unwrap(), &app.id).await;
+    assert_eq!(claims["organizations"][0]["id"], org.as_str(), "{claims}");
+    assert_eq!(claims["organizations"][0]["role"], "owner");
+    assert_eq!(claims["org_id"], org.as_str());
+    assert_eq!(claims["roles"], json!(["owner"]));
+    assert!(
+        claims["permissions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("members:read")),
+        "{claims}"
+    );
+    assert!(claims.get("email").is_none(), "email was not asked for");
+    let (s, info) = userinfo(&t, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(info["roles"], json!(["owner"]), "{info}");
+    // Control: someone outside the organization gets no role in it.
+    let tokens = tokens_of("nils@example.com").await;
+    let claims = id_claims(&t, tokens["id_token"].as_str().unwrap(), &app.id).await;
+    assert_eq!(claims["organizations"], json!([]), "{claims}");
+    assert!(
+        claims.get("roles").is_none() && claims.get("org_id").is_none(),
+        "{claims}"
+    );
+}
