@@ -26,3 +26,10 @@ ensure_packages() {
   [ -n "$created" ] && rm -f "$policy"
   return $rc
 }
+
+# Python's venv (Debian splits ensurepip into python3-venv).
+ensure_python_venv() {
+  python3 -c 'import ensurepip' 2>/dev/null && return 0
+  # No command tells whether it is there; name one that never exists.
+  ensure_packages python3-venv-is-missing:python3-venv
+}

@@ -677,62 +677,139 @@ async fn issue_20_second_factor_on_the_hosted_pages() {
     assert_eq!(claims["acr"], "urn:truxe:acr:mfa");
 }
 
-/// Runs `tests/oidc/rp.mjs` (openid-client): its JSON answer.
-fn rp(args: &[&str]) -> Value {
-    crate::social::ensure_installed();
-    let out = std::process::Command::new("node")
-        .arg(crate::social::oidc_dir().join("rp.mjs"))
-        .args(args)
-        .output()
-        .expect("node (Node.js) is needed for the relying-party test");
-    assert!(
-        out.status.success(),
-        "openid-client refused: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// A relying-party library, unmodified, from its registry: panva's
+/// openid-client (npm; certified) or Authlib (PyPI).
+#[derive(Clone, Copy, Debug)]
+enum Rp {
+    OpenidClient,
+    Authlib,
 }
 
-/// A certified relying party library, unmodified (panva's openid-client,
-/// configured as its documentation says), signs in with Truxe: discovery,
-/// PKCE, state, nonce, the `iss` of the answer, the ID token's signature
-/// and claims, userinfo and a refresh are all checked by it, not by us.
+impl Rp {
+    /// Runs the library's script (`tests/oidc/rp.mjs` or `rp.py`): its
+    /// JSON answer, or its refusal (stderr).
+    fn run(self, args: &[&str]) -> Result<Value, String> {
+        let mut cmd = match self {
+            Rp::OpenidClient => {
+                crate::social::ensure_installed();
+                let mut c = std::process::Command::new("node");
+                c.arg(crate::social::oidc_dir().join("rp.mjs"));
+                c
+            }
+            Rp::Authlib => {
+                let mut c = std::process::Command::new(crate::social::authlib_python());
+                c.arg(crate::social::oidc_dir().join("rp.py"));
+                c
+            }
+        };
+        let out = cmd.args(args).output().expect("the relying party runs");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    }
+}
+
+/// Relying-party libraries, unmodified (openid-client and Authlib,
+/// configured as their documentation says), sign in with Truxe:
+/// discovery, PKCE, state, nonce, the ID token's signature and claims,
+/// userinfo, a refresh, introspection, revocation and the RP-initiated
+/// logout URL are handled by them, not by us; client credentials too. A
+/// callback whose state is not theirs is refused by them.
 #[tokio::test]
-async fn issue_20_openid_client_signs_in_with_truxe() {
+async fn issue_20_relying_party_libraries_sign_in_with_truxe() {
     let t = Truxe::start(&[]).await;
     let (_, admin) = t.admin("root4@example.com").await;
-    let app = client(&t, &admin).await;
-    t.register("rita@example.com").await;
+    let bye = "http://127.0.0.1:9/bye";
+    let (s, c) = register_client(
+        &t,
+        &admin,
+        json!({"name": "Notes <b>app</b>", "redirectUris": [REDIRECT], "postLogoutRedirectUris": [bye]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let app = App {
+        id: c["data"]["client"]["clientId"].as_str().unwrap().to_owned(),
+        secret: c["data"]["clientSecret"].as_str().unwrap().to_owned(),
+    };
+    let o = crate::machines::org(&t, "svc-rp@example.com").await;
+    let (sa_id, sa_secret) =
+        crate::machines::account(&t, &o, "reporter", json!(["org:read"])).await;
     let issuer = t.url();
-    let common = [
-        issuer.as_str(),
-        app.id.as_str(),
-        app.secret.as_str(),
-        REDIRECT,
-        "EdDSA",
-    ];
-    let start = rp(&[&["start"], &common[..]].concat());
-    let url = start["url"].as_str().unwrap();
-    assert!(
-        url.starts_with(&format!("{issuer}/oauth/authorize?")),
-        "{url}"
-    );
-    let back = sign_in_and_decide(&browser(), &t, url, "rita@example.com", "allow").await;
-    let finish = rp(&[
-        &["finish"],
-        &common[..],
-        &[
-            back.as_str(),
-            start["verifier"].as_str().unwrap(),
-            start["state"].as_str().unwrap(),
-            start["nonce"].as_str().unwrap(),
-        ],
-    ]
-    .concat());
-    assert_eq!(finish["claims"]["email"], "rita@example.com", "{finish}");
-    assert_eq!(finish["userinfo"]["email"], "rita@example.com");
-    assert_eq!(finish["refreshed"]["rotated"], true);
-    assert_eq!(finish["refreshed"]["sub"], finish["claims"]["sub"]);
+    for (i, rp) in [Rp::OpenidClient, Rp::Authlib].into_iter().enumerate() {
+        let email = format!("rita{i}@example.com");
+        t.register(&email).await;
+        let common = [
+            issuer.as_str(),
+            app.id.as_str(),
+            app.secret.as_str(),
+            REDIRECT,
+            "EdDSA",
+        ];
+        let start = rp.run(&[&["start"], &common[..]].concat()).unwrap();
+        let url = start["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{issuer}/oauth/authorize?")),
+            "{rp:?}: {url}"
+        );
+        let b = browser();
+        let back = sign_in_and_decide(&b, &t, url, &email, "allow").await;
+        let finish = |state: &str| {
+            rp.run(
+                &[
+                    &["finish"],
+                    &common[..],
+                    &[
+                        back.as_str(),
+                        start["verifier"].as_str().unwrap(),
+                        state,
+                        start["nonce"].as_str().unwrap(),
+                        bye,
+                    ],
+                ]
+                .concat(),
+            )
+        };
+        // Attack: an answer to another sign-in (its state differs) is
+        // refused by the library before it spends the code.
+        let refused = finish("someone-elses-state").unwrap_err();
+        assert!(
+            refused.to_lowercase().contains("state"),
+            "{rp:?}: {refused}"
+        );
+        let done =
+            finish(start["state"].as_str().unwrap()).unwrap_or_else(|e| panic!("{rp:?}: {e}"));
+        assert_eq!(done["claims"]["email"], email.as_str(), "{rp:?}: {done}");
+        assert_eq!(done["userinfo"]["email"], email.as_str());
+        assert_eq!(done["refreshed"]["rotated"], true);
+        assert_eq!(done["refreshed"]["sub"], done["claims"]["sub"]);
+        assert_eq!(done["introspected"]["active"], true, "{rp:?}: {done}");
+        assert_eq!(done["introspected"]["client_id"], app.id.as_str());
+        assert_eq!(
+            done["after_revocation"]["active"], false,
+            "revoking ends the session"
+        );
+        // The logout URL the library built: Truxe asks, then returns.
+        let end = done["end_session_url"].as_str().unwrap();
+        let page = b.get(end).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{rp:?}: {end}");
+        let r = post_form(
+            &b,
+            &t,
+            "/oauth/end_session",
+            &form_fields(&page.text().await.unwrap()),
+        )
+        .await;
+        let to = location(&r);
+        assert_eq!(to.as_str().split('?').next(), Some(bye));
+        assert_eq!(param(&to, "state").as_deref(), Some("bye"));
+        // Client credentials, with a service account as the client.
+        let cc = rp
+            .run(&["cc", issuer.as_str(), &sa_id, &sa_secret, REDIRECT, "EdDSA"])
+            .unwrap_or_else(|e| panic!("{rp:?}: {e}"));
+        assert_eq!(cc["token_type"], "bearer");
+        assert_eq!(cc["has_access_token"], true);
+    }
 }
 
 async fn form_post(
@@ -1643,4 +1720,67 @@ async fn issue_20_organization_and_role_claims_when_asked_for() {
         claims.get("roles").is_none() && claims.get("org_id").is_none(),
         "{claims}"
     );
+}
+
+#[tokio::test]
+async fn issue_20_expired_codes_and_deleted_clients_are_refused() {
+    use sqlx::Connection;
+    let t = Truxe::start(&[]).await;
+    let (_, admin) = t.admin("root11@example.com").await;
+    let app = client(&t, &admin).await;
+    t.register("eve@example.com").await;
+    let b = browser();
+    let url = authorize_url(&t, &app.id, &[]);
+    let back = sign_in_and_decide(&b, &t, &url, "eve@example.com", "allow").await;
+    let stale = param(&back, "code").unwrap();
+    // The code's 60 seconds have passed (aged in the database: the server
+    // is not told).
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&t.database_url())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE oauth_codes SET expires_at = 0")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (s, e) = exchange(&t, &app, &stale, VERIFIER).await;
+    assert_eq!(
+        (s, &e["error"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_grant")),
+        "{e}"
+    );
+    // Control: a fresh one (the browser is signed in and consented).
+    let again = b.get(&url).send().await.unwrap();
+    let (s, tokens) = exchange(
+        &t,
+        &app,
+        &param(&location(&again), "code").unwrap(),
+        VERIFIER,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&t, access).await.0, StatusCode::OK);
+
+    // The client is deleted: its tokens stop, its refresh token and its
+    // credentials are refused, and its sign-in requests are error pages.
+    let (s, _) = t
+        .authed(
+            Method::DELETE,
+            &format!("/api/oauth/clients/{}", app.id),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(userinfo(&t, access).await.0, StatusCode::UNAUTHORIZED);
+    let (s, e) = refresh(&t, &app, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (s, &e["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("invalid_client")),
+        "{e}"
+    );
+    let r = b.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers().get("location").is_none());
 }

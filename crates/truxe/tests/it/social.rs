@@ -48,6 +48,46 @@ pub(crate) fn ensure_installed() {
     *done = true;
 }
 
+/// The Python of `tests/oidc/.venv` with Authlib, made once per test
+/// process if missing, exactly as pinned in requirements.txt (scripts/test
+/// does the same before the suite).
+pub(crate) fn authlib_python() -> PathBuf {
+    static ONCE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = ONCE.lock().unwrap_or_else(|p| p.into_inner());
+    let venv = oidc_dir().join(".venv");
+    let python = venv.join("bin/python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", "import authlib, requests"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if *done || ready() {
+        *done = true;
+        return python;
+    }
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 is needed for the Authlib tests");
+    assert!(
+        st.success(),
+        "python3 -m venv failed (Debian: python3-venv)"
+    );
+    let st = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "-r"])
+        .arg(oidc_dir().join("requirements.txt"))
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "pip install -r tests/oidc/requirements.txt failed"
+    );
+    *done = true;
+    python
+}
+
 /// The provider process.
 struct Provider {
     _child: ChildGuard,
