@@ -449,10 +449,7 @@ impl SessionRepo for SqlStore {
 
     async fn use_refresh(&self, group: &[Rotation]) -> Result<Vec<RefreshUse>, RepoError> {
         let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(group.len());
-        for r in group {
-            out.push(rotate(&mut tx, r).await?);
-        }
+        let out = rotate_group(&mut tx, group).await?;
         tx.commit().await?;
         for done in &out {
             if let RefreshUse::Rotated { session, .. } = done {
@@ -652,67 +649,170 @@ async fn insert_refresh(
     Ok(())
 }
 
-/// One rotation of [`SessionRepo::use_refresh`] within `tx`.
-async fn rotate(
+/// `$from, $from+1, …` for `n` values.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The rotations of [`SessionRepo::use_refresh`] within `tx`, in five
+/// statements for the whole group rather than five per rotation (each
+/// statement is a round trip to the database). The conditional UPDATE is
+/// the arbiter: only one use flips a token's `used_at`, and within the
+/// group the first rotation naming a token is that use.
+async fn rotate_group(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    r: &Rotation,
-) -> Result<RefreshUse, RepoError> {
-    let now = r.now;
-    // The conditional UPDATE is the arbiter: only one use flips used_at.
-    let won = sqlx::query(
-        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING session_id",
-    )
-    .bind(now)
-    .bind(&r.spent)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(won) = won else {
-        let row =
-            sqlx::query("SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = $1")
-                .bind(&r.spent)
-                .fetch_optional(&mut **tx)
-                .await?;
-        return Ok(match row {
-            Some(row) => match row.try_get::<Option<i64>, _>("used_at")? {
-                Some(used_at) => RefreshUse::AlreadyUsed {
-                    session_id: row.try_get("session_id")?,
-                    used_at,
-                },
-                None => RefreshUse::Invalid, // expired, never used
-            },
-            None => RefreshUse::Invalid,
-        });
+    group: &[Rotation],
+) -> Result<Vec<RefreshUse>, RepoError> {
+    use std::collections::{HashMap, HashSet};
+    let Some(now) = group.iter().map(|r| r.now).max() else {
+        return Ok(Vec::new());
     };
-    let session_id: String = won.try_get(0)?;
-    let live = sqlx::query(
-        "UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND expires_at > $1 RETURNING *",
-    )
-    .bind(now)
-    .bind(&session_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(live) = live else {
-        return Ok(RefreshUse::Ended);
-    };
-    let live = session(&live)?;
-    let account = sqlx::query("SELECT * FROM users WHERE id = $1")
-        .bind(&live.user_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let account = match account {
-        Some(row) => user(&row)?,
-        None => return Ok(RefreshUse::Inactive),
-    };
-    if account.status != "active" {
-        return Ok(RefreshUse::Inactive);
+    let mut spent: Vec<&str> = Vec::with_capacity(group.len());
+    let mut seen = HashSet::new();
+    for r in group {
+        if seen.insert(r.spent.as_str()) {
+            spent.push(&r.spent);
+        }
     }
-    insert_refresh(tx, &r.next, &session_id, now, live.expires_at).await?;
-    let event = r.event.clone().actor(&account.id).target(&session_id);
-    insert_audit(&mut **tx, &event).await?;
-    Ok(RefreshUse::Rotated {
-        session: Box::new(live),
-        user: Box::new(account),
-    })
+    // 1. Spend every token that is unused and unexpired.
+    let sql = format!(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 AND token_hash IN ({}) RETURNING token_hash, session_id",
+        placeholders(2, spent.len())
+    );
+    let mut q = sqlx::query(&sql).bind(now);
+    for h in &spent {
+        q = q.bind(*h);
+    }
+    let mut won: HashMap<String, String> = HashMap::new();
+    for row in q.fetch_all(&mut **tx).await? {
+        won.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    // 2. What the others are: spent before (reuse), or unknown or expired.
+    let lost: Vec<&str> = spent
+        .iter()
+        .copied()
+        .filter(|h| !won.contains_key(*h))
+        .collect();
+    let mut before: HashMap<String, (String, Option<i64>)> = HashMap::new();
+    if !lost.is_empty() {
+        let sql = format!(
+            "SELECT token_hash, session_id, used_at FROM refresh_tokens WHERE token_hash IN ({})",
+            placeholders(1, lost.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for h in &lost {
+            q = q.bind(*h);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            before.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    // 3. The live sessions of the spent tokens, marked used now.
+    let mut sessions: HashMap<String, Session> = HashMap::new();
+    let ids: Vec<&str> = won
+        .values()
+        .map(String::as_str)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if !ids.is_empty() {
+        let sql = format!(
+            "UPDATE sessions SET last_used_at = $1 WHERE revoked_at IS NULL AND expires_at > $1 AND id IN ({}) RETURNING *",
+            placeholders(2, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let s = session(&row)?;
+            sessions.insert(s.id.clone(), s);
+        }
+    }
+    // 4. Their users.
+    let mut users: HashMap<String, User> = HashMap::new();
+    let user_ids: Vec<&str> = sessions
+        .values()
+        .map(|s| s.user_id.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if !user_ids.is_empty() {
+        let sql = format!(
+            "SELECT * FROM users WHERE id IN ({})",
+            placeholders(1, user_ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in &user_ids {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let u = user(&row)?;
+            users.insert(u.id.clone(), u);
+        }
+    }
+    // Each rotation's outcome, in order; the first to name a token is its use.
+    let mut first = HashSet::new();
+    let mut out = Vec::with_capacity(group.len());
+    let mut rotated: Vec<(&Rotation, &Session)> = Vec::new();
+    for r in group {
+        let done = match won.get(&r.spent) {
+            Some(sid) if first.insert(r.spent.as_str()) => match sessions.get(sid) {
+                None => RefreshUse::Ended,
+                Some(live) => match users.get(&live.user_id) {
+                    Some(u) if u.status == "active" => {
+                        rotated.push((r, live));
+                        RefreshUse::Rotated {
+                            session: Box::new(live.clone()),
+                            user: Box::new(u.clone()),
+                        }
+                    }
+                    _ => RefreshUse::Inactive,
+                },
+            },
+            Some(sid) => RefreshUse::AlreadyUsed {
+                session_id: sid.clone(),
+                used_at: now,
+            },
+            None => match before.get(&r.spent) {
+                Some((sid, Some(used_at))) => RefreshUse::AlreadyUsed {
+                    session_id: sid.clone(),
+                    used_at: *used_at,
+                },
+                // Expired and never used, or unknown.
+                _ => RefreshUse::Invalid,
+            },
+        };
+        out.push(done);
+    }
+    // 5. The successors, and 6. the audit trail of each rotation.
+    if !rotated.is_empty() {
+        let rows: Vec<String> = (0..rotated.len())
+            .map(|i| format!("({})", placeholders(i * 4 + 1, 4)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES {}",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (r, live) in &rotated {
+            q = q
+                .bind(r.next.as_str())
+                .bind(live.id.as_str())
+                .bind(r.now)
+                .bind(live.expires_at);
+        }
+        q.execute(&mut **tx).await?;
+        let events: Vec<AuditEvent> = rotated
+            .iter()
+            .map(|(r, live)| r.event.clone().actor(&live.user_id).target(&live.id))
+            .collect();
+        insert_audits(&mut **tx, &events).await?;
+    }
+    Ok(out)
 }
 
 /// Replaces a user's backup codes within `tx` (an empty list deletes them).
@@ -949,22 +1049,39 @@ async fn insert_audit<'c>(
     db: impl sqlx::Executor<'c, Database = sqlx::Any>,
     e: &AuditEvent,
 ) -> Result<(), RepoError> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&e.id)
-    .bind(e.at_ms)
-    .bind(&e.action)
-    .bind(e.outcome.as_str())
-    .bind(&e.actor)
-    .bind(&e.target)
-    .bind(&e.ip)
-    .bind(&e.user_agent)
-    .bind(&e.request_id)
-    .bind(e.details.to_string())
-    .execute(db)
-    .await?;
+    insert_audits(db, std::slice::from_ref(e)).await
+}
+
+/// Records `events` in one statement.
+async fn insert_audits<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    events: &[AuditEvent],
+) -> Result<(), RepoError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..events.len())
+        .map(|i| format!("({})", placeholders(i * 10 + 1, 10)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for e in events {
+        q = q
+            .bind(&e.id)
+            .bind(e.at_ms)
+            .bind(&e.action)
+            .bind(e.outcome.as_str())
+            .bind(&e.actor)
+            .bind(&e.target)
+            .bind(&e.ip)
+            .bind(&e.user_agent)
+            .bind(&e.request_id)
+            .bind(e.details.to_string());
+    }
+    q.execute(db).await?;
     Ok(())
 }
 
@@ -1024,5 +1141,123 @@ impl Store for SqlStore {
         } else {
             4
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::{Rotation, SessionRepo, UserRepo};
+
+    fn rotation(spent: &str, next: &str, now: i64) -> Rotation {
+        Rotation {
+            spent: secure::token::digest(spent),
+            next: secure::token::digest(next),
+            now,
+            event: AuditEvent::new("refresh", Outcome::Success, now * 1000),
+        }
+    }
+
+    /// One group naming a token twice, a token spent before, an unknown
+    /// one, an expired one and one of an ended session: each gets its own
+    /// outcome, the first naming of a token is its one use, and only the
+    /// rotations that happened leave a successor and an audit event.
+    #[tokio::test]
+    async fn a_group_rotates_each_token_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqlStore::open(&url).await.unwrap();
+        let now = 1_000_000;
+        let user = User::new(
+            "g@example.com".into(),
+            "x".into(),
+            true,
+            false,
+            serde_json::Value::Null,
+            now,
+        );
+        store.create_user(&user).await.unwrap();
+        let session = |id: &str| Session {
+            id: id.into(),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + 3600,
+            revoked_at: None,
+            revoke_reason: None,
+            ip: None,
+            user_agent: None,
+            org_id: None,
+            client_id: None,
+        };
+        let digest = secure::token::digest;
+        store
+            .create_session(&session("s1"), &digest("a"), now + 3600)
+            .await
+            .unwrap();
+        store
+            .create_session(&session("s2"), &digest("b"), now + 3600)
+            .await
+            .unwrap();
+        store
+            .create_session(&session("s3"), &digest("old"), now - 1)
+            .await
+            .unwrap();
+        store
+            .create_session(&session("s4"), &digest("ended"), now + 3600)
+            .await
+            .unwrap();
+        store.revoke_session("s4", "logout", now).await.unwrap();
+        // `b` is spent before the group.
+        let first = store
+            .use_refresh(&[rotation("b", "b2", now)])
+            .await
+            .unwrap();
+        assert!(matches!(first[0], RefreshUse::Rotated { .. }));
+        let got = store
+            .use_refresh(&[
+                rotation("a", "a2", now),
+                rotation("a", "a3", now),
+                rotation("b", "b3", now + 1),
+                rotation("nobody", "n2", now),
+                rotation("old", "o2", now),
+                rotation("ended", "e2", now),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(&got[0], RefreshUse::Rotated { session, .. } if session.id == "s1"));
+        assert!(
+            matches!(&got[1], RefreshUse::AlreadyUsed { session_id, used_at } if session_id == "s1" && *used_at == now + 1),
+            "{:?}",
+            got[1]
+        );
+        assert!(
+            matches!(&got[2], RefreshUse::AlreadyUsed { session_id, used_at } if session_id == "s2" && *used_at == now),
+            "{:?}",
+            got[2]
+        );
+        assert!(matches!(got[3], RefreshUse::Invalid));
+        assert!(matches!(got[4], RefreshUse::Invalid));
+        assert!(matches!(got[5], RefreshUse::Ended));
+        // The winner's successor works; the loser's was never made.
+        let next = store
+            .use_refresh(&[rotation("a2", "a4", now + 2)])
+            .await
+            .unwrap();
+        assert!(matches!(next[0], RefreshUse::Rotated { .. }));
+        let never = store
+            .use_refresh(&[rotation("a3", "a5", now + 2)])
+            .await
+            .unwrap();
+        assert!(matches!(never[0], RefreshUse::Invalid));
+        let f = crate::repo::AuditFilter {
+            action: Some("refresh".into()),
+            actor: None,
+            outcome: None,
+            before: None,
+            limit: 100,
+        };
+        let events = store.audit_events(&f).await.unwrap();
+        assert_eq!(events.len(), 3, "b, a and a2 rotated: {events:?}");
     }
 }
