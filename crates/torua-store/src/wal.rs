@@ -1056,6 +1056,10 @@ async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>, syncs: Arc<At
     let mut writer = Some(writer);
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
+        // Let the tasks already waiting to run on this runtime go first:
+        // under load some of them append too, and join this commit rather
+        // than pay for the next one. Alone, this returns at once.
+        tokio::task::yield_now().await;
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),

@@ -227,6 +227,9 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     while let Some(first) = rx.recv().await {
         batch.clear();
         batch.extend_from_slice(&first);
+        // The runtime's waiting tasks first: under load they queue frames
+        // too, which then share this write. Alone, this returns at once.
+        tokio::task::yield_now().await;
         while batch.len() < (256 << 10) {
             match rx.try_recv() {
                 Ok(more) => batch.extend_from_slice(&more),
