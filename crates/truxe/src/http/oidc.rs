@@ -991,9 +991,9 @@ fn signup_page(
     problem: Option<&str>,
 ) -> Response {
     let body = format!(
-        r#"{problem}{intro}<form method="post" action="/oauth/authorize/signup">{carried}{email}{password}<button type="submit">Create account</button></form><p class="muted"><a href="/oauth/authorize?{query}">I have an account</a></p>"#,
+        r#"{problem}{intro}<form method="post" action="/oauth/authorize/signup">{carried}{email}{password}<button type="submit">Create account</button></form><p class="muted"><a href="{start}">I have an account</a></p>"#,
         problem = problem.map(alert).unwrap_or_default(),
-        intro = para(&format!("to continue to {}", a.client.name)),
+        intro = Flow::Client(a).intro(),
         carried = carried(app, a, browser),
         email = field("email", "Email address", "email", "username", "autofocus"),
         password = field(
@@ -1003,7 +1003,7 @@ fn signup_page(
             "new-password",
             r#"minlength="8""#
         ),
-        query = query_of(a),
+        start = Flow::Client(a).start(),
     );
     // Its post may end in the redirect to the client (consent given
     // before), which a browser checks against `form-action` too.
@@ -1109,11 +1109,11 @@ pub(crate) async fn forgot_form(
     };
     let (browser, fresh) = browser_for_page(&headers);
     let body = format!(
-        r#"{intro}<form method="post" action="/oauth/authorize/forgot">{carried}{email}<button type="submit">Send a reset link</button></form><p class="muted"><a href="/oauth/authorize?{query}">Back to sign-in</a></p>"#,
+        r#"{intro}<form method="post" action="/oauth/authorize/forgot">{carried}{email}<button type="submit">Send a reset link</button></form><p class="muted"><a href="{start}">Back to sign-in</a></p>"#,
         intro = para("We will email you a link to choose a new password."),
         carried = carried(&app, &a, &browser),
         email = field("email", "Email address", "email", "username", "autofocus"),
-        query = query_of(&a),
+        start = Flow::Client(&a).start(),
     );
     let res = pages::page(
         brand(&app),
@@ -1145,9 +1145,9 @@ pub(crate) async fn forgot(
         return failure(&app, e);
     }
     let body = format!(
-        r#"{}<p><a href="/oauth/authorize?{}">Back to sign-in</a></p>"#,
+        r#"{}<p><a href="{}">Back to sign-in</a></p>"#,
         para("If an account uses that address, a link to reset its password is on its way. It works once, for a limited time."),
-        query_of(&a),
+        Flow::Client(&a).start(),
     );
     pages::page(brand(&app), StatusCode::OK, "Check your email", &body, None)
 }

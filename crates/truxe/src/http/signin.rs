@@ -245,10 +245,10 @@ pub(super) fn social_route(surface: Surface) -> MethodRouter<App> {
                 },
                 Surface::Account | Surface::Console => None,
             };
-            let (flow, hint) = match (&a, surface) {
-                (Some(a), _) => (Flow::Client(a), a.params.login_hint.as_deref()),
-                (None, Surface::Console) => (Flow::Console, None),
-                (None, _) => (Flow::Account, None),
+            let (flow, hint) = match (surface, &a) {
+                (Surface::Client, Some(a)) => (Flow::Client(a), a.params.login_hint.as_deref()),
+                (Surface::Console, _) => (Flow::Console, None),
+                _ => (Flow::Account, None),
             };
             match app
                 .auth

@@ -637,15 +637,29 @@ async fn insert_refresh(
     now: i64,
     expires: i64,
 ) -> Result<(), RepoError> {
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(hash)
-    .bind(session_id)
-    .bind(now)
-    .bind(expires)
-    .execute(&mut **tx)
-    .await?;
+    insert_refreshes(tx, &[(hash, session_id, now, expires)]).await
+}
+
+/// Adds refresh tokens `(hash, session, created, expires)` in one statement.
+async fn insert_refreshes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(&str, &str, i64, i64)],
+) -> Result<(), RepoError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| format!("({})", placeholders(i * 4 + 1, 4)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for (hash, session_id, now, expires) in rows {
+        q = q.bind(*hash).bind(*session_id).bind(*now).bind(*expires);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -657,8 +671,8 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// The rotations of [`SessionRepo::use_refresh`] within `tx`, in five
-/// statements for the whole group rather than five per rotation (each
+/// The rotations of [`SessionRepo::use_refresh`] within `tx`, in at most
+/// six statements for the whole group rather than five per rotation (each
 /// statement is a round trip to the database). The conditional UPDATE is
 /// the arbiter: only one use flips a token's `used_at`, and within the
 /// group the first rotation naming a token is that use.
@@ -790,22 +804,11 @@ async fn rotate_group(
     }
     // 5. The successors, and 6. the audit trail of each rotation.
     if !rotated.is_empty() {
-        let rows: Vec<String> = (0..rotated.len())
-            .map(|i| format!("({})", placeholders(i * 4 + 1, 4)))
+        let rows: Vec<_> = rotated
+            .iter()
+            .map(|(r, live)| (r.next.as_str(), live.id.as_str(), r.now, live.expires_at))
             .collect();
-        let sql = format!(
-            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES {}",
-            rows.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (r, live) in &rotated {
-            q = q
-                .bind(r.next.as_str())
-                .bind(live.id.as_str())
-                .bind(r.now)
-                .bind(live.expires_at);
-        }
-        q.execute(&mut **tx).await?;
+        insert_refreshes(tx, &rows).await?;
         let events: Vec<AuditEvent> = rotated
             .iter()
             .map(|(r, live)| r.event.clone().actor(&live.user_id).target(&live.id))
