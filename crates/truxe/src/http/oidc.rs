@@ -1137,13 +1137,14 @@ pub(crate) async fn forgot(
         Ok(x) => x,
         Err(res) => return res,
     };
-    if let Err(e) = app
-        .auth
-        .forgot_password(f.email.as_deref().unwrap_or(""), &c, now())
-        .await
-    {
-        return failure(&app, e);
+    let email = f.email.clone().unwrap_or_default();
+    if let Err(res) = super::signin::mail_allowed(&app, &email).await {
+        return res;
     }
+    let auth = app.auth.clone();
+    super::routes::mail_in_background("password reset mail", async move {
+        auth.forgot_password(&email, &c, now()).await
+    });
     let body = format!(
         r#"{}<p><a href="{}">Back to sign-in</a></p>"#,
         para("If an account uses that address, a link to reset its password is on its way. It works once, for a limited time."),

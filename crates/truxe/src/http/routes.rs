@@ -184,6 +184,20 @@ fn accepted() -> Json<Value> {
     )
 }
 
+/// Mails in the background: a request naming an address answers the same,
+/// in the same time, whether or not the address has an account (the work
+/// that would tell them apart happens after the answer).
+pub(crate) fn mail_in_background(
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<(), crate::service::AuthError>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = work.await {
+            tracing::warn!(error = %e, "{what} not sent");
+        }
+    });
+}
+
 pub(crate) async fn forgot_password(
     State(app): State<App>,
     Client(c): Client,
@@ -191,10 +205,8 @@ pub(crate) async fn forgot_password(
 ) -> Result<Json<Value>, ApiError> {
     per_account(&app, "email_account", &b.email).await?;
     let auth = app.auth.clone();
-    tokio::spawn(async move {
-        if let Err(e) = auth.forgot_password(&b.email, &c, now()).await {
-            tracing::warn!(error = %e, "password reset mail not sent");
-        }
+    mail_in_background("password reset mail", async move {
+        auth.forgot_password(&b.email, &c, now()).await
     });
     Ok(accepted())
 }
@@ -306,13 +318,9 @@ pub(crate) async fn magic_link(
     app.auth.check_redirect(b.redirect_uri.as_deref())?;
     per_account(&app, "email_account", &b.email).await?;
     let auth = app.auth.clone();
-    tokio::spawn(async move {
-        if let Err(e) = auth
-            .send_magic_link(&b.email, b.redirect_uri.as_deref(), &c, now())
+    mail_in_background("magic link", async move {
+        auth.send_magic_link(&b.email, b.redirect_uri.as_deref(), &c, now())
             .await
-        {
-            tracing::warn!(error = %e, "magic link not sent");
-        }
     });
     Ok(accepted())
 }

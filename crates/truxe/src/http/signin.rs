@@ -147,23 +147,15 @@ async fn link_step(
             Some(email),
         );
     }
-    if let Err(e) = super::routes::per_account(app, "email_account", email).await {
-        return pages::error(
-            super::oidc::brand(app),
-            e.status(),
-            "Too many links were asked for that address; try again later.",
-        );
+    if let Err(res) = mail_allowed(app, email).await {
+        return res;
     }
     let (auth, email_owned, browser_owned) =
         (app.auth.clone(), email.to_owned(), browser.to_owned());
     let (resume, c) = (flow.resume(), c.clone());
-    tokio::spawn(async move {
-        if let Err(e) = auth
-            .send_page_link(&email_owned, &browser_owned, &resume, &c, now())
+    super::routes::mail_in_background("sign-in link", async move {
+        auth.send_page_link(&email_owned, &browser_owned, &resume, &c, now())
             .await
-        {
-            tracing::warn!(error = %e, "sign-in link not sent");
-        }
     });
     let body = format!(
         r#"{}{}<p><a href="{}">Use another way to sign in</a></p>"#,
@@ -180,6 +172,20 @@ async fn link_step(
         &body,
         None,
     )
+}
+
+/// The per-address limit on mailed links, for a page: the error page when
+/// it is spent.
+pub(super) async fn mail_allowed(app: &App, email: &str) -> Result<(), Response> {
+    super::routes::per_account(app, "email_account", email)
+        .await
+        .map_err(|e| {
+            pages::error(
+                super::oidc::brand(app),
+                e.status(),
+                "Too many links were asked for that address; try again later.",
+            )
+        })
 }
 
 #[derive(serde::Deserialize)]

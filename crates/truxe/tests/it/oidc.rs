@@ -1784,3 +1784,75 @@ async fn issue_20_expired_codes_and_deleted_clients_are_refused() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.headers().get("location").is_none());
 }
+
+/// The hosted pages that mail a link (forgotten password, sign-in link)
+/// hold to the per-address limit the API holds to, and mail in the
+/// background (the same answer, in the same time, for any address).
+#[tokio::test]
+async fn issue_20_pages_that_mail_links_keep_the_per_address_limit() {
+    let t = Truxe::start(&[("TRUXE_RATE_LIMIT_ACCOUNT", "2/15m")]).await;
+    let (_, admin) = t.admin("root12@example.com").await;
+    let app = client(&t, &admin).await;
+    t.register("flood@example.com").await;
+    let b = browser();
+    let url = authorize_url(&t, &app.id, &[]);
+    let (_, form) = get(
+        &b,
+        &t,
+        &format!("/oauth/authorize/forgot?{}", url.split_once('?').unwrap().1),
+    )
+    .await;
+    let forgot = |email: &str| {
+        let mut f = form_fields(&form);
+        f.push(("email".into(), email.into()));
+        f
+    };
+    for _ in 0..2 {
+        let r = post_form(
+            &b,
+            &t,
+            "/oauth/authorize/forgot",
+            &forgot("flood@example.com"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // Attack: a third link for the address, from the reset page or the
+    // sign-in page, is refused; nothing more is mailed.
+    let r = post_form(
+        &b,
+        &t,
+        "/oauth/authorize/forgot",
+        &forgot("flood@example.com"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.text().await.unwrap().contains("Too many links"));
+    let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+    let mut f = form_fields(&page);
+    f.push(("email".into(), "flood@example.com".into()));
+    let r = post_form(&b, &t, "/oauth/authorize/link", &f).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Control: another address is not held back.
+    let r = post_form(
+        &b,
+        &t,
+        "/oauth/authorize/forgot",
+        &forgot("other@example.com"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    crate::server::mailed_token(&t, "flood@example.com", 2).await;
+    let mails: Value = testkit::get_json(
+        &t.http,
+        &format!("{}/dev/mailbox?to=flood@example.com", t.url()),
+    )
+    .await;
+    let links = mails["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["text"].as_str().is_some_and(|s| s.contains("token=")))
+        .count();
+    assert_eq!(links, 2, "{mails}");
+}
