@@ -1071,31 +1071,40 @@ async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>, syncs: Arc<At
         let Some(mut w) = writer.take() else {
             return;
         };
+        // The writers are called back from the blocking thread as soon as
+        // the commit is durable, not after this task wakes again.
+        let counted = syncs.clone();
         let outcome = blocking(move || {
             let r = w.commit(writes);
-            Ok((w, r))
+            if r.is_ok() {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            finish(dones, r);
+            Ok(w)
         })
         .await;
-        let result = match outcome {
-            Ok((w, r)) => {
-                writer = Some(w);
-                r
+        match outcome {
+            Ok(w) => writer = Some(w),
+            // The blocking task itself failed (it panicked): its writers'
+            // callbacks are gone with it, and so is the writer.
+            Err(e) => tracing::error!(error = %e, "raft log commit task failed"),
+        }
+    }
+}
+
+/// Calls every writer of a commit back with its outcome.
+fn finish(dones: Vec<WalDone>, result: Result<(), StoreError>) {
+    match result {
+        Ok(()) => {
+            for d in dones {
+                d(Ok(()));
             }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                syncs.fetch_add(1, Ordering::Relaxed);
-                for d in dones {
-                    d(Ok(()));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "raft log commit failed");
-                let msg = e.to_string();
-                for d in dones {
-                    d(Err(StoreError::Io(std::io::Error::other(msg.clone()))));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "raft log commit failed");
+            let msg = e.to_string();
+            for d in dones {
+                d(Err(StoreError::Io(std::io::Error::other(msg.clone()))));
             }
         }
     }
