@@ -119,32 +119,38 @@ pub(super) enum Flow<'a> {
 }
 
 impl Flow<'_> {
+    /// The path every page of this flow lives under.
+    fn base(&self) -> &'static str {
+        match self {
+            Flow::Client(_) => "/oauth/authorize",
+            Flow::Account => "/account",
+            Flow::Console => "/admin/console",
+        }
+    }
+
+    /// An application's request as a query (HTML-escaped), for links that
+    /// must carry it; empty for the other flows.
+    fn query(&self) -> String {
+        match self {
+            Flow::Client(a) => format!("?{}", query_of(a)),
+            Flow::Account | Flow::Console => String::new(),
+        }
+    }
+
     /// Where a step's form posts.
     pub(super) fn action(&self, step: &str) -> String {
-        match self {
-            Flow::Client(_) => format!("/oauth/authorize/{step}"),
-            Flow::Account => format!("/account/{step}"),
-            Flow::Console => format!("/admin/console/{step}"),
-        }
+        format!("{}/{step}", self.base())
     }
 
     /// Where the sign-in starts again (HTML-escaped, for links).
     pub(super) fn start(&self) -> String {
-        match self {
-            Flow::Client(a) => format!("/oauth/authorize?{}", query_of(a)),
-            Flow::Account => "/account".into(),
-            Flow::Console => "/admin/console".into(),
-        }
+        format!("{}{}", self.base(), self.query())
     }
 
     /// Where a sign-in through provider `id` starts (HTML-escaped).
     fn social(&self, id: &str) -> String {
         let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
-        match self {
-            Flow::Client(a) => format!("/oauth/authorize/social/{id}?{}", query_of(a)),
-            Flow::Account => format!("/account/social/{id}"),
-            Flow::Console => format!("/admin/console/social/{id}"),
-        }
+        format!("{}/social/{id}{}", self.base(), self.query())
     }
 
     /// The flow as a string kept server-side while the browser is away
