@@ -248,6 +248,10 @@ async fn issue_20_admin_console_in_chromium() {
     b.screenshot("console-users").await;
     b.fill("#q", "bob").await;
     b.click("form.filter button").await;
+    // The list before the search has such links too: wait for the
+    // search's own page first, or the click may land on the old one.
+    b.wait_url(&format!("{}/admin/console?q=bob", t.url()))
+        .await;
     b.client
         .wait()
         .for_element(Locator::Css("a[href^='/admin/console/users/']"))
