@@ -16,7 +16,8 @@
 # Then: logins, refreshes and verified `GET /auth/me` (truxe-bench, one
 # account per client), `/auth/me`, JWKS and discovery under wrk (same tool
 # as the floor), and the latency of `/auth/me` and refresh at a fixed RATE
-# (open loop, 1,000/s by default). Installs wrk and PostgreSQL (Debian) if
+# (open loop, 1,000/s by default); the refreshes again with EdDSA signing.
+# Installs wrk and PostgreSQL (Debian) if
 # missing; stops every process it started on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +81,14 @@ load discovery "$URL/.well-known/openid-configuration"
 "$BIN/truxe-bench" --target "$URL" --clients "$CLIENTS" --seconds "$SECONDS_PER" --json > "$DIR/sqlite.jsonl"
 "$BIN/truxe-bench" --target "$URL" --clients 64 --seconds "$SECONDS_PER" --json --no-bound \
   --rate "$RATE" --workloads me,refresh > "$DIR/rate.jsonl"
+# The same refreshes signed with Ed25519 instead of RS256 (the default, as
+# the original Truxe and OpenID Connect's default ID-token algorithm): how
+# much of a refresh is its RSA signature.
+serve eddsa "$((PORT + 2))" TRUXE_DATA_DIR="$DIR/data-eddsa" JWT_ALGORITHM=EdDSA
+"$BIN/truxe-bench" --target "http://127.0.0.1:$((PORT + 2))" --clients "$CLIENTS" \
+  --seconds "$SECONDS_PER" --json --no-bound --workloads refresh > "$DIR/eddsa.jsonl"
+"$BIN/truxe-bench" --target "http://127.0.0.1:$((PORT + 2))" --clients 64 --seconds "$SECONDS_PER" \
+  --json --no-bound --rate "$RATE" --workloads refresh >> "$DIR/eddsa.jsonl"
 if [ "$PG" = 1 ]; then
   PG_FSYNC=on pg_start > /dev/null
   serve postgres "$((PORT + 1))" DATABASE_URL="$TRUXE_TEST_POSTGRES_URL" TRUXE_DATA_DIR="$DIR/data-pg"
@@ -108,6 +117,7 @@ sq = lines("sqlite.jsonl")
 bound, runs = sq[0], {r["workload"]: r for r in sq[1:]}
 rate = lines("rate.jsonl")
 pg = {r["workload"]: r for r in lines("postgres.jsonl")}
+eddsa = lines("eddsa.jsonl")
 floor = wrk("floor")
 fsync_per_s = 1e6 / max(fs["p50_us"], 1)
 print(f"\nBounds: HTTP floor (wrk, `GET /health`, c={clients}) {floor[0]:,.0f}/s; "
@@ -135,4 +145,7 @@ if "me" in runs:
     bench_row("verified `GET /auth/me`", runs["me"], f"{runs['me']['ops_per_sec']/floor[0]:.2f}× floor (other tool)")
 for r in rate:
     bench_row(f"{r['workload']} (open loop)", r, "p99 goal < 5 ms")
+for r in eddsa:
+    loop = " (open loop)" if " at " in r["workload"] else ", SQLite"
+    bench_row(f"{r['workload']}{loop}, EdDSA signing", r, "same, `JWT_ALGORITHM=EdDSA`")
 PY

@@ -152,10 +152,13 @@ pub async fn closed_loop(
 }
 
 /// Starts `rate` operations per second in total for `duration`, spread over
-/// `clients` workers (each one in flight at most, evenly staggered). Latency
-/// is counted from when an operation was due, not from when it was sent, so
-/// a stalled server shows in the percentiles instead of slowing the load
-/// (no coordinated omission).
+/// `clients` workers (each one in flight at most, evenly staggered). When a
+/// worker's previous operation ran past the next one's due time, latency is
+/// counted from that due time, not from when it was sent, so a stalled
+/// server shows in the percentiles instead of slowing the load (no
+/// coordinated omission). Otherwise it is counted from the send: tokio's
+/// timer wakes a sleeper up to a millisecond late, and that lateness is
+/// this tool's, not the server's.
 pub async fn open_loop(
     clients: usize,
     rate: f64,
@@ -174,9 +177,14 @@ pub async fn open_loop(
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(4096);
                 while due < deadline {
-                    tokio::time::sleep_until(due.into()).await;
+                    let from = if Instant::now() < due {
+                        tokio::time::sleep_until(due.into()).await;
+                        Instant::now()
+                    } else {
+                        due
+                    };
                     if op().await {
-                        lat.push(due.elapsed().as_micros() as u64);
+                        lat.push(from.elapsed().as_micros() as u64);
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
