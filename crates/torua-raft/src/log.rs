@@ -205,7 +205,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError> {
-        self.set_state(COMMITTED, &committed).await
+        // Not waited for, and no fsync of its own: openraft saves it before
+        // every apply and waits on the way, so a durable save put one more
+        // fsync between a write's commit and its answer. Read back after a
+        // crash, an older value is safe: openraft then starts from the
+        // state machine's applied index if that is ahead, and learns the
+        // rest from the leader.
+        let value = encode(&committed).map_err(write_err)?;
+        self.wal.record(WalWrite::SetState {
+            group: self.group,
+            name: COMMITTED,
+            value,
+        });
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {

@@ -10,7 +10,9 @@
 //! does not pay one fsync per shard per batch. [`Wal::submit`] returns at
 //! once and calls back when the write is durable, so a Raft group can go
 //! on while its entries are flushed; writes are applied in submission
-//! order.
+//! order. [`Wal::record`] queues a write that need not be durable before
+//! anything goes on (Raft's commit index): it is written with the next
+//! commit and made durable by the next `fdatasync`, never one of its own.
 //!
 //! An in-memory index maps each group's entries to where they are in the
 //! files, and holds each group's named state values (vote, committed,
@@ -121,6 +123,8 @@ pub type WalDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 struct Job {
     write: WalWrite,
     done: WalDone,
+    /// Its writer waits for an `fdatasync` (see [`Wal::record`]).
+    durable: bool,
 }
 
 /// Where a stored entry is.
@@ -474,6 +478,8 @@ struct Writer {
     off: u64,
     /// The active segment is zeros from `off` to here.
     zeroed: u64,
+    /// The active segment has frames written since its last `fdatasync`.
+    unsynced: bool,
 }
 
 impl Writer {
@@ -483,6 +489,11 @@ impl Writer {
 
     /// Starts segment `active + 1`, beginning with every group's state.
     fn rotate(&mut self) -> Result<(), StoreError> {
+        // Only the newest segment may end in a frame a crash cut short.
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
         let seq = self.active + 1;
         let file = Arc::new(create_segment(&self.dir, seq)?);
         self.index().segments.insert(
@@ -496,12 +507,12 @@ impl Writer {
         );
         (self.active, self.file, self.off, self.zeroed) = (seq, file, HEADER_BYTES, ZERO_AHEAD);
         let state = self.index().state_records();
-        self.write_frames(vec![state])
+        self.write_frames(vec![state], true)
     }
 
-    /// Appends one frame per list of records, with one write and one
-    /// `fdatasync`, then updates the index.
-    fn write_frames(&mut self, frames: Vec<Vec<Rec>>) -> Result<(), StoreError> {
+    /// Appends one frame per list of records, with one write and (with
+    /// `sync`) one `fdatasync`, then updates the index.
+    fn write_frames(&mut self, frames: Vec<Vec<Rec>>, sync: bool) -> Result<(), StoreError> {
         let mut buf = Vec::new();
         let mut placed = Vec::new();
         for recs in &frames {
@@ -523,7 +534,10 @@ impl Writer {
             };
         }
         self.file.write_all_at(&buf, at)?;
-        self.file.sync_data()?;
+        if sync {
+            self.file.sync_data()?;
+        }
+        self.unsynced = !sync;
         self.off += buf.len() as u64;
         let seg = self.active;
         let mut placed = placed.into_iter();
@@ -544,8 +558,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals and writes `writes`, one frame each.
-    fn commit(&mut self, writes: Vec<WalWrite>) -> Result<(), StoreError> {
+    /// Seals and writes `writes`, one frame each (with `sync`, durably).
+    fn commit(&mut self, writes: Vec<WalWrite>, sync: bool) -> Result<(), StoreError> {
         let master = self.master.clone();
         let mut frames = Vec::with_capacity(writes.len());
         for w in writes {
@@ -573,7 +587,7 @@ impl Writer {
                 WalWrite::DropGroup { group } => Rec::Drop { group },
             }]);
         }
-        self.write_frames(frames)?;
+        self.write_frames(frames, sync)?;
         self.reclaim()
     }
 
@@ -646,7 +660,7 @@ impl Writer {
             }
         }
         frames.push(frame);
-        self.write_frames(frames)
+        self.write_frames(frames, true)
     }
 }
 
@@ -878,6 +892,7 @@ impl Wal {
             file,
             off,
             zeroed,
+            unsynced: false,
         };
         if let Some(path) = &legacy {
             let mut recs = read_legacy(path)?.into_iter().peekable();
@@ -885,7 +900,7 @@ impl Wal {
             while recs.peek().is_some() {
                 frames.push(recs.by_ref().take(1024).collect());
             }
-            writer.write_frames(frames)?;
+            writer.write_frames(frames, true)?;
             std::fs::remove_file(path)?;
             if let Some(parent) = path.parent() {
                 sync_dir(parent)?;
@@ -897,7 +912,7 @@ impl Wal {
             // starts with was written: write it now, or the state would go
             // with the segments before it.
             let state = writer.index().state_records();
-            writer.write_frames(vec![state])?;
+            writer.write_frames(vec![state], true)?;
         }
         reseal(&mut writer)?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -915,7 +930,25 @@ impl Wal {
     /// Queues `write`; `done` runs once it is durable. Writes are applied
     /// in the order they are submitted.
     pub fn submit(&self, write: WalWrite, done: WalDone) {
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job { write, done }) {
+        self.queue(write, done, true);
+    }
+
+    /// Queues `write` for the next commit without waiting for it or asking
+    /// for an `fdatasync` of its own: it is durable once a later write is
+    /// (or a crash loses it, and with it only this write). For values
+    /// where an older one read back after a crash is safe.
+    pub fn record(&self, write: WalWrite) {
+        // A failure is logged by the commit, and shows in the next write.
+        self.queue(write, Box::new(|_| ()), false);
+    }
+
+    fn queue(&self, write: WalWrite, done: WalDone, durable: bool) {
+        let job = Job {
+            write,
+            done,
+            durable,
+        };
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(job) {
             (job.done)(Err(StoreError::Closed(u32::MAX)));
         }
     }
@@ -1066,6 +1099,7 @@ async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>, syncs: Arc<At
                 Err(_) => break,
             }
         }
+        let sync = jobs.iter().any(|j| j.durable);
         let (writes, dones): (Vec<WalWrite>, Vec<WalDone>) =
             jobs.into_iter().map(|j| (j.write, j.done)).unzip();
         let Some(mut w) = writer.take() else {
@@ -1075,8 +1109,8 @@ async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>, syncs: Arc<At
         // the commit is durable, not after this task wakes again.
         let counted = syncs.clone();
         let outcome = blocking(move || {
-            let r = w.commit(writes);
-            if r.is_ok() {
+            let r = w.commit(writes, sync);
+            if r.is_ok() && sync {
                 counted.fetch_add(1, Ordering::Relaxed);
             }
             finish(dones, r);
@@ -1212,6 +1246,39 @@ mod tests {
         for g in 0..64 {
             assert_eq!(wal.last(g).await.unwrap().unwrap().0, 2);
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn recorded_writes_ride_along_and_never_sync_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let wal = Wal::open(&path, None).unwrap();
+        let committed = |v: &[u8]| WalWrite::SetState {
+            group: 1,
+            name: "committed",
+            value: v.to_vec(),
+        };
+        let before = wal.syncs();
+        // Queued together with a durable write: one fsync for both.
+        wal.record(committed(b"c1"));
+        wal.write(append(1, 1, 1)).await.unwrap();
+        assert_eq!(wal.syncs() - before, 1);
+        assert_eq!(wal.state(1, "committed").await.unwrap(), Some(b"c1".to_vec()));
+        // Alone: written (readable), but no fsync of its own.
+        wal.record(committed(b"c2"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while wal.state(1, "committed").await.unwrap() != Some(b"c2".to_vec()) {
+            assert!(std::time::Instant::now() < deadline, "recorded write never applied");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(wal.syncs() - before, 1);
+        // The next durable write makes it durable too; replay finds it.
+        wal.write(append(1, 2, 1)).await.unwrap();
+        assert_eq!(wal.syncs() - before, 2);
+        drop(wal);
+        let wal = Wal::open(&path, None).unwrap();
+        assert_eq!(wal.state(1, "committed").await.unwrap(), Some(b"c2".to_vec()));
+        assert_eq!(wal.last(1).await.unwrap().unwrap().0, 2);
     }
 
     #[tokio::test]
