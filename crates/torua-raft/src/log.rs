@@ -156,14 +156,7 @@ pub(crate) fn within(entries: &[Entry], budget: usize) -> usize {
 /// The keys and values an entry carries.
 fn payload_bytes(e: &Entry) -> usize {
     match &e.payload {
-        openraft::EntryPayload::Normal(r) => r
-            .changes
-            .iter()
-            .map(|c| match c {
-                crate::Change::Put { key, value, .. } => key.len() + value.len(),
-                crate::Change::Delete { key, .. } => key.len(),
-            })
-            .sum(),
+        openraft::EntryPayload::Normal(r) => r.changes.iter().map(crate::Change::bytes).sum(),
         _ => 0,
     }
 }

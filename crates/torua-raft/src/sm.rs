@@ -14,7 +14,18 @@ use serde::{Deserialize, Serialize};
 use torua_store::{Shard, SnapshotFile};
 
 use crate::typ::{Entry, LogId, NodeId, StorageError, StoredMembership};
+use crate::types::Writes;
 use crate::{decode, encode, Member, Response, TypeConfig};
+
+/// How an applied entry's answer is made from the writes' outcomes.
+enum Carries {
+    /// No writes: membership and blank entries.
+    Nothing,
+    /// One write, answered by its outcome.
+    One,
+    /// This many independent writes, answered together.
+    Each(usize),
+}
 
 /// What the shard records as applied.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -117,19 +128,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut marker = self.marker.clone();
         let mut writes = Vec::new();
-        // Per entry: whether it carries changes (answered from `writes`).
+        // Per entry: how its answer is made from the outcomes of `writes`.
         let mut carries = Vec::new();
         for entry in entries {
             marker.last = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => carries.push(false),
-                EntryPayload::Normal(req) => {
-                    writes.push(req.into_ops());
-                    carries.push(true);
-                }
+                EntryPayload::Blank => carries.push(Carries::Nothing),
+                EntryPayload::Normal(req) => match req.into_writes() {
+                    Writes::One(ops) => {
+                        writes.push(ops);
+                        carries.push(Carries::One);
+                    }
+                    Writes::Each(each) => {
+                        carries.push(Carries::Each(each.len()));
+                        writes.extend(each);
+                    }
+                },
                 EntryPayload::Membership(m) => {
                     marker.membership = StoredMembership::new(Some(entry.log_id), m);
-                    carries.push(false);
+                    carries.push(Carries::Nothing);
                 }
             }
         }
@@ -144,17 +161,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(sm_write)?
             .into_iter();
         self.marker = marker;
-        let mut out = Vec::with_capacity(carries.len());
-        for c in carries {
-            if !c {
-                out.push(Response::empty());
-                continue;
-            }
-            // Only entries with changes have an outcome to take.
+        let id = self.shard.id();
+        let mut next = move || -> Result<Response, StorageError> {
             let o = outcomes
                 .next()
-                .ok_or_else(|| sm_write(torua_store::StoreError::Closed(self.shard.id())))?;
-            out.push(Response::from_outcome(o).map_err(sm_write)?);
+                .ok_or_else(|| sm_write(torua_store::StoreError::Closed(id)))?;
+            Response::from_outcome(o).map_err(sm_write)
+        };
+        let mut out = Vec::with_capacity(carries.len());
+        for c in carries {
+            out.push(match c {
+                Carries::Nothing => Response::empty(),
+                Carries::One => next()?,
+                Carries::Each(n) => {
+                    Response::Each((0..n).map(|_| next()).collect::<Result<_, _>>()?)
+                }
+            });
         }
         Ok(out)
     }

@@ -97,6 +97,61 @@ async fn mixed_batches_apply_in_order() {
     assert_eq!(shard.get("b").await.unwrap().map(|r| r.version), Some(2));
 }
 
+/// Writes sharing an entry apply each on its own: one whose condition
+/// fails leaves the others applied, and each gets its own answer.
+#[tokio::test]
+async fn writes_sharing_an_entry_apply_and_answer_each_on_their_own() {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    let dir = tempfile::tempdir().unwrap();
+    let store = ShardStore::open(dir.path(), None).unwrap();
+    let shard = store.create_shard(0, ShardState::Replicated).await.unwrap();
+    let mut sm = StateMachine::open(shard.clone()).await.unwrap();
+    let put = |k: &str, expect| crate::Change::Put {
+        key: k.into(),
+        content_type: "t".into(),
+        value: b"v".to_vec(),
+        expect,
+    };
+    let each = crate::Request::each(vec![
+        vec![put("a", crate::Condition::Any)],
+        // Fails: all of this write is left out, none of the others.
+        vec![
+            put("b", crate::Condition::Any),
+            put("c", crate::Condition::Exists),
+        ],
+        vec![
+            put("d", crate::Condition::Absent),
+            crate::Change::Delete {
+                key: "a".into(),
+                expect: crate::Condition::Version(1),
+            },
+        ],
+    ]);
+    let entries = vec![crate::typ::Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 7), 1),
+        payload: EntryPayload::Normal(each),
+    }];
+    let out = sm.apply(entries).await.unwrap();
+    assert_eq!(
+        out,
+        vec![crate::Response::Each(vec![
+            crate::Response::Applied { versions: vec![1] },
+            crate::Response::Precondition {
+                key: "c".into(),
+                current: None
+            },
+            // Versions count the shard's writes; the refused one took none.
+            crate::Response::Applied {
+                versions: vec![2, 3]
+            },
+        ])]
+    );
+    assert!(shard.get("a").await.unwrap().is_none());
+    assert!(shard.get("b").await.unwrap().is_none());
+    assert!(shard.get("d").await.unwrap().is_some());
+}
+
 #[test]
 fn appends_are_bounded_in_bytes_but_never_empty() {
     use openraft::{CommittedLeaderId, EntryPayload, LogId};

@@ -69,6 +69,23 @@ pub enum Change {
         /// What must hold first.
         expect: Condition,
     },
+    /// Concurrent writes sharing one entry: each one's changes apply all
+    /// or none, on their own, in order, and each is answered on its own
+    /// ([`Response::Each`]). Only as an entry's one change; nested or
+    /// beside other changes it is ignored. (Last, so entries written
+    /// before it existed decode as they did.)
+    Each(Vec<Vec<Change>>),
+}
+
+impl Change {
+    /// The key and value bytes it carries.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Change::Put { key, value, .. } => key.len() + value.len(),
+            Change::Delete { key, .. } => key.len(),
+            Change::Each(writes) => writes.iter().flatten().map(Change::bytes).sum(),
+        }
+    }
 }
 
 /// The payload of a log entry: changes applied together, all or none.
@@ -86,20 +103,52 @@ impl std::fmt::Display for Request {
 }
 
 impl Request {
-    pub(crate) fn into_ops(self) -> Vec<Op> {
-        self.changes
-            .into_iter()
-            .map(|c| match c {
-                Change::Put {
-                    key,
-                    content_type,
-                    value,
-                    expect,
-                } => Op::Put(key, Record::new(content_type, value), expect.into()),
-                Change::Delete { key, expect } => Op::Delete(key, expect.into()),
-            })
-            .collect()
+    /// Several writes in one entry (see [`Change::Each`]).
+    pub fn each(writes: Vec<Vec<Change>>) -> Request {
+        Request {
+            changes: vec![Change::Each(writes)],
+        }
     }
+
+    /// The writes it carries, each applied all or none: one, or those of
+    /// a [`Change::Each`].
+    pub(crate) fn into_writes(self) -> Writes {
+        let mut changes = self.changes;
+        if let [Change::Each(_)] = changes.as_slice() {
+            if let Some(Change::Each(writes)) = changes.pop() {
+                return Writes::Each(writes.into_iter().map(ops).collect());
+            }
+        }
+        Writes::One(ops(changes))
+    }
+}
+
+/// What one entry applies.
+pub(crate) enum Writes {
+    /// One write.
+    One(Vec<Op>),
+    /// Independent writes, each answered.
+    Each(Vec<Vec<Op>>),
+}
+
+fn ops(changes: Vec<Change>) -> Vec<Op> {
+    changes
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Put {
+                key,
+                content_type,
+                value,
+                expect,
+            } => Some(Op::Put(
+                key,
+                Record::new(content_type, value),
+                expect.into(),
+            )),
+            Change::Delete { key, expect } => Some(Op::Delete(key, expect.into())),
+            Change::Each(_) => None,
+        })
+        .collect()
 }
 
 /// What applying an entry answered. Identical on every replica.
@@ -124,6 +173,8 @@ pub enum Response {
         /// Which limit.
         message: String,
     },
+    /// The answers of a [`Change::Each`] entry, one per write, in order.
+    Each(Vec<Response>),
 }
 
 impl Response {

@@ -1263,12 +1263,18 @@ mod tests {
         wal.record(committed(b"c1"));
         wal.write(append(1, 1, 1)).await.unwrap();
         assert_eq!(wal.syncs() - before, 1);
-        assert_eq!(wal.state(1, "committed").await.unwrap(), Some(b"c1".to_vec()));
+        assert_eq!(
+            wal.state(1, "committed").await.unwrap(),
+            Some(b"c1".to_vec())
+        );
         // Alone: written (readable), but no fsync of its own.
         wal.record(committed(b"c2"));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while wal.state(1, "committed").await.unwrap() != Some(b"c2".to_vec()) {
-            assert!(std::time::Instant::now() < deadline, "recorded write never applied");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "recorded write never applied"
+            );
             tokio::task::yield_now().await;
         }
         assert_eq!(wal.syncs() - before, 1);
@@ -1277,7 +1283,10 @@ mod tests {
         assert_eq!(wal.syncs() - before, 2);
         drop(wal);
         let wal = Wal::open(&path, None).unwrap();
-        assert_eq!(wal.state(1, "committed").await.unwrap(), Some(b"c2".to_vec()));
+        assert_eq!(
+            wal.state(1, "committed").await.unwrap(),
+            Some(b"c2".to_vec())
+        );
         assert_eq!(wal.last(1).await.unwrap().unwrap().0, 2);
     }
 

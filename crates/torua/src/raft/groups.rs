@@ -42,6 +42,37 @@ pub const LEADER_HEADER: &str = "x-torua-leader";
 /// answering 503 (a leader cut off from its quorum never commits).
 const QUORUM_WAIT: Duration = Duration::from_secs(5);
 
+/// Replicates one entry of shard `id`'s group; answers once it is applied
+/// here.
+async fn propose(raft: &Raft, id: u32, request: Request) -> Result<torua_raft::Response, Refusal> {
+    let res = match tokio::time::timeout(QUORUM_WAIT, raft.client_write(request)).await {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "outcome_unknown",
+                format!(
+                    "shard {id}: the write was not confirmed by a quorum in time; it may or may not be applied"
+                ),
+            )
+            .into())
+        }
+    };
+    match res {
+        Ok(r) => Ok(r.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(Refusal::NotLeader(leader_of(&f)))
+        }
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(ApiError::internal(e).into())
+        }
+        Err(RaftError::Fatal(e)) => Err(ApiError::unavailable(
+            "replica_stopped",
+            format!("shard {id}: this replica has stopped: {e}"),
+        )
+        .into()),
+    }
+}
+
 /// One hosted group.
 #[derive(Clone)]
 pub(crate) struct Group {
@@ -60,6 +91,8 @@ pub(crate) struct Group {
     announced: Arc<RwLock<BTreeSet<u64>>>,
     /// Linearizable reads, sharing quorum rounds.
     reads: Arc<super::reads::Rounds<Result<(), Refusal>>>,
+    /// Writes, sharing log entries.
+    writes: Arc<super::writes::Proposals>,
 }
 
 /// Every group this node hosts.
@@ -272,6 +305,7 @@ impl Groups {
                     leader_since: Arc::default(),
                     announced: Arc::default(),
                     reads: Arc::default(),
+                    writes: Arc::default(),
                 };
                 self.groups
                     .write()
@@ -364,47 +398,27 @@ impl Group {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Replicates `changes` through the log; answers once a quorum has the
-    /// entry durably and it is applied here, with each change's version.
+    /// Replicates `changes` through the log (in an entry shared with
+    /// concurrent writes, `writes.rs`); answers once a quorum has the entry
+    /// durably and it is applied here, with each change's version.
     pub(crate) async fn write(&self, changes: Vec<Change>) -> Result<Vec<u64>, Refusal> {
         self.lead_with_quorum()?;
-        let res =
-            tokio::time::timeout(QUORUM_WAIT, self.raft.client_write(Request { changes })).await;
-        let res = match res {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(ApiError::unavailable(
-                    "outcome_unknown",
-                    format!(
-                        "shard {}: the write was not confirmed by a quorum in time; it may or may not be applied",
-                        self.shard.id()
-                    ),
-                )
-                .into())
-            }
+        let (raft, id) = (self.raft.clone(), self.shard.id());
+        let submit = move |request| {
+            let raft = raft.clone();
+            async move { propose(&raft, id, request).await }
         };
-        match res {
-            Ok(r) => match r.data {
-                torua_raft::Response::Applied { versions } => Ok(versions),
-                torua_raft::Response::Precondition { key, current } => Err(ApiError::from(
-                    torua_store::StoreError::Precondition { key, current },
-                )
-                .into()),
-                torua_raft::Response::Invalid { message } => {
-                    Err(ApiError::bad_request("invalid_input", message).into())
-                }
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Refusal::NotLeader(leader_of(&f)))
+        match self.writes.propose(changes, submit).await? {
+            torua_raft::Response::Applied { versions } => Ok(versions),
+            torua_raft::Response::Precondition { key, current } => {
+                Err(ApiError::from(torua_store::StoreError::Precondition { key, current }).into())
             }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(ApiError::internal(e).into())
+            torua_raft::Response::Invalid { message } => {
+                Err(ApiError::bad_request("invalid_input", message).into())
             }
-            Err(RaftError::Fatal(e)) => Err(ApiError::unavailable(
-                "replica_stopped",
-                format!("shard {}: this replica has stopped: {e}", self.shard.id()),
-            )
-            .into()),
+            torua_raft::Response::Each(_) => {
+                Err(ApiError::internal("a write was answered for several").into())
+            }
         }
     }
 

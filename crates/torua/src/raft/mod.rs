@@ -8,3 +8,4 @@ pub(crate) mod groups;
 mod net;
 mod reads;
 pub(crate) mod rpc;
+mod writes;
