@@ -88,7 +88,8 @@ impl Change {
     }
 }
 
-/// The payload of a log entry: changes applied together, all or none.
+/// The payload of a log entry: changes applied together, all or none (or,
+/// as one [`Change::Each`], several writes each applied on its own).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The changes, in order.
@@ -98,7 +99,10 @@ pub struct Request {
 impl std::fmt::Display for Request {
     // Log lines name how much changed, never keys or values.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "request({} changes)", self.changes.len())
+        match self.changes.as_slice() {
+            [Change::Each(writes)] => write!(f, "request({} writes)", writes.len()),
+            changes => write!(f, "request({} changes)", changes.len()),
+        }
     }
 }
 

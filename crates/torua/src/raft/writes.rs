@@ -120,29 +120,17 @@ impl Proposals {
 
 /// Gives each writer of a proposal its answer.
 fn answer(out: Result<Response, Refusal>, replies: Vec<Reply>) {
-    match out {
-        Ok(Response::Each(answers)) if answers.len() == replies.len() => {
-            for (reply, a) in replies.into_iter().zip(answers) {
-                let _ = reply.send(Ok(a));
-            }
-        }
-        Ok(one) if replies.len() == 1 => {
-            for reply in replies {
-                let _ = reply.send(Ok(one.clone()));
-            }
-        }
+    let n = replies.len();
+    let answers = match out {
+        Ok(Response::Each(answers)) if answers.len() == n => answers.into_iter().map(Ok).collect(),
+        Ok(one) if n == 1 => vec![Ok(one)],
         Ok(_) => {
-            let e: Refusal =
-                ApiError::internal("a shared entry was answered for other writes").into();
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
+            vec![Err(ApiError::internal("a shared entry was answered for other writes").into()); n]
         }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
+        Err(e) => vec![Err(e); n],
+    };
+    for (reply, a) in replies.into_iter().zip(answers) {
+        let _ = reply.send(a);
     }
 }
 
