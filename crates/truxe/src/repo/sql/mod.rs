@@ -648,12 +648,9 @@ async fn insert_refreshes(
     if rows.is_empty() {
         return Ok(());
     }
-    let values: Vec<String> = (0..rows.len())
-        .map(|i| format!("({})", placeholders(i * 4 + 1, 4)))
-        .collect();
     let sql = format!(
         "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES {}",
-        values.join(", ")
+        value_rows(rows.len(), 4)
     );
     let mut q = sqlx::query(&sql);
     for (hash, session_id, now, expires) in rows {
@@ -667,6 +664,14 @@ async fn insert_refreshes(
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $width), ($width+1, …)` for a multi-row `INSERT` of `rows`.
+fn value_rows(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|i| format!("({})", placeholders(i * width + 1, width)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -1063,12 +1068,9 @@ async fn insert_audits<'c>(
     if events.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = (0..events.len())
-        .map(|i| format!("({})", placeholders(i * 10 + 1, 10)))
-        .collect();
     let sql = format!(
         "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details) VALUES {}",
-        rows.join(", ")
+        value_rows(events.len(), 10)
     );
     let mut q = sqlx::query(&sql);
     for e in events {
