@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Secret};
 
-mod rsa_ring;
+mod rsa_native;
 
 /// Signature algorithms Truxe signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -440,7 +440,7 @@ impl Verifier {
         check_expiry: bool,
     ) -> Result<C, TokenError> {
         use jsonwebtoken::errors::ErrorKind as K;
-        rsa_ring::install();
+        rsa_native::install();
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
@@ -494,7 +494,7 @@ impl KeyRing {
 
     /// Signs claims with the current key, setting `kid` and `alg` in the header.
     pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, Error> {
-        rsa_ring::install();
+        rsa_native::install();
         let mut header = Header::new(self.current.public.alg.jwt());
         header.kid = Some(self.current.kid().to_owned());
         jsonwebtoken::encode(&header, claims, &self.current.encoding).map_err(crypto)
