@@ -93,12 +93,14 @@ pub struct UserFilter {
 /// Sessions and their refresh tokens.
 #[async_trait]
 pub trait SessionRepo: Send + Sync {
-    /// Inserts a session with its first refresh token.
+    /// Inserts a session with its first refresh token and the audit
+    /// `events` of its start, in one transaction.
     async fn create_session(
         &self,
         s: &Session,
         refresh_hash: &str,
         refresh_expires: i64,
+        events: &[AuditEvent],
     ) -> Result<(), RepoError>;
     /// By id.
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError>;

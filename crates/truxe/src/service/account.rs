@@ -479,9 +479,8 @@ impl AuthService {
         let e = self
             .event("login", Outcome::Success, &ctx, now)
             .actor(&user.id);
-        self.record(e.details(serde_json::json!({"method": "magic_link"})))
-            .await;
-        let tokens = self.start_session(&user, ctx, now).await?;
+        let e = e.details(serde_json::json!({"method": "magic_link"}));
+        let tokens = self.start_session(&user, ctx, now, e).await?;
         Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }
 

@@ -224,7 +224,13 @@ impl AuthService {
         if let Err(err) = self.store.record(&e).await {
             tracing::error!(error = %err, action = %e.action, "audit event not recorded");
         }
-        if let Err(err) = self.fan_out(&e).await {
+        self.queue_webhooks(&e).await;
+    }
+
+    /// Queues the webhook deliveries of a recorded event; a failure is
+    /// logged, not returned: the action it reports has happened.
+    pub(super) async fn queue_webhooks(&self, e: &AuditEvent) {
+        if let Err(err) = self.fan_out(e).await {
             tracing::error!(error = %err, action = %e.action, "webhook deliveries not queued");
         }
     }
@@ -325,12 +331,10 @@ impl AuthService {
                 now,
             )
             .await?;
-        self.record(
-            self.event("register", Outcome::Success, &client, now)
-                .actor(&user.id),
-        )
-        .await;
-        let tokens = self.start_session(&user, client, now).await?;
+        let e = self
+            .event("register", Outcome::Success, &client, now)
+            .actor(&user.id);
+        let tokens = self.start_session(&user, client, now, e).await?;
         tracing::info!(user_id = %user.id, "user registered");
         if self.cfg.mail_welcome {
             self.notify(&user.email, Letter::Welcome, now);
@@ -442,28 +446,32 @@ impl AuthService {
             let challenge_id = self.start_challenge(&user, &client, now).await?;
             return Ok(LoginOutcome::MfaRequired { challenge_id });
         }
-        self.record(
-            self.event("login", Outcome::Success, &client, now)
-                .actor(&user.id),
-        )
-        .await;
-        let tokens = self.start_session(&user, client, now).await?;
+        let e = self
+            .event("login", Outcome::Success, &client, now)
+            .actor(&user.id);
+        let tokens = self.start_session(&user, client, now, e).await?;
         Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }
 
+    /// A new session of `user` and its tokens; `started` (the sign-in that
+    /// opened it) is recorded with the session, in one commit.
     pub(super) async fn start_session(
         &self,
         user: &User,
         client: ClientInfo,
         now: i64,
+        started: AuditEvent,
     ) -> Result<Tokens, AuthError> {
         let ttl = self.cfg.refresh_ttl.as_secs() as i64;
-        let (sid, refresh) = self.open_session(user, client, None, ttl, now).await?;
+        let (sid, refresh) = self
+            .open_session(user, client, None, ttl, now, Some(started))
+            .await?;
         self.tokens(user, &sid, refresh, None, now)
     }
 
     /// A new session of `user` (for OAuth client `client_id`, if any)
-    /// lasting `ttl` seconds: its id and first refresh token.
+    /// lasting `ttl` seconds: its id and first refresh token. `started`
+    /// and a new device's notice are recorded in the session's commit.
     pub(super) async fn open_session(
         &self,
         user: &User,
@@ -471,7 +479,9 @@ impl AuthService {
         client_id: Option<&str>,
         ttl: i64,
         now: i64,
+        started: Option<AuditEvent>,
     ) -> Result<(String, Secret<String>), AuthError> {
+        let mut events: Vec<AuditEvent> = started.into_iter().collect();
         // Keep at most max_sessions live: end the oldest to make room.
         let live = self.store.live_sessions(&user.id, now).await?;
         let excess = (live.len() + 1).saturating_sub(self.cfg.max_sessions);
@@ -492,11 +502,10 @@ impl AuthService {
             .await?;
         if earlier && !seen {
             let e = self.event("new_device_login", Outcome::Success, &client, now);
-            self.record(e.actor(&user.id).details(serde_json::json!({
+            events.push(e.actor(&user.id).details(serde_json::json!({
                 "user_agent": user_agent,
                 "ip": client.ip,
-            })))
-            .await;
+            })));
             let device = Letter::NewDevice {
                 user_agent: user_agent.as_deref().unwrap_or("an unnamed client"),
                 ip: client.ip.as_deref().unwrap_or("address unknown"),
@@ -519,8 +528,11 @@ impl AuthService {
             client_id: client_id.map(str::to_owned),
         };
         self.store
-            .create_session(&session, &refresh.digest, expires)
+            .create_session(&session, &refresh.digest, expires, &events)
             .await?;
+        for e in &events {
+            self.queue_webhooks(e).await;
+        }
         Ok((session.id, refresh.plaintext))
     }
 
@@ -646,10 +658,8 @@ impl AuthService {
             }
             RefreshUse::Rotated { session, user } => {
                 // Recorded with the rotation; only webhooks are left to queue.
-                let e = event.actor(&user.id).target(&session.id);
-                if let Err(err) = self.fan_out(&e).await {
-                    tracing::error!(error = %err, action = %e.action, "webhook deliveries not queued");
-                }
+                self.queue_webhooks(&event.actor(&user.id).target(&session.id))
+                    .await;
                 Ok((session, user, next.plaintext))
             }
         }

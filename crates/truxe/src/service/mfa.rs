@@ -440,9 +440,8 @@ impl AuthService {
         let e = self
             .event("login", Outcome::Success, &ctx, now)
             .actor(&user.id);
-        self.record(e.details(serde_json::json!({"mfa": method})))
-            .await;
-        let tokens = self.start_session(&user, ctx, now).await?;
+        let e = e.details(serde_json::json!({"mfa": method}));
+        let tokens = self.start_session(&user, ctx, now, e).await?;
         Ok((user, tokens))
     }
 }

@@ -911,7 +911,7 @@ impl AuthService {
             .refresh_ttl
             .unwrap_or(self.cfg.refresh_ttl.as_secs() as i64);
         let (sid, refresh) = self
-            .open_session(&user, ctx.clone(), Some(&client.id), refresh_ttl, now)
+            .open_session(&user, ctx.clone(), Some(&client.id), refresh_ttl, now, None)
             .await?;
         self.store.code_session(&hash, &sid).await?;
         let scopes: Vec<String> = c.scope.split(' ').map(str::to_owned).collect();

@@ -457,9 +457,8 @@ impl AuthService {
         let e = self
             .event("login", Outcome::Success, &ctx, now)
             .actor(&user.id);
-        self.record(e.details(json!({"method": "passkey", "passkey_id": passkey_id})))
-            .await;
-        let tokens = self.start_session(&user, ctx, now).await?;
+        let e = e.details(json!({"method": "passkey", "passkey_id": passkey_id}));
+        let tokens = self.start_session(&user, ctx, now, e).await?;
         Ok((user, tokens))
     }
 

@@ -363,6 +363,7 @@ impl SessionRepo for SqlStore {
         s: &Session,
         refresh_hash: &str,
         refresh_expires: i64,
+        events: &[AuditEvent],
     ) -> Result<(), RepoError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -379,6 +380,7 @@ impl SessionRepo for SqlStore {
         .execute(&mut *tx)
         .await?;
         insert_refresh(&mut tx, refresh_hash, &s.id, s.created_at, refresh_expires).await?;
+        insert_audits(&mut *tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1197,19 +1199,19 @@ mod tests {
         };
         let digest = secure::token::digest;
         store
-            .create_session(&session("s1"), &digest("a"), now + 3600)
+            .create_session(&session("s1"), &digest("a"), now + 3600, &[])
             .await
             .unwrap();
         store
-            .create_session(&session("s2"), &digest("b"), now + 3600)
+            .create_session(&session("s2"), &digest("b"), now + 3600, &[])
             .await
             .unwrap();
         store
-            .create_session(&session("s3"), &digest("old"), now - 1)
+            .create_session(&session("s3"), &digest("old"), now - 1, &[])
             .await
             .unwrap();
         store
-            .create_session(&session("s4"), &digest("ended"), now + 3600)
+            .create_session(&session("s4"), &digest("ended"), now + 3600, &[])
             .await
             .unwrap();
         store.revoke_session("s4", "logout", now).await.unwrap();
