@@ -10,12 +10,12 @@ use clap::Args;
 use secure::ratelimit::Quota;
 
 /// Default number of shards. Every shard is a Raft group, and writes to
-/// one group share its appends, replication rounds and applies, so fewer
-/// groups write faster: on three nodes, 8 shards took 2.2 times the writes
-/// of 64 at well under half the CPU per write (`docs/benchmarks.md`).
-/// Larger clusters set more (about the number of nodes or a few times it,
-/// so every node leads some).
-pub const DEFAULT_SHARDS: u32 = 8;
+/// one group share its appends, replication rounds, applies and (since
+/// proposals are batched) its log entries, so fewer groups write faster:
+/// on three nodes, 4 shards took 1.15 times the writes of 8, and 8 took
+/// 2.2 times those of 64 (`docs/benchmarks.md`). Larger clusters set more
+/// (about the number of nodes or a few times it, so every node leads some).
+pub const DEFAULT_SHARDS: u32 = 4;
 /// Default largest value accepted by `PUT /data/{key}`.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -30,7 +30,7 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", value_name = "HEALTH_CHECK_INTERVAL",
           default_value = "5s", value_parser = parse_interval)]
     pub health_check_interval: Duration,
-    /// Number of shards; fixed when the cluster is created (default 8).
+    /// Number of shards; fixed when the cluster is created (default 4).
     #[arg(long, env = "TORUA_SHARDS", value_name = "TORUA_SHARDS", value_parser = parse_shards)]
     pub shards: Option<u32>,
     /// Directory for the coordinator's metadata.

@@ -152,7 +152,7 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
     let doc: serde_json::Value =
         serde_json::from_str(&torua(&["status", "-o", "json"])).expect("JSON");
     assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(3), "{doc}");
-    assert_eq!(doc["shards"]["num_shards"], 8, "{doc}");
+    assert_eq!(doc["shards"]["num_shards"], 4, "{doc}");
     assert!(doc["ready"].is_boolean(), "{doc}");
     // Key rotation prints a table and a summary, not a JSON dump.
     let rotated = torua(&["keys", "rotate"]);
@@ -183,8 +183,8 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         .count();
     assert_eq!(resealing, 0, "{after}");
     let status = torua(&["keys", "status"]);
-    // Every node lists each of its 8 shards.
-    assert_eq!(status.lines().count(), 1 + 3 * 8, "{status}");
+    // Every node lists each of its 4 shards.
+    assert_eq!(status.lines().count(), 1 + 3 * 4, "{status}");
     let json: serde_json::Value =
         serde_json::from_str(&torua(&["keys", "status", "-o", "json"])).unwrap();
     assert_eq!(json["nodes"].as_array().map(Vec::len), Some(3), "{json}");
