@@ -87,7 +87,7 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         .position(|l| l.contains("cluster is ready"))
         .expect("the banner");
     assert!(before < 10, "{before} lines before the banner:\n{out}");
-    assert!(out.contains("8 shard groups, each with a leader"), "{out}");
+    assert!(out.contains("4 shard groups, each with a leader"), "{out}");
     assert!(
         !out.contains("raft role") && !out.contains(" INFO "),
         "{out}"
