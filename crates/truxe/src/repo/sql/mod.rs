@@ -1165,6 +1165,68 @@ mod tests {
         }
     }
 
+    /// A session's start events are written with it or not at all: a
+    /// session that cannot be made (its id taken) leaves no record of a
+    /// sign-in, and the one that is made leaves exactly its own.
+    #[tokio::test]
+    async fn a_session_and_its_start_events_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqlStore::open(&url).await.unwrap();
+        let now = 1_000_000;
+        let user = User::new(
+            "s@example.com".into(),
+            "x".into(),
+            true,
+            false,
+            serde_json::Value::Null,
+            now,
+        );
+        store.create_user(&user).await.unwrap();
+        let session = Session {
+            id: "s1".into(),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + 3600,
+            revoked_at: None,
+            revoke_reason: None,
+            ip: None,
+            user_agent: None,
+            org_id: None,
+            client_id: None,
+        };
+        let login = |n: i64| {
+            AuditEvent::new("login", Outcome::Success, n)
+                .actor(&user.id)
+                .target(format!("attempt-{n}"))
+        };
+        let digest = secure::token::digest;
+        store
+            .create_session(&session, &digest("a"), now + 3600, &[login(1), login(2)])
+            .await
+            .unwrap();
+        // The same id again: refused, and its events with it.
+        assert!(store
+            .create_session(&session, &digest("b"), now + 3600, &[login(3)])
+            .await
+            .is_err());
+        let logins = store
+            .audit_events(&AuditFilter {
+                action: Some("login".into()),
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let mut targets: Vec<_> = logins.iter().map(|(_, e)| e.target.clone()).collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            [Some("attempt-1".to_owned()), Some("attempt-2".to_owned())]
+        );
+    }
+
     /// One group naming a token twice, a token spent before, an unknown
     /// one, an expired one and one of an ended session: each gets its own
     /// outcome, the first naming of a token is its one use, and only the
