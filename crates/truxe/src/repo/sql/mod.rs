@@ -1156,6 +1156,54 @@ mod tests {
     use super::*;
     use crate::repo::{Rotation, SessionRepo, UserRepo};
 
+    /// A store in a temporary SQLite file with one user, and a session
+    /// of that user by id (live for an hour from `NOW`).
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: SqlStore,
+        user: User,
+    }
+
+    const NOW: i64 = 1_000_000;
+
+    impl Fixture {
+        async fn new(email: &str) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("t.db").display());
+            let store = SqlStore::open(&url).await.unwrap();
+            let user = User::new(
+                email.into(),
+                "x".into(),
+                true,
+                false,
+                serde_json::Value::Null,
+                NOW,
+            );
+            store.create_user(&user).await.unwrap();
+            Fixture {
+                _dir: dir,
+                store,
+                user,
+            }
+        }
+
+        fn session(&self, id: &str) -> Session {
+            Session {
+                id: id.into(),
+                user_id: self.user.id.clone(),
+                created_at: NOW,
+                last_used_at: NOW,
+                expires_at: NOW + 3600,
+                revoked_at: None,
+                revoke_reason: None,
+                ip: None,
+                user_agent: None,
+                org_id: None,
+                client_id: None,
+            }
+        }
+    }
+
     fn rotation(spent: &str, next: &str, now: i64) -> Rotation {
         Rotation {
             spent: secure::token::digest(spent),
@@ -1170,35 +1218,12 @@ mod tests {
     /// sign-in, and the one that is made leaves exactly its own.
     #[tokio::test]
     async fn a_session_and_its_start_events_commit_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqlStore::open(&url).await.unwrap();
-        let now = 1_000_000;
-        let user = User::new(
-            "s@example.com".into(),
-            "x".into(),
-            true,
-            false,
-            serde_json::Value::Null,
-            now,
-        );
-        store.create_user(&user).await.unwrap();
-        let session = Session {
-            id: "s1".into(),
-            user_id: user.id.clone(),
-            created_at: now,
-            last_used_at: now,
-            expires_at: now + 3600,
-            revoked_at: None,
-            revoke_reason: None,
-            ip: None,
-            user_agent: None,
-            org_id: None,
-            client_id: None,
-        };
+        let fx = Fixture::new("s@example.com").await;
+        let (store, now) = (&fx.store, NOW);
+        let session = fx.session("s1");
         let login = |n: i64| {
             AuditEvent::new("login", Outcome::Success, n)
-                .actor(&user.id)
+                .actor(&fx.user.id)
                 .target(format!("attempt-{n}"))
         };
         let digest = secure::token::digest;
@@ -1233,32 +1258,9 @@ mod tests {
     /// rotations that happened leave a successor and an audit event.
     #[tokio::test]
     async fn a_group_rotates_each_token_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqlStore::open(&url).await.unwrap();
-        let now = 1_000_000;
-        let user = User::new(
-            "g@example.com".into(),
-            "x".into(),
-            true,
-            false,
-            serde_json::Value::Null,
-            now,
-        );
-        store.create_user(&user).await.unwrap();
-        let session = |id: &str| Session {
-            id: id.into(),
-            user_id: user.id.clone(),
-            created_at: now,
-            last_used_at: now,
-            expires_at: now + 3600,
-            revoked_at: None,
-            revoke_reason: None,
-            ip: None,
-            user_agent: None,
-            org_id: None,
-            client_id: None,
-        };
+        let fx = Fixture::new("g@example.com").await;
+        let (store, now) = (&fx.store, NOW);
+        let session = |id: &str| fx.session(id);
         let digest = secure::token::digest;
         store
             .create_session(&session("s1"), &digest("a"), now + 3600, &[])
