@@ -478,8 +478,8 @@ impl AuthService {
         }
         let e = self
             .event("login", Outcome::Success, &ctx, now)
-            .actor(&user.id);
-        let e = e.details(serde_json::json!({"method": "magic_link"}));
+            .actor(&user.id)
+            .details(serde_json::json!({"method": "magic_link"}));
         let tokens = self.start_session(&user, ctx, now, e).await?;
         Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }

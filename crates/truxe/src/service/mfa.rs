@@ -439,8 +439,8 @@ impl AuthService {
         }
         let e = self
             .event("login", Outcome::Success, &ctx, now)
-            .actor(&user.id);
-        let e = e.details(serde_json::json!({"mfa": method}));
+            .actor(&user.id)
+            .details(serde_json::json!({"mfa": method}));
         let tokens = self.start_session(&user, ctx, now, e).await?;
         Ok((user, tokens))
     }

@@ -456,8 +456,8 @@ impl AuthService {
         }
         let e = self
             .event("login", Outcome::Success, &ctx, now)
-            .actor(&user.id);
-        let e = e.details(json!({"method": "passkey", "passkey_id": passkey_id}));
+            .actor(&user.id)
+            .details(json!({"method": "passkey", "passkey_id": passkey_id}));
         let tokens = self.start_session(&user, ctx, now, e).await?;
         Ok((user, tokens))
     }

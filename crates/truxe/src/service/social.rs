@@ -331,8 +331,8 @@ impl AuthService {
         }
         let e = self
             .event("login", Outcome::Success, &ctx, now)
-            .actor(&user.id);
-        let e = e.details(serde_json::json!({"method": "oauth", "provider": provider}));
+            .actor(&user.id)
+            .details(serde_json::json!({"method": "oauth", "provider": provider}));
         let tokens = self.start_session(&user, ctx, now, e).await?;
         Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }
