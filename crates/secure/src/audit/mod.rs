@@ -36,7 +36,7 @@ impl Outcome {
 /// One audited action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// Unique id (UUID).
+    /// Unique id (UUID v7: sorts by time, see `token::time_uuid`).
     pub id: String,
     /// When, in unix milliseconds.
     pub at_ms: i64,
@@ -62,7 +62,7 @@ impl AuditEvent {
     /// A new event at `at_ms` with a fresh id and no context.
     pub fn new(action: &str, outcome: Outcome, at_ms: i64) -> Self {
         AuditEvent {
-            id: crate::token::random_uuid(),
+            id: crate::token::time_uuid(at_ms),
             at_ms,
             action: action.to_owned(),
             outcome,
