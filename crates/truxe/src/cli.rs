@@ -476,7 +476,8 @@ async fn serve(cfg: Config, production_refuses: Option<String>) -> anyhow::Resul
         Some((cert, key)) => Some(edge::FileTls::open(cert, key).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    crate::http::serve(listener, app, tls, cfg.max_connections, shutdown_signal()).await?;
+    let stop = shutdown_signal(cfg.exit_with_parent);
+    crate::http::serve(listener, app, tls, cfg.max_connections, stop).await?;
     tracing::info!("truxe stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -525,17 +526,33 @@ fn print_banner(cfg: &Config, production_refuses: Option<&str>) {
     println!("{b}");
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C, SIGTERM, or (with `exit_with_parent`) the parent's exit.
+async fn shutdown_signal(exit_with_parent: bool) {
     #[cfg(unix)]
     if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            () = parent_gone(), if exit_with_parent => {
+                tracing::warn!("the process that started truxe has exited; stopping");
+            }
         }
         return;
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Resolves once the parent process has exited. An orphan is adopted (by
+/// init or a subreaper), so its parent id changes; a parent killed with
+/// SIGKILL gets no chance to stop its children, so the child watches.
+#[cfg(unix)]
+async fn parent_gone() {
+    let parent = std::os::unix::process::parent_id();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    while std::os::unix::process::parent_id() == parent {
+        tick.tick().await;
+    }
 }
 
 /// `keys rotate-encryption`: one line per sealed column; non-zero exit if

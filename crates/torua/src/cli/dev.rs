@@ -100,6 +100,8 @@ async fn start_truxe(
     cmd.arg("serve")
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
+        // Dropped on the way out; a SIGKILL skips that, so it also watches.
+        .env("TRUXE_EXIT_WITH_PARENT", "on")
         .kill_on_drop(true);
     if log.is_some() {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -327,11 +327,21 @@ async fn dev_cluster_serves_and_keeps_data_across_restarts() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(
-        dev.terminate(Duration::from_secs(30)),
-        Some(0),
-        "clean stop on SIGTERM"
-    );
+    if !truxe_built() {
+        return;
+    }
+    // Killed outright (SIGKILL: no chance to stop its children), `torua
+    // dev` still leaves no Truxe behind: it sees its parent gone and stops.
+    let ready = format!("http://127.0.0.1:{truxe_port}/ready");
+    let up = http.get(&ready).send().await;
+    assert!(up.is_ok_and(|r| r.status().is_success()), "Truxe serves");
+    dev.kill();
+    testkit::eventually(
+        "Truxe stops once torua dev is killed",
+        Duration::from_secs(20),
+        || async { http.get(&ready).send().await.is_err().then_some(()) },
+    )
+    .await;
 }
 
 /// The value printed after `label` on a line of the dev banner.
@@ -396,7 +406,11 @@ async fn dev_cluster_with_three_coordinators_answers_at_each() {
         "{table}{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    assert_eq!(dev.interrupt(Duration::from_secs(30)), Some(0));
+    assert_eq!(
+        dev.terminate(Duration::from_secs(30)),
+        Some(0),
+        "clean stop on SIGTERM"
+    );
 }
 
 #[tokio::test]

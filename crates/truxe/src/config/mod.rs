@@ -339,6 +339,11 @@ pub struct RawConfig {
     /// dev` switches it on for its Truxe).
     #[arg(long, env = "TRUXE_DEV_MAILBOX", value_name = "TRUXE_DEV_MAILBOX", default_value = "false", value_parser = flag)]
     pub dev_mailbox: bool,
+    /// Stop once the process that started this one has exited (`torua
+    /// dev` sets it for its Truxe, so a killed `torua dev` leaves no
+    /// server behind).
+    #[arg(long, env = "TRUXE_EXIT_WITH_PARENT", value_name = "TRUXE_EXIT_WITH_PARENT", default_value = "false", value_parser = flag)]
+    pub exit_with_parent: bool,
     /// Webhooks may reach loopback receivers (development only).
     #[arg(long, env = "TRUXE_WEBHOOK_ALLOW_LOOPBACK", value_name = "TRUXE_WEBHOOK_ALLOW_LOOPBACK", default_value = "false", value_parser = flag)]
     pub webhook_allow_loopback: bool,
@@ -705,6 +710,8 @@ pub struct Config {
     pub production: bool,
     /// Mail kept in the development mailbox (`TRUXE_DEV_MAILBOX`).
     pub dev_mailbox: bool,
+    /// Stop when the parent process exits (`TRUXE_EXIT_WITH_PARENT`).
+    pub exit_with_parent: bool,
     /// Open connections at most.
     pub max_connections: usize,
     /// The certificate and key Truxe serves HTTPS with, if it does.
@@ -1160,6 +1167,7 @@ impl Config {
             },
             production,
             dev_mailbox: raw.dev_mailbox,
+            exit_with_parent: raw.exit_with_parent,
             max_connections: raw.max_connections as usize,
             tls,
             log_json: raw.log_json,
