@@ -3,11 +3,11 @@
 //! Left to itself, SQLite checkpoints inside the commit that takes the WAL
 //! past 1,000 pages: that commit, and every refresh queued behind the group
 //! commit, waits while ~4 MiB of pages are copied into the database file
-//! and it is fsync'd. A refresh writes ~7 pages, so at 1,000 refreshes/s
-//! that was a stall every ~150 ms, and the refresh p99. Here no commit
-//! checkpoints (`wal_autocheckpoint = 0`). A task of its own, on a
-//! connection of its own, copies the WAL into the database while commits go
-//! on (PASSIVE). Once the WAL is large it copies the last few frames with
+//! and it is fsync'd. A lone refresh writes 11 pages, so at 1,000
+//! refreshes/s that was a stall every ~100 ms, and the refresh p99. Here
+//! no commit checkpoints (`wal_autocheckpoint = 0`). A task of its own, on
+//! a connection of its own, copies the WAL into the database while commits
+//! go on (PASSIVE). Once the WAL is large it copies the last few frames with
 //! the writers' gate held: the WAL is then wholly in the database, so the
 //! next commit starts it over from its beginning instead of growing it.
 //! (A commit made meanwhile outside the gate only postpones that to the
@@ -53,13 +53,7 @@ impl Checkpoints {
         let this = Arc::new(Checkpoints {
             gate: RwLock::new(()),
         });
-        let weak = Arc::downgrade(&this);
-        tokio::spawn(async move {
-            if let Err(e) = run(conn, weak, policy).await {
-                // The WAL then grows until the next start; commits go on.
-                tracing::error!(error = %e, "SQLite checkpoints stopped");
-            }
-        });
+        tokio::spawn(run(conn, Arc::downgrade(&this), policy));
         Ok(this)
     }
 
@@ -70,33 +64,53 @@ impl Checkpoints {
     }
 }
 
-async fn run(
-    mut conn: AnyConnection,
-    this: Weak<Checkpoints>,
-    policy: Policy,
-) -> Result<(), sqlx::Error> {
+async fn run(mut conn: AnyConnection, this: Weak<Checkpoints>, policy: Policy) {
     let mut tick = tokio::time::interval(policy.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tick.tick().await;
         let Some(this) = this.upgrade() else {
-            return Ok(());
+            return;
         };
-        let mut frames = passive(&mut conn).await?;
-        if frames < policy.restart_frames {
-            continue;
-        }
-        // Catch up while commits go on, until a copy finds little new:
-        // the writers then wait only for that little.
-        for _ in 0..CATCH_UP {
-            let was = std::mem::replace(&mut frames, passive(&mut conn).await?);
-            if frames - was <= LAST_COPY {
-                break;
+        // A failed round (a full disk, say) is tried again next tick:
+        // commits never checkpoint, so stopping would grow the WAL forever.
+        match round(&mut conn, &this, policy).await {
+            Ok(()) if failing => {
+                tracing::info!("SQLite checkpoints work again");
+                failing = false;
             }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                tracing::error!(error = %e, "SQLite checkpoint failed; the WAL grows until one succeeds");
+                failing = true;
+            }
+            Err(_) => {}
         }
-        let _alone = this.gate.write().await;
-        passive(&mut conn).await?;
     }
+}
+
+/// One round: copy what is there and, past the restart length, catch up
+/// while commits go on until a copy finds little new, then copy that
+/// little with the writers held back.
+async fn round(
+    conn: &mut AnyConnection,
+    this: &Checkpoints,
+    policy: Policy,
+) -> Result<(), sqlx::Error> {
+    let mut frames = passive(conn).await?;
+    if frames < policy.restart_frames {
+        return Ok(());
+    }
+    for _ in 0..CATCH_UP {
+        let was = std::mem::replace(&mut frames, passive(conn).await?);
+        if frames - was <= LAST_COPY {
+            break;
+        }
+    }
+    let _alone = this.gate.write().await;
+    passive(conn).await?;
+    Ok(())
 }
 
 /// Unguarded copies before the last one, at most.
