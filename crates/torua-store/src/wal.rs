@@ -45,7 +45,6 @@ use redb::{ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::{self, MasterKeys};
-use crate::shard::blocking;
 use crate::tables::{WAL_LOG, WAL_STATE};
 use crate::{non_empty, StoreError};
 
@@ -917,7 +916,13 @@ impl Wal {
         reseal(&mut writer)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let syncs = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(writer, rx, syncs.clone()));
+        let (to_writer, batches) = std::sync::mpsc::channel();
+        let counted = syncs.clone();
+        std::thread::Builder::new()
+            .name("raft-wal".into())
+            .spawn(move || commit_batches(writer, batches, counted))
+            .map_err(StoreError::Io)?;
+        tokio::spawn(gather(rx, to_writer));
         Ok(Arc::new(Wal {
             _lock: lock_file,
             index,
@@ -1083,15 +1088,13 @@ fn reseal(w: &mut Writer) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Group commit across Raft groups: take everything queued, append it with
-/// one fsync, then call every job back in order.
-async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>, syncs: Arc<AtomicU64>) {
-    let mut writer = Some(writer);
+/// Group commit across Raft groups, first half: gathers what is queued
+/// (after letting the runtime's other ready tasks append too: under load
+/// they join this batch rather than pay for the next fsync) and hands it
+/// to the writer thread without waiting for it.
+async fn gather(mut rx: mpsc::UnboundedReceiver<Job>, writer: std::sync::mpsc::Sender<Vec<Job>>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
-        // Let the tasks already waiting to run on this runtime go first:
-        // under load some of them append too, and join this commit rather
-        // than pay for the next one. Alone, this returns at once.
         tokio::task::yield_now().await;
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -1099,30 +1102,40 @@ async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>, syncs: Arc<At
                 Err(_) => break,
             }
         }
+        if let Err(std::sync::mpsc::SendError(jobs)) = writer.send(jobs) {
+            // The writer thread is gone (it panicked): so is the log.
+            for j in jobs {
+                (j.done)(Err(StoreError::Closed(u32::MAX)));
+            }
+            return;
+        }
+    }
+}
+
+/// Second half, on a thread of its own: appends every batch waiting with
+/// one fsync, then calls each job back in order. (A blocking-pool task per
+/// commit cost a task, a hand-off and a wake-up of the waiting task each.)
+/// Ends when the gathering task does.
+fn commit_batches(
+    mut writer: Writer,
+    batches: std::sync::mpsc::Receiver<Vec<Job>>,
+    syncs: Arc<AtomicU64>,
+) {
+    while let Ok(mut jobs) = batches.recv() {
+        while jobs.len() < MAX_GROUP {
+            match batches.try_recv() {
+                Ok(more) => jobs.extend(more),
+                Err(_) => break,
+            }
+        }
         let sync = jobs.iter().any(|j| j.durable);
         let (writes, dones): (Vec<WalWrite>, Vec<WalDone>) =
             jobs.into_iter().map(|j| (j.write, j.done)).unzip();
-        let Some(mut w) = writer.take() else {
-            return;
-        };
-        // The writers are called back from the blocking thread as soon as
-        // the commit is durable, not after this task wakes again.
-        let counted = syncs.clone();
-        let outcome = blocking(move || {
-            let r = w.commit(writes, sync);
-            if r.is_ok() && sync {
-                counted.fetch_add(1, Ordering::Relaxed);
-            }
-            finish(dones, r);
-            Ok(w)
-        })
-        .await;
-        match outcome {
-            Ok(w) => writer = Some(w),
-            // The blocking task itself failed (it panicked): its writers'
-            // callbacks are gone with it, and so is the writer.
-            Err(e) => tracing::error!(error = %e, "raft log commit task failed"),
+        let r = writer.commit(writes, sync);
+        if r.is_ok() && sync {
+            syncs.fetch_add(1, Ordering::Relaxed);
         }
+        finish(dones, r);
     }
 }
 
