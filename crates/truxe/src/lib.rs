@@ -26,6 +26,12 @@
 //! ```
 #![deny(missing_docs)]
 
+// Requests allocate across threads (hyper, sqlx's connection threads);
+// glibc's allocator spent about a tenth of a login's CPU beside its hash
+// in `malloc`, `free` and consolidating its arenas (benchmarks.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod cli;
 pub mod config;
 pub mod http;
