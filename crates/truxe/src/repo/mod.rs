@@ -113,13 +113,15 @@ pub trait SessionRepo: Send + Sync {
         id: &str,
         user_id: &str,
     ) -> Result<Option<(Session, User)>, RepoError>;
-    /// Whether the user has had any session (live or ended), and whether
-    /// any of them came from this user agent.
-    async fn device_seen(
+    /// What opening a session of `user_id` from `user_agent` must know,
+    /// read together: its live sessions, and whether it has had any session
+    /// (live or ended) and any from this user agent.
+    async fn before_new_session(
         &self,
         user_id: &str,
         user_agent: Option<&str>,
-    ) -> Result<(bool, bool), RepoError>;
+        now: i64,
+    ) -> Result<SessionsBefore, RepoError>;
     /// Live sessions of a user, oldest first.
     async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError>;
     /// Uses refresh tokens, many in one transaction (one durable commit for
@@ -158,6 +160,17 @@ pub trait SessionRepo: Send + Sync {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError>;
+}
+
+/// What [`SessionRepo::before_new_session`] reads.
+#[derive(Debug, Clone)]
+pub struct SessionsBefore {
+    /// Live sessions, oldest first.
+    pub live: Vec<Session>,
+    /// The user has had a session before (live or ended).
+    pub any: bool,
+    /// One of them came from the same user agent.
+    pub from_agent: bool,
 }
 
 /// One refresh in a group commit ([`SessionRepo::use_refresh`]).

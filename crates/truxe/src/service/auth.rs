@@ -482,25 +482,24 @@ impl AuthService {
         started: Option<AuditEvent>,
     ) -> Result<(String, Secret<String>), AuthError> {
         let mut events: Vec<AuditEvent> = started.into_iter().collect();
-        // Keep at most max_sessions live: end the oldest to make room.
-        let live = self.store.live_sessions(&user.id, now).await?;
-        let excess = (live.len() + 1).saturating_sub(self.cfg.max_sessions);
-        for s in live.iter().take(excess) {
-            self.store
-                .revoke_session(&s.id, "session_limit", now)
-                .await?;
-        }
         let user_agent: Option<String> = client
             .user_agent
             .as_ref()
             .map(|ua| ua.chars().take(256).collect());
+        let before = self
+            .store
+            .before_new_session(&user.id, user_agent.as_deref(), now)
+            .await?;
+        // Keep at most max_sessions live: end the oldest to make room.
+        let excess = (before.live.len() + 1).saturating_sub(self.cfg.max_sessions);
+        for s in before.live.iter().take(excess) {
+            self.store
+                .revoke_session(&s.id, "session_limit", now)
+                .await?;
+        }
         // A new device: the account has had sessions, none from this user
         // agent (the original Truxe's `security.new_device_login`).
-        let (earlier, seen) = self
-            .store
-            .device_seen(&user.id, user_agent.as_deref())
-            .await?;
-        if earlier && !seen {
+        if before.any && !before.from_agent {
             let e = self.event("new_device_login", Outcome::Success, &client, now);
             events.push(e.actor(&user.id).details(serde_json::json!({
                 "user_agent": user_agent,

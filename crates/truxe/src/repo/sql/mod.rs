@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Arguments, Executor, Row};
 
 mod checkpoint;
 mod import;
@@ -22,8 +22,8 @@ mod webhooks;
 use secure::audit::{AuditEvent, AuditSink, Outcome};
 
 use super::{
-    AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, Rotation, SessionRepo, Store,
-    TokenRepo, UserFilter, UserRepo,
+    AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, Rotation, SessionRepo, SessionsBefore,
+    Store, TokenRepo, UserFilter, UserRepo,
 };
 
 /// Reads a JSON column, tolerating a damaged value as the default.
@@ -51,6 +51,8 @@ pub(super) enum Changed<'a> {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Statements of a transaction go to SQLite together (see [`Batch`]).
+    sqlite: bool,
     /// Sessions and users of verified requests (SQLite only: see
     /// `principals`).
     principals: Option<std::sync::Arc<principals::Principals>>,
@@ -137,6 +139,7 @@ impl SqlStore {
         };
         Ok(SqlStore {
             pool,
+            sqlite,
             principals,
             checkpoints,
         })
@@ -383,22 +386,32 @@ impl SessionRepo for SqlStore {
         refresh_expires: i64,
         events: &[AuditEvent],
     ) -> Result<(), RepoError> {
+        let mut batch = Batch::new(self.sqlite);
+        batch.push(
+            |first| {
+                format!(
+                    "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent, client_id) VALUES ({})",
+                    placeholders(first, 8)
+                )
+            },
+            |a| {
+                a.add(&s.id)?;
+                a.add(&s.user_id)?;
+                a.add(s.created_at)?;
+                a.add(s.last_used_at)?;
+                a.add(s.expires_at)?;
+                a.add(&s.ip)?;
+                a.add(&s.user_agent)?;
+                a.add(&s.client_id)
+            },
+        )?;
+        push_refreshes(
+            &mut batch,
+            &[(refresh_hash, &s.id, s.created_at, refresh_expires)],
+        )?;
+        push_audits(&mut batch, events)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, ip, user_agent, client_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&s.id)
-        .bind(&s.user_id)
-        .bind(s.created_at)
-        .bind(s.last_used_at)
-        .bind(s.expires_at)
-        .bind(&s.ip)
-        .bind(&s.user_agent)
-        .bind(&s.client_id)
-        .execute(&mut *tx)
-        .await?;
-        insert_refresh(&mut tx, refresh_hash, &s.id, s.created_at, refresh_expires).await?;
-        insert_audits(&mut *tx, events).await?;
+        batch.run(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -437,23 +450,43 @@ impl SessionRepo for SqlStore {
         Ok(found)
     }
 
-    async fn device_seen(
+    async fn before_new_session(
         &self,
         user_id: &str,
         user_agent: Option<&str>,
-    ) -> Result<(bool, bool), RepoError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN COALESCE(user_agent, '') = $2 THEN 1 ELSE 0 END), 0) AS seen
-             FROM sessions WHERE user_id = $1",
+        now: i64,
+    ) -> Result<SessionsBefore, RepoError> {
+        // One read, not two: at a login's pace each statement is a round
+        // trip to a sleeping connection thread. The one-row count comes
+        // with every live session, or alone (NULL session) when none is.
+        let rows = sqlx::query(
+            "SELECT a.n, a.seen, s.* FROM
+               (SELECT COUNT(*) AS n,
+                       COALESCE(SUM(CASE WHEN COALESCE(user_agent, '') = $2 THEN 1 ELSE 0 END), 0) AS seen
+                FROM sessions WHERE user_id = $1) a
+             LEFT JOIN sessions s
+               ON s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $3
+             ORDER BY s.created_at, s.seq",
         )
         .bind(user_id)
         .bind(user_agent.unwrap_or_default())
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_all(&self.pool)
         .await?;
-        Ok((
-            row.try_get::<i64, _>("n")? > 0,
-            row.try_get::<i64, _>("seen")? > 0,
-        ))
+        let Some(first) = rows.first() else {
+            return Err(RepoError::Db("session count returned no row".into()));
+        };
+        let mut live = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if r.try_get::<Option<String>, _>("id")?.is_some() {
+                live.push(session(r)?);
+            }
+        }
+        Ok(SessionsBefore {
+            live,
+            any: first.try_get::<i64, _>("n")? > 0,
+            from_agent: first.try_get::<i64, _>("seen")? > 0,
+        })
     }
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError> {
@@ -474,7 +507,7 @@ impl SessionRepo for SqlStore {
             None => None,
         };
         let mut tx = self.pool.begin().await?;
-        let out = rotate_group(&mut tx, group).await?;
+        let out = rotate_group(&mut tx, group, self.sqlite).await?;
         tx.commit().await?;
         for done in &out {
             if let RefreshUse::Rotated { session, .. } = done {
@@ -662,27 +695,90 @@ async fn insert_refresh(
     now: i64,
     expires: i64,
 ) -> Result<(), RepoError> {
-    insert_refreshes(tx, &[(hash, session_id, now, expires)]).await
+    let mut batch = Batch::new(false);
+    push_refreshes(&mut batch, &[(hash, session_id, now, expires)])?;
+    batch.run(tx).await
 }
 
 /// Adds refresh tokens `(hash, session, created, expires)` in one statement.
-async fn insert_refreshes(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[(&str, &str, i64, i64)],
+fn push_refreshes<'q>(
+    batch: &mut Batch<'q>,
+    rows: &[(&'q str, &'q str, i64, i64)],
 ) -> Result<(), RepoError> {
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES {}",
-        value_rows(rows.len(), 4)
-    );
-    let mut q = sqlx::query(&sql);
-    for (hash, session_id, now, expires) in rows {
-        q = q.bind(*hash).bind(*session_id).bind(*now).bind(*expires);
+    batch.push(
+        |first| {
+            format!(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES {}",
+                value_rows(first, rows.len(), 4)
+            )
+        },
+        |a| {
+            for (hash, session_id, now, expires) in rows {
+                a.add(*hash)?;
+                a.add(*session_id)?;
+                a.add(*now)?;
+                a.add(*expires)?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Statements of one transaction, sent together where the database
+/// allows: on SQLite as one multi-statement query, one round trip to the
+/// connection's thread instead of one per statement (at a login's pace the
+/// round trip costs more than the statement); on PostgreSQL one by one, as
+/// a prepared statement holds one command there. A statement's
+/// placeholders are numbered on from the ones sent before it together.
+struct Batch<'q> {
+    together: bool,
+    queries: Vec<(String, AnyArguments<'q>)>,
+}
+
+impl<'q> Batch<'q> {
+    fn new(together: bool) -> Self {
+        Batch {
+            together,
+            queries: Vec::new(),
+        }
     }
-    q.execute(&mut **tx).await?;
-    Ok(())
+
+    /// Adds a statement: `sql(first)` writes it with its placeholders
+    /// numbered from `$first`, and `bind` adds their values in order.
+    fn push(
+        &mut self,
+        sql: impl FnOnce(usize) -> String,
+        bind: impl FnOnce(&mut AnyArguments<'q>) -> Result<(), sqlx::error::BoxDynError>,
+    ) -> Result<(), RepoError> {
+        match self.queries.last_mut() {
+            Some((text, args)) if self.together => {
+                text.push_str(";\n");
+                text.push_str(&sql(args.len() + 1));
+                bind(args)
+            }
+            _ => {
+                let mut args = AnyArguments::default();
+                let text = sql(1);
+                let bound = bind(&mut args);
+                self.queries.push((text, args));
+                bound
+            }
+        }
+        .map_err(|e| RepoError::Db(format!("binding a value: {e}")))
+    }
+
+    /// Runs the statements on `conn`, stopping at the first failure: in a
+    /// transaction, which rolls back when dropped uncommitted, so none of
+    /// them stays.
+    async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<(), RepoError> {
+        for (sql, args) in self.queries {
+            sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// `$from, $from+1, …` for `n` values.
@@ -693,10 +789,10 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// `($1, …, $width), ($width+1, …)` for a multi-row `INSERT` of `rows`.
-fn value_rows(rows: usize, width: usize) -> String {
+/// `($first, …), ($first+width, …)` for a multi-row `INSERT` of `rows`.
+fn value_rows(first: usize, rows: usize, width: usize) -> String {
     (0..rows)
-        .map(|i| format!("({})", placeholders(i * width + 1, width)))
+        .map(|i| format!("({})", placeholders(first + i * width, width)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -709,6 +805,7 @@ fn value_rows(rows: usize, width: usize) -> String {
 async fn rotate_group(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     group: &[Rotation],
+    together: bool,
 ) -> Result<Vec<RefreshUse>, RepoError> {
     use std::collections::{HashMap, HashSet};
     let Some(now) = group.iter().map(|r| r.now).max() else {
@@ -838,12 +935,14 @@ async fn rotate_group(
             .iter()
             .map(|(r, live)| (r.next.as_str(), live.id.as_str(), r.now, live.expires_at))
             .collect();
-        insert_refreshes(tx, &rows).await?;
         let events: Vec<AuditEvent> = rotated
             .iter()
             .map(|(r, live)| r.event.clone().actor(&live.user_id).target(&live.id))
             .collect();
-        insert_audits(&mut **tx, &events).await?;
+        let mut batch = Batch::new(together);
+        push_refreshes(&mut batch, &rows)?;
+        push_audits(&mut batch, &events)?;
+        batch.run(tx).await?;
     }
     Ok(out)
 }
@@ -1078,41 +1177,40 @@ impl AuditSink for SqlStore {
     }
 }
 
-async fn insert_audit<'c>(
-    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
-    e: &AuditEvent,
-) -> Result<(), RepoError> {
-    insert_audits(db, std::slice::from_ref(e)).await
+async fn insert_audit(pool: &AnyPool, e: &AuditEvent) -> Result<(), RepoError> {
+    let mut batch = Batch::new(false);
+    push_audits(&mut batch, std::slice::from_ref(e))?;
+    batch.run(&mut *pool.acquire().await?).await
 }
 
 /// Records `events` in one statement.
-async fn insert_audits<'c>(
-    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
-    events: &[AuditEvent],
-) -> Result<(), RepoError> {
+fn push_audits<'q>(batch: &mut Batch<'q>, events: &'q [AuditEvent]) -> Result<(), RepoError> {
     if events.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details) VALUES {}",
-        value_rows(events.len(), 10)
-    );
-    let mut q = sqlx::query(&sql);
-    for e in events {
-        q = q
-            .bind(&e.id)
-            .bind(e.at_ms)
-            .bind(&e.action)
-            .bind(e.outcome.as_str())
-            .bind(&e.actor)
-            .bind(&e.target)
-            .bind(&e.ip)
-            .bind(&e.user_agent)
-            .bind(&e.request_id)
-            .bind(e.details.to_string());
-    }
-    q.execute(db).await?;
-    Ok(())
+    batch.push(
+        |first| {
+            format!(
+                "INSERT INTO audit_events (id, at_ms, action, outcome, actor, target, ip, user_agent, request_id, details) VALUES {}",
+                value_rows(first, events.len(), 10)
+            )
+        },
+        |a| {
+            for e in events {
+                a.add(&e.id)?;
+                a.add(e.at_ms)?;
+                a.add(&e.action)?;
+                a.add(e.outcome.as_str())?;
+                a.add(&e.actor)?;
+                a.add(&e.target)?;
+                a.add(&e.ip)?;
+                a.add(&e.user_agent)?;
+                a.add(&e.request_id)?;
+                a.add(e.details.to_string())?;
+            }
+            Ok(())
+        },
+    )
 }
 
 #[async_trait]
@@ -1259,6 +1357,13 @@ mod tests {
             .create_session(&session, &digest("b"), now + 3600, &[login(3)])
             .await
             .is_err());
+        // A new session whose refresh token is taken: the session's own
+        // insert, sent before it in the same round trip, is undone too.
+        assert!(store
+            .create_session(&fx.session("s2"), &digest("a"), now + 3600, &[login(4)])
+            .await
+            .is_err());
+        assert!(store.session("s2").await.unwrap().is_none());
         let logins = store
             .audit_events(&AuditFilter {
                 action: Some("login".into()),
@@ -1273,6 +1378,65 @@ mod tests {
             targets,
             [Some("attempt-1".to_owned()), Some("attempt-2".to_owned())]
         );
+    }
+
+    /// The read before a new session: live sessions only, oldest first,
+    /// while "had a session" and "from this user agent" count ended ones
+    /// too; and a user with no session at all still gets its one-row
+    /// answer.
+    #[tokio::test]
+    async fn before_a_new_session_live_ones_are_listed_and_ended_ones_still_count() {
+        let fx = Fixture::new("b@example.com").await;
+        let store = &fx.store;
+        let none = store
+            .before_new_session(&fx.user.id, Some("a"), NOW)
+            .await
+            .unwrap();
+        assert!(none.live.is_empty() && !none.any && !none.from_agent);
+        let digest = secure::token::digest;
+        let with = |id: &str, agent: &str, created: i64, expires: i64| Session {
+            user_agent: Some(agent.into()),
+            created_at: created,
+            expires_at: expires,
+            ..fx.session(id)
+        };
+        for (s, hash) in [
+            (with("newer", "a", NOW - 10, NOW + 3600), "1"),
+            (with("older", "a", NOW - 20, NOW + 3600), "2"),
+            (with("expired", "b", NOW - 30, NOW - 1), "3"),
+            (with("revoked", "c", NOW - 40, NOW + 3600), "4"),
+        ] {
+            store
+                .create_session(&s, &digest(hash), s.expires_at, &[])
+                .await
+                .unwrap();
+        }
+        store
+            .revoke_session("revoked", "logout", NOW)
+            .await
+            .unwrap();
+        for (agent, seen) in [
+            (Some("a"), true),
+            (Some("b"), true),
+            (Some("c"), true),
+            (Some("d"), false),
+            (None, false),
+        ] {
+            let b = store
+                .before_new_session(&fx.user.id, agent, NOW)
+                .await
+                .unwrap();
+            let ids: Vec<_> = b.live.iter().map(|s| s.id.as_str()).collect();
+            assert_eq!(ids, ["older", "newer"], "{agent:?}");
+            assert!(b.any, "{agent:?}");
+            assert_eq!(b.from_agent, seen, "{agent:?}");
+        }
+        // Another user's sessions are not this one's.
+        let other = store
+            .before_new_session("someone-else", Some("a"), NOW)
+            .await
+            .unwrap();
+        assert!(other.live.is_empty() && !other.any && !other.from_agent);
     }
 
     /// Commits do not checkpoint, yet under back-to-back refresh commits
