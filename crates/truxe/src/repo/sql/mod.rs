@@ -770,9 +770,9 @@ impl<'q> Batch<'q> {
         .map_err(|e| RepoError::Db(format!("binding a value: {e}")))
     }
 
-    /// Runs the statements on `conn`, stopping at the first failure: in a
-    /// transaction, which rolls back when dropped uncommitted, so none of
-    /// them stays.
+    /// Runs the statements on `conn`, stopping at the first failure. Run
+    /// in a transaction (which rolls back when dropped uncommitted), a
+    /// failed or cancelled batch leaves none of them.
     async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<(), RepoError> {
         for (sql, args) in self.queries {
             sqlx::query_with(&sql, args).execute(&mut *conn).await?;
