@@ -104,6 +104,11 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
+            // A SQLite connection is a thread in this process, not a socket
+            // that can die idle; testing it before every use would cost a
+            // round trip to that thread each time (sqlx still tests it when
+            // it comes back to the pool, and drops it if broken).
+            .test_before_acquire(!sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
