@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Arguments, Executor, Row};
 
 mod checkpoint;
@@ -17,7 +17,10 @@ mod orgs;
 mod passkeys;
 mod principals;
 mod social;
+mod tx;
 mod webhooks;
+
+use tx::{args, placeholders, value_rows, Batch, WriteTx};
 
 use secure::audit::{AuditEvent, AuditSink, Outcome};
 
@@ -51,7 +54,7 @@ pub(super) enum Changed<'a> {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
-    /// Statements of a transaction go to SQLite together (see [`Batch`]).
+    /// Statements of a transaction go to SQLite together (see `tx`).
     sqlite: bool,
     /// Sessions and users of verified requests (SQLite only: see
     /// `principals`).
@@ -391,7 +394,8 @@ impl SessionRepo for SqlStore {
         refresh_expires: i64,
         events: &[AuditEvent],
     ) -> Result<(), RepoError> {
-        let mut batch = Batch::new(self.sqlite);
+        let tx = WriteTx::begin(self).await?;
+        let mut batch = tx.batch();
         batch.push(
             |first| {
                 format!(
@@ -415,10 +419,7 @@ impl SessionRepo for SqlStore {
             &[(refresh_hash, &s.id, s.created_at, refresh_expires)],
         )?;
         push_audits(&mut batch, events)?;
-        let mut tx = self.pool.begin().await?;
-        batch.run(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        tx.commit(batch).await
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError> {
@@ -511,9 +512,7 @@ impl SessionRepo for SqlStore {
             Some(c) => Some(c.writing().await),
             None => None,
         };
-        let mut tx = self.pool.begin().await?;
-        let out = rotate_group(&mut tx, group).await?;
-        tx.commit().await?;
+        let out = rotate_group(WriteTx::begin(self).await?, group).await?;
         for done in &out {
             if let RefreshUse::Rotated { session, .. } = done {
                 self.forget(Changed::Session(&session.id));
@@ -732,87 +731,18 @@ fn push_refreshes<'q>(
     )
 }
 
-/// Statements of one transaction, sent together where the database
-/// allows: on SQLite as one multi-statement query, one round trip to the
-/// connection's thread instead of one per statement (at a login's pace the
-/// round trip costs more than the statement); on PostgreSQL one by one, as
-/// a prepared statement holds one command there. A statement's
-/// placeholders are numbered on from the ones sent before it together.
-struct Batch<'q> {
-    together: bool,
-    queries: Vec<(String, AnyArguments<'q>)>,
-}
-
-impl<'q> Batch<'q> {
-    fn new(together: bool) -> Self {
-        Batch {
-            together,
-            queries: Vec::new(),
-        }
-    }
-
-    /// Adds a statement: `sql(first)` writes it with its placeholders
-    /// numbered from `$first`, and `bind` adds their values in order.
-    fn push(
-        &mut self,
-        sql: impl FnOnce(usize) -> String,
-        bind: impl FnOnce(&mut AnyArguments<'q>) -> Result<(), sqlx::error::BoxDynError>,
-    ) -> Result<(), RepoError> {
-        match self.queries.last_mut() {
-            Some((text, args)) if self.together => {
-                text.push_str(";\n");
-                text.push_str(&sql(args.len() + 1));
-                bind(args)
-            }
-            _ => {
-                let mut args = AnyArguments::default();
-                let text = sql(1);
-                let bound = bind(&mut args);
-                self.queries.push((text, args));
-                bound
-            }
-        }
-        .map_err(|e| RepoError::Db(format!("binding a value: {e}")))
-    }
-
-    /// Runs the statements on `conn`, stopping at the first failure. Run
-    /// in a transaction (which rolls back when dropped uncommitted), a
-    /// failed or cancelled batch leaves none of them.
-    async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<(), RepoError> {
-        for (sql, args) in self.queries {
-            sqlx::query_with(&sql, args).execute(&mut *conn).await?;
-        }
-        Ok(())
-    }
-}
-
-/// `$from, $from+1, …` for `n` values.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($first, …), ($first+width, …)` for a multi-row `INSERT` of `rows`.
-fn value_rows(first: usize, rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|i| format!("({})", placeholders(first + i * width, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The rotations of [`SessionRepo::use_refresh`] within `tx`, in at most
-/// six statements for the whole group rather than five per rotation (each
-/// statement is a round trip to the database). The conditional UPDATE is
-/// the arbiter: only one use flips a token's `used_at`, and within the
-/// group the first rotation naming a token is that use.
-async fn rotate_group(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    group: &[Rotation],
-) -> Result<Vec<RefreshUse>, RepoError> {
+/// The rotations of [`SessionRepo::use_refresh`], committed in `tx`: at
+/// most six statements for the whole group rather than five per rotation
+/// (each statement is a round trip to the database), and on SQLite four
+/// queries, the last two statements going with the `COMMIT`. The
+/// conditional UPDATE is the arbiter: only one use flips a token's
+/// `used_at`, and within the group the first rotation naming a token is
+/// that use.
+async fn rotate_group(mut tx: WriteTx, group: &[Rotation]) -> Result<Vec<RefreshUse>, RepoError> {
     use std::collections::{HashMap, HashSet};
     let Some(now) = group.iter().map(|r| r.now).max() else {
+        let nothing = tx.batch();
+        tx.commit(nothing).await?;
         return Ok(Vec::new());
     };
     let mut spent: Vec<&str> = Vec::with_capacity(group.len());
@@ -827,12 +757,12 @@ async fn rotate_group(
         "UPDATE refresh_tokens SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 AND token_hash IN ({}) RETURNING token_hash, session_id",
         placeholders(2, spent.len())
     );
-    let mut q = sqlx::query(&sql).bind(now);
-    for h in &spent {
-        q = q.bind(*h);
-    }
+    let bound = args(|a| {
+        a.add(now)?;
+        spent.iter().try_for_each(|h| a.add(*h))
+    })?;
     let mut won: HashMap<String, String> = HashMap::new();
-    for row in q.fetch_all(&mut **tx).await? {
+    for row in tx.fetch_all(&sql, bound).await? {
         won.insert(row.try_get(0)?, row.try_get(1)?);
     }
     // 2. What the others are: spent before (reuse), or unknown or expired.
@@ -847,11 +777,8 @@ async fn rotate_group(
             "SELECT token_hash, session_id, used_at FROM refresh_tokens WHERE token_hash IN ({})",
             placeholders(1, lost.len())
         );
-        let mut q = sqlx::query(&sql);
-        for h in &lost {
-            q = q.bind(*h);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
+        let bound = args(|a| lost.iter().try_for_each(|h| a.add(*h)))?;
+        for row in tx.fetch_all(&sql, bound).await? {
             before.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
         }
     }
@@ -868,11 +795,11 @@ async fn rotate_group(
             "UPDATE sessions SET last_used_at = $1 WHERE revoked_at IS NULL AND expires_at > $1 AND id IN ({}) RETURNING *",
             placeholders(2, ids.len())
         );
-        let mut q = sqlx::query(&sql).bind(now);
-        for id in &ids {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
+        let bound = args(|a| {
+            a.add(now)?;
+            ids.iter().try_for_each(|id| a.add(*id))
+        })?;
+        for row in tx.fetch_all(&sql, bound).await? {
             let s = session(&row)?;
             sessions.insert(s.id.clone(), s);
         }
@@ -890,11 +817,8 @@ async fn rotate_group(
             "SELECT * FROM users WHERE id IN ({})",
             placeholders(1, user_ids.len())
         );
-        let mut q = sqlx::query(&sql);
-        for id in &user_ids {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
+        let bound = args(|a| user_ids.iter().try_for_each(|id| a.add(*id)))?;
+        for row in tx.fetch_all(&sql, bound).await? {
             let u = user(&row)?;
             users.insert(u.id.clone(), u);
         }
@@ -934,22 +858,18 @@ async fn rotate_group(
         out.push(done);
     }
     // 5. The successors, and 6. the audit trail of each rotation.
-    if !rotated.is_empty() {
-        let rows: Vec<_> = rotated
-            .iter()
-            .map(|(r, live)| (r.next.as_str(), live.id.as_str(), r.now, live.expires_at))
-            .collect();
-        let events: Vec<AuditEvent> = rotated
-            .iter()
-            .map(|(r, live)| r.event.clone().actor(&live.user_id).target(&live.id))
-            .collect();
-        // One by one even on SQLite: sent together they saved nothing
-        // measurable on refreshes (a group pays one commit for many).
-        let mut batch = Batch::new(false);
-        push_refreshes(&mut batch, &rows)?;
-        push_audits(&mut batch, &events)?;
-        batch.run(tx).await?;
-    }
+    let rows: Vec<_> = rotated
+        .iter()
+        .map(|(r, live)| (r.next.as_str(), live.id.as_str(), r.now, live.expires_at))
+        .collect();
+    let events: Vec<AuditEvent> = rotated
+        .iter()
+        .map(|(r, live)| r.event.clone().actor(&live.user_id).target(&live.id))
+        .collect();
+    let mut last = tx.batch();
+    push_refreshes(&mut last, &rows)?;
+    push_audits(&mut last, &events)?;
+    tx.commit(last).await?;
     Ok(out)
 }
 
@@ -1384,6 +1304,42 @@ mod tests {
             targets,
             [Some("attempt-1".to_owned()), Some("attempt-2".to_owned())]
         );
+    }
+
+    /// A write transaction begun by hand on SQLite and left unfinished (a
+    /// request dropped midway) is undone, and its connection does not go
+    /// back to the pool inside it: the next writes commit, promptly.
+    #[tokio::test]
+    async fn a_write_transaction_left_midway_is_undone_and_holds_nothing() {
+        let fx = Fixture::new("w@example.com").await;
+        let store = &fx.store;
+        for _ in 0..3 {
+            let mut tx = WriteTx::begin(store).await.unwrap();
+            let bound = args(|a| a.add(&fx.user.id)).unwrap();
+            let rows = tx
+                .fetch_all(
+                    "UPDATE users SET status = 'disabled' WHERE id = $1 RETURNING id",
+                    bound,
+                )
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1);
+            drop(tx);
+        }
+        let user = store.user_by_id(&fx.user.id).await.unwrap().unwrap();
+        assert_eq!(user.status, "active");
+        // Writes through every pooled connection commit: none is inside a
+        // leftover transaction (BEGIN would fail there) and none waits on
+        // one's write lock (until the busy timeout, then fails).
+        let digest = secure::token::digest;
+        for n in 0..10 {
+            let id = format!("after-{n}");
+            store
+                .create_session(&fx.session(&id), &digest(&id), NOW + 3600, &[])
+                .await
+                .unwrap();
+            assert!(store.session(&id).await.unwrap().is_some());
+        }
     }
 
     /// The read before a new session: live sessions only, oldest first,

@@ -1,0 +1,204 @@
+//! Write transactions in few round trips.
+//!
+//! sqlx's SQLite driver runs each connection on a thread of its own, and
+//! every statement, `BEGIN` and `COMMIT` is a round trip to that thread.
+//! Under load each round trip also waits for the thread to be scheduled
+//! (on two busy cores, often a millisecond), and a group commit's
+//! statements run one after another: that wait, times the round trips,
+//! was the refresh p99. So on SQLite the statements of a hot transaction
+//! travel together: several in one query ([`Batch`]), `BEGIN` with the
+//! first query and `COMMIT` with the last ([`WriteTx`]). PostgreSQL keeps
+//! sqlx's transaction and one statement per query (a prepared statement
+//! holds one command there).
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Arguments};
+
+use super::SqlStore;
+use crate::repo::RepoError;
+
+/// Statements of one transaction, sent together where the database
+/// allows: on SQLite as one multi-statement query, one round trip to the
+/// connection's thread instead of one per statement (at a login's pace the
+/// round trip costs more than the statement); on PostgreSQL one by one. A
+/// statement's placeholders are numbered on from the ones sent before it
+/// together.
+pub(super) struct Batch<'q> {
+    together: bool,
+    queries: Vec<(String, AnyArguments<'q>)>,
+}
+
+impl<'q> Batch<'q> {
+    pub(super) fn new(together: bool) -> Self {
+        Batch {
+            together,
+            queries: Vec::new(),
+        }
+    }
+
+    /// Adds a statement: `sql(first)` writes it with its placeholders
+    /// numbered from `$first`, and `bind` adds their values in order.
+    pub(super) fn push(
+        &mut self,
+        sql: impl FnOnce(usize) -> String,
+        bind: impl FnOnce(&mut AnyArguments<'q>) -> Result<(), sqlx::error::BoxDynError>,
+    ) -> Result<(), RepoError> {
+        match self.queries.last_mut() {
+            Some((text, args)) if self.together => {
+                text.push_str(";\n");
+                text.push_str(&sql(args.len() + 1));
+                bind(args)
+            }
+            _ => {
+                let mut args = AnyArguments::default();
+                let text = sql(1);
+                let bound = bind(&mut args);
+                self.queries.push((text, args));
+                bound
+            }
+        }
+        .map_err(bind_error)
+    }
+
+    /// Runs the statements on `conn`, stopping at the first failure. Run
+    /// in a transaction (which rolls back when dropped uncommitted), a
+    /// failed or cancelled batch leaves none of them.
+    pub(super) async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<(), RepoError> {
+        for (sql, args) in self.queries {
+            sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+fn bind_error(e: sqlx::error::BoxDynError) -> RepoError {
+    RepoError::Db(format!("binding a value: {e}"))
+}
+
+/// Binds `values` in order, for [`WriteTx::fetch_all`].
+pub(super) fn args<'q>(
+    bind: impl FnOnce(&mut AnyArguments<'q>) -> Result<(), sqlx::error::BoxDynError>,
+) -> Result<AnyArguments<'q>, RepoError> {
+    let mut args = AnyArguments::default();
+    bind(&mut args).map_err(bind_error)?;
+    Ok(args)
+}
+
+/// A write transaction: sqlx's on PostgreSQL; on SQLite one driven by
+/// hand, whose `BEGIN IMMEDIATE` goes with its first query and whose
+/// `COMMIT` goes with the last statements ([`WriteTx::commit`]).
+pub(super) enum WriteTx {
+    Sqlx(sqlx::Transaction<'static, Any>),
+    Sqlite(Open),
+}
+
+/// A SQLite connection inside a transaction begun by hand. sqlx does not
+/// know of that transaction, so the connection must not go back to the
+/// pool until it has ended: if a statement fails, or the future is dropped
+/// midway (sqlx's connection thread stops running the rest of a query
+/// whose caller is gone), the connection is closed instead, which rolls
+/// the transaction back.
+pub(super) struct Open {
+    conn: PoolConnection<Any>,
+    begun: bool,
+    ended: bool,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl Open {
+    /// `sql`, after `BEGIN IMMEDIATE` if this is the first query.
+    fn text(&mut self, sql: &str) -> String {
+        if std::mem::replace(&mut self.begun, true) {
+            sql.to_owned()
+        } else {
+            format!("BEGIN IMMEDIATE;\n{sql}")
+        }
+    }
+}
+
+impl WriteTx {
+    pub(super) async fn begin(store: &SqlStore) -> Result<Self, RepoError> {
+        Ok(if store.sqlite {
+            WriteTx::Sqlite(Open {
+                conn: store.pool.acquire().await?,
+                begun: false,
+                ended: false,
+            })
+        } else {
+            WriteTx::Sqlx(store.pool.begin().await?)
+        })
+    }
+
+    /// The statements of a [`Batch`] made for this transaction
+    /// ([`WriteTx::batch`]).
+    pub(super) fn batch<'q>(&self) -> Batch<'q> {
+        Batch::new(matches!(self, WriteTx::Sqlite(_)))
+    }
+
+    /// Runs one statement and returns its rows.
+    pub(super) async fn fetch_all<'q>(
+        &mut self,
+        sql: &str,
+        args: AnyArguments<'q>,
+    ) -> Result<Vec<AnyRow>, RepoError> {
+        Ok(match self {
+            WriteTx::Sqlx(tx) => sqlx::query_with(sql, args).fetch_all(&mut **tx).await?,
+            WriteTx::Sqlite(open) => {
+                let text = open.text(sql);
+                sqlx::query_with(&text, args)
+                    .fetch_all(&mut *open.conn)
+                    .await?
+            }
+        })
+    }
+
+    /// Runs `last` and commits. On SQLite `last` (made by
+    /// [`WriteTx::batch`]) is at most one query, sent with the `COMMIT`.
+    pub(super) async fn commit(self, last: Batch<'_>) -> Result<(), RepoError> {
+        match self {
+            WriteTx::Sqlx(mut tx) => {
+                last.run(&mut tx).await?;
+                tx.commit().await?;
+            }
+            WriteTx::Sqlite(mut open) => {
+                debug_assert!(last.together && last.queries.len() <= 1);
+                let (sql, args) = last.queries.into_iter().next().unwrap_or_default();
+                let sql = if sql.is_empty() {
+                    "COMMIT".to_owned()
+                } else {
+                    format!("{sql};\nCOMMIT")
+                };
+                let text = open.text(&sql);
+                sqlx::query_with(&text, args)
+                    .execute(&mut *open.conn)
+                    .await?;
+                open.ended = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `$from, $from+1, …` for `n` values.
+pub(super) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($first, …), ($first+width, …)` for a multi-row `INSERT` of `rows`.
+pub(super) fn value_rows(first: usize, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|i| format!("({})", placeholders(first + i * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
