@@ -741,8 +741,6 @@ fn push_refreshes<'q>(
 async fn rotate_group(mut tx: WriteTx, group: &[Rotation]) -> Result<Vec<RefreshUse>, RepoError> {
     use std::collections::{HashMap, HashSet};
     let Some(now) = group.iter().map(|r| r.now).max() else {
-        let nothing = tx.batch();
-        tx.commit(nothing).await?;
         return Ok(Vec::new());
     };
     let mut spent: Vec<&str> = Vec::with_capacity(group.len());

@@ -93,12 +93,12 @@ pub(super) enum WriteTx {
     Sqlite(Open),
 }
 
-/// A SQLite connection inside a transaction begun by hand. sqlx does not
+/// A SQLite connection for a transaction begun by hand. sqlx does not
 /// know of that transaction, so the connection must not go back to the
 /// pool until it has ended: if a statement fails, or the future is dropped
 /// midway (sqlx's connection thread stops running the rest of a query
 /// whose caller is gone), the connection is closed instead, which rolls
-/// the transaction back.
+/// the transaction back. One never begun goes back as it came.
 pub(super) struct Open {
     conn: PoolConnection<Any>,
     begun: bool,
@@ -107,7 +107,7 @@ pub(super) struct Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        if !self.ended {
+        if self.begun && !self.ended {
             self.conn.close_on_drop();
         }
     }
@@ -160,8 +160,8 @@ impl WriteTx {
         })
     }
 
-    /// Runs `last` and commits. On SQLite `last` (made by
-    /// [`WriteTx::batch`]) is at most one query, sent with the `COMMIT`.
+    /// Runs `last` and commits. On SQLite the last query of `last` (made
+    /// by [`WriteTx::batch`], its only one) is sent with the `COMMIT`.
     pub(super) async fn commit(self, last: Batch<'_>) -> Result<(), RepoError> {
         match self {
             WriteTx::Sqlx(mut tx) => {
@@ -169,14 +169,21 @@ impl WriteTx {
                 tx.commit().await?;
             }
             WriteTx::Sqlite(mut open) => {
-                debug_assert!(last.together && last.queries.len() <= 1);
-                let (sql, args) = last.queries.into_iter().next().unwrap_or_default();
-                let sql = if sql.is_empty() {
-                    "COMMIT".to_owned()
-                } else {
-                    format!("{sql};\nCOMMIT")
+                let mut queries = last.queries;
+                let Some((sql, args)) = queries.pop() else {
+                    if open.begun {
+                        sqlx::query("COMMIT").execute(&mut *open.conn).await?;
+                        open.ended = true;
+                    }
+                    return Ok(());
                 };
-                let text = open.text(&sql);
+                for (sql, args) in queries {
+                    let text = open.text(&sql);
+                    sqlx::query_with(&text, args)
+                        .execute(&mut *open.conn)
+                        .await?;
+                }
+                let text = open.text(&format!("{sql};\nCOMMIT"));
                 sqlx::query_with(&text, args)
                     .execute(&mut *open.conn)
                     .await?;
