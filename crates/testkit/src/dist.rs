@@ -41,7 +41,13 @@ pub fn build_and_install(product: &str, bin_dir: &Path) -> Installed {
         "0",
         "this test installs a Debian package and needs root, as CI has"
     );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The running test's package, read at run time (cargo sets it for test
+    // processes): this library may be reused from a shared target
+    // directory built in another checkout, whose path `env!` would bake in.
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = package.join("../..");
     let out = crate::tempdir();
     run(Command::new(root.join("scripts/dist")).args([
         "--product",
