@@ -4,8 +4,8 @@
 //! every statement, `BEGIN` and `COMMIT` is a round trip to that thread.
 //! Under load each round trip also waits for the thread to be scheduled
 //! (on two busy cores, often a millisecond), and a group commit's
-//! statements run one after another: that wait, times the round trips,
-//! was the refresh p99. So on SQLite the statements of a hot transaction
+//! statements run one after another while every refresh in the group
+//! waits. So on SQLite the statements of a hot transaction
 //! travel together: several in one query ([`Batch`]), `BEGIN` with the
 //! first query and `COMMIT` with the last ([`WriteTx`]). PostgreSQL keeps
 //! sqlx's transaction and one statement per query (a prepared statement
@@ -76,7 +76,7 @@ fn bind_error(e: sqlx::error::BoxDynError) -> RepoError {
     RepoError::Db(format!("binding a value: {e}"))
 }
 
-/// Binds `values` in order, for [`WriteTx::fetch_all`].
+/// The arguments `bind` adds, in order, for [`WriteTx::fetch_all`].
 pub(super) fn args<'q>(
     bind: impl FnOnce(&mut AnyArguments<'q>) -> Result<(), sqlx::error::BoxDynError>,
 ) -> Result<AnyArguments<'q>, RepoError> {
@@ -137,8 +137,8 @@ impl WriteTx {
         })
     }
 
-    /// The statements of a [`Batch`] made for this transaction
-    /// ([`WriteTx::batch`]).
+    /// An empty [`Batch`] for this transaction's last statements: one
+    /// query on SQLite, to go with the `COMMIT`.
     pub(super) fn batch<'q>(&self) -> Batch<'q> {
         Batch::new(matches!(self, WriteTx::Sqlite(_)))
     }
