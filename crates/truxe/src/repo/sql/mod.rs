@@ -734,7 +734,8 @@ fn push_refreshes<'q>(
 /// The rotations of [`SessionRepo::use_refresh`], committed in `tx`: at
 /// most six statements for the whole group rather than five per rotation
 /// (each statement is a round trip to the database), and on SQLite four
-/// queries, the last two statements going with the `COMMIT`. The
+/// queries (five when a token was spent before), the last two statements
+/// going with the `COMMIT`. The
 /// conditional UPDATE is the arbiter: only one use flips a token's
 /// `used_at`, and within the group the first rotation naming a token is
 /// that use.

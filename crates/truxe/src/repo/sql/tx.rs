@@ -5,9 +5,9 @@
 //! Under load each round trip also waits for the thread to be scheduled
 //! (on two busy cores, often a millisecond), and a group commit's
 //! statements run one after another while every refresh in the group
-//! waits. So on SQLite the statements of a hot transaction
-//! travel together: several in one query ([`Batch`]), `BEGIN` with the
-//! first query and `COMMIT` with the last ([`WriteTx`]). PostgreSQL keeps
+//! waits. So on SQLite the statements of a hot transaction travel
+//! together: several in one query ([`Batch`]), `BEGIN` with the first
+//! query and `COMMIT` with the last ([`WriteTx`]). PostgreSQL keeps
 //! sqlx's transaction and one statement per query (a prepared statement
 //! holds one command there).
 
