@@ -14,13 +14,16 @@
 //! large it copies the last few frames with the writers' gate held: the
 //! WAL is then wholly in the database, so the next commit starts it over
 //! from its beginning instead of growing it. (A commit made meanwhile
-//! outside the gate only postpones that to the next round.)
+//! outside the gate only postpones that to the next round.) After each
+//! round it keeps the database's files mapped (see `resident`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{RwLock, RwLockReadGuard};
+
+use super::resident::Resident;
 
 /// When the checkpointer copies, and how long the WAL may grow.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +76,13 @@ impl Checkpoints {
 const IDLE_EVERY: Duration = Duration::from_millis(200);
 
 async fn run(mut conn: AnyConnection, this: Weak<Checkpoints>, policy: Policy) {
+    let mut resident = match main_file(&mut conn).await {
+        Ok(path) => path.map(Resident::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite's database file not found; its pages are left to the page cache");
+            None
+        }
+    };
     let mut failing = false;
     let mut pause = policy.every;
     let mut last = None;
@@ -98,6 +108,38 @@ async fn run(mut conn: AnyConnection, this: Weak<Checkpoints>, policy: Policy) {
             }
             Err(_) => {}
         }
+        if let Some(r) = resident.take() {
+            resident = keep_resident(r).await;
+        }
+    }
+}
+
+/// The main database's file, `None` for one in memory.
+async fn main_file(conn: &mut AnyConnection) -> Result<Option<std::path::PathBuf>, sqlx::Error> {
+    let rows = sqlx::query("PRAGMA database_list")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let name: String = row.try_get(1)?;
+        let file: String = row.try_get(2)?;
+        if name == "main" && !file.is_empty() {
+            return Ok(Some(file.into()));
+        }
+    }
+    Ok(None)
+}
+
+/// Maps what the files gained, off the runtime (the first time it reads
+/// them whole); after an error (a kernel without `MADV_POPULATE_READ`, say)
+/// the files are left to the page cache.
+async fn keep_resident(mut r: Resident) -> Option<Resident> {
+    match tokio::task::spawn_blocking(move || r.keep().map(|()| r)).await {
+        Ok(Ok(r)) => Some(r),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "SQLite's files cannot be kept mapped; their pages are left to the page cache");
+            None
+        }
+        Err(_) => None,
     }
 }
 

@@ -16,6 +16,7 @@ mod oidc;
 mod orgs;
 mod passkeys;
 mod principals;
+mod resident;
 mod social;
 mod tx;
 mod webhooks;
@@ -1428,6 +1429,31 @@ mod tests {
         let wal = fx.dir.path().join("t.db-wal");
         let len = std::fs::metadata(&wal).unwrap().len();
         assert!(len < 4 << 20, "the WAL grew to {len} bytes");
+    }
+
+    /// The checkpointer keeps the database's and the WAL's pages mapped
+    /// (`resident`), so that a quiet spell does not leave the next commit
+    /// reading them back from disk: both files show in this process's
+    /// mappings, with pages in memory.
+    #[tokio::test]
+    async fn the_database_files_are_kept_mapped() {
+        let fx = Fixture::new("m@example.com").await;
+        let digest = secure::token::digest;
+        fx.store
+            .create_session(&fx.session("s1"), &digest("t0"), NOW + 3600, &[])
+            .await
+            .unwrap();
+        let (db, wal) = (fx.dir.path().join("t.db"), fx.dir.path().join("t.db-wal"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while resident::mapped_kb(&db) == 0 || resident::mapped_kb(&wal) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not mapped: {} kB of the database, {} kB of the WAL",
+                resident::mapped_kb(&db),
+                resident::mapped_kb(&wal)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// One group naming a token twice, a token spent before, an unknown
