@@ -17,7 +17,9 @@
 # Then: logins, refreshes and verified `GET /auth/me` (truxe-bench, one
 # account per client), `/auth/me`, JWKS and discovery under wrk (same tool
 # as the floor), and the latency of `/auth/me` and refresh at a fixed RATE
-# (open loop, 1,000/s by default); the refreshes again with EdDSA signing.
+# (open loop, 1,000/s by default, each after 1 s at that rate that is not
+# measured: the machine's ramp from idle); the refreshes again with EdDSA
+# signing.
 # Installs wrk and PostgreSQL (Debian) if
 # missing; stops every process it started on exit.
 set -euo pipefail

@@ -158,22 +158,26 @@ pub async fn closed_loop(
 /// server shows in the percentiles instead of slowing the load (no
 /// coordinated omission). Otherwise it is counted from the send: tokio's
 /// timer wakes a sleeper up to a millisecond late, and that lateness is
-/// this tool's, not the server's.
+/// this tool's, not the server's. The load runs at the same rate for
+/// `warmup` first, unmeasured (its errors still count): the steady state is
+/// what is reported, not the machine's ramp from idle.
 pub async fn open_loop(
     clients: usize,
     rate: f64,
+    warmup: Duration,
     duration: Duration,
     mut make: impl FnMut(usize) -> Op,
 ) -> Run {
     let errors = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
+    let begin = Instant::now();
+    let start = begin + warmup;
     let deadline = start + duration;
     let every = Duration::from_secs_f64(clients as f64 / rate.max(1e-3));
     let workers = (0..clients)
         .map(|i| {
             let mut op = make(i);
             let errors = errors.clone();
-            let mut due = start + every.mul_f64(i as f64 / clients as f64);
+            let mut due = begin + every.mul_f64(i as f64 / clients as f64);
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(4096);
                 while due < deadline {
@@ -184,7 +188,9 @@ pub async fn open_loop(
                         due
                     };
                     if op().await {
-                        lat.push(from.elapsed().as_micros() as u64);
+                        if from >= start {
+                            lat.push(from.elapsed().as_micros() as u64);
+                        }
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }

@@ -54,6 +54,13 @@ struct Args {
     /// next as soon as the last one answers.
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop only: seconds at the rate before the measured ones. After
+    /// a quiet spell this machine's first ~100 ms run every database query
+    /// several times slower (the CPUs' ramp from idle: gone when a
+    /// lowest-priority spinner keeps them busy), which is not the server's
+    /// steady state.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
     /// Skip the Argon2id bound (runs that only need the server's numbers).
     #[arg(long)]
     no_bound: bool,
@@ -167,7 +174,11 @@ async fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
         };
         let run = match a.rate {
-            Some(rate) => open_loop(a.clients, rate, duration, make).await,
+            Some(rate) => {
+                let warmup = Duration::try_from_secs_f64(a.warmup)
+                    .context("--warmup must be a number of seconds, 0 or more")?;
+                open_loop(a.clients, rate, warmup, duration, make).await
+            }
             None => closed_loop(a.clients, duration, make).await,
         };
         let name = match a.rate {
