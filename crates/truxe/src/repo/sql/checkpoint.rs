@@ -79,7 +79,7 @@ async fn run(mut conn: AnyConnection, this: Weak<Checkpoints>, policy: Policy) {
     let mut resident = match main_file(&mut conn).await {
         Ok(path) => path.map(Resident::new),
         Err(e) => {
-            tracing::warn!(error = %e, "SQLite's database file not found; its pages are left to the page cache");
+            tracing::warn!(error = %e, "SQLite did not name its database file; its pages are left to the page cache");
             None
         }
     };
