@@ -114,12 +114,14 @@ pub trait SessionRepo: Send + Sync {
         user_id: &str,
     ) -> Result<Option<(Session, User)>, RepoError>;
     /// What opening a session of `user_id` from `user_agent` must know,
-    /// read together: its live sessions, and whether it has had any session
-    /// (live or ended) and any from this user agent.
+    /// read together: the oldest live sessions that must end for one more
+    /// to stay within `limit`, and whether it has had any session (live or
+    /// ended) and any from this user agent.
     async fn before_new_session(
         &self,
         user_id: &str,
         user_agent: Option<&str>,
+        limit: usize,
         now: i64,
     ) -> Result<SessionsBefore, RepoError>;
     /// Live sessions of a user, oldest first.
@@ -165,8 +167,9 @@ pub trait SessionRepo: Send + Sync {
 /// What [`SessionRepo::before_new_session`] reads.
 #[derive(Debug, Clone)]
 pub struct SessionsBefore {
-    /// Live sessions, oldest first.
-    pub live: Vec<Session>,
+    /// Ids of the live sessions to end to make room, oldest first (none
+    /// while fewer than the limit are live).
+    pub to_end: Vec<String>,
     /// The user has had a session before (live or ended).
     pub any: bool,
     /// One of them came from the same user agent.

@@ -486,16 +486,13 @@ impl AuthService {
             .user_agent
             .as_ref()
             .map(|ua| ua.chars().take(256).collect());
+        // Keep at most max_sessions live: end the oldest to make room.
         let before = self
             .store
-            .before_new_session(&user.id, user_agent.as_deref(), now)
+            .before_new_session(&user.id, user_agent.as_deref(), self.cfg.max_sessions, now)
             .await?;
-        // Keep at most max_sessions live: end the oldest to make room.
-        let excess = (before.live.len() + 1).saturating_sub(self.cfg.max_sessions);
-        for s in before.live.iter().take(excess) {
-            self.store
-                .revoke_session(&s.id, "session_limit", now)
-                .await?;
+        for id in &before.to_end {
+            self.store.revoke_session(id, "session_limit", now).await?;
         }
         // A new device: the account has had sessions, none from this user
         // agent (the original Truxe's `security.new_device_login`).

@@ -461,36 +461,46 @@ impl SessionRepo for SqlStore {
         &self,
         user_id: &str,
         user_agent: Option<&str>,
+        limit: usize,
         now: i64,
     ) -> Result<SessionsBefore, RepoError> {
         // One read, not two: at a login's pace each statement is a round
         // trip to a sleeping connection thread. The one-row count comes
-        // with every live session, or alone (NULL session) when none is.
+        // with the ids of the sessions over the limit, or alone (NULL id)
+        // when none is: a user's live sessions are counted in SQL, not
+        // carried here row by row (a login read and dropped every one).
         let rows = sqlx::query(
-            "SELECT a.n, a.seen, s.* FROM
+            "SELECT a.n, a.seen, s.id FROM
                (SELECT COUNT(*) AS n,
                        COALESCE(SUM(CASE WHEN COALESCE(user_agent, '') = $2 THEN 1 ELSE 0 END), 0) AS seen
                 FROM sessions WHERE user_id = $1) a
-             LEFT JOIN sessions s
-               ON s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $3
+             LEFT JOIN
+               (SELECT id, created_at, seq FROM sessions
+                WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3
+                ORDER BY created_at, seq
+                LIMIT (SELECT CASE WHEN COUNT(*) >= $4 THEN COUNT(*) + 1 - $4 ELSE 0 END
+                       FROM sessions
+                       WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3)) s
+               ON 1 = 1
              ORDER BY s.created_at, s.seq",
         )
         .bind(user_id)
         .bind(user_agent.unwrap_or_default())
         .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         let Some(first) = rows.first() else {
             return Err(RepoError::Db("session count returned no row".into()));
         };
-        let mut live = Vec::with_capacity(rows.len());
+        let mut to_end = Vec::new();
         for r in &rows {
-            if r.try_get::<Option<String>, _>("id")?.is_some() {
-                live.push(session(r)?);
+            if let Some(id) = r.try_get::<Option<String>, _>("id")? {
+                to_end.push(id);
             }
         }
         Ok(SessionsBefore {
-            live,
+            to_end,
             any: first.try_get::<i64, _>("n")? > 0,
             from_agent: first.try_get::<i64, _>("seen")? > 0,
         })
@@ -1342,19 +1352,19 @@ mod tests {
         }
     }
 
-    /// The read before a new session: live sessions only, oldest first,
-    /// while "had a session" and "from this user agent" count ended ones
-    /// too; and a user with no session at all still gets its one-row
-    /// answer.
+    /// The read before a new session: the live sessions over the limit
+    /// (oldest first, as many as make room for one more), while "had a
+    /// session" and "from this user agent" count ended ones too; and a user
+    /// with no session at all still gets its one-row answer.
     #[tokio::test]
-    async fn before_a_new_session_live_ones_are_listed_and_ended_ones_still_count() {
+    async fn before_a_new_session_the_oldest_live_ones_over_the_limit_are_named() {
         let fx = Fixture::new("b@example.com").await;
         let store = &fx.store;
         let none = store
-            .before_new_session(&fx.user.id, Some("a"), NOW)
+            .before_new_session(&fx.user.id, Some("a"), 1, NOW)
             .await
             .unwrap();
-        assert!(none.live.is_empty() && !none.any && !none.from_agent);
+        assert!(none.to_end.is_empty() && !none.any && !none.from_agent);
         let digest = secure::token::digest;
         let with = |id: &str, agent: &str, created: i64, expires: i64| Session {
             user_agent: Some(agent.into()),
@@ -1385,20 +1395,32 @@ mod tests {
             (None, false),
         ] {
             let b = store
-                .before_new_session(&fx.user.id, agent, NOW)
+                .before_new_session(&fx.user.id, agent, 10, NOW)
                 .await
                 .unwrap();
-            let ids: Vec<_> = b.live.iter().map(|s| s.id.as_str()).collect();
-            assert_eq!(ids, ["older", "newer"], "{agent:?}");
+            assert!(b.to_end.is_empty(), "{agent:?}");
             assert!(b.any, "{agent:?}");
             assert_eq!(b.from_agent, seen, "{agent:?}");
         }
+        // Two live: a limit of 3 or 10 ends none, 2 ends the older, 1 both.
+        for (limit, ends) in [
+            (10, &[][..]),
+            (3, &[][..]),
+            (2, &["older"][..]),
+            (1, &["older", "newer"][..]),
+        ] {
+            let b = store
+                .before_new_session(&fx.user.id, Some("a"), limit, NOW)
+                .await
+                .unwrap();
+            assert_eq!(b.to_end, ends, "limit {limit}");
+        }
         // Another user's sessions are not this one's.
         let other = store
-            .before_new_session("someone-else", Some("a"), NOW)
+            .before_new_session("someone-else", Some("a"), 1, NOW)
             .await
             .unwrap();
-        assert!(other.live.is_empty() && !other.any && !other.from_agent);
+        assert!(other.to_end.is_empty() && !other.any && !other.from_agent);
     }
 
     /// Commits do not checkpoint, yet under back-to-back refresh commits
