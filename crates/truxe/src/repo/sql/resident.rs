@@ -44,13 +44,13 @@ impl Resident {
         let mut wal = path.clone().into_os_string();
         wal.push("-wal");
         Resident {
-            files: vec![Kept::new(path), Kept::new(wal.into())],
+            files: vec![Kept::new(path, true), Kept::new(wal.into(), false)],
         }
     }
 
     /// Maps what the files gained since the last call (all of them the
-    /// first time). Cheap when nothing changed: an `open` and a `stat` of
-    /// each (by path, to notice a WAL made again).
+    /// first time). Cheap when nothing changed: a `stat` of each, and an
+    /// `open` of the WAL.
     pub(super) fn keep(&mut self) -> io::Result<()> {
         for f in &mut self.files {
             f.keep()?;
@@ -62,6 +62,14 @@ impl Resident {
 #[derive(Debug)]
 struct Kept {
     path: PathBuf,
+    /// The database's descriptor, opened once and never closed: closing
+    /// any descriptor of a file drops every POSIX lock this process holds
+    /// on it, SQLite's shared lock included, and then another process (the
+    /// CLI on the same file) may take the file for itself, checkpoint and
+    /// delete the WAL under the server. `None` for the WAL, which SQLite
+    /// never locks: it is opened by path each time, to notice it made again.
+    held: Option<&'static File>,
+    hold: bool,
     map: Option<MmapRaw>,
     /// The file the mapping is of (a WAL is deleted and made again when
     /// the last connection closes).
@@ -71,9 +79,11 @@ struct Kept {
 }
 
 impl Kept {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, hold: bool) -> Self {
         Kept {
             path,
+            held: None,
+            hold,
             map: None,
             inode: 0,
             populated: 0,
@@ -81,6 +91,9 @@ impl Kept {
     }
 
     fn keep(&mut self) -> io::Result<()> {
+        if let Some(file) = self.held {
+            return self.map_from(file);
+        }
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -89,6 +102,17 @@ impl Kept {
             }
             Err(e) => return Err(e),
         };
+        if self.hold {
+            // Leaked on purpose: see `held`.
+            let file: &'static File = Box::leak(Box::new(file));
+            self.held = Some(file);
+            self.map_from(file)
+        } else {
+            self.map_from(&file)
+        }
+    }
+
+    fn map_from(&mut self, file: &File) -> io::Result<()> {
         let meta = file.metadata()?;
         let len = meta.len();
         if len > KEEP_MAX {
@@ -103,7 +127,7 @@ impl Kept {
             self.map = Some(
                 MmapOptions::new()
                     .len((len + ROOM) as usize)
-                    .map_raw_read_only(&file)?,
+                    .map_raw_read_only(file)?,
             );
             self.inode = meta.ino();
             self.populated = 0;
