@@ -1478,6 +1478,68 @@ mod tests {
         }
     }
 
+    /// Keeping the files mapped must not cost SQLite its locks: closing any
+    /// descriptor of a file drops every POSIX lock the process holds on it,
+    /// and without its shared lock another process (the CLI on the same
+    /// file) may checkpoint and delete the WAL under the server. After the
+    /// checkpointer has mapped the database a few times, another process
+    /// is still refused the database for itself.
+    #[tokio::test]
+    async fn the_database_stays_locked_while_its_files_are_kept_mapped() {
+        let fx = Fixture::new("l@example.com").await;
+        let db = fx.dir.path().join("t.db");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (mut rounds, mut n) = (0, 0);
+        // A few rounds of the checkpointer after the first mapping.
+        while rounds < 5 {
+            assert!(std::time::Instant::now() < deadline, "never mapped");
+            let digest = secure::token::digest;
+            fx.store
+                .create_session(
+                    &fx.session(&format!("s{n}")),
+                    &digest(&format!("t{n}")),
+                    NOW + 3600,
+                    &[],
+                )
+                .await
+                .unwrap();
+            n += 1;
+            if resident::mapped_kb(&db) > 0 {
+                rounds += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        assert!(
+            shared_lock_held(&db),
+            "SQLite's shared lock on the database is gone"
+        );
+        // Control: the connections still work.
+        assert!(fx.store.session("s0").await.unwrap().is_some());
+    }
+
+    /// Whether another process is refused an exclusive lock over SQLite's
+    /// shared-lock bytes of `path` (the unix VFS's SHARED_FIRST, 510 bytes):
+    /// asked from a separate process (python3), since POSIX locks never
+    /// conflict within one, and this one must not close a descriptor of
+    /// the file either.
+    fn shared_lock_held(path: &std::path::Path) -> bool {
+        let probe = "import fcntl, os, sys\n\
+                     fd = os.open(sys.argv[1], os.O_RDWR)\n\
+                     try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002)\n\
+                     except OSError:\n    sys.exit(3)\n";
+        let status = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(probe)
+            .arg(path)
+            .status()
+            .expect("python3 runs");
+        match status.code() {
+            Some(3) => true,
+            Some(0) => false,
+            other => panic!("lock probe failed: {other:?}"),
+        }
+    }
+
     /// One group naming a token twice, a token spent before, an unknown
     /// one, an expired one and one of an ended session: each gets its own
     /// outcome, the first naming of a token is its one use, and only the
