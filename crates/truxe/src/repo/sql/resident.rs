@@ -15,7 +15,7 @@
 //! 2-8 ms; none with the files mapped). A read-only mapping, populated and
 //! never read through, makes those pages mapped ones; SQLite still uses
 //! `pread`/`pwrite`, so an I/O error stays an error and never becomes a
-//! signal.
+//! signal. The database's descriptor is never closed (see `Kept::held`).
 
 use std::fs::File;
 use std::io;
