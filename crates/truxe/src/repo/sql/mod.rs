@@ -746,10 +746,9 @@ fn push_refreshes<'q>(
 /// most six statements for the whole group rather than five per rotation
 /// (each statement is a round trip to the database), and on SQLite four
 /// queries (five when a token was spent before), the last two statements
-/// going with the `COMMIT`. The
-/// conditional UPDATE is the arbiter: only one use flips a token's
-/// `used_at`, and within the group the first rotation naming a token is
-/// that use.
+/// going with the `COMMIT`. The conditional UPDATE is the arbiter: only
+/// one use flips a token's `used_at`, and within the group the first
+/// rotation naming a token is that use.
 async fn rotate_group(mut tx: WriteTx, group: &[Rotation]) -> Result<Vec<RefreshUse>, RepoError> {
     use std::collections::{HashMap, HashSet};
     let Some(now) = group.iter().map(|r| r.now).max() else {
