@@ -3,6 +3,7 @@
 //! `$N` placeholders (which both accept). Dialect differences live only in
 //! the two migration sets, `migrations/sqlite` and `migrations/postgres`.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -742,15 +743,147 @@ fn push_refreshes<'q>(
     )
 }
 
-/// The rotations of [`SessionRepo::use_refresh`], committed in `tx`: at
-/// most six statements for the whole group rather than five per rotation
-/// (each statement is a round trip to the database), and on SQLite four
-/// queries (five when a token was spent before), the last two statements
-/// going with the `COMMIT`. The conditional UPDATE is the arbiter: only
-/// one use flips a token's `used_at`, and within the group the first
-/// rotation naming a token is that use.
+/// What a group's presented tokens were and lead to, read in its
+/// transaction as the group spends them.
+#[derive(Default)]
+struct Spending {
+    /// Tokens this group spent, with their sessions.
+    won: HashMap<String, String>,
+    /// The others' sessions and when they were spent: before (reuse), or
+    /// never (unknown or expired). May hold won tokens too.
+    before: HashMap<String, (String, Option<i64>)>,
+    /// The live sessions of the won tokens, marked used now (may hold more).
+    sessions: HashMap<String, Session>,
+    /// Their users (may hold more).
+    users: HashMap<String, User>,
+}
+
+impl Spending {
+    fn before(&mut self, rows: &[AnyRow]) -> Result<(), RepoError> {
+        for row in rows {
+            self.before
+                .insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+        Ok(())
+    }
+
+    fn won(&mut self, rows: &[AnyRow]) -> Result<(), RepoError> {
+        for row in rows {
+            self.won.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+        Ok(())
+    }
+
+    fn sessions(&mut self, rows: &[AnyRow]) -> Result<(), RepoError> {
+        for row in rows {
+            let s = session(row)?;
+            self.sessions.insert(s.id.clone(), s);
+        }
+        Ok(())
+    }
+
+    fn users(&mut self, rows: &[AnyRow]) -> Result<(), RepoError> {
+        for row in rows {
+            let u = user(row)?;
+            self.users.insert(u.id.clone(), u);
+        }
+        Ok(())
+    }
+}
+
+const SPEND: &str = "UPDATE refresh_tokens SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 AND token_hash IN";
+const TOUCH: &str =
+    "UPDATE sessions SET last_used_at = $1 WHERE revoked_at IS NULL AND expires_at > $1 AND id IN";
+
+/// Spends the group's tokens in `tx` and reads what [`Spending`] holds. On
+/// SQLite that is one query (with the `BEGIN`), whose later statements
+/// find the spent tokens' sessions by `used_at = now`. That may also match
+/// a token spent earlier in the same second, whose session that use
+/// already marked used now if it was live, so the extra rows change
+/// nothing and the caller only looks up won tokens' sessions. PostgreSQL
+/// takes a round trip per statement and reads only what it needs.
+async fn spend(tx: &mut WriteTx, now: i64, spent: &[&str]) -> Result<Spending, RepoError> {
+    let mut out = Spending::default();
+    let tokens = placeholders(2, spent.len());
+    let bound = args(|a| {
+        a.add(now)?;
+        spent.iter().try_for_each(|h| a.add(*h))
+    })?;
+    let together = format!(
+        "SELECT token_hash, session_id, used_at FROM refresh_tokens WHERE token_hash IN ({tokens});
+         {SPEND} ({tokens}) RETURNING token_hash, session_id;
+         {TOUCH} (SELECT session_id FROM refresh_tokens WHERE used_at = $1 AND token_hash IN ({tokens})) RETURNING *;
+         SELECT * FROM users WHERE id IN (SELECT user_id FROM sessions WHERE last_used_at = $1 AND id IN
+             (SELECT session_id FROM refresh_tokens WHERE used_at = $1 AND token_hash IN ({tokens})))"
+    );
+    if let Some(statements) = tx.fetch_statements(&together, bound).await? {
+        let [before, won, sessions, users] = statements.as_slice() else {
+            return Err(RepoError::Db(format!(
+                "a refresh group's query returned {} results, not 4",
+                statements.len()
+            )));
+        };
+        out.before(before)?;
+        out.won(won)?;
+        out.sessions(sessions)?;
+        out.users(users)?;
+        return Ok(out);
+    }
+    let bound = args(|a| {
+        a.add(now)?;
+        spent.iter().try_for_each(|h| a.add(*h))
+    })?;
+    out.won(
+        &tx.fetch_all(
+            &format!("{SPEND} ({tokens}) RETURNING token_hash, session_id"),
+            bound,
+        )
+        .await?,
+    )?;
+    let lost: Vec<&str> = spent
+        .iter()
+        .copied()
+        .filter(|h| !out.won.contains_key(*h))
+        .collect();
+    if !lost.is_empty() {
+        let sql = format!(
+            "SELECT token_hash, session_id, used_at FROM refresh_tokens WHERE token_hash IN ({})",
+            placeholders(1, lost.len())
+        );
+        let bound = args(|a| lost.iter().try_for_each(|h| a.add(*h)))?;
+        out.before(&tx.fetch_all(&sql, bound).await?)?;
+    }
+    let ids: HashSet<&str> = out.won.values().map(String::as_str).collect();
+    if !ids.is_empty() {
+        let sql = format!("{TOUCH} ({}) RETURNING *", placeholders(2, ids.len()));
+        let bound = args(|a| {
+            a.add(now)?;
+            ids.iter().try_for_each(|id| a.add(*id))
+        })?;
+        let rows = tx.fetch_all(&sql, bound).await?;
+        out.sessions(&rows)?;
+    }
+    let user_ids: HashSet<&str> = out.sessions.values().map(|s| s.user_id.as_str()).collect();
+    if !user_ids.is_empty() {
+        let sql = format!(
+            "SELECT * FROM users WHERE id IN ({})",
+            placeholders(1, user_ids.len())
+        );
+        let bound = args(|a| user_ids.iter().try_for_each(|id| a.add(*id)))?;
+        let rows = tx.fetch_all(&sql, bound).await?;
+        out.users(&rows)?;
+    }
+    Ok(out)
+}
+
+/// The rotations of [`SessionRepo::use_refresh`], committed in `tx`: the
+/// group's statements rather than five per rotation (each statement is a
+/// round trip to the database), and on SQLite two queries, [`spend`] with
+/// the `BEGIN` and the successors and audit rows with the `COMMIT`. The
+/// conditional UPDATE is the arbiter: only one use flips a token's
+/// `used_at`, and within the group the first rotation naming a token is
+/// that use.
 async fn rotate_group(mut tx: WriteTx, group: &[Rotation]) -> Result<Vec<RefreshUse>, RepoError> {
-    use std::collections::{HashMap, HashSet};
     let Some(now) = group.iter().map(|r| r.now).max() else {
         return Ok(Vec::new());
     };
@@ -761,77 +894,12 @@ async fn rotate_group(mut tx: WriteTx, group: &[Rotation]) -> Result<Vec<Refresh
             spent.push(&r.spent);
         }
     }
-    // 1. Spend every token that is unused and unexpired.
-    let sql = format!(
-        "UPDATE refresh_tokens SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 AND token_hash IN ({}) RETURNING token_hash, session_id",
-        placeholders(2, spent.len())
-    );
-    let bound = args(|a| {
-        a.add(now)?;
-        spent.iter().try_for_each(|h| a.add(*h))
-    })?;
-    let mut won: HashMap<String, String> = HashMap::new();
-    for row in tx.fetch_all(&sql, bound).await? {
-        won.insert(row.try_get(0)?, row.try_get(1)?);
-    }
-    // 2. What the others are: spent before (reuse), or unknown or expired.
-    let lost: Vec<&str> = spent
-        .iter()
-        .copied()
-        .filter(|h| !won.contains_key(*h))
-        .collect();
-    let mut before: HashMap<String, (String, Option<i64>)> = HashMap::new();
-    if !lost.is_empty() {
-        let sql = format!(
-            "SELECT token_hash, session_id, used_at FROM refresh_tokens WHERE token_hash IN ({})",
-            placeholders(1, lost.len())
-        );
-        let bound = args(|a| lost.iter().try_for_each(|h| a.add(*h)))?;
-        for row in tx.fetch_all(&sql, bound).await? {
-            before.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
-        }
-    }
-    // 3. The live sessions of the spent tokens, marked used now.
-    let mut sessions: HashMap<String, Session> = HashMap::new();
-    let ids: Vec<&str> = won
-        .values()
-        .map(String::as_str)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if !ids.is_empty() {
-        let sql = format!(
-            "UPDATE sessions SET last_used_at = $1 WHERE revoked_at IS NULL AND expires_at > $1 AND id IN ({}) RETURNING *",
-            placeholders(2, ids.len())
-        );
-        let bound = args(|a| {
-            a.add(now)?;
-            ids.iter().try_for_each(|id| a.add(*id))
-        })?;
-        for row in tx.fetch_all(&sql, bound).await? {
-            let s = session(&row)?;
-            sessions.insert(s.id.clone(), s);
-        }
-    }
-    // 4. Their users.
-    let mut users: HashMap<String, User> = HashMap::new();
-    let user_ids: Vec<&str> = sessions
-        .values()
-        .map(|s| s.user_id.as_str())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if !user_ids.is_empty() {
-        let sql = format!(
-            "SELECT * FROM users WHERE id IN ({})",
-            placeholders(1, user_ids.len())
-        );
-        let bound = args(|a| user_ids.iter().try_for_each(|id| a.add(*id)))?;
-        for row in tx.fetch_all(&sql, bound).await? {
-            let u = user(&row)?;
-            users.insert(u.id.clone(), u);
-        }
-    }
+    let Spending {
+        won,
+        before,
+        sessions,
+        users,
+    } = spend(&mut tx, now, &spent).await?;
     // Each rotation's outcome, in order; the first to name a token is its use.
     let mut first = HashSet::new();
     let mut out = Vec::with_capacity(group.len());
@@ -1539,8 +1607,9 @@ mod tests {
         }
     }
 
-    /// One group naming a token twice, a token spent before, an unknown
-    /// one, an expired one and one of an ended session: each gets its own
+    /// One group naming a token twice, a token spent before (once in the
+    /// group's own second), an unknown one, an expired one and one of an
+    /// ended session: each gets its own
     /// outcome, the first naming of a token is its one use, and only the
     /// rotations that happened leave a successor and an audit event.
     #[tokio::test]
@@ -1572,6 +1641,16 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(first[0], RefreshUse::Rotated { .. }));
+        // `c` is spent in the group's own second, just before it.
+        store
+            .create_session(&session("s5"), &digest("c"), now + 3600, &[])
+            .await
+            .unwrap();
+        let early = store
+            .use_refresh(&[rotation("c", "c2", now + 1)])
+            .await
+            .unwrap();
+        assert!(matches!(early[0], RefreshUse::Rotated { .. }));
         let got = store
             .use_refresh(&[
                 rotation("a", "a2", now),
@@ -1580,6 +1659,7 @@ mod tests {
                 rotation("nobody", "n2", now),
                 rotation("old", "o2", now),
                 rotation("ended", "e2", now),
+                rotation("c", "c3", now + 1),
             ])
             .await
             .unwrap();
@@ -1597,6 +1677,11 @@ mod tests {
         assert!(matches!(got[3], RefreshUse::Invalid));
         assert!(matches!(got[4], RefreshUse::Invalid));
         assert!(matches!(got[5], RefreshUse::Ended));
+        assert!(
+            matches!(&got[6], RefreshUse::AlreadyUsed { session_id, used_at } if session_id == "s5" && *used_at == now + 1),
+            "{:?}",
+            got[6]
+        );
         // The winner's successor works; the loser's was never made.
         let next = store
             .use_refresh(&[rotation("a2", "a4", now + 2)])
@@ -1616,6 +1701,6 @@ mod tests {
             limit: 100,
         };
         let events = store.audit_events(&f).await.unwrap();
-        assert_eq!(events.len(), 3, "b, a and a2 rotated: {events:?}");
+        assert_eq!(events.len(), 4, "b, c, a and a2 rotated: {events:?}");
     }
 }

@@ -10,6 +10,10 @@
 //! query and `COMMIT` with the last ([`WriteTx`]). PostgreSQL keeps
 //! sqlx's transaction and one statement per query (a prepared statement
 //! holds one command there).
+//!
+//! sqlx 0.8 still runs SQLite's multi-statement queries but calls them
+//! deprecated (launchbadge/sqlx#3108); the lockfile holds the version, and
+//! each batched transaction's tests run on SQLite.
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::pool::PoolConnection;
@@ -158,6 +162,37 @@ impl WriteTx {
                     .await?
             }
         })
+    }
+
+    /// On SQLite, runs the statements of `sql` (`;`-separated, sharing
+    /// `args`: a `$n` means the same value in each) in one query and
+    /// returns each statement's rows; `None` on PostgreSQL, whose
+    /// parameterised queries hold one statement.
+    pub(super) async fn fetch_statements<'q>(
+        &mut self,
+        sql: &str,
+        args: AnyArguments<'q>,
+    ) -> Result<Option<Vec<Vec<AnyRow>>>, RepoError> {
+        use futures::TryStreamExt;
+        use sqlx::Executor;
+        let WriteTx::Sqlite(open) = self else {
+            return Ok(None);
+        };
+        let begins = !open.begun;
+        let text = open.text(sql);
+        let mut results = open.conn.fetch_many(sqlx::query_with(&text, args));
+        // Each statement's rows, then its result.
+        let (mut statements, mut rows) = (Vec::new(), Vec::new());
+        while let Some(next) = results.try_next().await? {
+            match next {
+                sqlx::Either::Right(row) => rows.push(row),
+                sqlx::Either::Left(_) => statements.push(std::mem::take(&mut rows)),
+            }
+        }
+        if begins && !statements.is_empty() {
+            statements.remove(0);
+        }
+        Ok(Some(statements))
     }
 
     /// Runs `last` and commits. On SQLite the last query of `last` (made
