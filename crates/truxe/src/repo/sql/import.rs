@@ -94,7 +94,7 @@ impl ImportRepo for SqlStore {
         .bind(&m.role)
         .bind(m.created_at)
         .bind(m.updated_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(if done.rows_affected() == 1 {
             Imported::New

@@ -94,7 +94,7 @@ impl MachineRepo for SqlStore {
         .bind(&a.created_by)
         .bind(a.created_at)
         .bind(a.updated_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -105,7 +105,7 @@ impl MachineRepo for SqlStore {
     ) -> Result<Option<(ServiceAccount, String)>, RepoError> {
         let row = sqlx::query("SELECT * FROM service_accounts WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.map(|r| Ok((account(&r)?, r.try_get("client_secret_hash")?)))
             .transpose()
@@ -116,7 +116,7 @@ impl MachineRepo for SqlStore {
             "SELECT * FROM service_accounts WHERE org_id = $1 ORDER BY name LIMIT 1000",
         )
         .bind(org_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(account).collect()
     }
@@ -132,7 +132,7 @@ impl MachineRepo for SqlStore {
         .bind(&a.status)
         .bind(a.updated_at)
         .bind(&a.id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -140,19 +140,19 @@ impl MachineRepo for SqlStore {
     async fn delete_service_account(&self, id: &str) -> Result<(), RepoError> {
         sqlx::query("DELETE FROM service_accounts WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }
 
     async fn create_api_key(&self, k: &ApiKey) -> Result<(), RepoError> {
-        insert_key(&self.pool, k).await
+        insert_key(&self.db, k).await
     }
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKey>, RepoError> {
         let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(key).transpose()
     }
@@ -162,7 +162,7 @@ impl MachineRepo for SqlStore {
             "SELECT * FROM api_keys WHERE service_account_id = $1 ORDER BY created_at DESC, id LIMIT 1000",
         )
         .bind(service_account_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(key).collect()
     }
@@ -200,7 +200,7 @@ impl MachineRepo for SqlStore {
             sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -214,7 +214,7 @@ impl MachineRepo for SqlStore {
         .bind(ip)
         .bind(id)
         .bind(now - 60)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }

@@ -4,13 +4,13 @@
 //! the two migration sets, `migrations/sqlite` and `migrations/postgres`.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Arguments, Executor, Row};
+use sqlx::{AnyPool, Arguments, Row};
 
 mod checkpoint;
+mod conns;
 mod import;
 mod machines;
 mod oidc;
@@ -55,9 +55,10 @@ pub(super) enum Changed<'a> {
 /// Users, sessions and the audit trail in SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
+    /// Where statements run (see `conns`).
+    db: conns::Db,
+    /// sqlx's pool, for transactions begun by sqlx and migrations.
     pool: AnyPool,
-    /// Statements of a transaction go to SQLite together (see `tx`).
-    sqlite: bool,
     /// Sessions and users of verified requests (SQLite only: see
     /// `principals`).
     principals: Option<std::sync::Arc<principals::Principals>>,
@@ -107,8 +108,10 @@ impl SqlStore {
             .parse()
             .map_err(|e| RepoError::Db(format!("bad DATABASE_URL: {e}")))?;
         let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
+            // On SQLite, statements and the hot transactions take `db`'s
+            // connections; this pool only serves sqlx's transactions.
+            .max_connections(if sqlite { 4 } else { 16 })
+            .acquire_timeout(conns::ACQUIRE_TIMEOUT)
             // A SQLite connection is a thread in this process, not a socket
             // that can die idle; testing it before every use would cost a
             // round trip to that thread each time (sqlx still tests it when
@@ -117,20 +120,12 @@ impl SqlStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        // WAL for concurrent readers; FULL so a committed session or
-                        // rotation survives power loss; enforce foreign keys;
-                        // checkpoints are the checkpointer's, not a commit's.
-                        conn.execute(sqlx::raw_sql(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA wal_autocheckpoint = 0;",
-                        ))
-                        .await?;
+                        conns::prepare_sqlite(conn).await?;
                     }
                     Ok(())
                 })
             })
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         let migrator = if sqlite {
             sqlx::migrate!("./migrations/sqlite")
@@ -147,9 +142,14 @@ impl SqlStore {
         } else {
             None
         };
+        let db = if sqlite {
+            conns::Db::Own(conns::Conns::new(opts, 8))
+        } else {
+            conns::Db::Pool(pool.clone())
+        };
         Ok(SqlStore {
+            db,
             pool,
-            sqlite,
             principals,
             checkpoints,
         })
@@ -249,7 +249,7 @@ impl UserRepo for SqlStore {
         .bind(u.metadata.to_string())
         .bind(u.created_at)
         .bind(u.updated_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -257,7 +257,7 @@ impl UserRepo for SqlStore {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, RepoError> {
         let row = sqlx::query("SELECT * FROM users WHERE email = $1")
             .bind(email)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(user).transpose()
     }
@@ -265,7 +265,7 @@ impl UserRepo for SqlStore {
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, RepoError> {
         let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(user).transpose()
     }
@@ -291,14 +291,14 @@ impl UserRepo for SqlStore {
             .bind(now)
             .bind(window_start)
             .bind(id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db)
             .await?;
             let count: i64 = row.try_get(0)?;
             if count >= threshold {
                 sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0, failed_since = NULL WHERE id = $2")
                     .bind(lock_until)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.db)
                     .await?;
             }
             Ok(count)
@@ -311,7 +311,7 @@ impl UserRepo for SqlStore {
             sqlx::query("UPDATE users SET failed_logins = 0, failed_since = NULL, locked_until = NULL, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(())
         })
@@ -324,7 +324,7 @@ impl UserRepo for SqlStore {
                 .bind(status)
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(())
         })
@@ -342,7 +342,7 @@ impl UserRepo for SqlStore {
         .bind(&f.status)
         .bind(&f.after)
         .bind(i64::from(f.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(user).collect()
     }
@@ -379,7 +379,7 @@ impl UserRepo for SqlStore {
                 .bind(hash)
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(())
         })
@@ -427,7 +427,7 @@ impl SessionRepo for SqlStore {
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError> {
         let row = sqlx::query("SELECT * FROM sessions WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(session).transpose()
     }
@@ -446,7 +446,7 @@ impl SessionRepo for SqlStore {
         };
         let row = sqlx::query(SESSION_WITH_USER)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         let found = row
             .map(|r| Ok::<_, RepoError>((session_named(&r, &SESSION_AS)?, user(&r)?)))
@@ -489,7 +489,7 @@ impl SessionRepo for SqlStore {
         .bind(user_agent.unwrap_or_default())
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let Some(first) = rows.first() else {
             return Err(RepoError::Db("session count returned no row".into()));
@@ -513,7 +513,7 @@ impl SessionRepo for SqlStore {
         )
         .bind(user_id)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(session).collect()
     }
@@ -549,7 +549,7 @@ impl SessionRepo for SqlStore {
         .bind(after)
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(session).collect()
     }
@@ -597,7 +597,7 @@ impl SessionRepo for SqlStore {
                 .bind(now)
                 .bind(reason)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(())
         })
@@ -615,7 +615,7 @@ impl SessionRepo for SqlStore {
                 .bind(now)
                 .bind(reason)
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(r.rows_affected())
         })
@@ -643,7 +643,7 @@ impl TokenRepo for SqlStore {
         .bind(now)
         .bind(expires_at)
         .bind(data)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -662,7 +662,7 @@ impl TokenRepo for SqlStore {
         .bind(now)
         .bind(hash)
         .bind(kind)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(|r| Ok((r.try_get("user_id")?, r.try_get("data")?)))
             .transpose()
@@ -673,7 +673,7 @@ impl TokenRepo for SqlStore {
             sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(())
         })
@@ -695,7 +695,7 @@ impl TokenRepo for SqlStore {
             .bind(reason)
             .bind(user_id)
             .bind(keep)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
             Ok(r.rows_affected())
         })
@@ -1005,7 +1005,7 @@ impl MfaRepo for SqlStore {
                 .bind(sealed)
                 .bind(now)
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(())
         })
@@ -1065,7 +1065,7 @@ impl MfaRepo for SqlStore {
             let r = sqlx::query("UPDATE users SET mfa_last_step = $1 WHERE id = $2 AND (mfa_last_step IS NULL OR mfa_last_step < $1)")
                 .bind(step)
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(r.rows_affected() == 1)
         })
@@ -1093,7 +1093,7 @@ impl MfaRepo for SqlStore {
             .bind(now)
             .bind(user_id)
             .bind(code_hash)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -1103,7 +1103,7 @@ impl MfaRepo for SqlStore {
             "SELECT COUNT(*) AS n FROM mfa_backup_codes WHERE user_id = $1 AND used_at IS NULL",
         )
         .bind(user_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(row.try_get("n")?)
     }
@@ -1118,7 +1118,7 @@ impl MfaRepo for SqlStore {
         .bind(c.expires_at)
         .bind(&c.ip)
         .bind(&c.user_agent)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -1137,7 +1137,7 @@ impl MfaRepo for SqlStore {
         .bind(id)
         .bind(now)
         .bind(max_attempts)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(challenge).transpose()
     }
@@ -1155,7 +1155,7 @@ impl MfaRepo for SqlStore {
         .bind(id)
         .bind(now)
         .bind(max_attempts)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(challenge).transpose()
     }
@@ -1165,7 +1165,7 @@ impl MfaRepo for SqlStore {
             sqlx::query("UPDATE mfa_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -1174,16 +1174,16 @@ impl MfaRepo for SqlStore {
 #[async_trait]
 impl AuditSink for SqlStore {
     async fn record(&self, e: &AuditEvent) -> Result<(), secure::Error> {
-        insert_audit(&self.pool, e)
+        insert_audit(&self.db, e)
             .await
             .map_err(|err| secure::Error::Io(format!("audit write failed: {err}")))
     }
 }
 
-async fn insert_audit(pool: &AnyPool, e: &AuditEvent) -> Result<(), RepoError> {
+async fn insert_audit(db: &conns::Db, e: &AuditEvent) -> Result<(), RepoError> {
     let mut batch = Batch::new(false);
     push_audits(&mut batch, std::slice::from_ref(e))?;
-    batch.run(&mut *pool.acquire().await?).await
+    batch.run(db.acquire().await?.get()?).await
 }
 
 /// Records `events` in one statement.
@@ -1230,7 +1230,7 @@ impl AuditQuery for SqlStore {
         .bind(&f.outcome)
         .bind(f.before)
         .bind(i64::from(f.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(audit_event).collect()
     }
@@ -1263,7 +1263,7 @@ fn audit_event(r: &AnyRow) -> Result<(i64, AuditEvent), RepoError> {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        sqlx::query("SELECT 1").execute(&self.db).await.is_ok()
     }
     fn concurrent_writers(&self) -> usize {
         // The principal memory exists exactly on SQLite, the one-writer engine.
@@ -1279,6 +1279,7 @@ impl Store for SqlStore {
 mod tests {
     use super::*;
     use crate::repo::{Rotation, SessionRepo, UserRepo};
+    use std::time::Duration;
 
     /// A store in a temporary SQLite file with one user, and a session
     /// of that user by id (live for an hour from `NOW`).

@@ -53,7 +53,7 @@ impl OidcRepo for SqlStore {
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(&c.jwks)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -61,14 +61,14 @@ impl OidcRepo for SqlStore {
     async fn client(&self, id: &str) -> Result<Option<OAuthClient>, RepoError> {
         let row = sqlx::query("SELECT * FROM oauth_clients WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(client).transpose()
     }
 
     async fn clients(&self) -> Result<Vec<OAuthClient>, RepoError> {
         let rows = sqlx::query("SELECT * FROM oauth_clients ORDER BY created_at, id LIMIT 1000")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter().map(client).collect()
     }
@@ -90,7 +90,7 @@ impl OidcRepo for SqlStore {
         .bind(c.updated_at)
         .bind(&c.id)
         .bind(&c.jwks)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -102,11 +102,11 @@ impl OidcRepo for SqlStore {
         )
         .bind(client_id)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         let consents = sqlx::query("SELECT COUNT(*) AS n FROM oauth_consents WHERE client_id = $1")
             .bind(client_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db)
             .await?;
         Ok(ClientStats {
             active_sessions: live.try_get("sessions")?,
@@ -125,7 +125,7 @@ impl OidcRepo for SqlStore {
     ) -> Result<bool, RepoError> {
         sqlx::query("DELETE FROM oauth_client_assertions WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         let r = sqlx::query(
             "INSERT INTO oauth_client_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3)
@@ -134,7 +134,7 @@ impl OidcRepo for SqlStore {
         .bind(client_id)
         .bind(jti)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -164,7 +164,7 @@ impl OidcRepo for SqlStore {
         // Expired codes go as new ones come.
         sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1")
             .bind(c.created_at - 3600)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         sqlx::query(
             "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scope, nonce, code_challenge,
@@ -182,7 +182,7 @@ impl OidcRepo for SqlStore {
         .bind(json(&c.amr))
         .bind(c.created_at)
         .bind(c.expires_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -194,7 +194,7 @@ impl OidcRepo for SqlStore {
         )
         .bind(now)
         .bind(code_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         if let Some(r) = won {
             return Ok(CodeUse::Fresh(Box::new(AuthCode {
@@ -213,7 +213,7 @@ impl OidcRepo for SqlStore {
         }
         let row = sqlx::query("SELECT used_at, session_id FROM oauth_codes WHERE code_hash = $1")
             .bind(code_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         Ok(match row {
             Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => CodeUse::Replayed {
@@ -227,7 +227,7 @@ impl OidcRepo for SqlStore {
         sqlx::query("UPDATE oauth_codes SET session_id = $1 WHERE code_hash = $2")
             .bind(session_id)
             .bind(code_hash)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }
@@ -237,7 +237,7 @@ impl OidcRepo for SqlStore {
             sqlx::query("SELECT scopes FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
                 .bind(user_id)
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
         match row {
             Some(r) => json_column(&r, "scopes"),
@@ -260,7 +260,7 @@ impl OidcRepo for SqlStore {
         .bind(client_id)
         .bind(json(scopes))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -270,7 +270,7 @@ impl OidcRepo for SqlStore {
             "SELECT client_id, scopes, granted_at FROM oauth_consents WHERE user_id = $1 ORDER BY granted_at",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -291,7 +291,7 @@ impl OidcRepo for SqlStore {
             "SELECT session_id, used_at, expires_at FROM refresh_tokens WHERE token_hash = $1",
         )
         .bind(digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(|r| {
             Ok((

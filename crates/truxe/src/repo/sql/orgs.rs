@@ -124,7 +124,7 @@ impl OrgRepo for SqlStore {
     async fn org(&self, id: &str) -> Result<Option<Organization>, RepoError> {
         let row = sqlx::query("SELECT * FROM organizations WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(org).transpose()
     }
@@ -142,7 +142,7 @@ impl OrgRepo for SqlStore {
         )
         .bind(pattern)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(org).collect()
     }
@@ -157,7 +157,7 @@ impl OrgRepo for SqlStore {
         .bind(o.metadata.to_string())
         .bind(o.updated_at)
         .bind(&o.id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -184,7 +184,7 @@ impl OrgRepo for SqlStore {
         let rows =
             sqlx::query("SELECT * FROM organizations WHERE parent_id = $1 ORDER BY name, id")
                 .bind(id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
         rows.iter().map(org).collect()
     }
@@ -202,7 +202,7 @@ impl OrgRepo for SqlStore {
         .bind(user_id)
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| Ok((org(r)?, r.try_get("member_role")?)))
@@ -217,7 +217,7 @@ impl OrgRepo for SqlStore {
         let row = sqlx::query("SELECT * FROM memberships WHERE org_id = $1 AND user_id = $2")
             .bind(org_id)
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(membership).transpose()
     }
@@ -235,7 +235,7 @@ impl OrgRepo for SqlStore {
         .bind(org_id)
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| Ok((membership(r)?, r.try_get("email")?)))
@@ -308,7 +308,7 @@ impl OrgRepo for SqlStore {
         )
         .bind(user_id)
         .bind(OWNER)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("org_id")?)).collect()
     }
@@ -318,7 +318,7 @@ impl OrgRepo for SqlStore {
             sqlx::query("SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1 AND role = $2")
                 .bind(org_id)
                 .bind(role)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await?;
         Ok(row.try_get("n")?)
     }
@@ -326,7 +326,7 @@ impl OrgRepo for SqlStore {
     async fn custom_roles(&self, org_id: &str) -> Result<Vec<RoleDef>, RepoError> {
         let rows = sqlx::query("SELECT * FROM org_roles WHERE org_id = $1 ORDER BY name")
             .bind(org_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter()
             .map(|r| {
@@ -352,7 +352,7 @@ impl OrgRepo for SqlStore {
         .bind(serde_json::to_string(&role.permissions).map_err(|e| RepoError::Db(e.to_string()))?)
         .bind(serde_json::to_string(&role.inherits).map_err(|e| RepoError::Db(e.to_string()))?)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -361,7 +361,7 @@ impl OrgRepo for SqlStore {
         let r = sqlx::query("DELETE FROM org_roles WHERE org_id = $1 AND name = $2")
             .bind(org_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -379,7 +379,7 @@ impl OrgRepo for SqlStore {
         .bind(&i.invited_by)
         .bind(i.created_at)
         .bind(i.expires_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -389,7 +389,7 @@ impl OrgRepo for SqlStore {
             "SELECT * FROM invitations WHERE org_id = $1 ORDER BY created_at DESC, id LIMIT 500",
         )
         .bind(org_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(invitation).collect()
     }
@@ -402,7 +402,7 @@ impl OrgRepo for SqlStore {
         .bind(now)
         .bind(id)
         .bind(org_id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(r.rows_affected() == 1)
     }

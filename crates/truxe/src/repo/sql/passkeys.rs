@@ -37,7 +37,7 @@ impl PasskeyRepo for SqlStore {
         .bind(i64::from(p.backup_eligible))
         .bind(i64::from(p.backed_up))
         .bind(p.created_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -45,7 +45,7 @@ impl PasskeyRepo for SqlStore {
     async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, RepoError> {
         sqlx::query("SELECT * FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?
             .iter()
             .map(passkey)
@@ -56,7 +56,7 @@ impl PasskeyRepo for SqlStore {
         Ok(
             sqlx::query("SELECT 1 AS one FROM passkeys WHERE user_id = $1 LIMIT 1")
                 .bind(user_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?
                 .is_some(),
         )
@@ -76,7 +76,7 @@ impl PasskeyRepo for SqlStore {
         .bind(i64::from(backed_up))
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -85,7 +85,7 @@ impl PasskeyRepo for SqlStore {
         let r = sqlx::query("DELETE FROM passkeys WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -93,7 +93,7 @@ impl PasskeyRepo for SqlStore {
     async fn put_ceremony(&self, c: &Ceremony, now: i64) -> Result<(), RepoError> {
         sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         sqlx::query(
             "INSERT INTO webauthn_ceremonies (id, user_id, purpose, bound_to, state, expires_at)
@@ -105,7 +105,7 @@ impl PasskeyRepo for SqlStore {
         .bind(&c.bound_to)
         .bind(&c.state)
         .bind(c.expires_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -113,7 +113,7 @@ impl PasskeyRepo for SqlStore {
     async fn take_ceremony(&self, id: &str, now: i64) -> Result<Option<Ceremony>, RepoError> {
         let row = sqlx::query("DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING *")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.map(|r| {
             Ok(Ceremony {

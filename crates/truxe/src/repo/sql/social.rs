@@ -43,7 +43,7 @@ impl SocialRepo for SqlStore {
     async fn create_oauth_state(&self, s: &OAuthState) -> Result<(), RepoError> {
         sqlx::query("DELETE FROM oauth_states WHERE expires_at <= $1")
             .bind(s.created_at)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         sqlx::query(
             "INSERT INTO oauth_states (id_hash, provider, verifier_sealed, nonce, binding_hash, redirect_uri, mode, created_at, expires_at)
@@ -58,7 +58,7 @@ impl SocialRepo for SqlStore {
         .bind(&s.mode)
         .bind(s.created_at)
         .bind(s.expires_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -70,7 +70,7 @@ impl SocialRepo for SqlStore {
     ) -> Result<Option<OAuthState>, RepoError> {
         let row = sqlx::query("DELETE FROM oauth_states WHERE id_hash = $1 RETURNING *")
             .bind(id_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         Ok(row
             .map(|r| state(&r))
@@ -86,7 +86,7 @@ impl SocialRepo for SqlStore {
         sqlx::query("SELECT * FROM oauth_identities WHERE provider = $1 AND subject = $2")
             .bind(provider)
             .bind(subject)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?
             .map(|r| identity(&r))
             .transpose()
@@ -95,7 +95,7 @@ impl SocialRepo for SqlStore {
     async fn identities(&self, user_id: &str) -> Result<Vec<OAuthIdentity>, RepoError> {
         sqlx::query("SELECT * FROM oauth_identities WHERE user_id = $1 ORDER BY created_at, id")
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?
             .iter()
             .map(identity)
@@ -116,7 +116,7 @@ impl SocialRepo for SqlStore {
         .bind(i.created_at)
         .bind(i.updated_at)
         .bind(i.last_login_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -135,7 +135,7 @@ impl SocialRepo for SqlStore {
         .bind(tokens_sealed)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -144,7 +144,7 @@ impl SocialRepo for SqlStore {
         let done = sqlx::query("DELETE FROM oauth_identities WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -167,7 +167,7 @@ impl SealedRepo for SqlStore {
         sqlx::query(&sql)
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?
             .iter()
             .map(|r| Ok((r.try_get("k")?, r.try_get("v")?)))
@@ -189,7 +189,7 @@ impl SealedRepo for SqlStore {
                 .bind(new)
                 .bind(key)
                 .bind(old)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
             Ok(done.rows_affected() > 0)
         })

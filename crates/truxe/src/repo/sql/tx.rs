@@ -16,9 +16,9 @@
 //! each batched transaction's tests run on SQLite.
 
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::pool::PoolConnection;
 use sqlx::{Any, Arguments};
 
+use super::conns::{Db, Lease};
 use super::SqlStore;
 use crate::repo::RepoError;
 
@@ -97,14 +97,14 @@ pub(super) enum WriteTx {
     Sqlite(Open),
 }
 
-/// A SQLite connection for a transaction begun by hand. sqlx does not
-/// know of that transaction, so the connection must not go back to the
-/// pool until it has ended: if a statement fails, or the future is dropped
-/// midway (sqlx's connection thread stops running the rest of a query
-/// whose caller is gone), the connection is closed instead, which rolls
-/// the transaction back. One never begun goes back as it came.
+/// A SQLite connection for a transaction begun by hand. The connection
+/// must not be lent again until the transaction has ended: if a statement
+/// fails, or the future is dropped midway (sqlx's connection thread stops
+/// running the rest of a query whose caller is gone), the connection is
+/// closed instead, which rolls the transaction back. One never begun goes
+/// back as it came.
 pub(super) struct Open {
-    conn: PoolConnection<Any>,
+    conn: Lease,
     begun: bool,
     ended: bool,
 }
@@ -112,7 +112,7 @@ pub(super) struct Open {
 impl Drop for Open {
     fn drop(&mut self) {
         if self.begun && !self.ended {
-            self.conn.close_on_drop();
+            self.conn.discard();
         }
     }
 }
@@ -130,14 +130,13 @@ impl Open {
 
 impl WriteTx {
     pub(super) async fn begin(store: &SqlStore) -> Result<Self, RepoError> {
-        Ok(if store.sqlite {
-            WriteTx::Sqlite(Open {
-                conn: store.pool.acquire().await?,
+        Ok(match &store.db {
+            Db::Own(conns) => WriteTx::Sqlite(Open {
+                conn: conns.lease().await?,
                 begun: false,
                 ended: false,
-            })
-        } else {
-            WriteTx::Sqlx(store.pool.begin().await?)
+            }),
+            Db::Pool(pool) => WriteTx::Sqlx(pool.begin().await?),
         })
     }
 
@@ -158,7 +157,7 @@ impl WriteTx {
             WriteTx::Sqlite(open) => {
                 let text = open.text(sql);
                 sqlx::query_with(&text, args)
-                    .fetch_all(&mut *open.conn)
+                    .fetch_all(open.conn.get()?)
                     .await?
             }
         })
@@ -180,7 +179,7 @@ impl WriteTx {
         };
         let begins = !open.begun;
         let text = open.text(sql);
-        let mut results = open.conn.fetch_many(sqlx::query_with(&text, args));
+        let mut results = open.conn.get()?.fetch_many(sqlx::query_with(&text, args));
         // Each statement's rows, then its result.
         let (mut statements, mut rows) = (Vec::new(), Vec::new());
         while let Some(next) = results.try_next().await? {
@@ -207,7 +206,7 @@ impl WriteTx {
                 let mut queries = last.queries;
                 let Some((sql, args)) = queries.pop() else {
                     if open.begun {
-                        sqlx::query("COMMIT").execute(&mut *open.conn).await?;
+                        sqlx::query("COMMIT").execute(open.conn.get()?).await?;
                         open.ended = true;
                     }
                     return Ok(());
@@ -215,12 +214,12 @@ impl WriteTx {
                 for (sql, args) in queries {
                     let text = open.text(&sql);
                     sqlx::query_with(&text, args)
-                        .execute(&mut *open.conn)
+                        .execute(open.conn.get()?)
                         .await?;
                 }
                 let text = open.text(&format!("{sql};\nCOMMIT"));
                 sqlx::query_with(&text, args)
-                    .execute(&mut *open.conn)
+                    .execute(open.conn.get()?)
                     .await?;
                 open.ended = true;
             }

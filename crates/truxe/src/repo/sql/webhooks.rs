@@ -67,7 +67,7 @@ impl WebhookRepo for SqlStore {
         .bind(&e.created_by)
         .bind(e.created_at)
         .bind(e.updated_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -75,7 +75,7 @@ impl WebhookRepo for SqlStore {
     async fn endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>, RepoError> {
         let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(endpoint).transpose()
     }
@@ -85,7 +85,7 @@ impl WebhookRepo for SqlStore {
             "SELECT * FROM webhook_endpoints WHERE org_id = $1 ORDER BY created_at, id LIMIT 1000",
         )
         .bind(org_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(endpoint).collect()
     }
@@ -96,7 +96,7 @@ impl WebhookRepo for SqlStore {
              WHERE m.user_id = $1 AND e.enabled = 1",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(endpoint).collect()
     }
@@ -116,7 +116,7 @@ impl WebhookRepo for SqlStore {
         .bind(e.previous_secret_until)
         .bind(e.updated_at)
         .bind(&e.id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -124,7 +124,7 @@ impl WebhookRepo for SqlStore {
     async fn delete_endpoint(&self, id: &str) -> Result<(), RepoError> {
         sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }
@@ -180,7 +180,7 @@ impl WebhookRepo for SqlStore {
             )
             .bind(now)
             .bind(lease_until)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
             match row {
                 Some(r) => out.push(delivery(&r)?),
@@ -236,7 +236,7 @@ impl WebhookRepo for SqlStore {
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>, RepoError> {
         let row = sqlx::query("SELECT * FROM webhook_deliveries WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(delivery).transpose()
     }
@@ -258,7 +258,7 @@ impl WebhookRepo for SqlStore {
         .bind(before_at)
         .bind(before_id)
         .bind(i64::from(f.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(delivery).collect()
     }
@@ -267,7 +267,7 @@ impl WebhookRepo for SqlStore {
         let rows =
             sqlx::query("SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt")
                 .bind(delivery_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
         rows.iter()
             .map(|r| {
@@ -289,7 +289,7 @@ impl WebhookRepo for SqlStore {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(r.rows_affected() == 1)
     }
