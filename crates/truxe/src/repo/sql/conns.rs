@@ -135,6 +135,17 @@ impl Lease {
     }
 }
 
+/// Runs `work` on a connection lent from `conns`, discarding it if the
+/// work failed in a way that may have broken it.
+async fn leased<T>(
+    conns: &Arc<Conns>,
+    work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    let mut lease = conns.lease().await?;
+    let done = work(lease.get()?).await;
+    lease.check(done)
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
@@ -177,13 +188,10 @@ impl<'c> Executor<'c> for &'c Db {
             Db::Pool(p) => p.fetch_many(query),
             // Every statement here is read whole (fetch_all, execute), so
             // its results are gathered with the connection held.
-            Db::Own(c) => stream::once(async move {
-                let mut lease = c.lease().await?;
-                let all: Result<Vec<_>, _> = lease.get()?.fetch_many(query).try_collect().await;
-                lease
-                    .check(all)
-                    .map(|all| stream::iter(all.into_iter().map(Ok)))
-            })
+            Db::Own(c) => stream::once(leased(c, async move |conn| {
+                let all: Vec<_> = conn.fetch_many(query).try_collect().await?;
+                Ok(stream::iter(all.into_iter().map(Ok)))
+            }))
             .try_flatten()
             .boxed(),
         }
@@ -199,11 +207,9 @@ impl<'c> Executor<'c> for &'c Db {
     {
         match self {
             Db::Pool(p) => p.fetch_optional(query),
-            Db::Own(c) => Box::pin(async move {
-                let mut lease = c.lease().await?;
-                let row = lease.get()?.fetch_optional(query).await;
-                lease.check(row)
-            }),
+            Db::Own(c) => Box::pin(leased(c, async move |conn| {
+                conn.fetch_optional(query).await
+            })),
         }
     }
 
@@ -217,11 +223,9 @@ impl<'c> Executor<'c> for &'c Db {
     {
         match self {
             Db::Pool(p) => p.prepare_with(sql, parameters),
-            Db::Own(c) => Box::pin(async move {
-                let mut lease = c.lease().await?;
-                let statement = lease.get()?.prepare_with(sql, parameters).await;
-                lease.check(statement)
-            }),
+            Db::Own(c) => Box::pin(leased(c, async move |conn| {
+                conn.prepare_with(sql, parameters).await
+            })),
         }
     }
 
@@ -234,11 +238,7 @@ impl<'c> Executor<'c> for &'c Db {
     {
         match self {
             Db::Pool(p) => p.describe(sql),
-            Db::Own(c) => Box::pin(async move {
-                let mut lease = c.lease().await?;
-                let described = lease.get()?.describe(sql).await;
-                lease.check(described)
-            }),
+            Db::Own(c) => Box::pin(leased(c, async move |conn| conn.describe(sql).await)),
         }
     }
 }

@@ -809,14 +809,15 @@ async fn spend(tx: &mut WriteTx, now: i64, spent: &[&str]) -> Result<Spending, R
         a.add(now)?;
         spent.iter().try_for_each(|h| a.add(*h))
     })?;
-    let together = format!(
-        "SELECT token_hash, session_id, used_at FROM refresh_tokens WHERE token_hash IN ({tokens});
-         {SPEND} ({tokens}) RETURNING token_hash, session_id;
-         {TOUCH} (SELECT session_id FROM refresh_tokens WHERE used_at = $1 AND token_hash IN ({tokens})) RETURNING *;
-         SELECT * FROM users WHERE id IN (SELECT user_id FROM sessions WHERE last_used_at = $1 AND id IN
-             (SELECT session_id FROM refresh_tokens WHERE used_at = $1 AND token_hash IN ({tokens})))"
-    );
-    if let Some(statements) = tx.fetch_statements(&together, bound).await? {
+    if tx.together() {
+        let together = format!(
+            "SELECT token_hash, session_id, used_at FROM refresh_tokens WHERE token_hash IN ({tokens});
+             {SPEND} ({tokens}) RETURNING token_hash, session_id;
+             {TOUCH} (SELECT session_id FROM refresh_tokens WHERE used_at = $1 AND token_hash IN ({tokens})) RETURNING *;
+             SELECT * FROM users WHERE id IN (SELECT user_id FROM sessions WHERE last_used_at = $1 AND id IN
+                 (SELECT session_id FROM refresh_tokens WHERE used_at = $1 AND token_hash IN ({tokens})))"
+        );
+        let statements = tx.fetch_statements(&together, bound).await?;
         let [before, won, sessions, users] = statements.as_slice() else {
             return Err(RepoError::Db(format!(
                 "a refresh group's query returned {} results, not 4",
@@ -829,10 +830,6 @@ async fn spend(tx: &mut WriteTx, now: i64, spent: &[&str]) -> Result<Spending, R
         out.users(users)?;
         return Ok(out);
     }
-    let bound = args(|a| {
-        a.add(now)?;
-        spent.iter().try_for_each(|h| a.add(*h))
-    })?;
     out.won(
         &tx.fetch_all(
             &format!("{SPEND} ({tokens}) RETURNING token_hash, session_id"),

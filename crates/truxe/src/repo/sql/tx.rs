@@ -143,7 +143,12 @@ impl WriteTx {
     /// An empty [`Batch`] for this transaction's last statements: one
     /// query on SQLite, to go with the `COMMIT`.
     pub(super) fn batch<'q>(&self) -> Batch<'q> {
-        Batch::new(matches!(self, WriteTx::Sqlite(_)))
+        Batch::new(self.together())
+    }
+
+    /// Whether several statements may go in one query (SQLite).
+    pub(super) fn together(&self) -> bool {
+        matches!(self, WriteTx::Sqlite(_))
     }
 
     /// Runs one statement and returns its rows.
@@ -165,17 +170,19 @@ impl WriteTx {
 
     /// On SQLite, runs the statements of `sql` (`;`-separated, sharing
     /// `args`: a `$n` means the same value in each) in one query and
-    /// returns each statement's rows; `None` on PostgreSQL, whose
-    /// parameterised queries hold one statement.
+    /// returns each statement's rows. Only where [`WriteTx::together`]:
+    /// PostgreSQL's parameterised queries hold one statement.
     pub(super) async fn fetch_statements<'q>(
         &mut self,
         sql: &str,
         args: AnyArguments<'q>,
-    ) -> Result<Option<Vec<Vec<AnyRow>>>, RepoError> {
+    ) -> Result<Vec<Vec<AnyRow>>, RepoError> {
         use futures::TryStreamExt;
         use sqlx::Executor;
         let WriteTx::Sqlite(open) = self else {
-            return Ok(None);
+            return Err(RepoError::Db(
+                "several statements in one query need SQLite".into(),
+            ));
         };
         let begins = !open.begun;
         let text = open.text(sql);
@@ -191,7 +198,7 @@ impl WriteTx {
         if begins && !statements.is_empty() {
             statements.remove(0);
         }
-        Ok(Some(statements))
+        Ok(statements)
     }
 
     /// Runs `last` and commits. On SQLite the last query of `last` (made
