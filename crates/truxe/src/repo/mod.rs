@@ -94,14 +94,29 @@ pub struct UserFilter {
 #[async_trait]
 pub trait SessionRepo: Send + Sync {
     /// Inserts a session with its first refresh token and the audit
-    /// `events` of its start, in one transaction.
+    /// `events` of its start, in one transaction. Returns the enabled
+    /// webhook endpoints of its user's organizations, read in that
+    /// transaction: the recipients of those events, with no read of their
+    /// own (see [`WebhookRepo::endpoints_of_member`]).
     async fn create_session(
         &self,
         s: &Session,
         refresh_hash: &str,
         refresh_expires: i64,
         events: &[AuditEvent],
-    ) -> Result<(), RepoError>;
+    ) -> Result<Vec<WebhookEndpoint>, RepoError>;
+    /// What a password sign-in needs before it hashes, in one read: the
+    /// user with this lower-cased `email`, whether it has a passkey, and
+    /// [`SessionRepo::before_new_session`] for a session from
+    /// `user_agent`, unless sessions must end to make room (their ids are
+    /// read when the session opens).
+    async fn sign_in_read(
+        &self,
+        email: &str,
+        user_agent: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Option<SignInRead>, RepoError>;
     /// By id.
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError>;
     /// Session `id` and its user, read together; `None` unless the session
@@ -162,6 +177,17 @@ pub trait SessionRepo: Send + Sync {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError>;
+}
+
+/// What [`SessionRepo::sign_in_read`] reads.
+#[derive(Debug, Clone)]
+pub struct SignInRead {
+    /// The account.
+    pub user: User,
+    /// It has a passkey, so a second factor.
+    pub has_passkeys: bool,
+    /// Its sessions so far; `None` when some must end to make room.
+    pub sessions: Option<SessionsBefore>,
 }
 
 /// What [`SessionRepo::before_new_session`] reads.

@@ -480,7 +480,7 @@ impl AuthService {
             .event("login", Outcome::Success, &ctx, now)
             .actor(&user.id)
             .details(serde_json::json!({"method": "magic_link"}));
-        let tokens = self.start_session(&user, ctx, now, e).await?;
+        let tokens = self.start_session(&user, ctx, now, e, None).await?;
         Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }
 

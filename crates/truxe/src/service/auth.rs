@@ -16,10 +16,11 @@ use super::group::RefreshGroups;
 use super::letters::Letter;
 use super::mail::Mailer;
 use super::vault::Vaults;
+use super::webhooks::MemberEndpoints;
 use super::{AuthError, KeyManager, OrgClaims};
 use crate::config::{Config, MAX_PASSWORD_LEN};
 use crate::model::{RefreshUse, Session, User};
-use crate::repo::{RepoError, Rotation, Store};
+use crate::repo::{RepoError, Rotation, SessionsBefore, SignInRead, Store};
 
 /// Refresh tokens are recognisable in logs and secret scanners by this prefix.
 pub(super) const REFRESH_PREFIX: &str = "trt_";
@@ -93,6 +94,26 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
     /// `X-Request-ID` of the request.
     pub request_id: Option<String>,
+}
+
+/// The user agent a session records: its first 256 characters.
+fn user_agent(client: &ClientInfo) -> Option<String> {
+    client
+        .user_agent
+        .as_ref()
+        .map(|ua| ua.chars().take(256).collect())
+}
+
+/// How a session opens ([`AuthService::open_session`]).
+pub(super) struct Opening {
+    /// The OAuth client it is for, if any.
+    pub client_id: Option<String>,
+    /// Its lifetime in seconds.
+    pub ttl: i64,
+    /// The sign-in that opens it, recorded with it.
+    pub started: Option<AuditEvent>,
+    /// The user's sessions so far, if read already.
+    pub before: Option<SessionsBefore>,
 }
 
 /// The account and session service.
@@ -224,13 +245,14 @@ impl AuthService {
         if let Err(err) = self.store.record(&e).await {
             tracing::error!(error = %err, action = %e.action, "audit event not recorded");
         }
-        self.queue_webhooks(&e).await;
+        self.queue_webhooks(&e, None).await;
     }
 
-    /// Queues the webhook deliveries of a recorded event; a failure is
-    /// logged, not returned: the action it reports has happened.
-    pub(super) async fn queue_webhooks(&self, e: &AuditEvent) {
-        if let Err(err) = self.fan_out(e).await {
+    /// Queues the webhook deliveries of a recorded event (`known`: the
+    /// endpoints of its user, if read already); a failure is logged, not
+    /// returned: the action it reports has happened.
+    pub(super) async fn queue_webhooks(&self, e: &AuditEvent, known: Option<MemberEndpoints<'_>>) {
+        if let Err(err) = self.fan_out(e, known).await {
             tracing::error!(error = %err, action = %e.action, "webhook deliveries not queued");
         }
     }
@@ -334,7 +356,7 @@ impl AuthService {
         let e = self
             .event("register", Outcome::Success, &client, now)
             .actor(&user.id);
-        let tokens = self.start_session(&user, client, now, e).await?;
+        let tokens = self.start_session(&user, client, now, e, None).await?;
         tracing::info!(user_id = %user.id, "user registered");
         if self.cfg.mail_welcome {
             self.notify(&user.email, Letter::Welcome, now);
@@ -389,18 +411,28 @@ impl AuthService {
         if password.expose().len() > MAX_PASSWORD_LEN {
             return Err(AuthError::InvalidCredentials);
         }
-        let user = match normalize_email(email) {
-            Ok(e) => self.store.user_by_email(&e).await?,
+        let agent = user_agent(&client);
+        let read = match normalize_email(email) {
+            Ok(e) => {
+                let limit = self.cfg.max_sessions;
+                let agent = agent.as_deref();
+                self.store.sign_in_read(&e, agent, limit, now).await?
+            }
             Err(_) => None,
         };
         let verified = self
             .hasher
             .verify(
                 password.clone(),
-                user.as_ref().map(|u| u.password_hash.clone()),
+                read.as_ref().map(|r| r.user.password_hash.clone()),
             )
             .await?;
-        let Some(user) = user else {
+        let Some(SignInRead {
+            user,
+            has_passkeys,
+            sessions,
+        }) = read
+        else {
             let e = self.event("login", Outcome::Failure, &client, now);
             self.record(e.details(serde_json::json!({"reason": "unknown_email"})))
                 .await;
@@ -442,55 +474,68 @@ impl AuthService {
             self.store.set_password_hash(&user.id, &hash, now).await?;
             tracing::info!(user_id = %user.id, "password rehashed with current parameters");
         }
-        if self.needs_second_factor(&user).await? {
+        if user.mfa_enabled || has_passkeys {
             let challenge_id = self.start_challenge(&user, &client, now).await?;
             return Ok(LoginOutcome::MfaRequired { challenge_id });
         }
         let e = self
             .event("login", Outcome::Success, &client, now)
             .actor(&user.id);
-        let tokens = self.start_session(&user, client, now, e).await?;
+        let tokens = self.start_session(&user, client, now, e, sessions).await?;
         Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }
 
     /// A new session of `user` and its tokens; `started` (the sign-in that
-    /// opened it) is recorded with the session, in one commit.
+    /// opened it) is recorded with the session, in one commit. `before`:
+    /// the user's sessions, if read already.
     pub(super) async fn start_session(
         &self,
         user: &User,
         client: ClientInfo,
         now: i64,
         started: AuditEvent,
+        before: Option<SessionsBefore>,
     ) -> Result<Tokens, AuthError> {
         let ttl = self.cfg.refresh_ttl.as_secs() as i64;
-        let (sid, refresh) = self
-            .open_session(user, client, None, ttl, now, Some(started))
-            .await?;
+        let opening = Opening {
+            client_id: None,
+            ttl,
+            started: Some(started),
+            before,
+        };
+        let (sid, refresh) = self.open_session(user, client, opening, now).await?;
         self.tokens(user, &sid, refresh, None, now)
     }
 
-    /// A new session of `user` (for OAuth client `client_id`, if any)
-    /// lasting `ttl` seconds: its id and first refresh token. `started`
-    /// and a new device's notice are recorded in the session's commit.
+    /// A new session of `user`: its id and first refresh token. The
+    /// opening's event and a new device's notice are recorded in the
+    /// session's commit.
     pub(super) async fn open_session(
         &self,
         user: &User,
         client: ClientInfo,
-        client_id: Option<&str>,
-        ttl: i64,
+        opening: Opening,
         now: i64,
-        started: Option<AuditEvent>,
     ) -> Result<(String, Secret<String>), AuthError> {
+        let Opening {
+            client_id,
+            ttl,
+            started,
+            before,
+        } = opening;
         let mut events: Vec<AuditEvent> = started.into_iter().collect();
-        let user_agent: Option<String> = client
-            .user_agent
-            .as_ref()
-            .map(|ua| ua.chars().take(256).collect());
+        let user_agent = user_agent(&client);
         // Keep at most max_sessions live: end the oldest to make room.
-        let before = self
-            .store
-            .before_new_session(&user.id, user_agent.as_deref(), self.cfg.max_sessions, now)
-            .await?;
+        let before = match before {
+            Some(before) => before,
+            None => {
+                let limit = self.cfg.max_sessions;
+                let agent = user_agent.as_deref();
+                self.store
+                    .before_new_session(&user.id, agent, limit, now)
+                    .await?
+            }
+        };
         for id in &before.to_end {
             self.store.revoke_session(id, "session_limit", now).await?;
         }
@@ -521,13 +566,18 @@ impl AuthService {
             ip: client.ip,
             user_agent,
             org_id: None,
-            client_id: client_id.map(str::to_owned),
+            client_id,
         };
-        self.store
+        let endpoints = self
+            .store
             .create_session(&session, &refresh.digest, expires, &events)
             .await?;
+        let known = MemberEndpoints {
+            user: &user.id,
+            endpoints: &endpoints,
+        };
         for e in &events {
-            self.queue_webhooks(e).await;
+            self.queue_webhooks(e, Some(known)).await;
         }
         Ok((session.id, refresh.plaintext))
     }
@@ -654,7 +704,7 @@ impl AuthService {
             }
             RefreshUse::Rotated { session, user } => {
                 // Recorded with the rotation; only webhooks are left to queue.
-                self.queue_webhooks(&event.actor(&user.id).target(&session.id))
+                self.queue_webhooks(&event.actor(&user.id).target(&session.id), None)
                     .await;
                 Ok((session, user, next.plaintext))
             }

@@ -441,7 +441,7 @@ impl AuthService {
             .event("login", Outcome::Success, &ctx, now)
             .actor(&user.id)
             .details(serde_json::json!({"mfa": method}));
-        let tokens = self.start_session(&user, ctx, now, e).await?;
+        let tokens = self.start_session(&user, ctx, now, e, None).await?;
         Ok((user, tokens))
     }
 }

@@ -910,9 +910,13 @@ impl AuthService {
         let refresh_ttl = client
             .refresh_ttl
             .unwrap_or(self.cfg.refresh_ttl.as_secs() as i64);
-        let (sid, refresh) = self
-            .open_session(&user, ctx.clone(), Some(&client.id), refresh_ttl, now, None)
-            .await?;
+        let opening = super::auth::Opening {
+            client_id: Some(client.id.clone()),
+            ttl: refresh_ttl,
+            started: None,
+            before: None,
+        };
+        let (sid, refresh) = self.open_session(&user, ctx.clone(), opening, now).await?;
         self.store.code_session(&hash, &sid).await?;
         let scopes: Vec<String> = c.scope.split(' ').map(str::to_owned).collect();
         let e = self

@@ -458,7 +458,7 @@ impl AuthService {
             .event("login", Outcome::Success, &ctx, now)
             .actor(&user.id)
             .details(json!({"method": "passkey", "passkey_id": passkey_id}));
-        let tokens = self.start_session(&user, ctx, now, e).await?;
+        let tokens = self.start_session(&user, ctx, now, e, None).await?;
         Ok((user, tokens))
     }
 

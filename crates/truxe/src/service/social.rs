@@ -333,7 +333,7 @@ impl AuthService {
             .event("login", Outcome::Success, &ctx, now)
             .actor(&user.id)
             .details(serde_json::json!({"method": "oauth", "provider": provider}));
-        let tokens = self.start_session(&user, ctx, now, e).await?;
+        let tokens = self.start_session(&user, ctx, now, e, None).await?;
         Ok(LoginOutcome::Authenticated(Box::new(user), tokens))
     }
 

@@ -134,6 +134,15 @@ pub const ALIASES: [(&str, &str); 3] = [
     ("membership.deleted", "membership.removed"),
 ];
 
+/// The enabled endpoints of one user's organizations, read already (in
+/// the transaction that recorded the user's events), so that queueing
+/// those events reads them no more.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MemberEndpoints<'a> {
+    pub user: &'a str,
+    pub endpoints: &'a [WebhookEndpoint],
+}
+
 /// Whose organizations an event goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subject {
@@ -343,7 +352,11 @@ pub(super) fn check_events(events: &[String]) -> Result<Vec<String>, AuthError> 
 
 impl AuthService {
     /// Queues the webhook deliveries an audit event causes.
-    pub(super) async fn fan_out(&self, e: &AuditEvent) -> Result<(), AuthError> {
+    pub(super) async fn fan_out(
+        &self,
+        e: &AuditEvent,
+        known: Option<MemberEndpoints<'_>>,
+    ) -> Result<(), AuthError> {
         let sent = e.outcome == Outcome::Success
             || (e.action == "refresh_token_reused" && e.outcome == Outcome::Denied);
         if !sent {
@@ -361,7 +374,7 @@ impl AuthService {
         let rows = EVENT_MAP.iter().filter(|(a, _, _)| *a == e.action);
         for (n, (_, event, subject)) in rows.enumerate() {
             if !recipients.iter().any(|(s, _)| s == subject) {
-                let endpoints = self.recipients(e, *subject).await?;
+                let endpoints = self.recipients(e, *subject, known).await?;
                 recipients.push((*subject, endpoints));
             }
             let endpoints = recipients
@@ -393,6 +406,7 @@ impl AuthService {
         &self,
         e: &AuditEvent,
         subject: Subject,
+        known: Option<MemberEndpoints<'_>>,
     ) -> Result<Vec<WebhookEndpoint>, AuthError> {
         let detail = |k: &str| e.details.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let user = match subject {
@@ -402,9 +416,10 @@ impl AuthService {
             _ => None,
         };
         if let Some(user) = user {
-            return Ok(match user {
-                Some(u) => self.store.endpoints_of_member(&u).await?,
-                None => Vec::new(),
+            return Ok(match (user, known) {
+                (Some(u), Some(k)) if k.user == u => k.endpoints.to_vec(),
+                (Some(u), _) => self.store.endpoints_of_member(&u).await?,
+                (None, _) => Vec::new(),
             });
         }
         let orgs: Vec<String> = match subject {

@@ -28,7 +28,7 @@ use secure::audit::{AuditEvent, AuditSink, Outcome};
 
 use super::{
     AuditFilter, AuditQuery, Challenge, MfaRepo, RepoError, Rotation, SessionRepo, SessionsBefore,
-    Store, TokenRepo, UserFilter, UserRepo,
+    SignInRead, Store, TokenRepo, UserFilter, UserRepo,
 };
 
 /// Reads a JSON column, tolerating a damaged value as the default.
@@ -39,7 +39,7 @@ fn json_column<T: serde::de::DeserializeOwned + Default>(
     let text: String = r.try_get(col)?;
     Ok(serde_json::from_str(&text).unwrap_or_default())
 }
-use crate::model::{RefreshUse, Session, User};
+use crate::model::{RefreshUse, Session, User, WebhookEndpoint};
 
 /// What a write of users or sessions changed (see `principals`).
 #[derive(Clone, Copy)]
@@ -395,7 +395,7 @@ impl SessionRepo for SqlStore {
         refresh_hash: &str,
         refresh_expires: i64,
         events: &[AuditEvent],
-    ) -> Result<(), RepoError> {
+    ) -> Result<Vec<WebhookEndpoint>, RepoError> {
         let tx = WriteTx::begin(self).await?;
         let mut batch = tx.batch();
         batch.push(
@@ -421,7 +421,52 @@ impl SessionRepo for SqlStore {
             &[(refresh_hash, &s.id, s.created_at, refresh_expires)],
         )?;
         push_audits(&mut batch, events)?;
-        tx.commit(batch).await
+        batch.push(webhooks::member_endpoints, |a| a.add(&s.user_id))?;
+        let rows = tx.commit(batch).await?;
+        rows.iter().map(webhooks::endpoint).collect()
+    }
+
+    async fn sign_in_read(
+        &self,
+        email: &str,
+        user_agent: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Option<SignInRead>, RepoError> {
+        // A sign-in's reads in one statement: at a login's pace each is a
+        // round trip to a sleeping connection thread.
+        let row = sqlx::query(
+            "SELECT u.*,
+               CAST(CASE WHEN EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = u.id)
+                    THEN 1 ELSE 0 END AS BIGINT) AS has_passkeys,
+               (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id) AS sessions_ever,
+               (SELECT COUNT(*) FROM sessions s
+                 WHERE s.user_id = u.id AND COALESCE(s.user_agent, '') = $2) AS sessions_seen,
+               (SELECT COUNT(*) FROM sessions s
+                 WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $3) AS sessions_live
+             FROM users u WHERE u.email = $1",
+        )
+        .bind(email)
+        .bind(user_agent.unwrap_or_default())
+        .bind(now)
+        .fetch_optional(&self.db)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let live = r.try_get::<i64, _>("sessions_live")?;
+        let room = usize::try_from(live).is_ok_and(|live| live < limit);
+        Ok(Some(SignInRead {
+            user: user(&r)?,
+            has_passkeys: r.try_get::<i64, _>("has_passkeys")? != 0,
+            sessions: room
+                .then(|| -> Result<_, RepoError> {
+                    Ok(SessionsBefore {
+                        to_end: Vec::new(),
+                        any: r.try_get::<i64, _>("sessions_ever")? > 0,
+                        from_agent: r.try_get::<i64, _>("sessions_seen")? > 0,
+                    })
+                })
+                .transpose()?,
+        }))
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>, RepoError> {
@@ -713,7 +758,7 @@ async fn insert_refresh(
 ) -> Result<(), RepoError> {
     let mut batch = Batch::new(false);
     push_refreshes(&mut batch, &[(hash, session_id, now, expires)])?;
-    batch.run(tx).await
+    batch.run(tx).await.map(drop)
 }
 
 /// Adds refresh tokens `(hash, session, created, expires)` in one statement.
@@ -1180,7 +1225,7 @@ impl AuditSink for SqlStore {
 async fn insert_audit(db: &conns::Db, e: &AuditEvent) -> Result<(), RepoError> {
     let mut batch = Batch::new(false);
     push_audits(&mut batch, std::slice::from_ref(e))?;
-    batch.run(db.acquire().await?.get()?).await
+    batch.run(db.acquire().await?.get()?).await.map(drop)
 }
 
 /// Records `events` in one statement.
@@ -1275,7 +1320,8 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::{Rotation, SessionRepo, UserRepo};
+    use crate::model::{Organization, PasskeyRecord};
+    use crate::repo::{OrgRepo, PasskeyRepo, Rotation, SessionRepo, UserRepo, WebhookRepo};
     use std::time::Duration;
 
     /// A store in a temporary SQLite file with one user, and a session
@@ -1307,6 +1353,14 @@ mod tests {
             );
             store.create_user(&user).await.unwrap();
             Fixture { dir, store, user }
+        }
+
+        /// [`SessionRepo::sign_in_read`] of the fixture's user.
+        async fn sign_in_read(&self, agent: Option<&str>, limit: usize) -> SignInRead {
+            let read = self.store.sign_in_read(&self.user.email, agent, limit, NOW);
+            let read = read.await.unwrap().unwrap();
+            assert_eq!(read.user, self.user);
+            read
         }
 
         fn session(&self, id: &str) -> Session {
@@ -1430,6 +1484,8 @@ mod tests {
             .await
             .unwrap();
         assert!(none.to_end.is_empty() && !none.any && !none.from_agent);
+        let read = fx.sign_in_read(Some("a"), 1).await.sessions.unwrap();
+        assert!(read.to_end.is_empty() && !read.any && !read.from_agent);
         let digest = secure::token::digest;
         let with = |id: &str, agent: &str, created: i64, expires: i64| Session {
             user_agent: Some(agent.into()),
@@ -1466,6 +1522,9 @@ mod tests {
             assert!(b.to_end.is_empty(), "{agent:?}");
             assert!(b.any, "{agent:?}");
             assert_eq!(b.from_agent, seen, "{agent:?}");
+            let read = fx.sign_in_read(agent, 10).await.sessions.unwrap();
+            assert!(read.to_end.is_empty() && read.any, "{agent:?}");
+            assert_eq!(read.from_agent, seen, "{agent:?}");
         }
         // Two live: a limit of 3 or 10 ends none, 2 ends the older, 1 both.
         for (limit, ends) in [
@@ -1479,6 +1538,9 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(b.to_end, ends, "limit {limit}");
+            // A sign-in's read leaves the ids to the session's opening.
+            let read = fx.sign_in_read(Some("a"), limit).await.sessions;
+            assert_eq!(read.is_none(), !ends.is_empty(), "limit {limit}");
         }
         // Another user's sessions are not this one's.
         let other = store
@@ -1486,6 +1548,112 @@ mod tests {
             .await
             .unwrap();
         assert!(other.to_end.is_empty() && !other.any && !other.from_agent);
+    }
+
+    /// A sign-in's read: no row for an unknown address, and the passkey
+    /// flag follows the user's passkeys (no other user's).
+    #[tokio::test]
+    async fn a_sign_in_read_finds_the_user_and_its_passkeys() {
+        let fx = Fixture::new("k@example.com").await;
+        let store = &fx.store;
+        let unknown = store.sign_in_read("nobody@example.com", None, 10, NOW);
+        assert!(unknown.await.unwrap().is_none());
+        assert!(!fx.sign_in_read(None, 10).await.has_passkeys);
+        let other = User::new(
+            "o@example.com".into(),
+            "x".into(),
+            true,
+            false,
+            serde_json::Value::Null,
+            NOW,
+        );
+        store.create_user(&other).await.unwrap();
+        let passkey = |id: &str, user: &User| PasskeyRecord {
+            id: id.into(),
+            user_id: user.id.clone(),
+            credential_id: format!("cred-{id}"),
+            name: id.into(),
+            passkey: "{}".into(),
+            backup_eligible: false,
+            backed_up: false,
+            created_at: NOW,
+            last_used_at: None,
+        };
+        store.add_passkey(&passkey("theirs", &other)).await.unwrap();
+        assert!(!fx.sign_in_read(None, 10).await.has_passkeys);
+        store.add_passkey(&passkey("mine", &fx.user)).await.unwrap();
+        assert!(fx.sign_in_read(None, 10).await.has_passkeys);
+    }
+
+    /// A new session's commit reads the enabled endpoints of its user's
+    /// organizations (the recipients of its events): not a disabled one,
+    /// not another organization's.
+    #[tokio::test]
+    async fn a_new_session_reads_its_users_endpoints_in_its_commit() {
+        let fx = Fixture::new("h@example.com").await;
+        let store = &fx.store;
+        let digest = secure::token::digest;
+        let org = |id: &str| Organization {
+            id: id.into(),
+            name: id.into(),
+            slug: id.into(),
+            parent_id: None,
+            metadata: serde_json::Value::Null,
+            created_by: None,
+            created_at: NOW,
+            updated_at: NOW,
+        };
+        let other = User::new(
+            "x@example.com".into(),
+            "x".into(),
+            true,
+            false,
+            serde_json::Value::Null,
+            NOW,
+        );
+        store.create_user(&other).await.unwrap();
+        store.create_org(&org("mine"), &fx.user.id).await.unwrap();
+        store.create_org(&org("theirs"), &other.id).await.unwrap();
+        let endpoint = |id: &str, org: &str, enabled: bool| WebhookEndpoint {
+            id: id.into(),
+            org_id: org.into(),
+            url: format!("https://hooks.example.com/{id}"),
+            description: String::new(),
+            events: vec!["user.login".into()],
+            secret_sealed: "sealed".into(),
+            previous_secret_sealed: None,
+            previous_secret_until: None,
+            enabled,
+            created_by: None,
+            created_at: NOW,
+            updated_at: NOW,
+        };
+        let found = store
+            .create_session(&fx.session("s1"), &digest("1"), NOW + 3600, &[])
+            .await
+            .unwrap();
+        assert!(found.is_empty());
+        store
+            .create_endpoint(&endpoint("on", "mine", true))
+            .await
+            .unwrap();
+        store
+            .create_endpoint(&endpoint("off", "mine", false))
+            .await
+            .unwrap();
+        store
+            .create_endpoint(&endpoint("else", "theirs", true))
+            .await
+            .unwrap();
+        let found = store
+            .create_session(&fx.session("s2"), &digest("2"), NOW + 3600, &[])
+            .await
+            .unwrap();
+        let ids: Vec<&str> = found.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["on"]);
+        assert_eq!(found, store.endpoints_of_member(&fx.user.id).await.unwrap());
+        // The session and its token were committed with the read.
+        assert!(store.session("s2").await.unwrap().is_some());
     }
 
     /// Commits do not checkpoint, yet under back-to-back refresh commits

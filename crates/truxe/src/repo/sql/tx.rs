@@ -65,14 +65,19 @@ impl<'q> Batch<'q> {
         .map_err(bind_error)
     }
 
-    /// Runs the statements on `conn`, stopping at the first failure. Run
-    /// in a transaction (which rolls back when dropped uncommitted), a
-    /// failed or cancelled batch leaves none of them.
-    pub(super) async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<(), RepoError> {
+    /// Runs the statements on `conn`, stopping at the first failure, and
+    /// returns the rows they give, in order. Run in a transaction (which
+    /// rolls back when dropped uncommitted), a failed or cancelled batch
+    /// leaves none of them.
+    pub(super) async fn run(
+        self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<Vec<AnyRow>, RepoError> {
+        let mut rows = Vec::new();
         for (sql, args) in self.queries {
-            sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+            rows.extend(sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?);
         }
-        Ok(())
+        Ok(rows)
     }
 }
 
@@ -201,13 +206,16 @@ impl WriteTx {
         Ok(statements)
     }
 
-    /// Runs `last` and commits. On SQLite the last query of `last` (made
-    /// by [`WriteTx::batch`], its only one) is sent with the `COMMIT`.
-    pub(super) async fn commit(self, last: Batch<'_>) -> Result<(), RepoError> {
+    /// Runs `last` and commits; the rows its statements give (a read in
+    /// the transaction, at its end), in order. On SQLite the last query of
+    /// `last` (made by [`WriteTx::batch`], its only one) is sent with the
+    /// `COMMIT`.
+    pub(super) async fn commit(self, last: Batch<'_>) -> Result<Vec<AnyRow>, RepoError> {
         match self {
             WriteTx::Sqlx(mut tx) => {
-                last.run(&mut tx).await?;
+                let rows = last.run(&mut tx).await?;
                 tx.commit().await?;
+                Ok(rows)
             }
             WriteTx::Sqlite(mut open) => {
                 let mut queries = last.queries;
@@ -216,22 +224,29 @@ impl WriteTx {
                         sqlx::query("COMMIT").execute(open.conn.get()?).await?;
                         open.ended = true;
                     }
-                    return Ok(());
+                    return Ok(Vec::new());
                 };
+                let mut rows = Vec::new();
                 for (sql, args) in queries {
                     let text = open.text(&sql);
-                    sqlx::query_with(&text, args)
-                        .execute(open.conn.get()?)
-                        .await?;
+                    rows.extend(
+                        sqlx::query_with(&text, args)
+                            .fetch_all(open.conn.get()?)
+                            .await?,
+                    );
                 }
+                // SQLite steps each statement of a query to its end before
+                // the next, so a read before the COMMIT is finished by then.
                 let text = open.text(&format!("{sql};\nCOMMIT"));
-                sqlx::query_with(&text, args)
-                    .execute(open.conn.get()?)
-                    .await?;
+                rows.extend(
+                    sqlx::query_with(&text, args)
+                        .fetch_all(open.conn.get()?)
+                        .await?,
+                );
                 open.ended = true;
+                Ok(rows)
             }
         }
-        Ok(())
     }
 }
 

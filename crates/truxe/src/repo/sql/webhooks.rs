@@ -8,7 +8,7 @@ use super::{json_column, SqlStore};
 use crate::model::{Attempt, Delivery, WebhookEndpoint};
 use crate::repo::{DeliveryFilter, NextStep, RepoError, WebhookRepo};
 
-fn endpoint(r: &AnyRow) -> Result<WebhookEndpoint, RepoError> {
+pub(super) fn endpoint(r: &AnyRow) -> Result<WebhookEndpoint, RepoError> {
     Ok(WebhookEndpoint {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
@@ -23,6 +23,14 @@ fn endpoint(r: &AnyRow) -> Result<WebhookEndpoint, RepoError> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+/// The enabled endpoints of the organizations of the user in `$user`.
+pub(super) fn member_endpoints(user: usize) -> String {
+    format!(
+        "SELECT e.* FROM webhook_endpoints e JOIN memberships m ON m.org_id = e.org_id
+         WHERE m.user_id = ${user} AND e.enabled = 1"
+    )
 }
 
 fn delivery(r: &AnyRow) -> Result<Delivery, RepoError> {
@@ -91,13 +99,10 @@ impl WebhookRepo for SqlStore {
     }
 
     async fn endpoints_of_member(&self, user_id: &str) -> Result<Vec<WebhookEndpoint>, RepoError> {
-        let rows = sqlx::query(
-            "SELECT e.* FROM webhook_endpoints e JOIN memberships m ON m.org_id = e.org_id
-             WHERE m.user_id = $1 AND e.enabled = 1",
-        )
-        .bind(user_id)
-        .fetch_all(&self.db)
-        .await?;
+        let rows = sqlx::query(&member_endpoints(1))
+            .bind(user_id)
+            .fetch_all(&self.db)
+            .await?;
         rows.iter().map(endpoint).collect()
     }
 
