@@ -265,14 +265,15 @@ pub struct RawConfig {
         default_value_t = 2
     )]
     pub argon2_iterations: u32,
-    /// Concurrent password hashes (each holds the Argon2 memory).
+    /// Concurrent password hashes (each holds the Argon2 memory); by
+    /// default one per core: more only take turns on the cores, each
+    /// switch costing time and cache.
     #[arg(
         long,
         env = "TRUXE_HASH_CONCURRENCY",
-        value_name = "TRUXE_HASH_CONCURRENCY",
-        default_value_t = 4
+        value_name = "TRUXE_HASH_CONCURRENCY"
     )]
-    pub hash_concurrency: usize,
+    pub hash_concurrency: Option<usize>,
     /// Failed logins that lock an account.
     #[arg(
         long,
@@ -652,7 +653,7 @@ pub struct Config {
     pub password: PasswordPolicy,
     /// Argon2id cost.
     pub cost: PasswordCost,
-    /// Hash concurrency.
+    /// Hashes running at once (one per core unless set).
     pub hash_concurrency: usize,
     /// Lockout threshold.
     pub lockout_threshold: i64,
@@ -767,7 +768,10 @@ impl Config {
         if raw.audience.trim().is_empty() {
             problems.push("JWT_AUDIENCE: must not be empty".into());
         }
-        if raw.hash_concurrency == 0 || raw.lockout_threshold == 0 {
+        let hash_concurrency = raw.hash_concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        if hash_concurrency == 0 || raw.lockout_threshold == 0 {
             problems.push(
                 "TRUXE_HASH_CONCURRENCY and TRUXE_LOCKOUT_THRESHOLD must be at least 1".into(),
             );
@@ -1111,7 +1115,7 @@ impl Config {
                 symbols: raw.password_require_symbols,
             },
             cost,
-            hash_concurrency: raw.hash_concurrency,
+            hash_concurrency,
             lockout_threshold: i64::from(raw.lockout_threshold),
             lockout_duration: raw.lockout_duration,
             refresh_reuse_grace: raw.refresh_reuse_grace,
