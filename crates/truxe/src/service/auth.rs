@@ -474,7 +474,7 @@ impl AuthService {
             self.store.set_password_hash(&user.id, &hash, now).await?;
             tracing::info!(user_id = %user.id, "password rehashed with current parameters");
         }
-        if user.mfa_enabled || has_passkeys {
+        if super::passkeys::second_factor(&user, has_passkeys) {
             let challenge_id = self.start_challenge(&user, &client, now).await?;
             return Ok(LoginOutcome::MfaRequired { challenge_id });
         }

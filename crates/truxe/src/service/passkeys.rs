@@ -156,7 +156,8 @@ impl AuthService {
     /// Whether a correct password is not enough for `user`: TOTP is on, or
     /// the user has a passkey.
     pub(super) async fn needs_second_factor(&self, user: &User) -> Result<bool, AuthError> {
-        Ok(user.mfa_enabled || self.store.has_passkeys(&user.id).await?)
+        let has_passkeys = !user.mfa_enabled && self.store.has_passkeys(&user.id).await?;
+        Ok(second_factor(user, has_passkeys))
     }
 
     async fn ceremony(
@@ -512,4 +513,10 @@ impl AuthService {
             .await?
             .is_some_and(|(user, _)| user.id == user_id))
     }
+}
+
+/// [`AuthService::needs_second_factor`] once whether `user` has a passkey
+/// is known.
+pub(super) fn second_factor(user: &User, has_passkeys: bool) -> bool {
+    user.mfa_enabled || has_passkeys
 }
