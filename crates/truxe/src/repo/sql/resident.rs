@@ -15,7 +15,7 @@
 //! 2-8 ms; none with the files mapped). A read-only mapping, populated and
 //! never read through, makes those pages mapped ones; SQLite still uses
 //! `pread`/`pwrite`, so an I/O error stays an error and never becomes a
-//! signal. The database's descriptor is never closed (see `Kept::held`).
+//! signal. The database's descriptor is never closed (see `Handle`).
 
 use std::fs::File;
 use std::io;
@@ -59,17 +59,26 @@ impl Resident {
     }
 }
 
+/// How a kept file is opened.
+#[derive(Debug)]
+enum Handle {
+    /// The database, not opened yet. Its descriptor is opened once and
+    /// never closed: closing any descriptor of a file drops every POSIX
+    /// lock this process holds on it, SQLite's shared lock included, and
+    /// then another process (the CLI on the same file) may take the file
+    /// for itself, checkpoint and delete the WAL under the server.
+    ToHold,
+    /// The database's descriptor, held for good (leaked on purpose).
+    Held(&'static File),
+    /// The WAL, which SQLite never locks: opened by path each time, to
+    /// notice it made again.
+    ByPath,
+}
+
 #[derive(Debug)]
 struct Kept {
     path: PathBuf,
-    /// The database's descriptor, opened once and never closed: closing
-    /// any descriptor of a file drops every POSIX lock this process holds
-    /// on it, SQLite's shared lock included, and then another process (the
-    /// CLI on the same file) may take the file for itself, checkpoint and
-    /// delete the WAL under the server. `None` for the WAL, which SQLite
-    /// never locks: it is opened by path each time, to notice it made again.
-    held: Option<&'static File>,
-    hold: bool,
+    handle: Handle,
     map: Option<MmapRaw>,
     /// The file the mapping is of (a WAL is deleted and made again when
     /// the last connection closes).
@@ -82,8 +91,7 @@ impl Kept {
     fn new(path: PathBuf, hold: bool) -> Self {
         Kept {
             path,
-            held: None,
-            hold,
+            handle: if hold { Handle::ToHold } else { Handle::ByPath },
             map: None,
             inode: 0,
             populated: 0,
@@ -91,7 +99,7 @@ impl Kept {
     }
 
     fn keep(&mut self) -> io::Result<()> {
-        if let Some(file) = self.held {
+        if let Handle::Held(file) = self.handle {
             return self.map_from(file);
         }
         let file = match File::open(&self.path) {
@@ -102,13 +110,13 @@ impl Kept {
             }
             Err(e) => return Err(e),
         };
-        if self.hold {
-            // Leaked on purpose: see `held`.
-            let file: &'static File = Box::leak(Box::new(file));
-            self.held = Some(file);
-            self.map_from(file)
-        } else {
-            self.map_from(&file)
+        match self.handle {
+            Handle::ToHold => {
+                let file: &'static File = Box::leak(Box::new(file));
+                self.handle = Handle::Held(file);
+                self.map_from(file)
+            }
+            _ => self.map_from(&file),
         }
     }
 
