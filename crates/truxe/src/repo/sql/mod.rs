@@ -1334,6 +1334,14 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
+    /// A verified user with this address, stored.
+    async fn new_user(store: &SqlStore, email: &str) -> User {
+        let value = serde_json::Value::Null;
+        let user = User::new(email.into(), "x".into(), true, false, value, NOW);
+        store.create_user(&user).await.unwrap();
+        user
+    }
+
     impl Fixture {
         async fn new(email: &str) -> Fixture {
             Fixture::with(email, checkpoint::Policy::default()).await
@@ -1343,15 +1351,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}", dir.path().join("t.db").display());
             let store = SqlStore::open_with(&url, checkpoints).await.unwrap();
-            let user = User::new(
-                email.into(),
-                "x".into(),
-                true,
-                false,
-                serde_json::Value::Null,
-                NOW,
-            );
-            store.create_user(&user).await.unwrap();
+            let user = new_user(&store, email).await;
             Fixture { dir, store, user }
         }
 
@@ -1559,15 +1559,7 @@ mod tests {
         let unknown = store.sign_in_read("nobody@example.com", None, 10, NOW);
         assert!(unknown.await.unwrap().is_none());
         assert!(!fx.sign_in_read(None, 10).await.has_passkeys);
-        let other = User::new(
-            "o@example.com".into(),
-            "x".into(),
-            true,
-            false,
-            serde_json::Value::Null,
-            NOW,
-        );
-        store.create_user(&other).await.unwrap();
+        let other = new_user(store, "o@example.com").await;
         let passkey = |id: &str, user: &User| PasskeyRecord {
             id: id.into(),
             user_id: user.id.clone(),
@@ -1603,15 +1595,7 @@ mod tests {
             created_at: NOW,
             updated_at: NOW,
         };
-        let other = User::new(
-            "x@example.com".into(),
-            "x".into(),
-            true,
-            false,
-            serde_json::Value::Null,
-            NOW,
-        );
-        store.create_user(&other).await.unwrap();
+        let other = new_user(store, "x@example.com").await;
         store.create_org(&org("mine"), &fx.user.id).await.unwrap();
         store.create_org(&org("theirs"), &other.id).await.unwrap();
         let endpoint = |id: &str, org: &str, enabled: bool| WebhookEndpoint {
