@@ -156,6 +156,31 @@ impl SqlStore {
     }
 }
 
+/// A live session's condition, `$3` being now.
+const LIVE: &str = "revoked_at IS NULL AND expires_at > $3";
+
+/// What opening a session must know of the sessions of the user `user`
+/// (an SQL expression), as columns: all it has had (`sessions_ever`), those
+/// from the user agent in `$2` (`sessions_seen`) and the live ones at `$3`
+/// (`sessions_live`).
+fn session_counts(user: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM sessions WHERE user_id = {user}) AS sessions_ever,
+         (SELECT COUNT(*) FROM sessions
+           WHERE user_id = {user} AND COALESCE(user_agent, '') = $2) AS sessions_seen,
+         (SELECT COUNT(*) FROM sessions WHERE user_id = {user} AND {LIVE}) AS sessions_live"
+    )
+}
+
+/// [`SessionsBefore`] from a row with [`session_counts`]' columns.
+fn sessions_before(r: &AnyRow, to_end: Vec<String>) -> Result<SessionsBefore, RepoError> {
+    Ok(SessionsBefore {
+        to_end,
+        any: r.try_get::<i64, _>("sessions_ever")? > 0,
+        from_agent: r.try_get::<i64, _>("sessions_seen")? > 0,
+    })
+}
+
 fn user(r: &AnyRow) -> Result<User, RepoError> {
     Ok(User {
         id: r.try_get("id")?,
@@ -435,17 +460,14 @@ impl SessionRepo for SqlStore {
     ) -> Result<Option<SignInRead>, RepoError> {
         // A sign-in's reads in one statement: at a login's pace each is a
         // round trip to a sleeping connection thread.
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "SELECT u.*,
                CAST(CASE WHEN EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = u.id)
                     THEN 1 ELSE 0 END AS BIGINT) AS has_passkeys,
-               (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id) AS sessions_ever,
-               (SELECT COUNT(*) FROM sessions s
-                 WHERE s.user_id = u.id AND COALESCE(s.user_agent, '') = $2) AS sessions_seen,
-               (SELECT COUNT(*) FROM sessions s
-                 WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $3) AS sessions_live
+               {}
              FROM users u WHERE u.email = $1",
-        )
+            session_counts("u.id")
+        ))
         .bind(email)
         .bind(user_agent.unwrap_or_default())
         .bind(now)
@@ -457,15 +479,7 @@ impl SessionRepo for SqlStore {
         Ok(Some(SignInRead {
             user: user(&r)?,
             has_passkeys: r.try_get::<i64, _>("has_passkeys")? != 0,
-            sessions: room
-                .then(|| -> Result<_, RepoError> {
-                    Ok(SessionsBefore {
-                        to_end: Vec::new(),
-                        any: r.try_get::<i64, _>("sessions_ever")? > 0,
-                        from_agent: r.try_get::<i64, _>("sessions_seen")? > 0,
-                    })
-                })
-                .transpose()?,
+            sessions: room.then(|| sessions_before(&r, Vec::new())).transpose()?,
         }))
     }
 
@@ -515,21 +529,19 @@ impl SessionRepo for SqlStore {
         // with the ids of the sessions over the limit, or alone (NULL id)
         // when none is: a user's live sessions are counted in SQL, not
         // carried here row by row (a login read and dropped every one).
-        let rows = sqlx::query(
-            "SELECT a.n, a.seen, s.id FROM
-               (SELECT COUNT(*) AS n,
-                       COALESCE(SUM(CASE WHEN COALESCE(user_agent, '') = $2 THEN 1 ELSE 0 END), 0) AS seen
-                FROM sessions WHERE user_id = $1) a
+        let rows = sqlx::query(&format!(
+            "SELECT a.*, s.id FROM (SELECT {}) a
              LEFT JOIN
                (SELECT id, created_at, seq FROM sessions
-                WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3
+                WHERE user_id = $1 AND {LIVE}
                 ORDER BY created_at, seq
                 LIMIT (SELECT CASE WHEN COUNT(*) >= $4 THEN COUNT(*) + 1 - $4 ELSE 0 END
                        FROM sessions
-                       WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3)) s
+                       WHERE user_id = $1 AND {LIVE})) s
                ON 1 = 1
              ORDER BY s.created_at, s.seq",
-        )
+            session_counts("$1")
+        ))
         .bind(user_id)
         .bind(user_agent.unwrap_or_default())
         .bind(now)
@@ -545,11 +557,7 @@ impl SessionRepo for SqlStore {
                 to_end.push(id);
             }
         }
-        Ok(SessionsBefore {
-            to_end,
-            any: first.try_get::<i64, _>("n")? > 0,
-            from_agent: first.try_get::<i64, _>("seen")? > 0,
-        })
+        sessions_before(first, to_end)
     }
 
     async fn live_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, RepoError> {
