@@ -171,7 +171,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::CheckConfig => {
-                let keys = KeyManager::load(&cfg).context("signing keys")?;
+                // Read only: a check writes no key.
+                let key = KeyManager::check(&cfg).context("signing keys")?;
                 // The original Truxe's names that were set, and what became of them.
                 for r in crate::config::original::report() {
                     println!("{}", crate::config::original::describe(r));
@@ -180,7 +181,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "configuration is valid (database {}, issuer {}, signing key {})",
                     redact_url(&cfg.database_url),
                     cfg.issuer,
-                    keys.ring().current_kid()
+                    key
                 );
                 Ok(ExitCode::SUCCESS)
             }

@@ -103,27 +103,30 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// The fixed signing key the configuration names, if any.
+fn fixed_key(cfg: &Config) -> Result<Option<SigningKey>, secure::Error> {
+    let pem = match (&cfg.private_key_file, &cfg.private_key_pem) {
+        (Some(path), _) => std::fs::read_to_string(path).map_err(|e| {
+            secure::Error::Config(format!("JWT_PRIVATE_KEY_FILE {}: {e}", path.display()))
+        })?,
+        (None, Some(pem)) => pem.expose().clone(),
+        (None, None) => return Ok(None),
+    };
+    let key = SigningKey::from_pem(cfg.algorithm, &pem)?;
+    Ok(Some(match &cfg.key_id {
+        Some(kid) => key.with_kid(kid)?,
+        None => key,
+    }))
+}
+
 impl KeyManager {
     /// Loads keys: a fixed key (`JWT_PRIVATE_KEY_FILE`, `JWT_PRIVATE_KEY`
     /// or its base64 form, named `JWT_KEY_ID` if set) if given, else the
     /// managed store, creating its first key (mode 0600) when empty.
     pub fn load(cfg: &Config) -> Result<KeyManager, secure::Error> {
         let grace = cfg.access_ttl + Duration::from_secs(60);
-        let fixed = match (&cfg.private_key_file, &cfg.private_key_pem) {
-            (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
-                secure::Error::Config(format!("JWT_PRIVATE_KEY_FILE {}: {e}", path.display()))
-            })?),
-            (None, Some(pem)) => Some(pem.expose().clone()),
-            (None, None) => None,
-        };
-        let (store, ring) = match fixed {
-            Some(pem) => {
-                let mut key = SigningKey::from_pem(cfg.algorithm, &pem)?;
-                if let Some(kid) = &cfg.key_id {
-                    key = key.with_kid(kid)?;
-                }
-                (None, KeyRing::new(key, vec![]))
-            }
+        let (store, ring) = match fixed_key(cfg)? {
+            Some(key) => (None, KeyRing::new(key, vec![])),
             None => {
                 let store = KeyStore::new(cfg.keys_dir());
                 if let Some(created) = store.ensure_active(cfg.algorithm, now_secs())? {
@@ -144,6 +147,23 @@ impl KeyManager {
             grace,
             rotation: cfg.key_rotation_period.map(|p| (p, cfg.algorithm)),
         })
+    }
+
+    /// What [`KeyManager::load`] would sign with, read without writing
+    /// anything (`truxe check-config`): the fixed key, the managed store's
+    /// active key, or that the store is empty and `serve` will create one.
+    pub fn check(cfg: &Config) -> Result<String, secure::Error> {
+        if let Some(key) = fixed_key(cfg)? {
+            return Ok(format!("{} (fixed)", key.kid()));
+        }
+        let store = KeyStore::new(cfg.keys_dir());
+        if store.entries()?.is_empty() {
+            return Ok(format!(
+                "none yet: `truxe serve` creates one in {}",
+                cfg.keys_dir().display()
+            ));
+        }
+        Ok(store.load_ring()?.current_kid().to_owned())
     }
 
     /// The ring to sign and publish with now.

@@ -395,3 +395,54 @@ async fn jwks_and_discovery_carry_etags_that_follow_the_keys() {
     let keys: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
 }
+
+/// `truxe check-config` reads the signing keys and writes none. On a fresh
+/// data directory it says `serve` will create the first key, and creates
+/// nothing (it used to create the key itself); beside a running server it
+/// names the active key and leaves the store's files as they were.
+#[tokio::test]
+async fn check_config_names_the_signing_key_and_writes_none() {
+    let fresh = testkit::tempdir();
+    let data = fresh.path().join("data");
+    let out = std::process::Command::new(crate::server::TRUXE)
+        .env("TRUXE_DATA_DIR", &data)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("signing key none yet"), "{stdout}");
+    assert!(
+        !data.join("keys").exists(),
+        "check-config created a key store"
+    );
+
+    // The control: a server's key store, named and left as it was.
+    let t = Truxe::start(&[]).await;
+    let store = t.dir.path().join("data/keys");
+    let files = || {
+        let mut all: Vec<_> = std::fs::read_dir(&store)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                (path.clone(), std::fs::read(&path).unwrap())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = files();
+    let kid = jwks(&t).await["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = t.cli(&["check-config"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("signing key {kid})")), "{stdout}");
+    assert_eq!(files(), before);
+}
