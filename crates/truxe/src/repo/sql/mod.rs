@@ -160,15 +160,33 @@ impl SqlStore {
 const LIVE: &str = "revoked_at IS NULL AND expires_at > $3";
 
 /// What opening a session must know of the sessions of the user `user`
-/// (an SQL expression), as columns: all it has had (`sessions_ever`), those
-/// from the user agent in `$2` (`sessions_seen`) and the live ones at `$3`
-/// (`sessions_live`).
+/// (an SQL expression), as columns: whether it has had any
+/// (`sessions_ever`, 0 or 1), whether any was from the user agent in `$2`
+/// (`sessions_seen`, 0 or 1; `''` for none) and how many are live at `$3`
+/// (`sessions_live`). Each is an index lookup (migration 0012): ended
+/// sessions are kept, and a user may have had thousands.
 fn session_counts(user: &str) -> String {
     format!(
-        "(SELECT COUNT(*) FROM sessions WHERE user_id = {user}) AS sessions_ever,
-         (SELECT COUNT(*) FROM sessions
-           WHERE user_id = {user} AND COALESCE(user_agent, '') = $2) AS sessions_seen,
+        "CAST(CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE user_id = {user})
+              THEN 1 ELSE 0 END AS BIGINT) AS sessions_ever,
+         CAST(CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE user_id = {user} AND user_agent = $2)
+                OR ($2 = '' AND EXISTS (SELECT 1 FROM sessions
+                                        WHERE user_id = {user} AND user_agent IS NULL))
+              THEN 1 ELSE 0 END AS BIGINT) AS sessions_seen,
          (SELECT COUNT(*) FROM sessions WHERE user_id = {user} AND {LIVE}) AS sessions_live"
+    )
+}
+
+/// The sign-in read ([`SessionRepo::sign_in_read`]): the user by address
+/// (`$1`), whether it has passkeys, and [`session_counts`].
+fn sign_in_sql() -> String {
+    format!(
+        "SELECT u.*,
+           CAST(CASE WHEN EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = u.id)
+                THEN 1 ELSE 0 END AS BIGINT) AS has_passkeys,
+           {}
+         FROM users u WHERE u.email = $1",
+        session_counts("u.id")
     )
 }
 
@@ -460,19 +478,12 @@ impl SessionRepo for SqlStore {
     ) -> Result<Option<SignInRead>, RepoError> {
         // A sign-in's reads in one statement: at a login's pace each is a
         // round trip to a sleeping connection thread.
-        let row = sqlx::query(&format!(
-            "SELECT u.*,
-               CAST(CASE WHEN EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = u.id)
-                    THEN 1 ELSE 0 END AS BIGINT) AS has_passkeys,
-               {}
-             FROM users u WHERE u.email = $1",
-            session_counts("u.id")
-        ))
-        .bind(email)
-        .bind(user_agent.unwrap_or_default())
-        .bind(now)
-        .fetch_optional(&self.db)
-        .await?;
+        let row = sqlx::query(&sign_in_sql())
+            .bind(email)
+            .bind(user_agent.unwrap_or_default())
+            .bind(now)
+            .fetch_optional(&self.db)
+            .await?;
         let Some(r) = row else { return Ok(None) };
         let live = r.try_get::<i64, _>("sessions_live")?;
         let room = usize::try_from(live).is_ok_and(|live| live < limit);
@@ -1550,6 +1561,18 @@ mod tests {
             let read = fx.sign_in_read(Some("a"), limit).await.sessions;
             assert_eq!(read.is_none(), !ends.is_empty(), "limit {limit}");
         }
+        // A session that came with no user agent is seen by a sign-in that
+        // comes with none.
+        store
+            .create_session(&fx.session("no-agent"), &digest("5"), NOW + 3600, &[])
+            .await
+            .unwrap();
+        let b = store
+            .before_new_session(&fx.user.id, None, 10, NOW)
+            .await
+            .unwrap();
+        assert!(b.from_agent);
+        assert!(fx.sign_in_read(None, 10).await.sessions.unwrap().from_agent);
         // Another user's sessions are not this one's.
         let other = store
             .before_new_session("someone-else", Some("a"), 1, NOW)
@@ -1583,6 +1606,44 @@ mod tests {
         assert!(!fx.sign_in_read(None, 10).await.has_passkeys);
         store.add_passkey(&passkey("mine", &fx.user)).await.unwrap();
         assert!(fx.sign_in_read(None, 10).await.has_passkeys);
+    }
+
+    /// A sign-in finds what it needs of a user's sessions by index keys
+    /// (migration 0012), not by going through them: sessions are kept after
+    /// they end, so a pass over the user's sessions would make every
+    /// sign-in slower than the one before. In SQLite's plan every read of
+    /// `sessions` is an index-only search, the agent is looked up by
+    /// (user, agent) and the live count reads only live entries.
+    #[tokio::test]
+    async fn a_sign_in_finds_sessions_by_index_keys_not_by_going_through_them() {
+        let fx = Fixture::new("p@example.com").await;
+        let conns::Db::Own(conns) = &fx.store.db else {
+            panic!("the fixture is on SQLite");
+        };
+        let mut conn = conns.lease().await.unwrap();
+        let plan = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", sign_in_sql()))
+            .bind(&fx.user.email)
+            .bind("agent")
+            .bind(NOW)
+            .fetch_all(conn.get().unwrap())
+            .await
+            .unwrap();
+        let steps: Vec<String> = plan
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect();
+        for step in steps.iter().filter(|d| d.contains(" sessions ")) {
+            assert!(
+                step.starts_with("SEARCH sessions USING COVERING INDEX"),
+                "a read of sessions that is not an index-only search: {step}\n{steps:#?}"
+            );
+        }
+        for key in [
+            "sessions_by_user_agent (user_id=? AND user_agent=?)",
+            "sessions_live_by_user (user_id=? AND revoked_at=? AND expires_at>?)",
+        ] {
+            assert!(steps.iter().any(|d| d.ends_with(key)), "{key}: {steps:#?}");
+        }
     }
 
     /// A new session's commit reads the enabled endpoints of its user's
