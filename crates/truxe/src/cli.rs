@@ -430,6 +430,10 @@ async fn serve(cfg: Config, production_refuses: Option<String>) -> anyhow::Resul
     let (mail, mailbox) = mailer(&cfg)?;
     let auth = Arc::new(service(&cfg, mail).await?);
     tokio::spawn(auth.clone().watch_keys(Duration::from_secs(2)));
+    tokio::spawn(
+        auth.clone()
+            .purge_sessions_every(cfg.session_purge_interval),
+    );
     let dispatcher = crate::webhook::Dispatcher::new(auth.clone(), cfg.webhooks.clone())
         .context("webhook HTTP client")?;
     tokio::spawn(Arc::new(dispatcher).run());

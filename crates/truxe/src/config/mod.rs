@@ -485,6 +485,18 @@ pub struct RawConfig {
     /// How long an organization invitation stays valid.
     #[arg(long, env = "TRUXE_INVITATION_TTL", value_name = "TRUXE_INVITATION_TTL", default_value = "7d", value_parser = duration)]
     pub invitation_ttl: Duration,
+    /// How long a session is kept after it expires (then it is deleted
+    /// with its refresh tokens), or `off` to keep every session.
+    #[arg(
+        long,
+        env = "TRUXE_SESSION_RETENTION",
+        value_name = "TRUXE_SESSION_RETENTION",
+        default_value = "30d"
+    )]
+    pub session_retention: String,
+    /// How often expired sessions past their retention are deleted.
+    #[arg(long, env = "TRUXE_SESSION_PURGE_INTERVAL", value_name = "TRUXE_SESSION_PURGE_INTERVAL", default_value = "1h", value_parser = duration)]
+    pub session_purge_interval: Duration,
     /// Requests per account (email, user, challenge or token) on register,
     /// refresh, MFA, magic-link and password endpoints, from any address.
     #[arg(long, env = "TRUXE_RATE_LIMIT_ACCOUNT", value_name = "TRUXE_RATE_LIMIT_ACCOUNT", default_value = "20/15m", value_parser = quota)]
@@ -689,6 +701,10 @@ pub struct Config {
     pub magic_link_redirects: Vec<String>,
     /// Lifetime of organization invitations.
     pub invitation_ttl: Duration,
+    /// How long expired sessions are kept; `None` keeps them all.
+    pub session_retention: Option<Duration>,
+    /// How often expired sessions past their retention are deleted.
+    pub session_purge_interval: Duration,
     /// Default overlap of a rotated API key.
     pub api_key_rotation_grace: Duration,
     /// `COOKIE_SECRET`, if set (required in production).
@@ -982,6 +998,21 @@ impl Config {
         {
             problems.push("TRUXE_KEY_ROTATION_PERIOD: must be at least 1s".into());
         }
+        let session_retention = match raw.session_retention.trim() {
+            "off" => None,
+            text => match duration(text) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    problems.push(format!(
+                        "TRUXE_SESSION_RETENTION: `{text}` is neither a duration (e.g. `30d`) nor `off`"
+                    ));
+                    None
+                }
+            },
+        };
+        if raw.session_purge_interval < Duration::from_millis(100) {
+            problems.push("TRUXE_SESSION_PURGE_INTERVAL: must be at least 100ms".into());
+        }
         for (name, current, previous) in [
             (
                 "OAUTH_TOKEN_ENCRYPTION_KEY",
@@ -1153,6 +1184,8 @@ impl Config {
             redis_url: raw.redis_url.clone().map(secure::Secret::new),
             redis_ca: raw.redis_ca.clone(),
             invitation_ttl: raw.invitation_ttl,
+            session_retention,
+            session_purge_interval: raw.session_purge_interval,
             api_key_rotation_grace: raw.api_key_rotation_grace,
             magic_link_redirects: raw
                 .magic_link_redirects

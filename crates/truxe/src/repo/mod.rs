@@ -177,6 +177,9 @@ pub trait SessionRepo: Send + Sync {
         reason: &str,
         now: i64,
     ) -> Result<u64, RepoError>;
+    /// Deletes up to `limit` sessions that expired before `expired_before`
+    /// (revoked or not), with their refresh tokens; returns how many.
+    async fn purge_sessions(&self, expired_before: i64, limit: u32) -> Result<u64, RepoError>;
 }
 
 /// What [`SessionRepo::sign_in_read`] reads.

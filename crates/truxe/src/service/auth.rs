@@ -273,6 +273,49 @@ impl AuthService {
         });
     }
 
+    /// Deletes the sessions that expired longer ago than
+    /// `TRUXE_SESSION_RETENTION`, with their refresh tokens (nothing when
+    /// it is `off`), and returns how many. Small batches, each its own
+    /// short write with a pause after it, so sign-ins and refreshes go on
+    /// between them. Audited as `sessions_purged` by `scheduler`.
+    pub async fn purge_sessions(&self, now: i64) -> Result<u64, AuthError> {
+        const BATCH: u32 = 256;
+        let Some(retention) = self.cfg.session_retention else {
+            return Ok(0);
+        };
+        let before = now.saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+        let mut purged = 0;
+        loop {
+            let n = self.store.purge_sessions(before, BATCH).await?;
+            purged += n;
+            if n < u64::from(BATCH) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if purged > 0 {
+            let e = AuditEvent::new(
+                "sessions_purged",
+                Outcome::Success,
+                now.saturating_mul(1000),
+            )
+            .actor("scheduler")
+            .details(serde_json::json!({"sessions": purged, "expired_before": before}));
+            self.record(e).await;
+        }
+        Ok(purged)
+    }
+
+    /// Runs [`AuthService::purge_sessions`] every `every`.
+    pub async fn purge_sessions_every(self: Arc<Self>, every: std::time::Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.purge_sessions(crate::http::now()).await {
+                tracing::warn!(error = %e, "expired sessions not purged");
+            }
+        }
+    }
+
     /// Keeps the key ring current every `every`: picks up rotations made
     /// with `truxe keys`, rotates on schedule (audited), retires old keys.
     pub async fn watch_keys(self: Arc<Self>, every: std::time::Duration) {

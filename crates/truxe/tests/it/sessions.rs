@@ -549,3 +549,124 @@ async fn revocation_on_one_instance_holds_on_another_at_once() {
         "replay on A"
     );
 }
+
+/// Sessions are not kept for ever: the server's own sweep deletes one
+/// that expired longer ago than `TRUXE_SESSION_RETENTION`, with its refresh
+/// tokens, and audits it as `sessions_purged`. A live session and one
+/// expired within the retention stay. (Expiry is set in the database: the
+/// shortest session the configuration allows lasts 10 s.)
+#[tokio::test]
+async fn sessions_expired_past_their_retention_are_purged_with_their_tokens() {
+    use sqlx::{Connection, Row};
+    let t = Truxe::start(&[
+        ("TRUXE_SESSION_RETENTION", "1h"),
+        ("TRUXE_SESSION_PURGE_INTERVAL", "200ms"),
+    ])
+    .await;
+    let (_, spent) = t.register("old@example.com").await;
+    let (s, body) = t.refresh(&spent).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, old_refresh) = tokens(&body);
+    let (_, live_refresh) = t.register("live@example.com").await;
+    let (_, recent_refresh) = t.register("recent@example.com").await;
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&t.database_url())
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (email, expired) in [
+        ("old@example.com", now - 2 * 3600),
+        ("recent@example.com", now - 1800),
+    ] {
+        sqlx::query(
+            "UPDATE sessions SET expires_at = $1
+             WHERE user_id = (SELECT id FROM users WHERE email = $2)",
+        )
+        .bind(expired)
+        .bind(email)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    // (sessions, refresh tokens) of an account.
+    let count = |email: &'static str| {
+        let url = t.database_url();
+        async move {
+            let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id),
+                        (SELECT COUNT(*) FROM refresh_tokens r
+                          JOIN sessions s ON s.id = r.session_id WHERE s.user_id = u.id),
+                        (SELECT COUNT(*) FROM refresh_tokens r
+                          WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.session_id))
+                 FROM users u WHERE u.email = $1",
+            )
+            .bind(email)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+            let n = |i| row.try_get::<i64, _>(i).unwrap();
+            (n(0), n(1), n(2))
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count("old@example.com").await.0 != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired session was not purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Gone with its refresh tokens (none is left without a session).
+    assert_eq!(count("old@example.com").await, (0, 0, 0));
+    assert_eq!(count("live@example.com").await, (1, 1, 0));
+    assert_eq!(count("recent@example.com").await, (1, 1, 0));
+    let (s, body) = t.refresh(&old_refresh).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    let (s, body) = t.refresh(&live_refresh).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, _) = t.refresh(&recent_refresh).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "expired, if not yet purged");
+    let purged = sqlx::query(
+        "SELECT details FROM audit_events WHERE action = 'sessions_purged' AND actor = 'scheduler'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(purged.len(), 1);
+    let details: serde_json::Value =
+        serde_json::from_str(&purged[0].try_get::<String, _>(0).unwrap()).unwrap();
+    assert_eq!(details["sessions"], 1);
+}
+
+/// A retention that is neither a duration nor `off` is refused, naming
+/// its variable; `off` and a duration are taken.
+#[test]
+fn a_session_retention_must_be_a_duration_or_off() {
+    let dir = testkit::tempdir();
+    let check = |retention: &str| {
+        std::process::Command::new(crate::server::TRUXE)
+            .env("TRUXE_DATA_DIR", dir.path().join("data"))
+            .env("TRUXE_SESSION_RETENTION", retention)
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    for bad in ["forever", "", "-1d"] {
+        let out = check(bad);
+        assert!(!out.status.success(), "{bad:?} was taken");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("TRUXE_SESSION_RETENTION"), "{bad:?}: {err}");
+    }
+    for good in ["off", "30d", "0s"] {
+        let out = check(good);
+        assert!(
+            out.status.success(),
+            "{good:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -685,6 +685,21 @@ impl SessionRepo for SqlStore {
         })
         .await
     }
+
+    async fn purge_sessions(&self, expired_before: i64, limit: u32) -> Result<u64, RepoError> {
+        // Their refresh tokens go by ON DELETE CASCADE. No session cached
+        // for verified requests needs forgetting: an expired one is
+        // refused on its expiry wherever it is found.
+        let r = sqlx::query(
+            "DELETE FROM sessions WHERE id IN
+               (SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2)",
+        )
+        .bind(expired_before)
+        .bind(i64::from(limit))
+        .execute(&self.db)
+        .await?;
+        Ok(r.rows_affected())
+    }
 }
 
 #[async_trait]
@@ -1606,6 +1621,65 @@ mod tests {
         assert!(!fx.sign_in_read(None, 10).await.has_passkeys);
         store.add_passkey(&passkey("mine", &fx.user)).await.unwrap();
         assert!(fx.sign_in_read(None, 10).await.has_passkeys);
+    }
+
+    /// A purge takes sessions that expired before its cutoff, revoked or
+    /// not, at most `limit` at a time, and their refresh tokens with them;
+    /// it leaves live ones (revoked or not) and those expired after it.
+    #[tokio::test]
+    async fn a_purge_deletes_sessions_expired_before_its_cutoff_and_their_tokens() {
+        let fx = Fixture::new("g@example.com").await;
+        let store = &fx.store;
+        let digest = secure::token::digest;
+        let expiring = |id: &str, expires: i64| Session {
+            expires_at: expires,
+            ..fx.session(id)
+        };
+        for (id, expires) in [
+            ("old-1", NOW - 300),
+            ("old-2", NOW - 200),
+            ("old-revoked", NOW - 100),
+            ("cutoff", NOW - 50),
+            ("recent", NOW - 10),
+            ("live", NOW + 3600),
+            ("live-revoked", NOW + 3600),
+        ] {
+            let s = expiring(id, expires);
+            store
+                .create_session(&s, &digest(id), expires, &[])
+                .await
+                .unwrap();
+        }
+        for id in ["old-revoked", "live-revoked"] {
+            store.revoke_session(id, "logout", NOW).await.unwrap();
+        }
+        assert!(store
+            .use_refresh(&[rotation("old-1", "old-1 next", NOW - 400)])
+            .await
+            .is_ok());
+        let left = || async {
+            let conns::Db::Own(conns) = &store.db else {
+                panic!("the fixture is on SQLite");
+            };
+            let mut conn = conns.lease().await.unwrap();
+            let ids = sqlx::query("SELECT id FROM sessions ORDER BY id")
+                .fetch_all(conn.get().unwrap())
+                .await
+                .unwrap();
+            let tokens = sqlx::query("SELECT COUNT(*) FROM refresh_tokens")
+                .fetch_one(conn.get().unwrap())
+                .await
+                .unwrap();
+            let ids: Vec<String> = ids.iter().map(|r| r.try_get(0).unwrap()).collect();
+            (ids, tokens.try_get::<i64, _>(0).unwrap())
+        };
+        assert_eq!(left().await.1, 8, "one token each, and old-1's successor");
+        assert_eq!(store.purge_sessions(NOW - 50, 2).await.unwrap(), 2);
+        assert_eq!(store.purge_sessions(NOW - 50, 2).await.unwrap(), 1);
+        assert_eq!(store.purge_sessions(NOW - 50, 2).await.unwrap(), 0);
+        let (ids, tokens) = left().await;
+        assert_eq!(ids, ["cutoff", "live", "live-revoked", "recent"]);
+        assert_eq!(tokens, 4);
     }
 
     /// A sign-in finds what it needs of a user's sessions by index keys
