@@ -591,7 +591,8 @@ async fn sessions_expired_past_their_retention_are_purged_with_their_tokens() {
         .await
         .unwrap();
     }
-    // (sessions, refresh tokens) of an account.
+    // An account's sessions and their refresh tokens, and refresh tokens
+    // of any account left without their session.
     let count = |email: &'static str| {
         let url = t.database_url();
         async move {

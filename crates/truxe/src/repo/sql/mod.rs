@@ -164,7 +164,8 @@ const LIVE: &str = "revoked_at IS NULL AND expires_at > $3";
 /// (`sessions_ever`, 0 or 1), whether any was from the user agent in `$2`
 /// (`sessions_seen`, 0 or 1; `''` for none) and how many are live at `$3`
 /// (`sessions_live`). Each is an index lookup (migration 0012): ended
-/// sessions are kept, and a user may have had thousands.
+/// sessions are kept until their retention passes, and a user may have
+/// had thousands.
 fn session_counts(user: &str) -> String {
     format!(
         "CAST(CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE user_id = {user})
@@ -1397,6 +1398,14 @@ mod tests {
             read
         }
 
+        /// A connection of the fixture's SQLite store, for raw SQL.
+        async fn conn(&self) -> conns::Lease {
+            let conns::Db::Own(conns) = &self.store.db else {
+                panic!("the fixture is on SQLite");
+            };
+            conns.lease().await.unwrap()
+        }
+
         fn session(&self, id: &str) -> Session {
             Session {
                 id: id.into(),
@@ -1658,10 +1667,7 @@ mod tests {
             .await
             .is_ok());
         let left = || async {
-            let conns::Db::Own(conns) = &store.db else {
-                panic!("the fixture is on SQLite");
-            };
-            let mut conn = conns.lease().await.unwrap();
+            let mut conn = fx.conn().await;
             let ids = sqlx::query("SELECT id FROM sessions ORDER BY id")
                 .fetch_all(conn.get().unwrap())
                 .await
@@ -1691,10 +1697,7 @@ mod tests {
     #[tokio::test]
     async fn a_sign_in_finds_sessions_by_index_keys_not_by_going_through_them() {
         let fx = Fixture::new("p@example.com").await;
-        let conns::Db::Own(conns) = &fx.store.db else {
-            panic!("the fixture is on SQLite");
-        };
-        let mut conn = conns.lease().await.unwrap();
+        let mut conn = fx.conn().await;
         let plan = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", sign_in_sql()))
             .bind(&fx.user.email)
             .bind("agent")
