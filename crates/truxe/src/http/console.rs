@@ -7,7 +7,8 @@
 //! status and administrator, as the admin API audits its own.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -43,7 +44,7 @@ const SECTIONS: &[(&str, &str)] = &[
 ];
 
 /// An admitted request: the administrator and this browser's form token.
-struct Admitted {
+pub(crate) struct Admitted {
     p: Principal,
     csrf: String,
 }
@@ -162,6 +163,15 @@ async fn admit(app: &App, headers: &HeaderMap) -> Result<Admitted, Response> {
     }
 }
 
+/// A console page's administrator, admitted as [`admit`] does; the
+/// rejection is the page to show instead.
+impl FromRequestParts<App> for Admitted {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
+        admit(app, &parts.headers).await
+    }
+}
+
 /// An admitted form post: its CSRF token must be this browser's.
 async fn admit_form(
     app: &App,
@@ -216,13 +226,9 @@ pub(crate) struct UserQuery {
 /// `GET /admin/console`: users, searched by address and status.
 pub(crate) async fn users(
     State(app): State<App>,
-    headers: HeaderMap,
+    a: Admitted,
     q: Result<Query<UserQuery>, QueryRejection>,
 ) -> Response {
-    let a = match admit(&app, &headers).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let query = q.q.clone().filter(|s| !s.trim().is_empty());
     let status = q
@@ -281,15 +287,7 @@ pub(crate) async fn users(
 
 /// `GET /admin/console/users/{id}`: one user, their sessions,
 /// organizations and linked accounts, with what can be done.
-pub(crate) async fn user(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let a = match admit(&app, &headers).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
+pub(crate) async fn user(State(app): State<App>, a: Admitted, Path(id): Path<String>) -> Response {
     let d = match app.auth.admin_user(&a.p, &id, now()).await {
         Ok(d) => d,
         Err(e) => return a.problem(&app, e, "/admin/console"),
@@ -488,13 +486,9 @@ pub(crate) struct OrgQuery {
 /// `GET /admin/console/organizations`: organizations by name or slug.
 pub(crate) async fn organizations(
     State(app): State<App>,
-    headers: HeaderMap,
+    a: Admitted,
     q: Result<Query<OrgQuery>, QueryRejection>,
 ) -> Response {
-    let a = match admit(&app, &headers).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let query = q.q.filter(|s| !s.trim().is_empty());
     let here = "/admin/console/organizations";
@@ -528,13 +522,9 @@ pub(crate) async fn organizations(
 /// changed.
 pub(crate) async fn organization(
     State(app): State<App>,
-    headers: HeaderMap,
+    a: Admitted,
     Path(id): Path<String>,
 ) -> Response {
-    let a = match admit(&app, &headers).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     organization_page(&app, &a, &id, None).await
 }
 
@@ -848,15 +838,7 @@ pub(crate) async fn retry_delivery(
 
 /// `GET /admin/console/clients`: the applications that sign users in
 /// through Truxe, and a form for a new one.
-pub(crate) async fn clients(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Client(c): Client,
-) -> Response {
-    let a = match admit(&app, &headers).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
+pub(crate) async fn clients(State(app): State<App>, a: Admitted, Client(c): Client) -> Response {
     clients_page(&app, &a, &c, None).await
 }
 
@@ -1006,11 +988,7 @@ pub(crate) async fn client_action(
 }
 
 /// `GET /admin/console/keys`: the token-signing keys.
-pub(crate) async fn keys(State(app): State<App>, headers: HeaderMap) -> Response {
-    let a = match admit(&app, &headers).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
+pub(crate) async fn keys(State(app): State<App>, a: Admitted) -> Response {
     let list = match app.auth.signing_keys(&a.p) {
         Ok(l) => l,
         Err(e) => return a.problem(&app, e, "/admin/console/keys"),
@@ -1094,13 +1072,9 @@ pub(crate) struct AuditQuery {
 /// `GET /admin/console/audit`: the newest events, filtered.
 pub(crate) async fn audit_log(
     State(app): State<App>,
-    headers: HeaderMap,
+    a: Admitted,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Response {
-    let a = match admit(&app, &headers).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let some = |v: &Option<String>| {
         v.clone()
