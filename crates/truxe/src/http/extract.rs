@@ -17,6 +17,33 @@ use serde::de::DeserializeOwned;
 use super::{cookies, now, ApiError, App};
 use crate::service::{Caller, ClientInfo, Principal};
 
+/// Query parameters whose rejections use the API's error shape
+/// (`400 invalid_query`).
+pub struct ValidQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ValidQuery(v)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+/// `?orgId=` (or `org_id`) of a list that may be narrowed to one
+/// organization.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OrgQuery {
+    #[serde(rename = "orgId", alias = "org_id")]
+    pub org_id: Option<String>,
+}
+
 /// JSON body whose rejections use the API's error shape.
 pub struct ValidJson<T>(pub T);
 

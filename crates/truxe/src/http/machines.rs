@@ -10,7 +10,7 @@ use secure::Secret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{Client, ValidJson, Who};
+use super::extract::{Client, OrgQuery, ValidJson, ValidQuery, Who};
 use super::routes::ok;
 use super::{now, ApiError, App};
 use crate::model::{ApiKeyView, ServiceAccountView};
@@ -33,21 +33,12 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, ok(data)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OrgQuery {
-    #[serde(rename = "orgId")]
-    org_id: Option<String>,
-}
-
 pub(crate) async fn list(
     State(app): State<App>,
     Who(who): Who,
     Client(c): Client,
-    q: Result<axum::extract::Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+    ValidQuery(q): ValidQuery<OrgQuery>,
 ) -> Reply {
-    let axum::extract::Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let list = app
         .auth
         .service_accounts(&who, q.org_id.as_deref(), &c, now())

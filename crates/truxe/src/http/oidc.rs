@@ -16,7 +16,7 @@ use secure::Secret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{Auth, Client, ValidJson};
+use super::extract::{Auth, Client, OrgQuery, ValidJson, ValidQuery};
 use super::pages::{self, alert, field, hidden, para};
 use super::routes::ok;
 use super::{cookies, now, ApiError, App};
@@ -1615,9 +1615,9 @@ pub(crate) async fn list_clients(
     State(app): State<App>,
     Auth(p): Auth,
     Client(c): Client,
-    q: Result<Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+    ValidQuery(q): ValidQuery<OrgQuery>,
 ) -> Reply {
-    let org = q.ok().and_then(|Query(q)| q.org_id);
+    let org = q.org_id;
     let list: Vec<ClientView> = app
         .auth
         .list_clients(&p, org.as_deref(), &c, now())
@@ -1626,13 +1626,6 @@ pub(crate) async fn list_clients(
         .map(ClientView::from)
         .collect();
     Ok(ok(json!({"clients": list})))
-}
-
-/// `?orgId=` of the client list.
-#[derive(Debug, Deserialize)]
-pub(crate) struct OrgQuery {
-    #[serde(rename = "orgId", alias = "org_id")]
-    org_id: Option<String>,
 }
 
 /// `GET /api/oauth/clients/{id}`.

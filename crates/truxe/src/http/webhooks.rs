@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{Client, ValidJson, Who};
+use super::extract::{Client, OrgQuery, ValidJson, ValidQuery, Who};
 use super::routes::{ok, optional_json};
 use super::{now, ApiError, App};
 use crate::model::{DeliveryView, EndpointView};
@@ -15,13 +15,6 @@ use crate::repo::DeliveryFilter;
 use crate::service::{EndpointInput, WEBHOOK_ALIASES, WEBHOOK_EVENTS, WEBHOOK_NEVER_SENT};
 
 type Reply = Result<Json<Value>, ApiError>;
-
-fn query<T: serde::de::DeserializeOwned>(
-    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Result<T, ApiError> {
-    q.map(|axum::extract::Query(q)| q)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
-}
 
 pub(crate) async fn supported_events(Who(_): Who) -> Json<Value> {
     let ours = WEBHOOK_EVENTS
@@ -49,20 +42,12 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, ok(data)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OrgQuery {
-    #[serde(rename = "orgId")]
-    org_id: Option<String>,
-}
-
 pub(crate) async fn list(
     State(app): State<App>,
     Who(who): Who,
     Client(c): Client,
-    q: Result<axum::extract::Query<OrgQuery>, axum::extract::rejection::QueryRejection>,
+    ValidQuery(q): ValidQuery<OrgQuery>,
 ) -> Reply {
-    let q = query(q)?;
     let t = now();
     let list = app.auth.endpoints(&who, q.org_id.as_deref(), &c, t).await?;
     let views: Vec<_> = list.iter().map(|e| EndpointView::new(e, t)).collect();
@@ -157,9 +142,8 @@ pub(crate) async fn deliveries(
     State(app): State<App>,
     Who(who): Who,
     Client(c): Client,
-    q: Result<axum::extract::Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
+    ValidQuery(q): ValidQuery<DeliveryQuery>,
 ) -> Reply {
-    let q = query(q)?;
     let before = match q.cursor.as_deref() {
         None => None,
         Some(cur) => Some(

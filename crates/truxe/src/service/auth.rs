@@ -238,6 +238,23 @@ impl AuthService {
         e
     }
 
+    /// Records that caller `c` did `action` to `target`, successfully.
+    pub(super) async fn caller_event(
+        &self,
+        action: &str,
+        c: &super::Caller,
+        target: &str,
+        details: serde_json::Value,
+        ctx: &ClientInfo,
+        now: i64,
+    ) {
+        let e = self
+            .event(action, Outcome::Success, ctx, now)
+            .actor(c.actor())
+            .target(target);
+        self.record(e.details(details)).await;
+    }
+
     /// Records an audit event and queues the webhook deliveries it causes.
     /// A failed write is logged, not returned: the action itself already
     /// happened and is also in the service log.

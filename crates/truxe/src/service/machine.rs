@@ -382,22 +382,6 @@ impl AuthService {
         Ok((account, grant))
     }
 
-    async fn machine_event(
-        &self,
-        action: &str,
-        c: &Caller,
-        target: &str,
-        details: serde_json::Value,
-        ctx: &ClientInfo,
-        now: i64,
-    ) {
-        let e = self
-            .event(action, Outcome::Success, ctx, now)
-            .actor(c.actor())
-            .target(target);
-        self.record(e.details(details)).await;
-    }
-
     /// `POST /api/service-accounts`: returns the account and its client
     /// secret (shown once). Its permissions must be within the caller's.
     pub async fn create_service_account(
@@ -451,7 +435,7 @@ impl AuthService {
             }
             other => other?,
         }
-        self.machine_event(
+        self.caller_event(
             "service_account_created",
             c,
             &account.id,
@@ -542,7 +526,7 @@ impl AuthService {
             }
             other => other?,
         }
-        self.machine_event(
+        self.caller_event(
             "service_account_updated",
             c,
             id,
@@ -570,7 +554,7 @@ impl AuthService {
             "delete a service account holding",
         )?;
         self.store.delete_service_account(id).await?;
-        self.machine_event(
+        self.caller_event(
             "service_account_deleted",
             c,
             id,
@@ -655,7 +639,7 @@ impl AuthService {
             now,
         );
         self.store.create_api_key(&key).await?;
-        self.machine_event(
+        self.caller_event(
             "api_key_created",
             c,
             &key.id,
@@ -789,7 +773,7 @@ impl AuthService {
                 message: "the key was revoked or rotated meanwhile".into(),
             });
         }
-        self.machine_event(
+        self.caller_event(
             "api_key_rotated",
             c,
             &old.id,
@@ -814,7 +798,7 @@ impl AuthService {
         if !self.store.revoke_api_key(key_id, now).await? {
             return Err(AuthError::NotFound("the key is already revoked".into()));
         }
-        self.machine_event(
+        self.caller_event(
             "api_key_revoked",
             c,
             key_id,

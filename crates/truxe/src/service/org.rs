@@ -317,23 +317,6 @@ impl AuthService {
             })
     }
 
-    /// Records an organization event.
-    async fn org_event(
-        &self,
-        action: &str,
-        c: &Caller,
-        target: &str,
-        details: serde_json::Value,
-        ctx: &ClientInfo,
-        now: i64,
-    ) {
-        let e = self
-            .event(action, Outcome::Success, ctx, now)
-            .actor(c.actor())
-            .target(target);
-        self.record(e.details(details)).await;
-    }
-
     /// The org claims for `user_id` acting in `org_id`, or `None` if they
     /// are no longer a member.
     pub(super) async fn org_claims(
@@ -435,7 +418,7 @@ impl AuthService {
             }
             other => other?,
         }
-        self.org_event(
+        self.caller_event(
             "organization_created",
             c,
             &org.id,
@@ -537,7 +520,7 @@ impl AuthService {
             }
             other => other?,
         }
-        self.org_event(
+        self.caller_event(
             "organization_updated",
             c,
             id,
@@ -566,7 +549,7 @@ impl AuthService {
         }
         let parent = self.store.org(id).await?.and_then(|o| o.parent_id);
         self.store.delete_org(id).await?;
-        self.org_event(
+        self.caller_event(
             "organization_deleted",
             c,
             id,
@@ -662,7 +645,7 @@ impl AuthService {
                 ))
             }
         }
-        self.org_event(
+        self.caller_event(
             "member_role_changed",
             c,
             id,
@@ -718,7 +701,7 @@ impl AuthService {
                 ))
             }
         }
-        self.org_event(
+        self.caller_event(
             if leaving {
                 "member_left"
             } else {
@@ -813,7 +796,7 @@ impl AuthService {
         }
         grant.require_covers(&wanted, "define a role with")?;
         self.store.put_role(id, &def, now).await?;
-        self.org_event(
+        self.caller_event(
             if existing.is_some() {
                 "role_updated"
             } else {
@@ -866,7 +849,7 @@ impl AuthService {
             ));
         }
         self.store.delete_role(id, name).await?;
-        self.org_event(
+        self.caller_event(
             "role_deleted",
             c,
             id,
@@ -941,7 +924,7 @@ impl AuthService {
             self.store.revoke_invitation(id, &inv.id, now).await?;
             return Err(AuthError::Unavailable(e));
         }
-        self.org_event(
+        self.caller_event(
             "invitation_created",
             c,
             id,
@@ -980,7 +963,7 @@ impl AuthService {
         if !self.store.revoke_invitation(id, invitation_id, now).await? {
             return Err(AuthError::NotFound("no such pending invitation".into()));
         }
-        self.org_event(
+        self.caller_event(
             "invitation_revoked",
             c,
             id,
@@ -1025,7 +1008,7 @@ impl AuthService {
             Acceptance::AlreadyMember(inv, role) => (inv, role),
         };
         let org = self.store.org(&inv.org_id).await?.ok_or_else(invalid)?;
-        self.org_event(
+        self.caller_event(
             "invitation_accepted",
             c,
             &inv.org_id,
@@ -1065,7 +1048,7 @@ impl AuthService {
         {
             return Err(AuthError::Unauthenticated("session has ended".into()));
         }
-        self.org_event(
+        self.caller_event(
             "organization_switched",
             c,
             org_id.unwrap_or(""),

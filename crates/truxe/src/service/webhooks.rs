@@ -573,11 +573,8 @@ impl AuthService {
         ctx: &super::ClientInfo,
         now: i64,
     ) {
-        let e = self
-            .event(action, Outcome::Success, ctx, now)
-            .actor(c.actor())
-            .target(&ep.id);
-        self.record(e.details(serde_json::json!({"org_id": ep.org_id, "url": ep.url})))
+        let details = serde_json::json!({"org_id": ep.org_id, "url": ep.url});
+        self.caller_event(action, c, &ep.id, details, ctx, now)
             .await;
     }
 

@@ -1204,6 +1204,31 @@ async fn organizations_manage_their_own_oauth_clients() {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"]["clients"][0]["clientId"], id.as_str());
+    let (s, b) = call(
+        &t,
+        &owner,
+        Method::GET,
+        &format!("/api/oauth/clients?org_id={org}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["clients"][0]["clientId"], id.as_str());
+    // A parameter it does not know is named, not ignored.
+    let (s, b) = call(
+        &t,
+        &owner,
+        Method::GET,
+        &format!("/api/oauth/clients?orgId={org}&orgid={org}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["error"]["code"], "invalid_query");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("orgid"),
+        "{b}"
+    );
     let (s, _) = call(
         &t,
         &owner,
