@@ -7,13 +7,14 @@
 //! status and administrator, as the admin API audits its own.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use secure::audit::Outcome;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::extract::Client;
@@ -172,14 +173,25 @@ impl FromRequestParts<App> for Admitted {
     }
 }
 
-/// An admitted form post: its CSRF token must be this browser's.
-async fn admit_form(
-    app: &App,
-    headers: &HeaderMap,
-    csrf: Option<&str>,
-) -> Result<Admitted, Response> {
-    genuine(app, headers, csrf).ok_or_else(|| not_genuine(app))?;
-    admit(app, headers).await
+/// A console form: it carries the browser's CSRF token.
+trait ConsoleInput: DeserializeOwned + Send {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// An admitted form post and its fields: the form's CSRF token must be
+/// this browser's, then the administrator admitted as [`admit`] does.
+pub(crate) struct AdminForm<F>(Admitted, F);
+
+impl<F: ConsoleInput> FromRequest<App> for AdminForm<F> {
+    type Rejection = Response;
+    async fn from_request(req: Request, app: &App) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let Form(f) = Form::<F>::from_request(req, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        genuine(app, &headers, f.csrf()).ok_or_else(|| not_genuine(app))?;
+        Ok(AdminForm(admit(app, &headers).await?, f))
+    }
 }
 
 /// Audits every console request: `admin_console` with method, route and
@@ -400,19 +412,20 @@ pub(crate) struct ConsoleForm {
     public: Option<String>,
 }
 
+impl ConsoleInput for ConsoleForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// `POST /admin/console/users/{id}/{action}`: block, unblock, unlock,
 /// logout (every session) or delete (with `confirm=yes`).
 pub(crate) async fn user_action(
     State(app): State<App>,
-    headers: HeaderMap,
     Client(c): Client,
     Path((id, action)): Path<(String, String)>,
-    Form(f): Form<ConsoleForm>,
+    AdminForm(a, f): AdminForm<ConsoleForm>,
 ) -> Response {
-    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let t = now();
     let here = format!("/admin/console/users/{id}");
     let auth = &app.auth;
@@ -461,15 +474,10 @@ fn back_to(back: Option<&str>) -> &str {
 /// `POST /admin/console/sessions/{id}/end`.
 pub(crate) async fn end_session(
     State(app): State<App>,
-    headers: HeaderMap,
     Client(c): Client,
     Path(id): Path<String>,
-    Form(f): Form<ConsoleForm>,
+    AdminForm(a, f): AdminForm<ConsoleForm>,
 ) -> Response {
-    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let back = back_to(f.back.as_deref());
     match app.auth.admin_end_session(&a.p, &id, &c, now()).await {
         Ok(()) => a.mark(redirect(back, StatusCode::SEE_OTHER)),
@@ -713,6 +721,12 @@ pub(crate) struct OrgForm {
     events: Option<String>,
 }
 
+impl ConsoleInput for OrgForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// Space- or comma-separated words.
 fn words(s: Option<&str>) -> Vec<String> {
     s.unwrap_or("")
@@ -727,15 +741,10 @@ fn words(s: Option<&str>) -> Vec<String> {
 /// checks, audit events and webhooks), as a system administrator.
 pub(crate) async fn organization_action(
     State(app): State<App>,
-    headers: HeaderMap,
     Client(c): Client,
     Path((id, action)): Path<(String, String)>,
-    Form(f): Form<OrgForm>,
+    AdminForm(a, f): AdminForm<OrgForm>,
 ) -> Response {
-    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let t = now();
     let here = format!("/admin/console/organizations/{id}");
     let (auth, caller) = (&app.auth, &Caller::Admin(a.p.clone()));
@@ -820,15 +829,10 @@ pub(crate) async fn organization_action(
 /// `POST /admin/console/deliveries/{id}/retry`.
 pub(crate) async fn retry_delivery(
     State(app): State<App>,
-    headers: HeaderMap,
     Client(c): Client,
     Path(id): Path<String>,
-    Form(f): Form<ConsoleForm>,
+    AdminForm(a, f): AdminForm<ConsoleForm>,
 ) -> Response {
-    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let back = back_to(f.back.as_deref());
     match app.auth.admin_retry_delivery(&a.p, &id, &c, now()).await {
         Ok(_) => a.mark(redirect(back, StatusCode::SEE_OTHER)),
@@ -907,14 +911,9 @@ fn secret_shown(of: &str, secret: &str) -> String {
 /// `POST /admin/console/clients`: registers one; its secret shown once.
 pub(crate) async fn create_client(
     State(app): State<App>,
-    headers: HeaderMap,
     Client(c): Client,
-    Form(f): Form<ConsoleForm>,
+    AdminForm(a, f): AdminForm<ConsoleForm>,
 ) -> Response {
-    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let uris: Vec<String> = f
         .redirect_uris
         .as_deref()
@@ -952,15 +951,10 @@ pub(crate) async fn create_client(
 /// new one, shown once; the old one stops working).
 pub(crate) async fn client_action(
     State(app): State<App>,
-    headers: HeaderMap,
     Client(c): Client,
     Path((id, action)): Path<(String, String)>,
-    Form(f): Form<ConsoleForm>,
+    AdminForm(a, _): AdminForm<ConsoleForm>,
 ) -> Response {
-    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     let back = "/admin/console/clients";
     match action.as_str() {
         "delete" => match app.auth.delete_client(&a.p, &id, &c, now()).await {
@@ -1029,14 +1023,9 @@ pub(crate) async fn keys(State(app): State<App>, a: Admitted) -> Response {
 /// `POST /admin/console/keys/rotate`.
 pub(crate) async fn rotate_key(
     State(app): State<App>,
-    headers: HeaderMap,
     Client(c): Client,
-    Form(f): Form<ConsoleForm>,
+    AdminForm(a, _): AdminForm<ConsoleForm>,
 ) -> Response {
-    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     match app.auth.rotate_signing_key(&a.p, &c, now()).await {
         Ok(_) => a.mark(redirect("/admin/console/keys", StatusCode::SEE_OTHER)),
         Err(e) => a.problem(&app, e, "/admin/console/keys"),
@@ -1046,15 +1035,10 @@ pub(crate) async fn rotate_key(
 /// `POST /admin/console/keys/{kid}/retire`.
 pub(crate) async fn retire_key(
     State(app): State<App>,
-    headers: HeaderMap,
     Client(c): Client,
     Path(kid): Path<String>,
-    Form(f): Form<ConsoleForm>,
+    AdminForm(a, _): AdminForm<ConsoleForm>,
 ) -> Response {
-    let a = match admit_form(&app, &headers, f.csrf.as_deref()).await {
-        Ok(a) => a,
-        Err(res) => return res,
-    };
     match app.auth.retire_signing_key(&a.p, &kid, &c, now()).await {
         Ok(()) => a.mark(redirect("/admin/console/keys", StatusCode::SEE_OTHER)),
         Err(e) => a.problem(&app, e, "/admin/console/keys"),
