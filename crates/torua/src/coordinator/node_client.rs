@@ -266,6 +266,18 @@ impl NodeClient {
         format!("{}{path}", node.addr)
     }
 
+    /// [`Self::send`], then the answer's JSON body.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> R<T> {
+        let res = self.send(req, timeout).await?;
+        res.json()
+            .await
+            .map_err(|e| CallError::Unreachable(short(&e)))
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> R<reqwest::Response> {
         let res = req.timeout(timeout).send().await.map_err(|e| {
             // A connect error means no byte of the request left: safe to
@@ -430,10 +442,7 @@ impl NodeClient {
             .http(node)
             .get(Self::url(node, &format!("/shard/{shard}/store")))
             .query(&q);
-        let res = self.send(req, self.timeout).await?;
-        res.json()
-            .await
-            .map_err(|e| CallError::Unreachable(short(&e)))
+        self.send_json(req, self.timeout).await
     }
 
     /// Opens (creates) a shard on a node.
@@ -460,17 +469,13 @@ impl NodeClient {
         shard: u32,
         req: &GroupRequest,
     ) -> R<GroupStatus> {
-        let res = self
-            .send(
-                self.http(node)
-                    .put(Self::url(node, &format!("/shard/{shard}/group")))
-                    .json(req),
-                self.timeout,
-            )
-            .await?;
-        res.json()
-            .await
-            .map_err(|e| CallError::Unreachable(short(&e)))
+        self.send_json(
+            self.http(node)
+                .put(Self::url(node, &format!("/shard/{shard}/group")))
+                .json(req),
+            self.timeout,
+        )
+        .await
     }
 
     /// Hands a group's leadership over to the voter `to`; sent to its leader.
@@ -480,17 +485,13 @@ impl NodeClient {
         shard: u32,
         to: &NodeInfo,
     ) -> R<GroupStatus> {
-        let res = self
-            .send(
-                self.http(node)
-                    .post(Self::url(node, &format!("/shard/{shard}/group/transfer")))
-                    .json(&serde_json::json!({ "to": to })),
-                Duration::from_secs(10),
-            )
-            .await?;
-        res.json()
-            .await
-            .map_err(|e| CallError::Unreachable(short(&e)))
+        self.send_json(
+            self.http(node)
+                .post(Self::url(node, &format!("/shard/{shard}/group/transfer")))
+                .json(&serde_json::json!({ "to": to })),
+            Duration::from_secs(10),
+        )
+        .await
     }
 
     /// Changes a group's voters; sent to its leader, which adds new members
@@ -501,17 +502,13 @@ impl NodeClient {
         shard: u32,
         req: &GroupRequest,
     ) -> R<GroupStatus> {
-        let res = self
-            .send(
-                self.http(node)
-                    .post(Self::url(node, &format!("/shard/{shard}/group/members")))
-                    .json(req),
-                Duration::from_secs(120),
-            )
-            .await?;
-        res.json()
-            .await
-            .map_err(|e| CallError::Unreachable(short(&e)))
+        self.send_json(
+            self.http(node)
+                .post(Self::url(node, &format!("/shard/{shard}/group/members")))
+                .json(req),
+            Duration::from_secs(120),
+        )
+        .await
     }
 
     /// Stops a node's replica of a group and deletes it.
@@ -592,10 +589,7 @@ impl NodeClient {
         timeout: Duration,
     ) -> R<serde_json::Value> {
         let req = self.http(node).request(method, Self::url(node, path));
-        let res = self.send(req, timeout).await?;
-        res.json()
-            .await
-            .map_err(|e| CallError::Unreachable(short(&e)))
+        self.send_json(req, timeout).await
     }
 
     /// POSTs JSON to a node's `path` (broadcast).
