@@ -3,7 +3,7 @@
 //! administrator flag itself; the HTTP layer additionally authenticates
 //! and audits every admin request before a handler runs.
 
-use secure::audit::{AuditEvent, Outcome};
+use secure::audit::AuditEvent;
 
 use super::auth::{ClientInfo, Principal};
 use super::AuthError;
@@ -31,22 +31,6 @@ impl AuthService {
         } else {
             Err(AuthError::Forbidden("admin role required".into()))
         }
-    }
-
-    async fn admin_event(
-        &self,
-        action: &str,
-        p: &Principal,
-        target: &str,
-        details: serde_json::Value,
-        ctx: &ClientInfo,
-        now: i64,
-    ) {
-        let e = self
-            .event(action, Outcome::Success, ctx, now)
-            .actor(&p.user.id)
-            .target(target);
-        self.record(e.details(details)).await;
     }
 
     async fn existing_user(&self, id: &str) -> Result<User, AuthError> {
@@ -114,13 +98,13 @@ impl AuthService {
         } else {
             0
         };
-        self.admin_event(
+        self.actor_event(
             if blocked {
                 "user_blocked"
             } else {
                 "user_unblocked"
             },
-            p,
+            &p.user.id,
             id,
             serde_json::json!({"sessions_ended": ended}),
             ctx,
@@ -143,8 +127,15 @@ impl AuthService {
         self.existing_user(id).await?;
         self.store.clear_failures(id, now).await?;
         tracing::info!(admin_id = %p.user.id, user_id = %id, "account unlocked by admin");
-        self.admin_event("account_unlock", p, id, serde_json::json!({}), ctx, now)
-            .await;
+        self.actor_event(
+            "account_unlock",
+            &p.user.id,
+            id,
+            serde_json::json!({}),
+            ctx,
+            now,
+        )
+        .await;
         Ok(())
     }
 
@@ -162,9 +153,9 @@ impl AuthService {
             .store
             .revoke_user_sessions(id, "logged_out_by_admin", now)
             .await?;
-        self.admin_event(
+        self.actor_event(
             "user_logged_out",
-            p,
+            &p.user.id,
             id,
             serde_json::json!({"sessions_ended": n}),
             ctx,
@@ -215,9 +206,9 @@ impl AuthService {
             .collect();
         self.store.erase_user(id, &user.email).await?;
         tracing::info!(admin_id = %p.user.id, user_id = %id, "user deleted and erased");
-        self.admin_event(
+        self.actor_event(
             "user_deleted",
-            p,
+            &p.user.id,
             id,
             serde_json::json!({"organizations": orgs}),
             ctx,
@@ -265,9 +256,9 @@ impl AuthService {
             .filter(|s| s.is_live(now))
             .ok_or_else(|| AuthError::NotFound("no such live session".into()))?;
         self.store.revoke_session(id, "ended_by_admin", now).await?;
-        self.admin_event(
+        self.actor_event(
             "admin_session_ended",
-            p,
+            &p.user.id,
             id,
             serde_json::json!({"user_id": s.user_id}),
             ctx,

@@ -238,7 +238,24 @@ impl AuthService {
         e
     }
 
-    /// Records that caller `c` did `action` to `target`, successfully.
+    /// Records that `actor` did `action` to `target`, successfully.
+    pub(super) async fn actor_event(
+        &self,
+        action: &str,
+        actor: &str,
+        target: &str,
+        details: serde_json::Value,
+        ctx: &ClientInfo,
+        now: i64,
+    ) {
+        let e = self
+            .event(action, Outcome::Success, ctx, now)
+            .actor(actor)
+            .target(target);
+        self.record(e.details(details)).await;
+    }
+
+    /// [`Self::actor_event`] for caller `c`.
     pub(super) async fn caller_event(
         &self,
         action: &str,
@@ -248,11 +265,8 @@ impl AuthService {
         ctx: &ClientInfo,
         now: i64,
     ) {
-        let e = self
-            .event(action, Outcome::Success, ctx, now)
-            .actor(c.actor())
-            .target(target);
-        self.record(e.details(details)).await;
+        self.actor_event(action, &c.actor(), target, details, ctx, now)
+            .await;
     }
 
     /// Records an audit event and queues the webhook deliveries it causes.
