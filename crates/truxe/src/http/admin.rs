@@ -14,7 +14,7 @@ use secure::audit::Outcome;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{Auth, Client, Page};
+use super::extract::{Auth, Client, Page, ValidQuery};
 use super::{now, ApiError, App};
 use crate::model::{IdentityView, OrgView, SessionView, User, UserView};
 use crate::repo::UserFilter;
@@ -123,10 +123,8 @@ pub(crate) struct UserQuery {
 pub(crate) async fn users(
     State(app): State<App>,
     AdminCaller(p): AdminCaller,
-    q: Result<axum::extract::Query<UserQuery>, axum::extract::rejection::QueryRejection>,
+    ValidQuery(q): ValidQuery<UserQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let axum::extract::Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     let filter = UserFilter {
         query: q.q.filter(|s| !s.is_empty()),
@@ -245,10 +243,8 @@ pub(crate) struct SessionQuery {
 pub(crate) async fn sessions(
     State(app): State<App>,
     AdminCaller(p): AdminCaller,
-    q: Result<axum::extract::Query<SessionQuery>, axum::extract::rejection::QueryRejection>,
+    ValidQuery(q): ValidQuery<SessionQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let axum::extract::Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let page = Page {
         limit: q.limit,
         cursor: q.cursor,
@@ -298,10 +294,8 @@ pub(crate) struct AuditParams {
 pub(crate) async fn audit(
     State(app): State<App>,
     AdminCaller(p): AdminCaller,
-    q: Result<axum::extract::Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+    ValidQuery(q): ValidQuery<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let axum::extract::Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(

@@ -204,10 +204,8 @@ pub struct Page {
 impl<S: Send + Sync> FromRequestParts<S> for Page {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<Page>::from_request_parts(parts, state)
-            .await
-            .map(|q| q.0)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+        let ValidQuery(page) = ValidQuery::from_request_parts(parts, state).await?;
+        Ok(page)
     }
 }
 
